@@ -1,0 +1,138 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// Defaults, tuned for three appliances on one LAN. hashicorp/raft's own
+// defaults (1 s heartbeat and election timeouts) give 1.5-3 s elections;
+// these aim for a new leader well inside 1.5 s without flapping on a busy
+// two-core appliance.
+const (
+	DefaultHeartbeatTimeout   = 500 * time.Millisecond
+	DefaultElectionTimeout    = 500 * time.Millisecond
+	DefaultLeaderLeaseTimeout = 250 * time.Millisecond
+	DefaultCommitTimeout      = 20 * time.Millisecond
+	DefaultMaxAppendEntries   = 256
+	DefaultSnapshotThreshold  = 8192
+	DefaultSnapshotInterval   = 30 * time.Second
+	DefaultTrailingLogs       = 10240
+	DefaultSnapshotRetain     = 2
+	DefaultApplyTimeout       = 10 * time.Second
+	DefaultDialTimeout        = 2 * time.Second
+	DefaultStatusInterval     = time.Second
+	DefaultGCInterval         = time.Minute
+
+	// MaxCommandSize is the largest command Apply accepts. Commands are small
+	// records; bulk data (audio) is chunked by the caller.
+	MaxCommandSize = 256 << 10
+)
+
+// Config configures one cluster node.
+type Config struct {
+	// DataDir holds the node ID, the Raft log (raft/), the state (state/) and
+	// snapshots (snapshots/).
+	DataDir string
+	// NodeID is used only when the data directory has no node ID yet; a new
+	// UUID is made when both are empty.
+	NodeID string
+	// BindAddr is the TCP address the cluster port listens on (Raft and RPC).
+	BindAddr string
+	// AdvertiseAddr is the address other nodes dial; defaults to the bound
+	// address, which must then not be a wildcard.
+	AdvertiseAddr string
+
+	// Bootstrap starts a new single-node cluster if this node has no state.
+	Bootstrap bool
+	// BootstrapExpect lists the cluster addresses of all initial voters,
+	// this node's included. Each node waits until it has reached all of them,
+	// then all bootstrap the same configuration.
+	BootstrapExpect []string
+	// Join lists cluster addresses of existing members to join through when
+	// this node has no state.
+	Join []string
+
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	MaxAppendEntries   int
+	SnapshotThreshold  uint64
+	SnapshotInterval   time.Duration
+	TrailingLogs       uint64
+	// ApplyTimeout bounds Apply when its context has no deadline.
+	ApplyTimeout time.Duration
+	// StatusInterval is how often each node asks its peers for their status.
+	StatusInterval time.Duration
+	// GCInterval is how often Badger garbage collection runs.
+	GCInterval time.Duration
+
+	Logger *slog.Logger
+}
+
+// withDefaults fills zero fields from the DefaultX constants.
+func (c Config) withDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.HeartbeatTimeout, DefaultHeartbeatTimeout)
+	def(&c.ElectionTimeout, DefaultElectionTimeout)
+	def(&c.LeaderLeaseTimeout, DefaultLeaderLeaseTimeout)
+	def(&c.CommitTimeout, DefaultCommitTimeout)
+	def(&c.SnapshotInterval, DefaultSnapshotInterval)
+	def(&c.ApplyTimeout, DefaultApplyTimeout)
+	def(&c.StatusInterval, DefaultStatusInterval)
+	def(&c.GCInterval, DefaultGCInterval)
+	if c.MaxAppendEntries == 0 {
+		c.MaxAppendEntries = DefaultMaxAppendEntries
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = DefaultSnapshotThreshold
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = DefaultTrailingLogs
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Validate reports the first configuration problem, naming the field.
+func (c Config) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("cluster: data_dir is required")
+	}
+	if _, _, err := net.SplitHostPort(c.BindAddr); err != nil {
+		return fmt.Errorf("cluster: bind_addr %q: %w", c.BindAddr, err)
+	}
+	if c.AdvertiseAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdvertiseAddr); err != nil {
+			return fmt.Errorf("cluster: advertise_addr %q: %w", c.AdvertiseAddr, err)
+		}
+	}
+	n := 0
+	for _, set := range []bool{c.Bootstrap, len(c.BootstrapExpect) > 0, len(c.Join) > 0} {
+		if set {
+			n++
+		}
+	}
+	if n > 1 {
+		return errors.New("cluster: bootstrap, bootstrap_expect and join are exclusive: choose one")
+	}
+	for _, a := range append(append([]string(nil), c.BootstrapExpect...), c.Join...) {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("cluster: peer address %q: %w", a, err)
+		}
+	}
+	if c.MaxAppendEntries < 0 || c.MaxAppendEntries > 1024 {
+		return fmt.Errorf("cluster: max_append_entries %d is outside 1..1024", c.MaxAppendEntries)
+	}
+	return nil
+}

@@ -1,0 +1,136 @@
+package cluster
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Status is what a node reports about itself and the cluster as it sees it.
+type Status struct {
+	NodeID       string    `json:"node_id"`
+	Addr         string    `json:"addr"`
+	State        string    `json:"state"` // Leader, Follower, Candidate, Shutdown
+	LeaderID     string    `json:"leader_id"`
+	LeaderAddr   string    `json:"leader_addr"`
+	Term         uint64    `json:"term"`
+	CommitIndex  uint64    `json:"commit_index"`
+	AppliedIndex uint64    `json:"applied_index"`
+	LastLogIndex uint64    `json:"last_log_index"`
+	LastSnapshot uint64    `json:"last_snapshot_index"`
+	LastContact  string    `json:"last_contact"` // a follower's last contact with the leader
+	Members      []Member  `json:"members"`
+	Time         time.Time `json:"time"`
+}
+
+// Member is one server in the Raft configuration, with what this node last
+// heard from it over the cluster RPC.
+type Member struct {
+	ID            string  `json:"id"`
+	Addr          string  `json:"addr"`
+	Voter         bool    `json:"voter"`
+	Self          bool    `json:"self"`
+	Leader        bool    `json:"leader"`
+	Reachable     bool    `json:"reachable"`
+	State         string  `json:"state,omitempty"`
+	AppliedIndex  uint64  `json:"applied_index"`
+	LastContact   *string `json:"last_contact,omitempty"` // RFC 3339 time of the last answer
+	LastContactMS int64   `json:"last_contact_ago_ms"`    // -1 when never heard from
+}
+
+// PeerStatus is the last answer from one peer.
+type PeerStatus struct {
+	At     time.Time
+	Status Status
+	Err    error
+}
+
+// Status returns this node's view of the cluster.
+func (n *Node) Status() Status {
+	leaderAddr, leaderID := n.raft.LeaderWithID()
+	stats := n.raft.Stats()
+	st := Status{
+		NodeID:       n.id,
+		Addr:         n.addr,
+		State:        n.raft.State().String(),
+		LeaderID:     string(leaderID),
+		LeaderAddr:   string(leaderAddr),
+		Term:         n.raft.CurrentTerm(),
+		CommitIndex:  n.raft.CommitIndex(),
+		AppliedIndex: n.fsm.Applied(),
+		LastLogIndex: n.raft.LastIndex(),
+		LastContact:  stats["last_contact"],
+		Time:         time.Now().UTC(),
+	}
+	if metas, err := n.snaps.List(); err == nil && len(metas) > 0 {
+		st.LastSnapshot = metas[0].Index
+	}
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return st
+	}
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	for _, s := range f.Configuration().Servers {
+		m := Member{
+			ID:            string(s.ID),
+			Addr:          string(s.Address),
+			Voter:         s.Suffrage == raft.Voter,
+			Self:          string(s.ID) == n.id,
+			Leader:        s.ID == leaderID,
+			LastContactMS: -1,
+		}
+		if m.Self {
+			m.Reachable, m.State, m.AppliedIndex, m.LastContactMS = true, st.State, st.AppliedIndex, 0
+		} else if p := n.peers[m.ID]; p != nil && !p.At.IsZero() {
+			at := p.At.UTC().Format(time.RFC3339Nano)
+			m.LastContact = &at
+			m.LastContactMS = time.Since(p.At).Milliseconds()
+			m.Reachable = p.Err == nil && m.LastContactMS < int64(3*n.cfg.StatusInterval/time.Millisecond)
+			m.State, m.AppliedIndex = p.Status.State, p.Status.AppliedIndex
+		}
+		st.Members = append(st.Members, m)
+	}
+	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].Addr < st.Members[j].Addr })
+	return st
+}
+
+// statusLoop asks every other member for its status, so each node knows when
+// it last heard from each peer and how far behind each one is.
+func (n *Node) statusLoop(ctx context.Context) {
+	t := time.NewTicker(n.cfg.StatusInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		f := n.raft.GetConfiguration()
+		if f.Error() != nil {
+			continue
+		}
+		for _, s := range f.Configuration().Servers {
+			if string(s.ID) == n.id {
+				continue
+			}
+			cctx, cancel := context.WithTimeout(ctx, n.cfg.StatusInterval)
+			resp, err := n.client.call(cctx, string(s.Address), &rpcRequest{Op: opStatus, FromNode: n.id})
+			cancel()
+			n.peersMu.Lock()
+			p := n.peers[string(s.ID)]
+			if p == nil {
+				p = &PeerStatus{}
+				n.peers[string(s.ID)] = p
+			}
+			if err == nil && resp.Status != nil {
+				p.At, p.Status, p.Err = time.Now(), *resp.Status, nil
+			} else {
+				p.Err = err
+			}
+			n.peersMu.Unlock()
+		}
+	}
+}
