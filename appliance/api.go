@@ -1,0 +1,291 @@
+package appliance
+
+// The HTTP API.
+//
+// These routes are administrative and diagnostic, and they are not
+// authenticated yet: operator accounts and roles arrive with the console
+// issue. Until then bind http_addr to loopback (the default) or to a
+// management network that only administrators can reach.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/gin-gonic/gin"
+
+	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/cluster"
+)
+
+// API limits.
+const (
+	// MaxRequestBody is the largest request body the API reads.
+	MaxRequestBody = 1 << 20
+	// MaxCommandIDLen is the longest command ID a client may give.
+	MaxCommandIDLen = 200
+	// RetryAfterSeconds is what a 503 tells the client to wait: about one
+	// election.
+	RetryAfterSeconds = 1
+)
+
+// Read consistencies for GET /api/v1/diag/records.
+const (
+	// ConsistencyLocal reads this node's state as it is: fast, and at most
+	// a few milliseconds behind the leader.
+	ConsistencyLocal = "local"
+	// ConsistencyLinearizable first waits until this node has applied
+	// everything committed before the request, as confirmed by the leader.
+	ConsistencyLinearizable = "linearizable"
+)
+
+// clusterNode is what the API needs from the cluster.
+type clusterNode interface {
+	Apply(ctx context.Context, id string, data []byte) (cluster.Result, error)
+	View(fn func(txn *badger.Txn) error) error
+	LinearizableView(ctx context.Context, fn func(txn *badger.Txn) error) error
+	Status() cluster.Status
+	Join(ctx context.Context, id, addr string) error
+	Remove(ctx context.Context, id string) error
+}
+
+var _ clusterNode = (*cluster.Node)(nil)
+
+// DiagRecordRequest is the body of POST /api/v1/diag/records.
+type DiagRecordRequest struct {
+	ID    string `json:"id"`    // command ID: a retry with the same ID is applied once
+	Key   string `json:"key"`   // record key: 1 to 200 bytes, no '/'
+	Value string `json:"value"` // any text
+}
+
+// DiagRecordResponse is the reply to POST /api/v1/diag/records.
+type DiagRecordResponse struct {
+	Index     uint64 `json:"index"`     // Raft log index at which the command was applied
+	Duplicate bool   `json:"duplicate"` // the ID had been applied before; nothing new was written
+}
+
+// DiagRecordsResponse is the reply to GET /api/v1/diag/records.
+type DiagRecordsResponse struct {
+	Consistency string                  `json:"consistency"`
+	Records     []monitoring.DiagRecord `json:"records"`
+}
+
+// MemberRequest is the body of POST /api/v1/cluster/members.
+type MemberRequest struct {
+	ID   string `json:"id"`   // the new node's ID (vigil status on it shows it)
+	Addr string `json:"addr"` // the new node's cluster address, host:port
+}
+
+// ErrorResponse is the body of every error reply.
+type ErrorResponse struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"` // the request field at fault, for 400
+}
+
+// api serves the HTTP API of one node.
+type api struct {
+	cluster clusterNode
+	logger  *slog.Logger
+}
+
+// newAPI returns the HTTP handler of the API. The routes are unauthenticated
+// until the console issue adds operator auth; see the comment at the top of
+// this file.
+func newAPI(c clusterNode, logger *slog.Logger) http.Handler {
+	gin.SetMode(gin.ReleaseMode)
+	a := &api{cluster: c, logger: logger}
+	r := gin.New()
+	_ = r.SetTrustedProxies(nil) // never believe X-Forwarded-For
+	r.HandleMethodNotAllowed = true
+	r.Use(requestLogger(logger), gin.Recovery())
+	r.NoRoute(func(c *gin.Context) {
+		c.JSON(http.StatusNotFound, ErrorResponse{Error: "no such route: " + c.Request.URL.Path})
+	})
+	r.NoMethod(func(c *gin.Context) {
+		c.JSON(http.StatusMethodNotAllowed, ErrorResponse{Error: c.Request.Method + " is not allowed on " + c.Request.URL.Path})
+	})
+
+	v1 := r.Group("/api/v1")
+	v1.GET("/cluster/status", a.clusterStatus)
+	v1.POST("/cluster/members", a.joinMember)
+	v1.DELETE("/cluster/members/:id", a.removeMember)
+	v1.POST("/diag/records", a.postDiagRecord)
+	v1.GET("/diag/records", a.getDiagRecords)
+	return r
+}
+
+// GET /api/v1/cluster/status: this node's view of the cluster.
+func (a *api) clusterStatus(c *gin.Context) {
+	c.JSON(http.StatusOK, a.cluster.Status())
+}
+
+// POST /api/v1/cluster/members {"id","addr"}: add a voter.
+func (a *api) joinMember(c *gin.Context) {
+	var req MemberRequest
+	if !bindJSON(c, &req) {
+		return
+	}
+	if req.ID == "" {
+		badRequest(c, "id", "id is required")
+		return
+	}
+	if err := checkHostPort("addr", req.Addr, false); err != nil {
+		badRequest(c, "addr", fmt.Sprintf("addr %q must be the node's cluster address as host:port", req.Addr))
+		return
+	}
+	if err := a.cluster.Join(c.Request.Context(), req.ID, req.Addr); err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, req)
+}
+
+// DELETE /api/v1/cluster/members/:id: remove a member.
+func (a *api) removeMember(c *gin.Context) {
+	id := c.Param("id")
+	if err := a.cluster.Remove(c.Request.Context(), id); err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"id": id})
+}
+
+// POST /api/v1/diag/records {"id","key","value"}: append a record.
+func (a *api) postDiagRecord(c *gin.Context) {
+	var req DiagRecordRequest
+	if !bindJSON(c, &req) {
+		return
+	}
+	switch {
+	case req.ID == "":
+		badRequest(c, "id", "id is required: give every command a unique ID and reuse it when you retry")
+		return
+	case len(req.ID) > MaxCommandIDLen:
+		badRequest(c, "id", fmt.Sprintf("id is %d bytes, longer than the limit of %d", len(req.ID), MaxCommandIDLen))
+		return
+	}
+	if err := monitoring.ValidateDiagKey(req.Key); err != nil {
+		var fe *monitoring.FieldError
+		field := "key"
+		if errors.As(err, &fe) {
+			field = fe.Field
+		}
+		badRequest(c, field, err.Error())
+		return
+	}
+	res, err := a.cluster.Apply(c.Request.Context(), req.ID, monitoring.EncodeDiagRecord(req.Key, req.Value))
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, DiagRecordResponse{Index: res.Index, Duplicate: res.Duplicate})
+}
+
+// GET /api/v1/diag/records?prefix=&consistency=local|linearizable
+func (a *api) getDiagRecords(c *gin.Context) {
+	prefix := c.Query("prefix")
+	consistency := c.DefaultQuery("consistency", ConsistencyLocal)
+	var recs []monitoring.DiagRecord
+	read := func(txn *badger.Txn) error {
+		var err error
+		recs, err = monitoring.DiagRecords(txn, prefix)
+		return err
+	}
+	var err error
+	switch consistency {
+	case ConsistencyLocal:
+		err = a.cluster.View(read)
+	case ConsistencyLinearizable:
+		err = a.cluster.LinearizableView(c.Request.Context(), read)
+	default:
+		badRequest(c, "consistency", fmt.Sprintf("consistency %q must be %q or %q", consistency, ConsistencyLocal, ConsistencyLinearizable))
+		return
+	}
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	if recs == nil {
+		recs = []monitoring.DiagRecord{}
+	}
+	c.JSON(http.StatusOK, DiagRecordsResponse{Consistency: consistency, Records: recs})
+}
+
+// bindJSON decodes the request body into v, refusing unknown fields, and
+// replies 400 when it cannot.
+func bindJSON(c *gin.Context, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, MaxRequestBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("more than one JSON value")
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &tooBig):
+		c.JSON(http.StatusRequestEntityTooLarge, ErrorResponse{Error: fmt.Sprintf("body is larger than %d bytes", MaxRequestBody)})
+	case errors.Is(err, io.EOF):
+		badRequest(c, "body", "body is empty: send a JSON object")
+	default:
+		badRequest(c, "body", "body is not the expected JSON object: "+err.Error())
+	}
+	return false
+}
+
+func badRequest(c *gin.Context, field, msg string) {
+	c.JSON(http.StatusBadRequest, ErrorResponse{Error: msg, Field: field})
+}
+
+// writeError replies with the status that tells the client what to do next.
+func writeError(c *gin.Context, err error) {
+	var refused *cluster.RefusedError
+	switch {
+	case errors.As(err, &refused):
+		c.JSON(http.StatusConflict, ErrorResponse{Error: refused.Reason})
+	case errors.Is(err, cluster.ErrUnknownOutcome):
+		c.JSON(http.StatusGatewayTimeout, ErrorResponse{Error: "the outcome is unknown: the command may or may not have been applied; " +
+			"retry with the same id, which is safe and returns the first result"})
+	case errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrClosed):
+		c.Header("Retry-After", strconv.Itoa(RetryAfterSeconds))
+		c.JSON(http.StatusServiceUnavailable, ErrorResponse{Error: "no leader: the cluster has no quorum or is electing a leader; retry shortly (" + err.Error() + ")"})
+	case errors.Is(err, cluster.ErrCommandTooLarge):
+		c.JSON(http.StatusRequestEntityTooLarge, ErrorResponse{Error: err.Error()})
+	default:
+		c.JSON(http.StatusInternalServerError, ErrorResponse{Error: err.Error()})
+	}
+}
+
+// requestLogger logs each request with slog: successful reads at debug
+// level (status polling is frequent), everything else at info, server
+// errors at warn.
+func requestLogger(logger *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		status := c.Writer.Status()
+		level := slog.LevelInfo
+		switch {
+		case status >= 500:
+			level = slog.LevelWarn
+		case c.Request.Method == http.MethodGet && status < 400:
+			level = slog.LevelDebug
+		}
+		host, _, _ := net.SplitHostPort(c.Request.RemoteAddr)
+		logger.LogAttrs(c.Request.Context(), level, "http request",
+			slog.String(logKeyMethod, c.Request.Method),
+			slog.String(logKeyPath, c.Request.URL.Path),
+			slog.Int(logKeyStatus, status),
+			slog.Duration(logKeyDuration, time.Since(start)),
+			slog.String(logKeyRemote, host))
+	}
+}

@@ -1,0 +1,529 @@
+package appliance
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/vigilarc/vigil/cluster"
+)
+
+// Version is the release version, set at build time with
+// -ldflags "-X github.com/vigilarc/vigil/appliance.Version=v1.2.3".
+var Version = "dev"
+
+// DefaultAPIURL is where the client commands (status, cluster) find a node.
+const DefaultAPIURL = "http://" + DefaultHTTPAddr
+
+// DefaultClientTimeout bounds one client command's HTTP request. It is
+// longer than the default apply timeout, so the server answers first.
+const DefaultClientTimeout = 15 * time.Second
+
+// Exit codes of the vigil command.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the command ran and failed
+	exitUsage   = 2 // the command line was wrong
+)
+
+// errUsage marks a command-line mistake; its message has been printed.
+var errUsage = errors.New("usage error")
+
+const mainUsage = `vigil: the Vigil lone-worker alarm receiving appliance.
+
+Usage:
+  vigil <command> [arguments]
+
+Commands:
+  serve        run this appliance's node
+  status       show a node's view of the cluster
+  cluster      change cluster membership (join, remove)
+  devcluster   run a three-node cluster on this machine for development
+  version      print the version
+  help         show help for a command
+
+Run 'vigil help <command>' or 'vigil <command> -h' for a command's flags.
+`
+
+// Main runs the vigil command line with args (as in os.Args) and returns the
+// process exit code. ctx ends when the process is asked to stop.
+func Main(ctx context.Context, args []string) int {
+	c := &cli{stdout: os.Stdout, stderr: os.Stderr, lookupEnv: os.LookupEnv}
+	return c.run(ctx, args)
+}
+
+// cli is the command line, with its outputs and environment injected so
+// tests can run it.
+type cli struct {
+	stdout, stderr io.Writer
+	lookupEnv      func(string) (string, bool)
+}
+
+func (c *cli) run(ctx context.Context, args []string) int {
+	if len(args) < 2 {
+		fmt.Fprint(c.stderr, mainUsage)
+		return exitUsage
+	}
+	cmd, rest := args[1], args[2:]
+	var err error
+	switch cmd {
+	case "serve":
+		err = c.serve(ctx, rest)
+	case "status":
+		err = c.status(ctx, rest)
+	case "cluster":
+		err = c.clusterCmd(ctx, rest)
+	case "devcluster":
+		err = c.devcluster(ctx, rest)
+	case "version", "--version", "-version":
+		fmt.Fprintln(c.stdout, versionString())
+	case "help", "-h", "-help", "--help":
+		err = c.help(rest)
+	default:
+		fmt.Fprintf(c.stderr, "vigil: unknown command %q\n\n%s", cmd, mainUsage)
+		return exitUsage
+	}
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.Is(err, errUsage):
+		return exitUsage
+	default:
+		fmt.Fprintf(c.stderr, "vigil %s: %v\n", cmd, err)
+		return exitFailure
+	}
+}
+
+func (c *cli) help(args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(c.stdout, mainUsage)
+		return nil
+	}
+	var fs *flag.FlagSet
+	switch args[0] {
+	case "serve":
+		fs, _ = serveFlags(c.stdout)
+	case "status":
+		fs, _, _ = statusFlags(c.stdout, c.lookupEnv)
+	case "cluster":
+		fs, _ = clusterFlags(c.stdout, "cluster", c.lookupEnv)
+	case "devcluster":
+		fs, _ = devclusterFlags(c.stdout)
+	case "version":
+		fmt.Fprintln(c.stdout, "Usage: vigil version\n\nPrints the version, the commit it was built from and the Go version.")
+		return nil
+	default:
+		fmt.Fprintf(c.stderr, "vigil help: unknown command %q\n\n%s", args[0], mainUsage)
+		return errUsage
+	}
+	fs.Usage()
+	return nil
+}
+
+// parseArgs parses flags that may come before, between or after the
+// positional arguments, and returns the positional ones.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, errUsage // flag has printed the error and the usage
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func usageErr(fs *flag.FlagSet, format string, a ...any) error {
+	fmt.Fprintf(fs.Output(), "vigil %s: %s\n\n", fs.Name(), fmt.Sprintf(format, a...))
+	fs.Usage()
+	return errUsage
+}
+
+// ---- serve ----
+
+// serveOptions are the flags of vigil serve.
+type serveOptions struct {
+	config, dataDir, nodeID, clusterAddr, advertiseAddr, httpAddr, logLevel string
+	bootstrap                                                               bool
+	bootstrapExpect, join                                                   string
+}
+
+func serveFlags(out io.Writer) (*flag.FlagSet, *serveOptions) {
+	o := &serveOptions{}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&o.config, "config", "", "YAML configuration `file` (default $VIGIL_CONFIG, else none)")
+	fs.StringVar(&o.dataDir, "data-dir", "", "data `directory` (data_dir; default "+DefaultDataDir+")")
+	fs.StringVar(&o.nodeID, "node-id", "", "node `ID` for a new data directory (node_id; default a new UUID)")
+	fs.StringVar(&o.clusterAddr, "cluster-addr", "", "cluster port `host:port` to listen on (cluster.bind_addr; default "+DefaultClusterAddr+")")
+	fs.StringVar(&o.advertiseAddr, "advertise-addr", "", "cluster `host:port` that peers dial (cluster.advertise_addr; default the cluster address)")
+	fs.StringVar(&o.httpAddr, "http-addr", "", "HTTP API `host:port` (http_addr; default "+DefaultHTTPAddr+")")
+	fs.StringVar(&o.logLevel, "log-level", "", "debug, info, warn or error (log_level; default "+DefaultLogLevel+")")
+	fs.BoolVar(&o.bootstrap, "bootstrap", false, "start a new single-node cluster if the data directory is new (cluster.bootstrap)")
+	fs.StringVar(&o.bootstrapExpect, "bootstrap-expect", "", "comma-separated cluster `addresses` of all initial voters, this node's included (cluster.bootstrap_expect)")
+	fs.StringVar(&o.join, "join", "", "comma-separated cluster `addresses` of members to join through (cluster.join)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: vigil serve [flags]
+
+Runs this appliance's node until SIGINT or SIGTERM, then stops it cleanly
+(a second signal stops it at once).
+
+Settings come from, in increasing precedence: built-in defaults (a single
+appliance with data in %s, cluster port %s, API on %s), the
+YAML file given with --config, VIGIL_ environment variables (cluster.bind_addr
+is VIGIL_CLUSTER_BIND_ADDR; lists are comma-separated), then these flags.
+--bootstrap, --bootstrap-expect and --join are one choice: the layer that sets
+any of them replaces the others. See docs/install.md for every setting.
+
+The HTTP API has no operator authentication yet: keep --http-addr on loopback
+or a management network.
+
+Flags:
+`, DefaultDataDir, DefaultClusterAddr, DefaultHTTPAddr)
+		fs.PrintDefaults()
+	}
+	return fs, o
+}
+
+// loadServeConfig returns the configuration of vigil serve: defaults, then
+// the file, then the environment, then the flags in args. It validates the
+// result.
+func loadServeConfig(args []string, lookupEnv func(string) (string, bool), out io.Writer) (Config, error) {
+	fs, o := serveFlags(out)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return Config{}, err
+	}
+	if len(pos) > 0 {
+		return Config{}, usageErr(fs, "unexpected argument %q", pos[0])
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	path := o.config
+	if !set["config"] {
+		path, _ = lookupEnv(EnvPrefix + "CONFIG")
+	}
+	cfg, err := LoadConfig(path, lookupEnv)
+	if err != nil {
+		return Config{}, err
+	}
+	if set["bootstrap"] || set["bootstrap-expect"] || set["join"] {
+		cfg.Cluster.resetMode()
+	}
+	for name, dst := range map[string]*string{
+		"data-dir":       &cfg.DataDir,
+		"node-id":        &cfg.NodeID,
+		"cluster-addr":   &cfg.Cluster.BindAddr,
+		"advertise-addr": &cfg.Cluster.AdvertiseAddr,
+		"http-addr":      &cfg.HTTPAddr,
+		"log-level":      &cfg.LogLevel,
+	} {
+		if set[name] {
+			*dst = fs.Lookup(name).Value.String()
+		}
+	}
+	if set["bootstrap"] {
+		b := o.bootstrap
+		cfg.Cluster.Bootstrap = &b
+	}
+	if set["bootstrap-expect"] {
+		cfg.Cluster.BootstrapExpect = splitList(o.bootstrapExpect)
+	}
+	if set["join"] {
+		cfg.Cluster.Join = splitList(o.join)
+	}
+	return cfg, cfg.Validate()
+}
+
+func (c *cli) serve(ctx context.Context, args []string) error {
+	cfg, err := loadServeConfig(args, c.lookupEnv, c.stderr)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = newLogger(c.stderr, cfg.LogLevel)
+	n, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := n.Open(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	cfg.Logger.Info("stopping: signal received")
+	return n.Close()
+}
+
+// ---- client commands ----
+
+// apiClient talks to one node's HTTP API.
+type apiClient struct {
+	base string
+	http *http.Client
+}
+
+// newAPIClient accepts "http://host:port" or plain "host:port".
+func newAPIClient(addr string, timeout time.Duration) (*apiClient, error) {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("--addr %q is not a URL such as %s", addr, DefaultAPIURL)
+	}
+	return &apiClient{base: strings.TrimRight(u.String(), "/"), http: &http.Client{Timeout: timeout}}, nil
+}
+
+// do sends a request and returns the body of a 2xx reply, or the server's
+// error message.
+func (a *apiClient) do(ctx context.Context, method, path string, body any) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach %s: %w", a.base, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read reply from %s: %w", a.base, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e ErrorResponse
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return nil, fmt.Errorf("%s (HTTP %d from %s)", e.Error, resp.StatusCode, a.base)
+		}
+		return nil, fmt.Errorf("HTTP %d from %s: %s", resp.StatusCode, a.base, strings.TrimSpace(string(b)))
+	}
+	return b, nil
+}
+
+// addrFlag adds --addr, defaulting to $VIGIL_ADDR or DefaultAPIURL.
+func addrFlag(fs *flag.FlagSet, lookupEnv func(string) (string, bool)) *string {
+	def := DefaultAPIURL
+	if v, ok := lookupEnv(EnvPrefix + "ADDR"); ok && v != "" {
+		def = v
+	}
+	return fs.String("addr", def, "`URL` of any node's HTTP API (default $VIGIL_ADDR, else "+DefaultAPIURL+")")
+}
+
+func statusFlags(out io.Writer, lookupEnv func(string) (string, bool)) (*flag.FlagSet, *string, *bool) {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(out)
+	addr := addrFlag(fs, lookupEnv)
+	asJSON := fs.Bool("json", false, "print the node's status as raw JSON")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: vigil status [--addr URL] [--json]
+
+Shows how one node sees the cluster: its state, the leader, the term, the
+commit and applied indexes, and each member with its address, state, applied
+index and when this node last heard from it. Ask another node to see its view.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	return fs, addr, asJSON
+}
+
+func (c *cli) status(ctx context.Context, args []string) error {
+	fs, addr, asJSON := statusFlags(c.stderr, c.lookupEnv)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErr(fs, "unexpected argument %q", pos[0])
+	}
+	client, err := newAPIClient(*addr, DefaultClientTimeout)
+	if err != nil {
+		return err
+	}
+	b, err := client.do(ctx, http.MethodGet, "/api/v1/cluster/status", nil)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		c.stdout.Write(b)
+		if !bytes.HasSuffix(b, []byte("\n")) {
+			fmt.Fprintln(c.stdout)
+		}
+		return nil
+	}
+	var st cluster.Status
+	if err := json.Unmarshal(b, &st); err != nil {
+		return fmt.Errorf("cannot decode status from %s: %w", client.base, err)
+	}
+	writeStatus(c.stdout, st)
+	return nil
+}
+
+// writeStatus prints st as a human-readable table.
+func writeStatus(w io.Writer, st cluster.Status) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "Node:\t%s (%s) at %s\n", st.NodeID, st.State, st.Addr)
+	if st.LeaderID != "" {
+		fmt.Fprintf(tw, "Leader:\t%s at %s\n", st.LeaderID, st.LeaderAddr)
+	} else {
+		fmt.Fprintf(tw, "Leader:\tnone: no quorum, or an election is under way\n")
+	}
+	fmt.Fprintf(tw, "Term:\t%d\n", st.Term)
+	fmt.Fprintf(tw, "Commit index:\t%d\n", st.CommitIndex)
+	fmt.Fprintf(tw, "Applied index:\t%d\n", st.AppliedIndex)
+	fmt.Fprintf(tw, "Last log index:\t%d\n", st.LastLogIndex)
+	fmt.Fprintf(tw, "Last snapshot:\t%d\n", st.LastSnapshot)
+	if st.State != "Leader" && st.LastContact != "" {
+		fmt.Fprintf(tw, "Leader contact:\t%s\n", st.LastContact)
+	}
+	tw.Flush()
+
+	fmt.Fprintf(w, "\nMembers (%d):\n", len(st.Members))
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tADDRESS\tROLE\tSTATE\tAPPLIED\tLAST CONTACT")
+	for _, m := range st.Members {
+		role := "voter"
+		if !m.Voter {
+			role = "nonvoter"
+		}
+		if m.Leader {
+			role += ", leader"
+		}
+		state, applied := m.State, fmt.Sprint(m.AppliedIndex)
+		if state == "" {
+			state, applied = "?", "?"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Addr, role, state, applied, lastContact(m))
+	}
+	tw.Flush()
+}
+
+func lastContact(m cluster.Member) string {
+	switch {
+	case m.Self:
+		return "this node"
+	case m.LastContactMS < 0:
+		return "never (unreachable)"
+	}
+	ago := (time.Duration(m.LastContactMS) * time.Millisecond).String() + " ago"
+	if !m.Reachable {
+		return ago + " (unreachable)"
+	}
+	return ago
+}
+
+func clusterFlags(out io.Writer, name string, lookupEnv func(string) (string, bool)) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	addr := addrFlag(fs, lookupEnv)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage:
+  vigil cluster join ID ADDR [--addr URL]   add node ID, whose cluster address is ADDR, as a voter
+  vigil cluster remove ID [--addr URL]      remove node ID from the cluster
+
+Any node takes the request and passes it to the leader. A node is never
+removed automatically: to replace a failed appliance, remove the old ID,
+then join the new node (or start it with cluster.join). vigil status shows
+the IDs.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	return fs, addr
+}
+
+func (c *cli) clusterCmd(ctx context.Context, args []string) error {
+	fs, addr := clusterFlags(c.stderr, "cluster", c.lookupEnv)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usageErr(fs, "missing subcommand: join or remove")
+	}
+	client, err := newAPIClient(*addr, DefaultClientTimeout)
+	if err != nil {
+		return err
+	}
+	switch pos[0] {
+	case "join":
+		if len(pos) != 3 {
+			return usageErr(fs, "join needs the node ID and its cluster address: vigil cluster join ID ADDR")
+		}
+		req := MemberRequest{ID: pos[1], Addr: pos[2]}
+		if _, err := client.do(ctx, http.MethodPost, "/api/v1/cluster/members", req); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "node %s at %s is a voter\n", req.ID, req.Addr)
+	case "remove":
+		if len(pos) != 2 {
+			return usageErr(fs, "remove needs exactly one node ID: vigil cluster remove ID")
+		}
+		if _, err := client.do(ctx, http.MethodDelete, "/api/v1/cluster/members/"+url.PathEscape(pos[1]), nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "node %s removed\n", pos[1])
+	default:
+		return usageErr(fs, "unknown subcommand %q: want join or remove", pos[0])
+	}
+	return nil
+}
+
+// versionString describes this build.
+func versionString() string {
+	s := "vigil " + Version
+	var extra []string
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		var rev, modified string
+		for _, kv := range bi.Settings {
+			switch kv.Key {
+			case "vcs.revision":
+				rev = kv.Value
+			case "vcs.modified":
+				if kv.Value == "true" {
+					modified = "-modified"
+				}
+			}
+		}
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		if rev != "" {
+			extra = append(extra, "commit "+rev+modified)
+		}
+	}
+	extra = append(extra, runtime.Version(), runtime.GOOS+"/"+runtime.GOARCH)
+	return s + " (" + strings.Join(extra, ", ") + ")"
+}

@@ -1,0 +1,497 @@
+package appliance
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/vigilarc/vigil/cluster"
+)
+
+// Defaults of a single-node appliance. Cluster timing defaults come from the
+// cluster package, which tunes them for appliances on one LAN.
+const (
+	DefaultDataDir     = "./data"
+	DefaultClusterAddr = "127.0.0.1:7000"
+	DefaultHTTPAddr    = "127.0.0.1:8080"
+	DefaultLogLevel    = "info"
+
+	// EnvPrefix begins every environment variable that overrides the
+	// configuration file: cluster.bind_addr is VIGIL_CLUSTER_BIND_ADDR.
+	EnvPrefix = "VIGIL_"
+)
+
+// Config is one appliance's configuration.
+//
+// Values come from, in increasing precedence: DefaultConfig, the YAML file
+// given with --config (or VIGIL_CONFIG), VIGIL_ environment variables, and
+// the command-line flags of vigil serve. Each layer overrides only the
+// fields it sets. Bootstrap, bootstrap_expect and join are one choice: a
+// layer that sets any of them replaces all three from the layers below.
+type Config struct {
+	// DataDir is the directory that holds everything the node keeps: its
+	// node ID, the Raft log, the replicated state and snapshots. Losing it
+	// loses this node's copy, not the cluster's.
+	DataDir string `yaml:"data_dir"`
+
+	// NodeID names the node when its data directory is new. Empty means a
+	// new random UUID. Once the directory holds an ID, a different NodeID is
+	// an error. IDs are never addresses: an appliance keeps its ID when its
+	// address changes.
+	NodeID string `yaml:"node_id"`
+
+	// HTTPAddr is the host:port of the HTTP API. The API has no operator
+	// authentication yet: keep it on loopback or a management network.
+	HTTPAddr string `yaml:"http_addr"`
+
+	// LogLevel is the lowest level logged to stderr: debug, info, warn or
+	// error.
+	LogLevel string `yaml:"log_level"`
+
+	// Cluster configures the cluster port and Raft.
+	Cluster ClusterConfig `yaml:"cluster"`
+
+	// Logger receives the node's logs. It is not read from the file; nil
+	// means a text logger on stderr at LogLevel.
+	Logger *slog.Logger `yaml:"-"`
+}
+
+// ClusterConfig configures how a node talks to its peers and runs Raft.
+type ClusterConfig struct {
+	// BindAddr is the host:port that the cluster port (Raft and the
+	// cluster RPC) listens on.
+	BindAddr string `yaml:"bind_addr"`
+
+	// AdvertiseAddr is the host:port that other nodes dial to reach this
+	// one. Empty means BindAddr, which must then not be a wildcard such as
+	// 0.0.0.0.
+	AdvertiseAddr string `yaml:"advertise_addr"`
+
+	// Bootstrap starts a new single-node cluster when the data directory is
+	// new. Unset means true when neither BootstrapExpect nor Join is given,
+	// which is what a single appliance wants. Set it to false for a node
+	// that waits to be added with vigil cluster join.
+	Bootstrap *bool `yaml:"bootstrap"`
+
+	// BootstrapExpect lists the cluster addresses (advertise addresses) of
+	// all the initial voters, this node's own included, exactly as each
+	// node advertises itself. A new node waits until it has reached all of
+	// them; then they form the cluster together. Give every initial node the
+	// same list.
+	BootstrapExpect []string `yaml:"bootstrap_expect"`
+
+	// Join lists cluster addresses of existing members. A new node asks
+	// them to add it as a voter until one does.
+	Join []string `yaml:"join"`
+
+	// HeartbeatTimeout is how long a follower waits without hearing from
+	// the leader before it starts an election.
+	HeartbeatTimeout time.Duration `yaml:"heartbeat_timeout"`
+
+	// ElectionTimeout is how long a candidate waits for votes before it
+	// starts another election. At least HeartbeatTimeout.
+	ElectionTimeout time.Duration `yaml:"election_timeout"`
+
+	// LeaderLeaseTimeout is how long a leader goes on leading without
+	// hearing from a quorum. At most HeartbeatTimeout.
+	LeaderLeaseTimeout time.Duration `yaml:"leader_lease_timeout"`
+
+	// CommitTimeout is the longest the leader waits before it sends an
+	// empty append to move the followers' commit index forward.
+	CommitTimeout time.Duration `yaml:"commit_timeout"`
+
+	// ApplyTimeout bounds one write, including waiting for a leader and
+	// retries through an election. After it the client gets 503 or 504.
+	ApplyTimeout time.Duration `yaml:"apply_timeout"`
+
+	// MaxAppendEntries is the most log entries sent in one append, 1 to 1024.
+	MaxAppendEntries int `yaml:"max_append_entries"`
+
+	// SnapshotThreshold is how many new log entries cause a snapshot.
+	SnapshotThreshold uint64 `yaml:"snapshot_threshold"`
+
+	// SnapshotInterval is how often the node checks SnapshotThreshold.
+	SnapshotInterval time.Duration `yaml:"snapshot_interval"`
+
+	// TrailingLogs is how many log entries are kept after a snapshot, so
+	// that a follower a little behind catches up from the log rather than
+	// from a whole snapshot.
+	TrailingLogs uint64 `yaml:"trailing_logs"`
+}
+
+// DefaultConfig returns the configuration of a single-node appliance that
+// keeps its data in ./data, listens for peers on 127.0.0.1:7000 and serves
+// the API on 127.0.0.1:8080.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:  DefaultDataDir,
+		HTTPAddr: DefaultHTTPAddr,
+		LogLevel: DefaultLogLevel,
+		Cluster: ClusterConfig{
+			BindAddr:           DefaultClusterAddr,
+			HeartbeatTimeout:   cluster.DefaultHeartbeatTimeout,
+			ElectionTimeout:    cluster.DefaultElectionTimeout,
+			LeaderLeaseTimeout: cluster.DefaultLeaderLeaseTimeout,
+			CommitTimeout:      cluster.DefaultCommitTimeout,
+			ApplyTimeout:       cluster.DefaultApplyTimeout,
+			MaxAppendEntries:   cluster.DefaultMaxAppendEntries,
+			SnapshotThreshold:  cluster.DefaultSnapshotThreshold,
+			SnapshotInterval:   cluster.DefaultSnapshotInterval,
+			TrailingLogs:       cluster.DefaultTrailingLogs,
+		},
+	}
+}
+
+// FieldError is a configuration problem with one field.
+type FieldError struct {
+	Field  string // the field's YAML path, such as "cluster.bind_addr"
+	Value  string // the offending value as given, or "" when it is missing
+	Reason string
+}
+
+func (e *FieldError) Error() string {
+	if e.Value == "" {
+		return fmt.Sprintf("config: %s: %s", e.Field, e.Reason)
+	}
+	return fmt.Sprintf("config: %s %q: %s", e.Field, e.Value, e.Reason)
+}
+
+func fieldErr(field, value, format string, a ...any) error {
+	return &FieldError{Field: field, Value: value, Reason: fmt.Sprintf(format, a...)}
+}
+
+// Validate returns the first problem in c as a *FieldError naming the field.
+func (c Config) Validate() error {
+	if strings.TrimSpace(c.DataDir) == "" {
+		return fieldErr("data_dir", "", "is required")
+	}
+	if err := checkHostPort("http_addr", c.HTTPAddr, true); err != nil {
+		return err
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return fieldErr("log_level", c.LogLevel, "%v", err)
+	}
+	return c.Cluster.validate()
+}
+
+func (c ClusterConfig) validate() error {
+	if err := checkHostPort("cluster.bind_addr", c.BindAddr, true); err != nil {
+		return err
+	}
+	self := c.AdvertiseAddr
+	if self == "" {
+		if host, _, _ := net.SplitHostPort(c.BindAddr); isWildcard(host) {
+			return fieldErr("cluster.advertise_addr", "", "is required when cluster.bind_addr %q is a wildcard", c.BindAddr)
+		}
+		self = c.BindAddr
+	} else {
+		if err := checkHostPort("cluster.advertise_addr", c.AdvertiseAddr, false); err != nil {
+			return err
+		}
+		if host, _, _ := net.SplitHostPort(c.AdvertiseAddr); isWildcard(host) {
+			return fieldErr("cluster.advertise_addr", c.AdvertiseAddr, "must be an address other nodes can dial, not a wildcard")
+		}
+	}
+
+	if c.Bootstrap != nil && *c.Bootstrap && len(c.BootstrapExpect) > 0 {
+		return fieldErr("cluster.bootstrap", "true", "cannot be combined with cluster.bootstrap_expect: choose one")
+	}
+	if c.Bootstrap != nil && *c.Bootstrap && len(c.Join) > 0 {
+		return fieldErr("cluster.bootstrap", "true", "cannot be combined with cluster.join: choose one")
+	}
+	if len(c.BootstrapExpect) > 0 && len(c.Join) > 0 {
+		return fieldErr("cluster.join", strings.Join(c.Join, ","), "cannot be combined with cluster.bootstrap_expect: choose one")
+	}
+	for i, a := range c.BootstrapExpect {
+		if err := checkHostPort("cluster.bootstrap_expect", a, false); err != nil {
+			return err
+		}
+		if slices.Contains(c.BootstrapExpect[:i], a) {
+			return fieldErr("cluster.bootstrap_expect", a, "is listed twice")
+		}
+	}
+	if len(c.BootstrapExpect) > 0 && !slices.Contains(c.BootstrapExpect, self) {
+		return fieldErr("cluster.bootstrap_expect", strings.Join(c.BootstrapExpect, ","),
+			"must list this node's own cluster address %q, written the same way", self)
+	}
+	for _, a := range c.Join {
+		if err := checkHostPort("cluster.join", a, false); err != nil {
+			return err
+		}
+	}
+
+	// The same rules as hashicorp/raft's ValidateConfig, named after our fields.
+	switch {
+	case c.HeartbeatTimeout < 5*time.Millisecond:
+		return fieldErr("cluster.heartbeat_timeout", c.HeartbeatTimeout.String(), "must be at least 5ms")
+	case c.ElectionTimeout < c.HeartbeatTimeout:
+		return fieldErr("cluster.election_timeout", c.ElectionTimeout.String(), "must be at least cluster.heartbeat_timeout (%s)", c.HeartbeatTimeout)
+	case c.LeaderLeaseTimeout < 5*time.Millisecond:
+		return fieldErr("cluster.leader_lease_timeout", c.LeaderLeaseTimeout.String(), "must be at least 5ms")
+	case c.LeaderLeaseTimeout > c.HeartbeatTimeout:
+		return fieldErr("cluster.leader_lease_timeout", c.LeaderLeaseTimeout.String(), "must be at most cluster.heartbeat_timeout (%s)", c.HeartbeatTimeout)
+	case c.CommitTimeout < time.Millisecond:
+		return fieldErr("cluster.commit_timeout", c.CommitTimeout.String(), "must be at least 1ms")
+	case c.ApplyTimeout <= 0:
+		return fieldErr("cluster.apply_timeout", c.ApplyTimeout.String(), "must be positive")
+	case c.MaxAppendEntries < 1 || c.MaxAppendEntries > 1024:
+		return fieldErr("cluster.max_append_entries", strconv.Itoa(c.MaxAppendEntries), "must be between 1 and 1024")
+	case c.SnapshotThreshold < 1:
+		return fieldErr("cluster.snapshot_threshold", "0", "must be at least 1")
+	case c.SnapshotInterval < 5*time.Millisecond:
+		return fieldErr("cluster.snapshot_interval", c.SnapshotInterval.String(), "must be at least 5ms")
+	}
+	return nil
+}
+
+// bootstrap reports whether a new node starts a single-node cluster.
+func (c ClusterConfig) bootstrap() bool {
+	if c.Bootstrap != nil {
+		return *c.Bootstrap
+	}
+	return len(c.BootstrapExpect) == 0 && len(c.Join) == 0
+}
+
+// clusterConfig returns the cluster package's configuration for c.
+func (c Config) clusterConfig(logger *slog.Logger) cluster.Config {
+	return cluster.Config{
+		DataDir:            c.DataDir,
+		NodeID:             c.NodeID,
+		BindAddr:           c.Cluster.BindAddr,
+		AdvertiseAddr:      c.Cluster.AdvertiseAddr,
+		Bootstrap:          c.Cluster.bootstrap(),
+		BootstrapExpect:    c.Cluster.BootstrapExpect,
+		Join:               c.Cluster.Join,
+		HeartbeatTimeout:   c.Cluster.HeartbeatTimeout,
+		ElectionTimeout:    c.Cluster.ElectionTimeout,
+		LeaderLeaseTimeout: c.Cluster.LeaderLeaseTimeout,
+		CommitTimeout:      c.Cluster.CommitTimeout,
+		MaxAppendEntries:   c.Cluster.MaxAppendEntries,
+		SnapshotThreshold:  c.Cluster.SnapshotThreshold,
+		SnapshotInterval:   c.Cluster.SnapshotInterval,
+		TrailingLogs:       c.Cluster.TrailingLogs,
+		ApplyTimeout:       c.Cluster.ApplyTimeout,
+		Logger:             logger,
+	}
+}
+
+func checkHostPort(field, v string, mayBeZero bool) error {
+	if v == "" {
+		return fieldErr(field, "", "is required (host:port)")
+	}
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return fieldErr(field, v, "is not host:port: %v", err)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return fieldErr(field, v, "port %q is not a number from 0 to 65535", port)
+	}
+	if p == 0 && !mayBeZero {
+		return fieldErr(field, v, "needs a port other than 0")
+	}
+	return nil
+}
+
+func isWildcard(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
+}
+
+// LoadConfig returns DefaultConfig overridden by the YAML file at path (none
+// when path is empty) and then by VIGIL_ environment variables found with
+// lookupEnv (os.LookupEnv in production). Unknown keys in the file are
+// errors, so a typo never silently leaves a default in place. It does not
+// validate: flags may still override the result.
+func LoadConfig(path string, lookupEnv func(string) (string, bool)) (Config, error) {
+	c := DefaultConfig()
+	if path != "" {
+		if err := c.loadFile(path); err != nil {
+			return Config{}, err
+		}
+	}
+	if err := c.applyEnv(lookupEnv); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+func (c *Config) loadFile(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("cannot read config file: %w", err)
+	}
+	decode := func(into *Config) error {
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(into); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("cannot read config file %s: %w", path, err)
+		}
+		return nil
+	}
+	// A first pass into a zero Config tells whether the file chooses the
+	// start mode; the second decodes over the layers below, keeping every
+	// field the file does not mention.
+	var probe Config
+	if err := decode(&probe); err != nil {
+		return err
+	}
+	if p := probe.Cluster; p.Bootstrap != nil || p.BootstrapExpect != nil || p.Join != nil {
+		c.Cluster.resetMode()
+	}
+	return decode(c)
+}
+
+// modeKeys are the fields that together choose how a new node starts.
+var modeKeys = []string{"cluster.bootstrap", "cluster.bootstrap_expect", "cluster.join"}
+
+// resetMode clears the start mode, before a layer sets its own.
+func (c *ClusterConfig) resetMode() {
+	c.Bootstrap, c.BootstrapExpect, c.Join = nil, nil, nil
+}
+
+// ConfigKeys returns the YAML path of every configuration field, such as
+// "cluster.bind_addr", in declaration order.
+func ConfigKeys() []string {
+	var keys []string
+	walkFields(reflect.ValueOf(&Config{}).Elem(), "", func(path string, _ reflect.Value) error {
+		keys = append(keys, path)
+		return nil
+	})
+	return keys
+}
+
+// EnvName returns the environment variable that overrides the field at the
+// YAML path key: "cluster.bind_addr" is VIGIL_CLUSTER_BIND_ADDR.
+func EnvName(key string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// applyEnv sets every field whose environment variable is set and not
+// empty. Lists are comma-separated; durations are Go durations ("500ms").
+func (c *Config) applyEnv(lookupEnv func(string) (string, bool)) error {
+	get := func(key string) (string, bool) {
+		s, ok := lookupEnv(EnvName(key))
+		return s, ok && strings.TrimSpace(s) != ""
+	}
+	for _, k := range modeKeys {
+		if _, ok := get(k); ok {
+			c.Cluster.resetMode()
+			break
+		}
+	}
+	return walkFields(reflect.ValueOf(c).Elem(), "", func(path string, v reflect.Value) error {
+		s, ok := get(path)
+		if !ok {
+			return nil
+		}
+		if err := setString(v, s); err != nil {
+			return fieldErr(path, s, "from %s: %v", EnvName(path), err)
+		}
+		return nil
+	})
+}
+
+// walkFields calls fn with the YAML path and value of every leaf field.
+func walkFields(v reflect.Value, prefix string, fn func(path string, v reflect.Value) error) error {
+	t := v.Type()
+	for i := range t.NumField() {
+		tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+		if tag == "-" || tag == "" {
+			continue
+		}
+		path := prefix + tag
+		f := v.Field(i)
+		if f.Kind() == reflect.Struct && f.Type() != reflect.TypeFor[time.Duration]() {
+			if err := walkFields(f, path+".", fn); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := fn(path, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setString parses s into v, by v's type.
+func setString(v reflect.Value, s string) error {
+	s = strings.TrimSpace(s)
+	switch v.Interface().(type) {
+	case string:
+		v.SetString(s)
+	case time.Duration:
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		v.SetInt(int64(d))
+	case *bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		v.Set(reflect.ValueOf(&b))
+	case []string:
+		v.Set(reflect.ValueOf(splitList(s)))
+	case int:
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return err
+		}
+		v.SetInt(int64(n))
+	case uint64:
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return err
+		}
+		v.SetUint(n)
+	default:
+		return fmt.Errorf("unsupported type %s", v.Type())
+	}
+	return nil
+}
+
+// splitList splits a comma-separated list, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for p := range strings.SplitSeq(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parseLevel parses a log level name.
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	switch strings.ToLower(s) {
+	case "debug":
+		l = slog.LevelDebug
+	case "info":
+		l = slog.LevelInfo
+	case "warn", "warning":
+		l = slog.LevelWarn
+	case "error":
+		l = slog.LevelError
+	default:
+		return l, errors.New("must be debug, info, warn or error")
+	}
+	return l, nil
+}

@@ -1,0 +1,30 @@
+package appliance
+
+import (
+	"io"
+	"log/slog"
+)
+
+// Log attribute keys used by this package.
+const (
+	logKeySystem   = "system"
+	logKeyError    = "error"
+	logKeyMethod   = "method"
+	logKeyPath     = "path"
+	logKeyStatus   = "status"
+	logKeyDuration = "duration"
+	logKeyRemote   = "remote"
+	logKeyHTTP     = "http_addr"
+	logKeyCluster  = "cluster_addr"
+	logKeyNode     = "node"
+)
+
+// newLogger returns a text logger on w at the named level (info when the
+// name is not a level; Validate has caught that before).
+func newLogger(w io.Writer, level string) *slog.Logger {
+	l, err := parseLevel(level)
+	if err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}

@@ -1,0 +1,144 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/cluster"
+)
+
+// Timeouts of the HTTP server.
+const (
+	DefaultHTTPReadHeaderTimeout = 10 * time.Second
+	DefaultHTTPReadTimeout       = 30 * time.Second
+	DefaultHTTPIdleTimeout       = 2 * time.Minute
+	// DefaultShutdownTimeout is how long Close lets HTTP requests in flight
+	// finish before it cuts them off.
+	DefaultShutdownTimeout = 5 * time.Second
+)
+
+// Node is one running appliance: the composition root that wires the
+// cluster node, the monitoring state machine and the HTTP API.
+//
+// New does no I/O. Open starts the parts bottom up (cluster, then HTTP);
+// Close stops them in reverse order and is safe to call twice.
+type Node struct {
+	cfg     Config
+	logger  *slog.Logger
+	fsm     *monitoring.FSM
+	cluster *cluster.Node
+
+	httpLn  net.Listener
+	httpSrv *http.Server
+	wg      sync.WaitGroup
+
+	mu        sync.Mutex // guards opened
+	opened    bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New returns a node for cfg. It validates cfg and does no I/O.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = newLogger(os.Stderr, cfg.LogLevel)
+	}
+	fsm := monitoring.NewFSM()
+	cn, err := cluster.New(cfg.clusterConfig(logger), fsm)
+	if err != nil {
+		return nil, err
+	}
+	return &Node{cfg: cfg, logger: logger, fsm: fsm, cluster: cn}, nil
+}
+
+// Open starts the node: it binds the HTTP port (so a port in use fails
+// before Raft starts), opens the cluster node, then serves the API. It
+// returns once everything runs; the cluster may still be electing a leader.
+func (n *Node) Open(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.opened {
+		return errors.New("appliance: node already opened")
+	}
+	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on http_addr %s: %w", n.cfg.HTTPAddr, err)
+	}
+	if err := n.cluster.Open(ctx); err != nil {
+		ln.Close()
+		return fmt.Errorf("cannot open cluster node: %w", err)
+	}
+	n.logger = n.logger.With(logKeyNode, n.cluster.ID())
+	n.httpLn = ln
+	n.httpSrv = &http.Server{
+		Handler:           newAPI(n.cluster, n.logger.With(logKeySystem, "http")),
+		ReadHeaderTimeout: DefaultHTTPReadHeaderTimeout,
+		ReadTimeout:       DefaultHTTPReadTimeout,
+		IdleTimeout:       DefaultHTTPIdleTimeout,
+		ErrorLog:          slog.NewLogLogger(n.logger.With(logKeySystem, "http").Handler(), slog.LevelWarn),
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.logger.Error("http server stopped", logKeyError, err)
+		}
+	}()
+	n.opened = true
+	n.logger.Info("vigil node open",
+		logKeyHTTP, "http://"+ln.Addr().String(),
+		logKeyCluster, n.cluster.Addr())
+	return nil
+}
+
+// Close stops the HTTP API, letting requests in flight finish for up to
+// DefaultShutdownTimeout, then the cluster node. It is safe to call twice
+// and on a node that was never opened.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if !n.opened {
+			return
+		}
+		var errs []error
+		ctx, cancel := context.WithTimeout(context.Background(), DefaultShutdownTimeout)
+		if err := n.httpSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("cannot stop http server cleanly: %w", err))
+			n.httpSrv.Close()
+		}
+		cancel()
+		n.wg.Wait()
+		if err := n.cluster.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("cannot close cluster node: %w", err))
+		}
+		n.closeErr = errors.Join(errs...)
+		n.logger.Info("vigil node closed")
+	})
+	return n.closeErr
+}
+
+// HTTPAddr returns the address the API listens on, once open.
+func (n *Node) HTTPAddr() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.httpLn == nil {
+		return ""
+	}
+	return n.httpLn.Addr().String()
+}
+
+// Cluster returns the node's cluster node.
+func (n *Node) Cluster() *cluster.Node { return n.cluster }
