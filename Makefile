@@ -1,0 +1,45 @@
+# Vigil. The targets here are the ones CI runs (.ci/run), so a green
+# `make lint test` on your machine is a green CI.
+
+GO       ?= go
+BIN      ?= bin/vigil
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X github.com/vigilarc/vigil/appliance.Version=$(VERSION)
+STATICCHECK_VERSION ?= v0.8.2
+GOBIN    := $(shell $(GO) env GOPATH)/bin
+
+export GOFLAGS ?= -buildvcs=false
+
+.PHONY: all build run test bench lint tools clean
+
+all: lint test build
+
+## build: compile bin/vigil
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) .
+
+## run: start a three-node cluster on loopback (Ctrl-C stops it)
+run: build
+	./$(BIN) devcluster
+
+## test: every test, with the race detector (the command CI runs)
+test:
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+## bench: cluster benchmarks on a three-node loopback cluster (QUICK=1 for a short run)
+bench: build
+	$(GO) run ./appliance/bench $(if $(QUICK),-quick) -vigil ./$(BIN)
+
+## lint: gofmt, go vet and staticcheck
+lint: tools
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GOBIN)/staticcheck ./...
+
+## tools: install the linters the project uses
+tools:
+	@test -x $(GOBIN)/staticcheck || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+clean:
+	rm -rf bin
