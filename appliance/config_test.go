@@ -1,0 +1,206 @@
+package appliance
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func mustWriteFile(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "vigil.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func envFrom(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
+}
+
+func TestConfig_DefaultsAreASingleNodeAppliance(t *testing.T) {
+	c := DefaultConfig()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+	if !c.Cluster.bootstrap() {
+		t.Fatal("defaults do not bootstrap a single-node cluster")
+	}
+	cc := c.clusterConfig(nil)
+	if cc.DataDir != "./data" || cc.BindAddr != "127.0.0.1:7000" || !cc.Bootstrap {
+		t.Fatalf("cluster config from defaults = %+v", cc)
+	}
+}
+
+func TestConfig_LayersOverrideInOrder(t *testing.T) {
+	path := mustWriteFile(t, `
+data_dir: /from/file
+http_addr: 127.0.0.1:9000
+log_level: warn
+cluster:
+  bind_addr: 127.0.0.1:7100
+  heartbeat_timeout: 800ms
+  election_timeout: 900ms
+  join: [10.0.0.1:7000]
+`)
+	env := envFrom(map[string]string{
+		"VIGIL_CONFIG":                    path,
+		"VIGIL_HTTP_ADDR":                 "127.0.0.1:9001",
+		"VIGIL_CLUSTER_ELECTION_TIMEOUT":  "1s",
+		"VIGIL_CLUSTER_SNAPSHOT_INTERVAL": "", // empty: ignored
+	})
+	var out bytes.Buffer
+	c, err := loadServeConfig([]string{"--log-level", "debug", "--data-dir=/from/flag"}, env, &out)
+	if err != nil {
+		t.Fatalf("loadServeConfig: %v\n%s", err, out.String())
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"data_dir (flag over file)", c.DataDir, "/from/flag"},
+		{"http_addr (env over file)", c.HTTPAddr, "127.0.0.1:9001"},
+		{"log_level (flag over file)", c.LogLevel, "debug"},
+		{"cluster.bind_addr (file)", c.Cluster.BindAddr, "127.0.0.1:7100"},
+		{"cluster.heartbeat_timeout (file)", c.Cluster.HeartbeatTimeout, 800 * time.Millisecond},
+		{"cluster.election_timeout (env over file)", c.Cluster.ElectionTimeout, time.Second},
+		{"cluster.snapshot_interval (default)", c.Cluster.SnapshotInterval, DefaultConfig().Cluster.SnapshotInterval},
+		{"cluster.join (file)", strings.Join(c.Cluster.Join, ","), "10.0.0.1:7000"},
+		{"bootstrap (a joining node does not)", c.Cluster.bootstrap(), false},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+}
+
+// The start mode is one choice: a layer that sets any of bootstrap,
+// bootstrap_expect and join replaces the others from below.
+func TestConfig_StartModeIsOneChoicePerLayer(t *testing.T) {
+	path := mustWriteFile(t, "cluster:\n  join: [10.0.0.1:7000]\n")
+	tests := []struct {
+		name       string
+		env        map[string]string
+		args       []string
+		wantJoin   []string
+		wantExpect []string
+		wantBoot   bool
+	}{
+		{name: "file alone", wantJoin: []string{"10.0.0.1:7000"}},
+		{name: "env replaces file",
+			env:        map[string]string{"VIGIL_CLUSTER_BOOTSTRAP_EXPECT": "127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002"},
+			wantExpect: []string{"127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002"}},
+		{name: "flag replaces env and file",
+			env:      map[string]string{"VIGIL_CLUSTER_JOIN": "10.0.0.9:7000"},
+			args:     []string{"--bootstrap"},
+			wantBoot: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{"VIGIL_CONFIG": path}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			var out bytes.Buffer
+			c, err := loadServeConfig(tt.args, envFrom(env), &out)
+			if err != nil {
+				t.Fatalf("loadServeConfig: %v\n%s", err, out.String())
+			}
+			if !slices.Equal(c.Cluster.Join, tt.wantJoin) || !slices.Equal(c.Cluster.BootstrapExpect, tt.wantExpect) ||
+				c.Cluster.bootstrap() != tt.wantBoot {
+				t.Fatalf("join=%v expect=%v bootstrap=%v; want join=%v expect=%v bootstrap=%v",
+					c.Cluster.Join, c.Cluster.BootstrapExpect, c.Cluster.bootstrap(), tt.wantJoin, tt.wantExpect, tt.wantBoot)
+			}
+		})
+	}
+}
+
+// Every mistake is refused with the name of the setting at fault.
+func TestConfig_ErrorsNameTheField(t *testing.T) {
+	tests := []struct {
+		name      string
+		file      string
+		env       map[string]string
+		args      []string
+		wantField string
+	}{
+		{name: "unknown key in file", file: "cluster:\n  bind_adr: 127.0.0.1:7000\n", wantField: "bind_adr"},
+		{name: "bad yaml", file: "data_dir: [\n", wantField: "config file"},
+		{name: "bad log level", args: []string{"--log-level", "loud"}, wantField: "log_level"},
+		{name: "http addr without port", args: []string{"--http-addr", "127.0.0.1"}, wantField: "http_addr"},
+		{name: "bad duration from env", env: map[string]string{"VIGIL_CLUSTER_HEARTBEAT_TIMEOUT": "soon"}, wantField: "VIGIL_CLUSTER_HEARTBEAT_TIMEOUT"},
+		{name: "wildcard bind without advertise", args: []string{"--cluster-addr", "0.0.0.0:7000"}, wantField: "cluster.advertise_addr"},
+		{name: "election shorter than heartbeat", env: map[string]string{"VIGIL_CLUSTER_ELECTION_TIMEOUT": "100ms"}, wantField: "cluster.election_timeout"},
+		{name: "lease longer than heartbeat", env: map[string]string{"VIGIL_CLUSTER_LEADER_LEASE_TIMEOUT": "1s"}, wantField: "cluster.leader_lease_timeout"},
+		{name: "max append entries too big", env: map[string]string{"VIGIL_CLUSTER_MAX_APPEND_ENTRIES": "5000"}, wantField: "cluster.max_append_entries"},
+		{name: "expect list without self", args: []string{"--bootstrap-expect", "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"}, wantField: "cluster.bootstrap_expect"},
+		{name: "expect list with a duplicate", args: []string{"--bootstrap-expect", "127.0.0.1:7000,127.0.0.1:7000"}, wantField: "listed twice"},
+		{name: "bootstrap and join in one file", file: "cluster:\n  bootstrap: true\n  join: [10.0.0.1:7000]\n", wantField: "cluster.bootstrap"},
+		{name: "empty data dir", args: []string{"--data-dir", " "}, wantField: "data_dir"},
+		{name: "stray argument", args: []string{"now"}, wantField: `unexpected argument "now"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			if tt.file != "" {
+				env["VIGIL_CONFIG"] = mustWriteFile(t, tt.file)
+			}
+			var out bytes.Buffer
+			_, err := loadServeConfig(tt.args, envFrom(env), &out)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			msg := err.Error()
+			if errors.Is(err, errUsage) {
+				msg = out.String() // the usage error went to the output with the flag set's usage
+			}
+			if !strings.Contains(msg, tt.wantField) {
+				t.Fatalf("error %q does not name %q", msg, tt.wantField)
+			}
+		})
+	}
+}
+
+func TestConfig_KeysAndEnvNames(t *testing.T) {
+	keys := ConfigKeys()
+	for _, want := range []string{"data_dir", "node_id", "http_addr", "log_level", "cluster.bind_addr", "cluster.bootstrap_expect", "cluster.trailing_logs"} {
+		if !slices.Contains(keys, want) {
+			t.Errorf("ConfigKeys() lacks %q: %v", want, keys)
+		}
+	}
+	if slices.Contains(keys, "logger") {
+		t.Error("ConfigKeys() includes the Logger, which is not configuration")
+	}
+	if got := EnvName("cluster.bind_addr"); got != "VIGIL_CLUSTER_BIND_ADDR" {
+		t.Errorf("EnvName = %q", got)
+	}
+	// Every key can be set from the environment.
+	env := map[string]string{}
+	for _, k := range keys {
+		env[EnvName(k)] = map[string]string{
+			"cluster.bootstrap": "false", "log_level": "error",
+		}[k]
+	}
+	c := DefaultConfig()
+	env["VIGIL_CLUSTER_TRAILING_LOGS"] = "77"
+	env["VIGIL_NODE_ID"] = "node-a"
+	if err := c.applyEnv(envFrom(env)); err != nil {
+		t.Fatalf("applyEnv: %v", err)
+	}
+	if c.Cluster.TrailingLogs != 77 || c.NodeID != "node-a" || c.LogLevel != "error" || c.Cluster.bootstrap() {
+		t.Fatalf("applyEnv result: %+v", c)
+	}
+}
