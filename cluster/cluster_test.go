@@ -212,7 +212,7 @@ func TestCluster_SnapshotTruncatesLogAndLateNodeCatchesUp(t *testing.T) {
 	}
 	// A node that joins now cannot get the early entries from the log: it
 	// must be sent the snapshot.
-	cfg := testConfig(t, t.TempDir(), freeAddr(t))
+	cfg := testConfig(t, c.newDir(), freeAddr(t))
 	cfg.Join = []string{c.nodes[0].cfg.BindAddr}
 	c.nodes = append(c.nodes, &testNode{cfg: cfg})
 	late := c.Restart(3)
@@ -294,10 +294,9 @@ func wipeState(t *testing.T, dataDir string) {
 
 func TestCluster_BootstrapExpectThreeNodes(t *testing.T) {
 	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
-	c := &testCluster{t: t}
-	t.Cleanup(c.closeAll)
+	c := newTestCluster(t)
 	for _, a := range addrs {
-		cfg := testConfig(t, t.TempDir(), a)
+		cfg := testConfig(t, c.newDir(), a)
 		cfg.BootstrapExpect = addrs
 		c.nodes = append(c.nodes, &testNode{cfg: cfg})
 	}
@@ -342,19 +341,18 @@ func TestCluster_BootstrapExpectThreeNodes(t *testing.T) {
 func TestCluster_GracefulCloseTransfersLeadership(t *testing.T) {
 	c := mustCluster(t, 3, nil)
 	l := c.WaitForLeader()
+	removedID := c.nodes[l].node.ID()
 	start := time.Now()
 	c.Stop(l)
 	nl := c.WaitForLeader()
 	t.Logf("leadership moved in %s", time.Since(start))
-	// Then the administrator removes the old appliance.
+	// The administrator sees the old appliance unreachable, and removes it.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var removedID string
-	pollUntil(t, 5*time.Second, "the stopped node to be unreachable", func() bool {
+	pollUntil(t, 5*time.Second, "the stopped node to be shown unreachable", func() bool {
 		for _, m := range c.nodes[nl].node.Status().Members {
-			if !m.Reachable && !m.Self {
-				removedID = m.ID
-				return true
+			if m.ID == removedID {
+				return !m.Reachable
 			}
 		}
 		return false

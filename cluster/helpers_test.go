@@ -136,16 +136,37 @@ type testNode struct {
 // testCluster is N real nodes in this process on real TCP.
 type testCluster struct {
 	t     *testing.T
+	dir   string // holds every node's data directory
 	nodes []*testNode
+}
+
+// newTestCluster returns an empty cluster whose nodes are all killed when
+// the test ends. Data directories come from newDir: cleanups run last
+// registered first, so a t.TempDir made after this cleanup would be removed
+// under running nodes.
+func newTestCluster(t *testing.T) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, dir: t.TempDir()}
+	t.Cleanup(c.closeAll)
+	return c
+}
+
+// newDir returns a new data directory for a node of c.
+func (c *testCluster) newDir() string {
+	c.t.Helper()
+	d, err := os.MkdirTemp(c.dir, "node")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return d
 }
 
 // mustCluster starts n nodes: the first bootstraps, the others join it.
 func mustCluster(t *testing.T, n int, tweak func(*Config)) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t}
-	t.Cleanup(c.closeAll)
+	c := newTestCluster(t)
 	for i := 0; i < n; i++ {
-		cfg := testConfig(t, t.TempDir(), freeAddr(t))
+		cfg := testConfig(t, c.newDir(), freeAddr(t))
 		if i == 0 {
 			cfg.Bootstrap = true
 		} else {

@@ -351,12 +351,36 @@ func (n *Node) readIndexOnce(ctx context.Context) (uint64, error) {
 	return resp.Index, responseError(resp)
 }
 
+// localReadIndex returns the read index on the leader, once it has
+// confirmed that it still leads: the last entry at or below its last log
+// index that the state machine sees (a command or a configuration).
+// Raft never hands no-op and barrier entries to the state machine, and a new
+// leader's first entry is a no-op, so waiting for the last index itself
+// could last until the next write.
 func (n *Node) localReadIndex() (uint64, error) {
 	idx := n.raft.LastIndex()
 	if err := n.raft.VerifyLeader().Error(); err != nil {
 		return 0, mapRaftError(err, false)
 	}
-	return idx, nil
+	first, err := n.logs.FirstIndex()
+	if err != nil {
+		return 0, err
+	}
+	for ; idx >= first && idx > 0; idx-- {
+		var l raft.Log
+		err := n.logs.GetLog(idx, &l)
+		switch {
+		case errors.Is(err, raft.ErrLogNotFound):
+			return n.fsm.Applied(), nil // truncated meanwhile: see below
+		case err != nil:
+			return 0, fmt.Errorf("cannot read log entry %d: %w", idx, err)
+		case l.Type == raft.LogCommand || l.Type == raft.LogConfiguration:
+			return idx, nil
+		}
+	}
+	// Every entry left in the log is a no-op: what changed the state is in
+	// the snapshot, which this leader's state includes.
+	return n.fsm.Applied(), nil
 }
 
 // Apply replicates one command and returns the state machine's response once
@@ -507,6 +531,12 @@ func mapRaftError(err error, appended bool) error {
 // handleRPC serves the cluster RPC.
 func (n *Node) handleRPC(ctx context.Context, req *rpcRequest) *rpcResponse {
 	resp := &rpcResponse{NodeID: n.id}
+	if !n.opened.Load() {
+		// Open serves the port before Raft exists, for Raft's own
+		// connections; the RPC waits for Raft.
+		errorToResponse(fmt.Errorf("%w: node %s is starting", ErrNoLeader, n.id), resp)
+		return resp
+	}
 	var err error
 	switch req.Op {
 	case opApply:
