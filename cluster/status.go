@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -64,9 +65,9 @@ func (n *Node) Status() Status {
 		LastContact:  stats["last_contact"],
 		Time:         time.Now().UTC(),
 	}
-	if metas, err := n.snaps.List(); err == nil && len(metas) > 0 {
-		st.LastSnapshot = metas[0].Index
-	}
+	// From Raft's own record: listing the snapshot store would read the
+	// disk, and warn about a snapshot being written, on every call.
+	st.LastSnapshot, _ = strconv.ParseUint(stats["last_snapshot_index"], 10, 64)
 	f := n.raft.GetConfiguration()
 	if f.Error() != nil {
 		return st

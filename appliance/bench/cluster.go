@@ -1,0 +1,323 @@
+package main
+
+// The loopback cluster: three vigil serve processes, started, killed,
+// restarted and stopped by the bench.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vigilarc/vigil/appliance"
+	"github.com/vigilarc/vigil/cluster"
+)
+
+const (
+	clusterSize = 3
+	// stopTimeout is how long a node may take to stop after SIGTERM before
+	// it is killed.
+	stopTimeout = 15 * time.Second
+	// pollInterval is how often the bench asks the nodes for their status
+	// while it waits for something.
+	pollInterval = 5 * time.Millisecond
+)
+
+// node is one vigil serve process.
+type node struct {
+	name        string // also its node ID
+	dataDir     string
+	clusterAddr string
+	httpAddr    string
+	logPath     string // the process's stderr and stdout
+
+	cmd    *exec.Cmd
+	done   chan struct{} // closed when the process has exited
+	killed bool          // the bench killed or stopped it on purpose
+}
+
+func (n *node) running() bool {
+	if n.cmd == nil {
+		return false
+	}
+	select {
+	case <-n.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// localCluster is three nodes on 127.0.0.1 with data under one directory.
+type localCluster struct {
+	vigil  string
+	nodes  []*node
+	peers  string // --bootstrap-expect
+	status *http.Client
+}
+
+// newLocalCluster chooses ports and data directories under root; it starts
+// nothing.
+func newLocalCluster(vigil, root string) (*localCluster, error) {
+	ports, err := freePorts(2 * clusterSize)
+	if err != nil {
+		return nil, err
+	}
+	c := &localCluster{vigil: vigil, status: &http.Client{Timeout: 2 * time.Second}}
+	var peers []string
+	for i := range clusterSize {
+		n := &node{
+			name:        fmt.Sprintf("node%d", i+1),
+			clusterAddr: fmt.Sprintf("127.0.0.1:%d", ports[2*i]),
+			httpAddr:    fmt.Sprintf("127.0.0.1:%d", ports[2*i+1]),
+		}
+		n.dataDir = filepath.Join(root, n.name)
+		n.logPath = filepath.Join(root, n.name+".log")
+		c.nodes = append(c.nodes, n)
+		peers = append(peers, n.clusterAddr)
+	}
+	c.peers = strings.Join(peers, ",")
+	return c, nil
+}
+
+// freePorts returns n distinct loopback ports that were free a moment ago.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("cannot find a free port: %w", err)
+		}
+		defer ln.Close() // held until all are chosen, so they differ
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// start starts n's process, with its existing data directory if any.
+func (c *localCluster) start(n *node) error {
+	logf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("cannot open %s's log: %w", n.name, err)
+	}
+	defer logf.Close() // the child has its own descriptor
+	cmd := exec.Command(c.vigil, "serve",
+		"--data-dir", n.dataDir,
+		"--node-id", n.name,
+		"--cluster-addr", n.clusterAddr,
+		"--http-addr", n.httpAddr,
+		"--bootstrap-expect", c.peers,
+		"--log-level", "warn",
+	)
+	cmd.Env = withoutVigilEnv(os.Environ())
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own process group: a Ctrl-C at the terminal reaches only the
+	// bench, which then stops the nodes itself.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("cannot start %s: %w", n.name, err)
+	}
+	n.cmd, n.done, n.killed = cmd, make(chan struct{}), false
+	done := n.done
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	return nil
+}
+
+// withoutVigilEnv drops VIGIL_ variables, which would override the flags.
+func withoutVigilEnv(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, appliance.EnvPrefix) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// kill sends SIGKILL to n and waits until the process is gone.
+func (c *localCluster) kill(n *node) {
+	if !n.running() {
+		return
+	}
+	n.killed = true
+	_ = n.cmd.Process.Kill()
+	<-n.done
+}
+
+// stop sends SIGTERM to every running node, one after another so that each
+// can hand leadership on, and kills any that has not stopped after
+// stopTimeout. It is safe to call twice.
+func (c *localCluster) stop() {
+	for _, n := range c.nodes {
+		if !n.running() {
+			continue
+		}
+		n.killed = true
+		_ = n.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-n.done:
+		case <-time.After(stopTimeout):
+			fmt.Fprintf(os.Stderr, "bench: %s did not stop within %s; killing it\n", n.name, stopTimeout)
+			_ = n.cmd.Process.Kill()
+			<-n.done
+		}
+	}
+}
+
+// pids returns the process IDs of the running nodes.
+func (c *localCluster) pids() []int {
+	var out []int
+	for _, n := range c.nodes {
+		if n.running() {
+			out = append(out, n.cmd.Process.Pid)
+		}
+	}
+	return out
+}
+
+// exited reports a node that exited although the bench did not stop it.
+func (c *localCluster) exited() error {
+	for _, n := range c.nodes {
+		if n.cmd != nil && !n.killed && !n.running() {
+			return fmt.Errorf("%s exited on its own (%v); its log is %s:\n%s", n.name, n.cmd.ProcessState, n.logPath, logTail(n.logPath))
+		}
+	}
+	return nil
+}
+
+func logTail(path string) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Join(lines[max(0, len(lines)-10):], "\n")
+}
+
+// nodeStatus asks n for its view of the cluster.
+func (c *localCluster) nodeStatus(ctx context.Context, n *node) (cluster.Status, error) {
+	var st cluster.Status
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.httpAddr+"/api/v1/cluster/status", nil)
+	if err != nil {
+		return st, err
+	}
+	resp, err := c.status.Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("status of %s: HTTP %d", n.name, resp.StatusCode)
+	}
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// byName returns the node with the given node ID, or nil.
+func (c *localCluster) byName(name string) *node {
+	for _, n := range c.nodes {
+		if n.name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// others returns every node but n.
+func (c *localCluster) others(n *node) []*node {
+	var out []*node
+	for _, o := range c.nodes {
+		if o != n {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// waitLeader waits until a node reports itself leader and every running
+// node agrees, and returns the leader.
+func (c *localCluster) waitLeader(ctx context.Context, timeout time.Duration) (*node, error) {
+	var leader *node
+	err := pollUntil(ctx, timeout, func() bool {
+		leader = nil
+		for _, n := range c.nodes {
+			if !n.running() {
+				continue
+			}
+			st, err := c.nodeStatus(ctx, n)
+			if err != nil || st.LeaderID == "" || (leader != nil && leader.name != st.LeaderID) {
+				return false
+			}
+			if leader = c.byName(st.LeaderID); leader == nil || !leader.running() {
+				return false
+			}
+		}
+		return leader != nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("no leader that all running nodes agree on: %w", err)
+	}
+	return leader, nil
+}
+
+// errExited says that a node's process exited while the bench waited on it.
+var errExited = errors.New("the process exited")
+
+// waitCaughtUp waits until n has applied everything the leader had
+// committed when n first answered. It returns errExited if n dies.
+func (c *localCluster) waitCaughtUp(ctx context.Context, n *node, timeout time.Duration) error {
+	var target uint64
+	exited := false
+	err := pollUntil(ctx, timeout, func() bool {
+		if !n.running() {
+			exited = true
+			return true
+		}
+		st, err := c.nodeStatus(ctx, n)
+		if err != nil {
+			return false // still starting
+		}
+		if target == 0 {
+			leader := c.byName(st.LeaderID)
+			if leader == nil {
+				return false
+			}
+			lst, err := c.nodeStatus(ctx, leader)
+			if err != nil || lst.State != "Leader" {
+				return false
+			}
+			target = lst.CommitIndex
+		}
+		return st.AppliedIndex >= target
+	})
+	if exited {
+		return fmt.Errorf("%s: %w (%v)", n.name, errExited, n.cmd.ProcessState)
+	}
+	return err
+}
+
+var errTimeout = errors.New("timed out")
+
+// pollUntil calls cond every pollInterval until it returns true, ctx ends
+// or timeout passes.
+func pollUntil(ctx context.Context, timeout time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w after %s", errTimeout, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pollInterval):
+		}
+	}
+	return nil
+}
