@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // CmdType is the first byte of every command.
@@ -17,26 +18,243 @@ type CmdType byte
 const (
 	// CmdDiagRecord appends a record to the diagnostic journal. Body: DiagRecordCmd.
 	CmdDiagRecord CmdType = 1
+	// CmdPutOrganisation creates or replaces an organisation. Body: PutOrganisationCmd.
+	CmdPutOrganisation CmdType = 2
+	// CmdPutWorker creates or updates a worker, keeping its PINs. Body: PutWorkerCmd.
+	CmdPutWorker CmdType = 3
+	// CmdSetPINs sets a worker's Safe and Duress PIN hashes. Body: SetPINsCmd.
+	CmdSetPINs CmdType = 4
+	// CmdPutDevice creates or updates a device. Body: PutDeviceCmd.
+	CmdPutDevice CmdType = 5
+	// CmdStartSession starts a timed session. Body: StartSessionCmd.
+	CmdStartSession CmdType = 6
+	// CmdSessionAction checks in, extends or ends a session, with the
+	// outcome of the PIN check made before proposing. Body: SessionActionCmd.
+	CmdSessionAction CmdType = 7
+	// CmdFireDeadline acts on a deadline that has passed. Body: FireDeadlineCmd.
+	CmdFireDeadline CmdType = 8
+	// CmdRaiseAlarm raises an alarm. Body: RaiseAlarmCmd.
+	CmdRaiseAlarm CmdType = 9
+	// CmdAcknowledge claims an alarm for one operator. Body: AcknowledgeCmd.
+	CmdAcknowledge CmdType = 10
+	// CmdLogAction adds an action to an alarm's timeline. Body: LogActionCmd.
+	CmdLogAction CmdType = 11
+	// CmdCloseAlarm closes an alarm with a resolution. Body: CloseAlarmCmd.
+	CmdCloseAlarm CmdType = 12
+	// CmdReopenAlarm reopens a closed alarm. Body: ReopenAlarmCmd.
+	CmdReopenAlarm CmdType = 13
+	// CmdDeviceStatus records devices' battery, location and presence, many
+	// at once (latest wins). Body: DeviceStatusCmd.
+	CmdDeviceStatus CmdType = 14
 )
+
+var cmdNames = map[CmdType]string{
+	CmdDiagRecord:      "CmdDiagRecord",
+	CmdPutOrganisation: "CmdPutOrganisation",
+	CmdPutWorker:       "CmdPutWorker",
+	CmdSetPINs:         "CmdSetPINs",
+	CmdPutDevice:       "CmdPutDevice",
+	CmdStartSession:    "CmdStartSession",
+	CmdSessionAction:   "CmdSessionAction",
+	CmdFireDeadline:    "CmdFireDeadline",
+	CmdRaiseAlarm:      "CmdRaiseAlarm",
+	CmdAcknowledge:     "CmdAcknowledge",
+	CmdLogAction:       "CmdLogAction",
+	CmdCloseAlarm:      "CmdCloseAlarm",
+	CmdReopenAlarm:     "CmdReopenAlarm",
+	CmdDeviceStatus:    "CmdDeviceStatus",
+}
 
 // String returns the command type's name for messages.
 func (t CmdType) String() string {
-	switch t {
-	case CmdDiagRecord:
-		return "CmdDiagRecord"
+	if s, ok := cmdNames[t]; ok {
+		return s
 	}
 	return fmt.Sprintf("CmdType(%d)", byte(t))
+}
+
+// Header is in every command body except CmdDiagRecord: who did it, when,
+// and through which node. The state machine never reads a clock: At is the
+// time of the change everywhere.
+type Header struct {
+	At    time.Time `json:"at"`
+	Actor string    `json:"actor"` // an operator's name, "device:<id>" or "system"
+	Node  string    `json:"node"`  // the node that proposed the command
+}
+
+// PutOrganisationCmd creates or replaces an organisation.
+type PutOrganisationCmd struct {
+	Header
+	Org Organisation `json:"org"`
+}
+
+// PutWorkerCmd creates or updates a worker. The PIN fields of Worker are
+// ignored: PINs change only through SetPINsCmd.
+type PutWorkerCmd struct {
+	Header
+	Worker Worker `json:"worker"`
+}
+
+// SetPINsCmd sets both PIN hashes (pin.go). Either may be empty to clear it.
+type SetPINsCmd struct {
+	Header
+	WorkerID      string `json:"worker_id"`
+	SafePINHash   string `json:"safe_pin_hash"`
+	DuressPINHash string `json:"duress_pin_hash"`
+}
+
+// PutDeviceCmd creates or updates a device's registration (kind, label,
+// organisation, assigned worker). Telemetry goes through DeviceStatusCmd.
+type PutDeviceCmd struct {
+	Header
+	Device Device `json:"device"`
+}
+
+// StartSessionCmd starts a timed session.
+type StartSessionCmd struct {
+	Header
+	SessionID       string        `json:"session_id"` // made by the proposer
+	WorkerID        string        `json:"worker_id"`
+	DeviceID        string        `json:"device_id"`
+	Duration        time.Duration `json:"duration_ns"`
+	CheckInInterval time.Duration `json:"checkin_interval_ns,omitempty"`
+	Location        *Location     `json:"location,omitempty"`
+	Update          string        `json:"update,omitempty"`
+}
+
+// SessionActionKind is what a worker does to a session.
+type SessionActionKind string
+
+// Session actions.
+const (
+	SessionCheckIn SessionActionKind = "checkin"
+	SessionExtend  SessionActionKind = "extend"
+	SessionEnd     SessionActionKind = "end"
+)
+
+// PINOutcome is the result of checking a PIN against a worker's hashes,
+// made by the Service before proposing (hashing is slow; Apply must be
+// fast and is the same on every node).
+type PINOutcome string
+
+// PIN outcomes.
+const (
+	PINNone   PINOutcome = ""       // no PIN was needed or given
+	PINSafe   PINOutcome = "safe"   // the Safe PIN
+	PINDuress PINOutcome = "duress" // the Duress PIN: act as safe, raise a silent alarm
+	PINWrong  PINOutcome = "wrong"  // neither
+)
+
+// SessionActionCmd checks in, extends or ends a session.
+type SessionActionCmd struct {
+	Header
+	SessionID  string            `json:"session_id"`
+	Action     SessionActionKind `json:"action"`
+	ExtendBy   time.Duration     `json:"extend_by_ns,omitempty"`
+	PIN        PINOutcome        `json:"pin"`
+	PINVersion uint64            `json:"pin_version"`        // the hashes checked; a change since is refused
+	AlarmID    string            `json:"alarm_id,omitempty"` // for a duress alarm, made by the proposer
+}
+
+// Deadline is a time at which the leader must act. It is stored in the
+// state (ix/deadline/), so a new leader finds it.
+type Deadline struct {
+	ID        string    `json:"id"`   // unique, and stable: "session/<id>/<seq>/due"
+	Kind      string    `json:"kind"` // DeadlineSessionDue, DeadlineSessionGrace...
+	Due       time.Time `json:"due"`
+	SessionID string    `json:"session_id,omitempty"`
+	DeviceID  string    `json:"device_id,omitempty"`
+	AlarmID   string    `json:"alarm_id,omitempty"`
+}
+
+// Deadline kinds.
+const (
+	DeadlineSessionDue    = "session_due"    // the timer ran out: send a reminder, start the grace period
+	DeadlineSessionGrace  = "session_grace"  // the grace period passed: raise a missed-check-in alarm
+	DeadlineDeviceOffline = "device_offline" // a device in a session has been away too long
+)
+
+// FireDeadlineCmd acts on a deadline. Its command ID is the deadline's ID,
+// so it fires at most once.
+type FireDeadlineCmd struct {
+	Header
+	DeadlineID string    `json:"deadline_id"`
+	Due        time.Time `json:"due"`
+	AlarmID    string    `json:"alarm_id"` // for an alarm it raises, made by the proposer
+}
+
+// RaiseAlarmCmd raises an alarm from a device, an operator (test) or the
+// system.
+type RaiseAlarmCmd struct {
+	Header
+	AlarmID    string    `json:"alarm_id"` // made by the proposer
+	Type       AlarmType `json:"type"`
+	DeviceID   string    `json:"device_id,omitempty"`
+	WorkerID   string    `json:"worker_id,omitempty"` // else the device's worker
+	SessionID  string    `json:"session_id,omitempty"`
+	DeviceTime time.Time `json:"device_time,omitempty"`
+	Location   *Location `json:"location,omitempty"`
+}
+
+// AcknowledgeCmd claims an alarm. Takeover lets a supervisor take an alarm
+// that another operator holds.
+type AcknowledgeCmd struct {
+	Header
+	AlarmID  string `json:"alarm_id"`
+	Takeover bool   `json:"takeover,omitempty"`
+}
+
+// LogActionCmd adds an action to an alarm's timeline.
+type LogActionCmd struct {
+	Header
+	AlarmID string        `json:"alarm_id"`
+	Entry   TimelineEntry `json:"entry"` // Kind and its fields; Index, At and Actor are filled in
+}
+
+// CloseAlarmCmd closes an alarm.
+type CloseAlarmCmd struct {
+	Header
+	AlarmID    string     `json:"alarm_id"`
+	Resolution Resolution `json:"resolution"`
+	Note       string     `json:"note,omitempty"`
+}
+
+// ReopenAlarmCmd reopens a closed alarm.
+type ReopenAlarmCmd struct {
+	Header
+	AlarmID string `json:"alarm_id"`
+	Reason  string `json:"reason"`
+}
+
+// DeviceStatus is one device's latest telemetry.
+type DeviceStatus struct {
+	DeviceID  string    `json:"device_id"`
+	Battery   *int      `json:"battery,omitempty"`
+	Location  *Location `json:"location,omitempty"`
+	Firmware  string    `json:"firmware,omitempty"`
+	SeenAt    time.Time `json:"seen_at"`
+	Connected *bool     `json:"connected,omitempty"`
+	Node      string    `json:"node,omitempty"`
+}
+
+// DeviceStatusCmd records many devices' telemetry at once.
+type DeviceStatusCmd struct {
+	Header
+	Devices []DeviceStatus `json:"devices"`
 }
 
 // encode returns a command: the type byte, then body as JSON.
 func encode(t CmdType, body any) []byte {
 	b, err := json.Marshal(body)
 	if err != nil {
-		// Bodies are plain structs of strings and numbers.
+		// Bodies are plain structs of strings, numbers and times.
 		panic(fmt.Sprintf("monitoring: cannot encode %s: %v", t, err))
 	}
 	return append([]byte{byte(t)}, b...)
 }
+
+// Encode returns the command of type t with body (one of the *Cmd types).
+func Encode(t CmdType, body any) []byte { return encode(t, body) }
 
 // decode splits a command into its type and JSON body.
 func decode(data []byte) (CmdType, []byte, error) {

@@ -3,13 +3,88 @@ package monitoring
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
-// Sentinel errors of the monitoring package. Compare with errors.Is.
+// Sentinel errors of the monitoring package. Compare with errors.Is; a
+// *RuleError matches the sentinel of its Code.
 var (
 	// ErrMalformedCommand refuses a command whose body cannot be decoded.
 	ErrMalformedCommand = errors.New("malformed command")
+
+	ErrNotFound       = &RuleError{Code: CodeNotFound}       // no such organisation, worker, device, session or alarm
+	ErrInvalid        = &RuleError{Code: CodeInvalid}        // a field is missing or wrong
+	ErrConflict       = &RuleError{Code: CodeConflict}       // the change contradicts the current state
+	ErrAlarmClosed    = &RuleError{Code: CodeAlarmClosed}    // the alarm is closed
+	ErrNeedResolution = &RuleError{Code: CodeNeedResolution} // closing needs a resolution
+	ErrWrongPIN       = &RuleError{Code: CodeWrongPIN}       // the PIN matched neither PIN
+	ErrStalePIN       = &RuleError{Code: CodeStalePIN}       // the PINs changed since they were checked
+	ErrSessionEnded   = &RuleError{Code: CodeSessionEnded}   // the session has ended
 )
+
+// Code names a rule that refused a command. The codes are part of the API:
+// append only.
+type Code string
+
+// Refusal codes.
+const (
+	CodeNotFound       Code = "not_found"
+	CodeInvalid        Code = "invalid"
+	CodeConflict       Code = "conflict"
+	CodeAlarmClosed    Code = "alarm_closed"
+	CodeNeedResolution Code = "resolution_required"
+	CodeWrongPIN       Code = "wrong_pin"
+	CodeStalePIN       Code = "stale_pin"
+	CodeSessionEnded   Code = "session_ended"
+)
+
+// RuleError is a refusal by a rule of the domain. The state machine returns
+// it to refuse a command (deterministically, on every node); the Service
+// returns it before proposing when it can tell early. Its text, "code
+// (field): message", crosses the cluster as a refusal and is parsed back by
+// ParseRefusal.
+type RuleError struct {
+	Code  Code
+	Field string // the field at fault, when one is
+	Msg   string
+}
+
+func (e *RuleError) Error() string {
+	if e.Field != "" {
+		return fmt.Sprintf("%s (%s): %s", e.Code, e.Field, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Msg)
+}
+
+// Is matches a sentinel RuleError with the same code.
+func (e *RuleError) Is(target error) bool {
+	t, ok := target.(*RuleError)
+	return ok && t.Msg == "" && t.Code == e.Code
+}
+
+// ParseRefusal turns a refusal's text back into a *RuleError. Text that is
+// not one becomes a RuleError with code conflict and the text as message.
+func ParseRefusal(s string) *RuleError {
+	code, rest, ok := strings.Cut(s, " ")
+	if ok && strings.HasSuffix(code, ":") {
+		return &RuleError{Code: Code(strings.TrimSuffix(code, ":")), Msg: rest}
+	}
+	if ok && strings.HasPrefix(rest, "(") {
+		if field, msg, ok := strings.Cut(rest[1:], "): "); ok {
+			return &RuleError{Code: Code(code), Field: field, Msg: msg}
+		}
+	}
+	return &RuleError{Code: CodeConflict, Msg: s}
+}
+
+func ruleErr(code Code, field, format string, a ...any) *RuleError {
+	return &RuleError{Code: code, Field: field, Msg: fmt.Sprintf(format, a...)}
+}
+
+// invalid is a RuleError naming a field that is missing or wrong.
+func invalid(field, format string, a ...any) *RuleError {
+	return ruleErr(CodeInvalid, field, format, a...)
+}
 
 // FieldError refuses a command because one of its fields is invalid. The
 // message names the field, so it can be shown to the user as it is.

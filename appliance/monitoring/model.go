@@ -1,0 +1,277 @@
+package monitoring
+
+import "time"
+
+// The records of the state. Each is stored as JSON under its key (keys.go).
+// Fields are only ever added: old records and snapshots must still decode.
+
+// AlarmType is what raised an alarm.
+type AlarmType string
+
+// Alarm types.
+const (
+	AlarmRedAlert      AlarmType = "red_alert"      // the worker pressed the panic button
+	AlarmDiscreetPanic AlarmType = "discreet_panic" // a hidden gesture or button: do not call
+	AlarmManDown       AlarmType = "man_down"       // a fall, tilt or no movement
+	AlarmMissedCheckIn AlarmType = "missed_checkin" // a session timer ran out and the grace period passed
+	AlarmDuress        AlarmType = "duress"         // the Duress PIN was entered: silent, do not call
+	AlarmDeviceOffline AlarmType = "device_offline" // a device in a session stayed away too long
+	AlarmLowBattery    AlarmType = "low_battery"
+	AlarmTest          AlarmType = "test"
+)
+
+// AlarmTypes lists every alarm type, in the order the console shows them.
+var AlarmTypes = []AlarmType{AlarmRedAlert, AlarmDuress, AlarmDiscreetPanic, AlarmManDown,
+	AlarmMissedCheckIn, AlarmDeviceOffline, AlarmLowBattery, AlarmTest}
+
+// DefaultPriorities are the priorities of alarm types when the organisation
+// sets none. 1 is the most urgent.
+var DefaultPriorities = map[AlarmType]int{
+	AlarmRedAlert:      1,
+	AlarmDuress:        1,
+	AlarmDiscreetPanic: 1,
+	AlarmManDown:       1,
+	AlarmMissedCheckIn: 2,
+	AlarmDeviceOffline: 3,
+	AlarmLowBattery:    4,
+	AlarmTest:          5,
+}
+
+// Priorities run from 1 (most urgent) to MaxPriority.
+const MaxPriority = 9
+
+// AlarmStatus is where an alarm is in its lifecycle:
+// raised -> acknowledged -> in_progress -> closed (-> reopened as acknowledged).
+type AlarmStatus string
+
+// Alarm statuses.
+const (
+	StatusRaised       AlarmStatus = "raised"       // nobody has taken it yet
+	StatusAcknowledged AlarmStatus = "acknowledged" // claimed by one operator
+	StatusInProgress   AlarmStatus = "in_progress"  // the operator has logged an action
+	StatusClosed       AlarmStatus = "closed"       // closed with a resolution
+)
+
+// Resolution is how an alarm was closed. Closing requires one.
+type Resolution string
+
+// Resolutions.
+const (
+	ResolutionWorkerSafe      Resolution = "worker_safe"      // the worker confirmed safe
+	ResolutionIncidentHandled Resolution = "incident_handled" // the incident was dealt with (police attended)
+	ResolutionFalseAlarm      Resolution = "false_alarm"      // raised by mistake
+	ResolutionTest            Resolution = "test"             // a test alarm
+)
+
+// Resolutions lists every resolution.
+var Resolutions = []Resolution{ResolutionWorkerSafe, ResolutionIncidentHandled, ResolutionFalseAlarm, ResolutionTest}
+
+// Location is a position fix.
+type Location struct {
+	Lat      float64   `json:"lat"`
+	Lon      float64   `json:"lon"`
+	Accuracy float64   `json:"accuracy_m,omitempty"` // radius in metres
+	Source   string    `json:"source,omitempty"`     // gps, wifi, cell, manual
+	At       time.Time `json:"at,omitempty"`
+	Address  string    `json:"address,omitempty"` // as the worker typed it, for a session
+}
+
+// Contact is an escalation contact, called in order.
+type Contact struct {
+	Name     string `json:"name"`
+	Phone    string `json:"phone"`
+	Relation string `json:"relation,omitempty"` // manager, next of kin...
+}
+
+// ProcedureStep is one step of an organisation's response procedure.
+type ProcedureStep struct {
+	Title string `json:"title"`
+	Text  string `json:"text,omitempty"`
+}
+
+// Organisation is a customer: a hospital trust, a council department.
+type Organisation struct {
+	ID               string            `json:"id"`
+	Name             string            `json:"name"`
+	Procedure        string            `json:"procedure,omitempty"` // the response procedure, as text
+	ProcedureSteps   []ProcedureStep   `json:"procedure_steps,omitempty"`
+	Contacts         []Contact         `json:"contacts,omitempty"` // default escalation contacts
+	DefaultSession   time.Duration     `json:"default_session_ns,omitempty"`
+	DefaultCheckIn   time.Duration     `json:"default_checkin_ns,omitempty"`
+	Grace            time.Duration     `json:"grace_ns,omitempty"`             // after a reminder, before a missed-check-in alarm
+	OfflineThreshold time.Duration     `json:"offline_threshold_ns,omitempty"` // a device in a session away this long raises an alarm
+	Priorities       map[AlarmType]int `json:"priorities,omitempty"`           // overrides DefaultPriorities
+	UpdatedAt        time.Time         `json:"updated_at"`
+}
+
+// Defaults of an organisation's timers.
+const (
+	DefaultSessionDuration  = time.Hour
+	DefaultGrace            = 2 * time.Minute
+	DefaultOfflineThreshold = 10 * time.Minute
+)
+
+// PoliceURN is the lone-worker URN of one police force.
+type PoliceURN struct {
+	Force  string    `json:"force"`
+	URN    string    `json:"urn"`
+	Expiry time.Time `json:"expiry"`
+}
+
+// ImportantInfo is what an operator must see first.
+type ImportantInfo struct {
+	Medical         string `json:"medical,omitempty"`
+	SpecialHandling string `json:"special_handling,omitempty"` // "hard of hearing"
+	DuressWord      string `json:"duress_word,omitempty"`
+}
+
+// Worker is a lone worker.
+type Worker struct {
+	ID        string        `json:"id"`
+	Name      string        `json:"name"`
+	Phone     string        `json:"phone,omitempty"`
+	OrgID     string        `json:"org_id"`
+	Team      string        `json:"team,omitempty"`
+	Important ImportantInfo `json:"important"`
+	Contacts  []Contact     `json:"contacts,omitempty"` // ordered; empty means the organisation's
+	URNs      []PoliceURN   `json:"urns,omitempty"`
+	// The PINs, only as slow hashes (pin.go). PINVersion changes whenever
+	// either PIN is set, so a check made against old hashes is refused.
+	SafePINHash   string    `json:"safe_pin_hash,omitempty"`
+	DuressPINHash string    `json:"duress_pin_hash,omitempty"`
+	PINVersion    uint64    `json:"pin_version"`
+	WrongPINs     int       `json:"wrong_pins"` // wrong PINs since the last right one
+	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+// DeviceKind says how a device is used.
+type DeviceKind string
+
+// Device kinds.
+const (
+	DevicePhoneApp  DeviceKind = "phone_app"
+	DeviceDedicated DeviceKind = "dedicated"
+	DevicePooled    DeviceKind = "pooled" // assigned to a worker when a session starts
+)
+
+// Device is a phone app or a dedicated alarm device.
+type Device struct {
+	ID        string     `json:"id"`
+	Kind      DeviceKind `json:"kind"`
+	Label     string     `json:"label,omitempty"`
+	OrgID     string     `json:"org_id"`
+	WorkerID  string     `json:"worker_id,omitempty"` // the assigned worker
+	Battery   int        `json:"battery"`             // percent, -1 unknown
+	Firmware  string     `json:"firmware,omitempty"`
+	Location  *Location  `json:"location,omitempty"` // the last fix
+	LastSeen  time.Time  `json:"last_seen,omitempty"`
+	Connected bool       `json:"connected"`
+	Node      string     `json:"node,omitempty"` // the node holding its connection
+	UpdatedAt time.Time  `json:"updated_at"`
+}
+
+// SessionStatus is where a timed session is.
+type SessionStatus string
+
+// Session statuses.
+const (
+	SessionActive  SessionStatus = "active"  // the timer runs
+	SessionOverdue SessionStatus = "overdue" // the timer ran out: reminder sent, grace running
+	SessionAlarm   SessionStatus = "alarm"   // grace passed: a missed-check-in alarm is raised
+	SessionEnded   SessionStatus = "ended"
+)
+
+// Session is a worker's timed session (the "monitor timer").
+type Session struct {
+	ID              string        `json:"id"`
+	WorkerID        string        `json:"worker_id"`
+	DeviceID        string        `json:"device_id"`
+	OrgID           string        `json:"org_id"`
+	Status          SessionStatus `json:"status"`
+	StartedAt       time.Time     `json:"started_at"`
+	EndsAt          time.Time     `json:"ends_at"` // expected end
+	CheckInInterval time.Duration `json:"checkin_interval_ns,omitempty"`
+	NextDue         time.Time     `json:"next_due"`              // the timer: end or next check-in
+	GraceUntil      time.Time     `json:"grace_until,omitempty"` // set while overdue
+	Location        *Location     `json:"location,omitempty"`
+	Update          string        `json:"update,omitempty"` // the Update message
+	LastCheckIn     time.Time     `json:"last_checkin,omitempty"`
+	AlarmID         string        `json:"alarm_id,omitempty"` // the missed-check-in alarm
+	EndedAt         time.Time     `json:"ended_at,omitempty"`
+	// Seq counts timer changes; deadline IDs include it, so a deadline
+	// fires at most once and a stale one is recognised.
+	Seq uint64 `json:"seq"`
+}
+
+// Alarm is one alarm and its state.
+type Alarm struct {
+	ID         string      `json:"id"`
+	Type       AlarmType   `json:"type"`
+	Priority   int         `json:"priority"`
+	Status     AlarmStatus `json:"status"`
+	OrgID      string      `json:"org_id,omitempty"`
+	WorkerID   string      `json:"worker_id,omitempty"`
+	DeviceID   string      `json:"device_id,omitempty"`
+	SessionID  string      `json:"session_id,omitempty"`
+	IncidentID string      `json:"incident_id"` // related alarms share one; the first alarm's ID
+	RaisedAt   time.Time   `json:"raised_at"`   // Vigil's time
+	DeviceTime time.Time   `json:"device_time,omitempty"`
+	Location   *Location   `json:"location,omitempty"`
+	// DoNotCall: duress and discreet alarms. Calling the worker could put
+	// them in danger.
+	DoNotCall  bool       `json:"do_not_call"`
+	Silent     bool       `json:"silent"` // nothing is sent to the device that an onlooker could see
+	AckBy      string     `json:"ack_by,omitempty"`
+	AckAt      time.Time  `json:"ack_at,omitempty"`
+	ClosedBy   string     `json:"closed_by,omitempty"`
+	ClosedAt   time.Time  `json:"closed_at,omitempty"`
+	Resolution Resolution `json:"resolution,omitempty"`
+	CloseNote  string     `json:"close_note,omitempty"`
+	Reopened   int        `json:"reopened"`
+	Actions    int        `json:"actions"` // timeline entries so far
+}
+
+// ActionKind is a kind of timeline entry.
+type ActionKind string
+
+// Timeline entry kinds.
+const (
+	ActionRaised       ActionKind = "raised"
+	ActionAcknowledged ActionKind = "acknowledged"
+	ActionCallWorker   ActionKind = "call_worker" // Outcome: answered_safe, answered_no_speech, no_answer
+	ActionListenIn     ActionKind = "listen_in"
+	ActionLocationOK   ActionKind = "location_verified"
+	ActionPolice       ActionKind = "police"             // Force, Route (urn, 999, 101), Reference
+	ActionContact      ActionKind = "escalation_contact" // Contact, Outcome
+	ActionNote         ActionKind = "note"
+	ActionDeviceCmd    ActionKind = "device_command"
+	ActionClosed       ActionKind = "closed"
+	ActionReopened     ActionKind = "reopened"
+	ActionLinked       ActionKind = "linked" // joined to an incident
+)
+
+// TimelineEntry is one action on an alarm.
+type TimelineEntry struct {
+	Index     uint64     `json:"index"` // the Raft index that wrote it
+	AlarmID   string     `json:"alarm_id"`
+	Kind      ActionKind `json:"kind"`
+	At        time.Time  `json:"at"`
+	Actor     string     `json:"actor"` // operator, "device" or "system"
+	Outcome   string     `json:"outcome,omitempty"`
+	Force     string     `json:"force,omitempty"`
+	Route     string     `json:"route,omitempty"` // urn, 999 or 101
+	Reference string     `json:"reference,omitempty"`
+	Contact   string     `json:"contact,omitempty"`
+	Text      string     `json:"text,omitempty"`
+}
+
+// AuditRecord is one change, as the append-only audit log keeps it.
+type AuditRecord struct {
+	Index   uint64    `json:"index"`
+	At      time.Time `json:"at"`
+	Actor   string    `json:"actor"`
+	Node    string    `json:"node"`
+	Command string    `json:"command"`
+	Subject string    `json:"subject"` // "alarm/<id>", "worker/<id>"...
+	Detail  string    `json:"detail,omitempty"`
+}
