@@ -1,0 +1,115 @@
+package systemtest
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// mustFreePortRun returns a first port p such that p..p+n-1 were all free a
+// moment ago (vigil devcluster takes consecutive ports).
+func mustFreePortRun(t *testing.T, n int) int {
+	t.Helper()
+	for range 50 {
+		base := 20000 + rand.IntN(40000)
+		var lns []net.Listener
+		for i := range n {
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i))
+			if err != nil {
+				break
+			}
+			lns = append(lns, ln)
+		}
+		for _, ln := range lns {
+			ln.Close()
+		}
+		if len(lns) == n {
+			return base
+		}
+	}
+	t.Fatalf("cannot find %d consecutive free ports", n)
+	return 0
+}
+
+// TestDevcluster_RunsThreeNodesAndStopsOnInterrupt runs what make run runs:
+// vigil devcluster must start three processes that form one cluster, and
+// Ctrl-C (SIGINT) must stop all three cleanly.
+func TestDevcluster_RunsThreeNodesAndStopsOnInterrupt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("system test: builds vigil and runs it")
+	}
+	bin := mustBuildVigil(t)
+	base := mustFreePortRun(t, 6)
+	clusterPort, httpPort := base, base+3
+	dir := t.TempDir()
+	p := &proc{
+		t:    t,
+		name: "devcluster",
+		bin:  bin,
+		args: []string{"devcluster", "--dir", dir, "--log-level", "warn",
+			"--cluster-port", strconv.Itoa(clusterPort), "--http-port", strconv.Itoa(httpPort)},
+		env:     childEnv(),
+		logPath: filepath.Join(t.TempDir(), "devcluster.log"),
+	}
+	a := newAPI(statusTimeout)
+	t.Cleanup(a.close)
+	dumpLogsOnFailure(t, p)
+	p.start()
+	httpAddrs := make([]string, 3)
+	for i := range httpAddrs {
+		httpAddrs[i] = "127.0.0.1:" + strconv.Itoa(httpPort+i)
+	}
+	pollUntil(t, leaderTimeout, "three nodes agreeing on a leader", func() bool {
+		if !p.running() {
+			t.Fatalf("vigil devcluster exited: %s", p.run.cmdState())
+		}
+		leader := ""
+		for _, h := range httpAddrs {
+			st, err := a.status(h)
+			if err != nil || st.LeaderID == "" || len(st.Members) != 3 || (leader != "" && st.LeaderID != leader) {
+				return false
+			}
+			leader = st.LeaderID
+		}
+		return true
+	})
+	for i := range 3 {
+		if _, err := os.Stat(filepath.Join(dir, fmt.Sprintf("node%d", i+1), "node-id")); err != nil {
+			t.Errorf("node%d has no data directory of its own: %v", i+1, err)
+		}
+	}
+	log, _ := os.ReadFile(p.logPath)
+	for i, h := range httpAddrs {
+		if !strings.Contains(string(log), "http://"+h) {
+			t.Errorf("devcluster did not print where node%d is (http://%s):\n%s", i+1, h, log)
+		}
+	}
+
+	start := time.Now()
+	_ = p.run.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-p.run.done:
+	case <-time.After(3 * stopTimeout):
+		t.Fatalf("devcluster did not exit within %s of SIGINT", 3*stopTimeout)
+	}
+	if code := p.run.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("devcluster exited with %s after SIGINT, want 0", p.run.cmdState())
+	}
+	t.Logf("devcluster stopped %s after SIGINT", time.Since(start).Round(time.Millisecond))
+	log, _ = os.ReadFile(p.logPath)
+	if !strings.Contains(string(log), "all nodes stopped") {
+		t.Errorf("devcluster did not report that all nodes stopped:\n%s", log)
+	}
+	for i, h := range httpAddrs {
+		if _, err := a.status(h); err == nil {
+			t.Errorf("node%d still answers at %s after devcluster exited", i+1, h)
+		}
+	}
+}
