@@ -1,9 +1,431 @@
 package monitoring
 
-// Organisations, workers and devices. (Being written: helper-5.)
+// Organisations, workers and devices: the directory. Each handler checks
+// every rule before its first write (fsm.go).
 
-func applyPutOrganisation(c *applyCtx, body []byte) ([]byte, error) { return nil, errTODO }
-func applyPutWorker(c *applyCtx, body []byte) ([]byte, error)       { return nil, errTODO }
-func applySetPINs(c *applyCtx, body []byte) ([]byte, error)         { return nil, errTODO }
-func applyPutDevice(c *applyCtx, body []byte) ([]byte, error)       { return nil, errTODO }
-func applyDeviceStatus(c *applyCtx, body []byte) ([]byte, error)    { return nil, errTODO }
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// Limits of directory fields.
+const (
+	MaxIDLen   = 128
+	MaxNameLen = 200
+	MaxTextLen = 8000 // procedures, notes, Update messages
+)
+
+// validID reports why id cannot be the ID of a record: IDs appear in keys,
+// so they are short and have no '/', spaces or control characters.
+func validID(field, id string) error {
+	switch {
+	case id == "":
+		return invalid(field, "must not be empty")
+	case len(id) > MaxIDLen:
+		return invalid(field, "is %d bytes, longer than %d", len(id), MaxIDLen)
+	case strings.IndexFunc(id, func(r rune) bool { return r == '/' || unicode.IsSpace(r) || !unicode.IsPrint(r) }) >= 0:
+		return invalid(field, "%q must not contain '/', spaces or control characters", id)
+	}
+	return nil
+}
+
+// validName reports why s cannot be a required name.
+func validName(field, s string) error {
+	switch {
+	case strings.TrimSpace(s) == "":
+		return invalid(field, "must not be empty")
+	case len(s) > MaxNameLen:
+		return invalid(field, "is %d bytes, longer than %d", len(s), MaxNameLen)
+	}
+	return nil
+}
+
+func validText(field, s string) error {
+	if len(s) > MaxTextLen {
+		return invalid(field, "is %d bytes, longer than %d", len(s), MaxTextLen)
+	}
+	return nil
+}
+
+func validContacts(field string, cs []Contact) error {
+	for i, c := range cs {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if err := validName(f+".name", c.Name); err != nil {
+			return err
+		}
+		if strings.TrimSpace(c.Phone) == "" {
+			return invalid(f+".phone", "must not be empty")
+		}
+	}
+	return nil
+}
+
+// validateOrganisation checks an organisation's fields.
+func validateOrganisation(o *Organisation) error {
+	if err := validID("org.id", o.ID); err != nil {
+		return err
+	}
+	if err := validName("org.name", o.Name); err != nil {
+		return err
+	}
+	if err := validText("org.procedure", o.Procedure); err != nil {
+		return err
+	}
+	for i, s := range o.ProcedureSteps {
+		if err := validName(fmt.Sprintf("org.procedure_steps[%d].title", i), s.Title); err != nil {
+			return err
+		}
+	}
+	if err := validContacts("org.contacts", o.Contacts); err != nil {
+		return err
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{
+		{"org.default_session_ns", o.DefaultSession},
+		{"org.default_checkin_ns", o.DefaultCheckIn},
+		{"org.grace_ns", o.Grace},
+		{"org.offline_threshold_ns", o.OfflineThreshold},
+	} {
+		if d.v < 0 {
+			return invalid(d.field, "must not be negative")
+		}
+	}
+	if o.DefaultSession > MaxSessionDuration {
+		return invalid("org.default_session_ns", "is longer than %s", MaxSessionDuration)
+	}
+	if err := validCheckInInterval("org.default_checkin_ns", o.DefaultCheckIn); err != nil {
+		return err
+	}
+	// Sorted, so the refusal is the same on every node whatever the map order.
+	types := make([]string, 0, len(o.Priorities))
+	for t := range o.Priorities {
+		types = append(types, string(t))
+	}
+	slices.Sort(types)
+	for _, t := range types {
+		if _, ok := DefaultPriorities[AlarmType(t)]; !ok {
+			return invalid("org.priorities", "unknown alarm type %q", t)
+		}
+		if p := o.Priorities[AlarmType(t)]; p < 1 || p > MaxPriority {
+			return invalid("org.priorities", "priority %d of %q is outside 1..%d", p, t, MaxPriority)
+		}
+	}
+	return nil
+}
+
+// applyPutOrganisation creates or replaces an organisation.
+func applyPutOrganisation(c *applyCtx, body []byte) ([]byte, error) {
+	var cmd PutOrganisationCmd
+	if err := c.decode(body, &cmd); err != nil {
+		return nil, err
+	}
+	o := cmd.Org
+	if err := validateOrganisation(&o); err != nil {
+		return nil, err
+	}
+	o.UpdatedAt = c.now()
+	if err := putJSON(c.txn, pOrg+o.ID, &o); err != nil {
+		return nil, err
+	}
+	if err := c.audit(CmdPutOrganisation, "org/"+o.ID, o.Name); err != nil {
+		return nil, err
+	}
+	c.emit(Event{Type: EventOrgUpdated, Org: &o})
+	return json.Marshal(&o)
+}
+
+// publicWorker returns a copy of w without its PIN hashes, for events and
+// queries.
+func publicWorker(w *Worker) *Worker {
+	p := *w
+	p.SafePINHash, p.DuressPINHash = "", ""
+	return &p
+}
+
+// validateWorker checks a worker's own fields (not its organisation).
+func validateWorker(w *Worker) error {
+	if err := validID("worker.id", w.ID); err != nil {
+		return err
+	}
+	if err := validName("worker.name", w.Name); err != nil {
+		return err
+	}
+	if err := validID("worker.org_id", w.OrgID); err != nil {
+		return err
+	}
+	for _, f := range []struct{ field, v string }{
+		{"worker.important.medical", w.Important.Medical},
+		{"worker.important.special_handling", w.Important.SpecialHandling},
+		{"worker.important.duress_word", w.Important.DuressWord},
+	} {
+		if err := validText(f.field, f.v); err != nil {
+			return err
+		}
+	}
+	if err := validContacts("worker.contacts", w.Contacts); err != nil {
+		return err
+	}
+	for i, u := range w.URNs {
+		f := fmt.Sprintf("worker.urns[%d]", i)
+		if err := validName(f+".force", u.Force); err != nil {
+			return err
+		}
+		if strings.TrimSpace(u.URN) == "" {
+			return invalid(f+".urn", "must not be empty")
+		}
+	}
+	return nil
+}
+
+// applyPutWorker creates or updates a worker. The PIN hashes, PINVersion and
+// WrongPINs are kept from the stored worker: PINs change only by SetPINs.
+func applyPutWorker(c *applyCtx, body []byte) ([]byte, error) {
+	var cmd PutWorkerCmd
+	if err := c.decode(body, &cmd); err != nil {
+		return nil, err
+	}
+	w := cmd.Worker
+	if err := validateWorker(&w); err != nil {
+		return nil, err
+	}
+	if _, err := getOrg(c.txn, w.OrgID); err != nil {
+		return nil, err
+	}
+	var old Worker
+	found, err := getJSON(c.txn, pWorker+w.ID, &old)
+	if err != nil {
+		return nil, err
+	}
+	w.SafePINHash, w.DuressPINHash, w.PINVersion, w.WrongPINs = "", "", 0, 0
+	if found {
+		w.SafePINHash, w.DuressPINHash = old.SafePINHash, old.DuressPINHash
+		w.PINVersion, w.WrongPINs = old.PINVersion, old.WrongPINs
+	}
+	w.UpdatedAt = c.now()
+	if err := putJSON(c.txn, pWorker+w.ID, &w); err != nil {
+		return nil, err
+	}
+	if err := c.audit(CmdPutWorker, "worker/"+w.ID, w.Name); err != nil {
+		return nil, err
+	}
+	pub := publicWorker(&w)
+	c.emit(Event{Type: EventWorkerUpdated, Worker: pub})
+	return json.Marshal(pub)
+}
+
+// pinChange is the response to SetPINs.
+type pinChange struct {
+	WorkerID   string `json:"worker_id"`
+	PINVersion uint64 `json:"pin_version"`
+}
+
+// applySetPINs replaces a worker's PIN hashes.
+func applySetPINs(c *applyCtx, body []byte) ([]byte, error) {
+	var cmd SetPINsCmd
+	if err := c.decode(body, &cmd); err != nil {
+		return nil, err
+	}
+	for _, h := range []struct{ field, v string }{
+		{"safe_pin_hash", cmd.SafePINHash}, {"duress_pin_hash", cmd.DuressPINHash},
+	} {
+		if h.v == "" {
+			continue
+		}
+		if _, err := parsePINHash(h.v); err != nil {
+			return nil, invalid(h.field, "%v", err)
+		}
+	}
+	switch {
+	case cmd.DuressPINHash != "" && cmd.SafePINHash == "":
+		return nil, invalid("duress_pin_hash", "a Duress PIN needs a Safe PIN")
+	case cmd.DuressPINHash != "" && cmd.DuressPINHash == cmd.SafePINHash:
+		return nil, invalid("duress_pin_hash", "must differ from the Safe PIN")
+	}
+	w, err := getWorker(c.txn, cmd.WorkerID)
+	if err != nil {
+		return nil, err
+	}
+	w.SafePINHash, w.DuressPINHash = cmd.SafePINHash, cmd.DuressPINHash
+	w.PINVersion++
+	w.WrongPINs = 0
+	w.UpdatedAt = c.now()
+	if err := putJSON(c.txn, pWorker+w.ID, w); err != nil {
+		return nil, err
+	}
+	detail := fmt.Sprintf("PINs set (version %d)", w.PINVersion)
+	if err := c.audit(CmdSetPINs, "worker/"+w.ID, detail); err != nil {
+		return nil, err
+	}
+	c.emit(Event{Type: EventWorkerUpdated, Worker: publicWorker(w)})
+	return json.Marshal(pinChange{WorkerID: w.ID, PINVersion: w.PINVersion})
+}
+
+var deviceKinds = []DeviceKind{DevicePhoneApp, DeviceDedicated, DevicePooled}
+
+// applyPutDevice creates or updates a device's registration. Its telemetry
+// (battery, location, presence) is kept: it changes only by DeviceStatus.
+func applyPutDevice(c *applyCtx, body []byte) ([]byte, error) {
+	var cmd PutDeviceCmd
+	if err := c.decode(body, &cmd); err != nil {
+		return nil, err
+	}
+	d := cmd.Device
+	if err := validID("device.id", d.ID); err != nil {
+		return nil, err
+	}
+	if !slices.Contains(deviceKinds, d.Kind) {
+		return nil, invalid("device.kind", "%q is not one of %v", d.Kind, deviceKinds)
+	}
+	if len(d.Label) > MaxNameLen {
+		return nil, invalid("device.label", "is longer than %d bytes", MaxNameLen)
+	}
+	if _, err := getOrg(c.txn, d.OrgID); err != nil {
+		return nil, err
+	}
+	switch {
+	case d.WorkerID == "" && d.Kind != DevicePooled:
+		return nil, invalid("device.worker_id", "a %s device needs an assigned worker; only pooled devices may be unassigned", d.Kind)
+	case d.WorkerID != "":
+		w, err := getWorker(c.txn, d.WorkerID)
+		if err != nil {
+			return nil, err
+		}
+		if w.OrgID != d.OrgID {
+			return nil, ruleErr(CodeConflict, "device.worker_id", "worker %q is in organisation %q, the device in %q", w.ID, w.OrgID, d.OrgID)
+		}
+	}
+	var old Device
+	found, err := getJSON(c.txn, pDevice+d.ID, &old)
+	if err != nil {
+		return nil, err
+	}
+	if found {
+		if old.WorkerID != d.WorkerID {
+			// A device may not change hands under a running session.
+			s, err := deviceSession(c, &old)
+			if err != nil {
+				return nil, err
+			}
+			if s != nil {
+				return nil, ruleErr(CodeConflict, "device.worker_id", "device %q is in session %q of worker %q; end it first", d.ID, s.ID, s.WorkerID)
+			}
+		}
+		d.Battery, d.Location, d.LastSeen, d.Connected, d.Node = old.Battery, old.Location, old.LastSeen, old.Connected, old.Node
+		if d.Firmware == "" {
+			d.Firmware = old.Firmware
+		}
+	} else {
+		d.Battery, d.Location, d.LastSeen, d.Connected, d.Node = -1, nil, time.Time{}, false, ""
+	}
+	d.UpdatedAt = c.now()
+	if err := putJSON(c.txn, pDevice+d.ID, &d); err != nil {
+		return nil, err
+	}
+	detail := fmt.Sprintf("%s, worker %q", d.Kind, d.WorkerID)
+	if err := c.audit(CmdPutDevice, "device/"+d.ID, detail); err != nil {
+		return nil, err
+	}
+	c.emit(Event{Type: EventDeviceUpdated, Device: &d})
+	return json.Marshal(&d)
+}
+
+// deviceStatusResult is the response to DeviceStatus.
+type deviceStatusResult struct {
+	Updated int `json:"updated"`
+	Skipped int `json:"skipped"` // unknown devices, or older than what is stored
+}
+
+// validateDeviceStatus checks one entry of a DeviceStatus batch.
+func validateDeviceStatus(i int, s *DeviceStatus) error {
+	f := fmt.Sprintf("devices[%d]", i)
+	switch {
+	case s.DeviceID == "":
+		return invalid(f+".device_id", "must not be empty")
+	case s.SeenAt.IsZero():
+		return invalid(f+".seen_at", "must be set")
+	case s.Battery != nil && (*s.Battery < -1 || *s.Battery > 100):
+		return invalid(f+".battery", "%d is outside -1..100", *s.Battery)
+	}
+	return nil
+}
+
+// applyDeviceStatus records a batch of telemetry. Latest wins per device:
+// an entry older than what is stored is skipped, as is an unknown device
+// (a batch is not refused for one device).
+func applyDeviceStatus(c *applyCtx, body []byte) ([]byte, error) {
+	var cmd DeviceStatusCmd
+	if err := c.decode(body, &cmd); err != nil {
+		return nil, err
+	}
+	for i := range cmd.Devices {
+		if err := validateDeviceStatus(i, &cmd.Devices[i]); err != nil {
+			return nil, err
+		}
+	}
+	var res deviceStatusResult
+	changed := map[string]*Device{}
+	var order []string
+	for _, s := range cmd.Devices {
+		d, ok := changed[s.DeviceID]
+		if !ok {
+			var dev Device
+			found, err := getJSON(c.txn, pDevice+s.DeviceID, &dev)
+			if err != nil {
+				return nil, err
+			}
+			if !found {
+				res.Skipped++
+				continue
+			}
+			d = &dev
+		}
+		if s.SeenAt.Before(d.LastSeen) {
+			res.Skipped++
+			continue
+		}
+		d.LastSeen = s.SeenAt
+		if s.Battery != nil {
+			d.Battery = *s.Battery
+		}
+		if s.Location != nil {
+			loc := *s.Location
+			d.Location = &loc
+		}
+		if s.Firmware != "" {
+			d.Firmware = s.Firmware
+		}
+		if s.Connected != nil {
+			d.Connected = *s.Connected
+		}
+		if s.Node != "" {
+			d.Node = s.Node
+		}
+		d.UpdatedAt = c.now()
+		if !ok {
+			changed[s.DeviceID] = d
+			order = append(order, s.DeviceID)
+		}
+		res.Updated++
+	}
+	for _, id := range order {
+		d := changed[id]
+		if err := putJSON(c.txn, pDevice+id, d); err != nil {
+			return nil, err
+		}
+		c.emit(Event{Type: EventDeviceUpdated, Device: d})
+	}
+	if len(order) > 0 {
+		// One record per batch: telemetry is high-rate.
+		detail := fmt.Sprintf("telemetry of %d devices (%d entries skipped)", len(order), res.Skipped)
+		if err := c.audit(CmdDeviceStatus, "devices", detail); err != nil {
+			return nil, err
+		}
+	}
+	return json.Marshal(res)
+}

@@ -17,6 +17,7 @@ package monitoring
 //	ix/active/<session id>                     sessions not ended
 //	ix/worker-session/<worker id>              the worker's session not ended -> session ID
 //	ix/device-alarm/<device id>/<raised>/<id>  alarms by device (incident linking)
+//	ix/incident/<incident id>/<raised>/<id>    alarms by incident (alarm.go)
 //	ix/deadline/<due>/<deadline id>            deadlines the leader acts on -> Deadline
 //	diag/...                                   the diagnostic journal (diag.go)
 

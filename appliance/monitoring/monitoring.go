@@ -1,13 +1,30 @@
-// Package monitoring is Vigil's domain: the deterministic state machine that
-// the cluster replicates, its commands, and the queries over its state.
-//
-// Today it holds only the diagnostic journal, a list of records that an
-// administrator or a test appends through the API to check that replication
-// works end to end. Organisations, workers, devices, sessions, alarms and the
-// audit log arrive with a later issue.
+// Package monitoring is Vigil's domain: organisations, workers, devices,
+// timed sessions, duress, and alarms with their whole lifecycle. It holds
+// the deterministic state machine that the cluster replicates, the queries
+// the console needs, the events every node publishes, the deadline
+// scheduler, and the Service API that the broker and the console call.
 //
 // Every change enters as a command: one type byte from the append-only
-// CmdType enum, then a JSON body. FSM.Apply decodes and applies it inside the
-// Badger transaction that the cluster hands it, so it can be replayed against
-// Badger without a running Raft.
+// CmdType enum, then a JSON body with a Header (time, actor, node). FSM.Apply
+// decodes and applies it inside the Badger transaction that the cluster
+// hands it, so it can be replayed against Badger without a running Raft. It
+// never reads a clock or a random source: times and new IDs come in the
+// command, made by the Service on the node that proposes it. A handler
+// checks every rule before its first write, because a refusal must leave the
+// state untouched; refusals are *RuleError values with a code and the field
+// at fault, and they cross the cluster as text (ParseRefusal).
+//
+// Slow or secret work happens in the Service, before proposing: PINs are
+// checked there against argon2id hashes (always both the Safe and the Duress
+// hash, so the work is the same whichever matches), and only the outcome is
+// replicated.
+//
+// Deadlines (a session's timer, its grace period) are stored in the state.
+// Only the leader's Scheduler acts on them, proposing CmdFireDeadline with
+// the deadline's ID as the command ID, so a deadline fires at most once even
+// across a failover, and the alarm it raises has an ID derived from it.
+//
+// The diagnostic journal (diag.go) is a list of records that an
+// administrator or a test appends through the API to check replication end
+// to end.
 package monitoring

@@ -1,0 +1,532 @@
+package monitoring
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/vigilarc/vigil/cluster"
+)
+
+// The replicas property: a command sequence applied on three replicas, each
+// in its own Badger with its own FSM and its own transaction batching, ends
+// in identical states and gives identical answers. Replica A applies one
+// command per transaction and throws a refused command's transaction away;
+// B applies seven per transaction and C as many as fit in one, both keeping
+// a refused command's (empty) writes in the batch as the cluster host does.
+// A handler that wrote before refusing would make A differ from B and C.
+
+// genCmd is one generated command.
+type genCmd struct {
+	t    CmdType
+	data []byte
+}
+
+// gen makes a random but mostly valid command sequence from a seed. It
+// applies each command to replica A as it goes, so that it can pick
+// deadlines that exist in the state.
+type gen struct {
+	t       *testing.T
+	r       *rand.Rand
+	now     time.Time
+	a       *replica
+	cmds    []genCmd
+	alarms  []string
+	session []string
+	nextID  int
+}
+
+// replica is one state machine on its own Badger.
+type replica struct {
+	db       *badger.DB
+	f        *FSM
+	outcomes []string // per command: the response or the refusal
+}
+
+func newReplica(t *testing.T) *replica { return &replica{db: mustOpenDB(t), f: NewFSM()} }
+
+var (
+	genOrgs      = []string{"o1", "o2"}
+	genWorkers   = map[string]string{"w1": "o1", "w2": "o1", "w3": "o1", "w4": "o2", "w5": "o2"}
+	genWorkerIDs = []string{"w1", "w2", "w3", "w4", "w5"}
+	genDevices   = []Device{
+		{ID: "d1", Kind: DeviceDedicated, OrgID: "o1", WorkerID: "w1"},
+		{ID: "d2", Kind: DevicePhoneApp, OrgID: "o1", WorkerID: "w2"},
+		{ID: "d3", Kind: DeviceDedicated, OrgID: "o1", WorkerID: "w3"},
+		{ID: "d4", Kind: DevicePhoneApp, OrgID: "o2", WorkerID: "w4"},
+		{ID: "d5", Kind: DevicePooled, OrgID: "o1"},
+		{ID: "d6", Kind: DevicePooled, OrgID: "o2"},
+	}
+	genOperators = []string{"olivia", "sam", "ray"}
+)
+
+func (g *gen) pick(xs []string) string {
+	if len(xs) == 0 {
+		return "none"
+	}
+	return xs[g.r.IntN(len(xs))]
+}
+
+// alarm picks an alarm: mostly an open one of replica A, else any ID
+// generated so far (closed, refused or never raised).
+func (g *gen) alarm() string {
+	if g.r.IntN(3) != 0 {
+		var open []Alarm
+		if err := g.a.db.View(func(txn *badger.Txn) (err error) {
+			open, err = OpenAlarms(txn)
+			return err
+		}); err != nil {
+			g.t.Fatal(err)
+		}
+		if len(open) > 0 {
+			return open[g.r.IntN(len(open))].ID
+		}
+	}
+	return g.pick(g.alarms)
+}
+
+func (g *gen) hdr(actor string) Header { return Header{At: g.now, Actor: actor, Node: "n1"} }
+
+func (g *gen) id(prefix string) string {
+	g.nextID++
+	return fmt.Sprintf("%s%d", prefix, g.nextID)
+}
+
+// add encodes a command, applies it to replica A and appends it.
+func (g *gen) add(t CmdType, body any) {
+	c := genCmd{t: t, data: encode(t, body)}
+	g.cmds = append(g.cmds, c)
+	g.a.outcomes = append(g.a.outcomes, applyOne(g.t, g.a, len(g.cmds), c))
+}
+
+// applyOne applies one command in its own transaction, committing it
+// unless it was refused.
+func applyOne(t *testing.T, r *replica, index int, c genCmd) string {
+	t.Helper()
+	txn := r.db.NewTransaction(true)
+	defer txn.Discard()
+	resp, err := r.f.Apply(txn, cluster.Entry{Index: uint64(index), Term: 1, ID: fmt.Sprintf("c%d", index), Data: c.data})
+	if err != nil {
+		r.f.Discarded()
+		return "refused: " + err.Error()
+	}
+	if err := txn.Commit(); err != nil {
+		t.Fatalf("commit %d: %v", index, err)
+	}
+	r.f.Committed()
+	return string(resp)
+}
+
+// location returns a fix within about 400 m of a central point.
+func (g *gen) location() *Location {
+	return &Location{Lat: 53.4808 + (g.r.Float64()-0.5)*0.007, Lon: -2.2426 + (g.r.Float64()-0.5)*0.012, Source: "gps"}
+}
+
+func (g *gen) setup() {
+	for i, o := range genOrgs {
+		org := Organisation{ID: o, Name: "Org " + o, Grace: time.Duration(i+1) * time.Minute}
+		if i == 1 {
+			org.Priorities = map[AlarmType]int{AlarmLowBattery: 2, AlarmTest: 9, AlarmManDown: 3}
+		}
+		g.add(CmdPutOrganisation, PutOrganisationCmd{Header: g.hdr("admin"), Org: org})
+	}
+	for _, w := range genWorkerIDs {
+		g.add(CmdPutWorker, PutWorkerCmd{Header: g.hdr("admin"), Worker: Worker{ID: w, Name: "Worker " + w, OrgID: genWorkers[w]}})
+	}
+	for _, d := range genDevices {
+		g.add(CmdPutDevice, PutDeviceCmd{Header: g.hdr("admin"), Device: d})
+	}
+}
+
+func (g *gen) deviceIDs() []string {
+	ids := make([]string, len(genDevices))
+	for i, d := range genDevices {
+		ids[i] = d.ID
+	}
+	return ids
+}
+
+// step generates one command.
+func (g *gen) step() {
+	g.now = g.now.Add(time.Duration(g.r.IntN(90)) * time.Second)
+	op := g.pick(genOperators)
+	switch n := g.r.IntN(100); {
+	case n < 8:
+		var batch []DeviceStatus
+		for range 1 + g.r.IntN(3) {
+			b := g.r.IntN(101)
+			batch = append(batch, DeviceStatus{DeviceID: g.pick(append(g.deviceIDs(), "ghost")), Battery: &b,
+				Location: g.location(), SeenAt: g.now.Add(-time.Duration(g.r.IntN(120)) * time.Second)})
+		}
+		g.add(CmdDeviceStatus, DeviceStatusCmd{Header: g.hdr("broker"), Devices: batch})
+	case n < 25:
+		id := g.id("a")
+		if g.r.IntN(15) == 0 && len(g.alarms) > 0 {
+			id = g.pick(g.alarms) // a duplicate
+		}
+		typ := AlarmTypes[g.r.IntN(len(AlarmTypes))]
+		if g.r.IntN(25) == 0 {
+			typ = "fire"
+		}
+		r := RaiseAlarmCmd{Header: g.hdr("device"), AlarmID: id, Type: typ, DeviceID: g.pick(append(g.deviceIDs(), "ghost")),
+			DeviceTime: g.now.Add(-time.Duration(g.r.IntN(5000)) * time.Millisecond)}
+		if g.r.IntN(2) == 0 {
+			r.Location = g.location()
+		}
+		if g.r.IntN(6) == 0 {
+			r.DeviceID, r.WorkerID = "", g.pick(genWorkerIDs)
+		}
+		g.alarms = append(g.alarms, id)
+		g.add(CmdRaiseAlarm, r)
+	case n < 40:
+		g.add(CmdAcknowledge, AcknowledgeCmd{Header: g.hdr(op), AlarmID: g.alarm(), Takeover: g.r.IntN(4) == 0})
+	case n < 55:
+		kinds := append(append([]ActionKind{}, LoggableActions...), ActionClosed, "")
+		e := TimelineEntry{Kind: kinds[g.r.IntN(len(kinds))]}
+		if g.r.IntN(5) != 0 {
+			e.Outcome = g.pick([]string{CallAnsweredSafe, CallAnsweredNoSpeech, CallNoAnswer, "answered"})
+			e.Force = g.pick([]string{"GMP", "Met"})
+			e.Route = g.pick([]string{RouteURN, Route999, Route101, "112"})
+			e.Contact = g.pick([]string{"manager", "next of kin"})
+			e.Text = g.pick([]string{"note", "tap twice", "siren"})
+		}
+		g.add(CmdLogAction, LogActionCmd{Header: g.hdr(op), AlarmID: g.alarm(), Entry: e})
+	case n < 66:
+		res := Resolution(g.pick([]string{"worker_safe", "incident_handled", "false_alarm", "test", "", "bored"}))
+		g.add(CmdCloseAlarm, CloseAlarmCmd{Header: g.hdr(op), AlarmID: g.alarm(), Resolution: res, Note: "n"})
+	case n < 71:
+		g.add(CmdReopenAlarm, ReopenAlarmCmd{Header: g.hdr(op), AlarmID: g.pick(g.alarms), Reason: g.pick([]string{"", "rang back"})})
+	case n < 79:
+		id := g.id("s")
+		g.session = append(g.session, id)
+		iv := time.Duration(0)
+		if g.r.IntN(2) == 0 {
+			iv = time.Duration(5+g.r.IntN(20)) * time.Minute
+		}
+		g.add(CmdStartSession, StartSessionCmd{Header: g.hdr("device"), SessionID: id, WorkerID: g.pick(genWorkerIDs),
+			DeviceID: g.pick(g.deviceIDs()), Duration: time.Duration(10+g.r.IntN(110)) * time.Minute,
+			CheckInInterval: iv, Location: g.location(), Update: "visit"})
+	case n < 88:
+		pin := []PINOutcome{PINNone, PINSafe, PINDuress, PINWrong}[g.r.IntN(4)]
+		c := SessionActionCmd{Header: g.hdr("device"), SessionID: g.pick(g.session),
+			Action: []SessionActionKind{SessionCheckIn, SessionExtend, SessionEnd}[g.r.IntN(3)], PIN: pin}
+		if c.Action == SessionExtend {
+			c.ExtendBy = time.Duration(g.r.IntN(60)) * time.Minute
+		}
+		if pin == PINDuress {
+			c.AlarmID = g.id("duress")
+			g.alarms = append(g.alarms, c.AlarmID)
+		}
+		g.add(CmdSessionAction, c)
+	case n < 97:
+		var ds []Deadline
+		if err := g.a.db.View(func(txn *badger.Txn) (err error) {
+			ds, err = listJSON[Deadline](txn, pDeadline, 0)
+			return err
+		}); err != nil {
+			g.t.Fatal(err)
+		}
+		d := Deadline{ID: "session/none/1/due", Due: g.now}
+		if len(ds) > 0 && g.r.IntN(8) != 0 {
+			d = ds[g.r.IntN(len(ds))]
+		}
+		if d.Due.After(g.now) {
+			g.now = d.Due.Add(time.Duration(g.r.IntN(10)) * time.Second)
+		}
+		alarm := g.id("missed")
+		g.alarms = append(g.alarms, alarm)
+		g.add(CmdFireDeadline, FireDeadlineCmd{Header: g.hdr("system"), DeadlineID: d.ID, Due: d.Due, AlarmID: alarm})
+	default:
+		// Directory changes under way: priorities, a reassigned device.
+		if g.r.IntN(2) == 0 {
+			o := Organisation{ID: g.pick(genOrgs), Name: "Renamed", Priorities: map[AlarmType]int{AlarmRedAlert: 1 + g.r.IntN(3)}}
+			g.add(CmdPutOrganisation, PutOrganisationCmd{Header: g.hdr("admin"), Org: o})
+		} else {
+			d := genDevices[g.r.IntN(len(genDevices))]
+			if d.Kind == DevicePooled {
+				d.WorkerID = ""
+			} else {
+				d.Label = "relabelled"
+			}
+			g.add(CmdPutDevice, PutDeviceCmd{Header: g.hdr("admin"), Device: d})
+		}
+	}
+}
+
+// applyBatched applies cmds to r, batch commands per transaction (0: all
+// that fit), halving a batch that is too big for one transaction.
+func applyBatched(t *testing.T, r *replica, cmds []genCmd, batch int) {
+	t.Helper()
+	if batch <= 0 {
+		batch = len(cmds)
+	}
+	r.outcomes = make([]string, len(cmds))
+	for start := 0; start < len(cmds); {
+		end := min(start+batch, len(cmds))
+		for {
+			err := applyChunk(r, cmds, start, end)
+			if err == nil {
+				break
+			}
+			if errors.Is(err, badger.ErrTxnTooBig) && end-start > 1 {
+				end = start + (end-start)/2
+				continue
+			}
+			t.Fatalf("apply %d-%d: %v", start+1, end, err)
+		}
+		start = end
+	}
+}
+
+func applyChunk(r *replica, cmds []genCmd, start, end int) error {
+	txn := r.db.NewTransaction(true)
+	defer txn.Discard()
+	for i := start; i < end; i++ {
+		resp, err := r.f.Apply(txn, cluster.Entry{Index: uint64(i + 1), Term: 1, ID: fmt.Sprintf("c%d", i+1), Data: cmds[i].data})
+		switch {
+		case errors.Is(err, badger.ErrTxnTooBig):
+			r.f.Discarded()
+			return err
+		case err != nil:
+			r.outcomes[i] = "refused: " + err.Error()
+		default:
+			r.outcomes[i] = string(resp)
+		}
+	}
+	if err := txn.Commit(); err != nil {
+		r.f.Discarded()
+		return err
+	}
+	r.f.Committed()
+	return nil
+}
+
+func (r *replica) hash(t *testing.T) ([]byte, string) {
+	t.Helper()
+	var h []byte
+	var dump string
+	err := r.db.View(func(txn *badger.Txn) (err error) {
+		if h, err = StateHash(txn); err != nil {
+			return err
+		}
+		dump, err = StateDump(txn)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, dump
+}
+
+// replicaStats counts what a run exercised.
+type replicaStats struct {
+	accepted, refused map[CmdType]int
+}
+
+// checkReplicas generates n commands from seed, applies them on three
+// replicas and requires identical outcomes and states.
+func checkReplicas(t *testing.T, seed uint64, n int) replicaStats {
+	t.Helper()
+	g := &gen{t: t, r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), now: t0, a: newReplica(t)}
+	g.setup()
+	for range n {
+		g.step()
+	}
+	b, c := newReplica(t), newReplica(t)
+	applyBatched(t, b, g.cmds, 7)
+	applyBatched(t, c, g.cmds, 0)
+
+	st := replicaStats{accepted: map[CmdType]int{}, refused: map[CmdType]int{}}
+	for i, cmd := range g.cmds {
+		if g.a.outcomes[i] != b.outcomes[i] || g.a.outcomes[i] != c.outcomes[i] {
+			t.Fatalf("seed %d: command %d (%s) answered differently:\nA %s\nB %s\nC %s",
+				seed, i+1, cmd.t, g.a.outcomes[i], b.outcomes[i], c.outcomes[i])
+		}
+		if strings.HasPrefix(g.a.outcomes[i], "refused: ") {
+			st.refused[cmd.t]++
+		} else {
+			st.accepted[cmd.t]++
+		}
+	}
+	ha, da := g.a.hash(t)
+	hb, db := b.hash(t)
+	hc, dc := c.hash(t)
+	if !bytes.Equal(ha, hb) || !bytes.Equal(ha, hc) {
+		t.Fatalf("seed %d: state hashes differ: A %x B %x C %x\n%s", seed, ha, hb, hc, firstDiff(da, db, dc))
+	}
+	if err := g.a.db.View(checkAlarmInvariants); err != nil {
+		t.Fatalf("seed %d: %v", seed, err)
+	}
+	return st
+}
+
+// firstDiff shows the first line where the dumps differ.
+func firstDiff(dumps ...string) string {
+	lines := make([][]string, len(dumps))
+	for i, d := range dumps {
+		lines[i] = strings.Split(d, "\n")
+	}
+	for n := 0; ; n++ {
+		var row []string
+		same := true
+		for _, l := range lines {
+			s := "<end>"
+			if n < len(l) {
+				s = l[n]
+			}
+			row = append(row, s)
+			same = same && s == row[0]
+		}
+		if !same || row[0] == "<end>" {
+			return "first difference:\n" + strings.Join(row, "\n")
+		}
+	}
+}
+
+// checkAlarmInvariants checks that the alarm records and their indexes
+// agree: an alarm is in the open queue exactly when it is not closed, every
+// alarm is in ix/raised and ix/incident, and Actions counts its timeline.
+func checkAlarmInvariants(txn *badger.Txn) error {
+	alarms, err := listJSON[Alarm](txn, pAlarm, 0)
+	if err != nil {
+		return err
+	}
+	open := map[string]bool{}
+	err = scanPrefix(txn, pOpen, false, func(k, _ []byte) (bool, error) {
+		open[lastSegment(k)] = true
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, a := range alarms {
+		if open[a.ID] == (a.Status == StatusClosed) {
+			return fmt.Errorf("alarm %s is %s, in the open queue: %v", a.ID, a.Status, open[a.ID])
+		}
+		delete(open, a.ID)
+		for _, k := range []string{string(raisedKey(&a)), string(openKey(&a)),
+			pIncident + a.IncidentID + "/" + tkey(a.RaisedAt) + "/" + a.ID} {
+			if k == string(openKey(&a)) && a.Status == StatusClosed {
+				continue
+			}
+			if ok, err := exists(txn, k); err != nil || !ok {
+				return fmt.Errorf("alarm %s: index %s missing (%v)", a.ID, k, err)
+			}
+		}
+		tl, err := listJSON[TimelineEntry](txn, pTimeline+a.ID+"/", 0)
+		if err != nil {
+			return err
+		}
+		if len(tl) != a.Actions || tl[0].Kind != ActionRaised {
+			return fmt.Errorf("alarm %s: %d actions, %d timeline entries", a.ID, a.Actions, len(tl))
+		}
+		if a.DoNotCall {
+			for _, e := range tl {
+				if e.Kind == ActionCallWorker {
+					return fmt.Errorf("do-not-call alarm %s has a call to the worker", a.ID)
+				}
+			}
+		}
+	}
+	if len(open) != 0 {
+		return fmt.Errorf("open queue names unknown alarms: %v", open)
+	}
+	return nil
+}
+
+func TestReplicas_SameStateWhateverTheBatching(t *testing.T) {
+	n := 300
+	if testing.Short() {
+		n = 100
+	}
+	total := replicaStats{accepted: map[CmdType]int{}, refused: map[CmdType]int{}}
+	for seed := uint64(1); seed <= 6; seed++ {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			st := checkReplicas(t, seed, n)
+			for k, v := range st.accepted {
+				total.accepted[k] += v
+			}
+			for k, v := range st.refused {
+				total.refused[k] += v
+			}
+		})
+	}
+	// The generator must reach both sides of every alarm rule and the
+	// session commands, or the property says little.
+	for _, c := range []CmdType{CmdRaiseAlarm, CmdAcknowledge, CmdLogAction, CmdCloseAlarm, CmdReopenAlarm,
+		CmdStartSession, CmdSessionAction} {
+		if total.accepted[c] == 0 || total.refused[c] == 0 {
+			t.Errorf("%s: %d accepted, %d refused; want both", c, total.accepted[c], total.refused[c])
+		}
+	}
+	if total.accepted[CmdFireDeadline] == 0 {
+		t.Errorf("no deadline fired")
+	}
+	t.Logf("accepted %v", total.accepted)
+	t.Logf("refused  %v", total.refused)
+}
+
+func TestReplicas_LinkedAndDuressAlarmsOccur(t *testing.T) {
+	// The generated sequences link incidents and raise duress alarms from
+	// sessions, so the property covers those paths too.
+	g := &gen{t: t, r: rand.New(rand.NewPCG(3, 3^0x9e3779b97f4a7c15)), now: t0, a: newReplica(t)}
+	g.setup()
+	for range 300 {
+		g.step()
+	}
+	linked, sessionAlarms := 0, 0
+	err := g.a.db.View(func(txn *badger.Txn) error {
+		as, err := listJSON[Alarm](txn, pAlarm, 0)
+		for _, a := range as {
+			if a.IncidentID != a.ID {
+				linked++
+			}
+			if a.SessionID != "" {
+				sessionAlarms++
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if linked == 0 || sessionAlarms == 0 {
+		t.Fatalf("linked %d, from sessions %d; want both", linked, sessionAlarms)
+	}
+}
+
+// FuzzReplicas runs the replicas property on sequences from random seeds.
+// Its seed corpus runs with every `go test`.
+func FuzzReplicas(f *testing.F) {
+	for _, s := range []struct {
+		seed uint64
+		n    uint16
+	}{{11, 50}, {12, 120}, {13, 200}} {
+		f.Add(s.seed, s.n)
+	}
+	f.Fuzz(func(t *testing.T, seed uint64, n uint16) {
+		checkReplicas(t, seed, int(n%400)+1)
+	})
+}
+
+// The generator's commands must be valid JSON for the FSM: a sanity check
+// that encode did not fail silently.
+func TestReplicas_GeneratorEncodes(t *testing.T) {
+	g := &gen{t: t, r: rand.New(rand.NewPCG(1, 2)), now: t0, a: newReplica(t)}
+	g.setup()
+	for range 20 {
+		g.step()
+	}
+	for i, c := range g.cmds {
+		if !json.Valid(c.data[1:]) {
+			t.Fatalf("command %d is not JSON", i)
+		}
+	}
+}

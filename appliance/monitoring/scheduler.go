@@ -1,0 +1,203 @@
+package monitoring
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/google/uuid"
+)
+
+// Defaults of the Scheduler.
+const (
+	DefaultSchedulerInterval = 200 * time.Millisecond
+	DefaultSchedulerBatch    = 256
+	DefaultFireTimeout       = 10 * time.Second
+)
+
+// SchedulerConfig configures a Scheduler.
+type SchedulerConfig struct {
+	// Interval is how often the leader scans the state for deadlines that
+	// have passed.
+	Interval time.Duration
+	// Batch is the most deadlines fired per scan.
+	Batch int
+	// FireTimeout bounds one FireDeadline proposal.
+	FireTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// Scheduler acts on the deadlines in the state (ix/deadline/): while this
+// node leads, it proposes FireDeadline for each one that has passed, oldest
+// first. It keeps no schedule of its own: each scan reads the state, so a
+// new leader fires whatever is overdue without rebuilding anything.
+//
+// A deadline fires at most once: the command ID is the deadline's ID, which
+// the cluster deduplicates, and the alarm a deadline raises has an ID
+// derived from the deadline's ID (DeadlineAlarmID), so a retry by a new
+// leader after a failover is the same command.
+type Scheduler struct {
+	svc      *Service
+	isLeader func() bool
+	cfg      SchedulerConfig
+	logger   *slog.Logger
+
+	refused map[string]bool // deadline IDs the state machine refused; used by the loop only
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// NewScheduler returns a scheduler for svc that acts only while isLeader
+// reports true. It does no I/O.
+func NewScheduler(svc *Service, isLeader func() bool, cfg SchedulerConfig) *Scheduler {
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultSchedulerInterval
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = DefaultSchedulerBatch
+	}
+	if cfg.FireTimeout <= 0 {
+		cfg.FireTimeout = DefaultFireTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Scheduler{
+		svc: svc, isLeader: isLeader, cfg: cfg,
+		logger:  cfg.Logger.With("system", "scheduler"),
+		refused: map[string]bool{},
+	}
+}
+
+// Open starts the scan loop. It returns at once.
+func (s *Scheduler) Open(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cancel != nil {
+		return errors.New("scheduler already open")
+	}
+	ctx, s.cancel = context.WithCancel(ctx)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.loop(ctx)
+	}()
+	return nil
+}
+
+// Close stops the loop and waits for a proposal in flight. It is safe to
+// call twice.
+func (s *Scheduler) Close() error {
+	s.mu.Lock()
+	cancel := s.cancel
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Scheduler) loop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !s.isLeader() {
+			continue
+		}
+		if _, err := s.tick(ctx); err != nil && ctx.Err() == nil {
+			s.logger.Warn("cannot fire deadlines", "error", err)
+		}
+	}
+}
+
+// Due returns the deadlines that have passed at now, oldest first, at most
+// limit of them, from this node's state.
+func (s *Service) Due(now time.Time, limit int) ([]Deadline, error) {
+	var out []Deadline
+	end := pDeadline + tkey(now) + "/\xff"
+	err := s.view(func(txn *badger.Txn) error {
+		return scanPrefix(txn, pDeadline, true, func(key, val []byte) (bool, error) {
+			if string(key) > end {
+				return false, nil
+			}
+			d, err := decodeResponse[Deadline](val)
+			if err != nil {
+				return false, err
+			}
+			out = append(out, *d)
+			return len(out) < limit, nil
+		})
+	})
+	return out, err
+}
+
+// tick fires the deadlines that have passed, oldest first, and returns how
+// many it fired (stale ones included).
+func (s *Scheduler) tick(ctx context.Context) (int, error) {
+	// Refused deadlines stay in the state; ask for enough to get past them.
+	due, err := s.svc.Due(s.svc.Now(), s.cfg.Batch+len(s.refused))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, d := range due {
+		if s.refused[d.ID] {
+			continue
+		}
+		if ctx.Err() != nil || !s.isLeader() {
+			return n, ctx.Err()
+		}
+		fctx, cancel := context.WithTimeout(ctx, s.cfg.FireTimeout)
+		outcome, err := s.svc.fireDeadline(fctx, d)
+		cancel()
+		var re *RuleError
+		switch {
+		case errors.As(err, &re):
+			// Deterministic: retrying gives the same refusal. Say so loudly
+			// once; an operator must look.
+			s.refused[d.ID] = true
+			s.logger.Error("deadline refused", "deadline", d.ID, "kind", d.Kind, "error", err)
+			continue
+		case err != nil:
+			return n, err
+		}
+		s.logger.Debug("deadline fired", "deadline", d.ID, "kind", d.Kind, "outcome", outcome)
+		n++
+	}
+	return n, nil
+}
+
+// deadlineAlarmNS is the UUID namespace of alarms raised by deadlines.
+var deadlineAlarmNS = uuid.MustParse("6f1c7a52-3c1e-4c55-9a55-2f2b1d1e8a01")
+
+// DeadlineAlarmID is the ID of the alarm a deadline raises: a name-based
+// (SHA-1) UUID of the deadline's ID, the same on every node and every try.
+func DeadlineAlarmID(deadlineID string) string {
+	return uuid.NewSHA1(deadlineAlarmNS, []byte(deadlineID)).String()
+}
+
+// fireDeadline proposes FireDeadline for d, with the deadline's ID as the
+// command ID, and returns the outcome ("fired" or "stale").
+func (s *Service) fireDeadline(ctx context.Context, d Deadline) (string, error) {
+	cmd := FireDeadlineCmd{Header: s.header("system"), DeadlineID: d.ID, Due: d.Due, AlarmID: DeadlineAlarmID(d.ID)}
+	res, err := s.propose(ctx, d.ID, CmdFireDeadline, cmd)
+	if err != nil {
+		return "", err
+	}
+	r, err := decodeResponse[fireResult](res.Response)
+	if err != nil {
+		return "", err
+	}
+	return r.Outcome, nil
+}

@@ -1,0 +1,216 @@
+package monitoring
+
+// The Service's alarm methods: raise, acknowledge, log an action, close,
+// reopen, and the queries the console needs.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/vigilarc/vigil/cluster"
+)
+
+// RaiseAlarmRequest is an alarm from a device, an operator (a test alarm)
+// or the system. It needs a device or a worker.
+type RaiseAlarmRequest struct {
+	Type       AlarmType `json:"type"`
+	DeviceID   string    `json:"device_id,omitempty"`
+	WorkerID   string    `json:"worker_id,omitempty"` // else the device's worker
+	SessionID  string    `json:"session_id,omitempty"`
+	DeviceTime time.Time `json:"device_time,omitempty"` // the device's own clock
+	Location   *Location `json:"location,omitempty"`    // else the device's last fix
+}
+
+// RaiseAlarm raises an alarm; cmdID is the device's event ID (or the
+// console's request ID), so a retry returns the first alarm.
+func (s *Service) RaiseAlarm(ctx context.Context, cmdID, actor string, req RaiseAlarmRequest) (*Alarm, error) {
+	switch {
+	case actor == "":
+		return nil, invalid("actor", "who raises the alarm is missing")
+	case !validAlarmType(req.Type):
+		return nil, invalid("type", "unknown alarm type %q", req.Type)
+	case req.DeviceID == "" && req.WorkerID == "":
+		return nil, invalid("device_id", "an alarm needs a device or a worker")
+	}
+	if err := checkLocation(req.Location); err != nil {
+		return nil, err
+	}
+	cmd := RaiseAlarmCmd{
+		Header: s.header(actor), AlarmID: s.NewID(), Type: req.Type,
+		DeviceID: req.DeviceID, WorkerID: req.WorkerID, SessionID: req.SessionID,
+		DeviceTime: req.DeviceTime, Location: req.Location,
+	}
+	return s.proposeAlarm(ctx, cmdID, CmdRaiseAlarm, &cmd)
+}
+
+// Acknowledge claims an alarm for operator. Acknowledging an alarm the
+// operator already holds changes nothing; one that another operator holds
+// is refused unless takeover is set.
+func (s *Service) Acknowledge(ctx context.Context, cmdID, operator, alarmID string, takeover bool) (*Alarm, error) {
+	if err := checkOperator(operator, alarmID); err != nil {
+		return nil, err
+	}
+	cmd := AcknowledgeCmd{Header: s.header(operator), AlarmID: alarmID, Takeover: takeover}
+	return s.proposeAlarm(ctx, cmdID, CmdAcknowledge, &cmd)
+}
+
+// LogAction adds an action (a call, a police escalation, a note...) to an
+// acknowledged alarm's timeline. Index, At and Actor of entry are filled in.
+func (s *Service) LogAction(ctx context.Context, cmdID, operator, alarmID string, entry TimelineEntry) (*Alarm, error) {
+	if err := checkOperator(operator, alarmID); err != nil {
+		return nil, err
+	}
+	if err := CheckAction(entry); err != nil {
+		return nil, err
+	}
+	cmd := LogActionCmd{Header: s.header(operator), AlarmID: alarmID, Entry: entry}
+	return s.proposeAlarm(ctx, cmdID, CmdLogAction, &cmd)
+}
+
+// Close closes an acknowledged alarm with a resolution, which is required.
+func (s *Service) Close(ctx context.Context, cmdID, operator, alarmID string, resolution Resolution, note string) (*Alarm, error) {
+	if err := checkOperator(operator, alarmID); err != nil {
+		return nil, err
+	}
+	switch {
+	case resolution == "":
+		return nil, ruleErr(CodeNeedResolution, "resolution",
+			"closing an alarm needs a resolution: one of %s", resolutionList())
+	case !validResolution(resolution):
+		return nil, invalid("resolution", "%q is not a resolution: use one of %s", resolution, resolutionList())
+	}
+	cmd := CloseAlarmCmd{Header: s.header(operator), AlarmID: alarmID, Resolution: resolution, Note: note}
+	return s.proposeAlarm(ctx, cmdID, CmdCloseAlarm, &cmd)
+}
+
+// Reopen reopens a closed alarm, acknowledged by operator; reason is
+// required.
+func (s *Service) Reopen(ctx context.Context, cmdID, operator, alarmID, reason string) (*Alarm, error) {
+	if err := checkOperator(operator, alarmID); err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(reason) == "" {
+		return nil, invalid("reason", "reopening an alarm needs a reason")
+	}
+	cmd := ReopenAlarmCmd{Header: s.header(operator), AlarmID: alarmID, Reason: reason}
+	return s.proposeAlarm(ctx, cmdID, CmdReopenAlarm, &cmd)
+}
+
+// OpenAlarms returns the open alarm queue: by priority, then oldest first.
+func (s *Service) OpenAlarms() ([]Alarm, error) {
+	var out []Alarm
+	err := s.view(func(txn *badger.Txn) (err error) {
+		out, err = OpenAlarms(txn)
+		return err
+	})
+	return out, err
+}
+
+// Alarm returns one alarm.
+func (s *Service) Alarm(id string) (*Alarm, error) {
+	var out *Alarm
+	err := s.view(func(txn *badger.Txn) (err error) {
+		out, err = LookupAlarm(txn, id)
+		return err
+	})
+	return out, err
+}
+
+// Timeline returns an alarm's timeline, in order.
+func (s *Service) Timeline(alarmID string) ([]TimelineEntry, error) {
+	var out []TimelineEntry
+	err := s.view(func(txn *badger.Txn) (err error) {
+		out, err = AlarmTimeline(txn, alarmID)
+		return err
+	})
+	return out, err
+}
+
+// Incident returns the alarms of one incident, oldest first.
+func (s *Service) Incident(incidentID string) ([]Alarm, error) {
+	var out []Alarm
+	err := s.view(func(txn *badger.Txn) (err error) {
+		out, err = IncidentAlarms(txn, incidentID)
+		return err
+	})
+	return out, err
+}
+
+// Audit returns up to limit audit records from log index from on.
+func (s *Service) Audit(from uint64, limit int) ([]AuditRecord, error) {
+	var out []AuditRecord
+	err := s.view(func(txn *badger.Txn) (err error) {
+		out, err = AuditLog(txn, from, limit)
+		return err
+	})
+	return out, err
+}
+
+// AuditFor returns the audit records of one subject, such as "alarm/<id>".
+func (s *Service) AuditFor(subject string) ([]AuditRecord, error) {
+	var out []AuditRecord
+	err := s.view(func(txn *badger.Txn) (err error) {
+		out, err = AuditFor(txn, subject)
+		return err
+	})
+	return out, err
+}
+
+// KPIs returns the KPIs of the alarms raised in [from, to) by organisation
+// orgID (every organisation when empty).
+func (s *Service) KPIs(orgID string, from, to time.Time) (*KPIs, error) {
+	now := s.Now()
+	var out *KPIs
+	err := s.view(func(txn *badger.Txn) (err error) {
+		out, err = ComputeKPIs(txn, orgID, from, to, now)
+		return err
+	})
+	return out, err
+}
+
+// proposeAlarm proposes an alarm command and decodes the alarm it returns.
+func (s *Service) proposeAlarm(ctx context.Context, cmdID string, t CmdType, body any) (*Alarm, error) {
+	res, err := s.propose(ctx, cmdID, t, body)
+	if err != nil {
+		return nil, err
+	}
+	return decodeAlarm(res)
+}
+
+func decodeAlarm(res cluster.Result) (*Alarm, error) {
+	a := new(Alarm)
+	if err := json.Unmarshal(res.Response, a); err != nil {
+		return nil, fmt.Errorf("cannot decode the alarm of entry %d: %w", res.Index, err)
+	}
+	return a, nil
+}
+
+func checkOperator(operator, alarmID string) error {
+	switch {
+	case operator == "":
+		return invalid("operator", "the operator is missing")
+	case alarmID == "":
+		return invalid("alarm_id", "the alarm ID is missing")
+	}
+	return nil
+}
+
+// checkLocation refuses a fix outside the globe.
+func checkLocation(l *Location) error {
+	switch {
+	case l == nil:
+		return nil
+	case l.Lat < -90 || l.Lat > 90:
+		return invalid("location.lat", "%v is not a latitude", l.Lat)
+	case l.Lon < -180 || l.Lon > 180:
+		return invalid("location.lon", "%v is not a longitude", l.Lon)
+	case l.Accuracy < 0:
+		return invalid("location.accuracy_m", "%v is negative", l.Accuracy)
+	}
+	return nil
+}
