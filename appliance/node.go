@@ -35,6 +35,8 @@ type Node struct {
 	logger  *slog.Logger
 	fsm     *monitoring.FSM
 	cluster *cluster.Node
+	service *monitoring.Service
+	sched   *monitoring.Scheduler
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -60,7 +62,9 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Node{cfg: cfg, logger: logger, fsm: fsm, cluster: cn}, nil
+	svc := monitoring.NewService(cn, fsm, logger.With(logKeySystem, "monitoring"))
+	sched := monitoring.NewScheduler(svc, cn.IsLeader, monitoring.SchedulerConfig{Logger: logger})
+	return &Node{cfg: cfg, logger: logger, fsm: fsm, cluster: cn, service: svc, sched: sched}, nil
 }
 
 // Open starts the node: it binds the HTTP port (so a port in use fails
@@ -81,6 +85,11 @@ func (n *Node) Open(ctx context.Context) error {
 		return fmt.Errorf("cannot open cluster node: %w", err)
 	}
 	n.logger = n.logger.With(logKeyNode, n.cluster.ID())
+	if err := n.sched.Open(context.Background()); err != nil { // runs until Close, not until ctx ends
+		ln.Close()
+		n.cluster.Close()
+		return fmt.Errorf("cannot start the deadline scheduler: %w", err)
+	}
 	n.httpLn = ln
 	n.httpSrv = &http.Server{
 		Handler:           newAPI(n.cluster, n.logger.With(logKeySystem, "http")),
@@ -121,6 +130,9 @@ func (n *Node) Close() error {
 		}
 		cancel()
 		n.wg.Wait()
+		if err := n.sched.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("cannot stop the deadline scheduler: %w", err))
+		}
 		if err := n.cluster.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("cannot close cluster node: %w", err))
 		}
@@ -139,6 +151,9 @@ func (n *Node) HTTPAddr() string {
 	}
 	return n.httpLn.Addr().String()
 }
+
+// Service returns the node's monitoring Service.
+func (n *Node) Service() *monitoring.Service { return n.service }
 
 // Cluster returns the node's cluster node.
 func (n *Node) Cluster() *cluster.Node { return n.cluster }
