@@ -10,7 +10,7 @@ GOBIN    := $(shell $(GO) env GOPATH)/bin
 
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build run test bench lint tools clean
+.PHONY: all build run test soak bench lint tools clean
 
 all: lint test build
 
@@ -25,6 +25,10 @@ run: build
 ## test: every test, with the race detector (the command CI runs)
 test:
 	$(GO) test -race -count=1 -timeout 30m ./...
+
+## soak: long tests (200,000 commands through a three-node cluster); not in CI
+soak:
+	VIGIL_SOAK=1 $(GO) test -count=1 -timeout 30m -run 'TestSoak' -v ./...
 
 ## bench: cluster benchmarks on a three-node loopback cluster (QUICK=1 for a short run)
 bench: build
