@@ -364,3 +364,18 @@ func TestCluster_GracefulCloseTransfersLeadership(t *testing.T) {
 	pollUntil(t, 5*time.Second, "two voters", func() bool { return c.Leader().voters() == 2 })
 	mustApply(t, c.nodes[f].node, "after-remove", "k", "v")
 }
+
+// A write through a follower is visible in that follower's local state as
+// soon as Apply returns.
+func TestCluster_ForwardedWriteReadableOnTheFollower(t *testing.T) {
+	c := mustCluster(t, 3, func(cfg *Config) { cfg.CommitTimeout = 200 * time.Millisecond })
+	c.WaitForLeader()
+	f := c.nodes[c.Followers()[0]].node
+	for i := range 10 {
+		key := fmt.Sprintf("ryw-%d", i)
+		mustApply(t, f, key, key, "v")
+		if _, ok := kvGet(t, f, key); !ok {
+			t.Fatalf("write %d through the follower not readable there when Apply returned", i)
+		}
+	}
+}

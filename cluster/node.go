@@ -384,7 +384,9 @@ func (n *Node) localReadIndex() (uint64, error) {
 }
 
 // Apply replicates one command and returns the state machine's response once
-// a quorum has it on disk and this node's leader has applied it.
+// a quorum has it on disk and the leader has applied it; on a follower, Apply
+// also waits (within ctx) until this node has applied it, so that reads here
+// see the caller's own write.
 //
 // id makes the command idempotent: applying an ID again returns the first
 // result (Duplicate set) without calling the state machine. With an ID, Apply
@@ -405,6 +407,14 @@ func (n *Node) Apply(ctx context.Context, id string, data []byte) (Result, error
 		res, err = n.applyOnce(ctx, payload)
 		return err
 	})
+	var refused *RefusedError
+	if (err == nil || errors.As(err, &refused)) && res.Index > n.fsm.Applied() {
+		// Forwarded: the leader has applied it (a refusal too is recorded),
+		// this node may not have yet. Wait, so that a caller reading this
+		// node next sees its own write. The outcome is committed whatever
+		// happens here, so a deadline reached while waiting changes nothing.
+		n.fsm.waitApplied(ctx.Done(), res.Index)
+	}
 	return res, err
 }
 
