@@ -2,10 +2,10 @@ package appliance
 
 // The HTTP API.
 //
-// These routes are administrative and diagnostic, and they are not
-// authenticated yet: operator accounts and roles arrive with the console
-// issue. Until then bind http_addr to loopback (the default) or to a
-// management network that only administrators can reach.
+// These routes (administrative, diagnostic, and the monitoring routes of
+// api_monitoring.go) are not authenticated yet: operator accounts and roles
+// arrive with the console issue. Until then bind http_addr to loopback (the
+// default) or to a management network that only administrators can reach.
 
 import (
 	"context"
@@ -88,20 +88,22 @@ type MemberRequest struct {
 type ErrorResponse struct {
 	Error string `json:"error"`
 	Field string `json:"field,omitempty"` // the request field at fault, for 400
+	Code  string `json:"code,omitempty"`  // the monitoring rule that refused the command, such as "wrong_pin"
 }
 
 // api serves the HTTP API of one node.
 type api struct {
 	cluster clusterNode
+	svc     monitoringService
 	logger  *slog.Logger
 }
 
-// newAPI returns the HTTP handler of the API. The routes are unauthenticated
-// until the console issue adds operator auth; see the comment at the top of
-// this file.
-func newAPI(c clusterNode, logger *slog.Logger) http.Handler {
+// newAPI returns the HTTP handler of the API over the cluster node c and
+// the monitoring Service svc. The routes are unauthenticated until the
+// console issue adds operator auth; see the comment at the top of this file.
+func newAPI(c clusterNode, svc monitoringService, logger *slog.Logger) http.Handler {
 	gin.SetMode(gin.ReleaseMode)
-	a := &api{cluster: c, logger: logger}
+	a := &api{cluster: c, svc: svc, logger: logger}
 	r := gin.New()
 	_ = r.SetTrustedProxies(nil) // never believe X-Forwarded-For
 	r.HandleMethodNotAllowed = true
@@ -119,6 +121,7 @@ func newAPI(c clusterNode, logger *slog.Logger) http.Handler {
 	v1.DELETE("/cluster/members/:id", a.removeMember)
 	v1.POST("/diag/records", a.postDiagRecord)
 	v1.GET("/diag/records", a.getDiagRecords)
+	a.monitoringRoutes(v1) // api_monitoring.go
 	return r
 }
 

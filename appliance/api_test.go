@@ -106,7 +106,7 @@ func TestAPI_BadRequestsNameTheProblem(t *testing.T) {
 		{"bad consistency", "GET", "/api/v1/diag/records?consistency=eventual", "", 400, "consistency", `"eventual"`},
 		{"join without id", "POST", "/api/v1/cluster/members", `{"addr":"127.0.0.1:9"}`, 400, "id", "id is required"},
 		{"join with bad addr", "POST", "/api/v1/cluster/members", `{"id":"n2","addr":"nowhere"}`, 400, "addr", "host:port"},
-		{"no such route", "GET", "/api/v1/alarms", "", 404, "", "no such route"},
+		{"no such route", "GET", "/api/v1/nothing", "", 404, "", "no such route"},
 		{"wrong method", "PUT", "/api/v1/diag/records", `{}`, 405, "", "not allowed"},
 	}
 	for _, tt := range tests {

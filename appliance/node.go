@@ -92,7 +92,7 @@ func (n *Node) Open(ctx context.Context) error {
 	}
 	n.httpLn = ln
 	n.httpSrv = &http.Server{
-		Handler:           newAPI(n.cluster, n.logger.With(logKeySystem, "http")),
+		Handler:           newAPI(n.cluster, n.service, n.logger.With(logKeySystem, "http")),
 		ReadHeaderTimeout: DefaultHTTPReadHeaderTimeout,
 		ReadTimeout:       DefaultHTTPReadTimeout,
 		IdleTimeout:       DefaultHTTPIdleTimeout,

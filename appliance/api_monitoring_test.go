@@ -1,0 +1,329 @@
+package appliance
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigilarc/vigil/appliance/monitoring"
+)
+
+// send marshals body (a string is sent as it is), sends it, and decodes
+// the reply into out (when not nil). It returns the status and the raw
+// reply.
+func send(t *testing.T, n *Node, method, path string, body, out any) (int, string) {
+	t.Helper()
+	var s string
+	switch b := body.(type) {
+	case nil:
+	case string:
+		s = b
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s = string(j)
+	}
+	var raw json.RawMessage
+	code := call(t, n, method, path, s, &raw)
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: cannot decode %s: %v", method, path, raw, err)
+		}
+	}
+	return code, string(raw)
+}
+
+// mustSend is send that fails the test unless the status is want.
+func mustSend(t *testing.T, n *Node, want int, method, path string, body, out any) string {
+	t.Helper()
+	code, raw := send(t, n, method, path, body, out)
+	if code != want {
+		t.Fatalf("%s %s = %d %s; want %d", method, path, code, raw, want)
+	}
+	return raw
+}
+
+type obj = map[string]any
+
+// Every refusal names the request field at fault (or says what is
+// missing), with the status the error mapping promises, and writes nothing.
+func TestAPIMonitoring_BadRequestsNameTheField(t *testing.T) {
+	n := mustOpenNode(t)
+	cmd := func(extra obj) obj {
+		m := obj{"id": "bad-1", "actor": "op1"}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	org := func(o obj) obj {
+		m := obj{"id": "trust", "name": "Trust"}
+		for k, v := range o {
+			m[k] = v
+		}
+		return cmd(obj{"org": m})
+	}
+	tests := []struct {
+		name, method, path string
+		body               any
+		wantCode           int
+		wantField          string
+	}{
+		{"no command id", "POST", "/api/v1/organisations", obj{"actor": "op1", "org": obj{"id": "o", "name": "O"}}, 400, "id"},
+		{"command id too long", "POST", "/api/v1/organisations", obj{"id": strings.Repeat("x", MaxCommandIDLen+1), "actor": "op1"}, 400, "id"},
+		{"no actor", "POST", "/api/v1/organisations", obj{"id": "c", "org": obj{"id": "o", "name": "O"}}, 400, "actor"},
+		{"blank actor", "POST", "/api/v1/alarms", obj{"id": "c", "actor": "  ", "type": "test", "worker_id": "w"}, 400, "actor"},
+		{"unknown field", "POST", "/api/v1/organisations", cmd(obj{"colour": "red"}), 400, "body"},
+		{"duration in ns", "POST", "/api/v1/organisations", org(obj{"grace_ns": 2000000000}), 400, "body"},
+		{"grace not a duration", "POST", "/api/v1/organisations", org(obj{"grace": "2 minutes"}), 400, "org.grace"},
+		{"negative grace", "POST", "/api/v1/organisations", org(obj{"grace": "-1s"}), 400, "org.grace"},
+		{"checkin default too short", "POST", "/api/v1/organisations", org(obj{"default_checkin": "1m"}), 400, "org.default_checkin"},
+		{"org without name", "POST", "/api/v1/organisations", org(obj{"name": ""}), 400, "org.name"},
+		{"worker without org", "POST", "/api/v1/workers", cmd(obj{"worker": obj{"id": "w", "name": "Ann"}}), 400, "worker.org_id"},
+		{"worker with pin hash", "POST", "/api/v1/workers", cmd(obj{"worker": obj{"id": "w", "name": "Ann", "org_id": "o", "safe_pin_hash": "x"}}), 400, "body"},
+		{"safe pin not digits", "POST", "/api/v1/workers/w/pins", cmd(obj{"safe_pin": "12a4"}), 400, "safe_pin"},
+		{"duress pin same as safe", "POST", "/api/v1/workers/w/pins", cmd(obj{"safe_pin": "1234", "duress_pin": "1234"}), 400, "duress_pin"},
+		{"device kind", "POST", "/api/v1/devices", cmd(obj{"device": obj{"id": "d", "kind": "pager", "org_id": "o"}}), 400, "device.kind"},
+		{"session duration", "POST", "/api/v1/sessions", cmd(obj{"worker_id": "w", "device_id": "d", "duration": "forever"}), 400, "duration"},
+		{"session too long", "POST", "/api/v1/sessions", cmd(obj{"worker_id": "w", "device_id": "d", "duration": "25h"}), 400, "duration"},
+		{"session check-in interval", "POST", "/api/v1/sessions", cmd(obj{"worker_id": "w", "device_id": "d", "duration": "1h", "checkin_interval": "1m"}), 400, "checkin_interval"},
+		{"session without worker", "POST", "/api/v1/sessions", cmd(obj{"device_id": "d", "duration": "1h"}), 400, "worker_id"},
+		{"extend without extend_by", "POST", "/api/v1/sessions/s/extend", cmd(obj{"pin": "1234"}), 400, "extend_by"},
+		{"extend by nothing", "POST", "/api/v1/sessions/s/extend", cmd(obj{"pin": "1234", "extend_by": "0s"}), 400, "extend_by"},
+		{"check-in pin not digits", "POST", "/api/v1/sessions/s/checkin", cmd(obj{"pin": "abcd"}), 400, "pin"},
+		{"check-in with extend_by", "POST", "/api/v1/sessions/s/checkin", cmd(obj{"pin": "1234", "extend_by": "1h"}), 400, "body"},
+		{"alarm type", "POST", "/api/v1/alarms", cmd(obj{"type": "fire", "device_id": "d"}), 400, "type"},
+		{"alarm without source", "POST", "/api/v1/alarms", cmd(obj{"type": "red_alert"}), 400, "device_id"},
+		{"alarm device time", "POST", "/api/v1/alarms", cmd(obj{"type": "red_alert", "device_id": "d", "device_time": "yesterday"}), 400, "device_time"},
+		{"alarm latitude", "POST", "/api/v1/alarms", cmd(obj{"type": "red_alert", "device_id": "d", "location": obj{"lat": 91, "lon": 0}}), 400, "location.lat"},
+		{"action without kind", "POST", "/api/v1/alarms/a/actions", cmd(nil), 400, "kind"},
+		{"call without outcome", "POST", "/api/v1/alarms/a/actions", cmd(obj{"kind": "call_worker"}), 400, "outcome"},
+		{"police without route", "POST", "/api/v1/alarms/a/actions", cmd(obj{"kind": "police", "force": "Met"}), 400, "route"},
+		{"close without resolution", "POST", "/api/v1/alarms/a/close", cmd(nil), 422, "resolution"},
+		{"close with unknown resolution", "POST", "/api/v1/alarms/a/close", cmd(obj{"resolution": "sorted"}), 400, "resolution"},
+		{"reopen without reason", "POST", "/api/v1/alarms/a/reopen", cmd(nil), 400, "reason"},
+		{"kpis from", "GET", "/api/v1/kpis?from=monday", nil, 400, "from"},
+		{"kpis period backwards", "GET", "/api/v1/kpis?from=2025-02-01T00:00:00Z&to=2025-01-01T00:00:00Z", nil, 400, "to"},
+		{"no such organisation", "GET", "/api/v1/organisations/nope", nil, 404, "organisation_id"},
+		{"no such alarm", "GET", "/api/v1/alarms/nope", nil, 404, "alarm_id"},
+		{"check-in of no session", "POST", "/api/v1/sessions/nope/checkin", cmd(obj{"pin": "1234"}), 404, "session_id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var e ErrorResponse
+			code, raw := send(t, n, tt.method, tt.path, tt.body, &e)
+			if code != tt.wantCode || e.Field != tt.wantField || e.Error == "" {
+				t.Fatalf("got %d %s; want %d naming field %q", code, raw, tt.wantCode, tt.wantField)
+			}
+			if tt.wantField != "" && tt.wantField != "body" && !strings.Contains(e.Error, tt.wantField) {
+				t.Fatalf("message %q does not name the field %q", e.Error, tt.wantField)
+			}
+		})
+	}
+	var orgs OrganisationsResponse
+	mustSend(t, n, 200, "GET", "/api/v1/organisations", nil, &orgs)
+	var alarms AlarmsResponse
+	mustSend(t, n, 200, "GET", "/api/v1/alarms", nil, &alarms)
+	if len(orgs.Organisations) != 0 || len(alarms.Alarms) != 0 {
+		t.Fatalf("bad requests wrote: %+v %+v", orgs, alarms)
+	}
+}
+
+// The whole path of an alarm receiving centre through the API: directory,
+// session, a refused PIN, an alarm worked and closed; each write retried
+// with its command ID gives the first result again.
+func TestAPIMonitoring_SessionAndAlarmLifecycle(t *testing.T) {
+	n := mustOpenNode(t)
+
+	var org monitoring.Organisation
+	orgReq := obj{"id": "c-org", "actor": "admin", "org": obj{"id": "trust", "name": "North Trust", "grace": "90s",
+		"procedure": "Call the worker, then the manager."}}
+	mustSend(t, n, 201, "POST", "/api/v1/organisations", orgReq, &org)
+	if org.ID != "trust" || org.Grace != 90*time.Second {
+		t.Fatalf("organisation = %+v", org)
+	}
+	var w monitoring.Worker
+	mustSend(t, n, 201, "POST", "/api/v1/workers", obj{"id": "c-w1", "actor": "admin", "worker": obj{
+		"id": "w1", "name": "Ann Smith", "org_id": "trust", "important": obj{"special_handling": "hard of hearing"}}}, &w)
+	if w.ID != "w1" || w.Important.SpecialHandling != "hard of hearing" {
+		t.Fatalf("worker = %+v", w)
+	}
+	var pins PINsResponse
+	raw := mustSend(t, n, 200, "POST", "/api/v1/workers/w1/pins", obj{"id": "c-pins", "actor": "admin", "safe_pin": "2468", "duress_pin": "1357"}, &pins)
+	if pins.WorkerID != "w1" || pins.PINVersion == 0 || strings.Contains(raw, "2468") || strings.Contains(raw, "1357") {
+		t.Fatalf("PINs reply = %s", raw)
+	}
+	raw = mustSend(t, n, 200, "GET", "/api/v1/workers/w1", nil, nil)
+	if strings.Contains(raw, "pin_hash") {
+		t.Fatalf("worker reply shows PIN hashes: %s", raw)
+	}
+	var workers WorkersResponse
+	mustSend(t, n, 200, "GET", "/api/v1/workers?org=trust", nil, &workers)
+	if len(workers.Workers) != 1 {
+		t.Fatalf("workers = %+v", workers)
+	}
+	var dev monitoring.Device
+	mustSend(t, n, 201, "POST", "/api/v1/devices", obj{"id": "c-d1", "actor": "admin", "device": obj{
+		"id": "d1", "kind": "phone_app", "org_id": "trust", "worker_id": "w1"}}, &dev)
+	if dev.WorkerID != "w1" {
+		t.Fatalf("device = %+v", dev)
+	}
+
+	var sess monitoring.Session
+	mustSend(t, n, 201, "POST", "/api/v1/sessions", obj{"id": "c-s1", "actor": "w1", "worker_id": "w1", "device_id": "d1",
+		"duration": "45m", "update": "high-risk tenant, second floor"}, &sess)
+	if sess.Status != monitoring.SessionActive || sess.EndsAt.Sub(sess.StartedAt) != 45*time.Minute {
+		t.Fatalf("session = %+v", sess)
+	}
+	sessPath := "/api/v1/sessions/" + sess.ID
+
+	// A wrong PIN is refused, names the PIN, and leaves the session running;
+	// the retry of the same command gives the same refusal.
+	for range 2 {
+		var e ErrorResponse
+		code, raw := send(t, n, "POST", sessPath+"/checkin", obj{"id": "c-ci-wrong", "actor": "w1", "pin": "0000"}, &e)
+		if code != http.StatusForbidden || e.Field != "pin" || e.Code != string(monitoring.CodeWrongPIN) {
+			t.Fatalf("wrong PIN: %d %s", code, raw)
+		}
+	}
+	var got monitoring.Session
+	mustSend(t, n, 200, "GET", sessPath, nil, &got)
+	if got.Status != monitoring.SessionActive {
+		t.Fatalf("after a wrong PIN the session is %s", got.Status)
+	}
+	var active SessionsResponse
+	mustSend(t, n, 200, "GET", "/api/v1/sessions", nil, &active)
+	if len(active.Sessions) != 1 || active.Sessions[0].TimeLeft <= 0 || active.Sessions[0].TimeLeft > 45*time.Minute {
+		t.Fatalf("active sessions = %+v", active)
+	}
+	var ext monitoring.SessionReply
+	mustSend(t, n, 200, "POST", sessPath+"/extend", obj{"id": "c-ext", "actor": "w1", "pin": "2468", "extend_by": "15m"}, &ext)
+	if !ext.EndsAt.Equal(sess.EndsAt.Add(15 * time.Minute)) {
+		t.Fatalf("extended: %+v, was ending %s", ext, sess.EndsAt)
+	}
+
+	// The worker raises an alarm; an operator takes it, works it, and
+	// closes it, which needs a resolution.
+	var alarm monitoring.Alarm
+	mustSend(t, n, 201, "POST", "/api/v1/alarms", obj{"id": "c-raise", "actor": "device", "type": "red_alert", "device_id": "d1", "session_id": sess.ID}, &alarm)
+	if alarm.Status != monitoring.StatusRaised || alarm.WorkerID != "w1" || alarm.SessionID != sess.ID {
+		t.Fatalf("alarm = %+v", alarm)
+	}
+	var again monitoring.Alarm
+	mustSend(t, n, 201, "POST", "/api/v1/alarms", obj{"id": "c-raise", "actor": "device", "type": "red_alert", "device_id": "d1", "session_id": sess.ID}, &again)
+	if again.ID != alarm.ID {
+		t.Fatalf("replayed raise made alarm %s, first %s", again.ID, alarm.ID)
+	}
+	var queue AlarmsResponse
+	mustSend(t, n, 200, "GET", "/api/v1/alarms", nil, &queue)
+	if len(queue.Alarms) != 1 || queue.Alarms[0].ID != alarm.ID {
+		t.Fatalf("queue = %+v", queue)
+	}
+	alarmPath := "/api/v1/alarms/" + alarm.ID
+	var acked monitoring.Alarm
+	mustSend(t, n, 200, "POST", alarmPath+"/acknowledge", obj{"id": "c-ack", "actor": "op1"}, &acked)
+	if acked.Status != monitoring.StatusAcknowledged || acked.AckBy != "op1" {
+		t.Fatalf("acknowledged = %+v", acked)
+	}
+	var e ErrorResponse
+	if code, raw := send(t, n, "POST", alarmPath+"/acknowledge", obj{"id": "c-ack-2", "actor": "op2"}, &e); code != http.StatusConflict {
+		t.Fatalf("second operator's acknowledge: %d %s; want 409", code, raw)
+	}
+	mustSend(t, n, 200, "POST", alarmPath+"/actions", obj{"id": "c-call", "actor": "op1", "kind": "call_worker", "outcome": "answered_safe"}, nil)
+	e = ErrorResponse{}
+	if code, raw := send(t, n, "POST", alarmPath+"/close", obj{"id": "c-close-0", "actor": "op1"}, &e); code != http.StatusUnprocessableEntity || e.Field != "resolution" {
+		t.Fatalf("close without resolution: %d %s", code, raw)
+	}
+	var closed, closedAgain monitoring.Alarm
+	closeReq := obj{"id": "c-close", "actor": "op1", "resolution": "worker_safe", "note": "answered, all fine"}
+	first := mustSend(t, n, 200, "POST", alarmPath+"/close", closeReq, &closed)
+	if closed.Status != monitoring.StatusClosed || closed.Resolution != monitoring.ResolutionWorkerSafe {
+		t.Fatalf("closed = %+v", closed)
+	}
+	if replay := mustSend(t, n, 200, "POST", alarmPath+"/close", closeReq, &closedAgain); replay != first {
+		t.Fatalf("replayed close:\n%s\nfirst:\n%s", replay, first)
+	}
+	e = ErrorResponse{}
+	if code, raw := send(t, n, "POST", alarmPath+"/acknowledge", obj{"id": "c-ack-3", "actor": "op1"}, &e); code != http.StatusConflict || e.Code != string(monitoring.CodeAlarmClosed) {
+		t.Fatalf("acknowledging a closed alarm: %d %s", code, raw)
+	}
+
+	var detail AlarmResponse
+	mustSend(t, n, 200, "GET", alarmPath, nil, &detail)
+	var kinds []string
+	for _, en := range detail.Timeline {
+		kinds = append(kinds, string(en.Kind))
+	}
+	if got := strings.Join(kinds, ","); got != "raised,acknowledged,call_worker,closed" || detail.Alarm.Status != monitoring.StatusClosed {
+		t.Fatalf("timeline %s, alarm %+v", got, detail.Alarm)
+	}
+	queue = AlarmsResponse{}
+	mustSend(t, n, 200, "GET", "/api/v1/alarms", nil, &queue)
+	if len(queue.Alarms) != 0 {
+		t.Fatalf("queue after close = %+v", queue)
+	}
+	var reopened monitoring.Alarm
+	mustSend(t, n, 200, "POST", alarmPath+"/reopen", obj{"id": "c-reopen", "actor": "op1", "reason": "worker called back"}, &reopened)
+	if reopened.Status == monitoring.StatusClosed || reopened.Reopened != 1 {
+		t.Fatalf("reopened = %+v", reopened)
+	}
+
+	// Replays of directory writes return the first result, even with
+	// another body.
+	var orgAgain monitoring.Organisation
+	mustSend(t, n, 201, "POST", "/api/v1/organisations", obj{"id": "c-org", "actor": "admin", "org": obj{"id": "trust", "name": "Renamed"}}, &orgAgain)
+	if orgAgain.Name != org.Name || !orgAgain.UpdatedAt.Equal(org.UpdatedAt) {
+		t.Fatalf("replayed organisation = %+v, first %+v", orgAgain, org)
+	}
+
+	// The session ends with the Safe PIN.
+	var end monitoring.SessionReply
+	mustSend(t, n, 200, "POST", sessPath+"/end", obj{"id": "c-end", "actor": "w1", "pin": "2468"}, &end)
+	if end.Status != monitoring.SessionEnded {
+		t.Fatalf("end = %+v", end)
+	}
+	e = ErrorResponse{}
+	if code, raw := send(t, n, "POST", sessPath+"/checkin", obj{"id": "c-late", "actor": "w1", "pin": "2468"}, &e); code != http.StatusConflict || e.Code != string(monitoring.CodeSessionEnded) {
+		t.Fatalf("check-in after the end: %d %s", code, raw)
+	}
+
+	var k monitoring.KPIs
+	mustSend(t, n, 200, "GET", "/api/v1/kpis?org=trust", nil, &k)
+	if k.Raised != 1 || k.Acknowledged != 1 {
+		t.Fatalf("KPIs = %+v", k)
+	}
+}
+
+// The Duress PIN gets the Safe PIN's reply and raises a silent duress
+// alarm that the API shows as do-not-call.
+func TestAPIMonitoring_DuressPINLooksLikeSafePIN(t *testing.T) {
+	n := mustOpenNode(t)
+	mustSend(t, n, 201, "POST", "/api/v1/organisations", obj{"id": "o", "actor": "admin", "org": obj{"id": "trust", "name": "Trust"}}, nil)
+	mustSend(t, n, 201, "POST", "/api/v1/workers", obj{"id": "w", "actor": "admin", "worker": obj{"id": "w1", "name": "Ann", "org_id": "trust"}}, nil)
+	mustSend(t, n, 200, "POST", "/api/v1/workers/w1/pins", obj{"id": "p", "actor": "admin", "safe_pin": "2468", "duress_pin": "1357"}, nil)
+	mustSend(t, n, 201, "POST", "/api/v1/devices", obj{"id": "d", "actor": "admin", "device": obj{"id": "d1", "kind": "phone_app", "org_id": "trust", "worker_id": "w1"}}, nil)
+	var sess monitoring.Session
+	mustSend(t, n, 201, "POST", "/api/v1/sessions", obj{"id": "s", "actor": "w1", "worker_id": "w1", "device_id": "d1", "duration": "1h"}, &sess)
+
+	var safe, duress map[string]any
+	mustSend(t, n, 200, "POST", "/api/v1/sessions/"+sess.ID+"/checkin", obj{"id": "ci-1", "actor": "w1", "pin": "2468"}, &safe)
+	mustSend(t, n, 200, "POST", "/api/v1/sessions/"+sess.ID+"/checkin", obj{"id": "ci-2", "actor": "w1", "pin": "1357"}, &duress)
+	for _, m := range []map[string]any{safe, duress} {
+		delete(m, "at") // the time of each check-in
+		delete(m, "next_due")
+	}
+	s1, _ := json.Marshal(safe)
+	s2, _ := json.Marshal(duress)
+	if string(s1) != string(s2) {
+		t.Fatalf("replies differ:\nsafe   %s\nduress %s", s1, s2)
+	}
+	var queue AlarmsResponse
+	mustSend(t, n, 200, "GET", "/api/v1/alarms", nil, &queue)
+	if len(queue.Alarms) != 1 || queue.Alarms[0].Type != monitoring.AlarmDuress || !queue.Alarms[0].DoNotCall {
+		t.Fatalf("queue = %+v", queue)
+	}
+}
