@@ -62,6 +62,7 @@ type monitoringService interface {
 	LogAction(ctx context.Context, cmdID, operator, alarmID string, entry monitoring.TimelineEntry) (*monitoring.Alarm, error)
 	Close(ctx context.Context, cmdID, operator, alarmID string, resolution monitoring.Resolution, note string) (*monitoring.Alarm, error)
 	Reopen(ctx context.Context, cmdID, operator, alarmID, reason string) (*monitoring.Alarm, error)
+	CancelAlarm(ctx context.Context, cmdID, actor, alarmID, pin string) (monitoring.CancelReply, error)
 	OpenAlarms() ([]monitoring.Alarm, error)
 	Alarm(id string) (*monitoring.Alarm, error)
 	Timeline(alarmID string) ([]monitoring.TimelineEntry, error)
@@ -218,6 +219,13 @@ type ReopenRequest struct {
 	Reason string `json:"reason"`
 }
 
+// CancelAlarmRequest is the body of POST /api/v1/alarms/:id/cancel, sent
+// by the alarm's device (actor "device:<id>").
+type CancelAlarmRequest struct {
+	Command
+	PIN string `json:"pin"` // the worker's Safe PIN (or Duress PIN)
+}
+
 // OrganisationsResponse is the reply to GET /api/v1/organisations.
 type OrganisationsResponse struct {
 	Organisations []monitoring.Organisation `json:"organisations"`
@@ -280,6 +288,7 @@ func (a *api) monitoringRoutes(v1 *gin.RouterGroup) {
 	v1.POST("/alarms/:id/actions", a.logAction)
 	v1.POST("/alarms/:id/close", a.closeAlarm)
 	v1.POST("/alarms/:id/reopen", a.reopenAlarm)
+	v1.POST("/alarms/:id/cancel", a.cancelAlarm)
 
 	v1.GET("/kpis", a.kpis)
 }
@@ -535,6 +544,18 @@ func (a *api) reopenAlarm(c *gin.Context) {
 		return
 	}
 	out, err := a.svc.Reopen(c.Request.Context(), req.ID, req.Actor, c.Param("id"), req.Reason)
+	reply(c, http.StatusOK, out, err)
+}
+
+// POST /api/v1/alarms/:id/cancel {"id","actor","pin"}: the worker cancels
+// a false alarm from the device. The reply to the Duress PIN is the reply
+// to the Safe PIN.
+func (a *api) cancelAlarm(c *gin.Context) {
+	var req CancelAlarmRequest
+	if !bindCommand(c, &req, &req.Command) {
+		return
+	}
+	out, err := a.svc.CancelAlarm(c.Request.Context(), req.ID, req.Actor, c.Param("id"), req.PIN)
 	reply(c, http.StatusOK, out, err)
 }
 

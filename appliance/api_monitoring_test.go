@@ -327,3 +327,49 @@ func TestAPIMonitoring_DuressPINLooksLikeSafePIN(t *testing.T) {
 		t.Fatalf("queue = %+v", queue)
 	}
 }
+
+// A device cancels its alarm with a PIN: the Duress PIN gets the Safe PIN's
+// reply, and leaves the alarm open for the operators.
+func TestAPIMonitoring_CancelAlarm(t *testing.T) {
+	n := mustOpenNode(t)
+	mustSend(t, n, 201, "POST", "/api/v1/organisations", obj{"id": "o", "actor": "admin", "org": obj{"id": "trust", "name": "Trust"}}, nil)
+	mustSend(t, n, 201, "POST", "/api/v1/workers", obj{"id": "w", "actor": "admin", "worker": obj{"id": "w1", "name": "Ann", "org_id": "trust"}}, nil)
+	mustSend(t, n, 200, "POST", "/api/v1/workers/w1/pins", obj{"id": "p", "actor": "admin", "safe_pin": "2468", "duress_pin": "1357"}, nil)
+	mustSend(t, n, 201, "POST", "/api/v1/devices", obj{"id": "d", "actor": "admin", "device": obj{"id": "d1", "kind": "phone_app", "org_id": "trust", "worker_id": "w1"}}, nil)
+	var a1, a2 monitoring.Alarm
+	mustSend(t, n, 201, "POST", "/api/v1/alarms", obj{"id": "r1", "actor": "device:d1", "type": "red_alert", "device_id": "d1"}, &a1)
+	mustSend(t, n, 201, "POST", "/api/v1/alarms", obj{"id": "r2", "actor": "device:d1", "type": "man_down", "device_id": "d1"}, &a2)
+
+	var e ErrorResponse
+	if code, raw := send(t, n, "POST", "/api/v1/alarms/"+a1.ID+"/cancel", obj{"id": "c0", "actor": "device:d1", "pin": "0000"}, &e); code != http.StatusForbidden || e.Field != "pin" {
+		t.Fatalf("wrong PIN: %d %s", code, raw)
+	}
+	if code, raw := send(t, n, "POST", "/api/v1/alarms/"+a1.ID+"/cancel", obj{"id": "c0b", "actor": "device:d1"}, &e); code != http.StatusBadRequest || e.Field != "pin" {
+		t.Fatalf("no PIN: %d %s", code, raw)
+	}
+	var safe, duress map[string]any
+	mustSend(t, n, 200, "POST", "/api/v1/alarms/"+a1.ID+"/cancel", obj{"id": "c1", "actor": "device:d1", "pin": "2468"}, &safe)
+	mustSend(t, n, 200, "POST", "/api/v1/alarms/"+a2.ID+"/cancel", obj{"id": "c2", "actor": "device:d1", "pin": "1357"}, &duress)
+	for _, m := range []map[string]any{safe, duress} {
+		delete(m, "at") // the time of each cancel
+		delete(m, "alarm_id")
+	}
+	s1, _ := json.Marshal(safe)
+	s2, _ := json.Marshal(duress)
+	if string(s1) != string(s2) {
+		t.Fatalf("replies differ:\nsafe   %s\nduress %s", s1, s2)
+	}
+	if code, raw := send(t, n, "POST", "/api/v1/alarms/"+a1.ID+"/cancel", obj{"id": "c3", "actor": "device:d1", "pin": "2468"}, &e); code != http.StatusConflict || e.Code != string(monitoring.CodeAlarmClosed) {
+		t.Fatalf("cancel of a closed alarm: %d %s", code, raw)
+	}
+	var queue AlarmsResponse
+	mustSend(t, n, 200, "GET", "/api/v1/alarms", nil, &queue)
+	if len(queue.Alarms) != 2 {
+		t.Fatalf("queue = %+v, want the man-down alarm and a duress alarm", queue)
+	}
+	for _, a := range queue.Alarms {
+		if !a.DoNotCall || a.Status == monitoring.StatusClosed {
+			t.Fatalf("queue alarm %+v", a)
+		}
+	}
+}

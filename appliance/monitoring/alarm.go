@@ -96,6 +96,12 @@ func applyRaiseAlarm(c *applyCtx, body []byte) ([]byte, error) {
 // incident, and emits EventAlarmRaised. Sessions call it for missed
 // check-ins and duress. It writes nothing when it refuses.
 func raiseAlarm(c *applyCtx, r RaiseAlarmCmd) (*Alarm, error) {
+	return raiseLinkedAlarm(c, r, nil, "")
+}
+
+// raiseLinkedAlarm is raiseAlarm, joining the incident of incident (with
+// the reason why) when it is not nil instead of looking for one.
+func raiseLinkedAlarm(c *applyCtx, r RaiseAlarmCmd, incident *Alarm, why string) (*Alarm, error) {
 	txn := c.txn
 	at := r.At
 	if at.IsZero() {
@@ -164,9 +170,12 @@ func raiseAlarm(c *applyCtx, r RaiseAlarmCmd) (*Alarm, error) {
 		IncidentID: r.AlarmID, RaisedAt: at, DeviceTime: r.DeviceTime, Location: loc,
 		DoNotCall: doNotCall(r.Type), Silent: doNotCall(r.Type),
 	}
-	link, why, err := findIncident(txn, a)
-	if err != nil {
-		return nil, err
+	link := incident
+	if link == nil {
+		var err error
+		if link, why, err = findIncident(txn, a); err != nil {
+			return nil, err
+		}
 	}
 
 	// Every rule has been checked: write.
@@ -203,6 +212,9 @@ func raiseAlarm(c *applyCtx, r RaiseAlarmCmd) (*Alarm, error) {
 	}
 	detail := fmt.Sprintf("type=%s priority=%d incident=%s", a.Type, a.Priority, a.IncidentID)
 	if err := c.audit(CmdRaiseAlarm, "alarm/"+a.ID, detail); err != nil {
+		return nil, err
+	}
+	if err := setAckDeadline(c, a, 1); err != nil {
 		return nil, err
 	}
 	ev := *a
@@ -344,6 +356,9 @@ func applyAcknowledge(c *applyCtx, body []byte) ([]byte, error) {
 	case a.AckBy != "" && !r.Takeover:
 		return nil, ruleErr(CodeConflict, "alarm_id", "alarm %s is held by %s", a.ID, a.AckBy)
 	}
+	if err := clearOwnedDeadline(c, alarmOwner(a.ID), DeadlineAckOverdue); err != nil {
+		return nil, err
+	}
 	te := TimelineEntry{Kind: ActionAcknowledged}
 	detail := ""
 	if a.AckBy != "" {
@@ -471,6 +486,9 @@ func applyCloseAlarm(c *applyCtx, body []byte) ([]byte, error) {
 		return nil, ruleErr(CodeAlarmClosed, "alarm_id", "alarm %s is already closed", a.ID)
 	case StatusRaised:
 		return nil, ruleErr(CodeConflict, "alarm_id", "alarm %s must be acknowledged before it is closed", a.ID)
+	}
+	if err := clearOwnedDeadline(c, alarmOwner(a.ID), DeadlineAckOverdue); err != nil {
+		return nil, err
 	}
 	if err := c.txn.Delete(openKey(a)); err != nil {
 		return nil, err

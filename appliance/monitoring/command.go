@@ -46,6 +46,9 @@ const (
 	// CmdDeviceStatus records devices' battery, location and presence, many
 	// at once (latest wins). Body: DeviceStatusCmd.
 	CmdDeviceStatus CmdType = 14
+	// CmdCancelAlarm cancels an alarm from the worker's device, with the
+	// outcome of the PIN check made before proposing. Body: CancelAlarmCmd.
+	CmdCancelAlarm CmdType = 15
 )
 
 var cmdNames = map[CmdType]string{
@@ -63,6 +66,7 @@ var cmdNames = map[CmdType]string{
 	CmdCloseAlarm:      "CmdCloseAlarm",
 	CmdReopenAlarm:     "CmdReopenAlarm",
 	CmdDeviceStatus:    "CmdDeviceStatus",
+	CmdCancelAlarm:     "CmdCancelAlarm",
 }
 
 // String returns the command type's name for messages.
@@ -172,6 +176,7 @@ const (
 	DeadlineSessionDue    = "session_due"    // the timer ran out: send a reminder, start the grace period
 	DeadlineSessionGrace  = "session_grace"  // the grace period passed: raise a missed-check-in alarm
 	DeadlineDeviceOffline = "device_offline" // a device in a session has been away too long
+	DeadlineAckOverdue    = "ack_overdue"    // an alarm is not acknowledged within a BS 8484 target
 )
 
 // FireDeadlineCmd acts on a deadline. Its command ID is the deadline's ID,
@@ -224,6 +229,19 @@ type ReopenAlarmCmd struct {
 	Header
 	AlarmID string `json:"alarm_id"`
 	Reason  string `json:"reason"`
+}
+
+// CancelAlarmCmd cancels an alarm from the device that raised it: the
+// worker says it was a false alarm and proves it with a PIN. The actor is
+// "device:<id>" of the alarm's device.
+type CancelAlarmCmd struct {
+	Header
+	AlarmID    string     `json:"alarm_id"`
+	PIN        PINOutcome `json:"pin"`
+	PINVersion uint64     `json:"pin_version"` // the hashes checked; a change since is refused
+	// DuressAlarmID is the ID of the duress alarm the Duress PIN raises,
+	// made by the proposer whichever PIN was entered.
+	DuressAlarmID string `json:"duress_alarm_id"`
 }
 
 // DeviceStatus is one device's latest telemetry.

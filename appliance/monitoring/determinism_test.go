@@ -143,6 +143,9 @@ func (g *gen) setup() {
 	for _, d := range genDevices {
 		g.add(CmdPutDevice, PutDeviceCmd{Header: g.hdr("admin"), Device: d})
 	}
+	for _, w := range genWorkerIDs[:3] {
+		g.add(CmdSetPINs, SetPINsCmd{Header: g.hdr("admin"), WorkerID: w, SafePINHash: testSafeHash, DuressPINHash: testDuressHash})
+	}
 }
 
 func (g *gen) deviceIDs() []string {
@@ -162,8 +165,13 @@ func (g *gen) step() {
 		var batch []DeviceStatus
 		for range 1 + g.r.IntN(3) {
 			b := g.r.IntN(101)
-			batch = append(batch, DeviceStatus{DeviceID: g.pick(append(g.deviceIDs(), "ghost")), Battery: &b,
-				Location: g.location(), SeenAt: g.now.Add(-time.Duration(g.r.IntN(120)) * time.Second)})
+			st := DeviceStatus{DeviceID: g.pick(append(g.deviceIDs(), "ghost")), Battery: &b,
+				Location: g.location(), SeenAt: g.now.Add(-time.Duration(g.r.IntN(120)) * time.Second)}
+			if g.r.IntN(2) == 0 {
+				connected := g.r.IntN(2) == 0
+				st.Connected = &connected
+			}
+			batch = append(batch, st)
 		}
 		g.add(CmdDeviceStatus, DeviceStatusCmd{Header: g.hdr("broker"), Devices: batch})
 	case n < 25:
@@ -220,6 +228,18 @@ func (g *gen) step() {
 		if c.Action == SessionExtend {
 			c.ExtendBy = time.Duration(g.r.IntN(60)) * time.Minute
 		}
+		// Mostly the PIN version of the session's worker, as the Service
+		// would send it.
+		if err := g.a.db.View(func(txn *badger.Txn) error {
+			if s, err := getSession(txn, c.SessionID); err == nil {
+				if w, err := getWorker(txn, s.WorkerID); err == nil && g.r.IntN(8) != 0 {
+					c.PINVersion = w.PINVersion
+				}
+			}
+			return nil
+		}); err != nil {
+			g.t.Fatal(err)
+		}
 		if pin == PINDuress {
 			c.AlarmID = g.id("duress")
 			g.alarms = append(g.alarms, c.AlarmID)
@@ -233,6 +253,19 @@ func (g *gen) step() {
 		}); err != nil {
 			g.t.Fatal(err)
 		}
+		if g.r.IntN(2) == 0 {
+			// Half the time leave out the many acknowledgement deadlines,
+			// so that the rarer kinds fire too.
+			var rare []Deadline
+			for _, d := range ds {
+				if d.Kind != DeadlineAckOverdue {
+					rare = append(rare, d)
+				}
+			}
+			if len(rare) > 0 {
+				ds = rare
+			}
+		}
 		d := Deadline{ID: "session/none/1/due", Due: g.now}
 		if len(ds) > 0 && g.r.IntN(8) != 0 {
 			d = ds[g.r.IntN(len(ds))]
@@ -244,6 +277,37 @@ func (g *gen) step() {
 		g.alarms = append(g.alarms, alarm)
 		g.add(CmdFireDeadline, FireDeadlineCmd{Header: g.hdr("system"), DeadlineID: d.ID, Due: d.Due, AlarmID: alarm})
 	default:
+		if g.r.IntN(3) != 0 {
+			// The worker cancels an alarm from the device, mostly its own.
+			id := g.alarm()
+			var open []Alarm
+			if err := g.a.db.View(func(txn *badger.Txn) (err error) { open, err = OpenAlarms(txn); return err }); err != nil {
+				g.t.Fatal(err)
+			}
+			var cancellable []string // alarms of workers with PINs
+			for _, a := range open {
+				if a.WorkerID <= "w3" && a.DeviceID != "" && a.Type != AlarmDuress && !a.DuressCancel {
+					cancellable = append(cancellable, a.ID)
+				}
+			}
+			if len(cancellable) > 0 && g.r.IntN(4) != 0 {
+				id = g.pick(cancellable)
+			}
+			device := g.pick(g.deviceIDs())
+			var a Alarm
+			if err := g.a.db.View(func(txn *badger.Txn) (err error) { _, err = getJSON(txn, pAlarm+id, &a); return err }); err != nil {
+				g.t.Fatal(err)
+			}
+			if a.DeviceID != "" && g.r.IntN(4) != 0 {
+				device = a.DeviceID
+			}
+			duress := g.id("cduress")
+			g.alarms = append(g.alarms, duress)
+			g.add(CmdCancelAlarm, CancelAlarmCmd{Header: g.hdr("device:" + device), AlarmID: id,
+				PIN: []PINOutcome{PINNone, PINSafe, PINSafe, PINDuress, PINDuress, PINWrong}[g.r.IntN(6)], PINVersion: uint64(min(1, g.r.IntN(4))),
+				DuressAlarmID: duress})
+			return
+		}
 		// Directory changes under way: priorities, a reassigned device.
 		if g.r.IntN(2) == 0 {
 			o := Organisation{ID: g.pick(genOrgs), Name: "Renamed", Priorities: map[AlarmType]int{AlarmRedAlert: 1 + g.r.IntN(3)}}
@@ -328,6 +392,7 @@ func (r *replica) hash(t *testing.T) ([]byte, string) {
 // replicaStats counts what a run exercised.
 type replicaStats struct {
 	accepted, refused map[CmdType]int
+	fired             map[string]int // deadlines fired, by kind
 }
 
 // checkReplicas generates n commands from seed, applies them on three
@@ -343,7 +408,7 @@ func checkReplicas(t *testing.T, seed uint64, n int) replicaStats {
 	applyBatched(t, b, g.cmds, 7)
 	applyBatched(t, c, g.cmds, 0)
 
-	st := replicaStats{accepted: map[CmdType]int{}, refused: map[CmdType]int{}}
+	st := replicaStats{accepted: map[CmdType]int{}, refused: map[CmdType]int{}, fired: map[string]int{}}
 	for i, cmd := range g.cmds {
 		if g.a.outcomes[i] != b.outcomes[i] || g.a.outcomes[i] != c.outcomes[i] {
 			t.Fatalf("seed %d: command %d (%s) answered differently:\nA %s\nB %s\nC %s",
@@ -353,6 +418,10 @@ func checkReplicas(t *testing.T, seed uint64, n int) replicaStats {
 			st.refused[cmd.t]++
 		} else {
 			st.accepted[cmd.t]++
+		}
+		var fr fireResult
+		if cmd.t == CmdFireDeadline && json.Unmarshal([]byte(g.a.outcomes[i]), &fr) == nil && fr.Outcome == "fired" {
+			st.fired[fr.Kind]++
 		}
 	}
 	ha, da := g.a.hash(t)
@@ -438,6 +507,40 @@ func checkAlarmInvariants(txn *badger.Txn) error {
 	if len(open) != 0 {
 		return fmt.Errorf("open queue names unknown alarms: %v", open)
 	}
+	// Owned deadlines and their index agree, and an acknowledgement
+	// deadline belongs to an alarm nobody has acknowledged.
+	owned := map[string]bool{}
+	err = scanPrefix(txn, pDeadlineOf, true, func(k, v []byte) (bool, error) {
+		if ok, err := exists(txn, string(v)); err != nil || !ok {
+			return false, fmt.Errorf("%s names missing deadline %s (%v)", k, v, err)
+		}
+		owned[string(v)] = true
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	ds, err := listJSON[Deadline](txn, pDeadline, 0)
+	if err != nil {
+		return err
+	}
+	for _, d := range ds {
+		switch d.Kind {
+		case DeadlineAckOverdue:
+			a, err := getAlarm(txn, d.AlarmID)
+			if err != nil {
+				return err
+			}
+			if a.Status == StatusClosed || !a.AckAt.IsZero() {
+				return fmt.Errorf("deadline %s of alarm %s, which is %s, acknowledged at %s", d.ID, a.ID, a.Status, a.AckAt)
+			}
+			fallthrough
+		case DeadlineDeviceOffline:
+			if !owned[deadlineKey(&d)] {
+				return fmt.Errorf("deadline %s is not indexed", d.ID)
+			}
+		}
+	}
 	return nil
 }
 
@@ -446,7 +549,7 @@ func TestReplicas_SameStateWhateverTheBatching(t *testing.T) {
 	if testing.Short() {
 		n = 100
 	}
-	total := replicaStats{accepted: map[CmdType]int{}, refused: map[CmdType]int{}}
+	total := replicaStats{accepted: map[CmdType]int{}, refused: map[CmdType]int{}, fired: map[string]int{}}
 	for seed := uint64(1); seed <= 6; seed++ {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			st := checkReplicas(t, seed, n)
@@ -456,12 +559,15 @@ func TestReplicas_SameStateWhateverTheBatching(t *testing.T) {
 			for k, v := range st.refused {
 				total.refused[k] += v
 			}
+			for k, v := range st.fired {
+				total.fired[k] += v
+			}
 		})
 	}
 	// The generator must reach both sides of every alarm rule and the
 	// session commands, or the property says little.
 	for _, c := range []CmdType{CmdRaiseAlarm, CmdAcknowledge, CmdLogAction, CmdCloseAlarm, CmdReopenAlarm,
-		CmdStartSession, CmdSessionAction} {
+		CmdStartSession, CmdSessionAction, CmdCancelAlarm} {
 		if total.accepted[c] == 0 || total.refused[c] == 0 {
 			t.Errorf("%s: %d accepted, %d refused; want both", c, total.accepted[c], total.refused[c])
 		}
@@ -469,6 +575,12 @@ func TestReplicas_SameStateWhateverTheBatching(t *testing.T) {
 	if total.accepted[CmdFireDeadline] == 0 {
 		t.Errorf("no deadline fired")
 	}
+	for _, k := range []string{DeadlineSessionDue, DeadlineSessionGrace, DeadlineDeviceOffline, DeadlineAckOverdue} {
+		if total.fired[k] == 0 {
+			t.Errorf("no %s deadline fired", k)
+		}
+	}
+	t.Logf("fired    %v", total.fired)
 	t.Logf("accepted %v", total.accepted)
 	t.Logf("refused  %v", total.refused)
 }

@@ -370,8 +370,14 @@ func applyDeviceStatus(c *applyCtx, body []byte) ([]byte, error) {
 	}
 	var res deviceStatusResult
 	changed := map[string]*Device{}
+	type presence struct {
+		seen      time.Time
+		connected bool
+		last      *DeviceStatus // the last accepted entry
+	}
+	prev := map[string]*presence{}
 	var order []string
-	for _, s := range cmd.Devices {
+	for i, s := range cmd.Devices {
 		d, ok := changed[s.DeviceID]
 		if !ok {
 			var dev Device
@@ -388,6 +394,11 @@ func applyDeviceStatus(c *applyCtx, body []byte) ([]byte, error) {
 		if s.SeenAt.Before(d.LastSeen) {
 			res.Skipped++
 			continue
+		}
+		if p, seen := prev[s.DeviceID]; seen {
+			p.last = &cmd.Devices[i]
+		} else {
+			prev[s.DeviceID] = &presence{seen: d.LastSeen, connected: d.Connected, last: &cmd.Devices[i]}
 		}
 		d.LastSeen = s.SeenAt
 		if s.Battery != nil {
@@ -416,6 +427,10 @@ func applyDeviceStatus(c *applyCtx, body []byte) ([]byte, error) {
 	for _, id := range order {
 		d := changed[id]
 		if err := putJSON(c.txn, pDevice+id, d); err != nil {
+			return nil, err
+		}
+		p := prev[id]
+		if err := trackOffline(c, d, p.last, p.seen, p.connected); err != nil {
 			return nil, err
 		}
 		c.emit(Event{Type: EventDeviceUpdated, Device: d})

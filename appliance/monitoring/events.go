@@ -21,6 +21,7 @@ const (
 	EventAlarmUpdated    EventType = "alarm_updated" // acknowledged, action logged, reopened
 	EventAlarmClosed     EventType = "alarm_closed"
 	EventWrongPIN        EventType = "wrong_pin"
+	EventAckOverdue      EventType = "ack_overdue" // an alarm missed an acknowledgement target: escalate
 )
 
 // Event is one applied change. Every node emits the same events, in commit

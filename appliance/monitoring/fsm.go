@@ -54,6 +54,7 @@ func init() {
 		CmdLogAction:       applyLogAction,
 		CmdCloseAlarm:      applyCloseAlarm,
 		CmdReopenAlarm:     applyReopenAlarm,
+		CmdCancelAlarm:     applyCancelAlarm,
 	}
 }
 

@@ -19,6 +19,7 @@ package monitoring
 //	ix/device-alarm/<device id>/<raised>/<id>  alarms by device (incident linking)
 //	ix/incident/<incident id>/<raised>/<id>    alarms by incident (alarm.go)
 //	ix/deadline/<due>/<deadline id>            deadlines the leader acts on -> Deadline
+//	ix/deadline-of/<owner>/<kind>              a device's or an alarm's deadline -> its key (deadlines.go)
 //	diag/...                                   the diagnostic journal (diag.go)
 
 import (

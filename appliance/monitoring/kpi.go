@@ -104,6 +104,13 @@ func ComputeKPIs(txn *badger.Txn, orgID string, from, to, now time.Time) (*KPIs,
 			} else {
 				k.Missed++
 			}
+		case a.Status == StatusClosed:
+			// Cancelled from the device before anyone acknowledged it: it
+			// missed the targets only if it waited past AckTarget2.
+			if a.ClosedAt.Sub(a.RaisedAt) > AckTarget2 {
+				k.TargetBase++
+				k.Missed++
+			}
 		case now.Sub(a.RaisedAt) > AckTarget2:
 			k.TargetBase++
 			k.Missed++

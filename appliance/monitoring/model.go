@@ -229,6 +229,10 @@ type Alarm struct {
 	CloseNote  string     `json:"close_note,omitempty"`
 	Reopened   int        `json:"reopened"`
 	Actions    int        `json:"actions"` // timeline entries so far
+	// DuressCancel: the worker "cancelled" the alarm from the device with
+	// the Duress PIN. The device was told it is cancelled, so to the device
+	// it stays closed; to operators it stays open.
+	DuressCancel bool `json:"duress_cancel,omitempty"`
 }
 
 // ActionKind is a kind of timeline entry.

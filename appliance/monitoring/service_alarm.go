@@ -101,6 +101,64 @@ func (s *Service) Reopen(ctx context.Context, cmdID, operator, alarmID, reason s
 	return s.proposeAlarm(ctx, cmdID, CmdReopenAlarm, &cmd)
 }
 
+// CancelAlarm cancels an alarm from the worker's device (actor
+// "device:<id>", the alarm's own device) as a false alarm. pin is checked
+// against both of the worker's PINs (always both: the time taken must not
+// reveal which matched). The Safe PIN closes the alarm; the Duress PIN gets
+// the same reply, byte for byte, but leaves the alarm open for operators
+// and raises a silent duress alarm in its incident. A wrong PIN returns a
+// *RuleError with CodeWrongPIN and is counted; the alarm is unchanged. A
+// worker without a Safe PIN cannot cancel: an operator closes the alarm.
+func (s *Service) CancelAlarm(ctx context.Context, cmdID, actor, alarmID, pin string) (CancelReply, error) {
+	if err := validID("alarm_id", alarmID); err != nil {
+		return CancelReply{}, err
+	}
+	deviceID := deviceOfActor(actor)
+	if deviceID == "" {
+		return CancelReply{}, invalid("actor", "an alarm is cancelled by its device: the actor is \"device:<id>\"")
+	}
+	if pin == "" {
+		return CancelReply{}, invalid("pin", "a PIN is required")
+	}
+	if err := validatePIN("pin", pin); err != nil {
+		return CancelReply{}, err
+	}
+	var w *Worker
+	err := s.view(func(txn *badger.Txn) error {
+		a, err := getAlarm(txn, alarmID)
+		if err != nil {
+			return err
+		}
+		if err := checkCancel(a, deviceID); err != nil {
+			return err
+		}
+		w, err = getWorker(txn, a.WorkerID)
+		return err
+	})
+	if err != nil {
+		return CancelReply{}, err
+	}
+	if w.SafePINHash == "" {
+		return CancelReply{}, invalid("pin", "the worker has no Safe PIN: an operator must close the alarm")
+	}
+	cmd := CancelAlarmCmd{
+		Header: s.header(actor), AlarmID: alarmID, PIN: checkPINs(w, pin), PINVersion: w.PINVersion,
+		DuressAlarmID: s.NewID(), // always made, so the command looks the same whichever PIN
+	}
+	res, err := s.propose(ctx, cmdID, CmdCancelAlarm, cmd)
+	if err != nil {
+		return CancelReply{}, err
+	}
+	r, err := decodeResponse[cancelResult](res.Response)
+	if err != nil {
+		return CancelReply{}, err
+	}
+	if r.WrongPIN {
+		return CancelReply{}, ruleErr(CodeWrongPIN, "pin", "the PIN is wrong (%d wrong since the last right one)", r.WrongPINs)
+	}
+	return r.CancelReply, nil
+}
+
 // OpenAlarms returns the open alarm queue: by priority, then oldest first.
 func (s *Service) OpenAlarms() ([]Alarm, error) {
 	var out []Alarm

@@ -106,6 +106,9 @@ func saveSession(c *applyCtx, old, s *Session) error {
 		}
 	}
 	if s.Status == SessionEnded {
+		if err := clearOwnedDeadline(c, deviceOwner(s.DeviceID), DeadlineDeviceOffline); err != nil {
+			return err
+		}
 		if err := c.txn.Delete([]byte(pActive + s.ID)); err != nil {
 			return err
 		}
@@ -401,6 +404,12 @@ func applyFireDeadline(c *applyCtx, body []byte) ([]byte, error) {
 	}
 	if !found {
 		return stale, nil
+	}
+	switch d.Kind {
+	case DeadlineDeviceOffline:
+		return fireDeviceOffline(c, key, &d, cmd.AlarmID)
+	case DeadlineAckOverdue:
+		return fireAckOverdue(c, key, &d)
 	}
 	if d.Kind != DeadlineSessionDue && d.Kind != DeadlineSessionGrace {
 		// No command writes other kinds yet; drop it rather than retry forever.

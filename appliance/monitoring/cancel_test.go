@@ -1,0 +1,263 @@
+package monitoring
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Hashes for FSM tests: Apply never checks them, only their shape.
+const (
+	testSafeHash   = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA"
+	testDuressHash = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHRzYWx0$ZHVyZXNzZHVyZXNzZHVyZQ"
+)
+
+// cancelEnv is a dirEnv with PINs for w1 and an open red alert a1 from d1.
+func cancelEnv(t *testing.T) *dirEnv {
+	t.Helper()
+	e := mustDirEnv(t)
+	e.seed()
+	e.must(CmdSetPINs, SetPINsCmd{Header: e.hdr(), WorkerID: "w1", SafePINHash: testSafeHash, DuressPINHash: testDuressHash})
+	e.must(CmdRaiseAlarm, RaiseAlarmCmd{Header: Header{At: e.now, Actor: "device:d1", Node: "n1"}, AlarmID: "a1", Type: AlarmRedAlert, DeviceID: "d1"})
+	e.now = e.now.Add(5 * time.Second)
+	return e
+}
+
+func (e *dirEnv) cancel(actor, alarmID string, pin PINOutcome, version uint64) ([]byte, error) {
+	e.t.Helper()
+	return e.apply(CmdCancelAlarm, CancelAlarmCmd{Header: Header{At: e.now, Actor: actor, Node: "n1"},
+		AlarmID: alarmID, PIN: pin, PINVersion: version, DuressAlarmID: "duress-" + alarmID})
+}
+
+func (e *dirEnv) alarm(id string) *Alarm {
+	e.t.Helper()
+	var a *Alarm
+	if err := e.db.View(func(txn *badger.Txn) (err error) { a, err = getAlarm(txn, id); return err }); err != nil {
+		e.t.Fatal(err)
+	}
+	return a
+}
+
+func TestCancelAlarm_Refusals(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		prep   func(e *dirEnv)
+		actor  string
+		alarm  string
+		pin    PINOutcome
+		ver    uint64
+		code   Code
+		field  string
+		reason string
+	}{
+		{name: "not a device", actor: "olivia", alarm: "a1", pin: PINSafe, ver: 1, code: CodeInvalid, field: "actor"},
+		{name: "another device", actor: "device:d2", alarm: "a1", pin: PINSafe, ver: 1, code: CodeConflict, field: "alarm_id"},
+		{name: "no such alarm", actor: "device:d1", alarm: "nope", pin: PINSafe, ver: 1, code: CodeNotFound, field: "alarm_id"},
+		{name: "no PIN", actor: "device:d1", alarm: "a1", pin: PINNone, ver: 1, code: CodeInvalid, field: "pin"},
+		{name: "unknown PIN outcome", actor: "device:d1", alarm: "a1", pin: "maybe", ver: 1, code: CodeInvalid, field: "pin"},
+		{name: "stale PIN", actor: "device:d1", alarm: "a1", pin: PINSafe, ver: 0, code: CodeStalePIN, field: "pin"},
+		{name: "closed alarm", actor: "device:d1", alarm: "a1", pin: PINSafe, ver: 1, code: CodeAlarmClosed, field: "alarm_id",
+			prep: func(e *dirEnv) {
+				e.must(CmdAcknowledge, AcknowledgeCmd{Header: e.hdr(), AlarmID: "a1"})
+				e.must(CmdCloseAlarm, CloseAlarmCmd{Header: e.hdr(), AlarmID: "a1", Resolution: ResolutionWorkerSafe})
+			}},
+		{name: "already cancelled under duress", actor: "device:d1", alarm: "a1", pin: PINSafe, ver: 1, code: CodeAlarmClosed, field: "alarm_id",
+			prep: func(e *dirEnv) {
+				if _, err := e.cancel("device:d1", "a1", PINDuress, 1); err != nil {
+					e.t.Fatal(err)
+				}
+			}},
+		{name: "worker without a Safe PIN", actor: "device:d2", alarm: "a2", pin: PINSafe, ver: 0, code: CodeInvalid, field: "pin",
+			prep: func(e *dirEnv) {
+				e.must(CmdRaiseAlarm, RaiseAlarmCmd{Header: e.hdr(), AlarmID: "a2", Type: AlarmManDown, DeviceID: "d2"})
+			}},
+		{name: "a duress alarm", actor: "device:d1", alarm: "a3", pin: PINSafe, ver: 1, code: CodeConflict, field: "alarm_id",
+			prep: func(e *dirEnv) {
+				e.must(CmdRaiseAlarm, RaiseAlarmCmd{Header: e.hdr(), AlarmID: "a3", Type: AlarmDuress, DeviceID: "d1"})
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := cancelEnv(t)
+			if tc.prep != nil {
+				tc.prep(e)
+			}
+			_, err := e.cancel(tc.actor, tc.alarm, tc.pin, tc.ver) // apply checks a refusal wrote nothing
+			var re *RuleError
+			if !errors.As(err, &re) || re.Code != tc.code || re.Field != tc.field {
+				t.Fatalf("got %v, want %s (%s)", err, tc.code, tc.field)
+			}
+		})
+	}
+}
+
+// The Safe and the Duress PIN get the same response, byte for byte; only
+// the state behind it differs.
+func TestCancelAlarm_SafeAndDuress(t *testing.T) {
+	safe, duress := cancelEnv(t), cancelEnv(t)
+	rs, err := safe.cancel("device:d1", "a1", PINSafe, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := duress.cancel("device:d1", "a1", PINDuress, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(rs, rd) {
+		t.Fatalf("responses differ:\nsafe   %s\nduress %s", rs, rd)
+	}
+
+	a := safe.alarm("a1")
+	if a.Status != StatusClosed || a.Resolution != ResolutionFalseAlarm || a.ClosedBy != "device:d1" || a.CloseNote != cancelSafeText {
+		t.Fatalf("safe: alarm %+v", a)
+	}
+	if n := len(safe.keys(pOpen)); n != 0 {
+		t.Fatalf("safe: %d open alarms", n)
+	}
+	// Cancelled by the worker within 5 s: a false alarm, and no target
+	// applies since nobody had to acknowledge it.
+	var k *KPIs
+	if err := safe.db.View(func(txn *badger.Txn) (err error) {
+		k, err = ComputeKPIs(txn, "o1", t0, t0.Add(time.Hour), t0.Add(time.Hour))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if k.Raised != 1 || k.Closed != 1 || k.FalseAlarms != 1 || k.TargetBase != 0 || k.Missed != 0 {
+		t.Fatalf("KPIs %+v", k)
+	}
+
+	a = duress.alarm("a1")
+	if a.Status != StatusRaised || !a.DoNotCall || !a.Silent || !a.DuressCancel {
+		t.Fatalf("duress: alarm %+v", a)
+	}
+	d := duress.alarm("duress-a1")
+	if d.Type != AlarmDuress || !d.Silent || !d.DoNotCall || d.IncidentID != a.IncidentID || d.WorkerID != "w1" || d.DeviceID != "d1" {
+		t.Fatalf("duress alarm %+v, original incident %s", d, a.IncidentID)
+	}
+	if n := len(duress.keys(pOpen)); n != 2 {
+		t.Fatalf("duress: %d open alarms, want the original and the duress alarm", n)
+	}
+	var tl []TimelineEntry
+	if err := duress.db.View(func(txn *badger.Txn) (err error) { tl, err = AlarmTimeline(txn, "a1"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if last := tl[len(tl)-1]; last.Kind != ActionNote || last.Actor != "system" || !bytes.Contains([]byte(last.Text), []byte("DURESS PIN")) {
+		t.Fatalf("duress: last timeline entry %+v", last)
+	}
+	// An operator may no longer call the worker about the original alarm.
+	duress.must(CmdAcknowledge, AcknowledgeCmd{Header: duress.hdr(), AlarmID: "a1"})
+	if _, err := duress.apply(CmdLogAction, LogActionCmd{Header: duress.hdr(), AlarmID: "a1",
+		Entry: TimelineEntry{Kind: ActionCallWorker, Outcome: CallNoAnswer}}); !isCode(err, CodeConflict) {
+		t.Fatalf("call to the worker after a duress cancel: %v", err)
+	}
+}
+
+func TestCancelAlarm_WrongPINIsCounted(t *testing.T) {
+	e := cancelEnv(t)
+	before := e.alarm("a1")
+	resp, err := e.cancel("device:d1", "a1", PINWrong, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r cancelResult
+	if err := json.Unmarshal(resp, &r); err != nil || !r.WrongPIN || r.WrongPINs != 1 || r.Cancelled {
+		t.Fatalf("response %s, %v", resp, err)
+	}
+	if w := e.worker("w1"); w.WrongPINs != 1 {
+		t.Fatalf("wrong PINs %d", w.WrongPINs)
+	}
+	b0, _ := json.Marshal(before)
+	b1, _ := json.Marshal(e.alarm("a1"))
+	if !bytes.Equal(b0, b1) {
+		t.Fatalf("a wrong PIN changed the alarm:\n%s\n%s", b0, b1)
+	}
+	// The right PIN afterwards resets the count.
+	if _, err := e.cancel("device:d1", "a1", PINSafe, 1); err != nil {
+		t.Fatal(err)
+	}
+	if w := e.worker("w1"); w.WrongPINs != 0 {
+		t.Fatalf("wrong PINs %d after the Safe PIN", w.WrongPINs)
+	}
+}
+
+func TestCancelAlarmService(t *testing.T) {
+	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	nodes := [2]*svcNode{mustSingle(t, now), mustSingle(t, now)}
+	pins := [2]string{"1111", "2222"}
+	var replies [2][]byte
+	for i, n := range nodes {
+		seedService(t, n.svc)
+		if _, err := n.svc.RaiseAlarm(ctx, "raise", "device:d1", RaiseAlarmRequest{Type: AlarmRedAlert, DeviceID: "d1"}); err != nil {
+			t.Fatal(err)
+		}
+		q, _ := n.svc.OpenAlarms()
+		r, err := n.svc.CancelAlarm(ctx, "cancel", "device:d1", q[0].ID, pins[i])
+		if err != nil {
+			t.Fatalf("cancel with PIN %s: %v", pins[i], err)
+		}
+		// The alarm IDs differ between the two nodes; the rest must not.
+		r.AlarmID = "x"
+		replies[i], _ = json.Marshal(r)
+	}
+	if !bytes.Equal(replies[0], replies[1]) {
+		t.Fatalf("replies differ:\nsafe   %s\nduress %s", replies[0], replies[1])
+	}
+	if q, _ := nodes[0].svc.OpenAlarms(); len(q) != 0 {
+		t.Fatalf("safe: open queue %+v", q)
+	}
+	q, _ := nodes[1].svc.OpenAlarms()
+	if len(q) != 2 || q[0].IncidentID != q[1].IncidentID {
+		t.Fatalf("duress: open queue %+v", q)
+	}
+	for _, a := range q {
+		if !a.DoNotCall || !a.Silent {
+			t.Fatalf("duress: alarm %+v is not do-not-call and silent", a)
+		}
+	}
+
+	t.Run("refusals", func(t *testing.T) {
+		n := mustSingle(t, now)
+		seedService(t, n.svc)
+		a, err := n.svc.RaiseAlarm(ctx, "raise", "device:d1", RaiseAlarmRequest{Type: AlarmRedAlert, DeviceID: "d1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name, id, actor, alarm, pin string
+			code                        Code
+			field                       string
+		}{
+			{"no id", "", "device:d1", a.ID, "1111", CodeInvalid, "id"},
+			{"operator", "c1", "olivia", a.ID, "1111", CodeInvalid, "actor"},
+			{"no pin", "c2", "device:d1", a.ID, "", CodeInvalid, "pin"},
+			{"bad pin", "c3", "device:d1", a.ID, "12ab", CodeInvalid, "pin"},
+			{"no alarm", "c4", "device:d1", "nope", "1111", CodeNotFound, "alarm_id"},
+			{"wrong pin", "c5", "device:d1", a.ID, "9999", CodeWrongPIN, "pin"},
+			{"wrong pin replayed", "c5", "device:d1", a.ID, "9999", CodeWrongPIN, "pin"},
+		} {
+			_, err := n.svc.CancelAlarm(ctx, tc.id, tc.actor, tc.alarm, tc.pin)
+			var re *RuleError
+			if !errors.As(err, &re) || re.Code != tc.code || re.Field != tc.field {
+				t.Fatalf("%s: got %v, want %s (%s)", tc.name, err, tc.code, tc.field)
+			}
+		}
+		if w, _ := n.svc.Worker("w1"); w.WrongPINs != 1 {
+			t.Fatalf("wrong PINs %d, want 1 (the replay is not counted)", w.WrongPINs)
+		}
+		if got, _ := n.svc.Alarm(a.ID); got.Status != StatusRaised {
+			t.Fatalf("alarm %s after a wrong PIN", got.Status)
+		}
+		if _, err := n.svc.CancelAlarm(ctx, "c6", "device:d1", a.ID, "1111"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.svc.CancelAlarm(ctx, "c7", "device:d1", a.ID, "1111"); !errors.Is(err, ErrAlarmClosed) {
+			t.Fatalf("cancel of a closed alarm: %v", err)
+		}
+	})
+}

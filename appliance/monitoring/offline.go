@@ -1,0 +1,91 @@
+package monitoring
+
+// A device that goes away during a session. When telemetry says a device in
+// a session (not ended) has disconnected, a deadline of kind
+// DeadlineDeviceOffline is set at the time it was last seen plus the
+// organisation's OfflineThreshold. Any newer telemetry from the device
+// deletes it, as does the end of the session. If it fires while the device
+// is still away and still in the session, a device-offline alarm is raised.
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+func deviceOwner(id string) string { return "device/" + id }
+
+// offlineDeadlineID is the ID of the offline deadline of a device that
+// disconnected at seen: unique, and the same on every node.
+func offlineDeadlineID(deviceID string, seen time.Time) string {
+	return fmt.Sprintf("device/%s/offline/%d", deviceID, seen.UnixNano())
+}
+
+// trackOffline follows device d after its accepted telemetry entry s:
+// a disconnect in a session sets the offline deadline, anything else
+// deletes it. prevSeen and prevConnected are the device's presence before
+// the batch: a disconnect sent again (same time) leaves things as they are.
+func trackOffline(c *applyCtx, d *Device, s *DeviceStatus, prevSeen time.Time, prevConnected bool) error {
+	disconnect := s.Connected != nil && !*s.Connected
+	if disconnect && !prevConnected && s.SeenAt.Equal(prevSeen) {
+		return nil
+	}
+	if !disconnect {
+		return clearOwnedDeadline(c, deviceOwner(d.ID), DeadlineDeviceOffline)
+	}
+	sess, err := deviceSession(c, d)
+	if err != nil {
+		return err
+	}
+	if sess == nil {
+		return clearOwnedDeadline(c, deviceOwner(d.ID), DeadlineDeviceOffline)
+	}
+	org, err := getOrg(c.txn, sess.OrgID)
+	if err != nil {
+		return err
+	}
+	threshold := org.OfflineThreshold
+	if threshold <= 0 {
+		threshold = DefaultOfflineThreshold
+	}
+	dl := &Deadline{ID: offlineDeadlineID(d.ID, s.SeenAt), Kind: DeadlineDeviceOffline,
+		Due: s.SeenAt.Add(threshold), SessionID: sess.ID, DeviceID: d.ID}
+	return putOwnedDeadline(c, deviceOwner(d.ID), dl)
+}
+
+// fireDeviceOffline acts on a device's offline deadline d, stored at key:
+// if the device is still away and still in the deadline's session, it
+// raises a device-offline alarm with ID alarmID. The deadline goes either
+// way.
+func fireDeviceOffline(c *applyCtx, key string, d *Deadline, alarmID string) ([]byte, error) {
+	dev, err := getDevice(c.txn, d.DeviceID)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := deviceSession(c, dev)
+	if err != nil {
+		return nil, err
+	}
+	if dev.Connected || sess == nil || sess.ID != d.SessionID {
+		if err := dropFiredDeadline(c, deviceOwner(dev.ID), key, d.Kind); err != nil {
+			return nil, err
+		}
+		return json.Marshal(fireResult{Outcome: "stale", Kind: d.Kind})
+	}
+	if err := validID("alarm_id", alarmID); err != nil {
+		return nil, err
+	}
+	r := RaiseAlarmCmd{Header: c.hdr, AlarmID: alarmID, Type: AlarmDeviceOffline,
+		DeviceID: dev.ID, WorkerID: sess.WorkerID, SessionID: sess.ID, Location: sessionLocation(c, sess)}
+	if _, err := raiseAlarm(c, r); err != nil {
+		return nil, err
+	}
+	if err := dropFiredDeadline(c, deviceOwner(dev.ID), key, d.Kind); err != nil {
+		return nil, err
+	}
+	detail := fmt.Sprintf("away since %s: device offline alarm %s", dev.LastSeen.Format(time.RFC3339), alarmID)
+	if err := c.audit(CmdFireDeadline, "session/"+sess.ID, detail); err != nil {
+		return nil, err
+	}
+	return json.Marshal(fireResult{Outcome: "fired", Kind: d.Kind, AlarmID: alarmID})
+}
