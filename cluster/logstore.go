@@ -196,15 +196,7 @@ func (s *LogStore) GetLog(index uint64, log *raft.Log) error {
 	if index == 0 || index < s.first.Load() || index > s.last.Load() {
 		return raft.ErrLogNotFound
 	}
-	var val []byte
-	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(logEntryKey(index))
-		if err != nil {
-			return err
-		}
-		val, err = item.ValueCopy(nil)
-		return err
-	})
+	val, err := s.getValue(logEntryKey(index))
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return raft.ErrLogNotFound
 	}
@@ -556,15 +548,7 @@ func (s *LogStore) Get(key []byte) ([]byte, error) {
 		return nil, err
 	}
 	defer s.release()
-	var val []byte
-	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(stableKey(key))
-		if err != nil {
-			return err
-		}
-		val, err = item.ValueCopy(nil)
-		return err
-	})
+	val, err := s.getValue(stableKey(key))
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return nil, ErrKeyNotFound
 	}
@@ -575,6 +559,20 @@ func (s *LogStore) Get(key []byte) ([]byte, error) {
 		val = []byte{}
 	}
 	return val, nil
+}
+
+// getValue returns a copy of the value at key, or badger.ErrKeyNotFound.
+func (s *LogStore) getValue(key []byte) ([]byte, error) {
+	var val []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if err != nil {
+			return err
+		}
+		val, err = item.ValueCopy(nil)
+		return err
+	})
+	return val, err
 }
 
 // SetUint64 stores a stable-store integer.
