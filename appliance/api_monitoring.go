@@ -49,6 +49,7 @@ type monitoringService interface {
 	PutDevice(ctx context.Context, cmdID, actor string, d monitoring.Device) (*monitoring.Device, error)
 	Device(id string) (*monitoring.Device, error)
 	Devices() ([]monitoring.Device, error)
+	SetDeviceSecret(ctx context.Context, cmdID, actor, deviceID string) (string, error)
 
 	StartSession(ctx context.Context, cmdID, actor string, req monitoring.StartSessionRequest) (*monitoring.Session, error)
 	CheckIn(ctx context.Context, cmdID, actor, sessionID, pin string) (monitoring.SessionReply, error)
@@ -273,6 +274,7 @@ func (a *api) monitoringRoutes(v1 *gin.RouterGroup) {
 	v1.POST("/devices", a.putDevice)
 	v1.GET("/devices", a.listDevices)
 	v1.GET("/devices/:id", a.getDevice)
+	v1.POST("/devices/:id/secret", a.setDeviceSecret)
 
 	v1.POST("/sessions", a.startSession)
 	v1.GET("/sessions", a.listSessions)
@@ -393,6 +395,25 @@ func (a *api) listDevices(c *gin.Context) {
 func (a *api) getDevice(c *gin.Context) {
 	out, err := a.svc.Device(c.Param("id"))
 	reply(c, http.StatusOK, out, err)
+}
+
+// DeviceSecretResponse is the reply to POST /api/v1/devices/:id/secret. The
+// secret is the device's MQTT password; it is shown this once.
+type DeviceSecretResponse struct {
+	DeviceID string `json:"device_id"`
+	Secret   string `json:"secret"`
+}
+
+// POST /api/v1/devices/:id/secret {"id","actor"}: make a new secret for the
+// device; the old one stops working.
+func (a *api) setDeviceSecret(c *gin.Context) {
+	var req Command
+	if !bindCommand(c, &req, &req) {
+		return
+	}
+	deviceID := c.Param("id")
+	secret, err := a.svc.SetDeviceSecret(c.Request.Context(), req.ID, req.Actor, deviceID)
+	reply(c, http.StatusOK, DeviceSecretResponse{DeviceID: deviceID, Secret: secret}, err)
 }
 
 // POST /api/v1/sessions: start a session.

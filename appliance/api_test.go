@@ -20,6 +20,7 @@ func mustOpenNode(t *testing.T) *Node {
 	cfg.DataDir = t.TempDir()
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.Cluster.BindAddr = "127.0.0.1:0"
+	cfg.Broker.TCPAddr, cfg.Broker.WSAddr = "127.0.0.1:0", ""
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	n, err := New(cfg)
 	if err != nil {

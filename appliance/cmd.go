@@ -17,6 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/vigilarc/vigil/broker"
 	"github.com/vigilarc/vigil/cluster"
 )
 
@@ -163,6 +164,7 @@ func usageErr(fs *flag.FlagSet, format string, a ...any) error {
 // serveOptions are the flags of vigil serve.
 type serveOptions struct {
 	config, dataDir, nodeID, clusterAddr, advertiseAddr, httpAddr, logLevel string
+	mqttAddr, mqttWSAddr                                                    string
 	bootstrap                                                               bool
 	bootstrapExpect, join                                                   string
 }
@@ -177,6 +179,8 @@ func serveFlags(out io.Writer) (*flag.FlagSet, *serveOptions) {
 	fs.StringVar(&o.clusterAddr, "cluster-addr", "", "cluster port `host:port` to listen on (cluster.bind_addr; default "+DefaultClusterAddr+")")
 	fs.StringVar(&o.advertiseAddr, "advertise-addr", "", "cluster `host:port` that peers dial (cluster.advertise_addr; default the cluster address)")
 	fs.StringVar(&o.httpAddr, "http-addr", "", "HTTP API `host:port` (http_addr; default "+DefaultHTTPAddr+")")
+	fs.StringVar(&o.mqttAddr, "mqtt-addr", "", "MQTT `host:port` for devices, empty to disable (broker.tcp_addr; default "+broker.DefaultTCPAddr+")")
+	fs.StringVar(&o.mqttWSAddr, "mqtt-ws-addr", "", "MQTT over WebSocket `host:port`, empty to disable (broker.ws_addr; default "+broker.DefaultWSAddr+")")
 	fs.StringVar(&o.logLevel, "log-level", "", "debug, info, warn or error (log_level; default "+DefaultLogLevel+")")
 	fs.BoolVar(&o.bootstrap, "bootstrap", false, "start a new single-node cluster if the data directory is new (cluster.bootstrap)")
 	fs.StringVar(&o.bootstrapExpect, "bootstrap-expect", "", "comma-separated cluster `addresses` of all initial voters, this node's included (cluster.bootstrap_expect)")
@@ -237,6 +241,8 @@ func loadServeConfig(args []string, lookupEnv func(string) (string, bool), out i
 		"advertise-addr": &cfg.Cluster.AdvertiseAddr,
 		"http-addr":      &cfg.HTTPAddr,
 		"log-level":      &cfg.LogLevel,
+		"mqtt-addr":      &cfg.Broker.TCPAddr,
+		"mqtt-ws-addr":   &cfg.Broker.WSAddr,
 	} {
 		if set[name] {
 			*dst = fs.Lookup(name).Value.String()

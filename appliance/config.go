@@ -16,6 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/vigilarc/vigil/broker"
 	"github.com/vigilarc/vigil/cluster"
 )
 
@@ -61,6 +62,9 @@ type Config struct {
 
 	// Cluster configures the cluster port and Raft.
 	Cluster ClusterConfig `yaml:"cluster"`
+
+	// Broker configures the MQTT gateway that devices connect to.
+	Broker BrokerConfig `yaml:"broker"`
 
 	// Logger receives the node's logs. It is not read from the file; nil
 	// means a text logger on stderr at LogLevel.
@@ -130,6 +134,38 @@ type ClusterConfig struct {
 	TrailingLogs uint64 `yaml:"trailing_logs"`
 }
 
+// BrokerConfig configures the MQTT gateway (docs/device-protocol.md).
+type BrokerConfig struct {
+	// TCPAddr is the host:port of the MQTT listener. Empty disables it.
+	TCPAddr string `yaml:"tcp_addr"`
+
+	// WSAddr is the host:port of the MQTT over WebSocket listener. Empty
+	// disables it.
+	WSAddr string `yaml:"ws_addr"`
+
+	// CommitTimeout bounds the wait for the cluster to commit a device's
+	// alarm or session event; after it the device gets no PUBACK and its
+	// connection is dropped, so that it retries.
+	CommitTimeout time.Duration `yaml:"commit_timeout"`
+}
+
+func (c BrokerConfig) validate() error {
+	if c.TCPAddr != "" {
+		if err := checkHostPort("broker.tcp_addr", c.TCPAddr, true); err != nil {
+			return err
+		}
+	}
+	if c.WSAddr != "" {
+		if err := checkHostPort("broker.ws_addr", c.WSAddr, true); err != nil {
+			return err
+		}
+	}
+	if c.CommitTimeout <= 0 {
+		return fieldErr("broker.commit_timeout", c.CommitTimeout.String(), "must be positive")
+	}
+	return nil
+}
+
 // DefaultConfig returns the configuration of a single-node appliance that
 // keeps its data in ./data, listens for peers on 127.0.0.1:7000 and serves
 // the API on 127.0.0.1:8080.
@@ -149,6 +185,11 @@ func DefaultConfig() Config {
 			SnapshotThreshold:  cluster.DefaultSnapshotThreshold,
 			SnapshotInterval:   cluster.DefaultSnapshotInterval,
 			TrailingLogs:       cluster.DefaultTrailingLogs,
+		},
+		Broker: BrokerConfig{
+			TCPAddr:       broker.DefaultTCPAddr,
+			WSAddr:        broker.DefaultWSAddr,
+			CommitTimeout: broker.DefaultCommitTimeout,
 		},
 	}
 }
@@ -182,7 +223,10 @@ func (c Config) Validate() error {
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return fieldErr("log_level", c.LogLevel, "%v", err)
 	}
-	return c.Cluster.validate()
+	if err := c.Cluster.validate(); err != nil {
+		return err
+	}
+	return c.Broker.validate()
 }
 
 func (c ClusterConfig) validate() error {

@@ -26,6 +26,7 @@ const (
 	DefaultDevDir         = "./data/devcluster"
 	DefaultDevClusterPort = 7001
 	DefaultDevHTTPPort    = 8081
+	DefaultDevMQTTPort    = 1883
 	devNodes              = 3
 	// devStopTimeout is how long devcluster waits for a child to stop after
 	// SIGTERM before it kills it.
@@ -36,6 +37,7 @@ type devclusterOptions struct {
 	dir         string
 	clusterPort int
 	httpPort    int
+	mqttPort    int
 	logLevel    string
 }
 
@@ -46,6 +48,7 @@ func devclusterFlags(out io.Writer) (*flag.FlagSet, *devclusterOptions) {
 	fs.StringVar(&o.dir, "dir", DefaultDevDir, "`directory` that holds the three nodes' data directories")
 	fs.IntVar(&o.clusterPort, "cluster-port", DefaultDevClusterPort, "cluster `port` of the first node; the others use the next two")
 	fs.IntVar(&o.httpPort, "http-port", DefaultDevHTTPPort, "HTTP `port` of the first node; the others use the next two")
+	fs.IntVar(&o.mqttPort, "mqtt-port", DefaultDevMQTTPort, "MQTT `port` of the first node; the others use the next two; 0 for any free ports")
 	fs.StringVar(&o.logLevel, "log-level", DefaultLogLevel, "log level of the nodes: debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: vigil devcluster [flags]
@@ -69,6 +72,7 @@ type devNode struct {
 	dataDir     string
 	clusterAddr string
 	httpAddr    string
+	mqttAddr    string
 	cmd         *exec.Cmd
 	done        chan struct{}
 	err         error
@@ -106,7 +110,11 @@ func (c *cli) devcluster(ctx context.Context, args []string) error {
 			name:        fmt.Sprintf("node%d", i+1),
 			clusterAddr: "127.0.0.1:" + strconv.Itoa(o.clusterPort+i),
 			httpAddr:    "127.0.0.1:" + strconv.Itoa(o.httpPort+i),
+			mqttAddr:    "127.0.0.1:0",
 			done:        make(chan struct{}),
+		}
+		if o.mqttPort != 0 {
+			n.mqttAddr = "127.0.0.1:" + strconv.Itoa(o.mqttPort+i)
 		}
 		n.dataDir = filepath.Join(o.dir, n.name)
 		if err := os.MkdirAll(n.dataDir, 0o750); err != nil {
@@ -124,6 +132,8 @@ func (c *cli) devcluster(ctx context.Context, args []string) error {
 			"--node-id", n.name,
 			"--cluster-addr", n.clusterAddr,
 			"--http-addr", n.httpAddr,
+			"--mqtt-addr", n.mqttAddr,
+			"--mqtt-ws-addr", "",
 			"--bootstrap-expect", strings.Join(peers, ","),
 			"--log-level", o.logLevel,
 		)

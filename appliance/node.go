@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/broker"
 	"github.com/vigilarc/vigil/cluster"
 )
 
@@ -37,6 +38,7 @@ type Node struct {
 	cluster *cluster.Node
 	service *monitoring.Service
 	sched   *monitoring.Scheduler
+	broker  *broker.Broker
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -90,6 +92,16 @@ func (n *Node) Open(ctx context.Context) error {
 		n.cluster.Close()
 		return fmt.Errorf("cannot start the deadline scheduler: %w", err)
 	}
+	n.broker = broker.New(broker.Config{
+		TCPAddr: n.cfg.Broker.TCPAddr, WSAddr: n.cfg.Broker.WSAddr,
+		NodeID: n.cluster.ID(), CommitTimeout: n.cfg.Broker.CommitTimeout,
+	}, n.service, n.logger.With(logKeySystem, "broker"))
+	if err := n.broker.Open(ctx); err != nil {
+		ln.Close()
+		n.sched.Close()
+		n.cluster.Close()
+		return fmt.Errorf("cannot open the MQTT broker: %w", err)
+	}
 	n.httpLn = ln
 	n.httpSrv = &http.Server{
 		Handler:           newAPI(n.cluster, n.service, n.logger.With(logKeySystem, "http")),
@@ -113,7 +125,7 @@ func (n *Node) Open(ctx context.Context) error {
 }
 
 // Close stops the HTTP API, letting requests in flight finish for up to
-// DefaultShutdownTimeout, then the cluster node. It is safe to call twice
+// DefaultShutdownTimeout, then the MQTT broker, then the cluster node. It is safe to call twice
 // and on a node that was never opened.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
@@ -130,6 +142,9 @@ func (n *Node) Close() error {
 		}
 		cancel()
 		n.wg.Wait()
+		if err := n.broker.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("cannot close the MQTT broker: %w", err))
+		}
 		if err := n.sched.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("cannot stop the deadline scheduler: %w", err))
 		}
@@ -150,6 +165,23 @@ func (n *Node) HTTPAddr() string {
 		return ""
 	}
 	return n.httpLn.Addr().String()
+}
+
+// BrokerAddr returns the address of the MQTT TCP listener, once open.
+func (n *Node) BrokerAddr() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.broker == nil {
+		return ""
+	}
+	return n.broker.TCPAddr()
+}
+
+// Broker returns the node's MQTT gateway, once open.
+func (n *Node) Broker() *broker.Broker {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.broker
 }
 
 // Service returns the node's monitoring Service.

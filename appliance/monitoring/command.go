@@ -49,6 +49,9 @@ const (
 	// CmdCancelAlarm cancels an alarm from the worker's device, with the
 	// outcome of the PIN check made before proposing. Body: CancelAlarmCmd.
 	CmdCancelAlarm CmdType = 15
+	// CmdSetDeviceSecret sets the hash of a device's MQTT secret. Body:
+	// SetDeviceSecretCmd.
+	CmdSetDeviceSecret CmdType = 16
 )
 
 var cmdNames = map[CmdType]string{
@@ -67,6 +70,7 @@ var cmdNames = map[CmdType]string{
 	CmdReopenAlarm:     "CmdReopenAlarm",
 	CmdDeviceStatus:    "CmdDeviceStatus",
 	CmdCancelAlarm:     "CmdCancelAlarm",
+	CmdSetDeviceSecret: "CmdSetDeviceSecret",
 }
 
 // String returns the command type's name for messages.

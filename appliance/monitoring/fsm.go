@@ -55,6 +55,7 @@ func init() {
 		CmdCloseAlarm:      applyCloseAlarm,
 		CmdReopenAlarm:     applyReopenAlarm,
 		CmdCancelAlarm:     applyCancelAlarm,
+		CmdSetDeviceSecret: applySetDeviceSecret,
 	}
 }
 

@@ -8,6 +8,7 @@ package monitoring
 //	org/<id>                                   Organisation
 //	worker/<id>                                Worker
 //	device/<id>                                Device
+//	devsecret/<id>                             DeviceSecret: the hash of the device's MQTT secret
 //	session/<id>                               Session
 //	alarm/<id>                                 Alarm
 //	tl/<alarm id>/<index>/<n>                  TimelineEntry, in order
@@ -46,6 +47,7 @@ const (
 	pWorkerSession = "ix/worker-session/"
 	pDeviceAlarm   = "ix/device-alarm/"
 	pDeadline      = "ix/deadline/"
+	pDeviceSecret  = "devsecret/"
 )
 
 // tkey formats a time for a key: Unix nanoseconds, 20 digits.

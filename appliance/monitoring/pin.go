@@ -55,8 +55,12 @@ func validatePIN(field, pin string) error {
 }
 
 // HashPIN returns the argon2id hash of pin with a random salt.
-func HashPIN(pin string) (string, error) {
-	p := pinParams
+func HashPIN(pin string) (string, error) { return hashWith(pinParams, pin) }
+
+// hashWith returns the argon2id hash of secret with parameters p and a
+// random salt.
+func hashWith(p PINParams, secret string) (string, error) {
+	pin := secret
 	salt := make([]byte, p.SaltLen)
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("cannot make a salt: %w", err)

@@ -36,6 +36,8 @@ type Service struct {
 	// Now and NewID are the clock and the ID source; tests replace them.
 	Now   func() time.Time
 	NewID func() string
+
+	secrets secretCache // successful device secret checks (devicesecret.go)
 }
 
 // NewService returns the Service over a cluster node hosting fsm.

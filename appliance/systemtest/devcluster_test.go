@@ -54,7 +54,7 @@ func TestDevcluster_RunsThreeNodesAndStopsOnInterrupt(t *testing.T) {
 		name: "devcluster",
 		bin:  bin,
 		args: []string{"devcluster", "--dir", dir, "--log-level", "warn",
-			"--cluster-port", strconv.Itoa(clusterPort), "--http-port", strconv.Itoa(httpPort)},
+			"--cluster-port", strconv.Itoa(clusterPort), "--http-port", strconv.Itoa(httpPort), "--mqtt-port", "0"},
 		env:     childEnv(),
 		logPath: filepath.Join(t.TempDir(), "devcluster.log"),
 	}

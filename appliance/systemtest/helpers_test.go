@@ -129,9 +129,10 @@ func mustFreeAddrs(t *testing.T, n int) []string {
 }
 
 // childEnv is this process's environment without VIGIL_ variables, which
-// would otherwise override the flags the tests give, plus extra.
+// would otherwise override the flags the tests give, plus MQTT listeners
+// on free ports (several nodes share one host), plus extra.
 func childEnv(extra ...string) []string {
-	var env []string
+	env := []string{"VIGIL_BROKER_TCP_ADDR=127.0.0.1:0", "VIGIL_BROKER_WS_ADDR=127.0.0.1:0"}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, appliance.EnvPrefix) {
 			env = append(env, kv)

@@ -1,0 +1,200 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/vigilarc/vigil/appliance/monitoring"
+)
+
+// Defaults of Config.
+const (
+	DefaultTCPAddr = "127.0.0.1:1883"
+	DefaultWSAddr  = "127.0.0.1:1884"
+	// DefaultCommitTimeout bounds the wait for the cluster to commit one
+	// device event before the gateway gives up, sends no PUBACK and drops
+	// the connection.
+	DefaultCommitTimeout = 5 * time.Second
+	// DefaultWritesPending is mochi's MaximumClientWritesPending: the
+	// outbound queue per connection. mochi's default (8,192) costs about
+	// 90 KiB per idle device; a device gets a few replies at a time.
+	DefaultWritesPending = 32
+	// DefaultClientBuffer is the read and the write buffer per connection.
+	DefaultClientBuffer = 1024
+	// DefaultMaxPacket is the largest MQTT packet accepted; mochi drops the
+	// connection of a client that sends a larger one. It is above
+	// MaxPayload, so that a payload a little too large gets an error reply.
+	DefaultMaxPacket = 64 * 1024
+	// DefaultSessionExpiry is the longest a disconnected device's MQTT
+	// session is kept, in seconds. Devices keep their own outbox: another
+	// node never has their session anyway.
+	DefaultSessionExpiry = 3600
+)
+
+// Config configures the gateway.
+type Config struct {
+	TCPAddr       string        // host:port of the MQTT listener; "" disables it
+	WSAddr        string        // host:port of the MQTT over WebSocket listener; "" disables it
+	NodeID        string        // this node's cluster ID, recorded with device telemetry
+	CommitTimeout time.Duration // 0 means DefaultCommitTimeout
+}
+
+// Service is what the gateway needs from the monitoring Service.
+type Service interface {
+	CheckDeviceSecret(deviceID, secret string) bool
+	Device(id string) (*monitoring.Device, error)
+	Session(id string) (*monitoring.Session, error)
+	RaiseAlarm(ctx context.Context, cmdID, actor string, req monitoring.RaiseAlarmRequest) (*monitoring.Alarm, error)
+	CancelAlarm(ctx context.Context, cmdID, actor, alarmID, pin string) (monitoring.CancelReply, error)
+	StartSession(ctx context.Context, cmdID, actor string, req monitoring.StartSessionRequest) (*monitoring.Session, error)
+	CheckIn(ctx context.Context, cmdID, actor, sessionID, pin string) (monitoring.SessionReply, error)
+	Extend(ctx context.Context, cmdID, actor, sessionID, pin string, d time.Duration) (monitoring.SessionReply, error)
+	EndSession(ctx context.Context, cmdID, actor, sessionID, pin string) (monitoring.SessionReply, error)
+	RecordDeviceStatus(ctx context.Context, cmdID, actor string, batch []monitoring.DeviceStatus) (int, error)
+}
+
+var _ Service = (*monitoring.Service)(nil)
+
+// Stats are the gateway's counters since Open.
+type Stats struct {
+	AuthRefused  uint64 // CONNECTs refused: unknown device, wrong secret, client ID not the device ID
+	ACLRefused   uint64 // publishes and subscriptions outside the device's own topics
+	Committed    uint64 // events the cluster committed, then PUBACKed
+	Unavailable  uint64 // events not committed in time: no PUBACK, connection dropped
+	ErrorReplies uint64 // messages answered with an error reply (and PUBACKed)
+}
+
+type counters struct {
+	authRefused, aclRefused, committed, unavailable, errorReplies atomic.Uint64
+}
+
+// Broker is the gateway of one node.
+type Broker struct {
+	cfg    Config
+	svc    Service
+	logger *slog.Logger
+	stats  counters
+
+	server *mqtt.Server
+	tcp    *listeners.TCP
+	ctx    context.Context // cancelled by Close: ends ingest in flight
+	cancel context.CancelFunc
+	hooks  sync.WaitGroup // OnPublish calls in flight
+
+	mu        sync.Mutex
+	opened    bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New returns a gateway over svc. It does no I/O.
+func New(cfg Config, svc Service, logger *slog.Logger) *Broker {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.CommitTimeout <= 0 {
+		cfg.CommitTimeout = DefaultCommitTimeout
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Broker{cfg: cfg, svc: svc, logger: logger, ctx: ctx, cancel: cancel}
+}
+
+// Open binds the listeners and starts serving.
+func (b *Broker) Open(context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.opened {
+		return errors.New("broker: already opened")
+	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumClientWritesPending = DefaultWritesPending
+	caps.MaximumPacketSize = DefaultMaxPacket
+	caps.MaximumSessionExpiryInterval = DefaultSessionExpiry
+	s := mqtt.New(&mqtt.Options{
+		Capabilities:             caps,
+		ClientNetWriteBufferSize: DefaultClientBuffer,
+		ClientNetReadBufferSize:  DefaultClientBuffer,
+		InlineClient:             true, // replies are published by the broker itself
+		Logger:                   b.logger,
+	})
+	if err := s.AddHook(&accessHook{b: b}, nil); err != nil {
+		return fmt.Errorf("cannot add access hook: %w", err)
+	}
+	if err := s.AddHook(&ingestHook{b: b}, nil); err != nil {
+		return fmt.Errorf("cannot add ingest hook: %w", err)
+	}
+	if b.cfg.TCPAddr != "" {
+		b.tcp = listeners.NewTCP(listeners.Config{ID: "tcp", Address: b.cfg.TCPAddr})
+		if err := s.AddListener(b.tcp); err != nil {
+			return fmt.Errorf("cannot listen for MQTT on %s: %w", b.cfg.TCPAddr, err)
+		}
+	}
+	if b.cfg.WSAddr != "" {
+		// mochi's WebSocket listener accepts any Origin: devices are not
+		// browsers, and they authenticate with their own secret.
+		if err := s.AddListener(listeners.NewWebsocket(listeners.Config{ID: "ws", Address: b.cfg.WSAddr})); err != nil {
+			s.Close()
+			return fmt.Errorf("cannot listen for MQTT over WebSocket on %s: %w", b.cfg.WSAddr, err)
+		}
+	}
+	if err := s.Serve(); err != nil {
+		s.Close()
+		return fmt.Errorf("cannot start the MQTT broker: %w", err)
+	}
+	b.server = s
+	b.opened = true
+	b.logger.Info("mqtt broker open", "tcp", b.TCPAddr(), "ws", b.cfg.WSAddr)
+	return nil
+}
+
+// Close stops accepting devices, drops their connections, ends ingest in
+// flight (without PUBACK) and waits for it. It is safe to call twice.
+func (b *Broker) Close() error {
+	b.closeOnce.Do(func() {
+		b.cancel()
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if !b.opened {
+			return
+		}
+		b.closeErr = b.server.Close()
+		b.hooks.Wait()
+	})
+	return b.closeErr
+}
+
+// TCPAddr returns the address of the TCP listener once open, else the
+// configured one.
+func (b *Broker) TCPAddr() string {
+	if b.tcp != nil {
+		return b.tcp.Address()
+	}
+	return b.cfg.TCPAddr
+}
+
+// Stats returns the counters.
+func (b *Broker) Stats() Stats {
+	return Stats{
+		AuthRefused:  b.stats.authRefused.Load(),
+		ACLRefused:   b.stats.aclRefused.Load(),
+		Committed:    b.stats.committed.Load(),
+		Unavailable:  b.stats.unavailable.Load(),
+		ErrorReplies: b.stats.errorReplies.Load(),
+	}
+}
+
+// publish sends payload to a device's down topic. A device not subscribed
+// does not get it; that is its choice.
+func (b *Broker) publish(device, sub string, payload []byte) {
+	if err := b.server.Publish(DownTopic(device, sub), payload, false, 1); err != nil {
+		b.logger.Warn("cannot publish to device", "device", device, "topic", sub, "error", err)
+	}
+}

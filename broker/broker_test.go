@@ -1,0 +1,177 @@
+package broker_test
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigilarc/vigil/appliance"
+	"github.com/vigilarc/vigil/broker"
+)
+
+// An alarm published to a follower's broker is committed before its PUBACK:
+// the leader and that follower have it when the token completes.
+func TestBroker_AlarmOnFollowerCommittedBeforePUBACK(t *testing.T) {
+	nodes := mustThreeNodes(t)
+	var leader *appliance.Node
+	var followers []*appliance.Node
+	for _, n := range nodes {
+		if n.Cluster().IsLeader() {
+			leader = n
+		} else {
+			followers = append(followers, n)
+		}
+	}
+	if leader == nil || len(followers) != 2 {
+		t.Fatalf("want one leader and two followers")
+	}
+	f := mustFixture(t, leader.Service(), "a")
+	fol := followers[0]
+	pollUntil(t, 10*time.Second, "the secret on the follower", func() bool {
+		return fol.Service().CheckDeviceSecret(f.device, f.secret)
+	})
+	d := mustDevice(t, fol.BrokerAddr(), f.device, f.secret)
+	start := time.Now()
+	d.publish(f.device, "alarm", map[string]any{"event_id": "e1", "ts": ts(), "alarm_type": "red_alert",
+		"location": map[string]any{"lat": 51.5, "lon": -0.12, "accuracy_m": 8, "source": "gps"}})
+	elapsed := time.Since(start)
+	for _, n := range []*appliance.Node{leader, fol} {
+		open, err := n.Service().OpenAlarms()
+		if err != nil || len(open) != 1 || open[0].DeviceID != f.device {
+			t.Fatalf("node %s right after PUBACK: %d open alarms (%v)", n.Cluster().ID(), len(open), err)
+		}
+	}
+	pollUntil(t, 5*time.Second, "the alarm on the third node", func() bool {
+		open, _ := followers[1].Service().OpenAlarms()
+		return len(open) == 1
+	})
+	r, _ := d.reply()
+	if !r.OK || r.EventID != "e1" || !strings.Contains(string(r.Result), "alarm_id") {
+		t.Fatalf("reply %+v", r)
+	}
+	t.Logf("publish to PUBACK through a follower: %s", elapsed)
+}
+
+// A retry with the same event ID makes no second alarm.
+func TestBroker_RetrySameEventIDOneAlarm(t *testing.T) {
+	n := mustNode(t, nil)
+	f := mustFixture(t, n.Service(), "r")
+	d := mustDevice(t, n.BrokerAddr(), f.device, f.secret)
+	msg := map[string]any{"event_id": "same-1", "ts": ts(), "alarm_type": "man_down"}
+	d.publish(f.device, "alarm", msg)
+	r1, _ := d.reply()
+	d.publish(f.device, "alarm", msg)
+	r2, _ := d.reply()
+	if !r1.OK || string(r1.Result) != string(r2.Result) {
+		t.Fatalf("replies differ: %s vs %s", r1.Result, r2.Result)
+	}
+	if open, _ := n.Service().OpenAlarms(); len(open) != 1 {
+		t.Fatalf("%d open alarms, want 1", len(open))
+	}
+}
+
+// Malformed, unknown, incomplete and oversized messages get error replies
+// naming the problem, and are PUBACKed.
+func TestBroker_ErrorReplies(t *testing.T) {
+	n := mustNode(t, nil)
+	f := mustFixture(t, n.Service(), "e")
+	d := mustDevice(t, n.BrokerAddr(), f.device, f.secret)
+	big := `{"event_id":"big","ts":"` + ts() + `","update":"` + strings.Repeat("x", broker.MaxPayload) + `"}`
+	for _, tc := range []struct {
+		name, typ, payload, code, field string
+	}{
+		{"malformed json", "alarm", `{"event_id": "x1", `, broker.CodeMalformedJSON, ""},
+		{"unknown type", "teleport", `{"event_id":"x2","ts":"` + ts() + `"}`, broker.CodeUnknownType, ""},
+		{"missing field", "alarm", `{"event_id":"x3","ts":"` + ts() + `"}`, broker.CodeMissingField, "alarm_type"},
+		{"missing event id", "alarm", `{"ts":"` + ts() + `","alarm_type":"red_alert"}`, broker.CodeMissingField, "event_id"},
+		{"oversized", "session/start", big, broker.CodeTooLarge, ""},
+		{"unknown alarm", "alarm/cancel", `{"event_id":"x5","ts":"` + ts() + `","alarm_id":"nope","pin":"1234"}`, "not_found", "alarm_id"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d.publish(f.device, tc.typ, []byte(tc.payload))
+			r, raw := d.reply()
+			if r.OK || r.Code != tc.code || r.Field != tc.field || r.Error == "" {
+				t.Fatalf("reply %s, want code %q field %q", raw, tc.code, tc.field)
+			}
+		})
+	}
+	if s := n.Broker().Stats(); s.ErrorReplies < 6 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// A device may not connect with a wrong secret, publish to another
+// device's topics or subscribe outside its own.
+func TestBroker_ACLRefusals(t *testing.T) {
+	n := mustNode(t, nil)
+	f := mustFixture(t, n.Service(), "x")
+	g := mustFixture(t, n.Service(), "y")
+	b := n.Broker()
+	if _, err := connect(t, n.BrokerAddr(), f.device, "wrong"); err == nil {
+		t.Fatal("connected with a wrong secret")
+	}
+	if _, err := connect(t, n.BrokerAddr(), f.device, g.secret); err == nil {
+		t.Fatal("connected with another device's secret")
+	}
+	if b.Stats().AuthRefused != 2 {
+		t.Fatalf("stats %+v", b.Stats())
+	}
+
+	d := mustDevice(t, n.BrokerAddr(), f.device, f.secret)
+	tok := d.c.Subscribe("vigil/v1/d/+/down/#", 1, nil)
+	tok.WaitTimeout(10 * time.Second)
+	if res := tok.(interface{ Result() map[string]byte }).Result(); res["vigil/v1/d/+/down/#"] != 0x80 {
+		t.Fatalf("subscribe outside own space: %v", res)
+	}
+	// QoS 1 to another device's topic: MQTT 3.1.1 has no refusal code,
+	// so mochi drops the connection.
+	d.c.Publish(broker.UpTopic(g.device, "alarm"), 1, false, []byte(`{"event_id":"z","ts":"`+ts()+`","alarm_type":"red_alert"}`))
+	select {
+	case <-d.lost:
+	case <-time.After(10 * time.Second):
+		t.Fatal("connection kept after publishing to another device's topic")
+	}
+	if s := b.Stats(); s.ACLRefused != 2 {
+		t.Fatalf("stats %+v", s)
+	}
+	if open, _ := n.Service().OpenAlarms(); len(open) != 0 {
+		t.Fatalf("%d alarms raised through a refused publish", len(open))
+	}
+}
+
+// Ending a session with the Duress PIN looks the same on the wire as with
+// the Safe PIN: two identical appliances, same clock, same messages.
+func TestBroker_DuressEndIdenticalToSafe(t *testing.T) {
+	at := time.Now().UTC().Truncate(time.Second)
+	var got [2][2][]byte // [safe, duress][reply, session]
+	for i, pin := range []string{"1111", "9999"} {
+		n := mustNode(t, func(n *appliance.Node) {
+			n.Service().Now = func() time.Time { return at }
+			id := 0
+			n.Service().NewID = func() string { id++; return "id" + string(rune('a'+id%26)) }
+		})
+		f := mustFixture(t, n.Service(), "s")
+		d := mustDevice(t, n.BrokerAddr(), f.device, f.secret)
+		d.publish(f.device, "session/start", map[string]any{"event_id": "s1", "ts": ts(), "session_id": "sess-1", "duration": "45m"})
+		if r, raw := d.reply(); !r.OK {
+			t.Fatalf("start: %s", raw)
+		}
+		<-d.session
+		d.publish(f.device, "session/end", map[string]any{"event_id": "s2", "ts": ts(), "session_id": "sess-1", "pin": pin})
+		r, raw := d.reply()
+		if !r.OK {
+			t.Fatalf("end: %s", raw)
+		}
+		got[i][0], got[i][1] = raw, <-d.session
+		open, _ := n.Service().OpenAlarms()
+		if want := i; len(open) != want {
+			t.Fatalf("pin %s: %d open alarms, want %d", pin, len(open), want)
+		}
+	}
+	for k, what := range []string{"reply", "session"} {
+		if !bytes.Equal(got[0][k], got[1][k]) {
+			t.Fatalf("%s differs:\nsafe   %s\nduress %s", what, got[0][k], got[1][k])
+		}
+	}
+}

@@ -1,0 +1,252 @@
+package broker
+
+// Ingest: from a device's PUBLISH to a committed command, then the reply.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/vigilarc/vigil/appliance/monitoring"
+)
+
+// Reply is what Vigil publishes on vigil/v1/d/<device>/down/reply for every
+// message it processed.
+type Reply struct {
+	EventID string          `json:"event_id"`
+	Type    string          `json:"type,omitempty"`
+	OK      bool            `json:"ok"`
+	Code    string          `json:"code,omitempty"`  // on error: a DecodeError or monitoring code, or unavailable
+	Field   string          `json:"field,omitempty"` // on error: the field at fault, when one is
+	Error   string          `json:"error,omitempty"` // on error: what is wrong, for people
+	Result  json.RawMessage `json:"result,omitempty"`
+}
+
+// Codes of error replies made by the gateway itself.
+const (
+	CodeUnavailable    = "unavailable"     // telemetry not recorded: the cluster is busy; send the next one
+	CodeNotImplemented = "not_implemented" // accepted by protocol v1, not handled yet by this version
+)
+
+// AlarmResult is the result of an alarm message.
+type AlarmResult struct {
+	AlarmID string `json:"alarm_id"`
+}
+
+// ingestHook turns device messages into Service calls (DESIGN.md).
+type ingestHook struct {
+	mqtt.HookBase
+	b *Broker
+}
+
+var _ mqtt.Hook = (*ingestHook)(nil)
+
+func (h *ingestHook) ID() string { return "vigil-ingest" }
+
+func (h *ingestHook) Provides(b byte) bool { return b == mqtt.OnPublish }
+
+// errUnavailable marks a failure to commit: the event may or may not be
+// committed, and the device must send it again.
+var errUnavailable = errors.New("the cluster did not commit the event in time")
+
+// OnPublish runs in the device's read loop, before mochi writes the PUBACK.
+// It returns packets.CodeSuccessIgnore for everything it answered: mochi
+// then PUBACKs but neither retains nor forwards the message. It returns
+// packets.ErrRejectPacket, after dropping the connection, when the cluster
+// did not commit in time: mochi then sends no PUBACK.
+func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil // our own replies
+	}
+	b := h.b
+	b.hooks.Add(1)
+	defer b.hooks.Done()
+	device := string(cl.Properties.Username)
+	start := time.Now()
+	msg, err := Decode(pk.TopicName, pk.Payload)
+	var result []byte
+	if err == nil {
+		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.CommitTimeout)
+		result, err = b.handle(ctx, device, msg)
+		cancel()
+	}
+	if errors.Is(err, errUnavailable) {
+		b.stats.unavailable.Add(1)
+		b.logger.Warn("device event not committed: no PUBACK, dropping the connection",
+			"device", device, "event_id", msg.EventID, "type", msg.Type, "error", err, "after", time.Since(start))
+		h.disconnect(cl)
+		return pk, packets.ErrRejectPacket
+	}
+	r := Reply{EventID: msg.EventID, Type: msg.Type, OK: err == nil, Result: result}
+	if err != nil {
+		b.stats.errorReplies.Add(1)
+		r.Code, r.Field, r.Error = describe(err)
+	} else {
+		b.stats.committed.Add(1)
+	}
+	out, mErr := json.Marshal(r)
+	if mErr != nil {
+		b.logger.Error("cannot encode reply", "error", mErr)
+	} else {
+		b.publish(device, "reply", out)
+	}
+	return pk, packets.CodeSuccessIgnore
+}
+
+// disconnect drops a device's connection from inside its own read loop.
+// An MQTT 5 client is told why; MQTT 3.1.1 has no DISCONNECT from the
+// server, so the connection is just closed. Client.Stop is safe here: it
+// closes the socket once, and the read loop then ends by itself.
+func (h *ingestHook) disconnect(cl *mqtt.Client) {
+	if cl.Properties.ProtocolVersion == 5 {
+		_ = h.b.server.DisconnectClient(cl, packets.ErrServerUnavailable)
+		return
+	}
+	cl.Stop(packets.ErrServerUnavailable)
+}
+
+// describe turns a refusal into the code, field and text of an error reply.
+func describe(err error) (code, field, text string) {
+	var de *DecodeError
+	var re *monitoring.RuleError
+	var fe *monitoring.FieldError
+	switch {
+	case errors.As(err, &de):
+		return de.Code, de.Field, de.Msg
+	case errors.As(err, &re):
+		return string(re.Code), re.Field, re.Msg
+	case errors.As(err, &fe):
+		return string(monitoring.CodeInvalid), fe.Field, fe.Reason
+	}
+	return CodeUnavailable, "", err.Error()
+}
+
+// isRefusal reports whether err is an answer (the event was received and
+// refused by a rule), rather than a failure to reach a decision.
+func isRefusal(err error) bool {
+	var re *monitoring.RuleError
+	var fe *monitoring.FieldError
+	var de *DecodeError
+	return errors.As(err, &re) || errors.As(err, &fe) || errors.As(err, &de)
+}
+
+// handle makes the Service call for msg and returns the result for the
+// reply. A failure that is not a refusal comes back wrapping
+// errUnavailable for alarms and sessions, whose delivery is guaranteed.
+func (b *Broker) handle(ctx context.Context, device string, msg Message) ([]byte, error) {
+	cmdID := "dev/" + device + "/" + msg.EventID
+	actor := "device:" + device
+	var res any
+	var err error
+	switch msg.Type {
+	case TypeAlarm:
+		var a *monitoring.Alarm
+		a, err = b.svc.RaiseAlarm(ctx, cmdID, actor, monitoring.RaiseAlarmRequest{
+			Type: msg.AlarmType, DeviceID: device, DeviceTime: msg.TS, Location: msg.Location,
+		})
+		if a != nil {
+			res = AlarmResult{AlarmID: a.ID}
+		}
+	case TypeAlarmCancel:
+		res, err = b.svc.CancelAlarm(ctx, cmdID, actor, msg.AlarmID, msg.PIN)
+	case TypeSessionStart:
+		res, err = b.startSession(ctx, cmdID, actor, device, msg)
+	case TypeSessionCheckIn, TypeSessionExtend, TypeSessionEnd:
+		res, err = b.sessionAction(ctx, cmdID, actor, device, msg)
+	case TypeHeartbeat, TypeLocation, TypeBattery:
+		return b.telemetry(ctx, cmdID, actor, device, msg)
+	case TypeUpdate:
+		return nil, &DecodeError{Code: CodeNotImplemented, Msg: "a separate Update message is not handled yet: send it as update in session/start"}
+	default:
+		return nil, decodeErr(CodeUnknownType, "", "%q is not a message type", msg.Type)
+	}
+	if err != nil {
+		if isRefusal(err) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %w", errUnavailable, err)
+	}
+	return json.Marshal(res)
+}
+
+func (b *Broker) startSession(ctx context.Context, cmdID, actor, device string, msg Message) (any, error) {
+	worker := msg.WorkerID
+	if worker == "" {
+		d, err := b.svc.Device(device)
+		if err != nil {
+			return nil, err
+		}
+		if worker = d.WorkerID; worker == "" {
+			return nil, decodeErr(CodeMissingField, "worker_id", "a pooled device must say which worker starts the session")
+		}
+	}
+	s, err := b.svc.StartSession(ctx, cmdID, actor, monitoring.StartSessionRequest{
+		SessionID: msg.SessionID, WorkerID: worker, DeviceID: device, Duration: msg.Duration,
+		CheckInInterval: msg.CheckInInterval, Location: msg.Location, Update: msg.Update,
+	})
+	if err != nil {
+		return nil, err
+	}
+	reply := monitoring.SessionReply{SessionID: s.ID, Action: "start", Status: s.Status, At: s.StartedAt,
+		EndsAt: s.EndsAt, NextDue: s.NextDue, CheckInInterval: s.CheckInInterval}
+	b.publishSession(device, reply)
+	return reply, nil
+}
+
+func (b *Broker) sessionAction(ctx context.Context, cmdID, actor, device string, msg Message) (any, error) {
+	// A device acts only on its own sessions. Another device's session
+	// looks the same as none.
+	if s, err := b.svc.Session(msg.SessionID); err != nil || s.DeviceID != device {
+		return nil, &monitoring.RuleError{Code: monitoring.CodeNotFound, Field: "session_id", Msg: fmt.Sprintf("no session %q on this device", msg.SessionID)}
+	}
+	var reply monitoring.SessionReply
+	var err error
+	switch msg.Type {
+	case TypeSessionCheckIn:
+		reply, err = b.svc.CheckIn(ctx, cmdID, actor, msg.SessionID, msg.PIN)
+	case TypeSessionExtend:
+		reply, err = b.svc.Extend(ctx, cmdID, actor, msg.SessionID, msg.PIN, msg.ExtendBy)
+	case TypeSessionEnd:
+		reply, err = b.svc.EndSession(ctx, cmdID, actor, msg.SessionID, msg.PIN)
+	}
+	if err != nil {
+		return nil, err
+	}
+	b.publishSession(device, reply)
+	return reply, nil
+}
+
+// publishSession sends the session's state on down/session: exactly the
+// Service's SessionReply, which is the same for the Safe and the Duress PIN.
+func (b *Broker) publishSession(device string, r monitoring.SessionReply) {
+	out, err := json.Marshal(r)
+	if err != nil {
+		b.logger.Error("cannot encode session reply", "error", err)
+		return
+	}
+	b.publish(device, "session", out)
+}
+
+// telemetry records heartbeat, location and battery. Latest wins, so a
+// failure is answered with CodeUnavailable and PUBACKed: the device's next
+// message replaces this one. (Aggregation into batches comes later.)
+func (b *Broker) telemetry(ctx context.Context, cmdID, actor, device string, msg Message) ([]byte, error) {
+	connected := true
+	st := monitoring.DeviceStatus{DeviceID: device, Battery: msg.Battery, Location: msg.Location,
+		Firmware: msg.Firmware, SeenAt: time.Now().UTC(), Connected: &connected, Node: b.cfg.NodeID}
+	if st.Location != nil {
+		st.Location.At = msg.TS
+	}
+	if _, err := b.svc.RecordDeviceStatus(ctx, cmdID, actor, []monitoring.DeviceStatus{st}); err != nil {
+		if isRefusal(err) {
+			return nil, err
+		}
+		return nil, &DecodeError{Code: CodeUnavailable, Msg: "not recorded now; the next message will be: " + err.Error()}
+	}
+	return nil, nil
+}

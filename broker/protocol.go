@@ -1,0 +1,318 @@
+package broker
+
+// Device protocol v1: topics, payloads and the decoder. docs/device-protocol.md
+// is the reference for device makers; keep the two in step.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vigilarc/vigil/appliance/monitoring"
+)
+
+// Topic layout of protocol v1.
+const (
+	// TopicPrefix begins every topic of protocol v1: vigil/v1/d/<device>/...
+	TopicPrefix = "vigil/v1/d/"
+	// MaxPayload is the largest payload decoded; a larger one gets an
+	// error reply with code too_large.
+	MaxPayload = 16 * 1024
+	// MaxEventIDLen is the longest event ID.
+	MaxEventIDLen = 64
+)
+
+// Message types: the part of the topic after up/.
+const (
+	TypeAlarm          = "alarm"
+	TypeAlarmCancel    = "alarm/cancel"
+	TypeSessionStart   = "session/start"
+	TypeSessionCheckIn = "session/checkin"
+	TypeSessionExtend  = "session/extend"
+	TypeSessionEnd     = "session/end"
+	TypeLocation       = "location"
+	TypeUpdate         = "update"
+	TypeBattery        = "battery"
+	TypeHeartbeat      = "heartbeat"
+)
+
+// Types lists every message type a device may send.
+var Types = []string{TypeAlarm, TypeAlarmCancel, TypeSessionStart, TypeSessionCheckIn, TypeSessionExtend,
+	TypeSessionEnd, TypeLocation, TypeUpdate, TypeBattery, TypeHeartbeat}
+
+// DeviceAlarmTypes are the alarm types a device may raise. The others are
+// raised by Vigil itself (missed check-in, device offline) or only by the
+// Duress PIN.
+var DeviceAlarmTypes = []monitoring.AlarmType{monitoring.AlarmRedAlert, monitoring.AlarmDiscreetPanic,
+	monitoring.AlarmManDown, monitoring.AlarmLowBattery, monitoring.AlarmTest}
+
+// UpTopic returns the topic on which device publishes messages of type t.
+func UpTopic(device, t string) string { return TopicPrefix + device + "/up/" + t }
+
+// DownTopic returns the topic on which Vigil publishes to device; sub is
+// "reply" or "session".
+func DownTopic(device, sub string) string { return TopicPrefix + device + "/down/" + sub }
+
+// Decode error codes, as they appear in error replies.
+const (
+	CodeBadTopic      = "bad_topic"
+	CodeTooLarge      = "too_large"
+	CodeMalformedJSON = "malformed_json"
+	CodeUnknownType   = "unknown_type"
+	CodeMissingField  = "missing_field"
+	CodeInvalidField  = "invalid_field"
+)
+
+// DecodeError is why a message cannot be decoded. Field names the field at
+// fault, when one is.
+type DecodeError struct {
+	Code  string
+	Field string
+	Msg   string
+}
+
+func (e *DecodeError) Error() string {
+	if e.Field != "" {
+		return fmt.Sprintf("%s (%s): %s", e.Code, e.Field, e.Msg)
+	}
+	return e.Code + ": " + e.Msg
+}
+
+func decodeErr(code, field, format string, a ...any) *DecodeError {
+	return &DecodeError{Code: code, Field: field, Msg: fmt.Sprintf(format, a...)}
+}
+
+// Location is a position fix as a device sends it.
+type Location struct {
+	Lat      *float64 `json:"lat"`
+	Lon      *float64 `json:"lon"`
+	Accuracy float64  `json:"accuracy_m,omitempty"`
+	Source   string   `json:"source,omitempty"` // gps, wifi, cell, manual
+}
+
+// Message is one decoded message from a device. Which fields are set
+// depends on Type.
+type Message struct {
+	DeviceID string    // from the topic
+	Type     string    // from the topic, one of Types
+	EventID  string    // the device's ID of this event; the command ID
+	TS       time.Time // the device's clock
+
+	AlarmType       monitoring.AlarmType // alarm
+	Location        *monitoring.Location // alarm, session/start, location, heartbeat
+	WorkerID        string               // session/start (optional: else the device's worker)
+	SessionID       string               // session/start (optional), checkin, extend, end
+	Duration        time.Duration        // session/start (optional: else the organisation's default)
+	CheckInInterval time.Duration        // session/start (optional)
+	Update          string               // session/start (optional), update
+	ExtendBy        time.Duration        // session/extend
+	AlarmID         string               // alarm/cancel
+	PIN             string               // checkin, extend, end, alarm/cancel
+	Battery         *int                 // battery, heartbeat (optional)
+	Firmware        string               // heartbeat (optional)
+}
+
+// wire is a payload as sent; Decode checks it field by field.
+type wire struct {
+	EventID         *string   `json:"event_id"`
+	TS              *string   `json:"ts"`
+	AlarmType       *string   `json:"alarm_type"`
+	Location        *Location `json:"location"`
+	WorkerID        string    `json:"worker_id"`
+	SessionID       *string   `json:"session_id"`
+	Duration        string    `json:"duration"`
+	CheckInInterval string    `json:"checkin_interval"`
+	Update          *string   `json:"update"`
+	ExtendBy        *string   `json:"extend_by"`
+	AlarmID         *string   `json:"alarm_id"`
+	PIN             string    `json:"pin"`
+	Battery         *int      `json:"battery"`
+	Firmware        string    `json:"firmware"`
+}
+
+// ParseTopic splits an up topic into the device ID and the message type.
+// The type is not checked against Types.
+func ParseTopic(topic string) (device, typ string, err error) {
+	rest, ok := strings.CutPrefix(topic, TopicPrefix)
+	if !ok {
+		return "", "", decodeErr(CodeBadTopic, "", "topic %q does not begin with %s", topic, TopicPrefix)
+	}
+	device, typ, ok = strings.Cut(rest, "/up/")
+	if !ok || device == "" || strings.Contains(device, "/") || typ == "" {
+		return "", "", decodeErr(CodeBadTopic, "", "topic %q is not %s<device>/up/<type>", topic, TopicPrefix)
+	}
+	return device, typ, nil
+}
+
+// Decode decodes a message published on topic. The error, a *DecodeError,
+// names the problem: a bad topic, an oversized payload, malformed JSON, an
+// unknown type, or a missing or invalid field. Unknown JSON fields are
+// ignored, so that devices may send more than v1 knows.
+func Decode(topic string, payload []byte) (Message, error) {
+	var m Message
+	var err error
+	if m.DeviceID, m.Type, err = ParseTopic(topic); err != nil {
+		return m, err
+	}
+	if len(payload) > MaxPayload {
+		return m, decodeErr(CodeTooLarge, "", "the payload is %d bytes, more than the limit of %d", len(payload), MaxPayload)
+	}
+	var w wire
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if err := dec.Decode(&w); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return m, decodeErr(CodeInvalidField, te.Field, "must be a JSON %s, not %s", jsonKind(te.Type.String()), te.Value)
+		}
+		return m, decodeErr(CodeMalformedJSON, "", "the payload is not a JSON object: %v", err)
+	}
+	if dec.More() {
+		return m, decodeErr(CodeMalformedJSON, "", "the payload has data after the JSON object")
+	}
+	if w.EventID == nil || *w.EventID == "" {
+		return m, decodeErr(CodeMissingField, "event_id", "every message needs an event_id, reused when retrying")
+	}
+	if err := checkEventID(*w.EventID); err != nil {
+		return m, err
+	}
+	m.EventID = *w.EventID
+	if !slices.Contains(Types, m.Type) {
+		return m, decodeErr(CodeUnknownType, "", "%q is not a message type of protocol v1; known types: %s", m.Type, strings.Join(Types, ", "))
+	}
+	if w.TS == nil || *w.TS == "" {
+		return m, decodeErr(CodeMissingField, "ts", "every message needs ts, the device's time in RFC 3339")
+	}
+	if m.TS, err = time.Parse(time.RFC3339Nano, *w.TS); err != nil {
+		return m, decodeErr(CodeInvalidField, "ts", "%q is not an RFC 3339 time such as 2025-01-02T15:04:05Z", *w.TS)
+	}
+	if w.Location != nil {
+		if m.Location, err = checkLocation(w.Location); err != nil {
+			return m, err
+		}
+	}
+	m.WorkerID, m.PIN, m.Battery, m.Firmware = w.WorkerID, w.PIN, w.Battery, w.Firmware
+	if w.Battery != nil && (*w.Battery < 0 || *w.Battery > 100) {
+		return m, decodeErr(CodeInvalidField, "battery", "%d is not a percentage from 0 to 100", *w.Battery)
+	}
+
+	switch m.Type {
+	case TypeAlarm:
+		if w.AlarmType == nil || *w.AlarmType == "" {
+			return m, decodeErr(CodeMissingField, "alarm_type", "one of %s", alarmTypeList())
+		}
+		m.AlarmType = monitoring.AlarmType(*w.AlarmType)
+		if !slices.Contains(DeviceAlarmTypes, m.AlarmType) {
+			return m, decodeErr(CodeInvalidField, "alarm_type", "%q is not an alarm type a device may raise: one of %s", *w.AlarmType, alarmTypeList())
+		}
+	case TypeAlarmCancel:
+		if w.AlarmID == nil || *w.AlarmID == "" {
+			return m, decodeErr(CodeMissingField, "alarm_id", "the alarm to cancel")
+		}
+		m.AlarmID = *w.AlarmID
+	case TypeSessionStart:
+		if w.SessionID != nil {
+			m.SessionID = *w.SessionID
+		}
+		if w.Update != nil {
+			m.Update = *w.Update
+		}
+		if m.Duration, err = parseDuration("duration", w.Duration); err != nil {
+			return m, err
+		}
+		if m.CheckInInterval, err = parseDuration("checkin_interval", w.CheckInInterval); err != nil {
+			return m, err
+		}
+	case TypeSessionCheckIn, TypeSessionExtend, TypeSessionEnd:
+		if w.SessionID == nil || *w.SessionID == "" {
+			return m, decodeErr(CodeMissingField, "session_id", "the session this message is about")
+		}
+		m.SessionID = *w.SessionID
+		if m.Type == TypeSessionExtend {
+			if w.ExtendBy == nil || *w.ExtendBy == "" {
+				return m, decodeErr(CodeMissingField, "extend_by", "how much longer, as a Go duration such as \"30m\"")
+			}
+			if m.ExtendBy, err = parseDuration("extend_by", *w.ExtendBy); err != nil {
+				return m, err
+			}
+		}
+	case TypeLocation:
+		if m.Location == nil {
+			return m, decodeErr(CodeMissingField, "location", "{lat, lon, accuracy_m, source}")
+		}
+	case TypeBattery:
+		if m.Battery == nil {
+			return m, decodeErr(CodeMissingField, "battery", "the charge in percent, 0 to 100")
+		}
+	case TypeUpdate:
+		if w.Update == nil || strings.TrimSpace(*w.Update) == "" {
+			return m, decodeErr(CodeMissingField, "update", "the Update message text")
+		}
+		m.Update = *w.Update
+	}
+	return m, nil
+}
+
+func checkEventID(id string) error {
+	if len(id) > MaxEventIDLen {
+		return decodeErr(CodeInvalidField, "event_id", "is %d bytes, longer than %d", len(id), MaxEventIDLen)
+	}
+	for _, r := range id {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.:", r)
+		if !ok {
+			return decodeErr(CodeInvalidField, "event_id", "may hold only letters, digits and - _ . :")
+		}
+	}
+	return nil
+}
+
+func checkLocation(l *Location) (*monitoring.Location, error) {
+	switch {
+	case l.Lat == nil:
+		return nil, decodeErr(CodeMissingField, "location.lat", "the latitude in degrees")
+	case l.Lon == nil:
+		return nil, decodeErr(CodeMissingField, "location.lon", "the longitude in degrees")
+	case *l.Lat < -90 || *l.Lat > 90:
+		return nil, decodeErr(CodeInvalidField, "location.lat", "%v is not a latitude", *l.Lat)
+	case *l.Lon < -180 || *l.Lon > 180:
+		return nil, decodeErr(CodeInvalidField, "location.lon", "%v is not a longitude", *l.Lon)
+	case l.Accuracy < 0:
+		return nil, decodeErr(CodeInvalidField, "location.accuracy_m", "%v is negative", l.Accuracy)
+	case len(l.Source) > 32:
+		return nil, decodeErr(CodeInvalidField, "location.source", "is longer than 32 bytes")
+	}
+	return &monitoring.Location{Lat: *l.Lat, Lon: *l.Lon, Accuracy: l.Accuracy, Source: l.Source}, nil
+}
+
+// parseDuration parses an optional Go duration ("45m", "1h30m").
+func parseDuration(field, s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, decodeErr(CodeInvalidField, field, "%q is not a positive Go duration such as \"45m\" or \"1h30m\"", s)
+	}
+	return d, nil
+}
+
+func alarmTypeList() string {
+	s := make([]string, len(DeviceAlarmTypes))
+	for i, t := range DeviceAlarmTypes {
+		s[i] = string(t)
+	}
+	return strings.Join(s, ", ")
+}
+
+func jsonKind(goType string) string {
+	switch {
+	case goType == "string" || strings.HasSuffix(goType, "string"):
+		return "string"
+	case strings.Contains(goType, "int") || strings.Contains(goType, "float"):
+		return "number"
+	}
+	return "object"
+}
