@@ -10,7 +10,7 @@ GOBIN    := $(shell $(GO) env GOPATH)/bin
 
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build run test soak bench lint tools clean
+.PHONY: all build run test soak bench lint tools deps clean
 
 all: lint test build
 
@@ -40,6 +40,13 @@ lint: tools
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GOBIN)/staticcheck ./...
+
+## deps: install the system packages the tests use (mosquitto_pub, _sub and _rr
+## for broker/mosquitto_test.go); does nothing when they are there
+DEPS_SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+deps:
+	@command -v mosquitto_pub >/dev/null && command -v mosquitto_sub >/dev/null && command -v mosquitto_rr >/dev/null || \
+	{ $(DEPS_SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(DEPS_SUDO) apt-get install -y -qq mosquitto-clients >/dev/null; }
 
 ## tools: install the linters the project uses
 tools:
