@@ -102,9 +102,26 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 // An MQTT 5 client is told why; MQTT 3.1.1 has no DISCONNECT from the
 // server, so the connection is just closed. Client.Stop is safe here: it
 // closes the socket once, and the read loop then ends by itself.
+//
+// Before the socket closes, a clean session is removed from the server here,
+// and mochi's own removal at the end of the read loop is turned off: mochi
+// checks "taken over" and only then deletes by client ID, so a device that
+// reconnected in between (it sees the socket close at once) would lose its
+// new registration and with it every reply (mochi issue #173 was the same
+// race for subscriptions). Nothing can take the client over before the
+// socket closes.
 func (h *ingestHook) disconnect(cl *mqtt.Client) {
-	if cl.Properties.ProtocolVersion == 5 {
-		_ = h.b.server.DisconnectClient(cl, packets.ErrServerUnavailable)
+	s := h.b.server
+	v5 := cl.Properties.ProtocolVersion == 5
+	if (v5 && cl.Properties.Props.SessionExpiryInterval == 0) || (!v5 && cl.Properties.Clean) { // mochi's "expire"
+		s.UnsubscribeClient(cl)
+		cl.ClearInflights()
+		s.Clients.Delete(cl.ID)
+		cl.Properties.Clean = false                   // mochi: not expire, for MQTT 3.1.1
+		cl.Properties.Props.SessionExpiryInterval = 1 // mochi: not expire, for MQTT 5
+	}
+	if v5 {
+		_ = s.DisconnectClient(cl, packets.ErrServerUnavailable)
 		return
 	}
 	cl.Stop(packets.ErrServerUnavailable)

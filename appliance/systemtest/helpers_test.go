@@ -378,6 +378,7 @@ type testCluster struct {
 	t     *testing.T
 	nodes []*proc
 	http  []string // HTTP address of each node, by index
+	mqtt  []string // MQTT TCP address of each node, by index, fixed across restarts
 	api   *api
 }
 
@@ -385,10 +386,10 @@ type testCluster struct {
 // cluster with a leader that all of them agree on.
 func mustStartCluster(t *testing.T, bin string, n int) *testCluster {
 	t.Helper()
-	addrs := mustFreeAddrs(t, 2*n)
-	clusterAddrs, httpAddrs := addrs[:n], addrs[n:]
+	addrs := mustFreeAddrs(t, 3*n)
+	clusterAddrs, httpAddrs, mqttAddrs := addrs[:n], addrs[n:2*n], addrs[2*n:]
 	root := t.TempDir()
-	c := &testCluster{t: t, http: httpAddrs, api: newAPI(statusTimeout)}
+	c := &testCluster{t: t, http: httpAddrs, mqtt: mqttAddrs, api: newAPI(statusTimeout)}
 	t.Cleanup(c.api.close)
 	for i := range n {
 		name := fmt.Sprintf("node%d", i+1)
@@ -401,6 +402,7 @@ func mustStartCluster(t *testing.T, bin string, n int) *testCluster {
 				"--node-id", name,
 				"--cluster-addr", clusterAddrs[i],
 				"--http-addr", httpAddrs[i],
+				"--mqtt-addr", mqttAddrs[i],
 				"--bootstrap-expect", strings.Join(clusterAddrs, ","),
 				"--log-level", "info",
 			},
