@@ -52,6 +52,7 @@ Commands:
   status       show a node's view of the cluster
   cluster      change cluster membership (join, remove)
   devcluster   run a three-node cluster on this machine for development
+  sim          simulate devices against the brokers, for demos and load
   version      print the version
   help         show help for a command
 
@@ -88,6 +89,8 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		err = c.clusterCmd(ctx, rest)
 	case "devcluster":
 		err = c.devcluster(ctx, rest)
+	case "sim":
+		err = c.simCmd(ctx, rest)
 	case "version", "--version", "-version":
 		fmt.Fprintln(c.stdout, versionString())
 	case "help", "-h", "-help", "--help":
@@ -122,6 +125,8 @@ func (c *cli) help(args []string) error {
 		fs, _ = clusterFlags(c.stdout, "cluster", c.lookupEnv)
 	case "devcluster":
 		fs, _ = devclusterFlags(c.stdout)
+	case "sim":
+		fs, _ = simFlags(c.stdout)
 	case "version":
 		fmt.Fprintln(c.stdout, "Usage: vigil version\n\nPrints the version, the commit it was built from and the Go version.")
 		return nil

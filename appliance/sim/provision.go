@@ -1,0 +1,173 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+// Credential is what one simulated device needs: its ID and secret, and its
+// worker's PINs.
+type Credential struct {
+	DeviceID  string `json:"device_id"`
+	Secret    string `json:"secret"`
+	WorkerID  string `json:"worker_id"`
+	Name      string `json:"name"`
+	Team      string `json:"team"`
+	SafePIN   string `json:"safe_pin"`
+	DuressPIN string `json:"duress_pin"`
+}
+
+// provisionActor is the actor of the provisioning commands.
+const provisionActor = "vigil-sim"
+
+// errConflict is a 409 from the API.
+var errConflict = errors.New("conflict")
+
+// Provision creates, through the HTTP API at apiURL, an organisation, n
+// workers with PINs and n devices, and issues each device a new secret.
+// IDs are prefix-org, prefix-w001, prefix-d001...; creating them again with
+// the same prefix reuses them (their command IDs are fixed), while PINs and
+// secrets are issued anew under run, which must differ between runs.
+func Provision(ctx context.Context, apiURL, prefix, run string, n int, rng *rand.Rand) ([]Credential, error) {
+	if !strings.Contains(apiURL, "://") {
+		apiURL = "http://" + apiURL
+	}
+	api := &apiClient{base: strings.TrimRight(apiURL, "/"), http: &http.Client{Timeout: 15 * time.Second}}
+	org := prefix + "-org"
+	err := api.post(ctx, "/api/v1/organisations", map[string]any{
+		"id": prefix + "-c-org", "actor": provisionActor,
+		"org": map[string]any{"id": org, "name": "Riverside Community Care (simulated)", "default_session": "45m",
+			"procedure": "Call the worker; if no answer or duress, call 999 and give the last location."},
+	}, nil)
+	if err != nil && !errors.Is(err, errConflict) {
+		return nil, fmt.Errorf("cannot create organisation %s: %w", org, err)
+	}
+	creds := make([]Credential, n)
+	for i := range creds {
+		c := &creds[i]
+		c.WorkerID, c.DeviceID = fmt.Sprintf("%s-w%03d", prefix, i+1), fmt.Sprintf("%s-d%03d", prefix, i+1)
+		c.Name, c.Team = personName(i), roles[i%len(roles)].team
+		c.SafePIN = fmt.Sprintf("%04d", rng.IntN(10000))
+		for c.DuressPIN == "" || c.DuressPIN == c.SafePIN {
+			c.DuressPIN = fmt.Sprintf("%04d", rng.IntN(10000))
+		}
+		err := api.post(ctx, "/api/v1/workers", map[string]any{
+			"id": prefix + "-c-" + c.WorkerID, "actor": provisionActor,
+			"worker": map[string]any{"id": c.WorkerID, "name": c.Name, "org_id": org, "team": c.Team,
+				"phone": fmt.Sprintf("+44 7700 900%03d", i%1000)},
+		}, nil)
+		if err != nil && !errors.Is(err, errConflict) {
+			return nil, fmt.Errorf("cannot create worker %s: %w", c.WorkerID, err)
+		}
+		err = api.post(ctx, "/api/v1/workers/"+c.WorkerID+"/pins", map[string]any{
+			"id": prefix + "-c-pins-" + c.WorkerID + "-" + run, "actor": provisionActor,
+			"safe_pin": c.SafePIN, "duress_pin": c.DuressPIN,
+		}, nil)
+		if err != nil {
+			return nil, fmt.Errorf("cannot set the PINs of worker %s: %w", c.WorkerID, err)
+		}
+		err = api.post(ctx, "/api/v1/devices", map[string]any{
+			"id": prefix + "-c-" + c.DeviceID, "actor": provisionActor,
+			"device": map[string]any{"id": c.DeviceID, "kind": "phone_app", "label": "Phone of " + c.Name,
+				"org_id": org, "worker_id": c.WorkerID},
+		}, nil)
+		if err != nil && !errors.Is(err, errConflict) {
+			return nil, fmt.Errorf("cannot create device %s: %w", c.DeviceID, err)
+		}
+		var sec struct {
+			Secret string `json:"secret"`
+		}
+		err = api.post(ctx, "/api/v1/devices/"+c.DeviceID+"/secret", map[string]any{
+			"id": prefix + "-c-secret-" + c.DeviceID + "-" + run, "actor": provisionActor,
+		}, &sec)
+		if err != nil {
+			return nil, fmt.Errorf("cannot issue the secret of device %s: %w", c.DeviceID, err)
+		}
+		c.Secret = sec.Secret
+	}
+	return creds, nil
+}
+
+// ReadCredentials reads credentials written by WriteCredentials.
+func ReadCredentials(path string) ([]Credential, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read credentials: %w", err)
+	}
+	var creds []Credential
+	if err := json.Unmarshal(b, &creds); err != nil {
+		return nil, fmt.Errorf("cannot decode credentials %s: %w", path, err)
+	}
+	return creds, nil
+}
+
+// WriteCredentials writes creds as a JSON array, readable only by the owner.
+func WriteCredentials(path string, creds []Credential) error {
+	b, err := json.MarshalIndent(creds, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o600)
+}
+
+// apiClient posts to one node's HTTP API, retrying with the same command ID
+// while the cluster has no leader or the outcome is unknown.
+type apiClient struct {
+	base string
+	http *http.Client
+}
+
+// post sends body and decodes a 2xx reply into out (when not nil). A 409 is
+// returned as errConflict.
+func (a *apiClient) post(ctx context.Context, path string, body, out any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	var last error
+	for try := 0; try < 10; try++ {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.base+path, bytes.NewReader(b))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := a.http.Do(req)
+		if err != nil {
+			last = fmt.Errorf("cannot reach %s: %w", a.base, err)
+			continue
+		}
+		rb, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		switch {
+		case err != nil:
+			last = fmt.Errorf("cannot read reply from %s: %w", a.base, err)
+		case resp.StatusCode == http.StatusServiceUnavailable, resp.StatusCode == http.StatusGatewayTimeout:
+			last = fmt.Errorf("HTTP %d from %s", resp.StatusCode, a.base)
+		case resp.StatusCode == http.StatusConflict:
+			return fmt.Errorf("%w: %s", errConflict, strings.TrimSpace(string(rb)))
+		case resp.StatusCode/100 != 2:
+			return fmt.Errorf("HTTP %d from %s: %s", resp.StatusCode, a.base, strings.TrimSpace(string(rb)))
+		case out != nil:
+			return json.Unmarshal(rb, out)
+		default:
+			return nil
+		}
+	}
+	return last
+}
