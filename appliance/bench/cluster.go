@@ -114,6 +114,8 @@ func (c *localCluster) start(n *node) error {
 		"--node-id", n.name,
 		"--cluster-addr", n.clusterAddr,
 		"--http-addr", n.httpAddr,
+		"--mqtt-addr", "127.0.0.1:0", // the bench measures the cluster, not the broker
+		"--mqtt-ws-addr", "",
 		"--bootstrap-expect", c.peers,
 		"--log-level", "warn",
 	)
