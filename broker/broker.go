@@ -59,6 +59,8 @@ type Service interface {
 	Extend(ctx context.Context, cmdID, actor, sessionID, pin string, d time.Duration) (monitoring.SessionReply, error)
 	EndSession(ctx context.Context, cmdID, actor, sessionID, pin string) (monitoring.SessionReply, error)
 	RecordDeviceStatus(ctx context.Context, cmdID, actor string, batch []monitoring.DeviceStatus) (int, error)
+	// Subscribe returns the events committed from now on (downlink.go).
+	Subscribe(buffer int) *monitoring.Subscription
 }
 
 var _ Service = (*monitoring.Service)(nil)
@@ -88,6 +90,8 @@ type Broker struct {
 	ctx    context.Context // cancelled by Close: ends ingest in flight
 	cancel context.CancelFunc
 	hooks  sync.WaitGroup // OnPublish calls in flight
+
+	downDone chan struct{} // closed when runDownlink returned
 
 	mu        sync.Mutex
 	opened    bool
@@ -151,12 +155,15 @@ func (b *Broker) Open(context.Context) error {
 	}
 	b.server = s
 	b.opened = true
+	b.downDone = make(chan struct{})
+	go b.runDownlink(b.svc.Subscribe(eventBuffer))
 	b.logger.Info("mqtt broker open", "tcp", b.TCPAddr(), "ws", b.cfg.WSAddr)
 	return nil
 }
 
-// Close stops accepting devices, drops their connections, ends ingest in
-// flight (without PUBACK) and waits for it. It is safe to call twice.
+// Close stops sending commands to devices, stops accepting devices, drops
+// their connections, ends ingest in flight (without PUBACK) and waits for
+// it. It is safe to call twice.
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
 		b.cancel()
@@ -165,6 +172,7 @@ func (b *Broker) Close() error {
 		if !b.opened {
 			return
 		}
+		<-b.downDone // unsubscribed: no command to devices from here on
 		b.closeErr = b.server.Close()
 		b.hooks.Wait()
 	})
@@ -192,7 +200,8 @@ func (b *Broker) Stats() Stats {
 }
 
 // publish sends payload to a device's down topic. A device not subscribed
-// does not get it; that is its choice.
+// does not get it; that is its choice. It does not block: mochi drops a
+// message for a client whose outbound queue is full.
 func (b *Broker) publish(device, sub string, payload []byte) {
 	if err := b.server.Publish(DownTopic(device, sub), payload, false, 1); err != nil {
 		b.logger.Warn("cannot publish to device", "device", device, "topic", sub, "error", err)

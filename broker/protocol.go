@@ -54,7 +54,7 @@ var DeviceAlarmTypes = []monitoring.AlarmType{monitoring.AlarmRedAlert, monitori
 func UpTopic(device, t string) string { return TopicPrefix + device + "/up/" + t }
 
 // DownTopic returns the topic on which Vigil publishes to device; sub is
-// "reply" or "session".
+// "reply", "session", DownAlarm or DownReminder.
 func DownTopic(device, sub string) string { return TopicPrefix + device + "/down/" + sub }
 
 // Decode error codes, as they appear in error replies.

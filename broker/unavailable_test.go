@@ -55,6 +55,9 @@ func (f *fakeService) Extend(context.Context, string, string, string, string, ti
 func (f *fakeService) EndSession(context.Context, string, string, string, string) (monitoring.SessionReply, error) {
 	return monitoring.SessionReply{}, errNotInFake
 }
+func (f *fakeService) Subscribe(buffer int) *monitoring.Subscription {
+	return monitoring.NewBus().Subscribe(buffer)
+}
 func (f *fakeService) RecordDeviceStatus(context.Context, string, string, []monitoring.DeviceStatus) (int, error) {
 	return 0, errNotInFake
 }

@@ -1,0 +1,140 @@
+package broker
+
+// Commands to devices, driven by domain events: every node sees every
+// event in commit order; only the node holding a device's connection
+// publishes to it. See DESIGN.md, "Commands to devices".
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/vigilarc/vigil/appliance/monitoring"
+)
+
+// Down topics of commands driven by domain events (after down/).
+const (
+	DownAlarm    = "alarm"    // AlarmNotice
+	DownReminder = "reminder" // ReminderNotice
+)
+
+// Statuses of an AlarmNotice.
+const (
+	AlarmNoticeReceived     = "received"     // the alarm is raised: Vigil has it
+	AlarmNoticeAcknowledged = "acknowledged" // an operator is dealing with it
+	AlarmNoticeClosed       = "closed"       // closed (or cancelled from the device)
+)
+
+// AlarmNotice is published on down/alarm.
+type AlarmNotice struct {
+	AlarmID string    `json:"alarm_id"`
+	Status  string    `json:"status"`
+	TS      time.Time `json:"ts"` // the event's time
+}
+
+// ReminderNotice is published on down/reminder when a session's check-in
+// or end is overdue.
+type ReminderNotice struct {
+	SessionID  string    `json:"session_id"`
+	Due        time.Time `json:"due"`
+	GraceUntil time.Time `json:"grace_until,omitzero"` // an alarm is raised after this
+	TS         time.Time `json:"ts"`                   // the event's time
+}
+
+// eventBuffer is the room of the broker's event subscription.
+const eventBuffer = monitoring.DefaultSubscriptionBuffer
+
+// runDownlink turns events into commands to the devices connected here,
+// until the broker's context ends. It owns sub.
+func (b *Broker) runDownlink(sub *monitoring.Subscription) {
+	defer close(b.downDone)
+	defer func() { sub.Close() }()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case e, ok := <-sub.C:
+			if !ok {
+				if !sub.Lagged() {
+					return
+				}
+				// Events were lost: devices miss those notices. The next
+				// ones still go out.
+				b.logger.Warn("downlink fell behind the events; some device notices were not sent")
+				sub = b.svc.Subscribe(eventBuffer)
+				continue
+			}
+			b.downlink(e)
+		}
+	}
+}
+
+// downlink sends the command that e calls for, if any, to its device if
+// that device is connected to this node.
+func (b *Broker) downlink(e monitoring.Event) {
+	var device, sub string
+	var msg any
+	switch e.Type {
+	case monitoring.EventAlarmRaised, monitoring.EventAlarmUpdated, monitoring.EventAlarmClosed:
+		a := e.Alarm
+		if a == nil || a.DeviceID == "" {
+			return
+		}
+		status := alarmNotice(e)
+		if status == "" {
+			return
+		}
+		device, sub, msg = a.DeviceID, DownAlarm, AlarmNotice{AlarmID: a.ID, Status: status, TS: e.At.UTC()}
+	case monitoring.EventCheckInReminder:
+		s := e.Session
+		if s == nil || s.DeviceID == "" {
+			return
+		}
+		device, sub = s.DeviceID, DownReminder
+		msg = ReminderNotice{SessionID: s.ID, Due: s.NextDue.UTC(), GraceUntil: s.GraceUntil.UTC(), TS: e.At.UTC()}
+	default:
+		return
+	}
+	if !b.connectedHere(device) {
+		return
+	}
+	payload, err := json.Marshal(msg)
+	if err != nil {
+		b.logger.Error("cannot encode a device notice", "device", device, "error", err)
+		return
+	}
+	b.publish(device, sub, payload)
+}
+
+// alarmNotice returns the status an alarm event shows the device, or "" for
+// none.
+func alarmNotice(e monitoring.Event) string {
+	a := e.Alarm
+	// The Duress PIN "cancelled" the alarm: the device must see exactly what
+	// a cancel with the Safe PIN shows it (which is an EventAlarmClosed).
+	// The alarm is silent from then on.
+	if e.Type == monitoring.EventAlarmUpdated && a.DuressCancel && a.Type != monitoring.AlarmDuress &&
+		e.Entry != nil && e.Entry.Kind == monitoring.ActionNote && e.Entry.Actor == "system" {
+		return AlarmNoticeClosed
+	}
+	if a.Silent {
+		return "" // duress, discreet panic: nothing an onlooker could see
+	}
+	switch e.Type {
+	case monitoring.EventAlarmRaised:
+		return AlarmNoticeReceived
+	case monitoring.EventAlarmUpdated:
+		if e.Entry != nil && e.Entry.Kind == monitoring.ActionAcknowledged {
+			return AlarmNoticeAcknowledged
+		}
+	case monitoring.EventAlarmClosed:
+		return AlarmNoticeClosed
+	}
+	return ""
+}
+
+// connectedHere reports whether device's MQTT client is connected to this
+// node.
+func (b *Broker) connectedHere(device string) bool {
+	cl, ok := b.server.Clients.Get(device)
+	return ok && !cl.Closed()
+}
