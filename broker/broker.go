@@ -97,6 +97,8 @@ type Broker struct {
 	opened    bool
 	closeOnce sync.Once
 	closeErr  error
+
+	lastCancel cancelMark // used by the event loop only (downlink.go)
 }
 
 // New returns a gateway over svc. It does no I/O.

@@ -74,10 +74,15 @@ func (b *Broker) downlink(e monitoring.Event) {
 	var device, sub string
 	var msg any
 	switch e.Type {
-	case monitoring.EventAlarmRaised, monitoring.EventAlarmUpdated, monitoring.EventAlarmClosed:
+	case monitoring.EventAlarmRaised, monitoring.EventAlarmUpdated, monitoring.EventAlarmClosed, monitoring.EventAlarmCancelled:
 		a := e.Alarm
 		if a == nil || a.DeviceID == "" {
 			return
+		}
+		if e.Type == monitoring.EventAlarmCancelled {
+			b.lastCancel = cancelMark{index: e.Index, alarm: a.ID}
+		} else if b.lastCancel == (cancelMark{index: e.Index, alarm: a.ID}) {
+			return // the cancel's own event: the device has had its notice
 		}
 		status := alarmNotice(e)
 		if status == "" {
@@ -105,15 +110,22 @@ func (b *Broker) downlink(e monitoring.Event) {
 	b.publish(device, sub, payload)
 }
 
+// cancelMark names the last cancel seen by the event loop: the command's
+// index and the alarm.
+type cancelMark struct {
+	index uint64
+	alarm string
+}
+
 // alarmNotice returns the status an alarm event shows the device, or "" for
 // none.
 func alarmNotice(e monitoring.Event) string {
 	a := e.Alarm
-	// The Duress PIN "cancelled" the alarm: the device must see exactly what
-	// a cancel with the Safe PIN shows it (which is an EventAlarmClosed).
-	// The alarm is silent from then on.
-	if e.Type == monitoring.EventAlarmUpdated && a.DuressCancel && a.Type != monitoring.AlarmDuress &&
-		e.Entry != nil && e.Entry.Kind == monitoring.ActionNote && e.Entry.Actor == "system" {
+	if e.Type == monitoring.EventAlarmCancelled {
+		// The worker cancelled it with a PIN: the device sees "closed"
+		// whichever PIN it was; with the Duress PIN the alarm is silent
+		// from now on. The command's own EventAlarmClosed (Safe PIN) that
+		// follows is skipped by the caller.
 		return AlarmNoticeClosed
 	}
 	if a.Silent {

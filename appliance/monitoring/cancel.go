@@ -146,6 +146,9 @@ func applyCancelAlarm(c *applyCtx, body []byte) ([]byte, error) {
 			return nil, err
 		}
 	}
+	// What the device is told: the same for both PINs.
+	cancelled := Alarm{ID: a.ID, DeviceID: a.DeviceID, WorkerID: a.WorkerID}
+	c.emit(Event{Type: EventAlarmCancelled, Alarm: &cancelled})
 	if cmd.PIN == PINDuress {
 		a.DuressCancel, a.DoNotCall, a.Silent = true, true, true
 		entry, err := c.addTimeline(a, TimelineEntry{Kind: ActionNote, Actor: "system",

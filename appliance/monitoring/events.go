@@ -20,6 +20,11 @@ const (
 	EventAlarmRaised     EventType = "alarm_raised"
 	EventAlarmUpdated    EventType = "alarm_updated" // acknowledged, action logged, reopened
 	EventAlarmClosed     EventType = "alarm_closed"
+	// EventAlarmCancelled: the worker cancelled the alarm from the device
+	// with a PIN. It comes just before the alarm's own event of the same
+	// command, and is the same whichever PIN was used: with the Duress PIN
+	// the alarm stays open (silent) and a duress alarm is raised.
+	EventAlarmCancelled EventType = "alarm_cancelled"
 	EventWrongPIN        EventType = "wrong_pin"
 	EventAckOverdue      EventType = "ack_overdue" // an alarm missed an acknowledgement target: escalate
 )
