@@ -25,8 +25,8 @@ const (
 	// command, and is the same whichever PIN was used: with the Duress PIN
 	// the alarm stays open (silent) and a duress alarm is raised.
 	EventAlarmCancelled EventType = "alarm_cancelled"
-	EventWrongPIN        EventType = "wrong_pin"
-	EventAckOverdue      EventType = "ack_overdue" // an alarm missed an acknowledgement target: escalate
+	EventWrongPIN       EventType = "wrong_pin"
+	EventAckOverdue     EventType = "ack_overdue" // an alarm missed an acknowledgement target: escalate
 )
 
 // Event is one applied change. Every node emits the same events, in commit
