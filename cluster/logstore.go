@@ -243,17 +243,13 @@ func (s *LogStore) StoreLogs(logs []*raft.Log) error {
 		lo, hi = min(lo, l.Index), max(hi, l.Index)
 	}
 
-	if err := s.acquire(); err != nil {
+	unlock, err := s.lockWrite()
+	if err != nil {
 		return err
 	}
-	defer s.release()
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	if s.failed != nil {
-		return fmt.Errorf("raft log store needs reopening: %w", s.failed)
-	}
+	defer unlock()
 
-	err := s.storeOneTxn(logs, vals)
+	err = s.storeOneTxn(logs, vals)
 	if errors.Is(err, badger.ErrTxnTooBig) {
 		err = s.storeChunked(logs, vals, lo, hi)
 	}
@@ -312,17 +308,29 @@ func (s *LogStore) storeChunked(logs []*raft.Log, vals [][]byte, lo, hi uint64) 
 	return err
 }
 
+// lockWrite takes the close lock and the write lock, and refuses when the
+// store is closed or a failed write left it needing a reopen. The caller
+// defers the returned unlock.
+func (s *LogStore) lockWrite() (unlock func(), err error) {
+	if err := s.acquire(); err != nil {
+		return nil, err
+	}
+	s.writeMu.Lock()
+	if s.failed != nil {
+		s.writeMu.Unlock()
+		s.release()
+		return nil, fmt.Errorf("raft log store needs reopening: %w", s.failed)
+	}
+	return func() { s.writeMu.Unlock(); s.release() }, nil
+}
+
 // DeleteRange deletes the entries with indexes in [min, max].
 func (s *LogStore) DeleteRange(minIdx, maxIdx uint64) error {
-	if err := s.acquire(); err != nil {
+	unlock, err := s.lockWrite()
+	if err != nil {
 		return err
 	}
-	defer s.release()
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	if s.failed != nil {
-		return fmt.Errorf("raft log store needs reopening: %w", s.failed)
-	}
+	defer unlock()
 
 	first, last := s.first.Load(), s.last.Load()
 	if first == 0 || minIdx > maxIdx || minIdx > last || maxIdx < first {
@@ -331,7 +339,7 @@ func (s *LogStore) DeleteRange(minIdx, maxIdx uint64) error {
 	lo, hi := max(minIdx, first), min(maxIdx, last)
 	// Delete a tail from its end inward, anything else from its start, so that
 	// an interruption leaves the log without a hole.
-	_, err := s.deleteIndexes(lo, hi, hi == last)
+	_, err = s.deleteIndexes(lo, hi, hi == last)
 	if err != nil {
 		if rerr := s.loadBounds(); rerr != nil {
 			s.logger.Error("cannot reload log bounds", "error", rerr)

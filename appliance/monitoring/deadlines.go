@@ -32,24 +32,29 @@ func putOwnedDeadline(c *applyCtx, owner string, d *Deadline) error {
 	return c.txn.Set(deadlineOfKey(owner, d.Kind), []byte(key))
 }
 
+// ownedDeadline returns the key of owner's deadline of kind, or nil when it
+// has none.
+func ownedDeadline(c *applyCtx, owner, kind string) ([]byte, error) {
+	item, err := c.txn.Get(deadlineOfKey(owner, kind))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return item.ValueCopy(nil)
+}
+
 // clearOwnedDeadline deletes owner's deadline of kind, if it has one.
 func clearOwnedDeadline(c *applyCtx, owner, kind string) error {
-	ix := deadlineOfKey(owner, kind)
-	item, err := c.txn.Get(ix)
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	key, err := item.ValueCopy(nil)
-	if err != nil {
+	key, err := ownedDeadline(c, owner, kind)
+	if err != nil || key == nil {
 		return err
 	}
 	if err := c.txn.Delete(key); err != nil {
 		return err
 	}
-	return c.txn.Delete(ix)
+	return c.txn.Delete(deadlineOfKey(owner, kind))
 }
 
 // dropFiredDeadline deletes a deadline that fired (at key), and owner's
@@ -58,20 +63,9 @@ func dropFiredDeadline(c *applyCtx, owner, key, kind string) error {
 	if err := c.txn.Delete([]byte(key)); err != nil {
 		return err
 	}
-	ix := deadlineOfKey(owner, kind)
-	item, err := c.txn.Get(ix)
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil
+	cur, err := ownedDeadline(c, owner, kind)
+	if err != nil || string(cur) != key {
+		return err // none, or a newer deadline replaced it: keep that
 	}
-	if err != nil {
-		return err
-	}
-	cur, err := item.ValueCopy(nil)
-	if err != nil {
-		return err
-	}
-	if string(cur) != key {
-		return nil
-	}
-	return c.txn.Delete(ix)
+	return c.txn.Delete(deadlineOfKey(owner, kind))
 }
