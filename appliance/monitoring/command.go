@@ -52,6 +52,21 @@ const (
 	// CmdSetDeviceSecret sets the hash of a device's MQTT secret. Body:
 	// SetDeviceSecretCmd.
 	CmdSetDeviceSecret CmdType = 16
+	// CmdAudioChunk stores one chunk of audio a device streams during an
+	// alarm. Body: AudioChunkCmd (audio.go).
+	CmdAudioChunk CmdType = 17
+	// CmdDevicePrompt records a prompt an operator sends to a device (such
+	// as "tap twice if you need help"). Body: DevicePromptCmd (prompt.go).
+	CmdDevicePrompt CmdType = 18
+	// CmdPromptAnswer records a device's answer to a prompt. Body:
+	// PromptAnswerCmd (prompt.go).
+	CmdPromptAnswer CmdType = 19
+	// CmdPostUpdate records an Update message a worker leaves from the
+	// device. Body: PostUpdateCmd (update.go).
+	CmdPostUpdate CmdType = 20
+	// CmdNodeDown marks the devices connected through a node that stopped
+	// as disconnected. Body: NodeDownCmd (presence.go).
+	CmdNodeDown CmdType = 21
 )
 
 var cmdNames = map[CmdType]string{
@@ -71,6 +86,11 @@ var cmdNames = map[CmdType]string{
 	CmdDeviceStatus:    "CmdDeviceStatus",
 	CmdCancelAlarm:     "CmdCancelAlarm",
 	CmdSetDeviceSecret: "CmdSetDeviceSecret",
+	CmdAudioChunk:      "CmdAudioChunk",
+	CmdDevicePrompt:    "CmdDevicePrompt",
+	CmdPromptAnswer:    "CmdPromptAnswer",
+	CmdPostUpdate:      "CmdPostUpdate",
+	CmdNodeDown:        "CmdNodeDown",
 }
 
 // String returns the command type's name for messages.
