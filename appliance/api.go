@@ -122,6 +122,8 @@ func newAPI(c clusterNode, svc monitoringService, logger *slog.Logger) http.Hand
 	v1.POST("/diag/records", a.postDiagRecord)
 	v1.GET("/diag/records", a.getDiagRecords)
 	a.monitoringRoutes(v1) // api_monitoring.go
+	a.commandRoutes(v1)    // api_commands.go
+	a.audioRoutes(v1)      // api_audio.go
 	return r
 }
 

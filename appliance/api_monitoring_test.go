@@ -258,7 +258,7 @@ func TestAPIMonitoring_SessionAndAlarmLifecycle(t *testing.T) {
 	for _, en := range detail.Timeline {
 		kinds = append(kinds, string(en.Kind))
 	}
-	if got := strings.Join(kinds, ","); got != "raised,acknowledged,call_worker,closed" || detail.Alarm.Status != monitoring.StatusClosed {
+	if got := strings.Join(kinds, ","); got != "raised,update,acknowledged,call_worker,closed" || detail.Alarm.Status != monitoring.StatusClosed {
 		t.Fatalf("timeline %s, alarm %+v", got, detail.Alarm)
 	}
 	queue = AlarmsResponse{}

@@ -147,7 +147,20 @@ type BrokerConfig struct {
 	// alarm or session event; after it the device gets no PUBACK and its
 	// connection is dropped, so that it retries.
 	CommitTimeout time.Duration `yaml:"commit_timeout"`
+
+	// TelemetryFlush is how often the heartbeats, locations, battery levels
+	// and presence gathered from devices are written to the cluster, as one
+	// batch (latest wins per device).
+	TelemetryFlush time.Duration `yaml:"telemetry_flush"`
+
+	// NodeDownAfter is how long a node must be silent before the leader
+	// marks the devices connected through it as disconnected.
+	NodeDownAfter time.Duration `yaml:"node_down_after"`
 }
+
+// DefaultNodeDownAfter is the default of broker.node_down_after: several
+// status rounds, so that a busy node is not taken for a dead one.
+const DefaultNodeDownAfter = 10 * time.Second
 
 func (c BrokerConfig) validate() error {
 	if c.TCPAddr != "" {
@@ -162,6 +175,12 @@ func (c BrokerConfig) validate() error {
 	}
 	if c.CommitTimeout <= 0 {
 		return fieldErr("broker.commit_timeout", c.CommitTimeout.String(), "must be positive")
+	}
+	if c.TelemetryFlush < 10*time.Millisecond || c.TelemetryFlush > time.Minute {
+		return fieldErr("broker.telemetry_flush", c.TelemetryFlush.String(), "must be from 10ms to 1m")
+	}
+	if c.NodeDownAfter < time.Second {
+		return fieldErr("broker.node_down_after", c.NodeDownAfter.String(), "must be at least 1s")
 	}
 	return nil
 }
@@ -187,9 +206,11 @@ func DefaultConfig() Config {
 			TrailingLogs:       cluster.DefaultTrailingLogs,
 		},
 		Broker: BrokerConfig{
-			TCPAddr:       broker.DefaultTCPAddr,
-			WSAddr:        broker.DefaultWSAddr,
-			CommitTimeout: broker.DefaultCommitTimeout,
+			TCPAddr:        broker.DefaultTCPAddr,
+			WSAddr:         broker.DefaultWSAddr,
+			CommitTimeout:  broker.DefaultCommitTimeout,
+			TelemetryFlush: broker.DefaultTelemetryFlush,
+			NodeDownAfter:  DefaultNodeDownAfter,
 		},
 	}
 }

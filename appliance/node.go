@@ -40,6 +40,8 @@ type Node struct {
 	sched   *monitoring.Scheduler
 	broker  *broker.Broker
 
+	openedAt time.Time // when the cluster node opened; read by downNodes
+
 	httpLn  net.Listener
 	httpSrv *http.Server
 	wg      sync.WaitGroup
@@ -65,8 +67,34 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	svc := monitoring.NewService(cn, fsm, logger.With(logKeySystem, "monitoring"))
-	sched := monitoring.NewScheduler(svc, cn.IsLeader, monitoring.SchedulerConfig{Logger: logger})
-	return &Node{cfg: cfg, logger: logger, fsm: fsm, cluster: cn, service: svc, sched: sched}, nil
+	n := &Node{cfg: cfg, logger: logger, fsm: fsm, cluster: cn, service: svc}
+	n.sched = monitoring.NewScheduler(svc, cn.IsLeader, monitoring.SchedulerConfig{Logger: logger, DownNodes: n.downNodes})
+	return n, nil
+}
+
+// downNodes lists the other members this node has not heard from for
+// broker.node_down_after: since their last answer, or since this node
+// opened if they never answered.
+func (n *Node) downNodes() []monitoring.DownNode {
+	var out []monitoring.DownNode
+	now := time.Now()
+	for _, m := range n.cluster.Status().Members {
+		if m.Self {
+			continue
+		}
+		since := n.openedAt
+		if m.LastContact != nil {
+			t, err := time.Parse(time.RFC3339Nano, *m.LastContact)
+			if err != nil {
+				continue
+			}
+			since = t
+		}
+		if !since.IsZero() && now.Sub(since) >= n.cfg.Broker.NodeDownAfter {
+			out = append(out, monitoring.DownNode{ID: m.ID, Since: since})
+		}
+	}
+	return out
 }
 
 // Open starts the node: it binds the HTTP port (so a port in use fails
@@ -87,6 +115,7 @@ func (n *Node) Open(ctx context.Context) error {
 		return fmt.Errorf("cannot open cluster node: %w", err)
 	}
 	n.logger = n.logger.With(logKeyNode, n.cluster.ID())
+	n.openedAt = time.Now()
 	if err := n.sched.Open(context.Background()); err != nil { // runs until Close, not until ctx ends
 		ln.Close()
 		n.cluster.Close()
@@ -95,6 +124,7 @@ func (n *Node) Open(ctx context.Context) error {
 	n.broker = broker.New(broker.Config{
 		TCPAddr: n.cfg.Broker.TCPAddr, WSAddr: n.cfg.Broker.WSAddr,
 		NodeID: n.cluster.ID(), CommitTimeout: n.cfg.Broker.CommitTimeout,
+		TelemetryFlush: n.cfg.Broker.TelemetryFlush, WaitApplied: n.cluster.WaitApplied,
 	}, n.service, n.logger.With(logKeySystem, "broker"))
 	if err := n.broker.Open(ctx); err != nil {
 		ln.Close()

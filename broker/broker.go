@@ -45,6 +45,13 @@ type Config struct {
 	WSAddr        string        // host:port of the MQTT over WebSocket listener; "" disables it
 	NodeID        string        // this node's cluster ID, recorded with device telemetry
 	CommitTimeout time.Duration // 0 means DefaultCommitTimeout
+	// TelemetryFlush is how often telemetry and presence are written; 0
+	// means DefaultTelemetryFlush.
+	TelemetryFlush time.Duration
+	// WaitApplied, if set, waits until this node has applied everything
+	// the cluster committed before the call. A message refused for
+	// something not found is tried once more after it.
+	WaitApplied func(context.Context) error
 }
 
 // Service is what the gateway needs from the monitoring Service.
@@ -59,6 +66,11 @@ type Service interface {
 	Extend(ctx context.Context, cmdID, actor, sessionID, pin string, d time.Duration) (monitoring.SessionReply, error)
 	EndSession(ctx context.Context, cmdID, actor, sessionID, pin string) (monitoring.SessionReply, error)
 	RecordDeviceStatus(ctx context.Context, cmdID, actor string, batch []monitoring.DeviceStatus) (int, error)
+	Organisation(id string) (*monitoring.Organisation, error)
+	AnswerPrompt(ctx context.Context, cmdID, actor string, req monitoring.PromptAnswerRequest) (*monitoring.DevicePrompt, error)
+	PostUpdate(ctx context.Context, cmdID, actor string, req monitoring.PostUpdateRequest) (*monitoring.UpdateRecord, error)
+	AppendAudio(ctx context.Context, cmdID, actor string, req monitoring.AudioChunkRequest) (*monitoring.AudioChunkResult, error)
+	MarkNodeDown(ctx context.Context, cmdID, actor, node string, before, at time.Time, reason string) (int, error)
 	// Subscribe returns the events committed from now on (downlink.go).
 	Subscribe(buffer int) *monitoring.Subscription
 }
@@ -72,6 +84,12 @@ type Stats struct {
 	Committed    uint64 // events the cluster committed, then PUBACKed
 	Unavailable  uint64 // events not committed in time: no PUBACK, connection dropped
 	ErrorReplies uint64 // messages answered with an error reply (and PUBACKed)
+
+	Connected        int    // device connections held now
+	TelemetryQueued  int    // devices whose telemetry waits for the next flush
+	TelemetryWritten uint64 // device reports written to the cluster
+	TelemetryBatches uint64 // commands that wrote them
+	TelemetryFailed  uint64 // flushes the cluster did not take (kept for the next one)
 }
 
 type counters struct {
@@ -99,6 +117,12 @@ type Broker struct {
 	closeErr  error
 
 	lastCancel cancelMark // used by the event loop only (downlink.go)
+
+	cmds *commandHook // down/config (commands.go)
+
+	conns     conns      // device connections on this node (presence.go)
+	tel       *telemetry // telemetry and presence on their way to the cluster
+	staleDone chan struct{}
 }
 
 // New returns a gateway over svc. It does no I/O.
@@ -110,7 +134,9 @@ func New(cfg Config, svc Service, logger *slog.Logger) *Broker {
 		cfg.CommitTimeout = DefaultCommitTimeout
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Broker{cfg: cfg, svc: svc, logger: logger, ctx: ctx, cancel: cancel}
+	b := &Broker{cfg: cfg, svc: svc, logger: logger, ctx: ctx, cancel: cancel}
+	b.tel = newTelemetry(b, cfg.TelemetryFlush)
+	return b
 }
 
 // Open binds the listeners and starts serving.
@@ -137,6 +163,13 @@ func (b *Broker) Open(context.Context) error {
 	if err := s.AddHook(&ingestHook{b: b}, nil); err != nil {
 		return fmt.Errorf("cannot add ingest hook: %w", err)
 	}
+	b.cmds = newCommandHook(b)
+	if err := s.AddHook(b.cmds, nil); err != nil {
+		return fmt.Errorf("cannot add commands hook: %w", err)
+	}
+	if err := s.AddHook(&presenceHook{b: b}, nil); err != nil {
+		return fmt.Errorf("cannot add presence hook: %w", err)
+	}
 	if b.cfg.TCPAddr != "" {
 		b.tcp = listeners.NewTCP(listeners.Config{ID: "tcp", Address: b.cfg.TCPAddr})
 		if err := s.AddListener(b.tcp); err != nil {
@@ -157,6 +190,9 @@ func (b *Broker) Open(context.Context) error {
 	}
 	b.server = s
 	b.opened = true
+	go b.tel.run()
+	b.staleDone = make(chan struct{})
+	go b.markStale(time.Now())
 	b.downDone = make(chan struct{})
 	go b.runDownlink(b.svc.Subscribe(eventBuffer))
 	b.logger.Info("mqtt broker open", "tcp", b.TCPAddr(), "ws", b.cfg.WSAddr)
@@ -177,6 +213,8 @@ func (b *Broker) Close() error {
 		<-b.downDone // unsubscribed: no command to devices from here on
 		b.closeErr = b.server.Close()
 		b.hooks.Wait()
+		<-b.staleDone
+		b.tel.close() // with the disconnects of the devices just dropped
 	})
 	return b.closeErr
 }
@@ -198,7 +236,20 @@ func (b *Broker) Stats() Stats {
 		Committed:    b.stats.committed.Load(),
 		Unavailable:  b.stats.unavailable.Load(),
 		ErrorReplies: b.stats.errorReplies.Load(),
+
+		Connected:        b.connected(),
+		TelemetryQueued:  b.tel.queued(),
+		TelemetryWritten: b.tel.written.Load(),
+		TelemetryBatches: b.tel.batches.Load(),
+		TelemetryFailed:  b.tel.failed.Load(),
 	}
+}
+
+// connected counts the device connections held.
+func (b *Broker) connected() int {
+	n := 0
+	b.conns.m.Range(func(any, any) bool { n++; return true })
+	return n
 }
 
 // publish sends payload to a device's down topic. A device not subscribed

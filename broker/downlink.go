@@ -15,6 +15,8 @@ import (
 const (
 	DownAlarm    = "alarm"    // AlarmNotice
 	DownReminder = "reminder" // ReminderNotice
+	DownPrompt   = "prompt"   // PromptNotice (commands.go)
+	DownConfig   = "config"   // ConfigNotice (commands.go)
 )
 
 // Statuses of an AlarmNotice.
@@ -89,6 +91,15 @@ func (b *Broker) downlink(e monitoring.Event) {
 			return
 		}
 		device, sub, msg = a.DeviceID, DownAlarm, AlarmNotice{AlarmID: a.ID, Status: status, TS: e.At.UTC()}
+	case monitoring.EventDevicePrompt:
+		p := e.Prompt
+		if p == nil {
+			return
+		}
+		device, sub, msg = p.DeviceID, DownPrompt, promptNotice(p, e.At) // commands.go
+	case monitoring.EventOrgUpdated, monitoring.EventDeviceUpdated:
+		b.cmds.configEvent(e) // commands.go: down/config
+		return
 	case monitoring.EventCheckInReminder:
 		s := e.Session
 		if s == nil || s.DeviceID == "" {

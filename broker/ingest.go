@@ -29,7 +29,7 @@ type Reply struct {
 
 // Codes of error replies made by the gateway itself.
 const (
-	CodeUnavailable    = "unavailable"     // telemetry not recorded: the cluster is busy; send the next one
+	CodeUnavailable    = "unavailable"     // not recorded now: send it again
 	CodeNotImplemented = "not_implemented" // accepted by protocol v1, not handled yet by this version
 )
 
@@ -73,6 +73,12 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	if err == nil {
 		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.CommitTimeout)
 		result, err = b.handle(ctx, device, msg)
+		if isNotFound(err) && b.cfg.WaitApplied != nil && b.cfg.WaitApplied(ctx) == nil {
+			// This node may not have applied yet what another node just
+			// committed (a session started there a moment ago): catch up
+			// with the leader and look again.
+			result, err = b.handle(ctx, device, msg)
+		}
 		cancel()
 	}
 	if errors.Is(err, errUnavailable) {
@@ -143,6 +149,12 @@ func describe(err error) (code, field, text string) {
 	return CodeUnavailable, "", err.Error()
 }
 
+// isNotFound reports whether err refuses for something missing.
+func isNotFound(err error) bool {
+	var re *monitoring.RuleError
+	return errors.As(err, &re) && re.Code == monitoring.CodeNotFound
+}
+
 // isRefusal reports whether err is an answer (the event was received and
 // refused by a rule), rather than a failure to reach a decision.
 func isRefusal(err error) bool {
@@ -175,10 +187,14 @@ func (b *Broker) handle(ctx context.Context, device string, msg Message) ([]byte
 		res, err = b.startSession(ctx, cmdID, actor, device, msg)
 	case TypeSessionCheckIn, TypeSessionExtend, TypeSessionEnd:
 		res, err = b.sessionAction(ctx, cmdID, actor, device, msg)
+	case TypeAudio:
+		res, err = b.audio(ctx, cmdID, actor, msg) // audio.go
 	case TypeHeartbeat, TypeLocation, TypeBattery:
 		return b.telemetry(ctx, cmdID, actor, device, msg)
 	case TypeUpdate:
-		return nil, &DecodeError{Code: CodeNotImplemented, Msg: "a separate Update message is not handled yet: send it as update in session/start"}
+		res, err = b.postUpdate(ctx, cmdID, actor, device, msg) // commands.go
+	case TypePromptAnswer:
+		res, err = b.answerPrompt(ctx, cmdID, actor, device, msg) // commands.go
 	default:
 		return nil, decodeErr(CodeUnknownType, "", "%q is not a message type", msg.Type)
 	}
@@ -249,21 +265,20 @@ func (b *Broker) publishSession(device string, r monitoring.SessionReply) {
 	b.publish(device, "session", out)
 }
 
-// telemetry records heartbeat, location and battery. Latest wins, so a
-// failure is answered with CodeUnavailable and PUBACKed: the device's next
-// message replaces this one. (Aggregation into batches comes later.)
-func (b *Broker) telemetry(ctx context.Context, cmdID, actor, device string, msg Message) ([]byte, error) {
-	connected := true
+// telemetry gathers heartbeat, location and battery for the next batch
+// (telemetry.go): latest wins, so the reply is sent at once and says the
+// report was taken, not yet written. A message over a connection says the
+// connection is up.
+func (b *Broker) telemetry(_ context.Context, _, _, device string, msg Message) ([]byte, error) {
 	st := monitoring.DeviceStatus{DeviceID: device, Battery: msg.Battery, Location: msg.Location,
-		Firmware: msg.Firmware, SeenAt: time.Now().UTC(), Connected: &connected, Node: b.cfg.NodeID}
+		Firmware: msg.Firmware, SeenAt: time.Now().UTC()}
 	if st.Location != nil {
 		st.Location.At = msg.TS
 	}
-	if _, err := b.svc.RecordDeviceStatus(ctx, cmdID, actor, []monitoring.DeviceStatus{st}); err != nil {
-		if isRefusal(err) {
-			return nil, err
-		}
-		return nil, &DecodeError{Code: CodeUnavailable, Msg: "not recorded now; the next message will be: " + err.Error()}
+	if since := b.conns.since(device); !since.IsZero() {
+		up := true
+		st.Connected, st.Node, st.ConnectedAt = &up, b.cfg.NodeID, since
 	}
+	b.tel.add(st)
 	return nil, nil
 }

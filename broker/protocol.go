@@ -22,6 +22,10 @@ const (
 	// MaxPayload is the largest payload decoded; a larger one gets an
 	// error reply with code too_large.
 	MaxPayload = 16 * 1024
+	// MaxAudioPayload is the largest audio payload decoded: room for
+	// monitoring.MaxAudioChunkBytes of audio in base64, under
+	// DefaultMaxPacket.
+	MaxAudioPayload = 48 * 1024
 	// MaxEventIDLen is the longest event ID.
 	MaxEventIDLen = 64
 )
@@ -38,11 +42,14 @@ const (
 	TypeUpdate         = "update"
 	TypeBattery        = "battery"
 	TypeHeartbeat      = "heartbeat"
+	TypeAudio          = "audio" // a chunk of audio from a device in alarm (audio.go)
+	// TypePromptAnswer is the answer to a down/prompt (commands.go).
+	TypePromptAnswer = "prompt/answer"
 )
 
 // Types lists every message type a device may send.
 var Types = []string{TypeAlarm, TypeAlarmCancel, TypeSessionStart, TypeSessionCheckIn, TypeSessionExtend,
-	TypeSessionEnd, TypeLocation, TypeUpdate, TypeBattery, TypeHeartbeat}
+	TypeSessionEnd, TypeLocation, TypeUpdate, TypeBattery, TypeHeartbeat, TypeAudio, TypePromptAnswer}
 
 // DeviceAlarmTypes are the alarm types a device may raise. The others are
 // raised by Vigil itself (missed check-in, device offline) or only by the
@@ -104,16 +111,21 @@ type Message struct {
 
 	AlarmType       monitoring.AlarmType // alarm
 	Location        *monitoring.Location // alarm, session/start, location, heartbeat
-	WorkerID        string               // session/start (optional: else the device's worker)
-	SessionID       string               // session/start (optional), checkin, extend, end
+	WorkerID        string               // session/start, update (optional: else the device's worker)
+	SessionID       string               // session/start (optional), checkin, extend, end, update (optional)
 	Duration        time.Duration        // session/start (optional: else the organisation's default)
 	CheckInInterval time.Duration        // session/start (optional)
 	Update          string               // session/start (optional), update
 	ExtendBy        time.Duration        // session/extend
-	AlarmID         string               // alarm/cancel
+	AlarmID         string               // alarm/cancel, audio
 	PIN             string               // checkin, extend, end, alarm/cancel
 	Battery         *int                 // battery, heartbeat (optional)
 	Firmware        string               // heartbeat (optional)
+
+	Audio monitoring.AudioChunkRequest // audio: device_id and device_time come from the topic and ts
+
+	PromptID string                  // prompt/answer
+	Answer   monitoring.PromptAnswer // prompt/answer
 }
 
 // wire is a payload as sent; Decode checks it field by field.
@@ -132,6 +144,13 @@ type wire struct {
 	PIN             string    `json:"pin"`
 	Battery         *int      `json:"battery"`
 	Firmware        string    `json:"firmware"`
+	Seq             *int64    `json:"seq"`         // audio
+	Codec           *string   `json:"codec"`       // audio
+	SampleRate      int       `json:"sample_rate"` // audio
+	Channels        int       `json:"channels"`    // audio
+	Data            *string   `json:"data"`        // audio, base64
+	PromptID        *string   `json:"prompt_id"`   // prompt/answer
+	Answer          *string   `json:"answer"`      // prompt/answer
 }
 
 // ParseTopic splits an up topic into the device ID and the message type.
@@ -158,8 +177,8 @@ func Decode(topic string, payload []byte) (Message, error) {
 	if m.DeviceID, m.Type, err = ParseTopic(topic); err != nil {
 		return m, err
 	}
-	if len(payload) > MaxPayload {
-		return m, decodeErr(CodeTooLarge, "", "the payload is %d bytes, more than the limit of %d", len(payload), MaxPayload)
+	if limit := payloadLimit(m.Type); len(payload) > limit {
+		return m, decodeErr(CodeTooLarge, "", "the payload is %d bytes, more than the limit of %d", len(payload), limit)
 	}
 	var w wire
 	dec := json.NewDecoder(bytes.NewReader(payload))
@@ -252,6 +271,26 @@ func Decode(topic string, payload []byte) (Message, error) {
 			return m, decodeErr(CodeMissingField, "update", "the Update message text")
 		}
 		m.Update = *w.Update
+		if w.SessionID != nil {
+			m.SessionID = *w.SessionID
+		}
+	case TypePromptAnswer:
+		if w.PromptID == nil || *w.PromptID == "" {
+			return m, decodeErr(CodeMissingField, "prompt_id", "the prompt answered, as down/prompt gave it")
+		}
+		m.PromptID = *w.PromptID
+		if w.Answer == nil || *w.Answer == "" {
+			return m, decodeErr(CodeMissingField, "answer", "one of %s", answerList())
+		}
+		m.Answer = monitoring.PromptAnswer(*w.Answer)
+		if !slices.Contains(monitoring.PromptAnswers, m.Answer) {
+			return m, decodeErr(CodeInvalidField, "answer", "%q is not one of %s", *w.Answer, answerList())
+		}
+	case TypeAudio:
+		if m.Audio, err = decodeAudio(&w, m.DeviceID, m.TS); err != nil {
+			return m, err
+		}
+		m.AlarmID = m.Audio.AlarmID
 	}
 	return m, nil
 }
@@ -297,6 +336,14 @@ func parseDuration(field, s string) (time.Duration, error) {
 		return 0, decodeErr(CodeInvalidField, field, "%q is not a positive Go duration such as \"45m\" or \"1h30m\"", s)
 	}
 	return d, nil
+}
+
+func answerList() string {
+	s := make([]string, len(monitoring.PromptAnswers))
+	for i, a := range monitoring.PromptAnswers {
+		s[i] = string(a)
+	}
+	return strings.Join(s, ", ")
 }
 
 func alarmTypeList() string {

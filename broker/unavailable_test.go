@@ -62,6 +62,20 @@ func (f *fakeService) RecordDeviceStatus(context.Context, string, string, []moni
 	return 0, errNotInFake
 }
 
+func (f *fakeService) MarkNodeDown(context.Context, string, string, string, time.Time, time.Time, string) (int, error) {
+	return 0, errNotInFake
+}
+
+func (f *fakeService) Organisation(string) (*monitoring.Organisation, error) {
+	return nil, errNotInFake
+}
+func (f *fakeService) AnswerPrompt(context.Context, string, string, monitoring.PromptAnswerRequest) (*monitoring.DevicePrompt, error) {
+	return nil, errNotInFake
+}
+func (f *fakeService) PostUpdate(context.Context, string, string, monitoring.PostUpdateRequest) (*monitoring.UpdateRecord, error) {
+	return nil, errNotInFake
+}
+
 // Figures of the unavailable tests.
 const (
 	// fakeCommitTimeout is the broker's commit timeout in these tests:

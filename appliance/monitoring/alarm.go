@@ -193,6 +193,9 @@ func raiseLinkedAlarm(c *applyCtx, r RaiseAlarmCmd, incident *Alarm, why string)
 			return nil, err
 		}
 	}
+	if err := noteLatestUpdate(c, a); err != nil { // update.go
+		return nil, err
+	}
 	if err := putJSON(txn, pAlarm+a.ID, a); err != nil {
 		return nil, err
 	}

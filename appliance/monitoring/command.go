@@ -268,15 +268,26 @@ type CancelAlarmCmd struct {
 	DuressAlarmID string `json:"duress_alarm_id"`
 }
 
-// DeviceStatus is one device's latest telemetry.
+// DeviceStatus is one device's latest telemetry, and its presence.
+//
+// Presence is about one connection, named by the node holding it and the
+// time it was made (ConnectedAt): a connect, or any message over the
+// connection, says it is up; a disconnect says it is down. The newest
+// connection wins, and a disconnect counts only for the connection the
+// device is recorded on (presence.go). An entry without ConnectedAt sets
+// Connected and Node as they are, when it is not older than what is stored.
 type DeviceStatus struct {
-	DeviceID  string    `json:"device_id"`
-	Battery   *int      `json:"battery,omitempty"`
-	Location  *Location `json:"location,omitempty"`
-	Firmware  string    `json:"firmware,omitempty"`
-	SeenAt    time.Time `json:"seen_at"`
-	Connected *bool     `json:"connected,omitempty"`
-	Node      string    `json:"node,omitempty"`
+	DeviceID    string    `json:"device_id"`
+	Battery     *int      `json:"battery,omitempty"`
+	Location    *Location `json:"location,omitempty"`
+	Firmware    string    `json:"firmware,omitempty"`
+	SeenAt      time.Time `json:"seen_at"`
+	Connected   *bool     `json:"connected,omitempty"`
+	Node        string    `json:"node,omitempty"`
+	ConnectedAt time.Time `json:"connected_at,omitzero"`
+	// Reason is why a connection ended (Connected false): one of the
+	// Disconnect* constants.
+	Reason string `json:"reason,omitempty"`
 }
 
 // DeviceStatusCmd records many devices' telemetry at once.

@@ -40,6 +40,7 @@ type gen struct {
 	cmds    []genCmd
 	alarms  []string
 	session []string
+	prompts []string // prompt.go
 	nextID  int
 }
 
@@ -160,6 +161,10 @@ func (g *gen) deviceIDs() []string {
 func (g *gen) step() {
 	g.now = g.now.Add(time.Duration(g.r.IntN(90)) * time.Second)
 	op := g.pick(genOperators)
+	if g.r.IntN(10) == 0 {
+		g.stepPromptOrUpdate(op) // prompt_test.go
+		return
+	}
 	switch n := g.r.IntN(100); {
 	case n < 8:
 		var batch []DeviceStatus
@@ -567,7 +572,7 @@ func TestReplicas_SameStateWhateverTheBatching(t *testing.T) {
 	// The generator must reach both sides of every alarm rule and the
 	// session commands, or the property says little.
 	for _, c := range []CmdType{CmdRaiseAlarm, CmdAcknowledge, CmdLogAction, CmdCloseAlarm, CmdReopenAlarm,
-		CmdStartSession, CmdSessionAction, CmdCancelAlarm} {
+		CmdStartSession, CmdSessionAction, CmdCancelAlarm, CmdDevicePrompt, CmdPromptAnswer, CmdPostUpdate} {
 		if total.accepted[c] == 0 || total.refused[c] == 0 {
 			t.Errorf("%s: %d accepted, %d refused; want both", c, total.accepted[c], total.refused[c])
 		}

@@ -91,10 +91,15 @@ func validateOrganisation(o *Organisation) error {
 		{"org.default_checkin_ns", o.DefaultCheckIn},
 		{"org.grace_ns", o.Grace},
 		{"org.offline_threshold_ns", o.OfflineThreshold},
+		{"org.heartbeat_interval_ns", o.HeartbeatInterval},
+		{"org.location_interval_ns", o.LocationInterval},
 	} {
 		if d.v < 0 {
 			return invalid(d.field, "must not be negative")
 		}
+	}
+	if err := validDeviceIntervals(o); err != nil {
+		return err
 	}
 	if o.DefaultSession > MaxSessionDuration {
 		return invalid("org.default_session_ns", "is longer than %s", MaxSessionDuration)
@@ -115,6 +120,32 @@ func validateOrganisation(o *Organisation) error {
 		if p := o.Priorities[AlarmType(t)]; p < 1 || p > MaxPriority {
 			return invalid("org.priorities", "priority %d of %q is outside 1..%d", p, t, MaxPriority)
 		}
+	}
+	return nil
+}
+
+// validDeviceIntervals checks the intervals devices report at (0 for the
+// defaults): within MinDeviceInterval..MaxDeviceInterval, and a heartbeat
+// set at least twice within the offline threshold, so that one lost
+// heartbeat does not look like a device gone.
+func validDeviceIntervals(o *Organisation) error {
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{
+		{"org.heartbeat_interval_ns", o.HeartbeatInterval},
+		{"org.location_interval_ns", o.LocationInterval},
+	} {
+		if d.v != 0 && (d.v < MinDeviceInterval || d.v > MaxDeviceInterval) {
+			return invalid(d.field, "%s is outside %s..%s (or 0 for the default)", d.v, MinDeviceInterval, MaxDeviceInterval)
+		}
+	}
+	offline := o.OfflineThreshold
+	if offline == 0 {
+		offline = DefaultOfflineThreshold
+	}
+	if o.HeartbeatInterval != 0 && 2*o.HeartbeatInterval > offline {
+		return invalid("org.heartbeat_interval_ns", "%s is more than half the offline threshold of %s", o.HeartbeatInterval, offline)
 	}
 	return nil
 }
@@ -203,6 +234,7 @@ func applyPutWorker(c *applyCtx, body []byte) ([]byte, error) {
 		return nil, err
 	}
 	w.SafePINHash, w.DuressPINHash, w.PINVersion, w.WrongPINs = "", "", 0, 0
+	w.LastUpdate, w.LastUpdateAt = old.LastUpdate, old.LastUpdateAt // set only by PostUpdate (update.go)
 	if found {
 		w.SafePINHash, w.DuressPINHash = old.SafePINHash, old.DuressPINHash
 		w.PINVersion, w.WrongPINs = old.PINVersion, old.WrongPINs
@@ -355,9 +387,11 @@ func validateDeviceStatus(i int, s *DeviceStatus) error {
 	return nil
 }
 
-// applyDeviceStatus records a batch of telemetry. Latest wins per device:
-// an entry older than what is stored is skipped, as is an unknown device
-// (a batch is not refused for one device).
+// applyDeviceStatus records a batch of telemetry and presence. Telemetry:
+// latest wins per device, an entry older than what is stored is not
+// recorded. Presence follows the rules of presence.go. An unknown device is
+// skipped (a batch is not refused for one device), as is an entry of which
+// nothing was recorded.
 func applyDeviceStatus(c *applyCtx, body []byte) ([]byte, error) {
 	var cmd DeviceStatusCmd
 	if err := c.decode(body, &cmd); err != nil {
@@ -369,15 +403,16 @@ func applyDeviceStatus(c *applyCtx, body []byte) ([]byte, error) {
 		}
 	}
 	var res deviceStatusResult
-	changed := map[string]*Device{}
-	type presence struct {
-		seen      time.Time
+	type before struct {
 		connected bool
-		last      *DeviceStatus // the last accepted entry
+		node      string
 	}
-	prev := map[string]*presence{}
+	changed := map[string]*Device{}
+	prev := map[string]before{}
 	var order []string
-	for i, s := range cmd.Devices {
+	presence := 0 // devices whose presence changed
+	for i := range cmd.Devices {
+		s := &cmd.Devices[i]
 		d, ok := changed[s.DeviceID]
 		if !ok {
 			var dev Device
@@ -391,31 +426,27 @@ func applyDeviceStatus(c *applyCtx, body []byte) ([]byte, error) {
 			}
 			d = &dev
 		}
-		if s.SeenAt.Before(d.LastSeen) {
+		fresh := !s.SeenAt.Before(d.LastSeen)
+		if !ok {
+			prev[s.DeviceID] = before{connected: d.Connected, node: d.Node}
+		}
+		moved := applyPresence(s, d, fresh)
+		if fresh {
+			d.LastSeen = s.SeenAt
+			if s.Battery != nil {
+				d.Battery = *s.Battery
+			}
+			if s.Location != nil {
+				loc := *s.Location
+				d.Location = &loc
+			}
+			if s.Firmware != "" {
+				d.Firmware = s.Firmware
+			}
+		}
+		if !fresh && !moved {
 			res.Skipped++
 			continue
-		}
-		if p, seen := prev[s.DeviceID]; seen {
-			p.last = &cmd.Devices[i]
-		} else {
-			prev[s.DeviceID] = &presence{seen: d.LastSeen, connected: d.Connected, last: &cmd.Devices[i]}
-		}
-		d.LastSeen = s.SeenAt
-		if s.Battery != nil {
-			d.Battery = *s.Battery
-		}
-		if s.Location != nil {
-			loc := *s.Location
-			d.Location = &loc
-		}
-		if s.Firmware != "" {
-			d.Firmware = s.Firmware
-		}
-		if s.Connected != nil {
-			d.Connected = *s.Connected
-		}
-		if s.Node != "" {
-			d.Node = s.Node
 		}
 		d.UpdatedAt = c.now()
 		if !ok {
@@ -425,19 +456,25 @@ func applyDeviceStatus(c *applyCtx, body []byte) ([]byte, error) {
 		res.Updated++
 	}
 	for _, id := range order {
-		d := changed[id]
+		d, p := changed[id], prev[id]
 		if err := putJSON(c.txn, pDevice+id, d); err != nil {
 			return nil, err
 		}
-		p := prev[id]
-		if err := trackOffline(c, d, p.last, p.seen, p.connected); err != nil {
+		if p.connected != d.Connected || p.node != d.Node {
+			presence++
+			if err := indexPresence(c.txn, d, p.connected, p.node); err != nil {
+				return nil, err
+			}
+		}
+		if err := trackOffline(c, d, p.connected && !d.Connected); err != nil {
 			return nil, err
 		}
 		c.emit(Event{Type: EventDeviceUpdated, Device: d})
 	}
-	if len(order) > 0 {
-		// One record per batch: telemetry is high-rate.
-		detail := fmt.Sprintf("telemetry of %d devices (%d entries skipped)", len(order), res.Skipped)
+	if presence > 0 {
+		// Telemetry alone is high-rate and leaves no audit record; a change
+		// of presence does, one per batch.
+		detail := fmt.Sprintf("presence of %d devices changed (telemetry of %d, %d entries skipped)", presence, len(order), res.Skipped)
 		if err := c.audit(CmdDeviceStatus, "devices", detail); err != nil {
 			return nil, err
 		}

@@ -27,6 +27,11 @@ const (
 	EventAlarmCancelled EventType = "alarm_cancelled"
 	EventWrongPIN       EventType = "wrong_pin"
 	EventAckOverdue     EventType = "ack_overdue" // an alarm missed an acknowledgement target: escalate
+	// EventDevicePrompt: an operator prompted a device; EventPromptAnswered:
+	// the device answered. Prompt says which (prompt.go).
+	EventDevicePrompt   EventType = "device_prompt"
+	EventPromptAnswered EventType = "prompt_answered"
+	EventAudioChunk     EventType = "audio_chunk" // a chunk of an alarm's audio is stored: Audio names it
 )
 
 // Event is one applied change. Every node emits the same events, in commit
@@ -42,6 +47,9 @@ type Event struct {
 	Worker  *Worker        `json:"worker,omitempty"` // without PIN hashes
 	Org     *Organisation  `json:"org,omitempty"`
 	Entry   *TimelineEntry `json:"entry,omitempty"`
+	Audio   *AudioChunkRef `json:"audio,omitempty"` // EventAudioChunk
+	// Prompt: EventDevicePrompt, EventPromptAnswered (prompt.go).
+	Prompt *DevicePrompt `json:"prompt,omitempty"`
 }
 
 // DefaultSubscriptionBuffer is how many events a subscriber may fall behind

@@ -56,6 +56,11 @@ func init() {
 		CmdReopenAlarm:     applyReopenAlarm,
 		CmdCancelAlarm:     applyCancelAlarm,
 		CmdSetDeviceSecret: applySetDeviceSecret,
+		CmdDevicePrompt:    applyDevicePrompt,
+		CmdPromptAnswer:    applyPromptAnswer,
+		CmdPostUpdate:      applyPostUpdate,
+		CmdAudioChunk:      applyAudioChunk,
+		CmdNodeDown:        applyNodeDown,
 	}
 }
 

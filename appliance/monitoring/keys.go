@@ -21,6 +21,11 @@ package monitoring
 //	ix/incident/<incident id>/<raised>/<id>    alarms by incident (alarm.go)
 //	ix/deadline/<due>/<deadline id>            deadlines the leader acts on -> Deadline
 //	ix/deadline-of/<owner>/<kind>              a device's or an alarm's deadline -> its key (deadlines.go)
+//	ix/node-device/<node>/<device>             devices connected through a node (presence.go)
+//	audio/<alarm id>/<seq>                     AudioChunk, seq as 20 digits: an alarm's audio in order (audio.go)
+//	audiometa/<alarm id>                       AudioInfo: the summary of an alarm's audio (audio.go)
+//	prompt/<id>                                DevicePrompt: a prompt to a device and its answer (prompt.go)
+//	upd/<worker id>/<index>                    UpdateRecord: a worker's Update messages, the last MaxUpdateHistory (update.go)
 //	diag/...                                   the diagnostic journal (diag.go)
 
 import (
@@ -48,6 +53,10 @@ const (
 	pDeviceAlarm   = "ix/device-alarm/"
 	pDeadline      = "ix/deadline/"
 	pDeviceSecret  = "devsecret/"
+	pPrompt        = "prompt/"    // prompt.go
+	pUpdate        = "upd/"       // update.go
+	pAudio         = "audio/"     // audio.go
+	pAudioMeta     = "audiometa/" // audio.go
 )
 
 // tkey formats a time for a key: Unix nanoseconds, 20 digits.

@@ -102,6 +102,11 @@ type Organisation struct {
 	OfflineThreshold time.Duration     `json:"offline_threshold_ns,omitempty"` // a device in a session away this long raises an alarm
 	Priorities       map[AlarmType]int `json:"priorities,omitempty"`           // overrides DefaultPriorities
 	UpdatedAt        time.Time         `json:"updated_at"`
+	// HeartbeatInterval and LocationInterval are how often the devices send
+	// a heartbeat and their location (down/config); 0 means
+	// DefaultHeartbeatInterval and DefaultLocationInterval.
+	HeartbeatInterval time.Duration `json:"heartbeat_interval_ns,omitempty"`
+	LocationInterval  time.Duration `json:"location_interval_ns,omitempty"`
 }
 
 // Defaults of an organisation's timers.
@@ -109,6 +114,14 @@ const (
 	DefaultSessionDuration  = time.Hour
 	DefaultGrace            = 2 * time.Minute
 	DefaultOfflineThreshold = 10 * time.Minute
+)
+
+// Defaults and limits of the intervals an organisation's devices report at.
+const (
+	DefaultHeartbeatInterval = time.Minute
+	DefaultLocationInterval  = 5 * time.Minute
+	MinDeviceInterval        = 10 * time.Second
+	MaxDeviceInterval        = 24 * time.Hour
 )
 
 // PoliceURN is the lone-worker URN of one police force.
@@ -142,6 +155,11 @@ type Worker struct {
 	PINVersion    uint64    `json:"pin_version"`
 	WrongPINs     int       `json:"wrong_pins"` // wrong PINs since the last right one
 	UpdatedAt     time.Time `json:"updated_at"`
+	// LastUpdate is the worker's standing Update message, left from a
+	// device outside any session, and LastUpdateAt when (update.go). Only
+	// PostUpdate sets them.
+	LastUpdate   string    `json:"last_update,omitempty"`
+	LastUpdateAt time.Time `json:"last_update_at,omitzero"`
 }
 
 // DeviceKind says how a device is used.
@@ -166,8 +184,14 @@ type Device struct {
 	Location  *Location  `json:"location,omitempty"` // the last fix
 	LastSeen  time.Time  `json:"last_seen,omitempty"`
 	Connected bool       `json:"connected"`
-	Node      string     `json:"node,omitempty"` // the node holding its connection
-	UpdatedAt time.Time  `json:"updated_at"`
+	Node      string     `json:"node,omitempty"` // the node holding its connection, or that held the last one
+	// ConnectedAt is when the connection on Node was made.
+	ConnectedAt time.Time `json:"connected_at,omitzero"`
+	// DisconnectedAt and DisconnectReason say when and why the last
+	// connection ended, while Connected is false.
+	DisconnectedAt   time.Time `json:"disconnected_at,omitzero"`
+	DisconnectReason string    `json:"disconnect_reason,omitempty"`
+	UpdatedAt        time.Time `json:"updated_at"`
 }
 
 // SessionStatus is where a timed session is.

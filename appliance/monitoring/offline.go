@@ -1,10 +1,10 @@
 package monitoring
 
-// A device that goes away during a session. When telemetry says a device in
-// a session (not ended) has disconnected, a deadline of kind
-// DeadlineDeviceOffline is set at the time it was last seen plus the
-// organisation's OfflineThreshold. Any newer telemetry from the device
-// deletes it, as does the end of the session. If it fires while the device
+// A device that goes away during a session. When a device in a session (not
+// ended) goes offline (presence.go: its connection ended, or its node went
+// down), a deadline of kind DeadlineDeviceOffline is set at the time it went
+// plus the organisation's OfflineThreshold. Its next connection deletes it,
+// as does the end of the session. If it fires while the device
 // is still away and still in the session, a device-offline alarm is raised.
 
 import (
@@ -21,17 +21,17 @@ func offlineDeadlineID(deviceID string, seen time.Time) string {
 	return fmt.Sprintf("device/%s/offline/%d", deviceID, seen.UnixNano())
 }
 
-// trackOffline follows device d after its accepted telemetry entry s:
-// a disconnect in a session sets the offline deadline, anything else
-// deletes it. prevSeen and prevConnected are the device's presence before
-// the batch: a disconnect sent again (same time) leaves things as they are.
-func trackOffline(c *applyCtx, d *Device, s *DeviceStatus, prevSeen time.Time, prevConnected bool) error {
-	disconnect := s.Connected != nil && !*s.Connected
-	if disconnect && !prevConnected && s.SeenAt.Equal(prevSeen) {
-		return nil
-	}
-	if !disconnect {
+// trackOffline follows device d after a change recorded for it: while it
+// is connected it has no offline deadline; when it has just gone offline
+// (wentOffline) in a session not ended, the deadline is set at the time it
+// went plus its organisation's OfflineThreshold. A device already offline
+// keeps the deadline it has: it has been away since the first disconnect.
+func trackOffline(c *applyCtx, d *Device, wentOffline bool) error {
+	if d.Connected {
 		return clearOwnedDeadline(c, deviceOwner(d.ID), DeadlineDeviceOffline)
+	}
+	if !wentOffline {
+		return nil
 	}
 	sess, err := deviceSession(c, d)
 	if err != nil {
@@ -48,8 +48,12 @@ func trackOffline(c *applyCtx, d *Device, s *DeviceStatus, prevSeen time.Time, p
 	if threshold <= 0 {
 		threshold = DefaultOfflineThreshold
 	}
-	dl := &Deadline{ID: offlineDeadlineID(d.ID, s.SeenAt), Kind: DeadlineDeviceOffline,
-		Due: s.SeenAt.Add(threshold), SessionID: sess.ID, DeviceID: d.ID}
+	gone := d.DisconnectedAt
+	if gone.IsZero() {
+		gone = d.LastSeen
+	}
+	dl := &Deadline{ID: offlineDeadlineID(d.ID, gone), Kind: DeadlineDeviceOffline,
+		Due: gone.Add(threshold), SessionID: sess.ID, DeviceID: d.ID}
 	return putOwnedDeadline(c, deviceOwner(d.ID), dl)
 }
 

@@ -60,6 +60,9 @@ func mustOfflineEnv(t *testing.T) *dirEnv {
 	e.seed()
 	e.putOrg(Organisation{ID: "o1", Name: "Trust", Grace: time.Minute, OfflineThreshold: 5 * time.Minute})
 	e.start("s1", "w1", "d1", 2*time.Hour, 0)
+	on := true
+	e.status("d1", e.now, &on)
+	e.status("d2", e.now, &on)
 	return e
 }
 
@@ -77,28 +80,32 @@ func TestDeviceOffline_SetOnlyInASession(t *testing.T) {
 	if len(ds) != 1 || ds[0].ID != offlineDeadlineID("d1", seen) || !ds[0].Due.Equal(seen.Add(5*time.Minute)) || ds[0].SessionID != "s1" {
 		t.Fatalf("deadlines %+v", ds)
 	}
-	// The same disconnect again changes nothing; a later one moves the deadline.
+	// The same disconnect again changes nothing, nor does a later one: the
+	// device has been away since the first.
 	e.status("d1", seen, &off)
 	if got := e.offlineDeadlines(); len(got) != 1 || got[0].ID != ds[0].ID {
 		t.Fatalf("after a repeat: %+v", got)
 	}
 	later := seen.Add(time.Minute)
 	e.status("d1", later, &off)
-	if got := e.offlineDeadlines(); len(got) != 1 || got[0].ID != offlineDeadlineID("d1", later) {
+	if got := e.offlineDeadlines(); len(got) != 1 || got[0].ID != ds[0].ID {
 		t.Fatalf("after a later disconnect: %+v", got)
 	}
-	// Back (connected, or any newer telemetry): no deadline.
-	e.status("d1", later.Add(time.Second), &on)
+	// Telemetry without presence says nothing about the connection.
+	e.status("d1", later.Add(time.Second), nil)
+	if got := e.offlineDeadlines(); len(got) != 1 || got[0].ID != ds[0].ID {
+		t.Fatalf("after telemetry alone: %+v", got)
+	}
+	// Back: no deadline.
+	e.status("d1", later.Add(2*time.Second), &on)
 	if got := e.offlineDeadlines(); len(got) != 0 {
 		t.Fatalf("after coming back: %+v", got)
 	}
-	e.status("d1", later.Add(2*time.Second), &off)
-	e.status("d1", later.Add(3*time.Second), nil)
-	if got := e.offlineDeadlines(); len(got) != 0 {
-		t.Fatalf("after newer telemetry: %+v", got)
-	}
 	// Ending the session deletes it.
 	e.status("d1", later.Add(4*time.Second), &off)
+	if got := e.offlineDeadlines(); len(got) != 1 {
+		t.Fatalf("after going away again: %+v", got)
+	}
 	if _, err := e.action("s1", SessionEnd, PINNone, 0); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package monitoring
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -27,8 +28,25 @@ type SchedulerConfig struct {
 	Batch int
 	// FireTimeout bounds one FireDeadline proposal.
 	FireTimeout time.Duration
-	Logger      *slog.Logger
+	// DownNodes, if set, lists the cluster members this node has not heard
+	// from for too long. While leading, the scheduler marks the devices
+	// still recorded on them as disconnected (presence.go), at most every
+	// NodeSweepInterval.
+	DownNodes         func() []DownNode
+	NodeSweepInterval time.Duration
+	Logger            *slog.Logger
 }
+
+// DownNode is a cluster member that stopped answering, and the last time it
+// was heard from.
+type DownNode struct {
+	ID    string
+	Since time.Time
+}
+
+// DefaultNodeSweepInterval is how often the leader looks for devices on
+// nodes that stopped answering.
+const DefaultNodeSweepInterval = time.Second
 
 // Scheduler acts on the deadlines in the state (ix/deadline/): while this
 // node leads, it proposes FireDeadline for each one that has passed, oldest
@@ -63,6 +81,9 @@ func NewScheduler(svc *Service, isLeader func() bool, cfg SchedulerConfig) *Sche
 	}
 	if cfg.FireTimeout <= 0 {
 		cfg.FireTimeout = DefaultFireTimeout
+	}
+	if cfg.NodeSweepInterval <= 0 {
+		cfg.NodeSweepInterval = DefaultNodeSweepInterval
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -106,6 +127,7 @@ func (s *Scheduler) Close() error {
 func (s *Scheduler) loop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.Interval)
 	defer t.Stop()
+	var swept time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -118,7 +140,39 @@ func (s *Scheduler) loop(ctx context.Context) {
 		if _, err := s.tick(ctx); err != nil && ctx.Err() == nil {
 			s.logger.Warn("cannot fire deadlines", "error", err)
 		}
+		if s.cfg.DownNodes != nil && time.Since(swept) >= s.cfg.NodeSweepInterval {
+			swept = time.Now()
+			if err := s.sweepNodes(ctx); err != nil && ctx.Err() == nil {
+				s.logger.Warn("cannot mark the devices of a node that stopped answering", "error", err)
+			}
+		}
 	}
+}
+
+// sweepNodes marks the devices still recorded on each down node, with a
+// connection made before it was last heard from, as disconnected. The
+// command ID is made of the node and that time, so a node that stays down
+// costs one command, whichever node leads.
+func (s *Scheduler) sweepNodes(ctx context.Context) error {
+	for _, n := range s.cfg.DownNodes() {
+		stale, err := s.svc.HasStaleDevices(n.ID, n.Since)
+		if err != nil || !stale {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		cmdID := fmt.Sprintf("node-down/%s/%d", n.ID, n.Since.UnixNano())
+		fctx, cancel := context.WithTimeout(ctx, s.cfg.FireTimeout)
+		marked, err := s.svc.MarkNodeDown(fctx, cmdID, "system", n.ID, n.Since, n.Since, DisconnectNodeDown)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("node %s: %w", n.ID, err)
+		}
+		s.logger.Warn("node stopped answering: its devices are marked disconnected",
+			"node", n.ID, "last_heard", n.Since, "devices", marked)
+	}
+	return nil
 }
 
 // Due returns the deadlines that have passed at now, oldest first, at most

@@ -382,9 +382,10 @@ type testCluster struct {
 	api   *api
 }
 
-// mustStartCluster starts n nodes and waits until they have formed one
-// cluster with a leader that all of them agree on.
-func mustStartCluster(t *testing.T, bin string, n int) *testCluster {
+// mustStartCluster starts n nodes, with the VIGIL_ variables in env if
+// any, and waits until they have formed one cluster with a leader that all
+// of them agree on.
+func mustStartCluster(t *testing.T, bin string, n int, env ...string) *testCluster {
 	t.Helper()
 	addrs := mustFreeAddrs(t, 3*n)
 	clusterAddrs, httpAddrs, mqttAddrs := addrs[:n], addrs[n:2*n], addrs[2*n:]
@@ -406,7 +407,7 @@ func mustStartCluster(t *testing.T, bin string, n int) *testCluster {
 				"--bootstrap-expect", strings.Join(clusterAddrs, ","),
 				"--log-level", "info",
 			},
-			env:     childEnv(),
+			env:     childEnv(env...),
 			logPath: filepath.Join(root, name+".log"),
 		})
 	}

@@ -1,0 +1,78 @@
+package broker
+
+// Audio from a device in alarm: up/audio carries one chunk, stored with the
+// alarm by the monitoring Service (appliance/monitoring/audio.go). A chunk
+// is durable like an alarm: PUBACKed only once committed.
+
+import (
+	"context"
+	"encoding/base64"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vigilarc/vigil/appliance/monitoring"
+)
+
+// payloadLimit is the largest payload decoded for a message type: audio
+// needs more room than the rest.
+func payloadLimit(typ string) int {
+	if typ == TypeAudio {
+		return MaxAudioPayload
+	}
+	return MaxPayload
+}
+
+// decodeAudio checks the fields of an audio message. The Service checks
+// the rest (ranges, and the codec's own framing) and refuses with code
+// invalid.
+func decodeAudio(w *wire, device string, ts time.Time) (monitoring.AudioChunkRequest, error) {
+	r := monitoring.AudioChunkRequest{DeviceID: device, DeviceTime: ts, SampleRate: w.SampleRate, Channels: w.Channels}
+	codecs := make([]string, len(monitoring.AudioCodecs))
+	for i, c := range monitoring.AudioCodecs {
+		codecs[i] = string(c)
+	}
+	switch {
+	case w.AlarmID == nil || *w.AlarmID == "":
+		return r, decodeErr(CodeMissingField, "alarm_id", "the alarm this audio belongs to, as the reply to the alarm gave it")
+	case w.Seq == nil:
+		return r, decodeErr(CodeMissingField, "seq", "the number of the chunk in the alarm's audio, from 0")
+	case *w.Seq < 0 || *w.Seq >= monitoring.MaxAudioChunks:
+		return r, decodeErr(CodeInvalidField, "seq", "%d is not from 0 to %d", *w.Seq, monitoring.MaxAudioChunks-1)
+	case w.Codec == nil || *w.Codec == "":
+		return r, decodeErr(CodeMissingField, "codec", "one of %s", strings.Join(codecs, ", "))
+	case !slices.Contains(codecs, *w.Codec):
+		return r, decodeErr(CodeInvalidField, "codec", "%q is not a codec of protocol v1: one of %s", *w.Codec, strings.Join(codecs, ", "))
+	case w.Data == nil || *w.Data == "":
+		return r, decodeErr(CodeMissingField, "data", "the audio, in base64")
+	}
+	r.AlarmID, r.Seq, r.Codec = *w.AlarmID, uint64(*w.Seq), monitoring.AudioCodec(*w.Codec)
+	data, err := base64.StdEncoding.DecodeString(*w.Data)
+	if err != nil {
+		return r, decodeErr(CodeInvalidField, "data", "is not base64 (standard alphabet, with padding): %v", err)
+	}
+	if len(data) > monitoring.MaxAudioChunkBytes {
+		return r, decodeErr(CodeInvalidField, "data", "holds %d bytes of audio, more than the %d a chunk may carry", len(data), monitoring.MaxAudioChunkBytes)
+	}
+	r.Data = data
+	if r.Codec == monitoring.CodecPCM {
+		switch {
+		case r.SampleRate == 0:
+			return r, decodeErr(CodeMissingField, "sample_rate", "pcm_s16le needs the sample rate, in Hz")
+		case r.Channels == 0:
+			return r, decodeErr(CodeMissingField, "channels", "pcm_s16le needs the number of channels")
+		}
+	}
+	return r, nil
+}
+
+// audio stores one chunk. A failure that is not a refusal comes back from
+// handle as errUnavailable: no PUBACK, and the device resends the chunk
+// with the same event_id.
+func (b *Broker) audio(ctx context.Context, cmdID, actor string, msg Message) (any, error) {
+	res, err := b.svc.AppendAudio(ctx, cmdID, actor, msg.Audio)
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
