@@ -84,16 +84,20 @@ type Command struct {
 
 // OrganisationBody is an organisation as a client writes it.
 type OrganisationBody struct {
-	ID               string                       `json:"id"`
-	Name             string                       `json:"name"`
-	Procedure        string                       `json:"procedure,omitempty"`
-	ProcedureSteps   []monitoring.ProcedureStep   `json:"procedure_steps,omitempty"`
-	Contacts         []monitoring.Contact         `json:"contacts,omitempty"`
-	DefaultSession   string                       `json:"default_session,omitempty"`   // Go duration; empty for DefaultSessionDuration
-	DefaultCheckIn   string                       `json:"default_checkin,omitempty"`   // Go duration; empty for none
-	Grace            string                       `json:"grace,omitempty"`             // Go duration; empty for DefaultGrace
-	OfflineThreshold string                       `json:"offline_threshold,omitempty"` // Go duration; empty for DefaultOfflineThreshold
-	Priorities       map[monitoring.AlarmType]int `json:"priorities,omitempty"`
+	ID               string                     `json:"id"`
+	Name             string                     `json:"name"`
+	Procedure        string                     `json:"procedure,omitempty"`
+	ProcedureSteps   []monitoring.ProcedureStep `json:"procedure_steps,omitempty"`
+	Contacts         []monitoring.Contact       `json:"contacts,omitempty"`
+	DefaultSession   string                     `json:"default_session,omitempty"`   // Go duration; empty for DefaultSessionDuration
+	DefaultCheckIn   string                     `json:"default_checkin,omitempty"`   // Go duration; empty for none
+	Grace            string                     `json:"grace,omitempty"`             // Go duration; empty for DefaultGrace
+	OfflineThreshold string                     `json:"offline_threshold,omitempty"` // Go duration; empty for DefaultOfflineThreshold
+	// HeartbeatInterval and LocationInterval are how often its devices
+	// report (down/config); Go durations, empty for the defaults.
+	HeartbeatInterval string                       `json:"heartbeat_interval,omitempty"`
+	LocationInterval  string                       `json:"location_interval,omitempty"`
+	Priorities        map[monitoring.AlarmType]int `json:"priorities,omitempty"`
 }
 
 // OrganisationRequest is the body of POST /api/v1/organisations.
@@ -314,6 +318,8 @@ func (a *api) putOrganisation(c *gin.Context) {
 		{"org.default_checkin", o.DefaultCheckIn, &org.DefaultCheckIn},
 		{"org.grace", o.Grace, &org.Grace},
 		{"org.offline_threshold", o.OfflineThreshold, &org.OfflineThreshold},
+		{"org.heartbeat_interval", o.HeartbeatInterval, &org.HeartbeatInterval},
+		{"org.location_interval", o.LocationInterval, &org.LocationInterval},
 	} {
 		if !parseDuration(c, d.field, d.v, d.to) {
 			return

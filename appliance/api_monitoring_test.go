@@ -83,6 +83,7 @@ func TestAPIMonitoring_BadRequestsNameTheField(t *testing.T) {
 		{"negative grace", "POST", "/api/v1/organisations", org(obj{"grace": "-1s"}), 400, "org.grace"},
 		{"checkin default too short", "POST", "/api/v1/organisations", org(obj{"default_checkin": "1m"}), 400, "org.default_checkin"},
 		{"org without name", "POST", "/api/v1/organisations", org(obj{"name": ""}), 400, "org.name"},
+		{"heartbeat not a duration", "POST", "/api/v1/organisations", org(obj{"heartbeat_interval": "often"}), 400, "org.heartbeat_interval"},
 		{"worker without org", "POST", "/api/v1/workers", cmd(obj{"worker": obj{"id": "w", "name": "Ann"}}), 400, "worker.org_id"},
 		{"worker with pin hash", "POST", "/api/v1/workers", cmd(obj{"worker": obj{"id": "w", "name": "Ann", "org_id": "o", "safe_pin_hash": "x"}}), 400, "body"},
 		{"safe pin not digits", "POST", "/api/v1/workers/w/pins", cmd(obj{"safe_pin": "12a4"}), 400, "safe_pin"},
@@ -141,9 +142,9 @@ func TestAPIMonitoring_SessionAndAlarmLifecycle(t *testing.T) {
 
 	var org monitoring.Organisation
 	orgReq := obj{"id": "c-org", "actor": "admin", "org": obj{"id": "trust", "name": "North Trust", "grace": "90s",
-		"procedure": "Call the worker, then the manager."}}
+		"heartbeat_interval": "30s", "location_interval": "2m", "procedure": "Call the worker, then the manager."}}
 	mustSend(t, n, 201, "POST", "/api/v1/organisations", orgReq, &org)
-	if org.ID != "trust" || org.Grace != 90*time.Second {
+	if org.ID != "trust" || org.Grace != 90*time.Second || org.HeartbeatInterval != 30*time.Second || org.LocationInterval != 2*time.Minute {
 		t.Fatalf("organisation = %+v", org)
 	}
 	var w monitoring.Worker
