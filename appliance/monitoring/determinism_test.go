@@ -175,8 +175,20 @@ func (g *gen) step() {
 			if g.r.IntN(2) == 0 {
 				connected := g.r.IntN(2) == 0
 				st.Connected = &connected
+				if g.r.IntN(4) != 0 { // presence of a connection on one of three nodes
+					st.Node = fmt.Sprintf("n%d", 1+g.r.IntN(3))
+					st.ConnectedAt = g.now.Add(-time.Duration(g.r.IntN(600)) * time.Second)
+					st.Reason = DisconnectLost
+				}
 			}
 			batch = append(batch, st)
+		}
+		if g.r.IntN(6) == 0 { // a node stops answering, or restarts
+			before := g.now.Add(-time.Duration(g.r.IntN(300)) * time.Second)
+			reason := []string{DisconnectNodeDown, DisconnectNodeStop, "crashed"}[g.r.IntN(3)]
+			g.add(CmdNodeDown, NodeDownCmd{Header: g.hdr("system"), Node: fmt.Sprintf("n%d", 1+g.r.IntN(3)),
+				Before: before, GoneAt: before, Reason: reason})
+			return
 		}
 		g.add(CmdDeviceStatus, DeviceStatusCmd{Header: g.hdr("broker"), Devices: batch})
 	case n < 25:
@@ -572,7 +584,7 @@ func TestReplicas_SameStateWhateverTheBatching(t *testing.T) {
 	// The generator must reach both sides of every alarm rule and the
 	// session commands, or the property says little.
 	for _, c := range []CmdType{CmdRaiseAlarm, CmdAcknowledge, CmdLogAction, CmdCloseAlarm, CmdReopenAlarm,
-		CmdStartSession, CmdSessionAction, CmdCancelAlarm, CmdDevicePrompt, CmdPromptAnswer, CmdPostUpdate} {
+		CmdStartSession, CmdSessionAction, CmdCancelAlarm, CmdDevicePrompt, CmdPromptAnswer, CmdPostUpdate, CmdNodeDown} {
 		if total.accepted[c] == 0 || total.refused[c] == 0 {
 			t.Errorf("%s: %d accepted, %d refused; want both", c, total.accepted[c], total.refused[c])
 		}
