@@ -18,9 +18,10 @@ all: lint test build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) .
 
-## run: start a three-node cluster on loopback (Ctrl-C stops it)
+## run: start a three-node cluster on loopback with simulated devices as a
+## live demo (Ctrl-C stops it)
 run: build
-	./$(BIN) devcluster
+	./$(BIN) devcluster --demo
 
 ## test: every test, with the race detector (the command CI runs)
 test:
@@ -30,9 +31,10 @@ test:
 soak:
 	VIGIL_SOAK=1 $(GO) test -count=1 -timeout 30m -run 'TestSoak' -v ./...
 
-## bench: cluster benchmarks on a three-node loopback cluster (QUICK=1 for a short run)
+## bench: cluster and device-gateway benchmarks on three-node loopback clusters
+## (QUICK=1 for a short run; ONLY=cluster or ONLY=gateway for one part)
 bench: build
-	$(GO) run ./appliance/bench $(if $(QUICK),-quick) -vigil ./$(BIN)
+	$(GO) run ./appliance/bench $(if $(QUICK),-quick) $(if $(ONLY),-only $(ONLY)) -vigil ./$(BIN)
 
 ## lint: gofmt, go vet and staticcheck
 lint: tools

@@ -3,14 +3,21 @@ package appliance
 // vigil devcluster: three real vigil serve processes on loopback, for
 // development and for make run. Each child is this same executable, with its
 // own data directory, cluster port and HTTP port; they form one cluster with
-// bootstrap-expect, exactly as three appliances would.
+// bootstrap-expect, exactly as three appliances would. With --demo (make
+// run) it then provisions invented customers, workers and devices and runs
+// the device simulator against the three brokers until Ctrl-C (demo.go in
+// appliance/sim holds the data).
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +26,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/vigilarc/vigil/appliance/sim"
+	"github.com/vigilarc/vigil/cluster"
 )
 
 // Defaults of vigil devcluster.
@@ -31,14 +41,24 @@ const (
 	// devStopTimeout is how long devcluster waits for a child to stop after
 	// SIGTERM before it kills it.
 	devStopTimeout = 15 * time.Second
+	// maxDemoDevices bounds --demo-devices: a demo, not a load test.
+	maxDemoDevices = 500
+	// demoLeaderTimeout bounds the demo's wait for the cluster's first
+	// leader.
+	demoLeaderTimeout = time.Minute
+	// demoSummaryEvery is how often the demo prints what its devices did.
+	demoSummaryEvery = 30 * time.Second
 )
 
 type devclusterOptions struct {
-	dir         string
-	clusterPort int
-	httpPort    int
-	mqttPort    int
-	logLevel    string
+	dir           string
+	clusterPort   int
+	httpPort      int
+	mqttPort      int
+	logLevel      string
+	demo          bool
+	demoDevices   int
+	demoAlarmRate float64
 }
 
 func devclusterFlags(out io.Writer) (*flag.FlagSet, *devclusterOptions) {
@@ -49,7 +69,10 @@ func devclusterFlags(out io.Writer) (*flag.FlagSet, *devclusterOptions) {
 	fs.IntVar(&o.clusterPort, "cluster-port", DefaultDevClusterPort, "cluster `port` of the first node; the others use the next two")
 	fs.IntVar(&o.httpPort, "http-port", DefaultDevHTTPPort, "HTTP `port` of the first node; the others use the next two")
 	fs.IntVar(&o.mqttPort, "mqtt-port", DefaultDevMQTTPort, "MQTT `port` of the first node; the others use the next two; 0 for any free ports")
-	fs.StringVar(&o.logLevel, "log-level", DefaultLogLevel, "log level of the nodes: debug, info, warn or error")
+	fs.StringVar(&o.logLevel, "log-level", DefaultLogLevel, "log level of the nodes: debug, info, warn or error (warn with --demo unless given)")
+	fs.BoolVar(&o.demo, "demo", false, "once the cluster is up, provision demo customers, workers and devices and run the device simulator (make run)")
+	fs.IntVar(&o.demoDevices, "demo-devices", sim.DefaultDemoDevices, "number of simulated `devices` with --demo")
+	fs.Float64Var(&o.demoAlarmRate, "demo-alarm-rate", sim.DefaultDemoAlarmRate, "random alarms per device per `hour` with --demo")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: vigil devcluster [flags]
 
@@ -58,6 +81,14 @@ serve processes, each with its own data directory under --dir, forming one
 cluster with bootstrap-expect. Their logs are prefixed with the node name.
 Ctrl-C stops all three cleanly; data is kept for the next run. Delete --dir
 to start afresh.
+
+With --demo, once the cluster has a leader, it creates three invented
+customers (community nursing, housing, social care) with workers, PINs and
+devices through the API, and simulates the devices on the three brokers:
+sessions, check-ins, heartbeats, locations and occasional alarms (see
+docs/sim.md). It prints the API URLs to watch; the device credentials are
+written to --dir/demo-credentials.json. Ctrl-C stops the simulator, then the
+nodes.
 
 Flags:
 `)
@@ -98,6 +129,33 @@ func (c *cli) devcluster(ctx context.Context, args []string) error {
 	if o.clusterPort < o.httpPort+devNodes && o.httpPort < o.clusterPort+devNodes {
 		return usageErr(fs, "--cluster-port %d and --http-port %d ranges overlap", o.clusterPort, o.httpPort)
 	}
+	if o.mqttPort != 0 {
+		if o.mqttPort < 1 || o.mqttPort+devNodes-1 > 65535 {
+			return usageErr(fs, "--mqtt-port %d is not 0 or a port from 1 to %d", o.mqttPort, 65535-devNodes+1)
+		}
+		for name, p := range map[string]int{"--cluster-port": o.clusterPort, "--http-port": o.httpPort} {
+			if o.mqttPort < p+devNodes && p < o.mqttPort+devNodes {
+				return usageErr(fs, "--mqtt-port %d and %s %d ranges overlap", o.mqttPort, name, p)
+			}
+		}
+	}
+	switch {
+	case o.demoDevices < 1 || o.demoDevices > maxDemoDevices:
+		return usageErr(fs, "--demo-devices %d is not from 1 to %d", o.demoDevices, maxDemoDevices)
+	case o.demoAlarmRate < 0:
+		return usageErr(fs, "--demo-alarm-rate %g must not be negative", o.demoAlarmRate)
+	}
+	if o.demo && !flagGiven(fs, "log-level") {
+		o.logLevel = "warn" // the demo's own lines would drown in request logs
+	}
+	var mqttPorts []int
+	if o.mqttPort == 0 {
+		// Chosen here rather than by each node, so that devcluster knows
+		// them: it prints them and the demo's devices connect to them.
+		if mqttPorts, err = freeLoopbackPorts(devNodes); err != nil {
+			return err
+		}
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("cannot find the vigil executable to start the nodes: %w", err)
@@ -110,11 +168,12 @@ func (c *cli) devcluster(ctx context.Context, args []string) error {
 			name:        fmt.Sprintf("node%d", i+1),
 			clusterAddr: "127.0.0.1:" + strconv.Itoa(o.clusterPort+i),
 			httpAddr:    "127.0.0.1:" + strconv.Itoa(o.httpPort+i),
-			mqttAddr:    "127.0.0.1:0",
 			done:        make(chan struct{}),
 		}
 		if o.mqttPort != 0 {
 			n.mqttAddr = "127.0.0.1:" + strconv.Itoa(o.mqttPort+i)
+		} else {
+			n.mqttAddr = "127.0.0.1:" + strconv.Itoa(mqttPorts[i])
 		}
 		n.dataDir = filepath.Join(o.dir, n.name)
 		if err := os.MkdirAll(n.dataDir, 0o750); err != nil {
@@ -158,26 +217,71 @@ func (c *cli) devcluster(ctx context.Context, args []string) error {
 	outMu.Lock()
 	fmt.Fprintf(c.stdout, "vigil devcluster: three nodes on loopback, data in %s\n", o.dir)
 	for _, n := range nodes {
-		fmt.Fprintf(c.stdout, "  %s  api http://%s  cluster %s  data %s  pid %d\n",
-			n.name, n.httpAddr, n.clusterAddr, n.dataDir, n.cmd.Process.Pid)
+		fmt.Fprintf(c.stdout, "  %s  api http://%s  mqtt %s  cluster %s  data %s  pid %d\n",
+			n.name, n.httpAddr, n.mqttAddr, n.clusterAddr, n.dataDir, n.cmd.Process.Pid)
 	}
 	fmt.Fprintf(c.stdout, "Status: vigil status --addr http://%s   Stop: Ctrl-C\n", nodes[0].httpAddr)
 	outMu.Unlock()
 
+	// The demo stops first on Ctrl-C: its devices drain their outboxes
+	// while the brokers still run.
+	demoCtx, stopDemo := context.WithCancel(ctx)
+	defer stopDemo()
+	var demoDone chan error // nil without --demo: never ready
+	if o.demo {
+		demoDone = make(chan error, 1)
+		d := &devDemo{o: o, nodes: nodes, out: &prefixWriter{mu: &outMu, w: c.stdout, prefix: "demo  | "},
+			errw: &prefixWriter{mu: &outMu, w: c.stderr, prefix: "demo  | "}}
+		go func() { demoDone <- d.run(demoCtx) }()
+	}
+
 	// Run until Ctrl-C, or until a node exits on its own (a port in use, a
 	// bad data directory): a development cluster with a dead node would
-	// only hide the problem.
+	// only hide the problem. So does a demo that fails.
 	var failed *devNode
+	var demoErr error
+	demoOver := false
 	select {
 	case <-ctx.Done():
 	case failed = <-firstDone(nodes):
+	case demoErr = <-demoDone:
+		demoOver = true
+	}
+	stopDemo()
+	if demoDone != nil && !demoOver {
+		demoErr = <-demoDone
 	}
 	stopDevNodes(nodes, c.stderr)
-	if failed != nil {
+	switch {
+	case failed != nil:
 		return fmt.Errorf("%s exited (%v); stopped the others", failed.name, failed.err)
+	case demoErr != nil:
+		return fmt.Errorf("demo: %w; stopped the nodes", demoErr)
 	}
 	fmt.Fprintln(c.stdout, "vigil devcluster: all nodes stopped")
 	return nil
+}
+
+// flagGiven reports whether the flag name was set on the command line.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
+}
+
+// freeLoopbackPorts returns n distinct loopback ports that were free a
+// moment ago.
+func freeLoopbackPorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("cannot find a free port: %w", err)
+		}
+		defer ln.Close() // held until all are chosen, so that they differ
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
 }
 
 // devEnv drops VIGIL_ variables, which would otherwise override the flags
@@ -253,4 +357,144 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 		p.buf = p.buf[i+1:]
 	}
 	return len(b), nil
+}
+
+// devDemo is the live demo of --demo: demo data through node1's API, then
+// the simulator against the three brokers.
+type devDemo struct {
+	o         *devclusterOptions
+	nodes     []*devNode
+	out, errw io.Writer
+}
+
+// run waits for a leader, provisions the demo and runs the simulator until
+// ctx ends. It returns nil when ctx ended it.
+func (d *devDemo) run(ctx context.Context) error {
+	err := d.simulate(ctx)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (d *devDemo) simulate(ctx context.Context) error {
+	api := "http://" + d.nodes[0].httpAddr
+	if err := waitDevLeader(ctx, api); err != nil {
+		return err
+	}
+	run := strconv.FormatInt(time.Now().UnixMilli(), 36)
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
+	fmt.Fprintf(d.out, "provisioning %d demo workers and devices through %s\n", d.o.demoDevices, api)
+	creds, err := sim.ProvisionDemo(ctx, api, run, d.o.demoDevices, rng)
+	if err != nil {
+		return err
+	}
+	// Each broker checks secrets against its own node's state: wait until
+	// every node has applied what node1 applied.
+	if err := waitDevApplied(ctx, d.nodes); err != nil {
+		return err
+	}
+	credPath := filepath.Join(d.o.dir, "demo-credentials.json")
+	if err := sim.WriteCredentials(credPath, creds); err != nil {
+		return err
+	}
+	var brokers []string
+	for _, n := range d.nodes {
+		brokers = append(brokers, n.mqttAddr)
+	}
+	cfg := sim.DemoConfig(brokers, creds, d.o.demoAlarmRate)
+	cfg.Run, cfg.Seed = run, 1
+	cfg.Logger = newLogger(d.errw, "warn")
+	s, err := sim.New(cfg)
+	if err != nil {
+		return err
+	}
+	var ports []string
+	for _, n := range d.nodes {
+		ports = append(ports, n.httpAddr[strings.LastIndexByte(n.httpAddr, ':')+1:])
+	}
+	fmt.Fprintf(d.out, "%d simulated lone workers (community nursing, housing, social care) on the brokers %s: "+
+		"sessions, check-ins, heartbeats, locations and about %g alarms per device per hour\n",
+		len(creds), strings.Join(brokers, ", "), d.o.demoAlarmRate)
+	for _, l := range []struct{ what, path string }{
+		{"open alarms", "/api/v1/alarms"},
+		{"running sessions", "/api/v1/sessions"},
+		{"workers", "/api/v1/workers"},
+		{"devices", "/api/v1/devices"},
+		{"an alarm and its timeline", "/api/v1/alarms/<alarm id>"},
+	} {
+		fmt.Fprintf(d.out, "  %-26s curl -s %s%s\n", l.what+":", api, l.path)
+	}
+	fmt.Fprintf(d.out, "  (any node answers: ports %s; the operator console comes later)\n", strings.Join(ports, ", "))
+	fmt.Fprintf(d.out, "  device secrets and PINs:   %s\n", credPath)
+
+	stop := make(chan struct{})
+	ticks := make(chan struct{})
+	go func() {
+		defer close(ticks)
+		t := time.NewTicker(demoSummaryEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				sim.WriteSummary(d.out, s.Summary())
+			}
+		}
+	}()
+	err = s.Run(ctx)
+	close(stop)
+	<-ticks
+	fmt.Fprintln(d.out, "simulator stopped")
+	sim.WriteSummary(d.out, s.Summary())
+	return err
+}
+
+// waitDevLeader waits until the node at api knows a leader.
+func waitDevLeader(ctx context.Context, api string) error {
+	return pollDevStatus(ctx, api, "a leader", func(st cluster.Status) bool { return st.LeaderID != "" })
+}
+
+// waitDevApplied waits until every node has applied the index the first
+// one has applied.
+func waitDevApplied(ctx context.Context, nodes []*devNode) error {
+	var index uint64
+	err := pollDevStatus(ctx, "http://"+nodes[0].httpAddr, "node1's status", func(st cluster.Status) bool {
+		index = st.AppliedIndex
+		return true
+	})
+	for _, n := range nodes[1:] {
+		if err != nil {
+			return err
+		}
+		err = pollDevStatus(ctx, "http://"+n.httpAddr, fmt.Sprintf("%s to apply index %d", n.name, index),
+			func(st cluster.Status) bool { return st.AppliedIndex >= index })
+	}
+	return err
+}
+
+// pollDevStatus asks the node at api for its status until cond holds, for
+// at most demoLeaderTimeout.
+func pollDevStatus(ctx context.Context, api, what string, cond func(cluster.Status) bool) error {
+	client, err := newAPIClient(api, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(demoLeaderTimeout)
+	for {
+		b, err := client.do(ctx, http.MethodGet, "/api/v1/cluster/status", nil)
+		var st cluster.Status
+		if err == nil && json.Unmarshal(b, &st) == nil && cond(st) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("waited %s for %s (last error: %v)", demoLeaderTimeout, what, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

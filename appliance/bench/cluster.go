@@ -37,6 +37,7 @@ type node struct {
 	dataDir     string
 	clusterAddr string
 	httpAddr    string
+	mqttAddr    string // the broker's TCP listener, for the gateway section
 	logPath     string // the process's stderr and stdout
 
 	cmd    *exec.Cmd
@@ -62,12 +63,15 @@ type localCluster struct {
 	nodes  []*node
 	peers  string // --bootstrap-expect
 	status *http.Client
+	// gctrace makes the nodes log each garbage collection (GODEBUG),
+	// from which the gateway section reads their live heap.
+	gctrace bool
 }
 
 // newLocalCluster chooses ports and data directories under root; it starts
 // nothing.
 func newLocalCluster(vigil, root string) (*localCluster, error) {
-	ports, err := freePorts(2 * clusterSize)
+	ports, err := freePorts(3 * clusterSize)
 	if err != nil {
 		return nil, err
 	}
@@ -76,8 +80,9 @@ func newLocalCluster(vigil, root string) (*localCluster, error) {
 	for i := range clusterSize {
 		n := &node{
 			name:        fmt.Sprintf("node%d", i+1),
-			clusterAddr: fmt.Sprintf("127.0.0.1:%d", ports[2*i]),
-			httpAddr:    fmt.Sprintf("127.0.0.1:%d", ports[2*i+1]),
+			clusterAddr: fmt.Sprintf("127.0.0.1:%d", ports[3*i]),
+			httpAddr:    fmt.Sprintf("127.0.0.1:%d", ports[3*i+1]),
+			mqttAddr:    fmt.Sprintf("127.0.0.1:%d", ports[3*i+2]),
 		}
 		n.dataDir = filepath.Join(root, n.name)
 		n.logPath = filepath.Join(root, n.name+".log")
@@ -114,12 +119,15 @@ func (c *localCluster) start(n *node) error {
 		"--node-id", n.name,
 		"--cluster-addr", n.clusterAddr,
 		"--http-addr", n.httpAddr,
-		"--mqtt-addr", "127.0.0.1:0", // the bench measures the cluster, not the broker
+		"--mqtt-addr", n.mqttAddr,
 		"--mqtt-ws-addr", "",
 		"--bootstrap-expect", c.peers,
 		"--log-level", "warn",
 	)
 	cmd.Env = withoutVigilEnv(os.Environ())
+	if c.gctrace {
+		cmd.Env = withGCTrace(cmd.Env)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group: a Ctrl-C at the terminal reaches only the
 	// bench, which then stops the nodes itself.
@@ -145,6 +153,17 @@ func withoutVigilEnv(env []string) []string {
 		}
 	}
 	return out
+}
+
+// withGCTrace adds gctrace=1 to GODEBUG in env.
+func withGCTrace(env []string) []string {
+	for i, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "GODEBUG="); ok {
+			env[i] = "GODEBUG=" + strings.TrimPrefix(v+",gctrace=1", ",")
+			return env
+		}
+	}
+	return append(env, "GODEBUG=gctrace=1")
 }
 
 // kill sends SIGKILL to n and waits until the process is gone.

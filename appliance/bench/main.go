@@ -18,7 +18,13 @@
 //     time from SIGKILL of the leader until the next commit is answered, and
 //     until a survivor reports the new leader; three times, restarting the
 //     killed node in between;
-//   - the disk used by each node's Raft log (raft/) and state (state/).
+//   - the disk used by each node's Raft log (raft/) and state (state/);
+//   - the device gateway, on a cluster of its own (gateway.go): the time to
+//     provision devices with secrets, publish-to-PUBACK latency of alarms
+//     from 1, 100 and 1,000 MQTT devices, and each node's memory with
+//     20,000 idle devices sending heartbeats.
+//
+// -only cluster or -only gateway runs one part.
 //
 // The nodes are real vigil serve processes (the binary given by -vigil) on
 // 127.0.0.1 with temporary data directories, so the figures include HTTP,
@@ -62,12 +68,22 @@ const (
 var concurrencies = []int{1, 16, 256}
 
 type options struct {
-	vigil    string
-	quick    bool
-	duration time.Duration
-	keep     bool
-	dir      string
+	vigil       string
+	quick       bool
+	duration    time.Duration
+	keep        bool
+	dir         string
+	only        string        // "", "cluster" or "gateway"
+	idleDevices int           // overrides the gateway's idle devices
+	settle      time.Duration // overrides the gateway's settling time
+	heartbeat   string        // overrides the idle devices' heartbeat interval, "min-max"
 }
+
+// The parts -only may name.
+const (
+	partCluster = "cluster"
+	partGateway = "gateway"
+)
 
 func main() {
 	o := options{}
@@ -76,9 +92,30 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 0, "measured `time` of each load level (default 10s, 3s with -quick)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the data directories and node logs")
 	flag.StringVar(&o.dir, "dir", os.TempDir(), "`directory` to create the data directories in; its disk is the one measured")
+	flag.StringVar(&o.only, "only", "", "run only one `part`: cluster (commit path, failover, disk) or gateway (devices over MQTT)")
+	flag.IntVar(&o.idleDevices, "idle-devices", 0, "`number` of idle devices for the gateway's memory figure (default 20000, 2000 with -quick)")
+	flag.DurationVar(&o.settle, "settle", 0, "`time` the idle devices run before the nodes' memory is read (default 60s, 20s with -quick)")
+	flag.StringVar(&o.heartbeat, "heartbeat", "", "`min-max` interval of the idle devices' heartbeats, such as 30s-60s (the default)")
+	idleChild := flag.Bool("idle-child", false, "internal: hold idle devices' connections for the gateway part (spec on stdin)")
 	flag.Parse()
+	if *idleChild {
+		os.Exit(runIdleChild(os.Stdin, os.Stdout))
+	}
+	usage := "usage: bench -vigil PATH [-quick] [-only cluster|gateway] [-duration D] [-idle-devices N] [-settle D] [-heartbeat MIN-MAX] [-keep] [-dir DIR]"
 	if o.vigil == "" || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: bench -vigil PATH [-quick] [-duration D] [-keep] [-dir DIR]")
+		fmt.Fprintln(os.Stderr, usage)
+		os.Exit(2)
+	}
+	if o.only != "" && o.only != partCluster && o.only != partGateway {
+		fmt.Fprintf(os.Stderr, "bench: -only %q: want %s or %s\n%s\n", o.only, partCluster, partGateway, usage)
+		os.Exit(2)
+	}
+	if _, _, err := parseInterval(o.heartbeat); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: -heartbeat %q: %v\n%s\n", o.heartbeat, err, usage)
+		os.Exit(2)
+	}
+	if o.idleDevices < 0 || o.settle < 0 {
+		fmt.Fprintf(os.Stderr, "bench: -idle-devices and -settle must not be negative\n%s\n", usage)
 		os.Exit(2)
 	}
 
@@ -110,6 +147,7 @@ type report struct {
 	disk      []diskRow
 	applied   uint64 // log index applied when the disk was measured
 	snapshot  uint64 // index of the last snapshot then
+	gateway   *gatewayReport
 }
 
 type diskRow struct {
@@ -125,13 +163,6 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	if _, err := os.Stat(vigil); err != nil {
 		return fmt.Errorf("-vigil: %w (make build makes bin/vigil)", err)
 	}
-	fsyncN, idle, dur, warm, rounds := fsyncSamples, idleDuration, loadDuration, warmup, failoverRounds
-	if o.quick {
-		fsyncN, idle, dur, warm, rounds = fsyncSamplesQuick, idleDurationQuick, loadDurationQuick, warmupQuick, 1
-	}
-	if o.duration > 0 {
-		dur = o.duration
-	}
 
 	root, err := os.MkdirTemp(o.dir, "vigil-bench-")
 	if err != nil {
@@ -146,6 +177,34 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	}()
 
 	rep := &report{machine: describeMachine(vigil, root)}
+
+	if o.only != partGateway {
+		if err := rep.runCluster(ctx, o, vigil, root); err != nil {
+			return err
+		}
+	}
+	if o.only != partCluster {
+		dir := filepath.Join(root, "gateway")
+		if rep.gateway, err = runGateway(ctx, vigil, dir, newGatewayPlan(o)); err != nil {
+			return err
+		}
+	}
+	rep.machine.loadAfter = loadAvg()
+	rep.write(out)
+	return nil
+}
+
+// runCluster measures the commit path: the fsync floor, commits at each
+// concurrency, failover and disk use, on a cluster in root.
+func (rep *report) runCluster(ctx context.Context, o options, vigil, root string) error {
+	var err error
+	fsyncN, idle, dur, warm, rounds := fsyncSamples, idleDuration, loadDuration, warmup, failoverRounds
+	if o.quick {
+		fsyncN, idle, dur, warm, rounds = fsyncSamplesQuick, idleDurationQuick, loadDurationQuick, warmupQuick, 1
+	}
+	if o.duration > 0 {
+		dur = o.duration
+	}
 
 	progress("measuring the fsync floor in %s (%d samples)", root, fsyncN)
 	if rep.fsync, err = fsyncFloor(ctx, root, fsyncN); err != nil {
@@ -219,8 +278,6 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	if err := rep.measureDisk(c, "stopped"); err != nil {
 		return err
 	}
-	rep.machine.loadAfter = loadAvg()
-	rep.write(out)
 	return nil
 }
 
@@ -256,6 +313,21 @@ func (rep *report) write(w io.Writer) {
 		"The CPU columns are shares of all CPUs while measuring: the whole machine, the three nodes, the bench's clients; "+
 		"then the three nodes' CPU time per commit.\n\n")
 
+	var line strings.Builder
+	fmt.Fprintf(&line, "bench:")
+	if len(rep.fsync) > 0 {
+		rep.writeCluster(w, &line)
+	}
+	if rep.gateway != nil {
+		rep.gateway.write(w)
+		line.WriteString(rep.gateway.summary())
+	}
+	fmt.Fprintln(w, line.String())
+}
+
+// writeCluster prints the commit path's tables and adds its figures to
+// the summary line.
+func (rep *report) writeCluster(w io.Writer, line *strings.Builder) {
 	fmt.Fprintf(w, "| Measurement | Clients | Ops/s | p50 ms | p99 ms | max ms | Errors | CPU: machine %% | nodes %% | bench %% | nodes ms/commit |\n"+
 		"|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	f := rep.fsync
@@ -288,13 +360,11 @@ func (rep *report) write(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\nBadger's memtable logs (*.mem) are sparse: created at their full size, allocated as they fill.\n\n")
 
-	var line strings.Builder
-	fmt.Fprintf(&line, "bench: fsync_p50_ms=%s fsync_p99_ms=%s", ms(quantile(f, 0.5)), ms(quantile(f, 0.99)))
+	fmt.Fprintf(line, " fsync_p50_ms=%s fsync_p99_ms=%s", ms(quantile(f, 0.5)), ms(quantile(f, 0.99)))
 	for _, r := range rep.loads[:len(concurrencies)] {
-		fmt.Fprintf(&line, " c%d_tput=%.0f c%d_p50_ms=%s c%d_p99_ms=%s", r.conc, r.perSecond(), r.conc, ms(r.quantile(0.5)), r.conc, ms(r.quantile(0.99)))
+		fmt.Fprintf(line, " c%d_tput=%.0f c%d_p50_ms=%s c%d_p99_ms=%s", r.conc, r.perSecond(), r.conc, ms(r.quantile(0.5)), r.conc, ms(r.quantile(0.99)))
 	}
-	fmt.Fprintf(&line, " failover_ms=%s", ms0(median(commitAfter)))
-	fmt.Fprintln(w, line.String())
+	fmt.Fprintf(line, " failover_ms=%s", ms0(median(commitAfter)))
 }
 
 func ms(d time.Duration) string  { return fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond)) }

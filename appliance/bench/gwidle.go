@@ -1,0 +1,449 @@
+package main
+
+// Memory per node with many idle devices: the bench reads each node's RSS,
+// connects the devices through child processes (gwchild.go), lets them
+// send heartbeats until the nodes settle, and reads the RSS again.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+const (
+	// devicesPerChild is the most devices one child process holds: well
+	// under the 20,000 open files a process may have here.
+	devicesPerChild = 7000
+	// childConnectsInFlight is how many devices each child connects at
+	// once. Each CONNECT costs the node an argon2id hash of 4 MiB; a few
+	// at a time keep that garbage from inflating the figure.
+	childConnectsInFlight = 4
+	// idleKeepAlive is the idle devices' MQTT keep-alive: longer than the
+	// heartbeat interval, so the heartbeats keep the connections alive
+	// and no PINGREQ is needed.
+	idleKeepAlive = 2 * time.Minute
+	// baselineSamples RSS readings, a second apart, give the baseline.
+	baselineSamples = 5
+	// rssEvery is how often RSS is read while the nodes settle.
+	rssEvery = 5 * time.Second
+	// childStopTimeout is how long a child may take to disconnect its
+	// devices once told to stop.
+	childStopTimeout = 2 * time.Minute
+)
+
+// idlePlan says how to run the memory measurement.
+type idlePlan struct {
+	devices                    int
+	heartbeatMin, heartbeatMax time.Duration
+	settle                     time.Duration
+	// baselineWait is how long the restarted nodes idle before the
+	// baseline is read: their start-up garbage must be collected first.
+	baselineWait time.Duration
+}
+
+// idleResult is what the memory measurement found.
+type idleResult struct {
+	plan           idlePlan
+	children       int
+	perNode        []int   // devices connected to each node when measured
+	baseline, rss  []int64 // bytes per node: before the devices, with them settled
+	baseAnon, anon []int64 // the anonymous part of baseline and rss
+	// baseGC and gc are each node's last garbage collection before the
+	// devices connected and at the end of settling.
+	baseGC, gc     []gcTrace
+	connectElapsed time.Duration
+	cpu            cpuUse  // while settling
+	hbRate         float64 // heartbeats PUBACKed per second while settling
+	final          idleStatus
+}
+
+// kibPerDevice is node i's RSS growth per device connected to it.
+func (r idleResult) kibPerDevice(i int) float64 {
+	if r.perNode[i] == 0 {
+		return 0
+	}
+	return float64(r.rss[i]-r.baseline[i]) / 1024 / float64(r.perNode[i])
+}
+
+// meanKiBPerDevice is the nodes' RSS growth over all devices.
+func (r idleResult) meanKiBPerDevice() float64 {
+	var grow int64
+	n := 0
+	for i := range r.perNode {
+		grow += r.rss[i] - r.baseline[i]
+		n += r.perNode[i]
+	}
+	if n == 0 {
+		return 0
+	}
+	return float64(grow) / 1024 / float64(n)
+}
+
+// readRSS returns the resident set size of process pid (VmRSS) and its
+// anonymous part (RssAnon: heap and stacks, not the mapped files).
+func readRSS(pid int) (rss, anon int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, fmt.Errorf("cannot read the RSS of process %d: %w", pid, err)
+	}
+	found := 0
+	for line := range strings.Lines(string(b)) {
+		for key, dst := range map[string]*int64{"VmRSS:": &rss, "RssAnon:": &anon} {
+			v, ok := strings.CutPrefix(line, key)
+			f := strings.Fields(v) // "123456 kB"
+			if !ok || len(f) != 2 || f[1] != "kB" {
+				continue
+			}
+			kb, err := strconv.ParseInt(f[0], 10, 64)
+			if err != nil {
+				return 0, 0, fmt.Errorf("/proc/%d/status: %s %w", pid, key, err)
+			}
+			*dst, found = kb*1024, found+1
+		}
+	}
+	if found != 2 {
+		return 0, 0, fmt.Errorf("no VmRSS or RssAnon in /proc/%d/status", pid)
+	}
+	return rss, anon, nil
+}
+
+// nodeRSS reads the RSS and its anonymous part of every node of c, in
+// order.
+func nodeRSS(c *localCluster) (rss, anon []int64, err error) {
+	for _, n := range c.nodes {
+		if !n.running() {
+			return nil, nil, fmt.Errorf("%s is not running", n.name)
+		}
+		r, a, err := readRSS(n.cmd.Process.Pid)
+		if err != nil {
+			return nil, nil, err
+		}
+		rss, anon = append(rss, r), append(anon, a)
+	}
+	return rss, anon, nil
+}
+
+// medians returns, for each node, the median of its samples.
+func medians(samples [][]int64) []int64 {
+	if len(samples) == 0 {
+		return nil
+	}
+	out := make([]int64, len(samples[0]))
+	for i := range out {
+		var col []int64
+		for _, s := range samples {
+			col = append(col, s[i])
+		}
+		slices.Sort(col)
+		out[i] = col[len(col)/2]
+	}
+	return out
+}
+
+// gcTrace is what the Go runtime logs at the end of a garbage collection
+// with GODEBUG=gctrace=1, in MiB (the runtime's "MB" are 2^20 bytes).
+type gcTrace struct {
+	ok               bool
+	start, end, live int64 // heap when the collection started and ended, and live heap marked
+	goal, stacks     int64 // next collection's heap goal; goroutine stacks
+}
+
+// gcLine matches "132->153->71 MB, 157 MB goal, 14 MB stacks".
+var gcLine = regexp.MustCompile(`(\d+)->(\d+)->(\d+) MB, (\d+) MB goal, (\d+) MB stacks`)
+
+// lastGC returns the last garbage collection traced in the log at path.
+func lastGC(path string) gcTrace {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return gcTrace{}
+	}
+	var t gcTrace
+	for line := range strings.Lines(string(b)) {
+		if !strings.HasPrefix(line, "gc ") {
+			continue
+		}
+		if m := gcLine.FindStringSubmatch(line); m != nil {
+			v := make([]int64, 5)
+			for i := range v {
+				v[i], _ = strconv.ParseInt(m[i+1], 10, 64)
+			}
+			t = gcTrace{ok: true, start: v[0], end: v[1], live: v[2], goal: v[3], stacks: v[4]}
+		}
+	}
+	return t
+}
+
+// nodeGC returns the last garbage collection of each node of c.
+func nodeGC(c *localCluster) []gcTrace {
+	var out []gcTrace
+	for _, n := range c.nodes {
+		out = append(out, lastGC(n.logPath))
+	}
+	return out
+}
+
+// liveKiBPerDevice is node i's growth of live heap and stacks per device
+// connected to it, from the traced collections; ok is false without them.
+func (r idleResult) liveKiBPerDevice(i int) (float64, bool) {
+	if i >= len(r.gc) || i >= len(r.baseGC) || !r.gc[i].ok || !r.baseGC[i].ok || r.perNode[i] == 0 {
+		return 0, false
+	}
+	grow := (r.gc[i].live + r.gc[i].stacks) - (r.baseGC[i].live + r.baseGC[i].stacks)
+	return float64(grow) * 1024 / float64(r.perNode[i]), true
+}
+
+// idleChild is one running child process.
+type idleChild struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	done  chan struct{} // closed when the process has exited
+
+	mu   sync.Mutex
+	last idleStatus
+	seen bool
+}
+
+func (ch *idleChild) status() (idleStatus, bool) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return ch.last, ch.seen
+}
+
+func (ch *idleChild) exited() bool {
+	select {
+	case <-ch.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// startIdleChild starts this executable with -idle-child and sends it spec.
+func startIdleChild(spec idleSpec) (*idleChild, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("cannot find the bench executable to start a child: %w", err)
+	}
+	cmd := exec.Command(exe, "-idle-child")
+	cmd.Stderr = os.Stderr
+	// Its own process group: a Ctrl-C reaches only the bench, which closes
+	// the child's stdin, and the child disconnects its devices.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("cannot start an idle-device child: %w", err)
+	}
+	ch := &idleChild{cmd: cmd, stdin: stdin, done: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var s idleStatus
+			if json.Unmarshal(sc.Bytes(), &s) == nil {
+				ch.mu.Lock()
+				ch.last, ch.seen = s, true
+				ch.mu.Unlock()
+			}
+		}
+		_ = cmd.Wait()
+		close(ch.done)
+	}()
+	if err := json.NewEncoder(stdin).Encode(spec); err != nil {
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("cannot send the spec to an idle-device child: %w", err)
+	}
+	return ch, nil
+}
+
+// stop closes the child's stdin and waits for it to disconnect its devices
+// and exit; it kills it after childStopTimeout.
+func (ch *idleChild) stop() {
+	_ = ch.stdin.Close()
+	select {
+	case <-ch.done:
+	case <-time.After(childStopTimeout):
+		progress("gateway: an idle-device child did not stop within %s; killing it", childStopTimeout)
+		_ = ch.cmd.Process.Kill()
+		<-ch.done
+	}
+}
+
+// sumStatus adds up the children's last reports.
+func sumStatus(children []*idleChild, nodes int) idleStatus {
+	total := idleStatus{Connected: make([]int64, nodes)}
+	for _, ch := range children {
+		s, _ := ch.status()
+		for i, n := range s.Connected {
+			total.Connected[i] += n
+		}
+		total.Failed += s.Failed
+		total.Lost += s.Lost
+		total.HBSent += s.HBSent
+		total.HBAcked += s.HBAcked
+		total.HBOK += s.HBOK
+		total.HBErr += s.HBErr
+		if s.Error != "" && total.Error == "" {
+			total.Error = s.Error
+		}
+	}
+	return total
+}
+
+func (s idleStatus) connected() int64 {
+	var n int64
+	for _, c := range s.Connected {
+		n += c
+	}
+	return n
+}
+
+// runIdle measures the nodes' memory with plan.devices idle devices, the
+// first ones of creds, device i on node i mod 3.
+func runIdle(ctx context.Context, c *localCluster, creds []credential, plan idlePlan) (idleResult, error) {
+	res := idleResult{plan: plan}
+	brokers := make([]string, len(c.nodes))
+	for i, n := range c.nodes {
+		brokers[i] = n.mqttAddr
+	}
+	want := splitDevices(plan.devices, len(c.nodes))
+	for i, n := range c.nodes {
+		limit, err := processFileLimit(n.cmd.Process.Pid)
+		if err != nil {
+			return res, err
+		}
+		if need := uint64(want[i]) + 1000; limit < need {
+			return res, fmt.Errorf("%s may open %d files (ulimit -n), too few for %d devices and its own files", n.name, limit, want[i])
+		}
+	}
+
+	progress("gateway: waiting %s for the restarted nodes to settle before the baseline", plan.baselineWait)
+	if err := sleep(ctx, plan.baselineWait); err != nil {
+		return res, err
+	}
+	var samples, anons [][]int64
+	for range baselineSamples {
+		s, a, err := nodeRSS(c)
+		if err != nil {
+			return res, err
+		}
+		samples, anons = append(samples, s), append(anons, a)
+		if err := sleep(ctx, time.Second); err != nil {
+			return res, err
+		}
+	}
+	res.baseline, res.baseAnon = medians(samples), medians(anons)
+	res.baseGC = nodeGC(c)
+
+	var children []*idleChild
+	defer func() {
+		for _, ch := range children {
+			ch.stop()
+		}
+	}()
+	t0 := time.Now()
+	for from := 0; from < plan.devices; from += devicesPerChild {
+		spec := idleSpec{Brokers: brokers, HeartbeatMin: plan.heartbeatMin, HeartbeatMax: plan.heartbeatMax,
+			KeepAlive: idleKeepAlive, ConnectsInFlight: childConnectsInFlight}
+		for i := from; i < min(from+devicesPerChild, plan.devices); i++ {
+			spec.Devices = append(spec.Devices, idleDevice{credential: creds[i], Broker: i % len(brokers)})
+		}
+		ch, err := startIdleChild(spec)
+		if err != nil {
+			return res, err
+		}
+		children = append(children, ch)
+	}
+	res.children = len(children)
+
+	// Every device connects or gives up; a child that exits early is an
+	// error. The bound is generous: each CONNECT costs an argon2id hash.
+	connectBudget := 5*time.Minute + time.Duration(plan.devices)*50*time.Millisecond
+	lastProgress := time.Now()
+	err := pollUntil(ctx, connectBudget, func() bool {
+		for _, ch := range children {
+			if ch.exited() {
+				return true
+			}
+		}
+		s := sumStatus(children, len(brokers))
+		if time.Since(lastProgress) >= 10*time.Second {
+			lastProgress = time.Now()
+			progress("gateway: %d of %d idle devices connected, %d failed", s.connected(), plan.devices, s.Failed)
+		}
+		return s.connected()+s.Failed+s.Lost >= int64(plan.devices)
+	})
+	if err != nil {
+		return res, fmt.Errorf("connecting %d idle devices: %w", plan.devices, err)
+	}
+	for _, ch := range children {
+		if ch.exited() {
+			s, _ := ch.status()
+			return res, fmt.Errorf("an idle-device child exited early (%v): %s", ch.cmd.ProcessState, s.Error)
+		}
+	}
+	res.connectElapsed = time.Since(t0)
+	s := sumStatus(children, len(brokers))
+	progress("gateway: %d idle devices connected in %s (%d failed); settling for %s",
+		s.connected(), res.connectElapsed.Round(time.Second), s.Failed, plan.settle)
+	if err := c.exited(); err != nil {
+		return res, err
+	}
+
+	a := sampleCPU(c.pids())
+	hb0 := s.HBAcked
+	settleStart := time.Now()
+	samples, anons = nil, nil
+	for time.Since(settleStart) < plan.settle {
+		if err := sleep(ctx, min(rssEvery, plan.settle-time.Since(settleStart))); err != nil {
+			return res, err
+		}
+		s, an, err := nodeRSS(c)
+		if err != nil {
+			return res, errors.Join(err, c.exited())
+		}
+		samples, anons = append(samples, s), append(anons, an)
+		progress("gateway: RSS of the nodes %s MiB (anonymous %s)", mibList(s), mibList(an))
+	}
+	res.cpu = cpuBetween(a, sampleCPU(c.pids()))
+	res.rss, res.anon = medians(samples), medians(anons)
+	res.gc = nodeGC(c)
+	s = sumStatus(children, len(brokers))
+	res.hbRate = float64(s.HBAcked-hb0) / time.Since(settleStart).Seconds()
+	for _, n := range s.Connected {
+		res.perNode = append(res.perNode, int(n))
+	}
+
+	progress("gateway: disconnecting the idle devices")
+	for _, ch := range children {
+		ch.stop()
+	}
+	res.final = sumStatus(children, len(brokers))
+	children = nil
+	return res, nil
+}
+
+func mibList(v []int64) string {
+	out := make([]string, len(v))
+	for i, b := range v {
+		out[i] = mib(b)
+	}
+	return strings.Join(out, " / ")
+}

@@ -1,0 +1,143 @@
+package systemtest
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// demoTimeout bounds the wait for the demo's first alarm and session: the
+// cluster starts, the demo provisions through the API, and the devices
+// connect, all on a loaded two-core machine.
+const demoTimeout = 90 * time.Second
+
+// TestDevcluster_DemoRaisesAlarmsAndSessionsAndStopsOnInterrupt runs what
+// make run runs: vigil devcluster --demo must provision the demo's workers
+// and devices, whose simulated alarms and sessions then show through any
+// node's API, and Ctrl-C (SIGINT) must stop the simulator, then the nodes,
+// with exit code 0.
+func TestDevcluster_DemoRaisesAlarmsAndSessionsAndStopsOnInterrupt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("system test: builds vigil and runs it")
+	}
+	bin := mustBuildVigil(t)
+	base := mustFreePortRun(t, 9)
+	clusterPort, httpPort, mqttPort := base, base+3, base+6
+	dir := t.TempDir()
+	p := &proc{
+		t:    t,
+		name: "devcluster",
+		bin:  bin,
+		// 720 alarms per device per hour: one every 5 s on average, so
+		// the test sees one soon.
+		args: []string{"devcluster", "--demo", "--demo-devices", "6", "--demo-alarm-rate", "720", "--dir", dir,
+			"--cluster-port", strconv.Itoa(clusterPort), "--http-port", strconv.Itoa(httpPort), "--mqtt-port", strconv.Itoa(mqttPort)},
+		env:     childEnv(),
+		logPath: filepath.Join(t.TempDir(), "devcluster.log"),
+	}
+	a := newAPI(statusTimeout)
+	t.Cleanup(a.close)
+	dumpLogsOnFailure(t, p)
+	p.start()
+
+	// Read through node2: the demo provisions through node1.
+	api := "http://127.0.0.1:" + strconv.Itoa(httpPort+1)
+	get := func(path string, v any) bool {
+		if !p.running() {
+			t.Fatalf("vigil devcluster --demo exited: %s", p.run.cmdState())
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
+		defer cancel()
+		return a.getJSON(ctx, api+path, v) == nil
+	}
+	type owned struct {
+		ID       string `json:"id"`
+		DeviceID string `json:"device_id"`
+		WorkerID string `json:"worker_id"`
+		OrgID    string `json:"org_id"`
+	}
+	fromDemo := func(items []owned) *owned {
+		for i, it := range items {
+			if strings.HasPrefix(it.DeviceID, "demo-d") && strings.HasPrefix(it.WorkerID, "demo-w") && strings.HasPrefix(it.OrgID, "demo-") {
+				return &items[i]
+			}
+		}
+		return nil
+	}
+	var alarm, session *owned
+	pollUntil(t, demoTimeout, "an open alarm from a demo device", func() bool {
+		var r struct {
+			Alarms []owned `json:"alarms"`
+		}
+		alarm = nil
+		if get("/api/v1/alarms", &r) {
+			alarm = fromDemo(r.Alarms)
+		}
+		return alarm != nil
+	})
+	pollUntil(t, demoTimeout, "a running session of a demo device", func() bool {
+		var r struct {
+			Sessions []owned `json:"sessions"`
+		}
+		session = nil
+		if get("/api/v1/sessions", &r) {
+			session = fromDemo(r.Sessions)
+		}
+		return session != nil
+	})
+	t.Logf("alarm %s from %s, session %s of %s", alarm.ID, alarm.DeviceID, session.ID, session.WorkerID)
+	var workers struct {
+		Workers []struct {
+			Name string `json:"name"`
+			Team string `json:"team"`
+		} `json:"workers"`
+	}
+	if !get("/api/v1/workers?org=demo-health", &workers) || len(workers.Workers) != 2 || workers.Workers[0].Name == "" || workers.Workers[0].Team == "" {
+		t.Errorf("workers of demo-health: %+v, want two named workers with teams", workers.Workers)
+	}
+
+	credPath := filepath.Join(dir, "demo-credentials.json")
+	if fi, err := os.Stat(credPath); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("credentials file %s: %v, want mode 0600", credPath, err)
+	} else {
+		var creds []map[string]string
+		b, _ := os.ReadFile(credPath)
+		if err := json.Unmarshal(b, &creds); err != nil || len(creds) != 6 || creds[0]["secret"] == "" {
+			t.Errorf("credentials file holds %d entries (%v), want 6 with secrets", len(creds), err)
+		}
+	}
+	log, _ := os.ReadFile(p.logPath)
+	for _, want := range []string{"/api/v1/alarms", "/api/v1/sessions", credPath} {
+		if !strings.Contains(string(log), want) {
+			t.Errorf("devcluster --demo did not print %q:\n%s", want, log)
+		}
+	}
+
+	start := time.Now()
+	_ = p.run.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-p.run.done:
+	case <-time.After(3 * stopTimeout):
+		t.Fatalf("devcluster --demo did not exit within %s of SIGINT", 3*stopTimeout)
+	}
+	if code := p.run.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("devcluster --demo exited with %s after SIGINT, want 0", p.run.cmdState())
+	}
+	t.Logf("devcluster --demo stopped %s after SIGINT", time.Since(start).Round(time.Millisecond))
+	log, _ = os.ReadFile(p.logPath)
+	simStop, nodesStop := strings.Index(string(log), "simulator stopped"), strings.Index(string(log), "all nodes stopped")
+	if simStop < 0 || nodesStop < simStop {
+		t.Errorf("want the simulator stopped (at %d), then all nodes (at %d):\n%s", simStop, nodesStop, log)
+	}
+	for i := range 3 {
+		if _, err := a.status("127.0.0.1:" + strconv.Itoa(httpPort+i)); err == nil {
+			t.Errorf("node%d still answers after devcluster exited", i+1)
+		}
+	}
+}
