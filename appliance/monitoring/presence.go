@@ -18,7 +18,8 @@ package monitoring
 // A node that stops answering cannot report its disconnects. The leader
 // then proposes NodeDown for it (Scheduler), and a node that starts again
 // proposes it for itself: every device still recorded on that node, with a
-// connection made before the given time, is marked disconnected. Its
+// connection made before the given time (the sweep's time, or the start),
+// is marked disconnected as of the time the node was last heard from. Its
 // devices that reconnected elsewhere meanwhile are on another node and are
 // left alone.
 //

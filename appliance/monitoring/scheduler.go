@@ -149,22 +149,26 @@ func (s *Scheduler) loop(ctx context.Context) {
 	}
 }
 
-// sweepNodes marks the devices still recorded on each down node, with a
-// connection made before it was last heard from, as disconnected. The
-// command ID is made of the node and that time, so a node that stays down
-// costs one command, whichever node leads.
+// sweepNodes marks the devices still recorded on each down node as
+// disconnected, as of the time it was last heard from. Every connection
+// recorded on it counts, including one made after the last answer (the
+// status is polled, the node may have taken a device just before it died):
+// the cut-off is now. A node that stays down costs one command: the next
+// sweeps find nothing left to mark. Were the node alive after all, its next
+// telemetry would bring its devices back.
 func (s *Scheduler) sweepNodes(ctx context.Context) error {
 	for _, n := range s.cfg.DownNodes() {
-		stale, err := s.svc.HasStaleDevices(n.ID, n.Since)
+		before := s.svc.Now()
+		stale, err := s.svc.HasStaleDevices(n.ID, before)
 		if err != nil || !stale {
 			if err != nil {
 				return err
 			}
 			continue
 		}
-		cmdID := fmt.Sprintf("node-down/%s/%d", n.ID, n.Since.UnixNano())
+		cmdID := fmt.Sprintf("node-down/%s/%d/%d", n.ID, n.Since.UnixNano(), before.UnixNano())
 		fctx, cancel := context.WithTimeout(ctx, s.cfg.FireTimeout)
-		marked, err := s.svc.MarkNodeDown(fctx, cmdID, "system", n.ID, n.Since, n.Since, DisconnectNodeDown)
+		marked, err := s.svc.MarkNodeDown(fctx, cmdID, "system", n.ID, before, n.Since, DisconnectNodeDown)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("node %s: %w", n.ID, err)
