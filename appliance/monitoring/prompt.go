@@ -184,6 +184,23 @@ func getPrompt(txn *badger.Txn, id string) (*DevicePrompt, error) {
 	return getRecord[DevicePrompt](txn, pPrompt, "prompt", id)
 }
 
+// checkPrompt checks a prompt's IDs (the alarm's is optional), kind and
+// text: the Service before proposing, the state machine again on apply.
+func checkPrompt(promptID, deviceID, alarmID string, kind PromptKind, text string) error {
+	if err := validID("prompt_id", promptID); err != nil {
+		return err
+	}
+	if err := validID("device_id", deviceID); err != nil {
+		return err
+	}
+	if alarmID != "" {
+		if err := validID("alarm_id", alarmID); err != nil {
+			return err
+		}
+	}
+	return checkPromptFields(kind, text)
+}
+
 // applyDevicePrompt records a prompt. Rules: the device exists; the alarm,
 // if named, is open and is the device's or its worker's; no open silent
 // alarm of the device or its worker, unless OverrideSilent.
@@ -192,18 +209,7 @@ func applyDevicePrompt(c *applyCtx, body []byte) ([]byte, error) {
 	if err := c.decode(body, &cmd); err != nil {
 		return nil, err
 	}
-	if err := validID("prompt_id", cmd.PromptID); err != nil {
-		return nil, err
-	}
-	if err := validID("device_id", cmd.DeviceID); err != nil {
-		return nil, err
-	}
-	if cmd.AlarmID != "" {
-		if err := validID("alarm_id", cmd.AlarmID); err != nil {
-			return nil, err
-		}
-	}
-	if err := checkPromptFields(cmd.Kind, cmd.Text); err != nil {
+	if err := checkPrompt(cmd.PromptID, cmd.DeviceID, cmd.AlarmID, cmd.Kind, cmd.Text); err != nil {
 		return nil, err
 	}
 	now := c.now()
@@ -400,18 +406,7 @@ func (s *Service) SendPrompt(ctx context.Context, cmdID, actor string, req Promp
 	if req.PromptID == "" {
 		req.PromptID = s.NewID()
 	}
-	if err := validID("prompt_id", req.PromptID); err != nil {
-		return nil, err
-	}
-	if err := validID("device_id", req.DeviceID); err != nil {
-		return nil, err
-	}
-	if req.AlarmID != "" {
-		if err := validID("alarm_id", req.AlarmID); err != nil {
-			return nil, err
-		}
-	}
-	if err := checkPromptFields(req.Kind, req.Text); err != nil {
+	if err := checkPrompt(req.PromptID, req.DeviceID, req.AlarmID, req.Kind, req.Text); err != nil {
 		return nil, err
 	}
 	switch {
