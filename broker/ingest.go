@@ -29,8 +29,7 @@ type Reply struct {
 
 // Codes of error replies made by the gateway itself.
 const (
-	CodeUnavailable    = "unavailable"     // not recorded now: send it again
-	CodeNotImplemented = "not_implemented" // accepted by protocol v1, not handled yet by this version
+	CodeUnavailable = "unavailable" // not recorded now: send it again
 )
 
 // AlarmResult is the result of an alarm message.
@@ -190,7 +189,8 @@ func (b *Broker) handle(ctx context.Context, device string, msg Message) ([]byte
 	case TypeAudio:
 		res, err = b.audio(ctx, cmdID, actor, msg) // audio.go
 	case TypeHeartbeat, TypeLocation, TypeBattery:
-		return b.telemetry(ctx, cmdID, actor, device, msg)
+		b.telemetry(device, msg)
+		return nil, nil
 	case TypeUpdate:
 		res, err = b.postUpdate(ctx, cmdID, actor, device, msg) // commands.go
 	case TypePromptAnswer:
@@ -269,7 +269,7 @@ func (b *Broker) publishSession(device string, r monitoring.SessionReply) {
 // (telemetry.go): latest wins, so the reply is sent at once and says the
 // report was taken, not yet written. A message over a connection says the
 // connection is up.
-func (b *Broker) telemetry(_ context.Context, _, _, device string, msg Message) ([]byte, error) {
+func (b *Broker) telemetry(device string, msg Message) {
 	st := monitoring.DeviceStatus{DeviceID: device, Battery: msg.Battery, Location: msg.Location,
 		Firmware: msg.Firmware, SeenAt: time.Now().UTC()}
 	if st.Location != nil {
@@ -280,5 +280,4 @@ func (b *Broker) telemetry(_ context.Context, _, _, device string, msg Message) 
 		st.Connected, st.Node, st.ConnectedAt = &up, b.cfg.NodeID, since
 	}
 	b.tel.add(st)
-	return nil, nil
 }

@@ -75,10 +75,6 @@ func TestPresence_ConnectMoveDisconnect(t *testing.T) {
 	if got.Node != ids[2] || got.DisconnectReason != monitoring.DisconnectClean || got.DisconnectedAt.IsZero() {
 		t.Fatalf("after DISCONNECT: %+v", got)
 	}
-	counts, err := nodes[0].Service().ConnectedDevices()
-	if err != nil || len(counts) != 0 {
-		t.Fatalf("connected devices per node %v, %v", counts, err)
-	}
 }
 
 // Heartbeats from many devices are written in batches, not one Raft entry

@@ -466,8 +466,12 @@ func applyDeviceStatus(c *applyCtx, body []byte) ([]byte, error) {
 				return nil, err
 			}
 		}
-		if err := trackOffline(c, d, p.connected && !d.Connected); err != nil {
-			return nil, err
+		// A device that stays connected has no offline deadline: only a
+		// change of presence touches it, not every heartbeat.
+		if p.connected != d.Connected {
+			if err := trackOffline(c, d, p.connected && !d.Connected); err != nil {
+				return nil, err
+			}
 		}
 		c.emit(Event{Type: EventDeviceUpdated, Device: d})
 	}

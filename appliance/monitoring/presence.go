@@ -220,21 +220,3 @@ func (s *Service) HasStaleDevices(node string, before time.Time) (bool, error) {
 	})
 	return found, err
 }
-
-// ConnectedDevices returns how many devices this node's state records as
-// connected through each node.
-func (s *Service) ConnectedDevices() (map[string]int, error) {
-	out := map[string]int{}
-	err := s.view(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pNodeDevice)})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			rest := string(it.Item().Key()[len(pNodeDevice):])
-			if node, _, ok := strings.Cut(rest, "/"); ok {
-				out[node]++
-			}
-		}
-		return nil
-	})
-	return out, err
-}
