@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/gin-gonic/gin"
@@ -140,7 +141,7 @@ func (h *audioAPI) ogg(c *gin.Context) {
 	if !ok {
 		return
 	}
-	h.serveFile(c, info, "audio/ogg", "ogg", info.Bytes, nil, func(_ uint64, d []byte) []byte { return d })
+	h.serveFile(c, info, "audio/ogg", "ogg", info.Bytes, nil, nil)
 }
 
 // audio returns the summary of the alarm's audio if its codec is one of
@@ -153,12 +154,9 @@ func (h *audioAPI) audio(c *gin.Context, codecs ...monitoring.AudioCodec) (*moni
 		return nil, false
 	}
 	notFound := func(msg string) {
-		c.JSON(http.StatusNotFound, ErrorResponse{Error: msg, Field: "audio", Code: string(monitoring.CodeNotFound)})
+		writeServiceError(c, &monitoring.RuleError{Code: monitoring.CodeNotFound, Field: "audio", Msg: msg})
 	}
-	want := false
-	for _, k := range codecs {
-		want = want || info.Codec == k
-	}
+	want := slices.Contains(codecs, info.Codec)
 	switch {
 	case !want && info.Codec == monitoring.CodecOggOpus:
 		notFound(fmt.Sprintf("alarm %s's audio is ogg_opus: get audio.ogg", info.AlarmID))
@@ -173,7 +171,7 @@ func (h *audioAPI) audio(c *gin.Context, codecs ...monitoring.AudioCodec) (*moni
 }
 
 // serveFile writes head, then the alarm's chunks up to the summary's index
-// (each through fix), as one file of size bytes.
+// (each through fix, if set), as one file of size bytes.
 func (h *audioAPI) serveFile(c *gin.Context, info *monitoring.AudioInfo, contentType, ext string, size int64,
 	head []byte, fix func(seq uint64, data []byte) []byte) {
 	c.Header("Content-Type", contentType)
@@ -195,7 +193,11 @@ func (h *audioAPI) serveFile(c *gin.Context, info *monitoring.AudioInfo, content
 			if ch.Index > info.Index {
 				continue // arrived after the summary was read
 			}
-			n, err := c.Writer.Write(fix(ch.Seq, ch.Data))
+			data := ch.Data
+			if fix != nil {
+				data = fix(ch.Seq, data)
+			}
+			n, err := c.Writer.Write(data)
 			written += int64(n)
 			if err != nil {
 				return // the client went away

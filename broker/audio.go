@@ -5,7 +5,6 @@ package broker
 // is durable like an alarm: PUBACKed only once committed.
 
 import (
-	"context"
 	"encoding/base64"
 	"slices"
 	"strings"
@@ -23,15 +22,27 @@ func payloadLimit(typ string) int {
 	return MaxPayload
 }
 
-// decodeAudio checks the fields of an audio message. The Service checks
-// the rest (ranges, and the codec's own framing) and refuses with code
-// invalid.
+// audioCodecs are the codec names of protocol v1, and their list for
+// error replies.
+var (
+	audioCodecs    = codecNames()
+	audioCodecList = strings.Join(audioCodecs, ", ")
+)
+
+func codecNames() []string {
+	s := make([]string, len(monitoring.AudioCodecs))
+	for i, c := range monitoring.AudioCodecs {
+		s[i] = string(c)
+	}
+	return s
+}
+
+// decodeAudio checks the fields of an audio message and the limits a
+// device can know (seq range, bytes per chunk), so that they come back as
+// the field at fault. The Service checks them again, with the codec's own
+// framing, and refuses with code invalid.
 func decodeAudio(w *wire, device string, ts time.Time) (monitoring.AudioChunkRequest, error) {
 	r := monitoring.AudioChunkRequest{DeviceID: device, DeviceTime: ts, SampleRate: w.SampleRate, Channels: w.Channels}
-	codecs := make([]string, len(monitoring.AudioCodecs))
-	for i, c := range monitoring.AudioCodecs {
-		codecs[i] = string(c)
-	}
 	switch {
 	case w.AlarmID == nil || *w.AlarmID == "":
 		return r, decodeErr(CodeMissingField, "alarm_id", "the alarm this audio belongs to, as the reply to the alarm gave it")
@@ -40,9 +51,9 @@ func decodeAudio(w *wire, device string, ts time.Time) (monitoring.AudioChunkReq
 	case *w.Seq < 0 || *w.Seq >= monitoring.MaxAudioChunks:
 		return r, decodeErr(CodeInvalidField, "seq", "%d is not from 0 to %d", *w.Seq, monitoring.MaxAudioChunks-1)
 	case w.Codec == nil || *w.Codec == "":
-		return r, decodeErr(CodeMissingField, "codec", "one of %s", strings.Join(codecs, ", "))
-	case !slices.Contains(codecs, *w.Codec):
-		return r, decodeErr(CodeInvalidField, "codec", "%q is not a codec of protocol v1: one of %s", *w.Codec, strings.Join(codecs, ", "))
+		return r, decodeErr(CodeMissingField, "codec", "one of %s", audioCodecList)
+	case !slices.Contains(audioCodecs, *w.Codec):
+		return r, decodeErr(CodeInvalidField, "codec", "%q is not a codec of protocol v1: one of %s", *w.Codec, audioCodecList)
 	case w.Data == nil || *w.Data == "":
 		return r, decodeErr(CodeMissingField, "data", "the audio, in base64")
 	}
@@ -64,15 +75,4 @@ func decodeAudio(w *wire, device string, ts time.Time) (monitoring.AudioChunkReq
 		}
 	}
 	return r, nil
-}
-
-// audio stores one chunk. A failure that is not a refusal comes back from
-// handle as errUnavailable: no PUBACK, and the device resends the chunk
-// with the same event_id.
-func (b *Broker) audio(ctx context.Context, cmdID, actor string, msg Message) (any, error) {
-	res, err := b.svc.AppendAudio(ctx, cmdID, actor, msg.Audio)
-	if err != nil {
-		return nil, err
-	}
-	return res, nil
 }

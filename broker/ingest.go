@@ -187,7 +187,7 @@ func (b *Broker) handle(ctx context.Context, device string, msg Message) ([]byte
 	case TypeSessionCheckIn, TypeSessionExtend, TypeSessionEnd:
 		res, err = b.sessionAction(ctx, cmdID, actor, device, msg)
 	case TypeAudio:
-		res, err = b.audio(ctx, cmdID, actor, msg) // audio.go
+		res, err = b.svc.AppendAudio(ctx, cmdID, actor, msg.Audio)
 	case TypeHeartbeat, TypeLocation, TypeBattery:
 		b.telemetry(device, msg)
 		return nil, nil

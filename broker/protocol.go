@@ -117,7 +117,7 @@ type Message struct {
 	CheckInInterval time.Duration        // session/start (optional)
 	Update          string               // session/start (optional), update
 	ExtendBy        time.Duration        // session/extend
-	AlarmID         string               // alarm/cancel, audio
+	AlarmID         string               // alarm/cancel
 	PIN             string               // checkin, extend, end, alarm/cancel
 	Battery         *int                 // battery, heartbeat (optional)
 	Firmware        string               // heartbeat (optional)
@@ -290,7 +290,6 @@ func Decode(topic string, payload []byte) (Message, error) {
 		if m.Audio, err = decodeAudio(&w, m.DeviceID, m.TS); err != nil {
 			return m, err
 		}
-		m.AlarmID = m.Audio.AlarmID
 	}
 	return m, nil
 }

@@ -89,7 +89,7 @@ const ActionAudioStarted ActionKind = "audio_started"
 
 // audioKey is the key of chunk seq of an alarm's audio.
 func audioKey(alarmID string, seq uint64) string {
-	return pAudio + alarmID + "/" + fmt.Sprintf("%020d", seq)
+	return pAudio + alarmID + "/" + ikey(seq)
 }
 
 // AudioChunkRequest is one chunk of audio from a device in alarm.

@@ -545,9 +545,6 @@ func TestReplicas_AudioSameStateWhateverTheBatching(t *testing.T) {
 				seqs[id] += 1 + uint64(ra.IntN(2)) // sometimes a gap
 			}
 			kept = append(kept, r)
-			if r.DeviceID == "" {
-				r.DeviceID = "d1"
-			}
 			g.add(CmdAudioChunk, AudioChunkCmd{Header: g.hdr("device:" + r.DeviceID), AudioChunkRequest: r})
 		}
 		b, c := newReplica(t), newReplica(t)
