@@ -28,7 +28,7 @@ type PromptNotice struct {
 	Kind      monitoring.PromptKind `json:"kind"`
 	Text      string                `json:"text,omitempty"`
 	AlarmID   string                `json:"alarm_id,omitempty"`
-	ExpiresAt time.Time             `json:"expires_at"` // an answer after this is refused
+	ExpiresAt time.Time             `json:"expires_at"` // an answer at or after this is refused
 	TS        time.Time             `json:"ts"`         // the event's time
 }
 

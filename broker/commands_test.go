@@ -197,6 +197,15 @@ func TestCommands_ConfigOnConnectAndOnChange(t *testing.T) {
 	// Telemetry makes EventDeviceUpdated too; it sends nothing. A new
 	// connection gets the configuration again, as its first message.
 	d.publish(f.device, "heartbeat", map[string]any{"event_id": "h1", "ts": ts(), "battery": 80})
+	pollUntil(t, 10*time.Second, "the heartbeat written", func() bool {
+		dev, err := svc.Device(f.device)
+		return err == nil && dev.Battery == 80
+	})
+	select {
+	case b := <-configs:
+		t.Fatalf("telemetry sent a down/config: %s", b)
+	case <-time.After(300 * time.Millisecond):
+	}
 	d.c.Disconnect(50)
 	d2, err := connect(t, n.BrokerAddr(), f.device, f.secret)
 	if err != nil {

@@ -72,7 +72,7 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	if err == nil {
 		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.CommitTimeout)
 		result, err = b.handle(ctx, device, msg)
-		if isNotFound(err) && b.cfg.WaitApplied != nil && b.cfg.WaitApplied(ctx) == nil {
+		if isNotFound(err) && readsFirst[msg.Type] && b.cfg.WaitApplied != nil && b.cfg.WaitApplied(ctx) == nil {
 			// This node may not have applied yet what another node just
 			// committed (a session started there a moment ago): catch up
 			// with the leader and look again.
@@ -147,6 +147,14 @@ func describe(err error) (code, field, text string) {
 	}
 	return CodeUnavailable, "", err.Error()
 }
+
+// readsFirst are the message types whose handling reads this node's state
+// before proposing (the session, the worker's PINs, the alarm), so that a
+// not_found may only mean this node is behind. For the others not_found
+// comes from the state machine, in log order, and a retry would get the
+// same answer.
+var readsFirst = map[string]bool{TypeAlarm: true, TypeAlarmCancel: true, TypeSessionStart: true,
+	TypeSessionCheckIn: true, TypeSessionExtend: true, TypeSessionEnd: true}
 
 // isNotFound reports whether err refuses for something missing.
 func isNotFound(err error) bool {

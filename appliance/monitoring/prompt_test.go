@@ -121,8 +121,12 @@ func TestPrompt_LinkedToAlarm(t *testing.T) {
 	if a := e.alarm("a1"); a.Actions != len(e.timeline("a1")) {
 		t.Fatalf("alarm counts %d actions, timeline has %d", a.Actions, len(e.timeline("a1")))
 	}
-	if n := len(e.keys(pAudit)); n == 0 {
-		t.Fatal("no audit record")
+	var recs []AuditRecord
+	if err := e.db.View(func(txn *badger.Txn) (err error) { recs, err = AuditFor(txn, "prompt/p1"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].Command != CmdDevicePrompt.String() {
+		t.Fatalf("audit records of prompt/p1: %+v, want one", recs)
 	}
 }
 

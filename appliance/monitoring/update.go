@@ -10,7 +10,7 @@ package monitoring
 // kept in the worker's history, the last MaxUpdateHistory of them
 // (upd/<worker id>/<index>), and goes on the timeline of the worker's open
 // alarms. A new alarm gets the latest Update on its timeline, just after
-// "raised" (noteLatestUpdate, called by raiseAlarm).
+// "raised" (and "linked") (noteLatestUpdate, called by raiseAlarm).
 
 import (
 	"context"
@@ -89,12 +89,12 @@ func applyPostUpdate(c *applyCtx, body []byte) ([]byte, error) {
 			return nil, err
 		}
 		switch {
-		case s.Status == SessionEnded:
-			return nil, ruleErr(CodeSessionEnded, "session_id", "session %q ended at %s", s.ID, s.EndedAt.Format(time.RFC3339))
 		case d != nil && s.DeviceID != d.ID:
 			// A device acts only on its own sessions; another's looks the
-			// same as none (as for check-ins).
+			// same as none, ended or not (as for check-ins).
 			return nil, ruleErr(CodeNotFound, "session_id", "no session %q on device %s", s.ID, d.ID)
+		case s.Status == SessionEnded:
+			return nil, ruleErr(CodeSessionEnded, "session_id", "session %q ended at %s", s.ID, s.EndedAt.Format(time.RFC3339))
 		case workerID != "" && s.WorkerID != workerID:
 			return nil, ruleErr(CodeConflict, "worker_id", "session %q is worker %s's, not %s's", s.ID, s.WorkerID, workerID)
 		}

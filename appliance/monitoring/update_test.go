@@ -46,6 +46,7 @@ func TestUpdate_Refusals(t *testing.T) {
 		{"unknown session", e.updateCmd("d1", "", "nope", "hi"), CodeNotFound, "session_id"},
 		{"ended session", e.updateCmd("d2", "", "ended", "hi"), CodeSessionEnded, "session_id"},
 		{"another device's session", e.updateCmd("d2", "", "s1", "hi"), CodeNotFound, "session_id"},
+		{"another device's ended session", e.updateCmd("d1", "", "ended", "hi"), CodeNotFound, "session_id"},
 		{"another worker's session", e.updateCmd("", "w2", "s1", "hi"), CodeConflict, "worker_id"},
 		{"pooled device, no worker", e.updateCmd("p1", "", "", "hi"), CodeInvalid, "worker_id"},
 		{"device of another worker", e.updateCmd("d1", "w2", "", "hi"), CodeConflict, "worker_id"},
