@@ -12,37 +12,38 @@ import (
 // An idle-device child refuses a spec it cannot carry out, naming the
 // problem, before it opens any connection.
 func TestIdleChild_RefusesBadSpecs(t *testing.T) {
-	limit, err := raiseFileLimit()
-	if err != nil {
-		t.Fatal(err)
+	var out bytes.Buffer
+	if code := runIdleChild(strings.NewReader("{"), &out); code == 0 {
+		t.Fatalf("exit code 0 on a spec that is not JSON, want a refusal")
 	}
-	many := make([]idleDevice, limit) // one socket each, plus the margin: too many
+	var st idleStatus
+	if err := json.Unmarshal(out.Bytes(), &st); err != nil || !st.Done || !strings.Contains(st.Error, "cannot read the idle-device spec") {
+		t.Fatalf("status %s (%v), want done with an error containing %q", out.Bytes(), err, "cannot read the idle-device spec")
+	}
+}
+
+// checkSpec refuses a spec a child cannot carry out with the open files it
+// may have, naming the problem.
+func TestCheckSpec(t *testing.T) {
+	const files = 10
 	ok := idleSpec{Brokers: []string{"127.0.0.1:1"}, HeartbeatMin: time.Second, HeartbeatMax: 2 * time.Second, ConnectsInFlight: 1}
+	if err := checkSpec(ok, fileMargin+files); err != nil {
+		t.Fatalf("checkSpec of a good spec: %v", err)
+	}
 	for _, tc := range []struct {
 		name string
-		spec any
+		spec idleSpec
 		want string
 	}{
-		{"not json", "{", "cannot read the idle-device spec"},
 		{"no brokers", idleSpec{HeartbeatMin: time.Second, HeartbeatMax: time.Second, ConnectsInFlight: 1}, "no brokers"},
 		{"heartbeat range", func() idleSpec { s := ok; s.HeartbeatMax = s.HeartbeatMin / 2; return s }(), "heartbeat interval"},
 		{"no connects", func() idleSpec { s := ok; s.ConnectsInFlight = 0; return s }(), "connects_in_flight"},
-		{"above the file limit", func() idleSpec { s := ok; s.Devices = many; return s }(), "open files"},
+		// One socket each, plus the margin: too many.
+		{"above the file limit", func() idleSpec { s := ok; s.Devices = make([]idleDevice, files); return s }(), "open files"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var in []byte
-			if s, isString := tc.spec.(string); isString {
-				in = []byte(s)
-			} else {
-				in, _ = json.Marshal(tc.spec)
-			}
-			var out bytes.Buffer
-			if code := runIdleChild(bytes.NewReader(in), &out); code == 0 {
-				t.Fatalf("exit code 0, want a refusal")
-			}
-			var st idleStatus
-			if err := json.Unmarshal(out.Bytes(), &st); err != nil || !st.Done || !strings.Contains(st.Error, tc.want) {
-				t.Fatalf("status %s (%v), want done with an error containing %q", out.Bytes(), err, tc.want)
+			if err := checkSpec(tc.spec, files); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("checkSpec: %v, want an error containing %q", err, tc.want)
 			}
 		})
 	}

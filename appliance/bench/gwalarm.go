@@ -111,16 +111,7 @@ func runAlarmLoad(ctx context.Context, l gwLevel, creds []credential, warmup, du
 	from := time.Now().Add(warmup)
 	end := from.Add(dur)
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		if sleep(ctx, time.Until(from)) != nil {
-			return
-		}
-		a := sampleCPU(pids)
-		if sleep(ctx, time.Until(end)) != nil {
-			return
-		}
-		res.cpu = cpuBetween(a, sampleCPU(pids))
-	})
+	wg.Go(func() { cpuWindow(ctx, pids, from, end, &res.cpu) })
 	for _, d := range devs {
 		wg.Go(func() { d.raise(ctx, l.tag, from, end) })
 	}

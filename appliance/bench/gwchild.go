@@ -28,9 +28,9 @@ import (
 )
 
 const (
-	// childFileMargin is the open files a child keeps for itself beyond
-	// one socket per device.
-	childFileMargin = 256
+	// fileMargin is the open files a process holding devices' connections
+	// (a child, or a node) keeps for itself beyond one socket per device.
+	fileMargin = 256
 	// connectAttempts bounds the tries to connect one idle device.
 	connectAttempts = 5
 	// statusEvery is how often a child reports.
@@ -66,7 +66,6 @@ type idleStatus struct {
 	HBAcked   int64   `json:"hb_acked"`  // heartbeats PUBACKed
 	HBOK      int64   `json:"hb_ok"`     // heartbeat replies that said ok
 	HBErr     int64   `json:"hb_err"`    // heartbeat replies with an error code (unavailable...)
-	Files     uint64  `json:"files"`     // the child's open-file limit
 	Done      bool    `json:"done"`      // the last report: all disconnected
 	Error     string  `json:"error,omitempty"`
 }
@@ -78,13 +77,31 @@ type childCounters struct {
 	hbSent, hbAcked, hbOK, hbErr atomic.Int64
 }
 
-func (c *childCounters) status(files uint64) idleStatus {
+func (c *childCounters) status() idleStatus {
 	s := idleStatus{Failed: c.failed.Load(), Lost: c.lost.Load(), HBSent: c.hbSent.Load(), HBAcked: c.hbAcked.Load(),
-		HBOK: c.hbOK.Load(), HBErr: c.hbErr.Load(), Files: files}
+		HBOK: c.hbOK.Load(), HBErr: c.hbErr.Load()}
 	for i := range c.connected {
 		s.Connected = append(s.Connected, c.connected[i].Load())
 	}
 	return s
+}
+
+// checkSpec returns why a child whose process may open files files
+// cannot carry out spec, or nil if it can.
+func checkSpec(spec idleSpec, files uint64) error {
+	switch {
+	case len(spec.Brokers) == 0:
+		return fmt.Errorf("spec: no brokers")
+	case spec.HeartbeatMin <= 0 || spec.HeartbeatMax < spec.HeartbeatMin:
+		return fmt.Errorf("spec: heartbeat interval %s to %s is not a range of positive durations", spec.HeartbeatMin, spec.HeartbeatMax)
+	case spec.ConnectsInFlight < 1:
+		return fmt.Errorf("spec: connects_in_flight %d is below 1", spec.ConnectsInFlight)
+	}
+	if need := uint64(len(spec.Devices)) + fileMargin; need > files {
+		return fmt.Errorf("%d devices need %d open files, above this process's limit of %d (ulimit -n): give each child fewer devices",
+			len(spec.Devices), need, files)
+	}
+	return nil
 }
 
 // runIdleChild is the child's whole life; it returns the exit code.
@@ -99,21 +116,12 @@ func runIdleChild(in io.Reader, out io.Writer) int {
 	if err := dec.Decode(&spec); err != nil {
 		return fail(fmt.Errorf("cannot read the idle-device spec on stdin: %w", err))
 	}
-	switch {
-	case len(spec.Brokers) == 0:
-		return fail(fmt.Errorf("spec: no brokers"))
-	case spec.HeartbeatMin <= 0 || spec.HeartbeatMax < spec.HeartbeatMin:
-		return fail(fmt.Errorf("spec: heartbeat interval %s to %s is not a range of positive durations", spec.HeartbeatMin, spec.HeartbeatMax))
-	case spec.ConnectsInFlight < 1:
-		return fail(fmt.Errorf("spec: connects_in_flight %d is below 1", spec.ConnectsInFlight))
-	}
 	files, err := raiseFileLimit()
 	if err != nil {
 		return fail(err)
 	}
-	if need := uint64(len(spec.Devices)) + childFileMargin; need > files {
-		return fail(fmt.Errorf("%d devices need %d open files, above this process's limit of %d (ulimit -n): give each child fewer devices",
-			len(spec.Devices), need, files))
+	if err := checkSpec(spec, files); err != nil {
+		return fail(err)
 	}
 
 	// Stdin closing is the signal to stop.
@@ -142,7 +150,7 @@ func runIdleChild(in io.Reader, out io.Writer) int {
 			case <-stopReports:
 				return
 			case <-t.C:
-				report(ctr.status(files))
+				report(ctr.status())
 			}
 		}
 	}()
@@ -169,7 +177,7 @@ func runIdleChild(in io.Reader, out io.Writer) int {
 	})
 	close(stopReports)
 	<-reportsDone
-	s := ctr.status(files)
+	s := ctr.status()
 	for i := range s.Connected {
 		s.Connected[i] = 0
 	}

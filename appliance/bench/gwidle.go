@@ -155,13 +155,14 @@ func medians(samples [][]int64) []int64 {
 // gcTrace is what the Go runtime logs at the end of a garbage collection
 // with GODEBUG=gctrace=1, in MiB (the runtime's "MB" are 2^20 bytes).
 type gcTrace struct {
-	ok               bool
-	start, end, live int64 // heap when the collection started and ended, and live heap marked
-	goal, stacks     int64 // next collection's heap goal; goroutine stacks
+	ok     bool
+	live   int64 // live heap marked
+	stacks int64 // goroutine stacks
 }
 
-// gcLine matches "132->153->71 MB, 157 MB goal, 14 MB stacks".
-var gcLine = regexp.MustCompile(`(\d+)->(\d+)->(\d+) MB, (\d+) MB goal, (\d+) MB stacks`)
+// gcLine matches "132->153->71 MB, 157 MB goal, 14 MB stacks", capturing
+// the live heap (71) and the stacks (14).
+var gcLine = regexp.MustCompile(`\d+->\d+->(\d+) MB, \d+ MB goal, (\d+) MB stacks`)
 
 // lastGC returns the last garbage collection traced in the log at path.
 func lastGC(path string) gcTrace {
@@ -175,11 +176,9 @@ func lastGC(path string) gcTrace {
 			continue
 		}
 		if m := gcLine.FindStringSubmatch(line); m != nil {
-			v := make([]int64, 5)
-			for i := range v {
-				v[i], _ = strconv.ParseInt(m[i+1], 10, 64)
-			}
-			t = gcTrace{ok: true, start: v[0], end: v[1], live: v[2], goal: v[3], stacks: v[4]}
+			live, _ := strconv.ParseInt(m[1], 10, 64)
+			stacks, _ := strconv.ParseInt(m[2], 10, 64)
+			t = gcTrace{ok: true, live: live, stacks: stacks}
 		}
 	}
 	return t
@@ -212,13 +211,13 @@ type idleChild struct {
 
 	mu   sync.Mutex
 	last idleStatus
-	seen bool
 }
 
-func (ch *idleChild) status() (idleStatus, bool) {
+// status returns the child's last report.
+func (ch *idleChild) status() idleStatus {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	return ch.last, ch.seen
+	return ch.last
 }
 
 func (ch *idleChild) exited() bool {
@@ -259,7 +258,7 @@ func startIdleChild(spec idleSpec) (*idleChild, error) {
 			var s idleStatus
 			if json.Unmarshal(sc.Bytes(), &s) == nil {
 				ch.mu.Lock()
-				ch.last, ch.seen = s, true
+				ch.last = s
 				ch.mu.Unlock()
 			}
 		}
@@ -290,7 +289,7 @@ func (ch *idleChild) stop() {
 func sumStatus(children []*idleChild, nodes int) idleStatus {
 	total := idleStatus{Connected: make([]int64, nodes)}
 	for _, ch := range children {
-		s, _ := ch.status()
+		s := ch.status()
 		for i, n := range s.Connected {
 			total.Connected[i] += n
 		}
@@ -329,7 +328,7 @@ func runIdle(ctx context.Context, c *localCluster, creds []credential, plan idle
 		if err != nil {
 			return res, err
 		}
-		if need := uint64(want[i]) + 1000; limit < need {
+		if need := uint64(want[i]) + fileMargin; limit < need {
 			return res, fmt.Errorf("%s may open %d files (ulimit -n), too few for %d devices and its own files", n.name, limit, want[i])
 		}
 	}
@@ -395,7 +394,7 @@ func runIdle(ctx context.Context, c *localCluster, creds []credential, plan idle
 	}
 	for _, ch := range children {
 		if ch.exited() {
-			s, _ := ch.status()
+			s := ch.status()
 			return res, fmt.Errorf("an idle-device child exited early (%v): %s", ch.cmd.ProcessState, s.Error)
 		}
 	}

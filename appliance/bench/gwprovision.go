@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vigilarc/vigil/appliance"
@@ -215,53 +216,30 @@ func provisionDevices(ctx context.Context, addrs []string, n, seq, clients int) 
 	slices.Sort(res.seqCreate)
 	slices.Sort(res.seqSecret)
 
-	next := make(chan int)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var errs []error
+	// done counts the devices the concurrent clients have tried, failed
+	// those of them that could not be provisioned.
+	var done, failed atomic.Int64
 	t0 = time.Now()
-	done := 0
-	for range clients {
-		wg.Go(func() {
-			for i := range next {
-				c, _, _, err := p.device(ctx, i)
-				mu.Lock()
-				if err != nil {
-					errs = append(errs, err)
-				}
-				creds[i] = c
-				done++
-				if done%2000 == 0 {
-					progress("gateway: %d of %d devices provisioned", res.seqDevices+done, n)
-				}
-				mu.Unlock()
-			}
-		})
-	}
-feed:
-	for i := res.seqDevices; i < n; i++ {
-		mu.Lock()
-		failed := len(errs) > 0
-		mu.Unlock()
-		if failed {
-			break
+	err := forEach(ctx, n-res.seqDevices, clients, func(j int) error {
+		i := res.seqDevices + j
+		c, _, _, err := p.device(ctx, i)
+		creds[i] = c
+		if d := done.Add(1); d%2000 == 0 {
+			progress("gateway: %d of %d devices provisioned", int64(res.seqDevices)+d, n)
 		}
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
+		if err != nil {
+			failed.Add(1)
 		}
-	}
-	close(next)
-	wg.Wait()
+		return err
+	})
 	res.concElapsed = time.Since(t0)
 	res.concDevices = n - res.seqDevices
 	res.retries = p.retries
 	if err := ctx.Err(); err != nil {
 		return nil, res, err
 	}
-	if len(errs) > 0 {
-		return nil, res, fmt.Errorf("%d devices not provisioned; the first: %w", len(errs), errs[0])
+	if err != nil {
+		return nil, res, fmt.Errorf("%d devices not provisioned; the first: %w", failed.Load(), err)
 	}
 	return creds, res, nil
 }

@@ -127,16 +127,7 @@ func runLoad(ctx context.Context, p *poster, name, addr string, conc int, warmup
 	res := loadResult{name: name, conc: conc, elapsed: dur}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		if sleep(ctx, time.Until(from)) != nil {
-			return
-		}
-		a := sampleCPU(pids)
-		if sleep(ctx, time.Until(end)) != nil {
-			return
-		}
-		res.cpu = cpuBetween(a, sampleCPU(pids))
-	})
+	wg.Go(func() { cpuWindow(ctx, pids, from, end, &res.cpu) })
 	for range conc {
 		wg.Go(func() {
 			var lat []time.Duration
@@ -170,6 +161,19 @@ func runLoad(ctx context.Context, p *poster, name, addr string, conc int, warmup
 	slices.Sort(res.lat)
 	res.commits = len(res.lat)
 	return res, nil
+}
+
+// cpuWindow waits until from, then measures the CPU use of pids until end
+// into *dst; it leaves *dst alone if ctx ends first.
+func cpuWindow(ctx context.Context, pids []int, from, end time.Time, dst *cpuUse) {
+	if sleep(ctx, time.Until(from)) != nil {
+		return
+	}
+	a := sampleCPU(pids)
+	if sleep(ctx, time.Until(end)) != nil {
+		return
+	}
+	*dst = cpuBetween(a, sampleCPU(pids))
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

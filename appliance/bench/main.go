@@ -309,9 +309,7 @@ func (rep *report) write(w io.Writer) {
 	fmt.Fprintf(w, "| vigil | %s |\n", m.vigil)
 	fmt.Fprintf(w, "| Data directory | %s (%s) |\n", m.dataDir, m.fsType)
 	fmt.Fprintf(w, "| Load average before / after | %s / %s |\n\n", m.loadBefore, m.loadAfter)
-	fmt.Fprintf(w, "The bench's clients and the three nodes share these CPUs, and other work on the machine raises every latency. "+
-		"The CPU columns are shares of all CPUs while measuring: the whole machine, the three nodes, the bench's clients; "+
-		"then the three nodes' CPU time per commit.\n\n")
+	fmt.Fprintf(w, "The bench's clients and the three nodes share these CPUs, and other work on the machine raises every latency.\n\n")
 
 	var line strings.Builder
 	fmt.Fprintf(&line, "bench:")
@@ -328,6 +326,8 @@ func (rep *report) write(w io.Writer) {
 // writeCluster prints the commit path's tables and adds its figures to
 // the summary line.
 func (rep *report) writeCluster(w io.Writer, line *strings.Builder) {
+	fmt.Fprintf(w, "The CPU columns are shares of all CPUs while measuring: the whole machine, the three nodes, the bench's clients; "+
+		"then the three nodes' CPU time per commit.\n\n")
 	fmt.Fprintf(w, "| Measurement | Clients | Ops/s | p50 ms | p99 ms | max ms | Errors | CPU: machine %% | nodes %% | bench %% | nodes ms/commit |\n"+
 		"|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	f := rep.fsync
