@@ -21,6 +21,12 @@ type commandService interface {
 	SendPrompt(ctx context.Context, cmdID, actor string, req monitoring.PromptRequest) (*monitoring.DevicePrompt, error)
 	Prompt(id string) (*monitoring.DevicePrompt, error)
 	PostUpdate(ctx context.Context, cmdID, actor string, req monitoring.PostUpdateRequest) (*monitoring.UpdateRecord, error)
+	Updates(workerID string) ([]monitoring.UpdateRecord, error)
+}
+
+// UpdatesResponse is the reply to GET /api/v1/workers/:id/updates.
+type UpdatesResponse struct {
+	Updates []monitoring.UpdateRecord `json:"updates"`
 }
 
 var _ commandService = (*monitoring.Service)(nil)
@@ -59,6 +65,10 @@ func (a *api) commandRoutes(v1 *gin.RouterGroup) {
 		reply(c, http.StatusOK, out, err)
 	})
 	v1.POST("/sessions/:id/update", func(c *gin.Context) { postUpdate(c, svc) })
+	v1.GET("/workers/:id/updates", func(c *gin.Context) {
+		out, err := svc.Updates(c.Param("id"))
+		reply(c, http.StatusOK, UpdatesResponse{Updates: nonNil(out)}, err)
+	})
 }
 
 // POST /api/v1/devices/:id/prompt {"id","actor","kind","text","alarm_id","expires_in","override_silent"}

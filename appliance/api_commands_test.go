@@ -111,4 +111,9 @@ func TestAPICommands_SessionUpdate(t *testing.T) {
 	if got.Update != "client agitated, call me at 15:30" {
 		t.Fatalf("session Update %q", got.Update)
 	}
+	var hist UpdatesResponse
+	mustSend(t, n, 200, "GET", "/api/v1/workers/w1/updates", nil, &hist)
+	if len(hist.Updates) != 1 || hist.Updates[0].Text != "client agitated, call me at 15:30" || hist.Updates[0].SessionID != sess.ID {
+		t.Fatalf("worker's Updates %+v", hist.Updates)
+	}
 }
