@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -57,9 +58,10 @@ func TestProcReadings(t *testing.T) {
 		t.Fatalf("RSS of the test process %d bytes, anonymous %d (%v), want between 1 MiB and 64 GiB, anonymous part of it", rss, anon, err)
 	}
 	limit, err := processFileLimit(os.Getpid())
-	own, err2 := raiseFileLimit()
-	if err != nil || err2 != nil || limit != own {
-		t.Fatalf("open-file limit from /proc %d (%v), from getrlimit %d (%v)", limit, err, own, err2)
+	var own syscall.Rlimit
+	err2 := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &own)
+	if err != nil || err2 != nil || limit != own.Cur {
+		t.Fatalf("open-file limit from /proc %d (%v), from getrlimit %d (%v)", limit, err, own.Cur, err2)
 	}
 	if _, _, err := readRSS(-1); err == nil {
 		t.Fatal("RSS of pid -1 read without error")
