@@ -57,7 +57,18 @@ func testConfig(t *testing.T, clusterAddr string) appliance.Config {
 // Open (to replace the Service's clock).
 func mustNode(t *testing.T, fix func(*appliance.Node)) *appliance.Node {
 	t.Helper()
-	n, err := appliance.New(testConfig(t, "127.0.0.1:0"))
+	return mustNodeWith(t, nil, fix)
+}
+
+// mustNodeWith is mustNode with tweak, if set, applied to the test
+// configuration first (to add a listener, say).
+func mustNodeWith(t *testing.T, tweak func(*appliance.Config), fix func(*appliance.Node)) *appliance.Node {
+	t.Helper()
+	cfg := testConfig(t, "127.0.0.1:0")
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	n, err := appliance.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,10 +163,18 @@ type device struct {
 	lost    chan error
 }
 
+// connect connects to the broker's TCP listener at addr as device id.
 func connect(t *testing.T, addr, id, secret string) (*device, error) {
 	t.Helper()
+	return dial(t, "tcp://"+addr, id, secret)
+}
+
+// dial connects as device id, MQTT 3.1.1, to the broker at url
+// (tcp://host:port or ws://host:port). It returns the CONNECT's error.
+func dial(t *testing.T, url, id, secret string) (*device, error) {
+	t.Helper()
 	d := &device{t: t, replies: make(chan []byte, 64), session: make(chan []byte, 64), lost: make(chan error, 1)}
-	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetUsername(id).SetPassword(secret).
+	opts := paho.NewClientOptions().AddBroker(url).SetClientID(id).SetUsername(id).SetPassword(secret).
 		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectRetry(false).SetCleanSession(true).SetConnectTimeout(10 * time.Second).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			select {
@@ -166,7 +185,7 @@ func connect(t *testing.T, addr, id, secret string) (*device, error) {
 	d.c = paho.NewClient(opts)
 	tok := d.c.Connect()
 	if !tok.WaitTimeout(15 * time.Second) {
-		return nil, fmt.Errorf("connect timed out")
+		return nil, fmt.Errorf("connect to %s timed out", url)
 	}
 	if tok.Error() != nil {
 		return nil, tok.Error()
@@ -175,12 +194,20 @@ func connect(t *testing.T, addr, id, secret string) (*device, error) {
 	return d, nil
 }
 
-// mustDevice connects and subscribes to the device's down topics.
+// mustDevice connects to the TCP listener at addr and subscribes to the
+// device's down topics.
 func mustDevice(t *testing.T, addr, id, secret string) *device {
 	t.Helper()
-	d, err := connect(t, addr, id, secret)
+	return mustDial(t, "tcp://"+addr, id, secret)
+}
+
+// mustDial connects to the broker at url and subscribes to the device's
+// down/reply and down/session.
+func mustDial(t *testing.T, url, id, secret string) *device {
+	t.Helper()
+	d, err := dial(t, url, id, secret)
 	if err != nil {
-		t.Fatalf("connect %s: %v", id, err)
+		t.Fatalf("connect %s to %s: %v", id, url, err)
 	}
 	for sub, ch := range map[string]chan []byte{"reply": d.replies, "session": d.session} {
 		tok := d.c.Subscribe(broker.DownTopic(id, sub), 1, func(_ paho.Client, m paho.Message) { ch <- m.Payload() })

@@ -8,11 +8,8 @@ package sim
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
-	"strings"
 	"time"
 )
 
@@ -97,18 +94,15 @@ func ProvisionDemo(ctx context.Context, apiURL, run string, n int, rng *rand.Ran
 	if n < 1 {
 		return nil, fmt.Errorf("demo devices: %d, want at least 1", n)
 	}
-	if !strings.Contains(apiURL, "://") {
-		apiURL = "http://" + apiURL
-	}
-	api := &apiClient{base: strings.TrimRight(apiURL, "/"), http: &http.Client{Timeout: 15 * time.Second}}
+	api := newAPIClient(apiURL)
 	for _, o := range demoOrgs {
-		err := api.post(ctx, "/api/v1/organisations", map[string]any{
+		err := api.create(ctx, "/api/v1/organisations", "organisation "+o.id, map[string]any{
 			"id": "c-" + o.id, "actor": provisionActor,
 			"org": map[string]any{"id": o.id, "name": o.name, "procedure": o.procedure, "procedure_steps": o.steps,
 				"contacts": []map[string]string{o.contact}, "default_session": o.session, "default_checkin": o.checkin},
-		}, nil)
-		if err != nil && !errors.Is(err, errConflict) {
-			return nil, fmt.Errorf("cannot create organisation %s: %w", o.id, err)
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	creds := make([]Credential, n)
@@ -121,47 +115,17 @@ func ProvisionDemo(ctx context.Context, apiURL, run string, n int, rng *rand.Ran
 		}
 		c.WorkerID, c.DeviceID = fmt.Sprintf("%s-w%02d", DemoPrefix, i+1), fmt.Sprintf("%s-d%02d", DemoPrefix, i+1)
 		c.Name, c.Team = w.name, w.team
-		c.SafePIN = fmt.Sprintf("%04d", rng.IntN(10000))
-		for c.DuressPIN == "" || c.DuressPIN == c.SafePIN {
-			c.DuressPIN = fmt.Sprintf("%04d", rng.IntN(10000))
-		}
-		err := api.post(ctx, "/api/v1/workers", map[string]any{
-			"id": "c-" + c.WorkerID, "actor": provisionActor,
-			"worker": map[string]any{"id": c.WorkerID, "name": c.Name, "org_id": org.id, "team": c.Team,
-				"phone":     fmt.Sprintf("+44 7700 900%03d", (i+100)%1000),
-				"important": map[string]string{"medical": w.medical, "special_handling": w.handling, "duress_word": w.duressWord}},
-		}, nil)
-		if err != nil && !errors.Is(err, errConflict) {
-			return nil, fmt.Errorf("cannot create worker %s: %w", c.WorkerID, err)
-		}
-		err = api.post(ctx, "/api/v1/workers/"+c.WorkerID+"/pins", map[string]any{
-			"id": "c-pins-" + c.WorkerID + "-" + run, "actor": provisionActor,
-			"safe_pin": c.SafePIN, "duress_pin": c.DuressPIN,
-		}, nil)
-		if err != nil {
-			return nil, fmt.Errorf("cannot set the PINs of worker %s: %w", c.WorkerID, err)
-		}
+		worker := map[string]any{"id": c.WorkerID, "name": c.Name, "org_id": org.id, "team": c.Team,
+			"phone":     fmt.Sprintf("+44 7700 900%03d", (i+100)%1000),
+			"important": map[string]string{"medical": w.medical, "special_handling": w.handling, "duress_word": w.duressWord}}
 		kind, label := "phone_app", "Phone of "+c.Name
 		if i%2 == 1 {
 			kind, label = "dedicated", fmt.Sprintf("Pendant %02d (%s)", i+1, c.Name)
 		}
-		err = api.post(ctx, "/api/v1/devices", map[string]any{
-			"id": "c-" + c.DeviceID, "actor": provisionActor,
-			"device": map[string]any{"id": c.DeviceID, "kind": kind, "label": label, "org_id": org.id, "worker_id": c.WorkerID},
-		}, nil)
-		if err != nil && !errors.Is(err, errConflict) {
-			return nil, fmt.Errorf("cannot create device %s: %w", c.DeviceID, err)
+		device := map[string]any{"id": c.DeviceID, "kind": kind, "label": label, "org_id": org.id, "worker_id": c.WorkerID}
+		if err := api.provisionDevice(ctx, c, "c-", run, worker, device, rng); err != nil {
+			return nil, err
 		}
-		var sec struct {
-			Secret string `json:"secret"`
-		}
-		err = api.post(ctx, "/api/v1/devices/"+c.DeviceID+"/secret", map[string]any{
-			"id": "c-secret-" + c.DeviceID + "-" + run, "actor": provisionActor,
-		}, &sec)
-		if err != nil {
-			return nil, fmt.Errorf("cannot issue the secret of device %s: %w", c.DeviceID, err)
-		}
-		c.Secret = sec.Secret
 	}
 	return creds, nil
 }

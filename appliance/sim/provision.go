@@ -38,63 +38,71 @@ var errConflict = errors.New("conflict")
 // the same prefix reuses them (their command IDs are fixed), while PINs and
 // secrets are issued anew under run, which must differ between runs.
 func Provision(ctx context.Context, apiURL, prefix, run string, n int, rng *rand.Rand) ([]Credential, error) {
-	if !strings.Contains(apiURL, "://") {
-		apiURL = "http://" + apiURL
-	}
-	api := &apiClient{base: strings.TrimRight(apiURL, "/"), http: &http.Client{Timeout: 15 * time.Second}}
+	api := newAPIClient(apiURL)
 	org := prefix + "-org"
-	err := api.post(ctx, "/api/v1/organisations", map[string]any{
+	err := api.create(ctx, "/api/v1/organisations", "organisation "+org, map[string]any{
 		"id": prefix + "-c-org", "actor": provisionActor,
 		"org": map[string]any{"id": org, "name": "Riverside Community Care (simulated)", "default_session": "45m",
 			"procedure": "Call the worker; if no answer or duress, call 999 and give the last location."},
-	}, nil)
-	if err != nil && !errors.Is(err, errConflict) {
-		return nil, fmt.Errorf("cannot create organisation %s: %w", org, err)
+	})
+	if err != nil {
+		return nil, err
 	}
 	creds := make([]Credential, n)
 	for i := range creds {
 		c := &creds[i]
 		c.WorkerID, c.DeviceID = fmt.Sprintf("%s-w%03d", prefix, i+1), fmt.Sprintf("%s-d%03d", prefix, i+1)
 		c.Name, c.Team = personName(i), roles[i%len(roles)].team
-		c.SafePIN = fmt.Sprintf("%04d", rng.IntN(10000))
-		for c.DuressPIN == "" || c.DuressPIN == c.SafePIN {
-			c.DuressPIN = fmt.Sprintf("%04d", rng.IntN(10000))
+		worker := map[string]any{"id": c.WorkerID, "name": c.Name, "org_id": org, "team": c.Team,
+			"phone": fmt.Sprintf("+44 7700 900%03d", i%1000)}
+		device := map[string]any{"id": c.DeviceID, "kind": "phone_app", "label": "Phone of " + c.Name,
+			"org_id": org, "worker_id": c.WorkerID}
+		if err := api.provisionDevice(ctx, c, prefix+"-c-", run, worker, device, rng); err != nil {
+			return nil, err
 		}
-		err := api.post(ctx, "/api/v1/workers", map[string]any{
-			"id": prefix + "-c-" + c.WorkerID, "actor": provisionActor,
-			"worker": map[string]any{"id": c.WorkerID, "name": c.Name, "org_id": org, "team": c.Team,
-				"phone": fmt.Sprintf("+44 7700 900%03d", i%1000)},
-		}, nil)
-		if err != nil && !errors.Is(err, errConflict) {
-			return nil, fmt.Errorf("cannot create worker %s: %w", c.WorkerID, err)
-		}
-		err = api.post(ctx, "/api/v1/workers/"+c.WorkerID+"/pins", map[string]any{
-			"id": prefix + "-c-pins-" + c.WorkerID + "-" + run, "actor": provisionActor,
-			"safe_pin": c.SafePIN, "duress_pin": c.DuressPIN,
-		}, nil)
-		if err != nil {
-			return nil, fmt.Errorf("cannot set the PINs of worker %s: %w", c.WorkerID, err)
-		}
-		err = api.post(ctx, "/api/v1/devices", map[string]any{
-			"id": prefix + "-c-" + c.DeviceID, "actor": provisionActor,
-			"device": map[string]any{"id": c.DeviceID, "kind": "phone_app", "label": "Phone of " + c.Name,
-				"org_id": org, "worker_id": c.WorkerID},
-		}, nil)
-		if err != nil && !errors.Is(err, errConflict) {
-			return nil, fmt.Errorf("cannot create device %s: %w", c.DeviceID, err)
-		}
-		var sec struct {
-			Secret string `json:"secret"`
-		}
-		err = api.post(ctx, "/api/v1/devices/"+c.DeviceID+"/secret", map[string]any{
-			"id": prefix + "-c-secret-" + c.DeviceID + "-" + run, "actor": provisionActor,
-		}, &sec)
-		if err != nil {
-			return nil, fmt.Errorf("cannot issue the secret of device %s: %w", c.DeviceID, err)
-		}
-		c.Secret = sec.Secret
 	}
 	return creds, nil
+}
+
+// provisionDevice draws the PINs of c's worker from rng and, through api,
+// creates the worker and the device (keeping them if they exist already),
+// sets the PINs and issues the device a new secret into c. The command IDs
+// start with cmd; those of the PINs and the secret end with run.
+func (a *apiClient) provisionDevice(ctx context.Context, c *Credential, cmd, run string, worker, device map[string]any, rng *rand.Rand) error {
+	c.SafePIN = fmt.Sprintf("%04d", rng.IntN(10000))
+	for c.DuressPIN == "" || c.DuressPIN == c.SafePIN {
+		c.DuressPIN = fmt.Sprintf("%04d", rng.IntN(10000))
+	}
+	err := a.create(ctx, "/api/v1/workers", "worker "+c.WorkerID, map[string]any{
+		"id": cmd + c.WorkerID, "actor": provisionActor, "worker": worker,
+	})
+	if err != nil {
+		return err
+	}
+	err = a.post(ctx, "/api/v1/workers/"+c.WorkerID+"/pins", map[string]any{
+		"id": cmd + "pins-" + c.WorkerID + "-" + run, "actor": provisionActor,
+		"safe_pin": c.SafePIN, "duress_pin": c.DuressPIN,
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("cannot set the PINs of worker %s: %w", c.WorkerID, err)
+	}
+	err = a.create(ctx, "/api/v1/devices", "device "+c.DeviceID, map[string]any{
+		"id": cmd + c.DeviceID, "actor": provisionActor, "device": device,
+	})
+	if err != nil {
+		return err
+	}
+	var sec struct {
+		Secret string `json:"secret"`
+	}
+	err = a.post(ctx, "/api/v1/devices/"+c.DeviceID+"/secret", map[string]any{
+		"id": cmd + "secret-" + c.DeviceID + "-" + run, "actor": provisionActor,
+	}, &sec)
+	if err != nil {
+		return fmt.Errorf("cannot issue the secret of device %s: %w", c.DeviceID, err)
+	}
+	c.Secret = sec.Secret
+	return nil
 }
 
 // ReadCredentials reads credentials written by WriteCredentials.
@@ -124,6 +132,24 @@ func WriteCredentials(path string, creds []Credential) error {
 type apiClient struct {
 	base string
 	http *http.Client
+}
+
+// newAPIClient returns a client of the HTTP API at apiURL (http:// is
+// assumed when it has no scheme).
+func newAPIClient(apiURL string) *apiClient {
+	if !strings.Contains(apiURL, "://") {
+		apiURL = "http://" + apiURL
+	}
+	return &apiClient{base: strings.TrimRight(apiURL, "/"), http: &http.Client{Timeout: 15 * time.Second}}
+}
+
+// create posts body, which creates what, to path; a 409 (it exists
+// already) is no error.
+func (a *apiClient) create(ctx context.Context, path, what string, body any) error {
+	if err := a.post(ctx, path, body, nil); err != nil && !errors.Is(err, errConflict) {
+		return fmt.Errorf("cannot create %s: %w", what, err)
+	}
+	return nil
 }
 
 // post sends body and decodes a 2xx reply into out (when not nil). A 409 is

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -30,21 +29,10 @@ func TestDevcluster_DemoRaisesAlarmsAndSessionsAndStopsOnInterrupt(t *testing.T)
 	base := mustFreePortRun(t, 9)
 	clusterPort, httpPort, mqttPort := base, base+3, base+6
 	dir := t.TempDir()
-	p := &proc{
-		t:    t,
-		name: "devcluster",
-		bin:  bin,
-		// 720 alarms per device per hour: one every 5 s on average, so
-		// the test sees one soon.
-		args: []string{"devcluster", "--demo", "--demo-devices", "6", "--demo-alarm-rate", "720", "--dir", dir,
-			"--cluster-port", strconv.Itoa(clusterPort), "--http-port", strconv.Itoa(httpPort), "--mqtt-port", strconv.Itoa(mqttPort)},
-		env:     childEnv(),
-		logPath: filepath.Join(t.TempDir(), "devcluster.log"),
-	}
-	a := newAPI(statusTimeout)
-	t.Cleanup(a.close)
-	dumpLogsOnFailure(t, p)
-	p.start()
+	// 720 alarms per device per hour: one every 5 s on average, so the
+	// test sees one soon.
+	p, a := startDevcluster(t, bin, dir, "--demo", "--demo-devices", "6", "--demo-alarm-rate", "720",
+		"--cluster-port", strconv.Itoa(clusterPort), "--http-port", strconv.Itoa(httpPort), "--mqtt-port", strconv.Itoa(mqttPort))
 
 	// Read through node2: the demo provisions through node1.
 	api := "http://127.0.0.1:" + strconv.Itoa(httpPort+1)
@@ -119,25 +107,9 @@ func TestDevcluster_DemoRaisesAlarmsAndSessionsAndStopsOnInterrupt(t *testing.T)
 		}
 	}
 
-	start := time.Now()
-	_ = p.run.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-p.run.done:
-	case <-time.After(3 * stopTimeout):
-		t.Fatalf("devcluster --demo did not exit within %s of SIGINT", 3*stopTimeout)
-	}
-	if code := p.run.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("devcluster --demo exited with %s after SIGINT, want 0", p.run.cmdState())
-	}
-	t.Logf("devcluster --demo stopped %s after SIGINT", time.Since(start).Round(time.Millisecond))
-	log, _ = os.ReadFile(p.logPath)
+	log = interruptDevcluster(t, p, a, devclusterHTTPAddrs(httpPort))
 	simStop, nodesStop := strings.Index(string(log), "simulator stopped"), strings.Index(string(log), "all nodes stopped")
 	if simStop < 0 || nodesStop < simStop {
 		t.Errorf("want the simulator stopped (at %d), then all nodes (at %d):\n%s", simStop, nodesStop, log)
-	}
-	for i := range 3 {
-		if _, err := a.status("127.0.0.1:" + strconv.Itoa(httpPort+i)); err == nil {
-			t.Errorf("node%d still answers after devcluster exited", i+1)
-		}
 	}
 }

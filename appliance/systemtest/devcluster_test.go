@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -49,23 +50,9 @@ func TestDevcluster_RunsThreeNodesAndStopsOnInterrupt(t *testing.T) {
 	base := mustFreePortRun(t, 6)
 	clusterPort, httpPort := base, base+3
 	dir := t.TempDir()
-	p := &proc{
-		t:    t,
-		name: "devcluster",
-		bin:  bin,
-		args: []string{"devcluster", "--dir", dir, "--log-level", "warn",
-			"--cluster-port", strconv.Itoa(clusterPort), "--http-port", strconv.Itoa(httpPort), "--mqtt-port", "0"},
-		env:     childEnv(),
-		logPath: filepath.Join(t.TempDir(), "devcluster.log"),
-	}
-	a := newAPI(statusTimeout)
-	t.Cleanup(a.close)
-	dumpLogsOnFailure(t, p)
-	p.start()
-	httpAddrs := make([]string, 3)
-	for i := range httpAddrs {
-		httpAddrs[i] = "127.0.0.1:" + strconv.Itoa(httpPort+i)
-	}
+	p, a := startDevcluster(t, bin, dir, "--log-level", "warn",
+		"--cluster-port", strconv.Itoa(clusterPort), "--http-port", strconv.Itoa(httpPort), "--mqtt-port", "0")
+	httpAddrs := devclusterHTTPAddrs(httpPort)
 	pollUntil(t, leaderTimeout, "three nodes agreeing on a leader", func() bool {
 		if !p.running() {
 			t.Fatalf("vigil devcluster exited: %s", p.run.cmdState())
@@ -92,24 +79,66 @@ func TestDevcluster_RunsThreeNodesAndStopsOnInterrupt(t *testing.T) {
 		}
 	}
 
+	log = interruptDevcluster(t, p, a, httpAddrs)
+	if !strings.Contains(string(log), "all nodes stopped") {
+		t.Errorf("devcluster did not report that all nodes stopped:\n%s", log)
+	}
+}
+
+// startDevcluster starts vigil devcluster --dir dir with args, its log
+// dumped if the test fails, and returns it with an API client.
+func startDevcluster(t *testing.T, bin, dir string, args ...string) (*proc, *api) {
+	t.Helper()
+	p := &proc{
+		t:       t,
+		name:    "devcluster",
+		bin:     bin,
+		args:    append([]string{"devcluster", "--dir", dir}, args...),
+		env:     childEnv(),
+		logPath: filepath.Join(t.TempDir(), "devcluster.log"),
+	}
+	a := newAPI(statusTimeout)
+	t.Cleanup(a.close)
+	dumpLogsOnFailure(t, p)
+	p.start()
+	return p, a
+}
+
+// devclusterHTTPAddrs returns the HTTP addresses of devcluster's three
+// nodes, the first at httpPort.
+func devclusterHTTPAddrs(httpPort int) []string {
+	httpAddrs := make([]string, 3)
+	for i := range httpAddrs {
+		httpAddrs[i] = "127.0.0.1:" + strconv.Itoa(httpPort+i)
+	}
+	return httpAddrs
+}
+
+// interruptDevcluster sends p SIGINT (Ctrl-C), expects it to exit with
+// code 0 soon and no node to answer at httpAddrs afterwards, and returns
+// its log.
+func interruptDevcluster(t *testing.T, p *proc, a *api, httpAddrs []string) []byte {
+	t.Helper()
+	name := "devcluster"
+	if slices.Contains(p.args, "--demo") {
+		name += " --demo"
+	}
 	start := time.Now()
 	_ = p.run.cmd.Process.Signal(syscall.SIGINT)
 	select {
 	case <-p.run.done:
 	case <-time.After(3 * stopTimeout):
-		t.Fatalf("devcluster did not exit within %s of SIGINT", 3*stopTimeout)
+		t.Fatalf("%s did not exit within %s of SIGINT", name, 3*stopTimeout)
 	}
 	if code := p.run.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("devcluster exited with %s after SIGINT, want 0", p.run.cmdState())
+		t.Fatalf("%s exited with %s after SIGINT, want 0", name, p.run.cmdState())
 	}
-	t.Logf("devcluster stopped %s after SIGINT", time.Since(start).Round(time.Millisecond))
-	log, _ = os.ReadFile(p.logPath)
-	if !strings.Contains(string(log), "all nodes stopped") {
-		t.Errorf("devcluster did not report that all nodes stopped:\n%s", log)
-	}
+	t.Logf("%s stopped %s after SIGINT", name, time.Since(start).Round(time.Millisecond))
+	log, _ := os.ReadFile(p.logPath)
 	for i, h := range httpAddrs {
 		if _, err := a.status(h); err == nil {
-			t.Errorf("node%d still answers at %s after devcluster exited", i+1, h)
+			t.Errorf("node%d still answers at %s after %s exited", i+1, h, name)
 		}
 	}
+	return log
 }
