@@ -156,6 +156,13 @@ type BrokerConfig struct {
 	// NodeDownAfter is how long a node must be silent before the leader
 	// marks the devices connected through it as disconnected.
 	NodeDownAfter time.Duration `yaml:"node_down_after"`
+
+	// ReplicaWait is how long, after an alarm or session event committed on
+	// a quorum, the gateway waits for the other healthy nodes to apply it
+	// before the PUBACK, so that in a healthy cluster the event is on every
+	// node when the device hears it is saved. A node that does not answer
+	// in time is not waited for. 0 turns the wait off (PUBACK on quorum).
+	ReplicaWait time.Duration `yaml:"replica_wait"`
 }
 
 // DefaultNodeDownAfter is the default of broker.node_down_after: several
@@ -181,6 +188,9 @@ func (c BrokerConfig) validate() error {
 	}
 	if c.NodeDownAfter < time.Second {
 		return fieldErr("broker.node_down_after", c.NodeDownAfter.String(), "must be at least 1s")
+	}
+	if c.ReplicaWait < 0 || c.ReplicaWait > c.CommitTimeout {
+		return fieldErr("broker.replica_wait", c.ReplicaWait.String(), "must be from 0 to broker.commit_timeout")
 	}
 	return nil
 }
@@ -211,6 +221,7 @@ func DefaultConfig() Config {
 			CommitTimeout:  broker.DefaultCommitTimeout,
 			TelemetryFlush: broker.DefaultTelemetryFlush,
 			NodeDownAfter:  DefaultNodeDownAfter,
+			ReplicaWait:    broker.DefaultReplicaWait,
 		},
 	}
 }

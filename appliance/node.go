@@ -121,10 +121,15 @@ func (n *Node) Open(ctx context.Context) error {
 		n.cluster.Close()
 		return fmt.Errorf("cannot start the deadline scheduler: %w", err)
 	}
+	var waitReplicas func(context.Context) (int, int)
+	if n.cfg.Broker.ReplicaWait > 0 {
+		waitReplicas = n.cluster.WaitReplicas
+	}
 	n.broker = broker.New(broker.Config{
 		TCPAddr: n.cfg.Broker.TCPAddr, WSAddr: n.cfg.Broker.WSAddr,
 		NodeID: n.cluster.ID(), CommitTimeout: n.cfg.Broker.CommitTimeout,
 		TelemetryFlush: n.cfg.Broker.TelemetryFlush, WaitApplied: n.cluster.WaitApplied,
+		WaitReplicas: waitReplicas, ReplicaWait: n.cfg.Broker.ReplicaWait,
 	}, n.service, n.logger.With(logKeySystem, "broker"))
 	if err := n.broker.Open(ctx); err != nil {
 		ln.Close()

@@ -23,6 +23,9 @@ const (
 	// device event before the gateway gives up, sends no PUBACK and drops
 	// the connection.
 	DefaultCommitTimeout = 5 * time.Second
+	// DefaultReplicaWait bounds the wait, after the commit, for the voters
+	// beyond the quorum to apply an event (Config.WaitReplicas).
+	DefaultReplicaWait = 250 * time.Millisecond
 	// DefaultWritesPending is mochi's MaximumClientWritesPending: the
 	// outbound queue per connection. mochi's default (8,192) costs about
 	// 90 KiB per idle device; a device gets a few replies at a time.
@@ -52,6 +55,14 @@ type Config struct {
 	// the cluster committed before the call. A message refused for
 	// something not found is tried once more after it.
 	WaitApplied func(context.Context) error
+	// WaitReplicas, if set, is called after a device event committed and
+	// before its PUBACK: it waits, within its context, until every voter
+	// that answers has applied the event, and says how many voters have
+	// it. The commit already put the event on a quorum's disks; this puts
+	// it on every healthy appliance (DESIGN.md, "Every replica").
+	WaitReplicas func(context.Context) (confirmed, voters int)
+	// ReplicaWait bounds WaitReplicas; 0 means DefaultReplicaWait.
+	ReplicaWait time.Duration
 }
 
 // Service is what the gateway needs from the monitoring Service.
@@ -79,11 +90,15 @@ var _ Service = (*monitoring.Service)(nil)
 
 // Stats are the gateway's counters since Open.
 type Stats struct {
-	AuthRefused  uint64 // CONNECTs refused: unknown device, wrong secret, client ID not the device ID
-	ACLRefused   uint64 // publishes and subscriptions outside the device's own topics
-	Committed    uint64 // events the cluster committed, then PUBACKed
-	Unavailable  uint64 // events not committed in time: no PUBACK, connection dropped
-	ErrorReplies uint64 // messages answered with an error reply (and PUBACKed)
+	AuthRefused uint64 // CONNECTs refused: unknown device, wrong secret, client ID not the device ID
+	ACLRefused  uint64 // publishes and subscriptions outside the device's own topics
+	Committed   uint64 // events the cluster committed, then PUBACKed
+	Unavailable uint64 // events not committed in time: no PUBACK, connection dropped
+	// ShortOfReplicas counts committed events PUBACKed before every voter
+	// had applied them (one was down, cut off or behind): each was on a
+	// quorum, not on all.
+	ShortOfReplicas uint64
+	ErrorReplies    uint64 // messages answered with an error reply (and PUBACKed)
 
 	Connected        int    // device connections held now
 	TelemetryQueued  int    // devices whose telemetry waits for the next flush
@@ -93,7 +108,7 @@ type Stats struct {
 }
 
 type counters struct {
-	authRefused, aclRefused, committed, unavailable, errorReplies atomic.Uint64
+	authRefused, aclRefused, committed, unavailable, errorReplies, shortOfReplicas atomic.Uint64
 }
 
 // Broker is the gateway of one node.
@@ -129,6 +144,9 @@ type Broker struct {
 func New(cfg Config, svc Service, logger *slog.Logger) *Broker {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ReplicaWait <= 0 {
+		cfg.ReplicaWait = DefaultReplicaWait
 	}
 	if cfg.CommitTimeout <= 0 {
 		cfg.CommitTimeout = DefaultCommitTimeout
@@ -231,11 +249,12 @@ func (b *Broker) TCPAddr() string {
 // Stats returns the counters.
 func (b *Broker) Stats() Stats {
 	return Stats{
-		AuthRefused:  b.stats.authRefused.Load(),
-		ACLRefused:   b.stats.aclRefused.Load(),
-		Committed:    b.stats.committed.Load(),
-		Unavailable:  b.stats.unavailable.Load(),
-		ErrorReplies: b.stats.errorReplies.Load(),
+		AuthRefused:     b.stats.authRefused.Load(),
+		ACLRefused:      b.stats.aclRefused.Load(),
+		Committed:       b.stats.committed.Load(),
+		Unavailable:     b.stats.unavailable.Load(),
+		ErrorReplies:    b.stats.errorReplies.Load(),
+		ShortOfReplicas: b.stats.shortOfReplicas.Load(),
 
 		Connected:        b.connected(),
 		TelemetryQueued:  b.tel.queued(),

@@ -79,6 +79,13 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 			result, err = b.handle(ctx, device, msg)
 		}
 		cancel()
+		if err == nil && b.cfg.WaitReplicas != nil && !isTelemetry(msg.Type) {
+			ctx, cancel := context.WithTimeout(b.ctx, b.cfg.ReplicaWait)
+			if got, of := b.cfg.WaitReplicas(ctx); got < of {
+				b.stats.shortOfReplicas.Add(1)
+			}
+			cancel()
+		}
 	}
 	if errors.Is(err, errUnavailable) {
 		b.stats.unavailable.Add(1)
@@ -155,6 +162,12 @@ func describe(err error) (code, field, text string) {
 // same answer.
 var readsFirst = map[string]bool{TypeAlarm: true, TypeAlarmCancel: true, TypeSessionStart: true,
 	TypeSessionCheckIn: true, TypeSessionExtend: true, TypeSessionEnd: true}
+
+// isTelemetry reports whether messages of type t are gathered for the next
+// telemetry batch rather than committed one by one.
+func isTelemetry(t string) bool {
+	return t == TypeHeartbeat || t == TypeLocation || t == TypeBattery
+}
 
 // isNotFound reports whether err refuses for something missing.
 func isNotFound(err error) bool {

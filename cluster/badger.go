@@ -2,7 +2,13 @@ package cluster
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -65,4 +71,69 @@ func (b badgerLogger) log(level slog.Level, f string, a ...any) {
 		return // and skip formatting: Badger logs at debug level on every write
 	}
 	b.l.Log(context.Background(), level, sprintfTrim(f, a...), "system", "badger")
+}
+
+// openBadger opens a Badger database after removing the empty write-ahead
+// files a crash can leave behind.
+//
+// Badger creates a memtable's .mem file (and a value log's .vlog file)
+// before it sizes and writes it. A process killed in between leaves a file
+// of 0 bytes, and Badger v4.9 then fails to open the directory ("while
+// opening fid: N err: Create a new file": dgraph-io/badger#2207, fix
+// proposed in #2331). The failed open sizes the file, so a second start
+// would succeed; but a node SIGKILLed at the wrong moment failed its first
+// restart. Found by TestLogStore_CrashMidBatch, which kills a writer at
+// random moments. A 0-byte file holds no entry, not even its header, so
+// removing it loses nothing.
+func openBadger(opts badger.Options, logger *slog.Logger) (*badger.DB, error) {
+	if err := removeEmptyWALs(opts.Dir, logger); err != nil {
+		return nil, err
+	}
+	if opts.ValueDir != opts.Dir {
+		if err := removeEmptyWALs(opts.ValueDir, logger); err != nil {
+			return nil, err
+		}
+	}
+	return badger.Open(opts)
+}
+
+// removeEmptyWALs removes the 0-byte .mem and .vlog files in dir.
+func removeEmptyWALs(dir string, logger *slog.Logger) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cannot list %s: %w", dir, err)
+	}
+	removed := 0
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || (!strings.HasSuffix(name, ".mem") && !strings.HasSuffix(name, ".vlog")) {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || info.Size() != 0 {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("cannot remove the empty file %s left by a crash: %w", name, err)
+		}
+		logger.Warn("removed an empty Badger file left by a crash", "dir", dir, "file", name)
+		removed++
+	}
+	if removed > 0 {
+		return syncDir(dir)
+	}
+	return nil
+}
+
+// syncDir makes the removals in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

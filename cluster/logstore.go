@@ -129,7 +129,7 @@ func OpenLogStore(dir string, logger *slog.Logger) (*LogStore, error) {
 func openLogStore(opts badger.Options, logger *slog.Logger) (*LogStore, error) {
 	logger = logger.With("system", "raftlog")
 	// Writes are serialised by the store: Badger need not detect conflicts.
-	db, err := badger.Open(opts.WithDetectConflicts(false).WithBlockCacheSize(4 << 20))
+	db, err := openBadger(opts.WithDetectConflicts(false).WithBlockCacheSize(4<<20), logger)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open raft log store: %w", err)
 	}

@@ -45,6 +45,9 @@ type Node struct {
 	peersMu sync.Mutex
 	peers   map[string]*PeerStatus // by node ID, refreshed by the status loop
 
+	replicasMu sync.Mutex
+	replicas   map[string]*replicaWatch // by node ID (replicas.go)
+
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -86,7 +89,7 @@ func (n *Node) Open(ctx context.Context) (err error) {
 	if n.logs, err = OpenLogStore(filepath.Join(n.cfg.DataDir, "raft"), n.logger); err != nil {
 		return fmt.Errorf("cannot open raft log: %w", err)
 	}
-	if n.state, err = badger.Open(badgerOptions(filepath.Join(n.cfg.DataDir, "state"), false, n.logger)); err != nil {
+	if n.state, err = openBadger(badgerOptions(filepath.Join(n.cfg.DataDir, "state"), false, n.logger), n.logger); err != nil {
 		return fmt.Errorf("cannot open state: %w", err)
 	}
 	if n.snaps, err = raft.NewFileSnapshotStoreWithLogger(filepath.Join(n.cfg.DataDir, "snapshots"), DefaultSnapshotRetain, newHCLogger(n.logger, "snapshot")); err != nil {
@@ -571,6 +574,8 @@ func (n *Node) handleRPC(ctx context.Context, req *rpcRequest) *rpcResponse {
 	case opStatus:
 		st := n.Status()
 		resp.Status = &st
+	case opWaitApplied:
+		resp.Index = n.waitAppliedLocal(ctx, req.Index)
 	default:
 		err = fmt.Errorf("unknown cluster RPC operation %d", req.Op)
 	}

@@ -20,12 +20,13 @@ import (
 type rpcOp uint8
 
 const (
-	opApply     rpcOp = 1 // apply a command envelope on the leader
-	opReadIndex rpcOp = 2 // the leader's read index, after confirming leadership
-	opJoin      rpcOp = 3 // add a voter (leader only)
-	opRemove    rpcOp = 4 // remove a server (leader only)
-	opHello     rpcOp = 5 // who are you: node ID, for bootstrap-expect
-	opStatus    rpcOp = 6 // this node's status
+	opApply       rpcOp = 1 // apply a command envelope on the leader
+	opReadIndex   rpcOp = 2 // the leader's read index, after confirming leadership
+	opJoin        rpcOp = 3 // add a voter (leader only)
+	opRemove      rpcOp = 4 // remove a server (leader only)
+	opHello       rpcOp = 5 // who are you: node ID, for bootstrap-expect
+	opStatus      rpcOp = 6 // this node's status
+	opWaitApplied rpcOp = 7 // answer once this node has applied Index (replicas.go)
 )
 
 // errCode carries sentinel errors across the wire. Append only.
@@ -45,6 +46,7 @@ type rpcRequest struct {
 	Op       rpcOp
 	Timeout  time.Duration // what is left of the caller's deadline
 	Payload  []byte
+	Index    uint64 // opWaitApplied: the index to wait for
 	NodeID   string
 	Addr     string
 	FromNode string

@@ -15,11 +15,14 @@ import (
 )
 
 // mustFreePortRun returns a first port p such that p..p+n-1 were all free a
-// moment ago (vigil devcluster takes consecutive ports).
+// moment ago (vigil devcluster takes consecutive ports). They are chosen
+// below Linux's ephemeral range (32768-60999): there, any outgoing
+// connection of another test could take one between this check and the
+// node's bind, which made the test fail now and then on a busy machine.
 func mustFreePortRun(t *testing.T, n int) int {
 	t.Helper()
 	for range 50 {
-		base := 20000 + rand.IntN(40000)
+		base := 20000 + rand.IntN(12000)
 		var lns []net.Listener
 		for i := range n {
 			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i))
