@@ -2,12 +2,15 @@ package appliance
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/vigilarc/vigil/appliance/sim"
@@ -16,9 +19,11 @@ import (
 // simOptions are the flags of vigil sim.
 type simOptions struct {
 	brokers, api, scenario, history, credentials, prefix, logLevel string
-	provision                                                      bool
-	devices                                                        int
-	duration                                                       time.Duration
+	mode, alarmType                                                string
+	provision, statusJSON                                          bool
+	devices, connectsInFlight, telemetryQoS                        int
+	duration, heartbeat, jitter, location, keepAlive               time.Duration
+	connectTimeout, statusEvery                                    time.Duration
 	alarmRate                                                      float64
 	seed                                                           uint64
 }
@@ -27,14 +32,28 @@ func simFlags(out io.Writer) (*flag.FlagSet, *simOptions) {
 	o := &simOptions{}
 	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.StringVar(&o.brokers, "brokers", sim.DefaultBroker, "comma-separated MQTT `host:port` list, tried in turn")
+	fs.StringVar(&o.mode, "mode", sim.ModeRandom, "what the devices do, a `mode`: random (sessions, check-ins, random alarms), "+
+		"idle (connect and send only telemetry) or alarms (a closed loop: each raises its next alarm as soon as the last is PUBACKed)")
+	fs.StringVar(&o.brokers, "brokers", sim.DefaultBroker, "comma-separated MQTT `host:port` list; device i starts on the i mod n-th, and fails over to the next")
 	fs.StringVar(&o.api, "api", DefaultAPIURL, "`URL` of a node's HTTP API, for --provision")
 	fs.BoolVar(&o.provision, "provision", true, "create an organisation, workers with PINs, devices and their secrets through --api")
 	fs.StringVar(&o.credentials, "credentials", "", "JSON `file` of device credentials: written after --provision, read without it")
 	fs.StringVar(&o.prefix, "prefix", "sim", "`prefix` of the provisioned IDs (prefix-org, prefix-w001, prefix-d001...)")
 	fs.IntVar(&o.devices, "devices", sim.DefaultDevices, "number of simulated `devices`")
 	fs.DurationVar(&o.duration, "duration", 0, "how long to run; 0 runs until Ctrl-C (or, with --scenario, until its last step is acked)")
-	fs.Float64Var(&o.alarmRate, "alarm-rate", sim.DefaultAlarmRate, "random alarms per device per `hour` (ignored with --scenario)")
+	fs.Float64Var(&o.alarmRate, "alarm-rate", sim.DefaultAlarmRate, "random alarms per device per `hour` (mode random, without --scenario)")
+	fs.StringVar(&o.alarmType, "alarm-type", "", "`type` of the devices' own alarms: red_alert, discreet_panic, man_down, low_battery or test "+
+		"(default a mix in mode random, test in mode alarms)")
+	fs.DurationVar(&o.heartbeat, "heartbeat-interval", sim.DefaultHeartbeatInterval, "`time` between a device's heartbeats, the first on connecting; 0 sends none")
+	fs.DurationVar(&o.jitter, "heartbeat-jitter", 0, "add up to this random `time` to each heartbeat interval")
+	fs.DurationVar(&o.location, "location-interval", sim.DefaultLocationInterval, "`time` between location fixes; 0 sends none, and alarms and sessions carry no location")
+	fs.IntVar(&o.telemetryQoS, "telemetry-qos", 0, "MQTT `QoS` of heartbeats and location fixes, 0 or 1 (1 counts their PUBACKs)")
+	fs.DurationVar(&o.keepAlive, "keepalive", sim.DefaultKeepAlive, "the devices' MQTT keep-alive `time`")
+	fs.DurationVar(&o.connectTimeout, "connect-timeout", sim.DefaultConnectTimeout, "`time` one connection attempt (CONNECT and SUBSCRIBE) may take")
+	fs.IntVar(&o.connectsInFlight, "connects-in-flight", sim.DefaultConnectsInFlight, "`number` of connection attempts under way at once (0: no bound); "+
+		"each costs the node an argon2id hash")
+	fs.DurationVar(&o.statusEvery, "status-every", 0, "print the live counters (connected, telemetry, events, errors) every `time`, and at the end; 0 prints none")
+	fs.BoolVar(&o.statusJSON, "status-json", false, "print the counters as one JSON object per line, and the other output to stderr")
 	fs.StringVar(&o.scenario, "scenario", "", "YAML scenario `file` of timed steps (docs/sim.md), instead of random sessions and alarms")
 	fs.Uint64Var(&o.seed, "seed", 1, "random `seed` of the devices' behaviour")
 	fs.StringVar(&o.history, "history", "", "write every outbox attempt to `file` as JSON lines at the end")
@@ -45,10 +64,12 @@ func simFlags(out io.Writer) (*flag.FlagSet, *simOptions) {
 Simulates lone workers' devices speaking device protocol v1 over MQTT 3.1.1
 (docs/device-protocol.md): timed sessions with an Update message, check-ins
 with the Safe PIN, heartbeats, location fixes and occasional alarms, or the
-steps of a scenario file. Every alarm and session event is resent with the
-same event_id until PUBACKed, failing over to the next broker in --brokers.
-At the end (or Ctrl-C) it prints the events sent and acked, retries,
-failovers and the publish-to-PUBACK latency. See docs/sim.md.
+steps of a scenario file (--mode random); devices that only send heartbeats
+(--mode idle); or alarms back to back (--mode alarms). Every alarm and
+session event is resent with the same event_id until PUBACKed, failing over
+to the next broker in --brokers. At the end (or Ctrl-C) it prints the events
+sent and acked, retries, failovers and the publish-to-PUBACK latency. See
+docs/sim.md.
 
 Flags:
 `)
@@ -74,14 +95,37 @@ func (c *cli) simCmd(ctx context.Context, args []string) error {
 		return usageErr(fs, "--alarm-rate must not be negative")
 	case !o.provision && o.credentials == "":
 		return usageErr(fs, "--provision=false needs --credentials")
+	case !slices.Contains(sim.Modes(), o.mode):
+		return usageErr(fs, "--mode %q: want one of %v", o.mode, sim.Modes())
+	case o.alarmType != "" && !slices.Contains(sim.AlarmTypes(), o.alarmType):
+		return usageErr(fs, "--alarm-type %q: want one of %v", o.alarmType, sim.AlarmTypes())
+	case o.scenario != "" && o.mode != sim.ModeRandom:
+		return usageErr(fs, "--scenario needs --mode %s", sim.ModeRandom)
+	case o.heartbeat < 0, o.jitter < 0, o.location < 0:
+		return usageErr(fs, "--heartbeat-interval, --heartbeat-jitter and --location-interval must not be negative")
+	case o.keepAlive <= 0, o.connectTimeout <= 0, o.connectsInFlight < 0:
+		return usageErr(fs, "--keepalive and --connect-timeout must be positive, --connects-in-flight not negative")
+	case o.telemetryQoS != 0 && o.telemetryQoS != 1:
+		return usageErr(fs, "--telemetry-qos must be 0 or 1")
+	case o.statusEvery < 0:
+		return usageErr(fs, "--status-every must not be negative")
 	}
 	cfg := sim.DefaultConfig()
+	cfg.Mode, cfg.AlarmType = o.mode, o.alarmType
 	cfg.Brokers = splitList(o.brokers)
 	cfg.Duration, cfg.AlarmRate, cfg.Seed = o.duration, o.alarmRate, o.seed
+	cfg.HeartbeatInterval, cfg.HeartbeatJitter, cfg.LocationInterval = o.heartbeat, o.jitter, o.location
+	cfg.TelemetryQoS, cfg.KeepAlive = byte(o.telemetryQoS), o.keepAlive
+	cfg.ConnectTimeout, cfg.ConnectsInFlight = o.connectTimeout, o.connectsInFlight
 	cfg.Run = strconv.FormatInt(time.Now().UnixMilli(), 36)
 	cfg.Logger = newLogger(c.stderr, o.logLevel)
 	if len(cfg.Brokers) == 0 {
 		return usageErr(fs, "--brokers is empty")
+	}
+	// With --status-json, stdout carries only the counters, for scripts.
+	info := c.stdout
+	if o.statusJSON {
+		info = c.stderr
 	}
 	if o.scenario != "" {
 		if cfg.Scenario, err = sim.LoadScenario(o.scenario, o.devices); err != nil {
@@ -111,11 +155,14 @@ func (c *cli) simCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "simulating %d devices against %v\n", o.devices, cfg.Brokers)
-	if err := s.Run(ctx); err != nil {
+	fmt.Fprintf(info, "simulating %d devices (mode %s) against %v\n", o.devices, cfg.Mode, cfg.Brokers)
+	stopStatus := c.printStatus(s, o)
+	err = s.Run(ctx)
+	stopStatus()
+	if err != nil {
 		return err
 	}
-	sim.WriteSummary(c.stdout, s.Summary())
+	sim.WriteSummary(info, s.Summary())
 	if o.history != "" {
 		f, err := os.Create(o.history)
 		if err != nil {
@@ -130,4 +177,39 @@ func (c *cli) simCmd(ctx context.Context, args []string) error {
 		}
 	}
 	return nil
+}
+
+// printStatus prints s's counters every --status-every until the returned
+// function is called, which prints them a last time.
+func (c *cli) printStatus(s *sim.Simulator, o *simOptions) (stop func()) {
+	if o.statusEvery <= 0 {
+		return func() {}
+	}
+	enc := json.NewEncoder(c.stdout)
+	show := func() {
+		if o.statusJSON {
+			_ = enc.Encode(s.Status())
+			return
+		}
+		sim.WriteStatus(c.stdout, s.Status())
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(o.statusEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				show()
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+		show()
+	}
 }

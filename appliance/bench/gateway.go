@@ -8,11 +8,16 @@ package main
 //     given a secret (argon2id, 4 MiB, one pass) through the HTTP API, the
 //     first ones one at a time, the rest with concurrent clients;
 //   - alarm latency: 1, 100 and 1,000 devices spread over the three
-//     brokers, each raising test alarms back to back (gwalarm.go);
+//     brokers, each raising test alarms back to back: the device
+//     simulator's closed alarm loop, in this process (gwalarm.go);
 //   - memory: the nodes are restarted and left idle past the Go runtime's
 //     two-minute forced collection, so that the baseline is a settled node
 //     holding the provisioned state; then the idle devices connect and send
-//     heartbeats until the nodes settle (gwidle.go).
+//     heartbeats until the nodes settle: the simulator's idle mode, in
+//     vigil sim child processes (gwidle.go).
+//
+// The devices are appliance/sim's, as vigil sim runs them: real paho MQTT
+// clients speaking device protocol v1.
 
 import (
 	"context"
@@ -202,7 +207,7 @@ func runGateway(ctx context.Context, vigil, dir string, plan gatewayPlan) (*gate
 		return nil, err
 	}
 	progress("gateway: %d idle devices, heartbeats every %s to %s", plan.idle.devices, plan.idle.heartbeatMin, plan.idle.heartbeatMax)
-	if g.idle, err = runIdle(ctx, c, creds[:plan.idle.devices], plan.idle); err != nil {
+	if g.idle, err = runIdle(ctx, c, vigil, dir, creds[:plan.idle.devices], plan.idle); err != nil {
 		return nil, err
 	}
 	return g, nil
@@ -257,7 +262,8 @@ func (c *localCluster) barrier(ctx context.Context) error {
 // write prints the gateway section of the report.
 func (g *gatewayReport) write(w io.Writer) {
 	fmt.Fprintf(w, "### Device gateway\n\n")
-	fmt.Fprintf(w, "A cluster of its own. Devices are paho MQTT 3.1.1 clients (QoS 1, protocol v1), device i on node i mod 3's broker.\n\n")
+	fmt.Fprintf(w, "A cluster of its own. Devices are the device simulator's (appliance/sim, as vigil sim runs them: paho MQTT 3.1.1 clients, "+
+		"protocol v1), device i on node i mod 3's broker.\n\n")
 
 	p := g.prov
 	fmt.Fprintf(w, "| Provisioning (HTTP API: register device + set secret) | Devices | Clients | Elapsed s | Devices/s | ms/device | register p50 ms | secret p50 ms |\n"+
@@ -306,18 +312,19 @@ func (g *gatewayReport) write(w io.Writer) {
 	fmt.Fprintf(w, "| **all** | %d | %s | %s | %.1f | %s / %s | | |\n\n", sumInts(r.perNode), mib(sum64(r.baseline)), mib(sum64(r.rss)), r.meanKiBPerDevice(),
 		mib(sum64(r.baseAnon)), mib(sum64(r.anon)))
 	hbMean := (r.plan.heartbeatMin + r.plan.heartbeatMax) / 2
-	fmt.Fprintf(w, "%d devices connected through %d child processes in %.0f s (%.0f CONNECTs/s, each checking the secret with argon2id once per node). "+
+	fmt.Fprintf(w, "%d devices connected through vigil sim --mode idle (child processes: %d) in %.0f s (%.0f CONNECTs/s, each checking the secret with argon2id once per node). "+
 		"Each sent a heartbeat (QoS 1) on connecting, then every %s to %s (mean %s: %.0f/s expected, %.0f/s PUBACKed while settling; "+
 		"before aggregation, each heartbeat was one Raft entry). Baseline: the median of %d readings of VmRSS, %s after a restart of the nodes; "+
 		"RSS: the median of the readings every %s over %s of settling after the last device connected. "+
 		"Live heap: from the nodes' GODEBUG=gctrace=1 lines (Go lets the heap grow to twice the live heap before it collects, "+
 		"and keeps freed pages a while, so RSS runs well above it). "+
 		"CPU while settling: machine %s%%, nodes %s%%. Heartbeats sent %d, PUBACKed %d, replies ok %d, error %d; "+
-		"devices failed to connect %d, connections lost %d.\n\n",
+		"failed connection attempts %d, connections lost %d, reconnections %d.\n\n",
 		sumInts(r.perNode), r.children, r.connectElapsed.Seconds(), float64(r.plan.devices)/r.connectElapsed.Seconds(),
 		r.plan.heartbeatMin, r.plan.heartbeatMax, hbMean, float64(r.plan.devices)/hbMean.Seconds(), r.hbRate,
 		baselineSamples, r.plan.baselineWait, rssEvery, r.plan.settle, pct(r.cpu.busy), pct(r.cpu.nodes),
-		r.final.HBSent, r.final.HBAcked, r.final.HBOK, r.final.HBErr, r.final.Failed, r.final.Lost)
+		r.final.Heartbeats, r.final.TelemetryAcked, r.final.TelemetryOK, r.final.TelemetryRefused,
+		r.final.ConnectErrors, r.final.Lost, r.final.Reconnects)
 }
 
 func latencyErrors(ls []gwLoad) string {

@@ -1,52 +1,137 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
+	"context"
+	"log/slog"
 	"os"
-	"strings"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vigilarc/vigil/appliance"
+	"github.com/vigilarc/vigil/appliance/sim"
 )
 
-// An idle-device child refuses a spec it cannot carry out, naming the
-// problem, before it opens any connection.
-func TestIdleChild_RefusesBadSpecs(t *testing.T) {
-	var out bytes.Buffer
-	if code := runIdleChild(strings.NewReader("{"), &out); code == 0 {
-		t.Fatalf("exit code 0 on a spec that is not JSON, want a refusal")
+// An alarm counts only if PUBACKed within the window and answered ok; the
+// others are sorted into refused, without reply and lost.
+func TestGwLoad_Tally(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 15, 0, 0, 0, time.UTC)
+	from, end := t0.Add(time.Second), t0.Add(3*time.Second)
+	at := func(d time.Duration) *time.Time { v := t0.Add(d); return &v }
+	attempts := []sim.Attempt{
+		{EventID: "warm-up", Sent: t0, Acked: at(500 * time.Millisecond), Reply: "ok"},
+		{EventID: "a", Sent: t0.Add(time.Second), Acked: at(1010 * time.Millisecond), Reply: "ok"},
+		{EventID: "b", Sent: t0.Add(2 * time.Second), Acked: at(2030 * time.Millisecond), Reply: "ok"},
+		{EventID: "c", Sent: t0.Add(990 * time.Millisecond), Acked: at(1020 * time.Millisecond), Reply: "ok"}, // sent in the warm-up
+		{EventID: "refused", Sent: t0.Add(2 * time.Second), Acked: at(2 * time.Second), Reply: "unavailable"},
+		{EventID: "silent", Sent: t0.Add(2 * time.Second), Acked: at(2 * time.Second)},
+		{EventID: "lost", Sent: t0.Add(200 * time.Millisecond), Error: "no PUBACK in time"},
+		{EventID: "drained", Sent: t0.Add(3 * time.Second), Acked: at(3100 * time.Millisecond), Reply: "ok"},
 	}
-	var st idleStatus
-	if err := json.Unmarshal(out.Bytes(), &st); err != nil || !st.Done || !strings.Contains(st.Error, "cannot read the idle-device spec") {
-		t.Fatalf("status %s (%v), want done with an error containing %q", out.Bytes(), err, "cannot read the idle-device spec")
+	var r gwLoad
+	r.tally(attempts, from, end)
+	want := []time.Duration{10 * time.Millisecond, 30 * time.Millisecond, 30 * time.Millisecond}
+	if !slices.Equal(r.lat, want) || r.commits != 3 {
+		t.Errorf("latencies %v (%d commits), want %v: the ok alarms PUBACKed in the window, sorted", r.lat, r.commits, want)
+	}
+	if r.refused != 1 || r.noReply != 1 || r.lost != 1 || r.errors != 3 {
+		t.Errorf("refused %d, no reply %d, lost %d, errors %d; want 1, 1, 1 and 3", r.refused, r.noReply, r.lost, r.errors)
 	}
 }
 
-// checkSpec refuses a spec a child cannot carry out with the open files it
-// may have, naming the problem.
-func TestCheckSpec(t *testing.T) {
-	const files = 10
-	ok := idleSpec{Brokers: []string{"127.0.0.1:1"}, HeartbeatMin: time.Second, HeartbeatMax: 2 * time.Second, ConnectsInFlight: 1}
-	if err := checkSpec(ok, fileMargin+files); err != nil {
-		t.Fatalf("checkSpec of a good spec: %v", err)
-	}
-	for _, tc := range []struct {
-		name string
-		spec idleSpec
-		want string
-	}{
-		{"no brokers", idleSpec{HeartbeatMin: time.Second, HeartbeatMax: time.Second, ConnectsInFlight: 1}, "no brokers"},
-		{"heartbeat range", func() idleSpec { s := ok; s.HeartbeatMax = s.HeartbeatMin / 2; return s }(), "heartbeat interval"},
-		{"no connects", func() idleSpec { s := ok; s.ConnectsInFlight = 0; return s }(), "connects_in_flight"},
-		// One socket each, plus the margin: too many.
-		{"above the file limit", func() idleSpec { s := ok; s.Devices = make([]idleDevice, files); return s }(), "open files"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if err := checkSpec(tc.spec, files); err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("checkSpec: %v, want an error containing %q", err, tc.want)
+// A child's devices land on the nodes the bench means: device i on node
+// i mod n, though the simulator puts a child's j-th device on its
+// (j mod n)-th broker.
+func TestChildBrokers(t *testing.T) {
+	nodes := []string{"n0", "n1", "n2"}
+	for _, from := range []int{0, 7000, 14000, 1} {
+		b := childBrokers(nodes, from)
+		for j := range 7 {
+			if got, want := b[j%len(b)], nodes[(from+j)%len(nodes)]; got != want {
+				t.Errorf("child from %d, its device %d (bench device %d) on %s, want %s", from, j, from+j, got, want)
 			}
-		})
+		}
+	}
+}
+
+// buildVigil builds the vigil binary into a temporary directory.
+func buildVigil(t *testing.T) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command to build vigil with")
+	}
+	out := filepath.Join(t.TempDir(), "vigil")
+	cmd := exec.Command(goBin, "build", "-o", out, "github.com/vigilarc/vigil")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cannot build vigil: %v\n%s", err, b)
+	}
+	return out
+}
+
+// mustNode opens a real single-node appliance on loopback ports.
+func mustNode(t *testing.T) *appliance.Node {
+	t.Helper()
+	cfg := appliance.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.Cluster.BindAddr = "127.0.0.1:0"
+	cfg.Broker.TCPAddr, cfg.Broker.WSAddr = "127.0.0.1:0", ""
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	n, err := appliance.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := n.Cluster().WaitForLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// An idle-device child is vigil sim: it takes the bench's flags, holds its
+// devices with heartbeats PUBACKed, reports on stdout, and on SIGTERM
+// disconnects them and exits.
+func TestIdleChild_HoldsDevicesAndStops(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds vigil")
+	}
+	vigil := buildVigil(t)
+	n := mustNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	creds, _, err := provisionDevices(ctx, []string{n.HTTPAddr()}, 4, 1, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := idlePlan{heartbeatMin: 100 * time.Millisecond, heartbeatMax: 200 * time.Millisecond}
+	ch, err := startIdleChild(vigil, t.TempDir(), 1, creds[1:], []string{n.BrokerAddr()}, plan, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.stop()
+	err = pollUntil(ctx, 30*time.Second, func() bool {
+		s := ch.status()
+		return ch.exited() || (s.Connected == 3 && s.ByBroker[n.BrokerAddr()] == 3 && s.TelemetryAcked >= 6 && s.TelemetryOK >= 6)
+	})
+	if err != nil || ch.exited() {
+		t.Fatalf("child exited %v, status %+v (%v); want 3 devices connected, heartbeats PUBACKed and answered ok", ch.exited(), ch.status(), err)
+	}
+	ch.stop()
+	s := ch.status()
+	if !ch.exited() || !s.Done || s.Connected != 0 || s.Devices != 3 || s.Locations != 0 || s.ConnectErrors != 0 {
+		t.Errorf("after stop: exited %v, status %+v; want done, 3 devices none connected, no locations, no failed connects", ch.exited(), s)
+	}
+	if code := ch.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("child exit code %d, want 0", code)
 	}
 }
 

@@ -1,8 +1,9 @@
 package main
 
 // Memory per node with many idle devices: the bench reads each node's RSS,
-// connects the devices through child processes (gwchild.go), lets them
-// send heartbeats until the nodes settle, and reads the RSS again.
+// connects the devices through child processes running the simulator in
+// its idle mode (vigil sim --mode idle), lets them send heartbeats until
+// the nodes settle, and reads the RSS again.
 
 import (
 	"bufio"
@@ -10,9 +11,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -20,12 +21,22 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/vigilarc/vigil/appliance/sim"
 )
 
 const (
 	// devicesPerChild is the most devices one child process holds: well
 	// under the 20,000 open files a process may have here.
 	devicesPerChild = 7000
+	// fileMargin is the open files a node keeps for itself beyond one
+	// socket per device.
+	fileMargin = 256
+	// statusEvery is how often a child reports its counters.
+	statusEvery = time.Second
+	// childSpare is how long a child may outlive the connecting and the
+	// settling before it stops by itself.
+	childSpare = 10 * time.Minute
 	// childConnectsInFlight is how many devices each child connects at
 	// once. Each CONNECT costs the node an argon2id hash of 4 MiB; a few
 	// at a time keep that garbage from inflating the figure.
@@ -64,9 +75,9 @@ type idleResult struct {
 	// devices connected and at the end of settling.
 	baseGC, gc     []gcTrace
 	connectElapsed time.Duration
-	cpu            cpuUse  // while settling
-	hbRate         float64 // heartbeats PUBACKed per second while settling
-	final          idleStatus
+	cpu            cpuUse     // while settling
+	hbRate         float64    // heartbeats PUBACKed per second while settling
+	final          sim.Status // the children's counters once stopped
 }
 
 // kibPerDevice is node i's RSS growth per device connected to it.
@@ -203,18 +214,19 @@ func (r idleResult) liveKiBPerDevice(i int) (float64, bool) {
 	return float64(grow) * 1024 / float64(r.perNode[i]), true
 }
 
-// idleChild is one running child process.
+// idleChild is one vigil sim --mode idle process holding a share of the
+// idle devices: one process may hold at most RLIMIT_NOFILE open files
+// (20,000 on the machines here), one socket per device.
 type idleChild struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	done  chan struct{} // closed when the process has exited
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has exited
 
 	mu   sync.Mutex
-	last idleStatus
+	last sim.Status // its last status line
 }
 
-// status returns the child's last report.
-func (ch *idleChild) status() idleStatus {
+// status returns the child's last status line.
+func (ch *idleChild) status() sim.Status {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	return ch.last
@@ -229,33 +241,65 @@ func (ch *idleChild) exited() bool {
 	}
 }
 
-// startIdleChild starts this executable with -idle-child and sends it spec.
-func startIdleChild(spec idleSpec) (*idleChild, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("cannot find the bench executable to start a child: %w", err)
+// childBrokers returns brokers rotated so that a child whose first device
+// is device from puts its j-th device, which the simulator places on its
+// (j mod n)-th broker, on node (from+j) mod n, as the bench places device
+// from+j.
+func childBrokers(brokers []string, from int) []string {
+	n := len(brokers)
+	out := make([]string, n)
+	for j := range out {
+		out[j] = brokers[(from+j)%n]
 	}
-	cmd := exec.Command(exe, "-idle-child")
+	return out
+}
+
+// idleChildArgs are the vigil arguments of a child holding the devices in
+// the credentials file creds, for at most bound: it stops by itself should
+// the bench die without stopping it.
+func idleChildArgs(creds string, devices int, brokers []string, plan idlePlan, seed int, bound time.Duration) []string {
+	return []string{"sim", "--mode", sim.ModeIdle,
+		"--provision=false", "--credentials", creds, "--devices", strconv.Itoa(devices),
+		"--brokers", strings.Join(brokers, ","),
+		"--heartbeat-interval", plan.heartbeatMin.String(),
+		"--heartbeat-jitter", (plan.heartbeatMax - plan.heartbeatMin).String(),
+		"--location-interval", "0", "--telemetry-qos", "1",
+		"--keepalive", idleKeepAlive.String(),
+		"--connect-timeout", deviceConnectTimeout.String(),
+		"--connects-in-flight", strconv.Itoa(childConnectsInFlight),
+		"--status-every", statusEvery.String(), "--status-json",
+		"--duration", bound.String(), "--seed", strconv.Itoa(seed),
+		"--log-level", "error",
+	}
+}
+
+// startIdleChild writes creds to a file in dir and starts vigil sim on
+// them, the child's first device being the bench's device from.
+func startIdleChild(vigil, dir string, from int, creds []sim.Credential, brokers []string, plan idlePlan, bound time.Duration) (*idleChild, error) {
+	path := filepath.Join(dir, fmt.Sprintf("idle-devices-%05d.json", from))
+	if err := sim.WriteCredentials(path, creds); err != nil {
+		return nil, fmt.Errorf("cannot write the idle devices' credentials: %w", err)
+	}
+	args := idleChildArgs(path, len(creds), childBrokers(brokers, from), plan, from+1, bound)
+	cmd := exec.Command(vigil, args...)
+	cmd.Env = withoutVigilEnv(os.Environ())
 	cmd.Stderr = os.Stderr
-	// Its own process group: a Ctrl-C reaches only the bench, which closes
-	// the child's stdin, and the child disconnects its devices.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
+	// Its own process group: a Ctrl-C reaches only the bench, which then
+	// stops the child, and the child disconnects its devices. Should the
+	// bench die, the kernel sends the child SIGTERM.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("cannot start an idle-device child: %w", err)
+		return nil, fmt.Errorf("cannot start an idle-device child (%s sim): %w", vigil, err)
 	}
-	ch := &idleChild{cmd: cmd, stdin: stdin, done: make(chan struct{})}
+	ch := &idleChild{cmd: cmd, done: make(chan struct{})}
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			var s idleStatus
+			var s sim.Status
 			if json.Unmarshal(sc.Bytes(), &s) == nil {
 				ch.mu.Lock()
 				ch.last = s
@@ -265,17 +309,16 @@ func startIdleChild(spec idleSpec) (*idleChild, error) {
 		_ = cmd.Wait()
 		close(ch.done)
 	}()
-	if err := json.NewEncoder(stdin).Encode(spec); err != nil {
-		_ = cmd.Process.Kill()
-		return nil, fmt.Errorf("cannot send the spec to an idle-device child: %w", err)
-	}
 	return ch, nil
 }
 
-// stop closes the child's stdin and waits for it to disconnect its devices
-// and exit; it kills it after childStopTimeout.
+// stop sends the child SIGTERM and waits for it to disconnect its devices,
+// print its last status and exit; it kills it after childStopTimeout.
 func (ch *idleChild) stop() {
-	_ = ch.stdin.Close()
+	if ch.exited() {
+		return
+	}
+	_ = ch.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-ch.done:
 	case <-time.After(childStopTimeout):
@@ -285,38 +328,19 @@ func (ch *idleChild) stop() {
 	}
 }
 
-// sumStatus adds up the children's last reports.
-func sumStatus(children []*idleChild, nodes int) idleStatus {
-	total := idleStatus{Connected: make([]int64, nodes)}
+// sumStatus adds up the children's last status lines.
+func sumStatus(children []*idleChild) sim.Status {
+	var total sim.Status
 	for _, ch := range children {
-		s := ch.status()
-		for i, n := range s.Connected {
-			total.Connected[i] += n
-		}
-		total.Failed += s.Failed
-		total.Lost += s.Lost
-		total.HBSent += s.HBSent
-		total.HBAcked += s.HBAcked
-		total.HBOK += s.HBOK
-		total.HBErr += s.HBErr
-		if s.Error != "" && total.Error == "" {
-			total.Error = s.Error
-		}
+		total.Add(ch.status())
 	}
 	return total
 }
 
-func (s idleStatus) connected() int64 {
-	var n int64
-	for _, c := range s.Connected {
-		n += c
-	}
-	return n
-}
-
 // runIdle measures the nodes' memory with plan.devices idle devices, the
-// first ones of creds, device i on node i mod 3.
-func runIdle(ctx context.Context, c *localCluster, creds []credential, plan idlePlan) (idleResult, error) {
+// first ones of creds, device i on node i mod 3, held by vigil sim
+// processes (the binary vigil) whose files go in dir.
+func runIdle(ctx context.Context, c *localCluster, vigil, dir string, creds []sim.Credential, plan idlePlan) (idleResult, error) {
 	res := idleResult{plan: plan}
 	brokers := make([]string, len(c.nodes))
 	for i, n := range c.nodes {
@@ -358,13 +382,11 @@ func runIdle(ctx context.Context, c *localCluster, creds []credential, plan idle
 		}
 	}()
 	t0 := time.Now()
+	budget := connectBudget(plan.devices)
+	bound := budget + plan.settle + childSpare
 	for from := 0; from < plan.devices; from += devicesPerChild {
-		spec := idleSpec{Brokers: brokers, HeartbeatMin: plan.heartbeatMin, HeartbeatMax: plan.heartbeatMax,
-			KeepAlive: idleKeepAlive, ConnectsInFlight: childConnectsInFlight}
-		for i := from; i < min(from+devicesPerChild, plan.devices); i++ {
-			spec.Devices = append(spec.Devices, idleDevice{credential: creds[i], Broker: i % len(brokers)})
-		}
-		ch, err := startIdleChild(spec)
+		to := min(from+devicesPerChild, plan.devices)
+		ch, err := startIdleChild(vigil, dir, from, creds[from:to], brokers, plan, bound)
 		if err != nil {
 			return res, err
 		}
@@ -372,42 +394,40 @@ func runIdle(ctx context.Context, c *localCluster, creds []credential, plan idle
 	}
 	res.children = len(children)
 
-	// Every device connects or gives up; a child that exits early is an
-	// error. The bound is generous: each CONNECT costs an argon2id hash.
-	connectBudget := 5*time.Minute + time.Duration(plan.devices)*50*time.Millisecond
+	// Every device connects; a child that exits early is an error.
 	lastProgress := time.Now()
-	err := pollUntil(ctx, connectBudget, func() bool {
+	err := pollUntil(ctx, budget, func() bool {
 		for _, ch := range children {
 			if ch.exited() {
 				return true
 			}
 		}
-		s := sumStatus(children, len(brokers))
+		s := sumStatus(children)
 		if time.Since(lastProgress) >= 10*time.Second {
 			lastProgress = time.Now()
-			progress("gateway: %d of %d idle devices connected, %d failed", s.connected(), plan.devices, s.Failed)
+			progress("gateway: %d of %d idle devices connected, %d failed attempts", s.Connected, plan.devices, s.ConnectErrors)
 		}
-		return s.connected()+s.Failed+s.Lost >= int64(plan.devices)
+		return s.Connected >= int64(plan.devices)
 	})
 	if err != nil {
-		return res, fmt.Errorf("connecting %d idle devices: %w", plan.devices, err)
+		s := sumStatus(children)
+		return res, fmt.Errorf("connecting %d idle devices, %d connected, %d failed attempts: %w", plan.devices, s.Connected, s.ConnectErrors, err)
 	}
 	for _, ch := range children {
 		if ch.exited() {
-			s := ch.status()
-			return res, fmt.Errorf("an idle-device child exited early (%v): %s", ch.cmd.ProcessState, s.Error)
+			return res, fmt.Errorf("an idle-device child (%s sim) exited early (%v); its error is above", vigil, ch.cmd.ProcessState)
 		}
 	}
 	res.connectElapsed = time.Since(t0)
-	s := sumStatus(children, len(brokers))
-	progress("gateway: %d idle devices connected in %s (%d failed); settling for %s",
-		s.connected(), res.connectElapsed.Round(time.Second), s.Failed, plan.settle)
+	s := sumStatus(children)
+	progress("gateway: %d idle devices connected in %s (%d failed attempts); settling for %s",
+		s.Connected, res.connectElapsed.Round(time.Second), s.ConnectErrors, plan.settle)
 	if err := c.exited(); err != nil {
 		return res, err
 	}
 
 	a := sampleCPU(c.pids())
-	hb0 := s.HBAcked
+	hb0 := s.TelemetryAcked
 	settleStart := time.Now()
 	samples, anons = nil, nil
 	for time.Since(settleStart) < plan.settle {
@@ -424,19 +444,38 @@ func runIdle(ctx context.Context, c *localCluster, creds []credential, plan idle
 	res.cpu = cpuBetween(a, sampleCPU(c.pids()))
 	res.rss, res.anon = medians(samples), medians(anons)
 	res.gc = nodeGC(c)
-	s = sumStatus(children, len(brokers))
-	res.hbRate = float64(s.HBAcked-hb0) / time.Since(settleStart).Seconds()
-	for _, n := range s.Connected {
-		res.perNode = append(res.perNode, int(n))
+	s = sumStatus(children)
+	res.hbRate = float64(s.TelemetryAcked-hb0) / time.Since(settleStart).Seconds()
+	for _, b := range brokers {
+		res.perNode = append(res.perNode, int(s.ByBroker[b]))
 	}
 
 	progress("gateway: disconnecting the idle devices")
 	for _, ch := range children {
 		ch.stop()
 	}
-	res.final = sumStatus(children, len(brokers))
+	res.final = sumStatus(children)
 	children = nil
 	return res, nil
+}
+
+// processFileLimit returns the soft open-file limit of process pid, from
+// /proc/<pid>/limits.
+func processFileLimit(pid int) (uint64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// Max open files            20000                20000                files
+		var soft, hard uint64
+		if n, _ := fmt.Sscanf(sc.Text(), "Max open files %d %d", &soft, &hard); n == 2 {
+			return soft, nil
+		}
+	}
+	return 0, fmt.Errorf("no open-file limit in /proc/%d/limits", pid)
 }
 
 func mibList(v []int64) string {

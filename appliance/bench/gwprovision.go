@@ -21,6 +21,7 @@ import (
 
 	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/appliance/sim"
 )
 
 const (
@@ -32,13 +33,6 @@ const (
 	// fails with no reply, 503 (no leader) or 504 (unknown outcome).
 	provisionAttempts = 20
 )
-
-// credential is a provisioned device: its ID, which is also its MQTT
-// username and client ID, and its secret, the MQTT password.
-type credential struct {
-	ID     string `json:"id"`
-	Secret string `json:"secret"`
-}
 
 // provisionResult is what provisioning took.
 type provisionResult struct {
@@ -157,8 +151,10 @@ func (p *provisioner) createOrg(ctx context.Context) error {
 }
 
 // device registers device i as a pooled device, then sets its secret. It
-// returns the credential and how long each of the two requests took.
-func (p *provisioner) device(ctx context.Context, i int) (credential, time.Duration, time.Duration, error) {
+// returns the credential (the simulator's: device ID and secret; a pooled
+// device has no worker, so no PINs) and how long each of the two requests
+// took.
+func (p *provisioner) device(ctx context.Context, i int) (sim.Credential, time.Duration, time.Duration, error) {
 	id := deviceID(i)
 	node := i % len(p.addrs)
 	t0 := time.Now()
@@ -173,7 +169,7 @@ func (p *provisioner) device(ctx context.Context, i int) (credential, time.Durat
 		return p.post(ctx, addr, "/api/v1/devices", dev, nil)
 	})
 	if err != nil {
-		return credential{}, 0, 0, fmt.Errorf("cannot register device %s: %w", id, err)
+		return sim.Credential{}, 0, 0, fmt.Errorf("cannot register device %s: %w", id, err)
 	}
 	t1 := time.Now()
 	var sec appliance.DeviceSecretResponse
@@ -187,22 +183,22 @@ func (p *provisioner) device(ctx context.Context, i int) (credential, time.Durat
 		err = errors.New("the reply holds no secret")
 	}
 	if err != nil {
-		return credential{}, 0, 0, fmt.Errorf("cannot set the secret of device %s: %w", id, err)
+		return sim.Credential{}, 0, 0, fmt.Errorf("cannot set the secret of device %s: %w", id, err)
 	}
-	return credential{ID: id, Secret: sec.Secret}, t1.Sub(t0), time.Since(t1), nil
+	return sim.Credential{DeviceID: id, Secret: sec.Secret}, t1.Sub(t0), time.Since(t1), nil
 }
 
 // provisionDevices creates the organisation and n devices with secrets:
 // the first seq one at a time, the rest with clients concurrent clients,
 // each device through node i mod 3.
-func provisionDevices(ctx context.Context, addrs []string, n, seq, clients int) ([]credential, provisionResult, error) {
+func provisionDevices(ctx context.Context, addrs []string, n, seq, clients int) ([]sim.Credential, provisionResult, error) {
 	p := newProvisioner(addrs, clients)
 	defer p.http.CloseIdleConnections()
 	res := provisionResult{devices: n, seqDevices: min(seq, n), concClients: clients}
 	if err := p.createOrg(ctx); err != nil {
 		return nil, res, fmt.Errorf("cannot create the organisation %s: %w", benchOrg, err)
 	}
-	creds := make([]credential, n)
+	creds := make([]sim.Credential, n)
 	t0 := time.Now()
 	for i := range res.seqDevices {
 		c, create, secret, err := p.device(ctx, i)
@@ -252,4 +248,44 @@ func splitDevices(n, nodes int) []int {
 		out[i%nodes]++
 	}
 	return out
+}
+
+// forEach calls fn(i) for every i below n, at most limit at a time, and
+// returns the first error; after an error or the end of ctx it starts no
+// more calls.
+func forEach(ctx context.Context, n, limit int, fn func(i int) error) error {
+	next := make(chan int)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	failed := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return first != nil
+	}
+	for range min(limit, n) {
+		wg.Go(func() {
+			for i := range next {
+				if err := fn(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for i := 0; i < n && !failed() && ctx.Err() == nil; i++ {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+		}
+	}
+	close(next)
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return ctx.Err()
 }

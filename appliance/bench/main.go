@@ -96,11 +96,7 @@ func main() {
 	flag.IntVar(&o.idleDevices, "idle-devices", 0, "`number` of idle devices for the gateway's memory figure (default 20000, 2000 with -quick)")
 	flag.DurationVar(&o.settle, "settle", 0, "`time` the idle devices run before the nodes' memory is read (default 60s, 20s with -quick)")
 	flag.StringVar(&o.heartbeat, "heartbeat", "", "`min-max` interval of the idle devices' heartbeats, such as 30s-60s (the default)")
-	idleChild := flag.Bool("idle-child", false, "internal: hold idle devices' connections for the gateway part (spec on stdin)")
 	flag.Parse()
-	if *idleChild {
-		os.Exit(runIdleChild(os.Stdin, os.Stdout))
-	}
 	usage := "usage: bench -vigil PATH [-quick] [-only cluster|gateway] [-duration D] [-idle-devices N] [-settle D] [-heartbeat MIN-MAX] [-keep] [-dir DIR]"
 	if o.vigil == "" || flag.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, usage)

@@ -24,8 +24,10 @@ type event struct {
 	attempts int
 }
 
-// device is one simulated device. Only its run goroutine touches it, but for
-// the paho callbacks, which only use lost and the history.
+// device is one simulated device. Only its goroutine touches it, but for
+// the paho callbacks, which only use lost, replied, the history and the
+// counters. An idle device holds little beyond its paho client: thousands
+// run in one process.
 type device struct {
 	sim   *Simulator
 	cfg   *Config
@@ -33,17 +35,19 @@ type device struct {
 	rng   *rand.Rand
 	start time.Time
 
-	broker  int // index into cfg.Brokers
-	client  paho.Client
-	gen     int           // connection generation, to ignore stale losses
-	lost    chan int      // generations whose connection was lost
-	replied chan string   // event IDs whose down/reply arrived
-	outbox  []*event      // oldest first; only the head is in flight
-	seq     int           // last event number
-	loc     location      // current position
-	bat     int           // battery percent
-	steps   []Step        // this device's scenario steps, in time order
-	backoff time.Duration // wait before the next connection attempt
+	broker     int // index into cfg.Brokers
+	client     paho.Client
+	connBroker int           // the broker client is connected to
+	gen        int           // connection generation, to ignore stale losses
+	conns      int           // connections made
+	lost       chan int      // generations whose connection was lost
+	replied    chan string   // event IDs whose down/reply arrived; nil when never awaited
+	outbox     []*event      // oldest first; only the head is in flight
+	seq        int           // last event number
+	loc        location      // current position
+	bat        int           // battery percent
+	steps      []Step        // this device's scenario steps, in time order
+	backoff    time.Duration // wait before the next connection attempt
 
 	session     string    // current session, "" when none
 	sessions    int       // sessions started
@@ -63,24 +67,45 @@ func newDevice(s *Simulator, i int, cred Credential, start time.Time) *device {
 		sim: s, cfg: &s.cfg, cred: cred, rng: rng, start: start,
 		broker:  i % len(s.cfg.Brokers),
 		lost:    make(chan int, 4),
-		replied: make(chan string, 64),
 		loc:     wander(rng, location{Lat: p.lat, Lon: p.lon}),
 		bat:     60 + rng.IntN(40),
 		updates: roles[i%len(roles)].updates,
+	}
+	mode := s.cfg.mode()
+	if mode == ModeRandom && s.cfg.ReplyWait > 0 {
+		d.replied = make(chan string, 8)
 	}
 	for _, st := range scenarioSteps(s.cfg.Scenario) {
 		if st.Device == i+1 {
 			d.steps = append(d.steps, st)
 		}
 	}
-	// Spread the first telemetry over one interval.
-	d.nextHB = start.Add(time.Duration(rng.Int64N(int64(s.cfg.HeartbeatInterval))))
-	d.nextLoc = start.Add(time.Duration(rng.Int64N(int64(s.cfg.LocationInterval))))
-	if s.cfg.Scenario == nil {
+	// The first heartbeat goes on connecting; spread the first location
+	// fix over one interval.
+	if s.cfg.LocationInterval > 0 {
+		d.nextLoc = start.Add(time.Duration(rng.Int64N(int64(s.cfg.LocationInterval))))
+	}
+	if mode == ModeRandom && s.cfg.Scenario == nil {
 		d.nextSession = start.Add(d.expRand(s.cfg.SessionGap))
 		d.nextAlarm = d.alarmAfter(start)
 	}
 	return d
+}
+
+// positioned reports whether the device knows where it is: only if it
+// sends location fixes.
+func (d *device) positioned() bool { return d.cfg.LocationInterval > 0 }
+
+// due reports whether timer t is set and has passed at now.
+func due(t, now time.Time) bool { return !t.IsZero() && !now.Before(t) }
+
+// heartbeatGap returns the time to the next heartbeat.
+func (d *device) heartbeatGap() time.Duration {
+	gap := d.cfg.HeartbeatInterval
+	if j := d.cfg.HeartbeatJitter; j > 0 {
+		gap += time.Duration(d.rng.Int64N(int64(j) + 1))
+	}
+	return gap
 }
 
 // expRand returns an exponentially distributed duration with the given mean.
@@ -105,13 +130,28 @@ func (d *device) logf(level string, msg string, args ...any) {
 	d.sim.log.Info(msg, args...)
 }
 
-// run is the device's life: act on its timers, keep the outbox flowing,
-// and once runCtx ends drain the outbox until stopCtx ends. done is called
-// once the scenario steps are all acked (at once without steps).
+// run is the device's life until runCtx ends: act on its timers and keep
+// the outbox flowing, or, in ModeAlarms, loop. Then it drains the outbox
+// until stopCtx ends. done is called once the scenario steps are all acked
+// (at once without steps). The device is still connected when run returns.
 func (d *device) run(runCtx, stopCtx context.Context, done func()) {
-	defer d.disconnect()
+	if d.cfg.mode() == ModeAlarms {
+		d.loop(runCtx, stopCtx)
+	} else {
+		d.live(runCtx, stopCtx, done)
+	}
+	for len(d.outbox) > 0 && stopCtx.Err() == nil {
+		if d.client == nil {
+			d.connect(stopCtx)
+		}
+		d.flush(stopCtx)
+	}
+}
+
+// live runs the device's timers (ModeRandom and ModeIdle).
+func (d *device) live(runCtx, stopCtx context.Context, done func()) {
 	signalled := false
-	timer := time.NewTimer(0)
+	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for runCtx.Err() == nil {
 		if d.client == nil {
@@ -125,36 +165,67 @@ func (d *device) run(runCtx, stopCtx context.Context, done func()) {
 		if d.client == nil {
 			continue // the flush failed over: reconnect first
 		}
-		timer.Reset(time.Until(d.nextWake()))
+		var wake <-chan time.Time // none: an idle device with no telemetry
+		if next := d.nextWake(); !next.IsZero() {
+			timer.Reset(time.Until(next))
+			wake = timer.C
+		}
 		select {
 		case <-runCtx.Done():
 		case g := <-d.lost:
-			if g == d.gen && d.client != nil {
-				d.logf("warn", "connection lost", "broker", d.cfg.Brokers[d.broker])
-				d.dropAndFailover()
-			}
-		case <-timer.C:
+			d.lostConnection(g)
+		case <-wake:
 			d.act(time.Now())
 		}
 	}
-	for len(d.outbox) > 0 && stopCtx.Err() == nil {
+}
+
+// loop is ModeAlarms: once every device has connected, raise an alarm,
+// wait for its PUBACK, raise the next. A device that fails over resends
+// its alarm first. It does not wait for replies, so that a missing one
+// cannot stall it; they are recorded as they arrive.
+func (d *device) loop(runCtx, stopCtx context.Context) {
+	for runCtx.Err() == nil {
 		if d.client == nil {
-			d.connect(stopCtx)
+			d.connect(runCtx)
+			continue
+		}
+		select {
+		case <-d.sim.allConnected:
+		case <-runCtx.Done():
+			return
+		case g := <-d.lost:
+			d.lostConnection(g)
+			continue
+		}
+		if len(d.outbox) == 0 {
+			d.alarm(d.cfg.alarmType(d.rng))
 		}
 		d.flush(stopCtx)
+		d.act(time.Now()) // telemetry, if any is due
 	}
 }
 
-// nextWake is the earliest of the device's timers.
+// lostConnection handles paho's notice that connection generation g
+// dropped: a stale notice, of a connection already replaced, is ignored.
+func (d *device) lostConnection(g int) {
+	if g == d.gen && d.client != nil {
+		d.logf("warn", "connection lost", "broker", d.cfg.Brokers[d.connBroker])
+		d.dropAndFailover()
+	}
+}
+
+// nextWake is the earliest of the device's timers, or the zero time if
+// none is set.
 func (d *device) nextWake() time.Time {
-	next := d.nextHB
-	for _, t := range []time.Time{d.nextLoc, d.nextSession, d.nextCheckIn, d.sessionEnd, d.nextAlarm} {
-		if !t.IsZero() && t.Before(next) {
+	var next time.Time
+	for _, t := range []time.Time{d.nextHB, d.nextLoc, d.nextSession, d.nextCheckIn, d.sessionEnd, d.nextAlarm} {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
 			next = t
 		}
 	}
 	if len(d.steps) > 0 {
-		if t := d.start.Add(d.steps[0].At); t.Before(next) {
+		if t := d.start.Add(d.steps[0].At); next.IsZero() || t.Before(next) {
 			next = t
 		}
 	}
@@ -167,16 +238,16 @@ func (d *device) act(now time.Time) {
 		d.step(d.steps[0])
 		d.steps = d.steps[1:]
 	}
-	if !now.Before(d.nextHB) {
+	if due(d.nextHB, now) {
 		d.heartbeat()
-		d.nextHB = now.Add(d.cfg.HeartbeatInterval)
+		d.nextHB = now.Add(d.heartbeatGap())
 	}
-	if !now.Before(d.nextLoc) {
+	if due(d.nextLoc, now) {
 		d.location()
 		d.nextLoc = now.Add(d.cfg.LocationInterval)
 	}
-	if !d.nextAlarm.IsZero() && !now.Before(d.nextAlarm) {
-		d.alarm(randomAlarmType(d.rng))
+	if due(d.nextAlarm, now) {
+		d.alarm(d.cfg.alarmType(d.rng))
 		d.nextAlarm = d.alarmAfter(now)
 	}
 	switch {
@@ -248,9 +319,11 @@ func (d *device) sessionStart(duration, checkin, update, id string) {
 		id = fmt.Sprintf("%s-%s-v%d", d.cred.DeviceID, d.sim.cfg.Run, d.sessions)
 	}
 	d.session = id
-	loc := d.loc
-	d.enqueue("session/start", map[string]any{"session_id": id, "duration": duration,
-		"checkin_interval": checkin, "update": update, "location": loc})
+	m := map[string]any{"session_id": id, "duration": duration, "checkin_interval": checkin, "update": update}
+	if d.positioned() {
+		m["location"] = d.loc
+	}
+	d.enqueue("session/start", m)
 }
 
 func (d *device) sessionAction(typ, pin, session, extendBy string) {
@@ -265,8 +338,12 @@ func (d *device) sessionAction(typ, pin, session, extendBy string) {
 }
 
 func (d *device) alarm(typ string) {
-	d.loc = wander(d.rng, d.loc)
-	d.enqueue("alarm", map[string]any{"alarm_type": typ, "location": d.loc})
+	m := map[string]any{"alarm_type": typ}
+	if d.positioned() {
+		d.loc = wander(d.rng, d.loc)
+		m["location"] = d.loc
+	}
+	d.enqueue("alarm", m)
 }
 
 // enqueue adds an event to the outbox. Empty strings are left out.
@@ -282,28 +359,45 @@ func (d *device) enqueue(typ string, fields map[string]any) {
 	d.outbox = append(d.outbox, &event{id: m["event_id"].(string), typ: typ, payload: b})
 }
 
-// heartbeat and location are telemetry: sent QoS 0 when connected, never
-// queued behind the outbox.
+// heartbeat and location are telemetry: sent at TelemetryQoS when
+// connected, never queued behind the outbox.
 func (d *device) heartbeat() {
 	if d.rng.IntN(4) == 0 && d.bat > 5 {
 		d.bat--
 	}
-	d.telemetry("heartbeat", map[string]any{"battery": d.bat, "firmware": "sim-1.0"})
+	if d.telemetry("heartbeat", map[string]any{"battery": d.bat, "firmware": "sim-1.0"}) {
+		d.sim.ctr.heartbeats.Add(1)
+	}
 }
 
 func (d *device) location() {
 	d.loc = wander(d.rng, d.loc)
-	d.telemetry("location", map[string]any{"location": d.loc})
+	if d.telemetry("location", map[string]any{"location": d.loc}) {
+		d.sim.ctr.locations.Add(1)
+	}
 }
 
-func (d *device) telemetry(typ string, m map[string]any) {
+// telemetry publishes m and reports whether it did (not when offline). At
+// QoS 1 a short-lived goroutine counts the PUBACK, so the device never
+// waits for it.
+func (d *device) telemetry(typ string, m map[string]any) bool {
 	if d.client == nil {
-		return
+		return false
 	}
 	m["event_id"], m["ts"] = d.nextID("t"), time.Now().UTC().Format(time.RFC3339)
 	b, _ := json.Marshal(m)
-	d.client.Publish(topicPrefix+d.cred.DeviceID+"/up/"+typ, 0, false, b)
-	d.sim.telemetry.Add(1)
+	tok := d.client.Publish(topicPrefix+d.cred.DeviceID+"/up/"+typ, d.cfg.TelemetryQoS, false, b)
+	if d.cfg.TelemetryQoS > 0 {
+		ctr, timeout := &d.sim.ctr, d.cfg.PublishTimeout
+		d.sim.pubacks.Go(func() {
+			if waitToken(context.Background(), tok, timeout) == nil {
+				ctr.telemetryAcked.Add(1)
+			} else {
+				ctr.telemetryUnacked.Add(1)
+			}
+		})
+	}
+	return true
 }
 
 // flush sends the outbox, head first, each event once acked before the
@@ -317,6 +411,7 @@ func (d *device) flush(ctx context.Context) {
 		a := &Attempt{Device: d.cred.DeviceID, EventID: ev.id, Type: ev.typ, Attempt: ev.attempts,
 			Broker: d.cfg.Brokers[d.broker], Sent: time.Now().UTC()}
 		d.sim.history.begin(a)
+		d.sim.ctr.sent.Add(1)
 		tok := d.client.Publish(topicPrefix+d.cred.DeviceID+"/up/"+ev.typ, 1, false, ev.payload)
 		err := waitToken(ctx, tok, d.cfg.PublishTimeout)
 		d.sim.history.end(a, time.Now().UTC(), errText(err))
@@ -326,6 +421,7 @@ func (d *device) flush(ctx context.Context) {
 			d.dropAndFailover()
 			return
 		}
+		d.sim.ctr.acked.Add(1)
 		d.outbox = d.outbox[1:]
 		d.awaitReply(ctx, ev.id)
 	}
@@ -336,6 +432,9 @@ func (d *device) flush(ctx context.Context) {
 // subscription in another goroutine; waiting keeps the history's replies
 // complete without making the reply part of the ack.
 func (d *device) awaitReply(ctx context.Context, id string) {
+	if d.replied == nil {
+		return
+	}
 	t := time.NewTimer(d.cfg.ReplyWait)
 	defer t.Stop()
 	for {
@@ -376,7 +475,8 @@ func waitToken(ctx context.Context, tok paho.Token, timeout time.Duration) error
 }
 
 // connect connects to the current broker, failing over to the next one
-// after each failed attempt, until it succeeds or ctx ends.
+// after each failed attempt, until it succeeds or ctx ends. A heartbeat
+// follows each connection at once.
 func (d *device) connect(ctx context.Context) {
 	for ctx.Err() == nil {
 		if d.backoff > 0 {
@@ -387,21 +487,44 @@ func (d *device) connect(ctx context.Context) {
 			}
 		}
 		addr := d.cfg.Brokers[d.broker]
-		err := d.dial(ctx, addr)
+		err := d.dialInTurn(ctx, addr)
 		if err == nil {
 			d.backoff = 0
+			d.connBroker = d.broker
+			d.sim.noteConnect(d.broker, d.conns == 0)
+			d.conns++
+			if d.cfg.HeartbeatInterval > 0 {
+				d.nextHB = time.Now()
+			}
 			d.logf("info", "connected", "broker", addr)
 			return
 		}
+		if ctx.Err() != nil {
+			return
+		}
+		d.sim.ctr.connectErrors.Add(1)
 		d.logf("warn", "cannot connect", "broker", addr, "error", err)
 		d.failover()
 	}
 }
 
+// dialInTurn dials once a connection slot is free (ConnectsInFlight).
+func (d *device) dialInTurn(ctx context.Context, addr string) error {
+	if slots := d.sim.connectSlots; slots != nil {
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return d.dial(ctx, addr)
+}
+
 // dial makes one connection attempt and subscribes to down/#.
 func (d *device) dial(ctx context.Context, addr string) error {
 	d.gen++
-	gen, lost := d.gen, d.lost
+	gen, lost, ctr := d.gen, d.lost, &d.sim.ctr
 	opts := paho.NewClientOptions().
 		AddBroker("tcp://" + addr).
 		SetClientID(d.cred.DeviceID).
@@ -412,9 +535,10 @@ func (d *device) dial(ctx context.Context, addr string) error {
 		SetAutoReconnect(false).
 		SetConnectRetry(false).
 		SetConnectTimeout(d.cfg.ConnectTimeout).
-		SetKeepAlive(30 * time.Second).
+		SetKeepAlive(d.cfg.KeepAlive).
 		SetOrderMatters(false).
 		SetConnectionLostHandler(func(paho.Client, error) {
+			ctr.lost.Add(1)
 			select {
 			case lost <- gen:
 			default:
@@ -435,8 +559,19 @@ func (d *device) dial(ctx context.Context, addr string) error {
 			OK      bool   `json:"ok"`
 			Code    string `json:"code"`
 		}
-		if json.Unmarshal(m.Payload(), &r) != nil || !strings.HasPrefix(r.EventID, "o-") {
-			return // telemetry replies are not recorded
+		if json.Unmarshal(m.Payload(), &r) != nil {
+			return
+		}
+		if strings.HasPrefix(r.EventID, "t-") { // telemetry: counted, not recorded
+			if r.OK {
+				ctr.telemetryOK.Add(1)
+			} else {
+				ctr.telemetryRefused.Add(1)
+			}
+			return
+		}
+		if !strings.HasPrefix(r.EventID, "o-") {
+			return
 		}
 		code := "ok"
 		if !r.OK {
@@ -466,7 +601,7 @@ func (d *device) dropAndFailover() {
 // until the next successful connection.
 func (d *device) failover() {
 	if len(d.cfg.Brokers) > 1 {
-		d.sim.failovers.Add(1)
+		d.sim.ctr.failovers.Add(1)
 	}
 	d.broker = (d.broker + 1) % len(d.cfg.Brokers)
 	switch {
@@ -481,5 +616,6 @@ func (d *device) disconnect() {
 	if d.client != nil {
 		d.client.Disconnect(0)
 		d.client = nil
+		d.sim.ctr.connected[d.connBroker].Add(-1)
 	}
 }

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"slices"
@@ -37,11 +38,12 @@ type Attempt struct {
 type History struct {
 	mu       sync.Mutex
 	attempts []*Attempt
-	replies  map[string]string // device + "/" + event_id -> "ok" or the error code
+	replies  map[string]string   // device + "/" + event_id -> "ok" or the error code
+	awaiting map[string]struct{} // acked events whose reply has not arrived
 }
 
 func newHistory() *History {
-	return &History{replies: map[string]string{}}
+	return &History{replies: map[string]string{}, awaiting: map[string]struct{}{}}
 }
 
 func (h *History) begin(a *Attempt) {
@@ -55,6 +57,10 @@ func (h *History) end(a *Attempt, acked time.Time, errText string) {
 	defer h.mu.Unlock()
 	if errText == "" {
 		a.Acked = &acked
+		k := a.Device + "/" + a.EventID
+		if _, ok := h.replies[k]; !ok {
+			h.awaiting[k] = struct{}{}
+		}
 	} else {
 		a.Error = errText
 	}
@@ -64,6 +70,27 @@ func (h *History) reply(device, eventID, code string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.replies[device+"/"+eventID] = code
+	delete(h.awaiting, device+"/"+eventID)
+}
+
+// awaitReplies waits until every acked event's reply has arrived, or ctx
+// ends.
+func (h *History) awaitReplies(ctx context.Context) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		h.mu.Lock()
+		n := len(h.awaiting)
+		h.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Attempts returns a copy of the attempts so far, in the order they were

@@ -24,6 +24,9 @@ const (
 // alarmTypes are the alarm types a device may raise (device protocol v1).
 var alarmTypes = []string{"red_alert", "discreet_panic", "man_down", "low_battery", "test"}
 
+// AlarmTypes returns the alarm types a device may raise.
+func AlarmTypes() []string { return slices.Clone(alarmTypes) }
+
 // Step is one timed action of a scenario: at At after the start of the run,
 // device Device (1-based) does Do.
 type Step struct {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -27,20 +28,57 @@ const (
 	DefaultConnectTimeout    = 5 * time.Second
 	DefaultDrainTimeout      = 10 * time.Second
 	DefaultReplyWait         = time.Second
+	DefaultKeepAlive         = 30 * time.Second
+	// DefaultConnectsInFlight bounds the connection attempts under way at
+	// once: each CONNECT costs the node an argon2id hash of 4 MiB, and a
+	// thousand devices dialling at once would time out on it.
+	DefaultConnectsInFlight = 16
 )
+
+// Modes of a run (Config.Mode).
+const (
+	// ModeRandom: timed sessions with check-ins, random alarms and
+	// telemetry, or the steps of a scenario.
+	ModeRandom = "random"
+	// ModeIdle: devices connect and stay connected, sending only
+	// telemetry (heartbeats, and location fixes if LocationInterval is
+	// set): the load of a fleet at rest.
+	ModeIdle = "idle"
+	// ModeAlarms: a closed loop. Once every device is connected, each
+	// raises an alarm, waits for its PUBACK and at once raises the next,
+	// until the run ends: the most alarms the devices can get committed.
+	ModeAlarms = "alarms"
+)
+
+// modes are the values Config.Mode may take.
+var modes = []string{ModeRandom, ModeIdle, ModeAlarms}
+
+// Modes returns the values Config.Mode may take.
+func Modes() []string { return slices.Clone(modes) }
 
 // Config configures a Simulator.
 type Config struct {
-	// Brokers are the MQTT host:port addresses, tried in turn.
+	// Mode is what the devices do: ModeRandom (the default when empty),
+	// ModeIdle or ModeAlarms.
+	Mode string
+	// Brokers are the MQTT host:port addresses. Device i starts on broker
+	// i mod len(Brokers) and moves to the next one when it fails.
 	Brokers []string
 	// Credentials are the devices' IDs, secrets and PINs, one per device.
 	Credentials []Credential
 	// Duration ends the run; 0 runs until the context ends (or, with a
 	// scenario, until its last step is acked).
 	Duration time.Duration
-	// AlarmRate is the mean number of random alarms per device per hour.
+	// AlarmRate is the mean number of random alarms per device per hour
+	// (ModeRandom).
 	AlarmRate float64
-	// Scenario, if set, replaces random sessions and alarms by its steps.
+	// AlarmType is the type of every alarm the devices raise on their own:
+	// empty for a mix (mostly red_alert) in ModeRandom and for test in
+	// ModeAlarms, where a loop of real alarms would set acknowledgement
+	// deadlines and fill the operators' queue.
+	AlarmType string
+	// Scenario, if set, replaces random sessions and alarms by its steps
+	// (ModeRandom only).
 	Scenario *Scenario
 	// Seed seeds the random behaviour; runs with the same seed make the same
 	// choices (event IDs still differ: they carry Run).
@@ -48,8 +86,15 @@ type Config struct {
 	// Run tells this run's event and session IDs apart from other runs';
 	// empty for one made from the clock.
 	Run string
-	// HeartbeatInterval and LocationInterval space telemetry.
-	HeartbeatInterval, LocationInterval time.Duration
+	// HeartbeatInterval and LocationInterval space telemetry; 0 sends
+	// none. A device sends a heartbeat as soon as it has connected, then
+	// every HeartbeatInterval plus a random part of up to HeartbeatJitter.
+	// A device with no LocationInterval has no position: its alarms and
+	// sessions carry none either.
+	HeartbeatInterval, HeartbeatJitter, LocationInterval time.Duration
+	// TelemetryQoS is the QoS of heartbeats and location fixes, 0 or 1. At
+	// QoS 1 their PUBACKs are counted in Status.
+	TelemetryQoS byte
 	// SessionGap is the mean idle time between random sessions,
 	// SessionLength their mean real length, CheckInEvery the time between
 	// their check-ins.
@@ -59,12 +104,18 @@ type Config struct {
 	PublishTimeout time.Duration
 	// ReplyWait is how long, after an event's PUBACK, the device waits for
 	// its down/reply before sending the next event. The PUBACK alone acks
-	// the event; the reply is only recorded in the history.
+	// the event; the reply is only recorded in the history. ModeAlarms
+	// never waits: the loop would stall on a missing reply.
 	ReplyWait time.Duration
-	// ConnectTimeout bounds one connection attempt.
-	ConnectTimeout time.Duration
+	// ConnectTimeout bounds one connection attempt, ConnectsInFlight the
+	// attempts under way at once (0: no bound).
+	ConnectTimeout   time.Duration
+	ConnectsInFlight int
+	// KeepAlive is the devices' MQTT keep-alive.
+	KeepAlive time.Duration
 	// DrainTimeout is how long, once the run ends, the devices keep trying
-	// to get their outbox acked.
+	// to get their outbox acked and stay connected for the replies of
+	// events already acked.
 	DrainTimeout time.Duration
 	// Logger receives connection and error events.
 	Logger *slog.Logger
@@ -82,6 +133,8 @@ func DefaultConfig() Config {
 		CheckInEvery:      DefaultCheckInEvery,
 		PublishTimeout:    DefaultPublishTimeout,
 		ConnectTimeout:    DefaultConnectTimeout,
+		ConnectsInFlight:  DefaultConnectsInFlight,
+		KeepAlive:         DefaultKeepAlive,
 		ReplyWait:         DefaultReplyWait,
 		DrainTimeout:      DefaultDrainTimeout,
 	}
@@ -90,6 +143,10 @@ func DefaultConfig() Config {
 // Validate checks the configuration and names the field at fault.
 func (c Config) Validate() error {
 	switch {
+	case c.Mode != "" && !slices.Contains(modes, c.Mode):
+		return fmt.Errorf("mode: %q is not one of %v", c.Mode, modes)
+	case c.Scenario != nil && c.mode() != ModeRandom:
+		return fmt.Errorf("scenario: only in mode %s, not %s", ModeRandom, c.Mode)
 	case len(c.Brokers) == 0:
 		return errors.New("brokers: at least one address is needed")
 	case len(c.Credentials) == 0:
@@ -98,12 +155,20 @@ func (c Config) Validate() error {
 		return errors.New("duration: must not be negative")
 	case c.AlarmRate < 0:
 		return errors.New("alarm_rate: must not be negative")
-	case c.HeartbeatInterval <= 0, c.LocationInterval <= 0:
-		return errors.New("heartbeat and location intervals must be positive")
+	case c.AlarmType != "" && !slices.Contains(alarmTypes, c.AlarmType):
+		return fmt.Errorf("alarm_type: %q is not one of %v", c.AlarmType, alarmTypes)
+	case c.HeartbeatInterval < 0, c.HeartbeatJitter < 0, c.LocationInterval < 0:
+		return errors.New("heartbeat and location intervals and the heartbeat jitter must not be negative")
+	case c.TelemetryQoS > 1:
+		return fmt.Errorf("telemetry_qos: %d, want 0 or 1", c.TelemetryQoS)
 	case c.SessionGap <= 0, c.SessionLength <= 0, c.CheckInEvery <= 0:
 		return errors.New("session gap, length and check-in times must be positive")
-	case c.PublishTimeout <= 0, c.ConnectTimeout <= 0:
-		return errors.New("publish and connect timeouts must be positive")
+	case c.PublishTimeout <= 0, c.ConnectTimeout <= 0, c.KeepAlive <= 0:
+		return errors.New("publish and connect timeouts and the keep-alive must be positive")
+	case c.ConnectsInFlight < 0:
+		return errors.New("connects_in_flight: must not be negative")
+	case c.ReplyWait < 0, c.DrainTimeout < 0:
+		return errors.New("reply wait and drain timeout must not be negative")
 	}
 	for _, s := range scenarioSteps(c.Scenario) {
 		if s.Device > len(c.Credentials) {
@@ -111,6 +176,25 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// mode is Mode with its default.
+func (c Config) mode() string {
+	if c.Mode == "" {
+		return ModeRandom
+	}
+	return c.Mode
+}
+
+// alarmType is the type of the next alarm a device raises on its own.
+func (c Config) alarmType(rng *rand.Rand) string {
+	switch {
+	case c.AlarmType != "":
+		return c.AlarmType
+	case c.mode() == ModeAlarms:
+		return "test"
+	}
+	return randomAlarmType(rng)
 }
 
 func scenarioSteps(s *Scenario) []Step {
@@ -122,11 +206,19 @@ func scenarioSteps(s *Scenario) []Step {
 
 // Simulator runs simulated devices.
 type Simulator struct {
-	cfg       Config
-	log       *slog.Logger
-	history   *History
-	failovers atomic.Int64
-	telemetry atomic.Int64
+	cfg     Config
+	log     *slog.Logger
+	history *History
+	ctr     counters
+	// connectSlots holds a token per connection attempt under way; nil
+	// when ConnectsInFlight is 0.
+	connectSlots chan struct{}
+	// allConnected is closed once every device has connected once: the
+	// start of ModeAlarms' loop.
+	allConnected  chan struct{}
+	firstConnects atomic.Int64
+	// pubacks are the goroutines counting telemetry PUBACKs (QoS 1).
+	pubacks sync.WaitGroup
 }
 
 // New returns a Simulator for cfg; it does no I/O.
@@ -141,7 +233,13 @@ func New(cfg Config) (*Simulator, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Simulator{cfg: cfg, log: log.With("system", "sim"), history: newHistory()}, nil
+	s := &Simulator{cfg: cfg, log: log.With("system", "sim"), history: newHistory(),
+		allConnected: make(chan struct{})}
+	s.ctr.connected = make([]atomic.Int64, len(cfg.Brokers))
+	if cfg.ConnectsInFlight > 0 {
+		s.connectSlots = make(chan struct{}, cfg.ConnectsInFlight)
+	}
+	return s, nil
 }
 
 // History returns the record of every outbox event's attempts.
@@ -151,15 +249,21 @@ func (s *Simulator) History() *History { return s.history }
 func (s *Simulator) Summary() Summary {
 	sum := summarise(s.history.Attempts())
 	sum.Devices = len(s.cfg.Credentials)
-	sum.Failovers = int(s.failovers.Load())
-	sum.Telemetry = int(s.telemetry.Load())
+	sum.Failovers = int(s.ctr.failovers.Load())
+	sum.Telemetry = int(s.ctr.heartbeats.Load() + s.ctr.locations.Load())
 	return sum
 }
 
 // Run runs the devices until ctx ends, Duration passes, or, with a scenario
 // and no Duration, every step has been acked. Then each device keeps
-// resending its outbox for up to DrainTimeout, and disconnects.
+// resending its outbox, and all stay connected until the replies of the
+// acked events have arrived, for up to DrainTimeout; then they disconnect.
+// It returns an error, before any device connects, if this process may
+// not open a socket per device.
 func (s *Simulator) Run(ctx context.Context) error {
+	if err := checkOpenFiles(len(s.cfg.Credentials)); err != nil {
+		return err
+	}
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
 	if s.cfg.Duration > 0 {
@@ -189,13 +293,39 @@ func (s *Simulator) Run(ctx context.Context) error {
 		}
 	}
 	start := time.Now()
-	var wg sync.WaitGroup
+	// The devices stay connected after their run until release: the
+	// replies of their last events may still be on the way.
+	var running, held sync.WaitGroup
+	release := make(chan struct{})
 	for i, cred := range s.cfg.Credentials {
 		d := newDevice(s, i, cred, start)
-		wg.Go(func() { d.run(runCtx, stopCtx, done) })
+		running.Add(1)
+		held.Go(func() {
+			d.run(runCtx, stopCtx, done)
+			running.Done()
+			<-release
+			d.disconnect()
+		})
 	}
-	wg.Wait()
+	running.Wait()
+	s.history.awaitReplies(stopCtx)
+	close(release)
+	held.Wait()
+	s.pubacks.Wait()
+	s.ctr.done.Store(true)
 	return nil
+}
+
+// noteConnect counts a device's connection to broker b, its first if
+// first; the first ones of all devices open ModeAlarms' loop.
+func (s *Simulator) noteConnect(b int, first bool) {
+	s.ctr.connects.Add(1)
+	s.ctr.connected[b].Add(1)
+	if !first {
+		s.ctr.reconnects.Add(1)
+	} else if s.firstConnects.Add(1) == int64(len(s.cfg.Credentials)) {
+		close(s.allConnected)
+	}
 }
 
 // WriteSummary prints sum for people.

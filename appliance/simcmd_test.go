@@ -1,0 +1,103 @@
+package appliance
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigilarc/vigil/appliance/sim"
+)
+
+// lockedBuffer is a bytes.Buffer the simulator's loggers may write to from
+// several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestSimCmd_RefusesBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown mode", []string{"--mode", "sleepy"}, "--mode"},
+		{"unknown alarm type", []string{"--alarm-type", "fire"}, "--alarm-type"},
+		{"scenario when idle", []string{"--mode", "idle", "--scenario", "x.yaml"}, "--scenario needs --mode random"},
+		{"telemetry QoS 2", []string{"--telemetry-qos", "2"}, "--telemetry-qos"},
+		{"negative heartbeat", []string{"--heartbeat-interval", "-1s"}, "--heartbeat-interval"},
+		{"no keep-alive", []string{"--keepalive", "0s"}, "--keepalive"},
+		{"negative status interval", []string{"--status-every", "-1s"}, "--status-every"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut lockedBuffer
+			c := &cli{stdout: &out, stderr: &errOut, lookupEnv: envFrom(nil)}
+			// No --api is reachable: a refusal must come before provisioning.
+			code := c.run(context.Background(), append([]string{"vigil", "sim", "--api", "127.0.0.1:1"}, tc.args...))
+			if code != exitUsage || !strings.Contains(errOut.String(), tc.want) {
+				t.Errorf("exit %d, stderr %q; want %d and %q", code, errOut.String(), exitUsage, tc.want)
+			}
+		})
+	}
+}
+
+// With --status-json, stdout is only status lines, the last one done: the
+// bench's idle-device children are read this way.
+func TestSimCmd_IdleStatusJSON(t *testing.T) {
+	n := mustOpenNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	creds, err := sim.Provision(ctx, n.HTTPAddr(), "c", "r1", 3, rand.New(rand.NewPCG(1, 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "creds.json")
+	if err := sim.WriteCredentials(path, creds); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut lockedBuffer
+	c := &cli{stdout: &out, stderr: &errOut, lookupEnv: envFrom(nil)}
+	code := c.run(ctx, []string{"vigil", "sim", "--mode", "idle", "--provision=false", "--credentials", path, "--devices", "2",
+		"--brokers", n.BrokerAddr(), "--heartbeat-interval", "100ms", "--location-interval", "0", "--telemetry-qos", "1",
+		"--duration", "1500ms", "--status-every", "200ms", "--status-json"})
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	var st sim.Status
+	var sawAll bool
+	for _, l := range lines {
+		st = sim.Status{}
+		if err := json.Unmarshal([]byte(l), &st); err != nil {
+			t.Fatalf("stdout line %q is not a status: %v", l, err)
+		}
+		sawAll = sawAll || (st.Connected == 2 && st.ByBroker[n.BrokerAddr()] == 2)
+	}
+	if len(lines) < 3 || !sawAll {
+		t.Errorf("%d status lines, all connected in one of them: %v; want several, one with both devices connected", len(lines), sawAll)
+	}
+	if !st.Done || st.Connected != 0 || st.Devices != 2 || st.Heartbeats < 10 || st.TelemetryAcked == 0 || st.Locations != 0 {
+		t.Errorf("last status %+v: want done, 2 devices, none connected, heartbeats every 100 ms PUBACKed, no locations", st)
+	}
+	if e := errOut.String(); !strings.Contains(e, "simulating 2 devices (mode idle)") || !strings.Contains(e, "devices 2: events sent 0") {
+		t.Errorf("stderr %q: want the start line and the summary there", e)
+	}
+}
