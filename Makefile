@@ -44,11 +44,14 @@ lint: tools
 	$(GOBIN)/staticcheck ./...
 
 ## deps: install the system packages the tests use (mosquitto_pub, _sub and _rr
-## for broker/mosquitto_test.go); does nothing when they are there
+## for broker/mosquitto_test.go; chromium for the console's browser tests,
+## ui/browser_test.go); does nothing when they are there
 DEPS_SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 deps:
 	@command -v mosquitto_pub >/dev/null && command -v mosquitto_sub >/dev/null && command -v mosquitto_rr >/dev/null || \
 	{ $(DEPS_SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(DEPS_SUDO) apt-get install -y -qq mosquitto-clients >/dev/null; }
+	@command -v chromium >/dev/null || \
+	{ $(DEPS_SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(DEPS_SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 ## tools: install the linters the project uses
 tools:

@@ -101,7 +101,8 @@ type api struct {
 // newAPI returns the HTTP handler of the API over the cluster node c and
 // the monitoring Service svc. The routes are unauthenticated until the
 // console issue adds operator auth; see the comment at the top of this file.
-func newAPI(c clusterNode, svc monitoringService, logger *slog.Logger) http.Handler {
+// mounts add more routes to the same engine (the operator console).
+func newAPI(c clusterNode, svc monitoringService, logger *slog.Logger, mounts ...func(gin.IRouter)) http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	a := &api{cluster: c, svc: svc, logger: logger}
 	r := gin.New()
@@ -124,6 +125,10 @@ func newAPI(c clusterNode, svc monitoringService, logger *slog.Logger) http.Hand
 	a.monitoringRoutes(v1) // api_monitoring.go
 	a.commandRoutes(v1)    // api_commands.go
 	a.audioRoutes(v1)      // api_audio.go
+	a.diagStateRoutes(v1)  // api_diagstate.go
+	for _, mount := range mounts {
+		mount(r)
+	}
 	return r
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/vigilarc/vigil/broker"
 	"github.com/vigilarc/vigil/cluster"
+	"github.com/vigilarc/vigil/ui"
 )
 
 // Version is the release version, set at build time with
@@ -51,6 +52,7 @@ Commands:
   serve        run this appliance's node
   status       show a node's view of the cluster
   cluster      change cluster membership (join, remove)
+  operator     manage console operator accounts (the first admin at set-up)
   devcluster   run a three-node cluster on this machine for development
   sim          simulate devices against the brokers, for demos and load
   version      print the version
@@ -87,6 +89,11 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		err = c.status(ctx, rest)
 	case "cluster":
 		err = c.clusterCmd(ctx, rest)
+	case "operator":
+		err = ui.OperatorCommand(ctx, rest, c.operatorEnv())
+		if errors.Is(err, ui.ErrUsage) {
+			err = errUsage
+		}
 	case "devcluster":
 		err = c.devcluster(ctx, rest)
 	case "sim":
@@ -123,6 +130,9 @@ func (c *cli) help(args []string) error {
 		fs, _, _ = statusFlags(c.stdout, c.lookupEnv)
 	case "cluster":
 		fs, _ = clusterFlags(c.stdout, "cluster", c.lookupEnv)
+	case "operator":
+		ui.OperatorUsage(c.stdout)
+		return nil
 	case "devcluster":
 		fs, _ = devclusterFlags(c.stdout)
 	case "sim":
@@ -510,6 +520,19 @@ func (c *cli) clusterCmd(ctx context.Context, args []string) error {
 		return usageErr(fs, "unknown subcommand %q: want join or remove", pos[0])
 	}
 	return nil
+}
+
+// operatorEnv is what vigil operator (ui/cli.go) needs: the outputs, and
+// the node's data directory and HTTP address from its configuration.
+func (c *cli) operatorEnv() ui.CommandEnv {
+	return ui.CommandEnv{
+		Stdout: c.stdout, Stderr: c.stderr, Stdin: os.Stdin,
+		Getenv: func(k string) string { v, _ := c.lookupEnv(k); return v },
+		LoadConfig: func(path string) (string, string, error) {
+			cfg, err := LoadConfig(path, c.lookupEnv)
+			return cfg.DataDir, cfg.HTTPAddr, err
+		},
+	}
 }
 
 // versionString describes this build.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/vigilarc/vigil/broker"
 	"github.com/vigilarc/vigil/cluster"
+	"github.com/vigilarc/vigil/ui"
 )
 
 // Defaults of a single-node appliance. Cluster timing defaults come from the
@@ -65,6 +66,13 @@ type Config struct {
 
 	// Broker configures the MQTT gateway that devices connect to.
 	Broker BrokerConfig `yaml:"broker"`
+
+	// Console configures the operator console served under /ui/ on
+	// http_addr (docs/console.md).
+	Console ConsoleConfig `yaml:"console"`
+
+	// Debug holds diagnostic settings; all are off by default.
+	Debug DebugConfig `yaml:"debug"`
 
 	// Logger receives the node's logs. It is not read from the file; nil
 	// means a text logger on stderr at LogLevel.
@@ -165,6 +173,62 @@ type BrokerConfig struct {
 	ReplicaWait time.Duration `yaml:"replica_wait"`
 }
 
+// ConsoleConfig configures the operator console (docs/console.md).
+type ConsoleConfig struct {
+	// InsecureCookies sends the console's cookies without the Secure flag,
+	// so that a browser keeps them over plain HTTP. Only for development:
+	// refused unless http_addr is a loopback address.
+	InsecureCookies bool `yaml:"insecure_cookies"`
+
+	// SessionTTL is how long an operator's sign-in lasts.
+	SessionTTL time.Duration `yaml:"session_ttl"`
+
+	// AllowedOrigins lists origins such as "https://vigil.example.org"
+	// accepted on the console's forms besides the request's own host: for
+	// a reverse proxy that changes the Host header.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+}
+
+func (c ConsoleConfig) validate(httpAddr string) error {
+	if c.InsecureCookies {
+		host, _, _ := net.SplitHostPort(httpAddr)
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return fieldErr("console.insecure_cookies", "true", "is only allowed when http_addr is a loopback address, not %q", httpAddr)
+		}
+	}
+	if c.SessionTTL < time.Minute || c.SessionTTL > 7*24*time.Hour {
+		return fieldErr("console.session_ttl", c.SessionTTL.String(), "must be from 1m to 168h")
+	}
+	for _, o := range c.AllowedOrigins {
+		if !strings.HasPrefix(o, "https://") && !strings.HasPrefix(o, "http://") || strings.Count(o, "/") != 2 {
+			return fieldErr("console.allowed_origins", o, "must be scheme://host[:port], such as https://vigil.example.org")
+		}
+	}
+	return nil
+}
+
+// DebugConfig holds diagnostic settings, off by default.
+type DebugConfig struct {
+	// PprofAddr is a loopback host:port on which the node serves Go's
+	// runtime profiles (net/http/pprof, under /debug/pprof/), for the
+	// benchmarks. Empty, the default, serves none.
+	PprofAddr string `yaml:"pprof_addr"`
+}
+
+func (c DebugConfig) validate() error {
+	if c.PprofAddr == "" {
+		return nil
+	}
+	if err := checkHostPort("debug.pprof_addr", c.PprofAddr, true); err != nil {
+		return err
+	}
+	host, _, _ := net.SplitHostPort(c.PprofAddr)
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fieldErr("debug.pprof_addr", c.PprofAddr, "must be a loopback address: the profiles show the node's memory")
+	}
+	return nil
+}
+
 // DefaultNodeDownAfter is the default of broker.node_down_after: several
 // status rounds, so that a busy node is not taken for a dead one.
 const DefaultNodeDownAfter = 10 * time.Second
@@ -215,6 +279,7 @@ func DefaultConfig() Config {
 			SnapshotInterval:   cluster.DefaultSnapshotInterval,
 			TrailingLogs:       cluster.DefaultTrailingLogs,
 		},
+		Console: ConsoleConfig{SessionTTL: ui.DefaultSessionTTL},
 		Broker: BrokerConfig{
 			TCPAddr:        broker.DefaultTCPAddr,
 			WSAddr:         broker.DefaultWSAddr,
@@ -256,6 +321,12 @@ func (c Config) Validate() error {
 		return fieldErr("log_level", c.LogLevel, "%v", err)
 	}
 	if err := c.Cluster.validate(); err != nil {
+		return err
+	}
+	if err := c.Console.validate(c.HTTPAddr); err != nil {
+		return err
+	}
+	if err := c.Debug.validate(); err != nil {
 		return err
 	}
 	return c.Broker.validate()
@@ -517,6 +588,12 @@ func setString(v reflect.Value, s string) error {
 			return err
 		}
 		v.SetInt(int64(d))
+	case bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		v.SetBool(b)
 	case *bool:
 		b, err := strconv.ParseBool(s)
 		if err != nil {

@@ -7,13 +7,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/broker"
 	"github.com/vigilarc/vigil/cluster"
+	"github.com/vigilarc/vigil/ui"
 )
 
 // Timeouts of the HTTP server.
@@ -39,11 +42,13 @@ type Node struct {
 	service *monitoring.Service
 	sched   *monitoring.Scheduler
 	broker  *broker.Broker
+	console *ui.Console
 
 	openedAt time.Time // when the cluster node opened; read by downNodes
 
 	httpLn  net.Listener
 	httpSrv *http.Server
+	pprof   *http.Server // debug.pprof_addr; nil when off
 	wg      sync.WaitGroup
 
 	mu        sync.Mutex // guards opened
@@ -137,9 +142,25 @@ func (n *Node) Open(ctx context.Context) error {
 		n.cluster.Close()
 		return fmt.Errorf("cannot open the MQTT broker: %w", err)
 	}
+	n.console, err = ui.New(ui.Config{
+		NodeID: n.cluster.ID(), InsecureCookies: n.cfg.Console.InsecureCookies,
+		SessionTTL: n.cfg.Console.SessionTTL, AllowedOrigins: n.cfg.Console.AllowedOrigins,
+		SetupTokenFile: filepath.Join(n.cfg.DataDir, ui.SetupTokenFileName),
+		Logger:         n.logger.With(logKeySystem, "console"),
+	}, n.service)
+	if err == nil {
+		err = n.console.Open(context.Background()) // runs until Close
+	}
+	if err != nil {
+		ln.Close()
+		n.broker.Close()
+		n.sched.Close()
+		n.cluster.Close()
+		return fmt.Errorf("cannot open the operator console: %w", err)
+	}
 	n.httpLn = ln
 	n.httpSrv = &http.Server{
-		Handler:           newAPI(n.cluster, n.service, n.logger.With(logKeySystem, "http")),
+		Handler:           newAPI(n.cluster, n.service, n.logger.With(logKeySystem, "http"), n.console.Mount),
 		ReadHeaderTimeout: DefaultHTTPReadHeaderTimeout,
 		ReadTimeout:       DefaultHTTPReadTimeout,
 		IdleTimeout:       DefaultHTTPIdleTimeout,
@@ -152,6 +173,9 @@ func (n *Node) Open(ctx context.Context) error {
 			n.logger.Error("http server stopped", logKeyError, err)
 		}
 	}()
+	if a := n.cfg.Debug.PprofAddr; a != "" {
+		n.servePprof(a)
+	}
 	n.opened = true
 	n.logger.Info("vigil node open",
 		logKeyHTTP, "http://"+ln.Addr().String(),
@@ -170,6 +194,10 @@ func (n *Node) Close() error {
 			return
 		}
 		var errs []error
+		if n.pprof != nil {
+			n.pprof.Close()
+		}
+		n.console.Close() // ends the event streams, which Shutdown would wait for
 		ctx, cancel := context.WithTimeout(context.Background(), DefaultShutdownTimeout)
 		if err := n.httpSrv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("cannot stop http server cleanly: %w", err))
@@ -190,6 +218,31 @@ func (n *Node) Close() error {
 		n.logger.Info("vigil node closed")
 	})
 	return n.closeErr
+}
+
+// servePprof serves Go's runtime profiles on addr (debug.pprof_addr). It
+// only logs a failure: profiles are a diagnostic aid, not the node's job.
+func (n *Node) servePprof(addr string) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		n.logger.Warn("cannot serve profiles on debug.pprof_addr", logKeyError, err)
+		return
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	n.pprof = &http.Server{Handler: mux, ReadHeaderTimeout: DefaultHTTPReadHeaderTimeout}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.pprof.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.logger.Warn("profile server stopped", logKeyError, err)
+		}
+	}()
+	n.logger.Warn("serving Go profiles (debug.pprof_addr)", "addr", "http://"+ln.Addr().String()+"/debug/pprof/")
 }
 
 // HTTPAddr returns the address the API listens on, once open.

@@ -67,6 +67,16 @@ const (
 	// CmdNodeDown marks the devices connected through a node that stopped
 	// as disconnected. Body: NodeDownCmd (presence.go).
 	CmdNodeDown CmdType = 21
+	// CmdPutOperator creates or changes a console operator account. Body:
+	// PutOperatorCmd (operator.go).
+	CmdPutOperator CmdType = 22
+	// CmdOperatorLogin records a console sign-in attempt, with the outcome
+	// of the password check made before proposing. Body: OperatorLoginCmd
+	// (operator.go).
+	CmdOperatorLogin CmdType = 23
+	// CmdOperatorLogout ends a console session. Body: OperatorLogoutCmd
+	// (operator.go).
+	CmdOperatorLogout CmdType = 24
 )
 
 var cmdNames = map[CmdType]string{
@@ -91,6 +101,9 @@ var cmdNames = map[CmdType]string{
 	CmdPromptAnswer:    "CmdPromptAnswer",
 	CmdPostUpdate:      "CmdPostUpdate",
 	CmdNodeDown:        "CmdNodeDown",
+	CmdPutOperator:     "CmdPutOperator",
+	CmdOperatorLogin:   "CmdOperatorLogin",
+	CmdOperatorLogout:  "CmdOperatorLogout",
 }
 
 // String returns the command type's name for messages.

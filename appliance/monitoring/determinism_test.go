@@ -165,6 +165,10 @@ func (g *gen) step() {
 		g.stepPromptOrUpdate(op) // prompt_test.go
 		return
 	}
+	if g.r.IntN(12) == 0 {
+		g.stepOperator() // operator_test.go
+		return
+	}
 	switch n := g.r.IntN(100); {
 	case n < 8:
 		var batch []DeviceStatus
@@ -584,7 +588,8 @@ func TestReplicas_SameStateWhateverTheBatching(t *testing.T) {
 	// The generator must reach both sides of every alarm rule and the
 	// session commands, or the property says little.
 	for _, c := range []CmdType{CmdRaiseAlarm, CmdAcknowledge, CmdLogAction, CmdCloseAlarm, CmdReopenAlarm,
-		CmdStartSession, CmdSessionAction, CmdCancelAlarm, CmdDevicePrompt, CmdPromptAnswer, CmdPostUpdate, CmdNodeDown} {
+		CmdStartSession, CmdSessionAction, CmdCancelAlarm, CmdDevicePrompt, CmdPromptAnswer, CmdPostUpdate, CmdNodeDown,
+		CmdPutOperator, CmdOperatorLogin, CmdOperatorLogout} {
 		if total.accepted[c] == 0 || total.refused[c] == 0 {
 			t.Errorf("%s: %d accepted, %d refused; want both", c, total.accepted[c], total.refused[c])
 		}

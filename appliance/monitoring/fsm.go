@@ -61,6 +61,9 @@ func init() {
 		CmdPostUpdate:      applyPostUpdate,
 		CmdAudioChunk:      applyAudioChunk,
 		CmdNodeDown:        applyNodeDown,
+		CmdPutOperator:     applyPutOperator,
+		CmdOperatorLogin:   applyOperatorLogin,
+		CmdOperatorLogout:  applyOperatorLogout,
 	}
 }
 

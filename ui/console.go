@@ -1,0 +1,258 @@
+package ui
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/vigilarc/vigil/appliance/monitoring"
+)
+
+// Defaults of the console.
+const (
+	// DefaultSessionTTL is how long a sign-in lasts: a long shift.
+	DefaultSessionTTL = 12 * time.Hour
+	// Prefix is where the console is mounted.
+	Prefix = "/ui"
+	// SetupTokenFileName is the name of the file, in the node's data
+	// directory, that holds the token of the local operator API (setup.go).
+	SetupTokenFileName = "console-setup-token"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// Accounts is what the console's sign-in needs from the monitoring Service.
+type Accounts interface {
+	Login(ctx context.Context, cmdID string, req monitoring.LoginRequest) (*monitoring.SignIn, error)
+	Logout(ctx context.Context, cmdID, token string) error
+	Authenticate(token string) (*monitoring.Operator, *monitoring.OperatorSession, error)
+	PutOperator(ctx context.Context, cmdID, actor string, req monitoring.PutOperatorRequest) (*monitoring.Operator, error)
+	Operators() ([]monitoring.Operator, error)
+}
+
+// Monitoring is what the console's pages need from the monitoring Service.
+type Monitoring interface {
+	Subscribe(buffer int) *monitoring.Subscription
+	OpenAlarms() ([]monitoring.Alarm, error)
+	Alarm(id string) (*monitoring.Alarm, error)
+	Timeline(alarmID string) ([]monitoring.TimelineEntry, error)
+	Incident(incidentID string) ([]monitoring.Alarm, error)
+	Worker(id string) (*monitoring.Worker, error)
+	Organisation(id string) (*monitoring.Organisation, error)
+	Device(id string) (*monitoring.Device, error)
+	Session(id string) (*monitoring.Session, error)
+	AudioInfo(alarmID string) (*monitoring.AudioInfo, error)
+	Acknowledge(ctx context.Context, cmdID, operator, alarmID string, takeover bool) (*monitoring.Alarm, error)
+	LogAction(ctx context.Context, cmdID, operator, alarmID string, entry monitoring.TimelineEntry) (*monitoring.Alarm, error)
+	Close(ctx context.Context, cmdID, operator, alarmID string, resolution monitoring.Resolution, note string) (*monitoring.Alarm, error)
+	Reopen(ctx context.Context, cmdID, operator, alarmID, reason string) (*monitoring.Alarm, error)
+}
+
+// Service is everything the console calls; *monitoring.Service is one.
+type Service interface {
+	Accounts
+	Monitoring
+}
+
+var _ Service = (*monitoring.Service)(nil)
+
+// Config configures the console.
+type Config struct {
+	// NodeID names this node in the page footer and the audit log.
+	NodeID string
+	// InsecureCookies leaves the Secure flag off the console's cookies, so
+	// that a browser keeps them over plain HTTP. For development on
+	// loopback only; the appliance refuses it on other addresses.
+	InsecureCookies bool
+	// SessionTTL is how long a sign-in lasts; 0 means DefaultSessionTTL.
+	SessionTTL time.Duration
+	// AllowedOrigins lists origins ("https://vigil.example.org") accepted on
+	// state-changing requests besides the request's own host, for a
+	// reverse proxy that changes the Host header.
+	AllowedOrigins []string
+	// SetupTokenFile is where Open writes the token of the local operator
+	// API (setup.go); empty disables that API.
+	SetupTokenFile string
+	// Logger receives the console's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Console is the operator console of one node. New does no I/O; Open
+// starts following the event bus; Close ends every event stream and is
+// safe to call twice.
+type Console struct {
+	cfg     Config
+	svc     Service
+	logger  *slog.Logger
+	pages   map[string]*template.Template
+	hub     *hub
+	limiter *rateLimiter
+	auth    *Auth
+
+	setupMu    sync.Mutex
+	setupToken string // the local operator API's token, once Open wrote it
+
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// New returns the console over svc. It parses the embedded templates and
+// does no I/O.
+func New(cfg Config, svc Service) (*Console, error) {
+	if cfg.SessionTTL == 0 {
+		cfg.SessionTTL = DefaultSessionTTL
+	}
+	if cfg.SessionTTL < 0 || cfg.SessionTTL > monitoring.MaxSessionTTL {
+		return nil, fmt.Errorf("console: session TTL %s is outside 0..%s", cfg.SessionTTL, monitoring.MaxSessionTTL)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	pages, err := parsePages()
+	if err != nil {
+		return nil, err
+	}
+	c := &Console{cfg: cfg, svc: svc, logger: cfg.Logger, pages: pages, limiter: newRateLimiter(loginBurst, loginRefill)}
+	c.auth = &Auth{accounts: svc, cfg: &c.cfg}
+	c.hub = newHub(svc, cfg.Logger)
+	return c, nil
+}
+
+// Open starts following this node's events and writes the local operator
+// API's token. The console serves requests before Open, but its event
+// streams only carry events from then on.
+func (c *Console) Open(ctx context.Context) error {
+	if c.cfg.SetupTokenFile != "" {
+		tok, err := writeSetupToken(c.cfg.SetupTokenFile)
+		if err != nil {
+			return err
+		}
+		c.setupMu.Lock()
+		c.setupToken = tok
+		c.setupMu.Unlock()
+	}
+	ctx, c.cancel = context.WithCancel(ctx)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.hub.run(ctx)
+	}()
+	return nil
+}
+
+// Close ends every event stream and stops following events. Call it
+// before shutting the HTTP server down, which otherwise waits for the
+// streams.
+func (c *Console) Close() {
+	c.closeOnce.Do(func() {
+		if c.cancel != nil {
+			c.cancel()
+		}
+		c.hub.close()
+		c.wg.Wait()
+	})
+}
+
+// Auth returns the console's sign-in middleware, to protect other routes
+// with the same sessions.
+func (c *Console) Auth() *Auth { return c.auth }
+
+// Mount adds the console's routes to r, under Prefix.
+func (c *Console) Mount(r gin.IRouter) {
+	g := r.Group(Prefix, securityHeaders)
+	g.StaticFS("/static", http.FS(mustSub(staticFS, "static")))
+	g.GET("/login", c.loginPage)
+	g.POST("/login", checkOrigin(c.cfg.AllowedOrigins), c.loginPost)
+	c.setupRoutes(g.Group("/setup")) // setup.go: a bearer token, no cookies
+
+	op := g.Group("", c.auth.Require(monitoring.RoleOperator), c.auth.CheckCSRF())
+	op.GET("", c.queuePage)
+	op.GET("/", c.queuePage)
+	op.POST("/logout", c.logout)
+	op.GET("/events", c.events)
+	op.GET("/queue.json", c.queueJSON)
+	op.GET("/alarms/:id", c.alarmPage)
+	op.POST("/alarms/:id/acknowledge", c.acknowledge)
+	op.POST("/alarms/:id/actions", c.logAction)
+	op.POST("/alarms/:id/close", c.closeAlarm)
+	op.POST("/alarms/:id/reopen", c.auth.Require(monitoring.RoleSupervisor), c.reopen)
+}
+
+func mustSub(f fs.FS, dir string) fs.FS {
+	s, err := fs.Sub(f, dir)
+	if err != nil {
+		panic(err) // the directory is embedded
+	}
+	return s
+}
+
+// contentSecurityPolicy allows nothing but this origin's own files: no
+// inline script or style, no frames.
+const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"media-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+
+// securityHeaders sets the headers every console response carries.
+func securityHeaders(c *gin.Context) {
+	h := c.Writer.Header()
+	h.Set("Content-Security-Policy", contentSecurityPolicy)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "same-origin") // "no-referrer" would make a same-origin POST send Origin: null
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	h.Set("Cross-Origin-Resource-Policy", "same-origin")
+	if !strings.HasPrefix(c.Request.URL.Path, Prefix+"/static/") {
+		h.Set("Cache-Control", "no-store")
+	}
+	c.Next()
+}
+
+// wantsJSON reports whether the request came from the console's script
+// (fetch), which reads JSON, rather than from a form.
+func wantsJSON(c *gin.Context) bool {
+	return strings.Contains(c.GetHeader("Accept"), "application/json")
+}
+
+// errorStatus chooses the HTTP status of a Service error.
+func errorStatus(err error) int {
+	var re *monitoring.RuleError
+	if errors.As(err, &re) {
+		switch re.Code {
+		case monitoring.CodeNotFound:
+			return http.StatusNotFound
+		case monitoring.CodeInvalid, monitoring.CodeNeedResolution:
+			return http.StatusUnprocessableEntity
+		case monitoring.CodeLoginFailed, monitoring.CodeNoSession:
+			return http.StatusUnauthorized
+		case monitoring.CodeLocked, monitoring.CodeDisabled:
+			return http.StatusForbidden
+		}
+		return http.StatusConflict
+	}
+	return http.StatusServiceUnavailable
+}
+
+// errorText is what an operator reads about a Service error: a refusal's
+// own message, or for anything else that the cluster cannot take the
+// change now.
+func errorText(err error) string {
+	var re *monitoring.RuleError
+	if errors.As(err, &re) {
+		return re.Msg
+	}
+	return "The change was not saved: the cluster did not answer (" + err.Error() + "). Try again; a retry is safe."
+}

@@ -1,0 +1,421 @@
+// Vigil operator console. Plain JavaScript, no libraries, nothing from the
+// internet. Data from the server is only ever put into the page with
+// textContent or attributes, never as HTML, except the page's own
+// sections re-read from the server (already escaped by html/template).
+"use strict";
+
+(function () {
+  const page = document.body.dataset.page || "";
+  const csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  const csrf = csrfMeta ? csrfMeta.content : "";
+  if (!csrf) return; // the sign-in page needs none of this
+
+  const baseTitle = document.title;
+  const alarms = new Map(); // id -> queue row, open alarms only
+  let serverOffset = 0; // server clock minus ours, in ms
+  let selectedID = null;
+
+  // ---- helpers ----
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = text;
+    return e;
+  }
+
+  function now() { return Date.now() + serverOffset; }
+
+  function ago(ms) {
+    if (ms < 0) ms = 0;
+    const s = Math.floor(ms / 1000), h = Math.floor(s / 3600), m = Math.floor(s / 60) % 60, ss = s % 60;
+    const two = (n) => String(n).padStart(2, "0");
+    if (h > 0) return h + "h " + two(m) + "m";
+    if (m > 0) return m + "m " + two(ss) + "s";
+    return ss + "s";
+  }
+
+  function newID() {
+    const b = new Uint8Array(16);
+    crypto.getRandomValues(b);
+    return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  }
+
+  let toastTimer = null;
+  function toast(msg, isError) {
+    const t = document.getElementById("toast");
+    if (!t) return;
+    t.textContent = msg;
+    t.classList.toggle("toast-error", !!isError);
+    t.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { t.hidden = true; }, isError ? 8000 : 3000);
+  }
+
+  function localTimes(root) {
+    (root || document).querySelectorAll("time[data-local]").forEach((t) => {
+      const d = new Date(t.getAttribute("datetime"));
+      if (!isNaN(d)) t.textContent = d.toLocaleTimeString("en-GB", { hour12: false });
+    });
+  }
+
+  async function post(url, fields) {
+    const body = new URLSearchParams(fields);
+    const resp = await fetch(url, {
+      method: "POST", body, credentials: "same-origin",
+      headers: { "Accept": "application/json", "X-CSRF-Token": csrf },
+    });
+    let data = {};
+    try { data = await resp.json(); } catch (e) { data = { error: "HTTP " + resp.status }; }
+    return { ok: resp.ok, status: resp.status, data };
+  }
+
+  // ---- the open alarms, from the event stream ----
+
+  function sortedRows() {
+    return Array.from(alarms.values()).sort((a, b) =>
+      a.priority - b.priority || Date.parse(a.raised_at) - Date.parse(b.raised_at) || (a.id < b.id ? -1 : 1));
+  }
+
+  function waitingRows() { return sortedRows().filter((r) => r.status === "raised"); }
+
+  function updateCounts() {
+    const open = alarms.size, waiting = waitingRows().length;
+    document.title = "(" + open + ") " + baseTitle;
+    const oc = document.getElementById("open-count");
+    if (oc) oc.textContent = String(open);
+    const qc = document.getElementById("queue-count");
+    if (qc) qc.textContent = String(open);
+    const w = document.getElementById("waiting");
+    if (w) {
+      w.hidden = waiting === 0;
+      w.textContent = waiting + (waiting === 1 ? " alarm waiting" : " alarms waiting");
+    }
+    window.vigilOpenAlarms = open;
+    window.vigilWaitingAlarms = waiting;
+    siren.update();
+  }
+
+  // ---- audible alert: Web Audio, no sound file ----
+
+  const siren = {
+    ctx: null,
+    timer: null,
+    beeps: 0,
+    ensure() {
+      if (!this.ctx) {
+        const AC = window.AudioContext || window.webkitAudioContext;
+        if (!AC) return null;
+        this.ctx = new AC();
+        this.ctx.onstatechange = () => this.update();
+      }
+      if (this.ctx.state === "suspended") this.ctx.resume().catch(() => {});
+      return this.ctx;
+    },
+    tone(freq, start, dur) {
+      const c = this.ctx, o = c.createOscillator(), g = c.createGain();
+      o.type = "square";
+      o.frequency.value = freq;
+      g.gain.setValueAtTime(0.0001, start);
+      g.gain.exponentialRampToValueAtTime(0.2, start + 0.015);
+      g.gain.exponentialRampToValueAtTime(0.0001, start + dur);
+      o.connect(g).connect(c.destination);
+      o.start(start);
+      o.stop(start + dur + 0.03);
+    },
+    play() {
+      const waiting = waitingRows();
+      if (!waiting.length || !this.ctx || this.ctx.state !== "running") return;
+      const t = this.ctx.currentTime + 0.02;
+      if (waiting.some((r) => r.duress || r.do_not_call)) {
+        for (let i = 0; i < 4; i++) this.tone(1320, t + i * 0.16, 0.1); // urgent, distinct
+      } else if (waiting.some((r) => r.priority === 1)) {
+        this.tone(880, t, 0.22); this.tone(660, t + 0.26, 0.22); this.tone(880, t + 0.52, 0.22);
+      } else {
+        this.tone(740, t, 0.25);
+      }
+      this.beeps++;
+      window.vigilBeeps = this.beeps;
+    },
+    update() {
+      const waiting = waitingRows().length > 0;
+      if (waiting) this.ensure();
+      const running = !!this.ctx && this.ctx.state === "running";
+      const blocked = waiting && !running;
+      const btn = document.getElementById("sound-on");
+      if (btn) btn.hidden = !blocked;
+      window.vigilSoundBlocked = blocked;
+      window.vigilAlerting = waiting && running;
+      if (waiting && running && !this.timer) {
+        this.play();
+        this.timer = setInterval(() => this.play(), 2500);
+      } else if ((!waiting || !running) && this.timer) {
+        clearInterval(this.timer);
+        this.timer = null;
+      }
+    },
+  };
+  window.vigilAlerting = false;
+  const unlock = () => { if (siren.ctx && siren.ctx.state !== "running") siren.ctx.resume().then(() => siren.update()); };
+  document.addEventListener("keydown", unlock, true);
+  document.addEventListener("pointerdown", unlock, true);
+
+  // ---- event stream ----
+
+  let es = null;
+  function setConn(ok, text) {
+    const c = document.getElementById("conn");
+    if (!c) return;
+    c.textContent = text;
+    c.className = "conn " + (ok ? "conn-ok" : "conn-lost");
+  }
+
+  function connect() {
+    es = new EventSource("/ui/events");
+    es.addEventListener("open", () => setConn(true, "live"));
+    es.addEventListener("error", () => setConn(false, "connection lost: reconnecting"));
+    es.addEventListener("snapshot", (ev) => {
+      const s = JSON.parse(ev.data);
+      serverOffset = Date.parse(s.now) - Date.now();
+      alarms.clear();
+      for (const r of s.rows) alarms.set(r.id, r);
+      setConn(true, "live");
+      changed(null);
+    });
+    es.addEventListener("alarm", (ev) => {
+      const m = JSON.parse(ev.data);
+      const r = m.row;
+      const isNew = !alarms.has(r.id) && !r.closed;
+      if (isNew) (window.vigilArrivals = window.vigilArrivals || {})[r.id] = Date.now(); // for tests and diagnosis
+      if (r.closed) alarms.delete(r.id); else alarms.set(r.id, r);
+      changed(r, isNew);
+    });
+    es.addEventListener("audio", (ev) => {
+      const m = JSON.parse(ev.data);
+      if (page === "alarm" && m.alarm_id === alarmID()) refreshLive();
+    });
+    es.addEventListener("resync", () => { es.close(); connect(); });
+    es.addEventListener("signedout", () => { es.close(); location.href = "/ui/login"; });
+  }
+
+  function changed(row, isNew) {
+    updateCounts();
+    if (page === "queue") renderQueue(row && isNew ? row.id : null);
+    if (page === "alarm" && row && row.id === alarmID()) refreshLive();
+  }
+
+  // ---- queue page ----
+
+  function rowClass(r) {
+    const c = ["alarm", "type-" + r.type.replace(/_/g, "-"), "p" + Math.min(r.priority, 5), "status-" + r.status];
+    if (r.duress) c.push("duress");
+    if (r.do_not_call) c.push("dnc");
+    if (r.id === selectedID) c.push("selected");
+    return c.join(" ");
+  }
+
+  function rowEl(r) {
+    const tr = el("tr", rowClass(r));
+    tr.dataset.id = r.id;
+    tr.dataset.raised = r.raised_at;
+    tr.dataset.status = r.status;
+    tr.tabIndex = -1;
+    tr.appendChild(el("td", "prio", String(r.priority)));
+    const type = el("td", "type");
+    const a = el("a", null, r.type_label);
+    a.href = "/ui/alarms/" + encodeURIComponent(r.id);
+    type.appendChild(a);
+    if (r.do_not_call) { type.appendChild(document.createTextNode(" ")); type.appendChild(el("span", "dnc-badge", "DO NOT CALL")); }
+    tr.appendChild(type);
+    tr.appendChild(el("td", "worker", r.worker));
+    tr.appendChild(el("td", "org", r.org));
+    const age = el("td", "age", ago(now() - Date.parse(r.raised_at)));
+    age.dataset.since = r.raised_at;
+    tr.appendChild(age);
+    tr.appendChild(el("td", "status", r.status_label));
+    tr.appendChild(el("td", "claim", r.ack_by_name || ""));
+    tr.addEventListener("click", (e) => {
+      if (e.target.closest("a")) return;
+      select(r.id);
+    });
+    tr.addEventListener("dblclick", () => open(r.id));
+    return tr;
+  }
+
+  function renderQueue() {
+    const body = document.getElementById("queue-body");
+    if (!body) return;
+    const rows = sortedRows();
+    if (selectedID && !alarms.has(selectedID)) selectedID = null;
+    if (!selectedID && rows.length) selectedID = rows[0].id;
+    body.replaceChildren(...rows.map(rowEl));
+    const empty = document.getElementById("queue-empty");
+    if (empty) empty.hidden = rows.length > 0;
+  }
+
+  function select(id) {
+    selectedID = id;
+    document.querySelectorAll("#queue-body tr").forEach((tr) => {
+      const on = tr.dataset.id === id;
+      tr.classList.toggle("selected", on);
+      if (on) { tr.focus({ preventScroll: true }); tr.scrollIntoView({ block: "nearest" }); }
+    });
+  }
+
+  function move(d) {
+    const rows = sortedRows();
+    if (!rows.length) return;
+    let i = rows.findIndex((r) => r.id === selectedID);
+    i = i < 0 ? 0 : Math.max(0, Math.min(rows.length - 1, i + d));
+    select(rows[i].id);
+  }
+
+  function open(id) { if (id) location.href = "/ui/alarms/" + encodeURIComponent(id); }
+
+  async function acknowledge(id) {
+    if (!id) return;
+    const r = await post("/ui/alarms/" + encodeURIComponent(id) + "/acknowledge", { csrf, cmd_id: newID() });
+    if (r.ok) toast("Acknowledged: " + r.data.row.type_label + ", " + r.data.row.worker);
+    else toast(r.data.error || "Not acknowledged", true);
+    return r;
+  }
+
+  // ---- alarm page ----
+
+  function alarmID() {
+    const a = document.querySelector("[data-alarm]");
+    return a ? a.dataset.alarm : "";
+  }
+
+  // sameSection reports whether two versions of a section show the same
+  // thing: the forms' command IDs differ on every render, and ages and
+  // times are written here from their attributes; neither counts.
+  function sameSection(a, b) {
+    const strip = (n) => {
+      const c = n.cloneNode(true);
+      c.querySelectorAll('input[name="cmd_id"]').forEach((i) => i.removeAttribute("value"));
+      c.querySelectorAll("[data-since], time[data-local]").forEach((t) => { t.textContent = ""; }); // rendered here from attributes
+      return c.innerHTML;
+    };
+    return strip(a) === strip(b);
+  }
+
+  let refreshing = false, again = false;
+  window.vigilRefreshing = false;
+  async function refreshLive() {
+    if (refreshing) { again = true; return; }
+    refreshing = window.vigilRefreshing = true;
+    try {
+      const resp = await fetch(location.pathname, { headers: { Accept: "text/html" }, credentials: "same-origin" });
+      if (!resp.ok) return;
+      const doc = new DOMParser().parseFromString(await resp.text(), "text/html");
+      doc.querySelectorAll("[data-live][id]").forEach((fresh) => {
+        const cur = document.getElementById(fresh.id);
+        if (!cur || sameSection(cur, fresh)) return; // leave alone what the operator may be clicking
+        const player = cur.querySelector("audio");
+        if (player && !player.paused) return; // do not cut off what the operator listens to
+        cur.replaceWith(document.importNode(fresh, true));
+      });
+      // A section that appeared or went (the close form once closed, say)
+      // needs the whole page.
+      const shape = (d) => Array.from(d.querySelectorAll("section[id]"), (s) => s.id).join(",");
+      if (shape(doc) !== shape(document)) location.reload();
+      localTimes();
+    } finally {
+      refreshing = window.vigilRefreshing = false;
+      if (again) { again = false; refreshLive(); }
+    }
+  }
+
+  document.addEventListener("submit", async (e) => {
+    const form = e.target;
+    if (!form.classList || !form.classList.contains("js-post")) return;
+    e.preventDefault();
+    const fields = new URLSearchParams(new FormData(form, e.submitter || null));
+    const buttons = form.querySelectorAll("button");
+    buttons.forEach((b) => { b.disabled = true; });
+    const errBox = document.getElementById("action-error");
+    let r;
+    try {
+      r = await post(form.action, fields);
+    } catch (err) {
+      toast("Not saved: no answer from the node. Try again (safe to repeat).", true);
+      return;
+    } finally {
+      buttons.forEach((b) => { b.disabled = false; });
+    }
+    const id = form.querySelector('input[name="cmd_id"]');
+    if (id) id.value = newID(); // the next use is a new command
+    let inline = form.nextElementSibling;
+    if (!inline || !inline.classList.contains("form-error")) inline = null;
+    if (!r.ok) {
+      const msg = r.data.error || ("Refused (HTTP " + r.status + ")");
+      if (errBox) { errBox.textContent = msg; errBox.hidden = false; }
+      if (!inline) {
+        inline = el("p", "error form-error");
+        inline.setAttribute("role", "alert");
+        form.after(inline);
+      }
+      inline.textContent = msg; // beside the form the operator used
+      toast(msg, true);
+      return;
+    }
+    if (errBox) errBox.hidden = true;
+    if (inline) inline.remove();
+    form.querySelectorAll("textarea, input:not([type=hidden])").forEach((f) => { f.value = ""; });
+    toast("Saved");
+    refreshLive();
+  });
+
+  // ---- keys ----
+
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const t = e.target;
+    const typing = t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable);
+    if (typing) {
+      if (e.key === "Escape") t.blur();
+      return;
+    }
+    const help = document.getElementById("keys");
+    if (e.key === "?") { if (help) help.hidden = !help.hidden; e.preventDefault(); return; }
+    if (page === "queue") {
+      switch (e.key) {
+        case "j": case "ArrowDown": move(1); e.preventDefault(); break;
+        case "k": case "ArrowUp": move(-1); e.preventDefault(); break;
+        case "Enter": open(selectedID); e.preventDefault(); break;
+        case "a": acknowledge(selectedID); e.preventDefault(); break;
+      }
+    } else if (page === "alarm") {
+      switch (e.key) {
+        case "a": { const b = document.getElementById("ack"); if (b) { b.click(); e.preventDefault(); } break; }
+        case "q": case "Escape": if (help && !help.hidden) { help.hidden = true; } else { location.href = "/ui/"; } e.preventDefault(); break;
+        case "c": { const s = document.getElementById("resolution"); if (s) { s.focus(); s.scrollIntoView({ block: "center" }); e.preventDefault(); } break; }
+        case "n": { const n = document.getElementById("note-text"); if (n) { n.focus(); e.preventDefault(); } break; }
+      }
+    }
+  });
+
+  const soundBtn = document.getElementById("sound-on");
+  if (soundBtn) soundBtn.addEventListener("click", unlock);
+
+  // ---- ticking ages ----
+
+  setInterval(() => {
+    document.querySelectorAll("[data-since]").forEach((e) => {
+      e.textContent = ago(now() - Date.parse(e.dataset.since));
+    });
+  }, 1000);
+
+  // The queue as the server rendered it, until the stream's snapshot.
+  document.querySelectorAll("#queue-body tr[data-id]").forEach((tr) => {
+    const age = tr.querySelector("td.age");
+    if (age) age.dataset.since = tr.dataset.raised;
+  });
+  localTimes();
+  if (page === "queue") {
+    const first = document.querySelector("#queue-body tr[data-id]");
+    if (first) select(first.dataset.id);
+  }
+  connect();
+})();
