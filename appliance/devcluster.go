@@ -394,6 +394,11 @@ func (d *devDemo) simulate(ctx context.Context) error {
 	if err := waitDevApplied(ctx, d.nodes); err != nil {
 		return err
 	}
+	accPath := filepath.Join(d.o.dir, "console-accounts.txt")
+	accounts, err := createDemoAccounts(ctx, d.nodes[0].httpAddr, d.nodes[0].dataDir, accPath)
+	if err != nil {
+		return err
+	}
 	credPath := filepath.Join(d.o.dir, "demo-credentials.json")
 	if err := sim.WriteCredentials(credPath, creds); err != nil {
 		return err
@@ -425,7 +430,12 @@ func (d *devDemo) simulate(ctx context.Context) error {
 	} {
 		fmt.Fprintf(d.out, "  %-26s curl -s %s%s\n", l.what+":", api, l.path)
 	}
-	fmt.Fprintf(d.out, "  (any node answers: ports %s; the operator console comes later)\n", strings.Join(ports, ", "))
+	fmt.Fprintf(d.out, "  (any node answers: ports %s)\n", strings.Join(ports, ", "))
+	fmt.Fprintf(d.out, "operator console: %s/ui/ (any node)\n", api)
+	for _, a := range accounts {
+		fmt.Fprintf(d.out, "  sign in as %-10s password %s  (%s)\n", a.ID, a.Password, a.Role)
+	}
+	fmt.Fprintf(d.out, "  the same accounts:         %s\n", accPath)
 	fmt.Fprintf(d.out, "  device secrets and PINs:   %s\n", credPath)
 
 	stop := make(chan struct{})

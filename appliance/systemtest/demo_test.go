@@ -3,8 +3,12 @@ package systemtest
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -100,8 +104,27 @@ func TestDevcluster_DemoRaisesAlarmsAndSessionsAndStopsOnInterrupt(t *testing.T)
 			t.Errorf("credentials file holds %d entries (%v), want 6 with secrets", len(creds), err)
 		}
 	}
+	accPath := filepath.Join(dir, "console-accounts.txt")
+	if fi, err := os.Stat(accPath); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("console accounts file %s: %v, want mode 0600", accPath, err)
+	}
+	accounts, _ := os.ReadFile(accPath)
+	var password string
+	for _, line := range strings.Split(string(accounts), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "operator" && f[2] == "operator" {
+			password = f[1]
+		}
+	}
+	if password == "" {
+		t.Errorf("no operator account in %s:\n%s", accPath, accounts)
+	} else if status := consoleSignIn(t, api, "operator", password); status != http.StatusSeeOther {
+		t.Errorf("signing in to the console on node2 as the demo operator: HTTP %d, want 303", status)
+	} else if status := consoleSignIn(t, api, "operator", password+"x"); status == http.StatusSeeOther {
+		t.Errorf("a wrong password signed in")
+	}
+
 	log, _ := os.ReadFile(p.logPath)
-	for _, want := range []string{"/api/v1/alarms", "/api/v1/sessions", credPath} {
+	for _, want := range []string{"/api/v1/alarms", "/api/v1/sessions", credPath, "/ui/", accPath} {
 		if !strings.Contains(string(log), want) {
 			t.Errorf("devcluster --demo did not print %q:\n%s", want, log)
 		}
@@ -112,4 +135,36 @@ func TestDevcluster_DemoRaisesAlarmsAndSessionsAndStopsOnInterrupt(t *testing.T)
 	if simStop < 0 || nodesStop < simStop {
 		t.Errorf("want the simulator stopped (at %d), then all nodes (at %d):\n%s", simStop, nodesStop, log)
 	}
+}
+
+// consoleSignIn signs in to the console at api as user and returns the
+// status of the sign-in POST: 303 (to the queue) when it worked.
+func consoleSignIn(t *testing.T, api, user, password string) int {
+	t.Helper()
+	client := &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
+	resp, err := client.Get(api + "/ui/login")
+	if err != nil {
+		t.Fatalf("sign-in page: %v", err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`name="csrf" value="([^"]*)"`).FindSubmatch(page)
+	if m == nil {
+		t.Fatalf("no CSRF token on the sign-in page (HTTP %d):\n%s", resp.StatusCode, page)
+	}
+	form := url.Values{"user": {user}, "password": {password}, "csrf": {string(m[1])}, "next": {"/ui/"}}
+	req, _ := http.NewRequest(http.MethodPost, api+"/ui/login", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", api)
+	for _, c := range resp.Cookies() {
+		req.AddCookie(c)
+	}
+	resp, err = client.Do(req)
+	if err != nil {
+		t.Fatalf("sign in: %v", err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
