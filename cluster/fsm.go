@@ -384,3 +384,20 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.setApplied(idx)
 	return nil
 }
+
+// CommandApplied reports whether the command with ID id has been applied to
+// the state txn reads. A state machine's caller that refuses from its local
+// state before proposing (an action on a session that has ended) asks this
+// first: a resend of a command that was applied must get the first result,
+// which Apply returns, and not a refusal made from the state the command
+// itself produced.
+func CommandApplied(txn *badger.Txn, id string) (bool, error) {
+	_, err := txn.Get(append(append([]byte(nil), prefixCmdID...), id...))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return false, nil
+	}
+	return false, err
+}

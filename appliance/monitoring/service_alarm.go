@@ -4,6 +4,7 @@ package monitoring
 // reopen, and the queries the console needs.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -130,7 +131,11 @@ func (s *Service) CancelAlarm(ctx context.Context, cmdID, actor, alarmID, pin st
 			return err
 		}
 		if err := checkCancel(a, deviceID); err != nil {
-			return err
+			// A resend of the cancel that closed it gets its first reply
+			// from propose.
+			if resent, rerr := cluster.CommandApplied(txn, CmdCancelAlarm.String()+"/"+cmdID); rerr != nil || !resent {
+				return cmp.Or(rerr, err)
+			}
 		}
 		w, err = getWorker(txn, a.WorkerID)
 		return err

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -590,6 +591,40 @@ func TestSessionService_IdempotentReplay(t *testing.T) {
 	}
 	if c := countAlarms(t, n, AlarmDuress, s1.ID); c != 0 {
 		t.Fatal("a replay with the Duress PIN raised an alarm")
+	}
+
+	// The end that committed, sent again because its PUBACK was lost: the
+	// first reply, not session_ended (found by the chaos harness, seed 6).
+	e1, err := n.svc.EndSession(ctx, "end-1", "device:d1", s1.ID, "2222")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2, err := n.svc.EndSession(ctx, "end-1", "device:d1", s1.ID, "2222")
+	if err != nil || !reflect.DeepEqual(e1, e2) {
+		t.Fatalf("resent end: %+v, %v; first %+v", e2, err, e1)
+	}
+	if _, err := n.svc.EndSession(ctx, "end-2", "device:d1", s1.ID, "1111"); !isCode(err, CodeSessionEnded) {
+		t.Fatalf("another end of the ended session: %v, want session_ended", err)
+	}
+	if c := countAlarms(t, n, AlarmDuress, s1.ID); c != 1 {
+		t.Fatalf("%d duress alarms, want 1", c)
+	}
+
+	// The same for the cancel of an alarm.
+	a, err := n.svc.RaiseAlarm(ctx, "raise-1", "device:d1", RaiseAlarmRequest{Type: AlarmRedAlert, DeviceID: "d1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1, err := n.svc.CancelAlarm(ctx, "cancel-1", "device:d1", a.ID, "1111")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := n.svc.CancelAlarm(ctx, "cancel-1", "device:d1", a.ID, "1111")
+	if err != nil || !reflect.DeepEqual(c1, c2) {
+		t.Fatalf("resent cancel: %+v, %v; first %+v", c2, err, c1)
+	}
+	if _, err := n.svc.CancelAlarm(ctx, "cancel-2", "device:d1", a.ID, "1111"); !isCode(err, CodeAlarmClosed) {
+		t.Fatalf("another cancel of the closed alarm: %v, want alarm_closed", err)
 	}
 }
 
