@@ -119,8 +119,17 @@ func (n *Node) Open(ctx context.Context) (err error) {
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  raftLayer{n.mux},
 		MaxPool: 3,
-		Timeout: 10 * time.Second,
-		Logger:  newHCLogger(n.logger, "raft-net"),
+		// No pipelined replication: in hashicorp/raft 1.8 a follower's
+		// refusal (Success=false) can leave the pipeline's sender parked
+		// on an unread channel for good, so the leader stops sending that
+		// follower entries (heartbeats go on, so no election heals it) and
+		// Shutdown waits forever. CI saw the hang (a node's Close stuck 26
+		// minutes in raft.Shutdown with pipelineSend blocked); grafana's
+		// pyroscope hit the same and turned pipelining off (PR 5518).
+		// Raft's own notes find pipelining of little benefit with batching.
+		MaxRPCsInFlight: 1,
+		Timeout:         10 * time.Second,
+		Logger:          newHCLogger(n.logger, "raft-net"),
 	})
 
 	rc := raft.DefaultConfig()
