@@ -187,6 +187,11 @@ type ConsoleConfig struct {
 	// accepted on the console's forms besides the request's own host: for
 	// a reverse proxy that changes the Host header.
 	AllowedOrigins []string `yaml:"allowed_origins"`
+
+	// PublicURL is the origin browsers reach this node's console at, such
+	// as "https://vigil-1.example.org" (a reverse proxy's). A page moves to
+	// it when its own node stops. Empty means http:// and http_addr.
+	PublicURL string `yaml:"public_url"`
 }
 
 func (c ConsoleConfig) validate(httpAddr string) error {
@@ -202,6 +207,11 @@ func (c ConsoleConfig) validate(httpAddr string) error {
 	for _, o := range c.AllowedOrigins {
 		if !strings.HasPrefix(o, "https://") && !strings.HasPrefix(o, "http://") || strings.Count(o, "/") != 2 {
 			return fieldErr("console.allowed_origins", o, "must be scheme://host[:port], such as https://vigil.example.org")
+		}
+	}
+	if o := strings.TrimSuffix(c.PublicURL, "/"); o != "" {
+		if !strings.HasPrefix(o, "https://") && !strings.HasPrefix(o, "http://") || strings.Count(o, "/") != 2 || strings.ContainsAny(o, " ;,") {
+			return fieldErr("console.public_url", c.PublicURL, "must be scheme://host[:port], such as https://vigil-1.example.org")
 		}
 	}
 	return nil

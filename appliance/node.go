@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -147,6 +148,7 @@ func (n *Node) Open(ctx context.Context) error {
 		SessionTTL: n.cfg.Console.SessionTTL, AllowedOrigins: n.cfg.Console.AllowedOrigins,
 		SetupTokenFile: filepath.Join(n.cfg.DataDir, ui.SetupTokenFileName),
 		Logger:         n.logger.With(logKeySystem, "console"),
+		PublicURL:      n.consoleURL(ln.Addr().String()), MQTTURLs: n.mqttURLs(), Cluster: n.cluster,
 	}, n.service)
 	if err == nil {
 		err = n.console.Open(context.Background()) // runs until Close
@@ -218,6 +220,43 @@ func (n *Node) Close() error {
 		n.logger.Info("vigil node closed")
 	})
 	return n.closeErr
+}
+
+// consoleURL is the origin browsers reach this node's console at:
+// console.public_url, else http:// and the HTTP listener's address, a
+// wildcard host replaced by the host of the cluster address.
+func (n *Node) consoleURL(httpAddr string) string {
+	if u := n.cfg.Console.PublicURL; u != "" {
+		return strings.TrimSuffix(u, "/")
+	}
+	return "http://" + n.reachable(httpAddr)
+}
+
+// mqttURLs are the node's MQTT listeners as devices reach them.
+func (n *Node) mqttURLs() []string {
+	var out []string
+	if a := n.broker.TCPAddr(); a != "" {
+		out = append(out, "tcp://"+n.reachable(a))
+	}
+	if a := n.cfg.Broker.WSAddr; a != "" {
+		if _, port, _ := net.SplitHostPort(a); port != "0" {
+			out = append(out, "ws://"+n.reachable(a))
+		}
+	}
+	return out
+}
+
+// reachable replaces a wildcard host in addr by the host of the cluster
+// address, which other machines can dial.
+func (n *Node) reachable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || !isWildcard(host) {
+		return addr
+	}
+	if h, _, err := net.SplitHostPort(n.cluster.Addr()); err == nil && !isWildcard(h) {
+		return net.JoinHostPort(h, port)
+	}
+	return addr
 }
 
 // servePprof serves Go's runtime profiles on addr (debug.pprof_addr). It

@@ -83,7 +83,13 @@ func (a *Auth) Require(min monitoring.OperatorRole) gin.HandlerFunc {
 			op = o
 		}
 		if !op.Role.AtLeast(min) {
-			c.AbortWithStatusJSON(http.StatusForbidden, gin.H{"error": "this needs the " + string(min) + " role; you are " + string(op.Role)})
+			msg := "this needs the " + string(min) + " role; you are " + string(op.Role)
+			if c.Request.Method == http.MethodGet && strings.Contains(c.GetHeader("Accept"), "text/html") {
+				c.Abort()
+				c.String(http.StatusForbidden, "This page needs the %s role; you are signed in as %s (%s).\nBack to the alarm queue: %s/\n", min, op.Name, op.Role, Prefix)
+				return
+			}
+			c.AbortWithStatusJSON(http.StatusForbidden, gin.H{"error": msg})
 			return
 		}
 		c.Next()
@@ -267,7 +273,7 @@ func (co *Console) logout(c *gin.Context) {
 	// The cookie goes whatever happens; if the cluster could not record the
 	// sign-out, the session ends when it expires.
 	co.auth.setCookie(c, sessionCookie, "", -1)
-	if err := co.svc.Logout(c.Request.Context(), randomToken(), token); err != nil {
+	if _, err := co.svc.EndSessions(c.Request.Context(), randomToken(), token); err != nil { // and the sessions handed over from or to it
 		co.logger.Warn("console sign-out not recorded", "operator", OperatorOf(c).ID, "error", err)
 	}
 	if wantsJSON(c) {

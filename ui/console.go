@@ -16,6 +16,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/cluster"
 )
 
 // Defaults of the console.
@@ -62,11 +63,52 @@ type Monitoring interface {
 	Reopen(ctx context.Context, cmdID, operator, alarmID, reason string) (*monitoring.Alarm, error)
 }
 
+// Directory is what the sessions board and the admin pages need from the
+// monitoring Service.
+type Directory interface {
+	Organisations() ([]monitoring.Organisation, error)
+	Workers(orgID string) ([]monitoring.Worker, error)
+	Devices() ([]monitoring.Device, error)
+	ActiveSessions() ([]monitoring.ActiveSession, error)
+	PutOrganisation(ctx context.Context, cmdID, actor string, org monitoring.Organisation) (*monitoring.Organisation, error)
+	PutWorker(ctx context.Context, cmdID, actor string, w monitoring.Worker) (*monitoring.Worker, error)
+	SetPINs(ctx context.Context, cmdID, actor, workerID, safePIN, duressPIN string) (uint64, error)
+	PutDevice(ctx context.Context, cmdID, actor string, d monitoring.Device) (*monitoring.Device, error)
+	SetDeviceSecret(ctx context.Context, cmdID, actor, deviceID string) (string, error)
+}
+
+// Reports is what the supervisors' page needs from the monitoring Service.
+type Reports interface {
+	KPIs(orgID string, from, to time.Time) (*monitoring.KPIs, error)
+	AlarmsRaised(orgID string, from, to time.Time, limit int) ([]monitoring.Alarm, bool, error)
+}
+
+// Handover is what moving a console page to another node needs from the
+// monitoring Service (handover.go).
+type Handover interface {
+	IssueResumeTicket(ctx context.Context, cmdID, sessionToken string, ttl time.Duration) (*monitoring.ResumeGrant, error)
+	RedeemResumeTicket(ctx context.Context, cmdID, ticket, remote string) (*monitoring.SignIn, error)
+	EndSessions(ctx context.Context, cmdID, token string) (int, error)
+	RegisterConsoleNode(ctx context.Context, cmdID string, n monitoring.ConsoleNode) (*monitoring.ConsoleNode, error)
+	ConsoleNodes() ([]monitoring.ConsoleNode, error)
+}
+
 // Service is everything the console calls; *monitoring.Service is one.
 type Service interface {
 	Accounts
 	Monitoring
+	Directory
+	Reports
+	Handover
 }
+
+// ClusterStatus reports the cluster as this node sees it; *cluster.Node is
+// one.
+type ClusterStatus interface {
+	Status() cluster.Status
+}
+
+var _ ClusterStatus = (*cluster.Node)(nil)
 
 var _ Service = (*monitoring.Service)(nil)
 
@@ -87,6 +129,18 @@ type Config struct {
 	// SetupTokenFile is where Open writes the token of the local operator
 	// API (setup.go); empty disables that API.
 	SetupTokenFile string
+	// PublicURL is this node's console origin as browsers reach it, such
+	// as "https://vigil-1.example.org". Open registers it in the replicated
+	// state, so that a page on another node can move here when its node
+	// stops (handover.go). Empty registers nothing.
+	PublicURL string
+	// MQTTURLs are this node's MQTT listeners as devices reach them, such
+	// as "tcp://10.0.0.5:1883": registered with PublicURL, and written into
+	// the configuration of enrolled devices.
+	MQTTURLs []string
+	// Cluster reports the cluster for the cluster page and the hand-over;
+	// nil shows this node alone.
+	Cluster ClusterStatus
 	// Logger receives the console's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -105,6 +159,11 @@ type Console struct {
 
 	setupMu    sync.Mutex
 	setupToken string // the local operator API's token, once Open wrote it
+
+	nodesMu  sync.Mutex
+	nodes    []monitoring.ConsoleNode // the cluster's console nodes, as last read (handover.go)
+	nodesAt  time.Time
+	nodesCSP string // the CSP for those nodes
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -152,6 +211,13 @@ func (c *Console) Open(ctx context.Context) error {
 		defer c.wg.Done()
 		c.hub.run(ctx)
 	}()
+	if c.cfg.PublicURL != "" {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.register(ctx) // handover.go
+		}()
+	}
 	return nil
 }
 
@@ -174,11 +240,13 @@ func (c *Console) Auth() *Auth { return c.auth }
 
 // Mount adds the console's routes to r, under Prefix.
 func (c *Console) Mount(r gin.IRouter) {
-	g := r.Group(Prefix, securityHeaders)
+	g := r.Group(Prefix, c.securityHeaders)
 	g.StaticFS("/static", http.FS(mustSub(staticFS, "static")))
 	g.GET("/login", c.loginPage)
 	g.POST("/login", checkOrigin(c.cfg.AllowedOrigins), c.loginPost)
 	c.setupRoutes(g.Group("/setup")) // setup.go: a bearer token, no cookies
+	g.GET("/alive", c.alive)         // handover.go: anonymous, for pages on other nodes
+	g.POST("/resume", c.resumePost)  // handover.go: a ticket from a page on another node
 
 	op := g.Group("", c.auth.Require(monitoring.RoleOperator), c.auth.CheckCSRF())
 	op.GET("", c.queuePage)
@@ -191,6 +259,29 @@ func (c *Console) Mount(r gin.IRouter) {
 	op.POST("/alarms/:id/actions", c.logAction)
 	op.POST("/alarms/:id/close", c.closeAlarm)
 	op.POST("/alarms/:id/reopen", c.auth.Require(monitoring.RoleSupervisor), c.reopen)
+	op.POST("/resume/ticket", c.resumeTicket) // handover.go
+	op.GET("/sessions", c.boardPage)          // board.go
+	op.GET("/cluster", c.clusterPage)         // clusterpage.go
+
+	sup := op.Group("/reports", c.auth.Require(monitoring.RoleSupervisor)) // reports.go
+	sup.GET("", c.reportsPage)
+	sup.GET("/alarms.csv", c.reportsCSV)
+
+	adm := op.Group("/admin", c.auth.Require(monitoring.RoleAdmin)) // admin.go
+	adm.GET("", func(c *gin.Context) { c.Redirect(http.StatusSeeOther, Prefix+"/admin/organisations") })
+	adm.GET("/organisations", c.adminOrgs)
+	adm.GET("/organisations/:id", c.adminOrg) // "new" for a new one
+	adm.POST("/organisations", c.adminOrgPost)
+	adm.GET("/workers", c.adminWorkers)
+	adm.GET("/workers/:id", c.adminWorker) // "new" for a new one
+	adm.POST("/workers", c.adminWorkerPost)
+	adm.POST("/workers/:id/pins", c.adminPINsPost)
+	adm.GET("/devices", c.adminDevices)
+	adm.GET("/devices/:id", c.adminDevice) // "new" to enrol one
+	adm.POST("/devices", c.adminDevicePost)
+	adm.POST("/devices/:id/credentials", c.adminCredentialsPost)
+	adm.GET("/operators", c.adminOperators)
+	adm.POST("/operators", c.adminOperatorPost)
 }
 
 func mustSub(f fs.FS, dir string) fs.FS {
@@ -202,17 +293,34 @@ func mustSub(f fs.FS, dir string) fs.FS {
 }
 
 // contentSecurityPolicy allows nothing but this origin's own files: no
-// inline script or style, no frames.
+// inline script or style, no frames. The consoles of the other nodes are
+// added to connect-src and form-action (cspFor), so that a page can find
+// one that answers and move there with its hand-over ticket.
 const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 	"media-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 
+// cspFor returns contentSecurityPolicy with origins added to connect-src
+// and form-action. The origins are checked (validOrigin) by the caller.
+func cspFor(origins []string) string {
+	if len(origins) == 0 {
+		return contentSecurityPolicy
+	}
+	extra := " " + strings.Join(origins, " ")
+	return strings.NewReplacer("connect-src 'self'", "connect-src 'self'"+extra,
+		"form-action 'self'", "form-action 'self'"+extra).Replace(contentSecurityPolicy)
+}
+
 // securityHeaders sets the headers every console response carries.
-func securityHeaders(c *gin.Context) {
+func (co *Console) securityHeaders(c *gin.Context) {
 	h := c.Writer.Header()
-	h.Set("Content-Security-Policy", contentSecurityPolicy)
+	h.Set("Content-Security-Policy", co.csp())
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "same-origin") // "no-referrer" would make a same-origin POST send Origin: null
+	// Not "no-referrer" nor "same-origin": with those a browser sends
+	// Origin: null on a POST (same-origin, or to another node's console
+	// when the page moves), and the Origin check refuses it. Other sites
+	// learn at most the console's origin.
+	h.Set("Referrer-Policy", "strict-origin-when-cross-origin")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 	h.Set("Cross-Origin-Resource-Policy", "same-origin")
 	if !strings.HasPrefix(c.Request.URL.Path, Prefix+"/static/") {

@@ -16,17 +16,36 @@
 // contacts and police URNs, and the whole timeline; every action is one
 // click that logs it.
 //
+// The sessions board shows the timed sessions with the time left and
+// their Update messages, and the devices with battery, last seen and node.
+// Supervisors see the KPIs against the BS 8484 targets, a chart of alarms
+// per day and the open alarms' ages, and export the alarms as CSV. Admins
+// manage organisations, workers and their PINs, devices and their
+// credentials, and operators. The cluster page shows the nodes, the
+// leader, health, devices per node and replication lag.
+//
+// Any node serves the console and forwards writes to the leader. When the
+// node a page is on stops, the page says so at once and moves to another
+// node with a replicated, single-use resume ticket, keeping the operator
+// signed in and their unsent notes (handover.go).
+//
 // The console's files:
 //
-//	console.go   Config, Console, routes, security headers
-//	auth.go      sign-in and out, sessions, the Require middleware, roles
-//	csrf.go      CSRF tokens and the Origin check
-//	ratelimit.go sign-in attempts per address
-//	hub.go       the event bus to browsers (SSE), the location trails
-//	queue.go     the alarm queue page and the event stream
-//	alarm.go     the alarm page and its actions
-//	view.go      what pages show, and how
-//	plot.go      the location trail as SVG
-//	setup.go     the local operator API for the vigil operator command
-//	cli.go       the vigil operator command
+//	console.go     Config, Console, routes, security headers
+//	auth.go        sign-in and out, sessions, the Require middleware, roles
+//	csrf.go        CSRF tokens and the Origin check
+//	ratelimit.go   sign-in attempts per address
+//	hub.go         the event bus to browsers (SSE), the location trails
+//	queue.go       the alarm queue page and the event stream
+//	alarm.go       the alarm page and its actions
+//	board.go       the sessions and devices board
+//	reports.go     the supervisors' KPIs, charts and CSV export
+//	chart.go       the reports' charts as SVG
+//	admin.go       organisations, workers, PINs, devices, operators
+//	clusterpage.go the cluster page
+//	handover.go    moving a page to another node: tickets, alive, resume
+//	view.go        what pages show, and how
+//	plot.go        the location trail as SVG
+//	setup.go       the local operator API for the vigil operator command
+//	cli.go         the vigil operator command
 package ui

@@ -26,7 +26,7 @@ import (
 )
 
 // pollUntil calls cond until it is true, failing the test after timeout.
-func pollUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func pollUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -37,7 +37,7 @@ func pollUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 	}
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -47,7 +47,7 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func testConfig(t *testing.T, clusterAddr string) appliance.Config {
+func testConfig(t testing.TB, clusterAddr string) appliance.Config {
 	cfg := appliance.DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.HTTPAddr = "127.0.0.1:0"
@@ -67,7 +67,7 @@ func testConfig(t *testing.T, clusterAddr string) appliance.Config {
 
 // mustNodes opens n appliances (1 or 3) forming one cluster, and waits
 // until every one knows the leader.
-func mustNodes(t *testing.T, n int) []*appliance.Node {
+func mustNodes(t testing.TB, n int) []*appliance.Node {
 	t.Helper()
 	addrs := make([]string, n)
 	for i := range addrs {
@@ -149,7 +149,7 @@ type deviceCred struct{ worker, device, secret string }
 
 // mustSeed registers realistic organisations, workers, devices and
 // operators through svc.
-func mustSeed(t *testing.T, svc *monitoring.Service) fixture {
+func mustSeed(t testing.TB, svc *monitoring.Service) fixture {
 	t.Helper()
 	ctx := context.Background()
 	must := func(what string, err error) {

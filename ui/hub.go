@@ -23,6 +23,10 @@ const (
 	// resubscribeWait is the pause before following the bus again after
 	// falling behind it.
 	resubscribeWait = 100 * time.Millisecond
+	// boardEvery is the most often a "board" event goes out: sessions and
+	// devices change many times a second in a large cluster, and the pages
+	// that show them only need to know that they should read them again.
+	boardEvery = time.Second
 )
 
 // sseMessage is one server-sent event: its name and JSON data.
@@ -42,6 +46,10 @@ type hub struct {
 	mu      sync.Mutex
 	clients map[*streamClient]struct{}
 	closed  bool
+
+	boardMu      sync.Mutex
+	boardPending bool      // a "board" event is due
+	boardLast    time.Time // when the last went out
 }
 
 // streamClient is one browser's event stream.
@@ -162,12 +170,35 @@ func (h *hub) handle(ev monitoring.Event) {
 		if ev.Device != nil && ev.Device.Location != nil {
 			h.trails.add(ev.Device.ID, *ev.Device.Location, ev.Device.LastSeen)
 		}
+		h.boardChanged()
+	case monitoring.EventSessionStarted, monitoring.EventSessionUpdated, monitoring.EventSessionEnded,
+		monitoring.EventWorkerUpdated, monitoring.EventOrgUpdated:
+		h.boardChanged()
 	case monitoring.EventAudioChunk:
 		if ev.Audio != nil && ev.Audio.Seq%5 == 0 { // a few times a minute is enough to refresh a player
 			b, _ := json.Marshal(map[string]any{"alarm_id": ev.Audio.AlarmID, "seq": ev.Audio.Seq})
 			h.broadcast(sseMessage{event: "audio", data: b})
 		}
 	}
+}
+
+// boardChanged sends a "board" event, saying that sessions or devices
+// changed, at most every boardEvery: at once if the last went out long
+// enough ago, else once at the end of the interval.
+func (h *hub) boardChanged() {
+	h.boardMu.Lock()
+	defer h.boardMu.Unlock()
+	if h.boardPending {
+		return
+	}
+	h.boardPending = true
+	wait := boardEvery - time.Since(h.boardLast)
+	time.AfterFunc(max(0, wait), func() {
+		h.boardMu.Lock()
+		h.boardPending, h.boardLast = false, time.Now()
+		h.boardMu.Unlock()
+		h.broadcast(sseMessage{event: "board", data: []byte("{}")})
+	})
 }
 
 // fix is one remembered position of a device.

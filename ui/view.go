@@ -17,18 +17,28 @@ import (
 type pageBase struct {
 	Title    string
 	Page     string // the body's data-page, for console.js
+	Section  string // the part of the console, for the navigation
 	Operator *monitoring.Operator
 	CSRF     string
 	NodeID   string
 	Now      time.Time
+	// Supervisor and Admin say which parts of the console the operator
+	// may open.
+	Supervisor, Admin bool
 }
 
 func (co *Console) base(c *gin.Context, title string) pageBase {
-	return pageBase{Title: title, Operator: OperatorOf(c), CSRF: csrfOf(c), NodeID: co.cfg.NodeID, Now: time.Now()}
+	b := pageBase{Title: title, Operator: OperatorOf(c), CSRF: csrfOf(c), NodeID: co.cfg.NodeID, Now: time.Now()}
+	if b.Operator != nil {
+		b.Supervisor = b.Operator.Role.AtLeast(monitoring.RoleSupervisor)
+		b.Admin = b.Operator.Role.AtLeast(monitoring.RoleAdmin)
+	}
+	return b
 }
 
 // pageNames are the templates in templates/, each with layout.html.
-var pageNames = []string{"login", "queue", "alarm"}
+var pageNames = []string{"login", "queue", "alarm", "sessions", "cluster", "reports", "resume",
+	"admin_orgs", "admin_org", "admin_workers", "admin_worker", "admin_devices", "admin_device", "admin_operators"}
 
 func parsePages() (map[string]*template.Template, error) {
 	pages := map[string]*template.Template{}

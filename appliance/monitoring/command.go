@@ -77,33 +77,49 @@ const (
 	// CmdOperatorLogout ends a console session. Body: OperatorLogoutCmd
 	// (operator.go).
 	CmdOperatorLogout CmdType = 24
+	// CmdIssueResumeTicket records a ticket that hands a console session
+	// over to another node. Body: IssueResumeTicketCmd (resume.go).
+	CmdIssueResumeTicket CmdType = 25
+	// CmdRedeemResumeTicket spends a hand-over ticket and makes a new
+	// console session. Body: RedeemResumeTicketCmd (resume.go).
+	CmdRedeemResumeTicket CmdType = 26
+	// CmdEndSessionFamily ends a console session and the sessions handed
+	// over from or to it. Body: EndSessionFamilyCmd (resume.go).
+	CmdEndSessionFamily CmdType = 27
+	// CmdPutConsoleNode records where a node serves its console and MQTT
+	// listeners. Body: PutConsoleNodeCmd (consolenode.go).
+	CmdPutConsoleNode CmdType = 28
 )
 
 var cmdNames = map[CmdType]string{
-	CmdDiagRecord:      "CmdDiagRecord",
-	CmdPutOrganisation: "CmdPutOrganisation",
-	CmdPutWorker:       "CmdPutWorker",
-	CmdSetPINs:         "CmdSetPINs",
-	CmdPutDevice:       "CmdPutDevice",
-	CmdStartSession:    "CmdStartSession",
-	CmdSessionAction:   "CmdSessionAction",
-	CmdFireDeadline:    "CmdFireDeadline",
-	CmdRaiseAlarm:      "CmdRaiseAlarm",
-	CmdAcknowledge:     "CmdAcknowledge",
-	CmdLogAction:       "CmdLogAction",
-	CmdCloseAlarm:      "CmdCloseAlarm",
-	CmdReopenAlarm:     "CmdReopenAlarm",
-	CmdDeviceStatus:    "CmdDeviceStatus",
-	CmdCancelAlarm:     "CmdCancelAlarm",
-	CmdSetDeviceSecret: "CmdSetDeviceSecret",
-	CmdAudioChunk:      "CmdAudioChunk",
-	CmdDevicePrompt:    "CmdDevicePrompt",
-	CmdPromptAnswer:    "CmdPromptAnswer",
-	CmdPostUpdate:      "CmdPostUpdate",
-	CmdNodeDown:        "CmdNodeDown",
-	CmdPutOperator:     "CmdPutOperator",
-	CmdOperatorLogin:   "CmdOperatorLogin",
-	CmdOperatorLogout:  "CmdOperatorLogout",
+	CmdDiagRecord:         "CmdDiagRecord",
+	CmdPutOrganisation:    "CmdPutOrganisation",
+	CmdPutWorker:          "CmdPutWorker",
+	CmdSetPINs:            "CmdSetPINs",
+	CmdPutDevice:          "CmdPutDevice",
+	CmdStartSession:       "CmdStartSession",
+	CmdSessionAction:      "CmdSessionAction",
+	CmdFireDeadline:       "CmdFireDeadline",
+	CmdRaiseAlarm:         "CmdRaiseAlarm",
+	CmdAcknowledge:        "CmdAcknowledge",
+	CmdLogAction:          "CmdLogAction",
+	CmdCloseAlarm:         "CmdCloseAlarm",
+	CmdReopenAlarm:        "CmdReopenAlarm",
+	CmdDeviceStatus:       "CmdDeviceStatus",
+	CmdCancelAlarm:        "CmdCancelAlarm",
+	CmdSetDeviceSecret:    "CmdSetDeviceSecret",
+	CmdAudioChunk:         "CmdAudioChunk",
+	CmdDevicePrompt:       "CmdDevicePrompt",
+	CmdPromptAnswer:       "CmdPromptAnswer",
+	CmdPostUpdate:         "CmdPostUpdate",
+	CmdNodeDown:           "CmdNodeDown",
+	CmdPutOperator:        "CmdPutOperator",
+	CmdOperatorLogin:      "CmdOperatorLogin",
+	CmdOperatorLogout:     "CmdOperatorLogout",
+	CmdIssueResumeTicket:  "CmdIssueResumeTicket",
+	CmdRedeemResumeTicket: "CmdRedeemResumeTicket",
+	CmdEndSessionFamily:   "CmdEndSessionFamily",
+	CmdPutConsoleNode:     "CmdPutConsoleNode",
 }
 
 // String returns the command type's name for messages.

@@ -42,6 +42,12 @@ type gen struct {
 	session []string
 	prompts []string // prompt.go
 	nextID  int
+	// steps counts the steps; every resumeEvery-th also generates a
+	// hand-over command (resume_test.go) from its own random source, so
+	// that the other commands stay as they were.
+	steps    int
+	rr       *rand.Rand
+	resumeID int
 }
 
 // replica is one state machine on its own Badger.
@@ -159,6 +165,9 @@ func (g *gen) deviceIDs() []string {
 
 // step generates one command.
 func (g *gen) step() {
+	if g.steps++; g.steps%resumeEvery == 0 {
+		g.stepResume() // resume_test.go
+	}
 	g.now = g.now.Add(time.Duration(g.r.IntN(90)) * time.Second)
 	op := g.pick(genOperators)
 	if g.r.IntN(10) == 0 {
@@ -589,7 +598,8 @@ func TestReplicas_SameStateWhateverTheBatching(t *testing.T) {
 	// session commands, or the property says little.
 	for _, c := range []CmdType{CmdRaiseAlarm, CmdAcknowledge, CmdLogAction, CmdCloseAlarm, CmdReopenAlarm,
 		CmdStartSession, CmdSessionAction, CmdCancelAlarm, CmdDevicePrompt, CmdPromptAnswer, CmdPostUpdate, CmdNodeDown,
-		CmdPutOperator, CmdOperatorLogin, CmdOperatorLogout} {
+		CmdPutOperator, CmdOperatorLogin, CmdOperatorLogout,
+		CmdIssueResumeTicket, CmdRedeemResumeTicket, CmdEndSessionFamily, CmdPutConsoleNode} {
 		if total.accepted[c] == 0 || total.refused[c] == 0 {
 			t.Errorf("%s: %d accepted, %d refused; want both", c, total.accepted[c], total.refused[c])
 		}

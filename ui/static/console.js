@@ -6,9 +6,67 @@
 
 (function () {
   const page = document.body.dataset.page || "";
+  const node = document.body.dataset.node || "";
   const csrfMeta = document.querySelector('meta[name="csrf-token"]');
   const csrf = csrfMeta ? csrfMeta.content : "";
-  if (!csrf) return; // the sign-in page needs none of this
+
+  // ---- drafts: what the operator typed and has not sent, kept in this
+  // tab (sessionStorage) so that a reload or a move to another node does
+  // not lose it. Never passwords, PINs or secrets. ----
+
+  const DRAFT = "vigil.draft:";
+  function draftable(e) {
+    if (!e || !e.id || !e.form || e.closest("[data-no-draft]")) return false;
+    if (e.tagName === "TEXTAREA") return !e.readOnly;
+    return e.tagName === "INPUT" && !e.readOnly && ["text", "search", "tel", ""].includes(e.getAttribute("type") || "");
+  }
+  function draftKey(e) { return DRAFT + location.pathname + "#" + e.id; }
+  function store(k, v) { try { if (v) sessionStorage.setItem(k, v); else sessionStorage.removeItem(k); } catch (err) { /* full or off */ } }
+  document.addEventListener("input", (e) => { if (draftable(e.target)) store(draftKey(e.target), e.target.value); });
+  function forgetDrafts(form) {
+    form.querySelectorAll("input, textarea").forEach((f) => { if (draftable(f)) store(draftKey(f), ""); });
+  }
+  document.addEventListener("submit", (e) => { if (e.target.tagName === "FORM" && !e.target.classList.contains("js-post")) forgetDrafts(e.target); }, true);
+  function allDrafts() {
+    const out = {};
+    for (let i = 0; i < sessionStorage.length; i++) {
+      const k = sessionStorage.key(i);
+      if (k && k.startsWith(DRAFT)) out[k] = sessionStorage.getItem(k);
+    }
+    return out;
+  }
+  function restoreDrafts() {
+    const prefix = DRAFT + location.pathname + "#";
+    let n = 0;
+    for (const [k, v] of Object.entries(allDrafts())) {
+      if (!k.startsWith(prefix)) continue;
+      const e = document.getElementById(k.slice(prefix.length));
+      if (!draftable(e) || e.value === v || e.value !== e.defaultValue) continue;
+      e.value = v;
+      e.classList.add("restored");
+      n++;
+    }
+    return n;
+  }
+
+  // ---- the hand-over page: this node took the ticket (or not) ----
+
+  if (page === "resume") {
+    const r = document.getElementById("resume");
+    try {
+      const drafts = JSON.parse(r.dataset.drafts || "{}");
+      for (const [k, v] of Object.entries(drafts)) {
+        if (k.startsWith(DRAFT + "/ui/") && typeof v === "string") store(k, v);
+      }
+      if (r.dataset.from) {
+        sessionStorage.setItem("vigil.moved", JSON.stringify({ from: r.dataset.from, to: node,
+          lostAt: Number(r.dataset.lostAt) || 0, at: Date.now(), failed: !!r.dataset.failed }));
+      }
+    } catch (err) { /* nothing to keep */ }
+    if (!r.dataset.failed && r.dataset.next) location.replace(r.dataset.next);
+    return;
+  }
+  if (!csrf || !document.body.dataset.signedIn) return; // the sign-in page needs none of what follows
 
   const baseTitle = document.title;
   const alarms = new Map(); // id -> queue row, open alarms only
@@ -172,8 +230,9 @@
 
   function connect() {
     es = new EventSource("/ui/events");
-    es.addEventListener("open", () => setConn(true, "live"));
-    es.addEventListener("error", () => setConn(false, "connection lost: reconnecting"));
+    es.addEventListener("open", () => { setConn(true, "live"); handover.recovered(); });
+    es.addEventListener("error", () => { setConn(false, "connection lost: reconnecting"); handover.lost(); });
+    es.addEventListener("board", () => { if (page === "sessions" || page === "cluster") refreshSoon(); });
     es.addEventListener("snapshot", (ev) => {
       const s = JSON.parse(ev.data);
       serverOffset = Date.parse(s.now) - Date.now();
@@ -306,7 +365,7 @@
     if (refreshing) { again = true; return; }
     refreshing = window.vigilRefreshing = true;
     try {
-      const resp = await fetch(location.pathname, { headers: { Accept: "text/html" }, credentials: "same-origin" });
+      const resp = await fetch(location.pathname + location.search, { headers: { Accept: "text/html" }, credentials: "same-origin" });
       if (!resp.ok) return;
       const doc = new DOMParser().parseFromString(await resp.text(), "text/html");
       doc.querySelectorAll("[data-live][id]").forEach((fresh) => {
@@ -321,6 +380,7 @@
       const shape = (d) => Array.from(d.querySelectorAll("section[id]"), (s) => s.id).join(",");
       if (shape(doc) !== shape(document)) location.reload();
       localTimes();
+      filterBoard();
     } finally {
       refreshing = window.vigilRefreshing = false;
       if (again) { again = false; refreshLive(); }
@@ -362,6 +422,7 @@
     }
     if (errBox) errBox.hidden = true;
     if (inline) inline.remove();
+    forgetDrafts(form);
     form.querySelectorAll("textarea, input:not([type=hidden])").forEach((f) => { f.value = ""; });
     toast("Saved");
     refreshLive();
@@ -399,13 +460,201 @@
   const soundBtn = document.getElementById("sound-on");
   if (soundBtn) soundBtn.addEventListener("click", unlock);
 
-  // ---- ticking ages ----
+  // ---- ticking ages and timers ----
 
-  setInterval(() => {
+  function tick() {
     document.querySelectorAll("[data-since]").forEach((e) => {
       e.textContent = ago(now() - Date.parse(e.dataset.since));
     });
-  }, 1000);
+    document.querySelectorAll("[data-until]").forEach((e) => {
+      const left = Date.parse(e.dataset.until) - now();
+      e.textContent = left >= 0 ? ago(left) : "passed " + ago(-left) + " ago";
+      const cell = e.closest("td");
+      if (cell) cell.classList.toggle("late", left < 0);
+    });
+  }
+  setInterval(tick, 1000);
+
+  // ---- the sessions board: the search filters as you type ----
+
+  let refreshTimer = null;
+  function refreshSoon() {
+    if (refreshTimer) return;
+    refreshTimer = setTimeout(() => { refreshTimer = null; refreshLive(); }, 300);
+  }
+
+  function filterBoard() {
+    const q = document.getElementById("board-q");
+    if (!q) return;
+    const words = q.value.toLowerCase().split(/\s+/).filter(Boolean);
+    document.querySelectorAll("tr[data-search]").forEach((tr) => {
+      const text = tr.dataset.search;
+      tr.hidden = !words.every((w) => text.includes(w));
+    });
+  }
+  const boardQ = document.getElementById("board-q");
+  if (boardQ) {
+    boardQ.addEventListener("input", () => {
+      filterBoard();
+      const u = new URL(location.href);
+      if (boardQ.value) u.searchParams.set("q", boardQ.value); else u.searchParams.delete("q");
+      history.replaceState(null, "", u.pathname + u.search);
+    });
+  }
+  if (page === "cluster") setInterval(refreshLive, 3000);
+
+  // ---- credentials: copy and download, never stored ----
+
+  document.addEventListener("click", (e) => {
+    const copy = e.target.closest(".js-copy");
+    if (copy) {
+      const src = document.getElementById(copy.dataset.copy);
+      const text = src ? (src.value !== undefined && src.tagName === "INPUT" ? src.value : src.textContent) : "";
+      navigator.clipboard.writeText(text).then(() => toast("Copied"), () => toast("Select the text and copy it", true));
+      return;
+    }
+    const dl = e.target.closest(".js-download");
+    if (dl) {
+      const src = document.getElementById(dl.dataset.download);
+      const url = URL.createObjectURL(new Blob([src.textContent], { type: "application/json" }));
+      const a = el("a");
+      a.href = url;
+      a.download = dl.dataset.filename || "vigil-device.json";
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 1000);
+    }
+  });
+
+  // ---- moving to another node when this one stops ----
+  //
+  // The page keeps a hand-over ticket from its node, renewed every half
+  // minute, with the other nodes' console addresses. When the event
+  // stream breaks it says so at once; if its node does not answer, it
+  // posts the ticket, this page's address and the unsent drafts to the
+  // first other node that does (docs/console.md).
+
+  const HANDOVER = "vigil.handover";
+  const handover = {
+    failing: false,
+    lostAt: 0,
+    unloading: false,
+    timer: null,
+    state() {
+      try { return JSON.parse(sessionStorage.getItem(HANDOVER)) || null; } catch (err) { return null; }
+    },
+    async refresh() {
+      try {
+        const r = await post("/ui/resume/ticket", {});
+        if (r.ok && r.data.ticket) {
+          r.data.got = Date.now();
+          sessionStorage.setItem(HANDOVER, JSON.stringify(r.data));
+          window.vigilHandoverReady = r.data.peers.length;
+        }
+      } catch (err) { /* the stream's error handling takes over */ }
+    },
+    start() {
+      const st = this.state();
+      const every = (st && st.refresh_ms) || 30000;
+      if (!st || st.node !== node || Date.now() - st.got > every) this.refresh();
+      else window.vigilHandoverReady = st.peers.length;
+      this.timer = setInterval(() => { if (!this.failing) this.refresh(); }, every);
+    },
+    banner(text, cls) {
+      const b = document.getElementById("failover");
+      if (!b) return;
+      b.textContent = text;
+      b.className = "failover " + (cls || "");
+      b.hidden = false;
+    },
+    hide() {
+      const b = document.getElementById("failover");
+      if (b && !b.classList.contains("moved")) b.hidden = true;
+    },
+    lost() {
+      if (this.unloading || this.failing) return;
+      this.failing = true;
+      this.lostAt = Date.now();
+      window.vigilLostAt = this.lostAt;
+      this.banner("Lost the connection to node " + node + ". Finding a node that answers… Keep typing: nothing is lost.", "lost");
+      console.warn("vigil: the connection to node " + node + " was lost; looking for a node that answers");
+      this.failover();
+    },
+    recovered() {
+      if (!this.failing) return;
+      this.failing = false;
+      this.hide();
+      toast("Connection to node " + node + " restored");
+    },
+    async probe(base, ms) {
+      const ctl = new AbortController();
+      const t = setTimeout(() => ctl.abort(), ms);
+      try {
+        const r = await fetch(base + "/ui/alive", { signal: ctl.signal, cache: "no-store", credentials: "omit", mode: base ? "cors" : "same-origin" });
+        return r.ok ? await r.json() : null;
+      } catch (err) {
+        return null;
+      } finally {
+        clearTimeout(t);
+      }
+    },
+    async failover() {
+      for (let round = 0; this.failing; round++) {
+        const own = await this.probe("", 1500);
+        if (!this.failing) return;
+        if (own && own.ok) {
+          this.banner("The connection to node " + node + " was interrupted. Reconnecting…", "lost");
+          if (es && es.readyState === 2) connect();
+          await sleep(3000);
+          continue;
+        }
+        const st = this.state();
+        for (const p of (st && st.peers) || []) {
+          const a = await this.probe(p.url, 2000);
+          if (!this.failing) return;
+          if (a && a.ok) { this.move(p, st); return; }
+        }
+        this.banner("Node " + node + " does not answer, and no other node answered yet. Still trying… Keep this tab open: your notes are kept.", "lost");
+        await sleep(2000);
+      }
+    },
+    move(p, st) {
+      this.banner("Node " + node + " stopped answering. Moving you to node " + p.node + "…", "lost");
+      console.warn("vigil: moving to node " + p.node + " at " + p.url);
+      const f = el("form");
+      f.method = "post";
+      f.action = p.url + "/ui/resume";
+      const add = (name, value) => { const i = el("input"); i.type = "hidden"; i.name = name; i.value = value; f.appendChild(i); };
+      add("ticket", st.ticket);
+      add("next", location.pathname + location.search);
+      add("drafts", JSON.stringify(allDrafts()));
+      add("from", node);
+      add("lost_at", String(this.lostAt));
+      document.body.appendChild(f);
+      this.unloading = true;
+      f.submit();
+    },
+  };
+  window.addEventListener("pagehide", () => { handover.unloading = true; });
+  window.addEventListener("beforeunload", () => { handover.unloading = true; });
+  function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+
+  // The notice after a move, shown on the new node's first page.
+  function movedNotice() {
+    let m = null;
+    try { m = JSON.parse(sessionStorage.getItem("vigil.moved")); } catch (err) { m = null; }
+    if (!m) return;
+    sessionStorage.removeItem("vigil.moved");
+    const when = m.lostAt ? new Date(m.lostAt).toLocaleTimeString("en-GB", { hour12: false }) : "";
+    const took = m.lostAt ? " The move took " + ((m.at - m.lostAt) / 1000).toFixed(1) + " s." : "";
+    handover.banner("Node " + m.from + " stopped answering" + (when ? " at " + when : "") + ". You are now on node " + m.to +
+      ", still signed in." + took + " Unsent notes were kept.", "moved");
+    window.vigilMoved = m;
+    const b = document.getElementById("failover");
+    b.addEventListener("click", () => { b.hidden = true; }, { once: true });
+    setTimeout(() => { b.hidden = true; }, 30000);
+  }
 
   // The queue as the server rendered it, until the stream's snapshot.
   document.querySelectorAll("#queue-body tr[data-id]").forEach((tr) => {
@@ -413,9 +662,16 @@
     if (age) age.dataset.since = tr.dataset.raised;
   });
   localTimes();
+  tick();
+  filterBoard();
   if (page === "queue") {
     const first = document.querySelector("#queue-body tr[data-id]");
     if (first) select(first.dataset.id);
   }
+  movedNotice();
+  const restored = restoreDrafts();
+  if (restored) toast(restored === 1 ? "Your unsent text was put back" : restored + " unsent fields were put back");
+  window.vigilDraftsRestored = restored;
   connect();
+  handover.start();
 })();

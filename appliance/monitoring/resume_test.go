@@ -1,0 +1,371 @@
+package monitoring
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// testTicketHash returns a valid ticket hash made from n.
+func testTicketHash(n int) string { return HashSessionToken(fmt.Sprint("ticket-", n)) }
+
+func (e *dirEnv) issue(session string, ticket int, ttl time.Duration) ResumeTicket {
+	e.t.Helper()
+	var t ResumeTicket
+	resp := e.must(CmdIssueResumeTicket, IssueResumeTicketCmd{Header: e.hdr(), SessionHash: session,
+		TicketHash: testTicketHash(ticket), ExpiresAt: e.now.Add(ttl)})
+	if err := json.Unmarshal(resp, &t); err != nil {
+		e.t.Fatal(err)
+	}
+	return t
+}
+
+func (e *dirEnv) ticket(n int) *ResumeTicket {
+	e.t.Helper()
+	var t ResumeTicket
+	var ok bool
+	if err := e.db.View(func(txn *badger.Txn) (err error) {
+		ok, err = getJSON(txn, pResumeTicket+testTicketHash(n), &t)
+		return err
+	}); err != nil {
+		e.t.Fatal(err)
+	}
+	if !ok {
+		return nil
+	}
+	return &t
+}
+
+func (e *dirEnv) countKeys(prefix string) int {
+	e.t.Helper()
+	n := 0
+	if err := e.db.View(func(txn *badger.Txn) error {
+		return scanPrefix(txn, prefix, false, func(_, _ []byte) (bool, error) { n++; return true, nil })
+	}); err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
+
+func TestResumeTicket_IssueRedeemOnce(t *testing.T) {
+	e := mustOperatorEnv(t)
+	e.login("olivia", true, 1, testSessionHash(1))
+	tk := e.issue(testSessionHash(1), 1, time.Minute)
+	if tk.OperatorID != "olivia" || tk.SessionHash != testSessionHash(1) || !tk.ExpiresAt.Equal(e.now.Add(time.Minute)) || tk.Node != "n1" {
+		t.Fatalf("ticket %+v", tk)
+	}
+	e.now = e.now.Add(10 * time.Second)
+	redeem := RedeemResumeTicketCmd{Header: Header{At: e.now, Actor: "console", Node: "n2"}, TicketHash: testTicketHash(1), NewSessionHash: testSessionHash(2), Remote: "192.0.2.9"}
+	var s OperatorSession
+	if err := json.Unmarshal(e.must(CmdRedeemResumeTicket, redeem), &s); err != nil {
+		t.Fatal(err)
+	}
+	orig := e.opSession(testSessionHash(1))
+	if s.OperatorID != "olivia" || !s.ExpiresAt.Equal(orig.ExpiresAt) || s.Node != "n2" || !s.Valid(e.now) {
+		t.Fatalf("new session %+v, original %+v", s, orig)
+	}
+	if e.ticket(1) != nil || e.countKeys(pResumeOf) != 0 || e.countKeys(pResumeExp) != 0 {
+		t.Fatal("the ticket or its index was kept after redemption")
+	}
+	// A second redemption finds nothing.
+	again := redeem
+	again.NewSessionHash = testSessionHash(3)
+	e.refused(CmdRedeemResumeTicket, again, CodeNoSession, "ticket")
+
+	// Expired, unknown, and of an ended session: refused.
+	e.issue(testSessionHash(1), 2, time.Minute)
+	e.now = e.now.Add(time.Minute)
+	late := RedeemResumeTicketCmd{Header: e.hdr(), TicketHash: testTicketHash(2), NewSessionHash: testSessionHash(4)}
+	e.refused(CmdRedeemResumeTicket, late, CodeNoSession, "ticket")
+	e.issue(testSessionHash(1), 3, time.Minute)
+	e.must(CmdOperatorLogout, OperatorLogoutCmd{Header: e.hdr(), SessionHash: testSessionHash(1)})
+	late.TicketHash = testTicketHash(3)
+	e.refused(CmdRedeemResumeTicket, late, CodeNoSession, "ticket")
+	// No ticket for an ended session, nor for one that never was.
+	e.refused(CmdIssueResumeTicket, IssueResumeTicketCmd{Header: e.hdr(), SessionHash: testSessionHash(1),
+		TicketHash: testTicketHash(4), ExpiresAt: e.now.Add(time.Minute)}, CodeNoSession, "session_hash")
+	e.refused(CmdIssueResumeTicket, IssueResumeTicketCmd{Header: e.hdr(), SessionHash: testSessionHash(99),
+		TicketHash: testTicketHash(4), ExpiresAt: e.now.Add(time.Minute)}, CodeNoSession, "session_hash")
+}
+
+func TestResumeTicket_Refusals(t *testing.T) {
+	e := mustOperatorEnv(t)
+	e.login("olivia", true, 1, testSessionHash(1))
+	e.issue(testSessionHash(1), 1, time.Minute)
+	base := IssueResumeTicketCmd{Header: e.hdr(), SessionHash: testSessionHash(1), TicketHash: testTicketHash(2), ExpiresAt: e.now.Add(time.Minute)}
+	for _, tc := range []struct {
+		name  string
+		mod   func(*IssueResumeTicketCmd)
+		code  Code
+		field string
+	}{
+		{"bad session hash", func(c *IssueResumeTicketCmd) { c.SessionHash = "x" }, CodeInvalid, "session_hash"},
+		{"bad ticket hash", func(c *IssueResumeTicketCmd) { c.TicketHash = strings.ToUpper(c.TicketHash) }, CodeInvalid, "ticket_hash"},
+		{"expired", func(c *IssueResumeTicketCmd) { c.ExpiresAt = e.now }, CodeInvalid, "expires_at"},
+		{"too long", func(c *IssueResumeTicketCmd) { c.ExpiresAt = e.now.Add(ResumeTicketTTL + time.Second) }, CodeInvalid, "expires_at"},
+		{"reused ticket", func(c *IssueResumeTicketCmd) { c.TicketHash = testTicketHash(1) }, CodeConflict, "ticket_hash"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := base
+			tc.mod(&c)
+			e.refused(CmdIssueResumeTicket, c, tc.code, tc.field)
+		})
+	}
+	// A disabled operator's session gets no ticket and redeems none.
+	e.must(CmdPutOperator, PutOperatorCmd{Header: e.hdr(), Operator: Operator{ID: "olivia", Name: "Olivia", Role: RoleOperator, Disabled: true}})
+	e.refused(CmdIssueResumeTicket, base, CodeNoSession, "session_hash")
+	e.refused(CmdRedeemResumeTicket, RedeemResumeTicketCmd{Header: e.hdr(), TicketHash: testTicketHash(1), NewSessionHash: testSessionHash(5)},
+		CodeNoSession, "ticket")
+}
+
+func TestResumeTicket_BoundedPerSessionAndSwept(t *testing.T) {
+	e := mustOperatorEnv(t)
+	e.login("olivia", true, 1, testSessionHash(1))
+	for i := range MaxResumeTickets + 3 {
+		e.now = e.now.Add(time.Second)
+		e.issue(testSessionHash(1), i, time.Minute)
+	}
+	if n := e.countKeys(pResumeTicket); n != MaxResumeTickets {
+		t.Fatalf("%d tickets kept, want %d", n, MaxResumeTickets)
+	}
+	if e.ticket(0) != nil || e.ticket(2) != nil || e.ticket(3) == nil || e.ticket(MaxResumeTickets+2) == nil {
+		t.Fatal("the oldest tickets were not the ones dropped")
+	}
+	// Once expired, the next issue, by any session, sweeps them away.
+	e.login("ada", true, 1, testSessionHash(2))
+	e.now = e.now.Add(2 * time.Minute)
+	e.issue(testSessionHash(2), 100, time.Minute)
+	if n, m, x := e.countKeys(pResumeTicket), e.countKeys(pResumeOf), e.countKeys(pResumeExp); n != 1 || m != 1 || x != 1 {
+		t.Fatalf("after the sweep: %d tickets, %d and %d index entries; want 1 each", n, m, x)
+	}
+}
+
+func TestSessionFamily_SignOutEndsEveryHandOver(t *testing.T) {
+	e := mustOperatorEnv(t)
+	e.login("olivia", true, 1, testSessionHash(1))
+	e.login("olivia", true, 1, testSessionHash(9)) // another browser: not of the family
+	// 1 -> 2 -> 3: two hand-overs.
+	e.issue(testSessionHash(1), 1, time.Minute)
+	e.must(CmdRedeemResumeTicket, RedeemResumeTicketCmd{Header: e.hdr(), TicketHash: testTicketHash(1), NewSessionHash: testSessionHash(2)})
+	e.issue(testSessionHash(2), 2, time.Minute)
+	e.must(CmdRedeemResumeTicket, RedeemResumeTicketCmd{Header: e.hdr(), TicketHash: testTicketHash(2), NewSessionHash: testSessionHash(3)})
+	e.now = e.now.Add(time.Minute)
+	var r endFamilyResult
+	if err := json.Unmarshal(e.must(CmdEndSessionFamily, EndSessionFamilyCmd{Header: e.hdr(), SessionHash: testSessionHash(2)}), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Ended != 3 {
+		t.Fatalf("ended %d, want 3", r.Ended)
+	}
+	for i := 1; i <= 3; i++ {
+		if s := e.opSession(testSessionHash(i)); s.Valid(e.now) {
+			t.Fatalf("session %d survived the sign-out", i)
+		}
+	}
+	if !e.opSession(testSessionHash(9)).Valid(e.now) {
+		t.Fatal("another browser's session was ended")
+	}
+	// Again: nothing more to end, nothing written.
+	before := e.dump()
+	e.must(CmdEndSessionFamily, EndSessionFamilyCmd{Header: e.hdr(), SessionHash: testSessionHash(3)})
+	if e.dump() != before {
+		t.Fatal("a second sign-out changed the state")
+	}
+	e.refused(CmdEndSessionFamily, EndSessionFamilyCmd{Header: e.hdr(), SessionHash: testSessionHash(77)}, CodeNotFound, "session_hash")
+}
+
+func TestConsoleNode_RegisterAndValidate(t *testing.T) {
+	e := mustOperatorEnv(t)
+	n := ConsoleNode{NodeID: "node-1", URL: "https://vigil-1.example.org/", MQTT: []string{"tcp://10.0.0.5:1883", "wss://vigil-1.example.org:8884"}}
+	var got ConsoleNode
+	if err := json.Unmarshal(e.must(CmdPutConsoleNode, PutConsoleNodeCmd{Header: e.hdr(), Node: n}), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.URL != "https://vigil-1.example.org" || !got.UpdatedAt.Equal(e.now) {
+		t.Fatalf("stored %+v", got)
+	}
+	for _, tc := range []struct {
+		name  string
+		mod   func(*ConsoleNode)
+		field string
+	}{
+		{"no ID", func(n *ConsoleNode) { n.NodeID = "" }, "node.node_id"},
+		{"a path", func(n *ConsoleNode) { n.URL = "https://x.example/ui" }, "node.url"},
+		{"javascript", func(n *ConsoleNode) { n.URL = "javascript:alert(1)" }, "node.url"},
+		{"user info", func(n *ConsoleNode) { n.URL = "https://a@x.example" }, "node.url"},
+		{"no port", func(n *ConsoleNode) { n.MQTT = []string{"tcp://10.0.0.5"} }, "node.mqtt[0]"},
+		{"http broker", func(n *ConsoleNode) { n.MQTT = []string{"http://10.0.0.5:80"} }, "node.mqtt[0]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := n
+			tc.mod(&c)
+			e.refused(CmdPutConsoleNode, PutConsoleNodeCmd{Header: e.hdr(), Node: c}, CodeInvalid, tc.field)
+		})
+	}
+}
+
+func TestResumeService_HandOverAcrossNodes(t *testing.T) {
+	nodes := mustServiceCluster(t, 3, true)
+	ctx := context.Background()
+	a, b := nodes[0].svc, nodes[2].svc
+	if _, err := a.PutOperator(ctx, "op", "setup", PutOperatorRequest{ID: "olivia", Name: "Olivia Hart", Role: RoleOperator,
+		Password: "correct horse battery", Create: true}); err != nil {
+		t.Fatal(err)
+	}
+	in, err := a.Login(ctx, "l1", LoginRequest{OperatorID: "olivia", Password: "correct horse battery", TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := a.IssueResumeTicket(ctx, "t1", in.Token, time.Minute)
+	if err != nil || g.Ticket == "" || g.Ticket == in.Token {
+		t.Fatalf("IssueResumeTicket = %+v, %v", g, err)
+	}
+	if _, err := a.IssueResumeTicket(ctx, "t1", in.Token, time.Minute); !isCode(err, CodeConflict) {
+		t.Fatalf("the same command ID again: %v", err)
+	}
+	if _, err := a.IssueResumeTicket(ctx, "t2", in.Token+"x", time.Minute); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("a ticket for a wrong token: %v", err)
+	}
+	// The state keeps only hashes.
+	if err := nodes[1].node.View(func(txn *badger.Txn) error {
+		dump, err := StateDump(txn)
+		if strings.Contains(dump, g.Ticket) || strings.Contains(dump, in.Token) {
+			t.Error("the state holds a ticket or a session token")
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	bIn, err := b.RedeemResumeTicket(ctx, "r1", g.Ticket, "192.0.2.4")
+	if err != nil || bIn.Operator.ID != "olivia" || bIn.Token == in.Token || bIn.Operator.PasswordHash != "" {
+		t.Fatalf("RedeemResumeTicket = %+v, %v", bIn, err)
+	}
+	if op, _, err := b.Authenticate(bIn.Token); err != nil || op.ID != "olivia" {
+		t.Fatalf("the new session on B: %+v %v", op, err)
+	}
+	if _, err := b.RedeemResumeTicket(ctx, "r2", g.Ticket, ""); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("a ticket redeemed twice: %v", err)
+	}
+	// Signing out on B ends A's session too.
+	if n, err := b.EndSessions(ctx, "out", bIn.Token); err != nil || n != 2 {
+		t.Fatalf("EndSessions = %d, %v", n, err)
+	}
+	pollUntil(t, 10*time.Second, "A to see the sign-out", func() bool {
+		_, _, err := a.Authenticate(in.Token)
+		return errors.Is(err, ErrNoSession)
+	})
+	if n, err := b.EndSessions(ctx, "out2", "nonsense"); err != nil || n != 0 {
+		t.Fatalf("EndSessions of nothing = %d, %v", n, err)
+	}
+
+	if _, err := a.RegisterConsoleNode(ctx, "cn1", ConsoleNode{NodeID: "n1", URL: "http://127.0.0.2:8080"}); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, 10*time.Second, "the console node on B", func() bool {
+		ns, err := b.ConsoleNodes()
+		return err == nil && len(ns) == 1 && ns[0].URL == "http://127.0.0.2:8080"
+	})
+}
+
+// resumeEvery is how often a step of the replicas property also
+// generates a hand-over command.
+const resumeEvery = 5
+
+// stepResume generates a hand-over or console node command for the
+// replicas property (determinism_test.go): tickets issued for live, ended
+// and unknown sessions, redeemed once, twice, late or never, sign-outs of
+// whole families, and console nodes registered, some refused. It draws
+// from its own random source.
+func (g *gen) stepResume() {
+	if g.rr == nil {
+		g.rr = rand.New(rand.NewPCG(uint64(len(g.cmds)), 0x5eed))
+	}
+	r := g.rr
+	pick := func(xs []string) string { return xs[r.IntN(len(xs))] }
+	var valid, ended, tickets []string // in replica A's state
+	var ops []*Operator                // who may sign in
+	if err := g.a.db.View(func(txn *badger.Txn) error {
+		if err := scanPrefix(txn, pOperator, true, func(key, val []byte) (bool, error) {
+			var o Operator
+			if err := json.Unmarshal(val, &o); err != nil {
+				return false, err
+			}
+			if !o.Disabled && !o.Locked(g.now) {
+				ops = append(ops, &o)
+			}
+			return true, nil
+		}); err != nil {
+			return err
+		}
+		if err := scanPrefix(txn, pOperatorSession, true, func(key, val []byte) (bool, error) {
+			var s OperatorSession
+			if err := json.Unmarshal(val, &s); err != nil {
+				return false, err
+			}
+			if s.Valid(g.now) {
+				valid = append(valid, s.Hash)
+			} else {
+				ended = append(ended, s.Hash)
+			}
+			return true, nil
+		}); err != nil {
+			return err
+		}
+		return scanPrefix(txn, pResumeTicket, false, func(key, _ []byte) (bool, error) {
+			tickets = append(tickets, lastSegment(key))
+			return true, nil
+		})
+	}); err != nil {
+		g.t.Fatal(err)
+	}
+	id := func(what string) string {
+		g.resumeID++
+		return HashSessionToken(fmt.Sprintf("%s-%d", what, g.resumeID))
+	}
+	if len(ops) > 0 && (len(valid) == 0 || r.IntN(8) == 0) {
+		// A sign-in, so that there are sessions to hand over.
+		o := ops[r.IntN(len(ops))]
+		g.add(CmdOperatorLogin, OperatorLoginCmd{Header: Header{At: g.now, Actor: o.ID, Node: "n1"}, OperatorID: o.ID,
+			PasswordOK: true, PasswordVersion: o.PasswordVersion, SessionHash: id("login"), ExpiresAt: g.now.Add(time.Hour)})
+		return
+	}
+	session := id("nosession")
+	switch n := r.IntN(10); {
+	case len(valid) > 0 && n < 8:
+		session = pick(valid)
+	case len(ended) > 0 && n < 9:
+		session = pick(ended)
+	}
+	hdr := Header{At: g.now, Actor: "console", Node: fmt.Sprintf("n%d", 1+r.IntN(3))}
+	switch n := r.IntN(10); {
+	case n < 4:
+		ticket := id("ticket")
+		g.add(CmdIssueResumeTicket, IssueResumeTicketCmd{Header: hdr, SessionHash: session,
+			TicketHash: ticket, ExpiresAt: g.now.Add(time.Duration(r.IntN(130)) * time.Second)})
+		for range r.IntN(3) { // the page moves to another node at once, perhaps twice
+			hdr.Node = fmt.Sprintf("n%d", 1+r.IntN(3))
+			g.add(CmdRedeemResumeTicket, RedeemResumeTicketCmd{Header: hdr, TicketHash: ticket,
+				NewSessionHash: id("resumed"), Remote: "192.0.2.3"})
+		}
+	case n < 7:
+		ticket := id("noticket")
+		if len(tickets) > 0 && r.IntN(5) != 0 {
+			ticket = pick(tickets)
+		}
+		g.add(CmdRedeemResumeTicket, RedeemResumeTicketCmd{Header: hdr, TicketHash: ticket,
+			NewSessionHash: id("resumed"), Remote: "192.0.2.2"})
+	case n < 9:
+		g.add(CmdEndSessionFamily, EndSessionFamilyCmd{Header: hdr, SessionHash: session})
+	default:
+		url := []string{"http://127.0.0.2:8080", "https://vigil.example.org", "ftp://nope", "https://x.example/path"}[r.IntN(4)]
+		g.add(CmdPutConsoleNode, PutConsoleNodeCmd{Header: hdr, Node: ConsoleNode{
+			NodeID: fmt.Sprintf("n%d", 1+r.IntN(3)), URL: url, MQTT: []string{"tcp://10.0.0.1:1883"}}})
+	}
+}
