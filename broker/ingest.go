@@ -72,11 +72,20 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	if err == nil {
 		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.CommitTimeout)
 		result, err = b.handle(ctx, device, msg)
-		if isNotFound(err) && readsFirst[msg.Type] && b.cfg.WaitApplied != nil && b.cfg.WaitApplied(ctx) == nil {
+		if mayBeStale(err) && readsFirst[msg.Type] && b.cfg.WaitApplied != nil {
 			// This node may not have applied yet what another node just
-			// committed (a session started there a moment ago): catch up
-			// with the leader and look again.
-			result, err = b.handle(ctx, device, msg)
+			// committed (a session started or ended there a moment ago):
+			// catch up with the leader and look again. A node that cannot
+			// catch up (cut off, or far behind) must not refuse from its
+			// stale state: a device takes a refusal as final, and would
+			// leave a session running or a worker unmonitored. It answers
+			// nothing, like any other failure to decide, and the device
+			// sends again, elsewhere if need be.
+			if wErr := b.cfg.WaitApplied(ctx); wErr != nil {
+				err = fmt.Errorf("%w: cannot confirm the refusal %q: %w", errUnavailable, err.Error(), wErr)
+			} else {
+				result, err = b.handle(ctx, device, msg)
+			}
 		}
 		cancel()
 		if err == nil && b.cfg.WaitReplicas != nil && !isTelemetry(msg.Type) {
@@ -157,9 +166,9 @@ func describe(err error) (code, field, text string) {
 
 // readsFirst are the message types whose handling reads this node's state
 // before proposing (the session, the worker's PINs, the alarm), so that a
-// not_found may only mean this node is behind. For the others not_found
-// comes from the state machine, in log order, and a retry would get the
-// same answer.
+// refusal may come from this node being behind. For the others refusals come
+// from the state machine, in log order, and a retry would get the same
+// answer.
 var readsFirst = map[string]bool{TypeAlarm: true, TypeAlarmCancel: true, TypeSessionStart: true,
 	TypeSessionCheckIn: true, TypeSessionExtend: true, TypeSessionEnd: true}
 
@@ -169,10 +178,20 @@ func isTelemetry(t string) bool {
 	return t == TypeHeartbeat || t == TypeLocation || t == TypeBattery
 }
 
-// isNotFound reports whether err refuses for something missing.
-func isNotFound(err error) bool {
+// mayBeStale reports whether err is a refusal read from this node's state
+// (no such session, the worker already has one, the session has ended, the
+// PIN matched neither), which a node that is behind may give wrongly;
+// refusals of the event's own fields hold wherever they are made.
+func mayBeStale(err error) bool {
 	var re *monitoring.RuleError
-	return errors.As(err, &re) && re.Code == monitoring.CodeNotFound
+	if !errors.As(err, &re) {
+		return false
+	}
+	switch re.Code {
+	case monitoring.CodeInvalid, monitoring.CodeNeedResolution:
+		return false
+	}
+	return true
 }
 
 // isRefusal reports whether err is an answer (the event was received and
