@@ -1,11 +1,14 @@
 package appliance
 
-// The HTTP API.
+// The HTTP API: JSON under /api/v1, reference in docs/api.md.
 //
-// These routes (administrative, diagnostic, and the monitoring routes of
-// api_monitoring.go) are not authenticated yet: operator accounts and roles
-// arrive with the console issue. Until then bind http_addr to loopback (the
-// default) or to a management network that only administrators can reach.
+// Every route is behind one authentication middleware (ui.Console.APIAuth:
+// an API token, this node's setup token, or the console's sign-in cookie
+// with its CSRF check), and is registered in the group of the least role
+// that may call it (apiGroups), as the console's pages are: what the
+// console refuses a role, the API refuses it too. TestAPIAuth_EveryRoute
+// walks the route table and fails on a route it does not know, so that a
+// new route cannot be left open or given no role by mistake.
 
 import (
 	"context"
@@ -24,6 +27,7 @@ import (
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/cluster"
+	"github.com/vigilarc/vigil/ui"
 )
 
 // API limits.
@@ -98,11 +102,18 @@ type api struct {
 	logger  *slog.Logger
 }
 
+// apiGroups holds the API's routes by the least role that may call them.
+// Each group is behind the authentication middleware, then the role check
+// (ui.RequireRole).
+type apiGroups struct {
+	operator, supervisor, admin *gin.RouterGroup
+}
+
 // newAPI returns the HTTP handler of the API over the cluster node c and
-// the monitoring Service svc. The routes are unauthenticated until the
-// console issue adds operator auth; see the comment at the top of this file.
-// mounts add more routes to the same engine (the operator console).
-func newAPI(c clusterNode, svc monitoringService, logger *slog.Logger, mounts ...func(gin.IRouter)) http.Handler {
+// the monitoring Service svc, every route behind auth (the console's
+// APIAuth). mounts add more routes to the same engine (the operator
+// console).
+func newAPI(c clusterNode, svc monitoringService, auth gin.HandlerFunc, logger *slog.Logger, mounts ...func(gin.IRouter)) http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	a := &api{cluster: c, svc: svc, logger: logger}
 	r := gin.New()
@@ -116,16 +127,22 @@ func newAPI(c clusterNode, svc monitoringService, logger *slog.Logger, mounts ..
 		c.JSON(http.StatusMethodNotAllowed, ErrorResponse{Error: c.Request.Method + " is not allowed on " + c.Request.URL.Path})
 	})
 
-	v1 := r.Group("/api/v1")
-	v1.GET("/cluster/status", a.clusterStatus)
-	v1.POST("/cluster/members", a.joinMember)
-	v1.DELETE("/cluster/members/:id", a.removeMember)
-	v1.POST("/diag/records", a.postDiagRecord)
-	v1.GET("/diag/records", a.getDiagRecords)
-	a.monitoringRoutes(v1) // api_monitoring.go
-	a.commandRoutes(v1)    // api_commands.go
-	a.audioRoutes(v1)      // api_audio.go
-	a.diagStateRoutes(v1)  // api_diagstate.go
+	v1 := r.Group("/api/v1", auth)
+	g := apiGroups{
+		operator:   v1.Group("", ui.RequireRole(monitoring.RoleOperator)),
+		supervisor: v1.Group("", ui.RequireRole(monitoring.RoleSupervisor)),
+		admin:      v1.Group("", ui.RequireRole(monitoring.RoleAdmin)),
+	}
+	g.operator.GET("/cluster/status", a.clusterStatus)
+	g.admin.POST("/cluster/members", a.joinMember)
+	g.admin.DELETE("/cluster/members/:id", a.removeMember)
+	g.admin.POST("/diag/records", a.postDiagRecord)
+	g.admin.GET("/diag/records", a.getDiagRecords)
+	a.monitoringRoutes(g)       // api_monitoring.go
+	a.commandRoutes(g.operator) // api_commands.go
+	a.audioRoutes(g.operator)   // api_audio.go
+	a.diagStateRoutes(g.admin)  // api_diagstate.go
+	a.accountRoutes(g.admin)    // api_accounts.go
 	for _, mount := range mounts {
 		mount(r)
 	}
@@ -291,11 +308,16 @@ func requestLogger(logger *slog.Logger) gin.HandlerFunc {
 			level = slog.LevelDebug
 		}
 		host, _, _ := net.SplitHostPort(c.Request.RemoteAddr)
-		logger.LogAttrs(c.Request.Context(), level, "http request",
+		attrs := []slog.Attr{
 			slog.String(logKeyMethod, c.Request.Method),
 			slog.String(logKeyPath, c.Request.URL.Path),
 			slog.Int(logKeyStatus, status),
 			slog.Duration(logKeyDuration, time.Since(start)),
-			slog.String(logKeyRemote, host))
+			slog.String(logKeyRemote, host),
+		}
+		if p := ui.PrincipalOf(c); p != nil {
+			attrs = append(attrs, slog.String(logKeyActor, p.Actor))
+		}
+		logger.LogAttrs(c.Request.Context(), level, "http request", attrs...)
 	}
 }

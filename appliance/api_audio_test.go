@@ -46,10 +46,16 @@ func audioAlarm(t *testing.T, n *Node, cmd string, chunks map[uint64][]byte, ord
 	return a.ID
 }
 
-// get fetches path and returns the status, the headers and the body.
+// get fetches path with the node's admin token and returns the status,
+// the headers and the body.
 func get(t *testing.T, n *Node, path string) (int, http.Header, []byte) {
 	t.Helper()
-	resp, err := http.Get("http://" + n.HTTPAddr() + path)
+	req, err := http.NewRequest(http.MethodGet, "http://"+n.HTTPAddr()+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+adminToken(t, n))
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,7 @@ func TestAPICommands_Prompt(t *testing.T) {
 	var p monitoring.DevicePrompt
 	mustSend(t, n, 201, "POST", "/api/v1/devices/d1/prompt", obj{"id": "c-p1", "actor": "olivia", "kind": "message",
 		"text": "Help is on the way", "expires_in": "2m"}, &p)
-	if p.DeviceID != "d1" || p.SentBy != "olivia" || p.ExpiresAt.Sub(p.SentAt) != 2*time.Minute || p.Text != "Help is on the way" {
+	if p.DeviceID != "d1" || p.SentBy != "token:test-admin" || p.ExpiresAt.Sub(p.SentAt) != 2*time.Minute || p.Text != "Help is on the way" {
 		t.Fatalf("prompt = %+v", p)
 	}
 	var read monitoring.DevicePrompt

@@ -5,9 +5,13 @@ package appliance
 //
 // Every write carries a command ID ("id") chosen by the client and reused
 // when it retries: a retry returns the first result and changes nothing.
-// Every write also names its "actor". That field is a placeholder: the
-// routes are not authenticated (see the top of api.go), and once operators
-// sign in the actor will be the signed-in operator instead.
+// The actor recorded for a write is the caller (ui.Principal.Actor: the
+// signed-in operator's ID, "token:<name>" or the setup actor); an "actor"
+// in the body is optional and ignored. The one exception is the routes
+// that speak for a device (starting and acting on sessions, raising and
+// cancelling alarms, admins only): there a body actor "device:<id>" is
+// kept, as the device itself would be recorded over MQTT, and a cancel
+// needs it.
 //
 // Durations in request bodies are Go duration strings ("45m", "2s").
 // Replies carry the stored records as the monitoring package encodes them,
@@ -24,6 +28,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/ui"
 )
 
 // Limits of the monitoring routes.
@@ -77,9 +82,9 @@ var _ monitoringService = (*monitoring.Service)(nil)
 type Command struct {
 	// ID is the command ID: unique per command, reused on retry.
 	ID string `json:"id"`
-	// Actor is who gives the command. A placeholder until operators sign
-	// in; then the signed-in operator replaces it.
-	Actor string `json:"actor"`
+	// Actor is optional and ignored: the caller is recorded. On the routes
+	// that speak for a device, "device:<id>" is kept (bindDeviceCommand).
+	Actor string `json:"actor,omitempty"`
 }
 
 // OrganisationBody is an organisation as a client writes it.
@@ -264,39 +269,44 @@ type AlarmResponse struct {
 	Timeline []monitoring.TimelineEntry `json:"timeline"`
 }
 
-// monitoringRoutes adds the monitoring routes to v1.
-func (a *api) monitoringRoutes(v1 *gin.RouterGroup) {
-	v1.POST("/organisations", a.putOrganisation)
-	v1.GET("/organisations", a.listOrganisations)
-	v1.GET("/organisations/:id", a.getOrganisation)
+// monitoringRoutes adds the monitoring routes, each to the group of the
+// least role that may call it: reads and the work on alarms for operators,
+// reopening and the KPIs for supervisors (as in the console), the
+// directory for admins. Starting and acting on sessions, raising and
+// cancelling alarms speak for a device, which the console never does: they
+// are for integrations and tests, and need an admin.
+func (a *api) monitoringRoutes(g apiGroups) {
+	g.admin.POST("/organisations", a.putOrganisation)
+	g.operator.GET("/organisations", a.listOrganisations)
+	g.operator.GET("/organisations/:id", a.getOrganisation)
 
-	v1.POST("/workers", a.putWorker)
-	v1.GET("/workers", a.listWorkers)
-	v1.GET("/workers/:id", a.getWorker)
-	v1.POST("/workers/:id/pins", a.setPINs)
+	g.admin.POST("/workers", a.putWorker)
+	g.operator.GET("/workers", a.listWorkers)
+	g.operator.GET("/workers/:id", a.getWorker)
+	g.admin.POST("/workers/:id/pins", a.setPINs)
 
-	v1.POST("/devices", a.putDevice)
-	v1.GET("/devices", a.listDevices)
-	v1.GET("/devices/:id", a.getDevice)
-	v1.POST("/devices/:id/secret", a.setDeviceSecret)
+	g.admin.POST("/devices", a.putDevice)
+	g.operator.GET("/devices", a.listDevices)
+	g.operator.GET("/devices/:id", a.getDevice)
+	g.admin.POST("/devices/:id/secret", a.setDeviceSecret)
 
-	v1.POST("/sessions", a.startSession)
-	v1.GET("/sessions", a.listSessions)
-	v1.GET("/sessions/:id", a.getSession)
-	v1.POST("/sessions/:id/checkin", a.checkIn)
-	v1.POST("/sessions/:id/extend", a.extendSession)
-	v1.POST("/sessions/:id/end", a.endSession)
+	g.admin.POST("/sessions", a.startSession)
+	g.operator.GET("/sessions", a.listSessions)
+	g.operator.GET("/sessions/:id", a.getSession)
+	g.admin.POST("/sessions/:id/checkin", a.checkIn)
+	g.admin.POST("/sessions/:id/extend", a.extendSession)
+	g.admin.POST("/sessions/:id/end", a.endSession)
 
-	v1.POST("/alarms", a.raiseAlarm)
-	v1.GET("/alarms", a.listAlarms)
-	v1.GET("/alarms/:id", a.getAlarm)
-	v1.POST("/alarms/:id/acknowledge", a.acknowledge)
-	v1.POST("/alarms/:id/actions", a.logAction)
-	v1.POST("/alarms/:id/close", a.closeAlarm)
-	v1.POST("/alarms/:id/reopen", a.reopenAlarm)
-	v1.POST("/alarms/:id/cancel", a.cancelAlarm)
+	g.admin.POST("/alarms", a.raiseAlarm)
+	g.operator.GET("/alarms", a.listAlarms)
+	g.operator.GET("/alarms/:id", a.getAlarm)
+	g.operator.POST("/alarms/:id/acknowledge", a.acknowledge)
+	g.operator.POST("/alarms/:id/actions", a.logAction)
+	g.operator.POST("/alarms/:id/close", a.closeAlarm)
+	g.supervisor.POST("/alarms/:id/reopen", a.reopenAlarm)
+	g.admin.POST("/alarms/:id/cancel", a.cancelAlarm)
 
-	v1.GET("/kpis", a.kpis)
+	g.supervisor.GET("/kpis", a.kpis)
 }
 
 // POST /api/v1/organisations: create or replace an organisation.
@@ -425,7 +435,7 @@ func (a *api) setDeviceSecret(c *gin.Context) {
 // POST /api/v1/sessions: start a session.
 func (a *api) startSession(c *gin.Context) {
 	var req StartSessionBody
-	if !bindCommand(c, &req, &req.Command) {
+	if !bindDeviceCommand(c, &req, &req.Command) {
 		return
 	}
 	sr := monitoring.StartSessionRequest{
@@ -456,7 +466,7 @@ func (a *api) getSession(c *gin.Context) {
 // Duress PIN is the reply to the Safe PIN.
 func (a *api) checkIn(c *gin.Context) {
 	var req SessionPINRequest
-	if !bindCommand(c, &req, &req.Command) {
+	if !bindDeviceCommand(c, &req, &req.Command) {
 		return
 	}
 	out, err := a.svc.CheckIn(c.Request.Context(), req.ID, req.Actor, c.Param("id"), req.PIN)
@@ -466,7 +476,7 @@ func (a *api) checkIn(c *gin.Context) {
 // POST /api/v1/sessions/:id/extend {"id","actor","pin","extend_by"}
 func (a *api) extendSession(c *gin.Context) {
 	var req ExtendRequest
-	if !bindCommand(c, &req, &req.Command) {
+	if !bindDeviceCommand(c, &req, &req.Command) {
 		return
 	}
 	if req.ExtendBy == "" {
@@ -484,7 +494,7 @@ func (a *api) extendSession(c *gin.Context) {
 // POST /api/v1/sessions/:id/end {"id","actor","pin"}
 func (a *api) endSession(c *gin.Context) {
 	var req SessionPINRequest
-	if !bindCommand(c, &req, &req.Command) {
+	if !bindDeviceCommand(c, &req, &req.Command) {
 		return
 	}
 	out, err := a.svc.EndSession(c.Request.Context(), req.ID, req.Actor, c.Param("id"), req.PIN)
@@ -494,7 +504,7 @@ func (a *api) endSession(c *gin.Context) {
 // POST /api/v1/alarms: raise an alarm.
 func (a *api) raiseAlarm(c *gin.Context) {
 	var req RaiseAlarmBody
-	if !bindCommand(c, &req, &req.Command) {
+	if !bindDeviceCommand(c, &req, &req.Command) {
 		return
 	}
 	rr := monitoring.RaiseAlarmRequest{
@@ -531,10 +541,16 @@ func (a *api) getAlarm(c *gin.Context) {
 	reply(c, http.StatusOK, AlarmResponse{Alarm: *al, Timeline: nonNil(tl)}, err)
 }
 
-// POST /api/v1/alarms/:id/acknowledge {"id","actor","takeover"}
+// POST /api/v1/alarms/:id/acknowledge {"id","takeover"}. Taking over an
+// alarm another operator holds needs a supervisor, as in the console.
 func (a *api) acknowledge(c *gin.Context) {
 	var req AcknowledgeRequest
 	if !bindCommand(c, &req, &req.Command) {
+		return
+	}
+	if p := ui.PrincipalOf(c); req.Takeover && !p.Role.AtLeast(monitoring.RoleSupervisor) {
+		c.JSON(http.StatusForbidden, ErrorResponse{Field: "takeover",
+			Error: "takeover: taking over an alarm another operator holds needs the supervisor role; the caller has the " + string(p.Role) + " role"})
 		return
 	}
 	out, err := a.svc.Acknowledge(c.Request.Context(), req.ID, req.Actor, c.Param("id"), req.Takeover)
@@ -579,7 +595,7 @@ func (a *api) reopenAlarm(c *gin.Context) {
 // to the Safe PIN.
 func (a *api) cancelAlarm(c *gin.Context) {
 	var req CancelAlarmRequest
-	if !bindCommand(c, &req, &req.Command) {
+	if !bindDeviceCommand(c, &req, &req.Command) {
 		return
 	}
 	out, err := a.svc.CancelAlarm(c.Request.Context(), req.ID, req.Actor, c.Param("id"), req.PIN)
@@ -601,22 +617,44 @@ func (a *api) kpis(c *gin.Context) {
 	reply(c, http.StatusOK, out, err)
 }
 
-// bindCommand decodes the body into req and checks its command fields; it
-// replies 400 and returns false when either fails.
+// deviceActorPrefix begins the actor of a command a device gives.
+const deviceActorPrefix = "device:"
+
+// bindCommand decodes the body into req and checks its command ID, and
+// sets the actor to the caller's (ui.PrincipalOf): a body actor is
+// ignored. It replies and returns false when either fails.
 func bindCommand(c *gin.Context, req any, cmd *Command) bool {
+	return bindCommandFor(c, req, cmd, false)
+}
+
+// bindDeviceCommand is bindCommand for the routes that may speak for a
+// device: a body actor "device:<id>" is kept; any other is the caller's.
+func bindDeviceCommand(c *gin.Context, req any, cmd *Command) bool {
+	return bindCommandFor(c, req, cmd, true)
+}
+
+func bindCommandFor(c *gin.Context, req any, cmd *Command, forDevice bool) bool {
 	if !bindJSON(c, req) {
 		return false
 	}
+	p := ui.PrincipalOf(c)
 	switch {
 	case cmd.ID == "":
 		badRequest(c, "id", "id is required: give every command a unique ID and reuse it when you retry")
 	case len(cmd.ID) > MaxCommandIDLen:
 		badRequest(c, "id", fmt.Sprintf("id is %d bytes, longer than the limit of %d", len(cmd.ID), MaxCommandIDLen))
-	case strings.TrimSpace(cmd.Actor) == "":
-		badRequest(c, "actor", "actor is required: who gives the command")
 	case len(cmd.Actor) > MaxActorLen:
 		badRequest(c, "actor", fmt.Sprintf("actor is %d bytes, longer than the limit of %d", len(cmd.Actor), MaxActorLen))
+	case p == nil: // never behind APIAuth
+		c.JSON(http.StatusUnauthorized, ErrorResponse{Error: "not authenticated"})
+	case forDevice && strings.HasPrefix(cmd.Actor, deviceActorPrefix):
+		if strings.TrimSpace(strings.TrimPrefix(cmd.Actor, deviceActorPrefix)) == "" {
+			badRequest(c, "actor", `actor "device:" names no device: write "device:<id>", or leave actor out`)
+			return false
+		}
+		return true
 	default:
+		cmd.Actor = p.Actor
 		return true
 	}
 	return false

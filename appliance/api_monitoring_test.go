@@ -10,10 +10,16 @@ import (
 	"github.com/vigilarc/vigil/appliance/monitoring"
 )
 
-// send marshals body (a string is sent as it is), sends it, and decodes
-// the reply into out (when not nil). It returns the status and the raw
-// reply.
+// send marshals body (a string is sent as it is), sends it with the
+// node's admin token, and decodes the reply into out (when not nil). It
+// returns the status and the raw reply.
 func send(t *testing.T, n *Node, method, path string, body, out any) (int, string) {
+	t.Helper()
+	return sendAs(t, n, adminToken(t, n), method, path, body, out)
+}
+
+// sendAs is send with the API token token, or none when it is empty.
+func sendAs(t *testing.T, n *Node, token, method, path string, body, out any) (int, string) {
 	t.Helper()
 	var s string
 	switch b := body.(type) {
@@ -28,7 +34,7 @@ func send(t *testing.T, n *Node, method, path string, body, out any) (int, strin
 		s = string(j)
 	}
 	var raw json.RawMessage
-	code := call(t, n, method, path, s, &raw)
+	code := callAs(t, n, token, method, path, s, &raw)
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {
 			t.Fatalf("%s %s: cannot decode %s: %v", method, path, raw, err)
@@ -40,7 +46,13 @@ func send(t *testing.T, n *Node, method, path string, body, out any) (int, strin
 // mustSend is send that fails the test unless the status is want.
 func mustSend(t *testing.T, n *Node, want int, method, path string, body, out any) string {
 	t.Helper()
-	code, raw := send(t, n, method, path, body, out)
+	return mustSendAs(t, n, adminToken(t, n), want, method, path, body, out)
+}
+
+// mustSendAs is mustSend with the API token token.
+func mustSendAs(t *testing.T, n *Node, token string, want int, method, path string, body, out any) string {
+	t.Helper()
+	code, raw := sendAs(t, n, token, method, path, body, out)
 	if code != want {
 		t.Fatalf("%s %s = %d %s; want %d", method, path, code, raw, want)
 	}
@@ -75,8 +87,8 @@ func TestAPIMonitoring_BadRequestsNameTheField(t *testing.T) {
 	}{
 		{"no command id", "POST", "/api/v1/organisations", obj{"actor": "op1", "org": obj{"id": "o", "name": "O"}}, 400, "id"},
 		{"command id too long", "POST", "/api/v1/organisations", obj{"id": strings.Repeat("x", MaxCommandIDLen+1), "actor": "op1"}, 400, "id"},
-		{"no actor", "POST", "/api/v1/organisations", obj{"id": "c", "org": obj{"id": "o", "name": "O"}}, 400, "actor"},
-		{"blank actor", "POST", "/api/v1/alarms", obj{"id": "c", "actor": "  ", "type": "test", "worker_id": "w"}, 400, "actor"},
+		{"actor too long", "POST", "/api/v1/organisations", obj{"id": "c", "actor": strings.Repeat("a", MaxActorLen+1), "org": obj{"id": "o", "name": "O"}}, 400, "actor"},
+		{"device actor without device", "POST", "/api/v1/alarms", obj{"id": "c", "actor": "device:", "type": "test", "worker_id": "w"}, 400, "actor"},
 		{"unknown field", "POST", "/api/v1/organisations", cmd(obj{"colour": "red"}), 400, "body"},
 		{"duration in ns", "POST", "/api/v1/organisations", org(obj{"grace_ns": 2000000000}), 400, "body"},
 		{"grace not a duration", "POST", "/api/v1/organisations", org(obj{"grace": "2 minutes"}), 400, "org.grace"},
@@ -139,6 +151,9 @@ func TestAPIMonitoring_BadRequestsNameTheField(t *testing.T) {
 // with its command ID gives the first result again.
 func TestAPIMonitoring_SessionAndAlarmLifecycle(t *testing.T) {
 	n := mustOpenNode(t)
+	op1 := mustToken(t, n, "op1", monitoring.RoleOperator)
+	op2 := mustToken(t, n, "op2", monitoring.RoleOperator)
+	sup := mustToken(t, n, "sup", monitoring.RoleSupervisor)
 
 	var org monitoring.Organisation
 	orgReq := obj{"id": "c-org", "actor": "admin", "org": obj{"id": "trust", "name": "North Trust", "grace": "90s",
@@ -226,30 +241,30 @@ func TestAPIMonitoring_SessionAndAlarmLifecycle(t *testing.T) {
 	}
 	alarmPath := "/api/v1/alarms/" + alarm.ID
 	var acked monitoring.Alarm
-	mustSend(t, n, 200, "POST", alarmPath+"/acknowledge", obj{"id": "c-ack", "actor": "op1"}, &acked)
-	if acked.Status != monitoring.StatusAcknowledged || acked.AckBy != "op1" {
+	mustSendAs(t, n, op1, 200, "POST", alarmPath+"/acknowledge", obj{"id": "c-ack"}, &acked)
+	if acked.Status != monitoring.StatusAcknowledged || acked.AckBy != "token:op1" {
 		t.Fatalf("acknowledged = %+v", acked)
 	}
 	var e ErrorResponse
-	if code, raw := send(t, n, "POST", alarmPath+"/acknowledge", obj{"id": "c-ack-2", "actor": "op2"}, &e); code != http.StatusConflict {
+	if code, raw := sendAs(t, n, op2, "POST", alarmPath+"/acknowledge", obj{"id": "c-ack-2"}, &e); code != http.StatusConflict {
 		t.Fatalf("second operator's acknowledge: %d %s; want 409", code, raw)
 	}
-	mustSend(t, n, 200, "POST", alarmPath+"/actions", obj{"id": "c-call", "actor": "op1", "kind": "call_worker", "outcome": "answered_safe"}, nil)
+	mustSendAs(t, n, op1, 200, "POST", alarmPath+"/actions", obj{"id": "c-call", "kind": "call_worker", "outcome": "answered_safe"}, nil)
 	e = ErrorResponse{}
-	if code, raw := send(t, n, "POST", alarmPath+"/close", obj{"id": "c-close-0", "actor": "op1"}, &e); code != http.StatusUnprocessableEntity || e.Field != "resolution" {
+	if code, raw := sendAs(t, n, op1, "POST", alarmPath+"/close", obj{"id": "c-close-0"}, &e); code != http.StatusUnprocessableEntity || e.Field != "resolution" {
 		t.Fatalf("close without resolution: %d %s", code, raw)
 	}
 	var closed, closedAgain monitoring.Alarm
-	closeReq := obj{"id": "c-close", "actor": "op1", "resolution": "worker_safe", "note": "answered, all fine"}
-	first := mustSend(t, n, 200, "POST", alarmPath+"/close", closeReq, &closed)
-	if closed.Status != monitoring.StatusClosed || closed.Resolution != monitoring.ResolutionWorkerSafe {
+	closeReq := obj{"id": "c-close", "resolution": "worker_safe", "note": "answered, all fine"}
+	first := mustSendAs(t, n, op1, 200, "POST", alarmPath+"/close", closeReq, &closed)
+	if closed.Status != monitoring.StatusClosed || closed.Resolution != monitoring.ResolutionWorkerSafe || closed.ClosedBy != "token:op1" {
 		t.Fatalf("closed = %+v", closed)
 	}
-	if replay := mustSend(t, n, 200, "POST", alarmPath+"/close", closeReq, &closedAgain); replay != first {
+	if replay := mustSendAs(t, n, op1, 200, "POST", alarmPath+"/close", closeReq, &closedAgain); replay != first {
 		t.Fatalf("replayed close:\n%s\nfirst:\n%s", replay, first)
 	}
 	e = ErrorResponse{}
-	if code, raw := send(t, n, "POST", alarmPath+"/acknowledge", obj{"id": "c-ack-3", "actor": "op1"}, &e); code != http.StatusConflict || e.Code != string(monitoring.CodeAlarmClosed) {
+	if code, raw := sendAs(t, n, op1, "POST", alarmPath+"/acknowledge", obj{"id": "c-ack-3"}, &e); code != http.StatusConflict || e.Code != string(monitoring.CodeAlarmClosed) {
 		t.Fatalf("acknowledging a closed alarm: %d %s", code, raw)
 	}
 
@@ -267,8 +282,12 @@ func TestAPIMonitoring_SessionAndAlarmLifecycle(t *testing.T) {
 	if len(queue.Alarms) != 0 {
 		t.Fatalf("queue after close = %+v", queue)
 	}
+	// Reopening needs a supervisor, as in the console.
+	if code, raw := sendAs(t, n, op1, "POST", alarmPath+"/reopen", obj{"id": "c-reopen-op", "reason": "worker called back"}, nil); code != http.StatusForbidden {
+		t.Fatalf("an operator's reopen: %d %s; want 403", code, raw)
+	}
 	var reopened monitoring.Alarm
-	mustSend(t, n, 200, "POST", alarmPath+"/reopen", obj{"id": "c-reopen", "actor": "op1", "reason": "worker called back"}, &reopened)
+	mustSendAs(t, n, sup, 200, "POST", alarmPath+"/reopen", obj{"id": "c-reopen", "reason": "worker called back"}, &reopened)
 	if reopened.Status == monitoring.StatusClosed || reopened.Reopened != 1 {
 		t.Fatalf("reopened = %+v", reopened)
 	}
@@ -293,7 +312,7 @@ func TestAPIMonitoring_SessionAndAlarmLifecycle(t *testing.T) {
 	}
 
 	var k monitoring.KPIs
-	mustSend(t, n, 200, "GET", "/api/v1/kpis?org=trust", nil, &k)
+	mustSendAs(t, n, sup, 200, "GET", "/api/v1/kpis?org=trust", nil, &k)
 	if k.Raised != 1 || k.Acknowledged != 1 {
 		t.Fatalf("KPIs = %+v", k)
 	}

@@ -7,13 +7,41 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/cluster"
 )
 
-// mustOpenNode opens a real single-node appliance on loopback ports.
+// adminTokens holds the admin API token that mustOpenNode made for each
+// node; call and send use it.
+var adminTokens sync.Map // *Node -> string
+
+// mustToken makes an API token named name with role through n's Service,
+// as POST /api/v1/tokens does, and returns the token string.
+func mustToken(t testing.TB, n *Node, name string, role monitoring.OperatorRole) string {
+	t.Helper()
+	made, err := n.Service().CreateAPIToken(context.Background(), "test-token-"+name, "test", name, role)
+	if err != nil {
+		t.Fatalf("cannot make API token %s: %v", name, err)
+	}
+	return made.Secret
+}
+
+// adminToken returns the admin API token of a node mustOpenNode opened.
+func adminToken(t testing.TB, n *Node) string {
+	t.Helper()
+	v, ok := adminTokens.Load(n)
+	if !ok {
+		t.Fatal("the node has no admin token: open it with mustOpenNode")
+	}
+	return v.(string)
+}
+
+// mustOpenNode opens a real single-node appliance on loopback ports, with
+// an admin API token "test-admin" (adminToken).
 func mustOpenNode(t *testing.T) *Node {
 	t.Helper()
 	cfg := DefaultConfig()
@@ -35,11 +63,20 @@ func mustOpenNode(t *testing.T) *Node {
 	if _, err := n.Cluster().WaitForLeader(ctx); err != nil {
 		t.Fatal(err)
 	}
+	adminTokens.Store(n, mustToken(t, n, "test-admin", monitoring.RoleAdmin))
+	t.Cleanup(func() { adminTokens.Delete(n) })
 	return n
 }
 
-// call sends a request and decodes the JSON reply into out (when not nil).
+// call sends a request with the node's admin token and decodes the JSON
+// reply into out (when not nil).
 func call(t *testing.T, n *Node, method, path, body string, out any) int {
+	t.Helper()
+	return callAs(t, n, adminToken(t, n), method, path, body, out)
+}
+
+// callAs is call with the API token token, or none when it is empty.
+func callAs(t *testing.T, n *Node, token, method, path, body string, out any) int {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {
@@ -48,6 +85,9 @@ func call(t *testing.T, n *Node, method, path, body string, out any) int {
 	req, err := http.NewRequest(method, "http://"+n.HTTPAddr()+path, rd)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -53,6 +53,7 @@ Commands:
   status       show a node's view of the cluster
   cluster      change cluster membership (join, remove)
   operator     manage console operator accounts (the first admin at set-up)
+  token        manage the REST API's tokens (create, list, disable)
   devcluster   run a three-node cluster on this machine for development
   sim          simulate devices against the brokers, for demos and load
   version      print the version
@@ -94,6 +95,11 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		if errors.Is(err, ui.ErrUsage) {
 			err = errUsage
 		}
+	case "token":
+		err = ui.TokenCommand(ctx, rest, c.operatorEnv())
+		if errors.Is(err, ui.ErrUsage) {
+			err = errUsage
+		}
 	case "devcluster":
 		err = c.devcluster(ctx, rest)
 	case "sim":
@@ -127,11 +133,14 @@ func (c *cli) help(args []string) error {
 	case "serve":
 		fs, _ = serveFlags(c.stdout)
 	case "status":
-		fs, _, _ = statusFlags(c.stdout, c.lookupEnv)
+		fs, _, _, _ = statusFlags(c.stdout, c.lookupEnv)
 	case "cluster":
-		fs, _ = clusterFlags(c.stdout, "cluster", c.lookupEnv)
+		fs, _, _ = clusterFlags(c.stdout, "cluster", c.lookupEnv)
 	case "operator":
 		ui.OperatorUsage(c.stdout)
+		return nil
+	case "token":
+		ui.TokenUsage(c.stdout)
 		return nil
 	case "devcluster":
 		fs, _ = devclusterFlags(c.stdout)
@@ -213,8 +222,8 @@ is VIGIL_CLUSTER_BIND_ADDR; lists are comma-separated), then these flags.
 --bootstrap, --bootstrap-expect and --join are one choice: the layer that sets
 any of them replaces the others. See docs/install.md for every setting.
 
-The HTTP API has no operator authentication yet: keep --http-addr on loopback
-or a management network.
+The HTTP API asks for an API token or a console sign-in on every route
+(docs/api.md); vigil token makes tokens.
 
 Flags:
 `, DefaultDataDir, DefaultClusterAddr, DefaultHTTPAddr)
@@ -298,11 +307,16 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 
 // apiClient talks to one node's HTTP API.
 type apiClient struct {
-	base string
-	http *http.Client
+	base  string
+	token string // sent as Authorization: Bearer; none when empty
+	// tokenNote says where the token came from, or why there is none, for
+	// the message of a 401.
+	tokenNote string
+	http      *http.Client
 }
 
-// newAPIClient accepts "http://host:port" or plain "host:port".
+// newAPIClient accepts "http://host:port" or plain "host:port". Set token
+// before use to authorise the requests.
 func newAPIClient(addr string, timeout time.Duration) (*apiClient, error) {
 	if !strings.Contains(addr, "://") {
 		addr = "http://" + addr
@@ -332,6 +346,9 @@ func (a *apiClient) do(ctx context.Context, method, path string, body any) ([]by
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token)
+	}
 	resp, err := a.http.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach %s: %w", a.base, err)
@@ -342,13 +359,71 @@ func (a *apiClient) do(ctx context.Context, method, path string, body any) ([]by
 		return nil, fmt.Errorf("cannot read reply from %s: %w", a.base, err)
 	}
 	if resp.StatusCode/100 != 2 {
+		msg := strings.TrimSpace(string(b))
 		var e ErrorResponse
 		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return nil, fmt.Errorf("%s (HTTP %d from %s)", e.Error, resp.StatusCode, a.base)
+			msg = e.Error
 		}
-		return nil, fmt.Errorf("HTTP %d from %s: %s", resp.StatusCode, a.base, strings.TrimSpace(string(b)))
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			return nil, fmt.Errorf("%s (HTTP %d from %s; the token: %s). Give an API token with --token or $%sAPI_TOKEN "+
+				"(vigil token create), or run this on the node, as the user it runs as, with its --config or --data-dir",
+				msg, resp.StatusCode, a.base, a.tokenNote, EnvPrefix)
+		}
+		return nil, fmt.Errorf("%s (HTTP %d from %s)", msg, resp.StatusCode, a.base)
 	}
 	return b, nil
+}
+
+// authOptions are the flags of a client command that say how it
+// authorises itself.
+type authOptions struct {
+	token, config, dataDir string
+}
+
+// addAuthFlags adds --token, --config and --data-dir to fs.
+func addAuthFlags(fs *flag.FlagSet) *authOptions {
+	o := &authOptions{}
+	fs.StringVar(&o.token, "token", "", "API `token` (default $"+EnvPrefix+"API_TOKEN, else the setup token of the node "+
+		"whose data directory --data-dir or the configuration names)")
+	fs.StringVar(&o.config, "config", "", "the node's YAML configuration `file`, to find its data directory (default $"+EnvPrefix+"CONFIG, else none)")
+	fs.StringVar(&o.dataDir, "data-dir", "", "the node's data `directory`, whose setup token authorises the command on that node (default from the configuration)")
+	return o
+}
+
+// authorise sets the token of client: --token, else $VIGIL_API_TOKEN, else
+// the setup token of the node on this machine, read from its data
+// directory (--data-dir, else the configuration's data_dir). That token
+// works only on that node, so with --addr naming another node give a
+// token. Without any, the requests go without one, and the node's 401 says
+// so.
+func (c *cli) authorise(client *apiClient, o *authOptions) error {
+	if o.token != "" {
+		client.token, client.tokenNote = o.token, "from --token"
+		return nil
+	}
+	if v, ok := c.lookupEnv(EnvPrefix + "API_TOKEN"); ok && strings.TrimSpace(v) != "" {
+		client.token, client.tokenNote = strings.TrimSpace(v), "from $"+EnvPrefix+"API_TOKEN"
+		return nil
+	}
+	dataDir := o.dataDir
+	if dataDir == "" {
+		path := o.config
+		if path == "" {
+			path, _ = c.lookupEnv(EnvPrefix + "CONFIG")
+		}
+		cfg, err := LoadConfig(path, c.lookupEnv)
+		if err != nil {
+			return err
+		}
+		dataDir = cfg.DataDir
+	}
+	tok, err := ui.ReadSetupToken(dataDir)
+	if err != nil {
+		client.tokenNote = "none given, and " + err.Error()
+		return nil
+	}
+	client.token, client.tokenNote = tok, "the setup token of the node with data directory "+dataDir+", which works only on that node"
+	return nil
 }
 
 // addrFlag adds --addr, defaulting to $VIGIL_ADDR or DefaultAPIURL.
@@ -360,27 +435,37 @@ func addrFlag(fs *flag.FlagSet, lookupEnv func(string) (string, bool)) *string {
 	return fs.String("addr", def, "`URL` of any node's HTTP API (default $VIGIL_ADDR, else "+DefaultAPIURL+")")
 }
 
-func statusFlags(out io.Writer, lookupEnv func(string) (string, bool)) (*flag.FlagSet, *string, *bool) {
+// clientAuthHelp is the part of a client command's help about its token.
+const clientAuthHelp = `The API needs a token (docs/api.md): --token, else $VIGIL_API_TOKEN, else
+the node's own setup token, which the command reads from the node's data
+directory (--data-dir, or data_dir of --config or $VIGIL_CONFIG) when it runs
+on the appliance as the user the node runs as. The setup token works only on
+its own node; for another node give an API token (vigil token create).
+`
+
+func statusFlags(out io.Writer, lookupEnv func(string) (string, bool)) (*flag.FlagSet, *string, *bool, *authOptions) {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(out)
 	addr := addrFlag(fs, lookupEnv)
 	asJSON := fs.Bool("json", false, "print the node's status as raw JSON")
+	auth := addAuthFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: vigil status [--addr URL] [--json]
+		fmt.Fprint(fs.Output(), `Usage: vigil status [--addr URL] [--json] [--token TOKEN | --config FILE | --data-dir DIR]
 
 Shows how one node sees the cluster: its state, the leader, the term, the
 commit and applied indexes, and each member with its address, state, applied
 index and when this node last heard from it. Ask another node to see its view.
 
+`+clientAuthHelp+`
 Flags:
 `)
 		fs.PrintDefaults()
 	}
-	return fs, addr, asJSON
+	return fs, addr, asJSON, auth
 }
 
 func (c *cli) status(ctx context.Context, args []string) error {
-	fs, addr, asJSON := statusFlags(c.stderr, c.lookupEnv)
+	fs, addr, asJSON, auth := statusFlags(c.stderr, c.lookupEnv)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -390,6 +475,9 @@ func (c *cli) status(ctx context.Context, args []string) error {
 	}
 	client, err := newAPIClient(*addr, DefaultClientTimeout)
 	if err != nil {
+		return err
+	}
+	if err := c.authorise(client, auth); err != nil {
 		return err
 	}
 	b, err := client.do(ctx, http.MethodGet, "/api/v1/cluster/status", nil)
@@ -464,10 +552,11 @@ func lastContact(m cluster.Member) string {
 	return ago
 }
 
-func clusterFlags(out io.Writer, name string, lookupEnv func(string) (string, bool)) (*flag.FlagSet, *string) {
+func clusterFlags(out io.Writer, name string, lookupEnv func(string) (string, bool)) (*flag.FlagSet, *string, *authOptions) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
 	addr := addrFlag(fs, lookupEnv)
+	auth := addAuthFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage:
   vigil cluster join ID ADDR [--addr URL]   add node ID, whose cluster address is ADDR, as a voter
@@ -476,17 +565,18 @@ func clusterFlags(out io.Writer, name string, lookupEnv func(string) (string, bo
 Any node takes the request and passes it to the leader. A node is never
 removed automatically: to replace a failed appliance, remove the old ID,
 then join the new node (or start it with cluster.join). vigil status shows
-the IDs.
+the IDs. Both need an admin: the node's setup token or an admin API token.
 
+`+clientAuthHelp+`
 Flags:
 `)
 		fs.PrintDefaults()
 	}
-	return fs, addr
+	return fs, addr, auth
 }
 
 func (c *cli) clusterCmd(ctx context.Context, args []string) error {
-	fs, addr := clusterFlags(c.stderr, "cluster", c.lookupEnv)
+	fs, addr, auth := clusterFlags(c.stderr, "cluster", c.lookupEnv)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -496,6 +586,9 @@ func (c *cli) clusterCmd(ctx context.Context, args []string) error {
 	}
 	client, err := newAPIClient(*addr, DefaultClientTimeout)
 	if err != nil {
+		return err
+	}
+	if err := c.authorise(client, auth); err != nil {
 		return err
 	}
 	switch pos[0] {
@@ -522,8 +615,9 @@ func (c *cli) clusterCmd(ctx context.Context, args []string) error {
 	return nil
 }
 
-// operatorEnv is what vigil operator (ui/cli.go) needs: the outputs, and
-// the node's data directory and HTTP address from its configuration.
+// operatorEnv is what vigil operator and vigil token (ui/cli.go) need: the
+// outputs, and the node's data directory and HTTP address from its
+// configuration.
 func (c *cli) operatorEnv() ui.CommandEnv {
 	return ui.CommandEnv{
 		Stdout: c.stdout, Stderr: c.stderr, Stdin: os.Stdin,

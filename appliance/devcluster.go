@@ -29,6 +29,7 @@ import (
 
 	"github.com/vigilarc/vigil/appliance/sim"
 	"github.com/vigilarc/vigil/cluster"
+	"github.com/vigilarc/vigil/ui"
 )
 
 // Defaults of vigil devcluster.
@@ -82,13 +83,14 @@ cluster with bootstrap-expect. Their logs are prefixed with the node name.
 Ctrl-C stops all three cleanly; data is kept for the next run. Delete --dir
 to start afresh.
 
-With --demo, once the cluster has a leader, it creates three invented
-customers (community nursing, housing, social care) with workers, PINs and
-devices through the API, and simulates the devices on the three brokers:
-sessions, check-ins, heartbeats, locations and occasional alarms (see
-docs/sim.md). It prints the API URLs to watch; the device credentials are
-written to --dir/demo-credentials.json. Ctrl-C stops the simulator, then the
-nodes.
+With --demo, once the cluster has a leader, it makes an admin API token
+(written to --dir/api-token.txt), creates three invented customers
+(community nursing, housing, social care) with workers, PINs and devices
+through the API, and simulates the devices on the three brokers: sessions,
+check-ins, heartbeats, locations and occasional alarms (see docs/sim.md). It
+prints the API URLs to watch; the device credentials are written to
+--dir/demo-credentials.json, the console accounts to
+--dir/console-accounts.txt. Ctrl-C stops the simulator, then the nodes.
 
 Flags:
 `)
@@ -220,7 +222,7 @@ func (c *cli) devcluster(ctx context.Context, args []string) error {
 		fmt.Fprintf(c.stdout, "  %s  api http://%s  mqtt %s  cluster %s  data %s  pid %d\n",
 			n.name, n.httpAddr, n.mqttAddr, n.clusterAddr, n.dataDir, n.cmd.Process.Pid)
 	}
-	fmt.Fprintf(c.stdout, "Status: vigil status --addr http://%s   Stop: Ctrl-C\n", nodes[0].httpAddr)
+	fmt.Fprintf(c.stdout, "Status: vigil status --addr http://%s --data-dir %s   Stop: Ctrl-C\n", nodes[0].httpAddr, nodes[0].dataDir)
 	outMu.Unlock()
 
 	// The demo stops first on Ctrl-C: its devices drain their outboxes
@@ -379,13 +381,20 @@ func (d *devDemo) run(ctx context.Context) error {
 
 func (d *devDemo) simulate(ctx context.Context) error {
 	api := "http://" + d.nodes[0].httpAddr
-	if err := waitDevLeader(ctx, api); err != nil {
+	if err := waitDevLeader(ctx, d.nodes[0]); err != nil {
 		return err
 	}
 	run := strconv.FormatInt(time.Now().UnixMilli(), 36)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
+	// A new token each run: names are unique, and the data of earlier
+	// runs is kept.
+	tokPath := filepath.Join(d.o.dir, "api-token.txt")
+	token, err := createDemoToken(ctx, d.nodes[0].httpAddr, d.nodes[0].dataDir, tokPath, "devcluster-"+run)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(d.out, "provisioning %d demo workers and devices through %s\n", d.o.demoDevices, api)
-	creds, err := sim.ProvisionDemo(ctx, api, run, d.o.demoDevices, rng)
+	creds, err := sim.ProvisionDemo(ctx, sim.API{URL: api, Token: token}, run, d.o.demoDevices, rng)
 	if err != nil {
 		return err
 	}
@@ -421,6 +430,7 @@ func (d *devDemo) simulate(ctx context.Context) error {
 	fmt.Fprintf(d.out, "%d simulated lone workers (community nursing, housing, social care) on the brokers %s: "+
 		"sessions, check-ins, heartbeats, locations and about %g alarms per device per hour\n",
 		len(creds), strings.Join(brokers, ", "), d.o.demoAlarmRate)
+	fmt.Fprintf(d.out, "the API needs a token: an admin one is in %s (TOKEN=$(cat %s))\n", tokPath, tokPath)
 	for _, l := range []struct{ what, path string }{
 		{"open alarms", "/api/v1/alarms"},
 		{"running sessions", "/api/v1/sessions"},
@@ -428,7 +438,7 @@ func (d *devDemo) simulate(ctx context.Context) error {
 		{"devices", "/api/v1/devices"},
 		{"an alarm and its timeline", "/api/v1/alarms/<alarm id>"},
 	} {
-		fmt.Fprintf(d.out, "  %-26s curl -s %s%s\n", l.what+":", api, l.path)
+		fmt.Fprintf(d.out, "  %-26s curl -s -H \"Authorization: Bearer $TOKEN\" %s%s\n", l.what+":", api, l.path)
 	}
 	fmt.Fprintf(d.out, "  (any node answers: ports %s)\n", strings.Join(ports, ", "))
 	fmt.Fprintf(d.out, "operator console: %s/ui/ (any node)\n", api)
@@ -437,6 +447,7 @@ func (d *devDemo) simulate(ctx context.Context) error {
 	}
 	fmt.Fprintf(d.out, "  the same accounts:         %s\n", accPath)
 	fmt.Fprintf(d.out, "  device secrets and PINs:   %s\n", credPath)
+	fmt.Fprintf(d.out, "  admin API token:           %s\n", tokPath)
 
 	stop := make(chan struct{})
 	ticks := make(chan struct{})
@@ -461,16 +472,16 @@ func (d *devDemo) simulate(ctx context.Context) error {
 	return err
 }
 
-// waitDevLeader waits until the node at api knows a leader.
-func waitDevLeader(ctx context.Context, api string) error {
-	return pollDevStatus(ctx, api, "a leader", func(st cluster.Status) bool { return st.LeaderID != "" })
+// waitDevLeader waits until node n knows a leader.
+func waitDevLeader(ctx context.Context, n *devNode) error {
+	return pollDevStatus(ctx, n, "a leader", func(st cluster.Status) bool { return st.LeaderID != "" })
 }
 
 // waitDevApplied waits until every node has applied the index the first
 // one has applied.
 func waitDevApplied(ctx context.Context, nodes []*devNode) error {
 	var index uint64
-	err := pollDevStatus(ctx, "http://"+nodes[0].httpAddr, "node1's status", func(st cluster.Status) bool {
+	err := pollDevStatus(ctx, nodes[0], "node1's status", func(st cluster.Status) bool {
 		index = st.AppliedIndex
 		return true
 	})
@@ -478,22 +489,27 @@ func waitDevApplied(ctx context.Context, nodes []*devNode) error {
 		if err != nil {
 			return err
 		}
-		err = pollDevStatus(ctx, "http://"+n.httpAddr, fmt.Sprintf("%s to apply index %d", n.name, index),
+		err = pollDevStatus(ctx, n, fmt.Sprintf("%s to apply index %d", n.name, index),
 			func(st cluster.Status) bool { return st.AppliedIndex >= index })
 	}
 	return err
 }
 
-// pollDevStatus asks the node at api for its status until cond holds, for
-// at most demoLeaderTimeout.
-func pollDevStatus(ctx context.Context, api, what string, cond func(cluster.Status) bool) error {
-	client, err := newAPIClient(api, 2*time.Second)
+// pollDevStatus asks node n for its status until cond holds, for at most
+// demoLeaderTimeout. It authorises itself with the node's setup token,
+// which works before the cluster has a leader to replicate an API token.
+func pollDevStatus(ctx context.Context, n *devNode, what string, cond func(cluster.Status) bool) error {
+	client, err := newAPIClient("http://"+n.httpAddr, 2*time.Second)
 	if err != nil {
 		return err
 	}
 	deadline := time.Now().Add(demoLeaderTimeout)
 	for {
-		b, err := client.do(ctx, http.MethodGet, "/api/v1/cluster/status", nil)
+		var b []byte
+		client.token, err = ui.ReadSetupToken(n.dataDir) // written anew when the node starts
+		if err == nil {
+			b, err = client.do(ctx, http.MethodGet, "/api/v1/cluster/status", nil)
+		}
 		var st cluster.Status
 		if err == nil && json.Unmarshal(b, &st) == nil && cond(st) {
 			return nil

@@ -1,10 +1,11 @@
 package appliance
 
-// The demo's console accounts: with --demo, devcluster signs nobody in, but
-// creates one operator, one supervisor and one admin through node1's local
-// set-up API (the one `vigil operator` uses, authorised by the token the node
-// writes to its data directory), with fresh random passwords, and prints
-// them with the console's address.
+// The demo's console accounts and API token: with --demo, devcluster signs
+// nobody in, but creates one operator, one supervisor and one admin through
+// node1's local set-up API (the one `vigil operator` uses, authorised by the
+// token the node writes to its data directory), with fresh random
+// passwords, and prints them with the console's address. It makes an admin
+// API token the same way, for its own provisioning and for curl.
 
 import (
 	"bytes"
@@ -15,7 +16,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -56,31 +56,11 @@ func demoPassword() string {
 // the node at httpAddr whose data directory is dataDir, and writes them to
 // path for the person running the demo.
 func createDemoAccounts(ctx context.Context, httpAddr, dataDir, path string) ([]demoAccount, error) {
-	tok, err := os.ReadFile(filepath.Join(dataDir, ui.SetupTokenFileName))
-	if err != nil {
-		return nil, fmt.Errorf("cannot read node1's console set-up token: %w", err)
-	}
-	client := &http.Client{Timeout: 30 * time.Second} // argon2id hashing on a busy machine
 	accounts := demoAccounts()
 	for _, a := range accounts {
-		body, err := json.Marshal(ui.SetupOperatorRequest{ID: a.ID, Name: a.Name, Role: a.Role, Password: a.Password, Unlock: true})
-		if err != nil {
-			return nil, err
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+httpAddr+ui.Prefix+"/setup/operators", bytes.NewReader(body))
-		if err != nil {
-			return nil, err
-		}
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
-		if err != nil {
+		req := ui.SetupOperatorRequest{ID: a.ID, Name: a.Name, Role: a.Role, Password: a.Password, Unlock: true}
+		if err := setupPost(ctx, httpAddr, dataDir, "/operators", req, nil); err != nil {
 			return nil, fmt.Errorf("cannot create the demo account %s: %w", a.ID, err)
-		}
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		resp.Body.Close()
-		if resp.StatusCode/100 != 2 {
-			return nil, fmt.Errorf("cannot create the demo account %s: HTTP %d: %s", a.ID, resp.StatusCode, strings.TrimSpace(string(msg)))
 		}
 	}
 	var b strings.Builder
@@ -91,4 +71,59 @@ func createDemoAccounts(ctx context.Context, httpAddr, dataDir, path string) ([]
 		return nil, fmt.Errorf("cannot write the demo accounts: %w", err)
 	}
 	return accounts, nil
+}
+
+// createDemoToken makes an admin API token named name through the node at
+// httpAddr whose data directory is dataDir, writes it to path (mode 0600)
+// and returns it. Tokens are replicated: it works on every node.
+func createDemoToken(ctx context.Context, httpAddr, dataDir, path, name string) (string, error) {
+	var t monitoring.NewAPIToken
+	req := ui.SetupTokenRequest{Name: name, Role: monitoring.RoleAdmin}
+	if err := setupPost(ctx, httpAddr, dataDir, "/tokens", req, &t); err != nil {
+		return "", fmt.Errorf("cannot make the demo's API token: %w", err)
+	}
+	if t.Secret == "" {
+		return "", fmt.Errorf("cannot make the demo's API token: node1 answered without it")
+	}
+	if err := os.WriteFile(path, []byte(t.Secret+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("cannot write the demo's API token: %w", err)
+	}
+	return t.Secret, nil
+}
+
+// setupPost sends body to the local set-up API at path (under
+// /ui/setup) of the node at httpAddr whose data directory is dataDir, and
+// decodes the reply into out when it is not nil.
+func setupPost(ctx context.Context, httpAddr, dataDir, path string, body, out any) error {
+	tok, err := ui.ReadSetupToken(dataDir)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+httpAddr+ui.Prefix+"/setup"+path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	client := &http.Client{Timeout: 30 * time.Second} // argon2id hashing on a busy machine
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	msg, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(msg)))
+	}
+	if out != nil {
+		return json.Unmarshal(msg, out)
+	}
+	return nil
 }

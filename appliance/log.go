@@ -14,6 +14,7 @@ const (
 	logKeyStatus   = "status"
 	logKeyDuration = "duration"
 	logKeyRemote   = "remote"
+	logKeyActor    = "actor" // who called the API: an operator, "token:<name>" or the setup token
 	logKeyHTTP     = "http_addr"
 	logKeyCluster  = "cluster_addr"
 	logKeyNode     = "node"

@@ -162,7 +162,7 @@ func (n *Node) Open(ctx context.Context) error {
 	}
 	n.httpLn = ln
 	n.httpSrv = &http.Server{
-		Handler:           newAPI(n.cluster, n.service, n.logger.With(logKeySystem, "http"), n.console.Mount),
+		Handler:           newAPI(n.cluster, n.service, n.console.APIAuth(), n.logger.With(logKeySystem, "http"), n.console.Mount),
 		ReadHeaderTimeout: DefaultHTTPReadHeaderTimeout,
 		ReadTimeout:       DefaultHTTPReadTimeout,
 		IdleTimeout:       DefaultHTTPIdleTimeout,

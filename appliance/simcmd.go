@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,14 +19,14 @@ import (
 
 // simOptions are the flags of vigil sim.
 type simOptions struct {
-	brokers, api, scenario, history, credentials, prefix, logLevel string
-	mode, alarmType                                                string
-	provision, statusJSON                                          bool
-	devices, connectsInFlight, telemetryQoS                        int
-	duration, heartbeat, jitter, location, keepAlive               time.Duration
-	connectTimeout, statusEvery                                    time.Duration
-	alarmRate                                                      float64
-	seed                                                           uint64
+	brokers, api, token, scenario, history, credentials, prefix, logLevel string
+	mode, alarmType                                                       string
+	provision, statusJSON                                                 bool
+	devices, connectsInFlight, telemetryQoS                               int
+	duration, heartbeat, jitter, location, keepAlive                      time.Duration
+	connectTimeout, statusEvery                                           time.Duration
+	alarmRate                                                             float64
+	seed                                                                  uint64
 }
 
 func simFlags(out io.Writer) (*flag.FlagSet, *simOptions) {
@@ -36,7 +37,8 @@ func simFlags(out io.Writer) (*flag.FlagSet, *simOptions) {
 		"idle (connect and send only telemetry) or alarms (a closed loop: each raises its next alarm as soon as the last is PUBACKed)")
 	fs.StringVar(&o.brokers, "brokers", sim.DefaultBroker, "comma-separated MQTT `host:port` list; device i starts on the i mod n-th, and fails over to the next")
 	fs.StringVar(&o.api, "api", DefaultAPIURL, "`URL` of a node's HTTP API, for --provision")
-	fs.BoolVar(&o.provision, "provision", true, "create an organisation, workers with PINs, devices and their secrets through --api")
+	fs.StringVar(&o.token, "token", "", "admin API `token` for --provision (vigil token create --role admin; default $"+sim.TokenEnv+")")
+	fs.BoolVar(&o.provision, "provision", true, "create an organisation, workers with PINs, devices and their secrets through --api (needs --token)")
 	fs.StringVar(&o.credentials, "credentials", "", "JSON `file` of device credentials: written after --provision, read without it")
 	fs.StringVar(&o.prefix, "prefix", "sim", "`prefix` of the provisioned IDs (prefix-org, prefix-w001, prefix-d001...)")
 	fs.IntVar(&o.devices, "devices", sim.DefaultDevices, "number of simulated `devices`")
@@ -69,7 +71,8 @@ steps of a scenario file (--mode random); devices that only send heartbeats
 session event is resent with the same event_id until PUBACKed, failing over
 to the next broker in --brokers. At the end (or Ctrl-C) it prints the events
 sent and acked, retries, failovers and the publish-to-PUBACK latency. See
-docs/sim.md.
+docs/sim.md. Provisioning through --api needs an admin API token (--token,
+or $VIGIL_API_TOKEN; vigil token create --name sim --role admin makes one).
 
 Flags:
 `)
@@ -133,8 +136,12 @@ func (c *cli) simCmd(ctx context.Context, args []string) error {
 		}
 	}
 	if o.provision {
+		if o.token == "" {
+			o.token, _ = c.lookupEnv(sim.TokenEnv)
+		}
 		rng := rand.New(rand.NewPCG(o.seed, 0))
-		if cfg.Credentials, err = sim.Provision(ctx, o.api, o.prefix, cfg.Run, o.devices, rng); err != nil {
+		api := sim.API{URL: o.api, Token: strings.TrimSpace(o.token)}
+		if cfg.Credentials, err = sim.ProvisionWith(ctx, api, o.prefix, cfg.Run, o.devices, rng); err != nil {
 			return err
 		}
 		if o.credentials != "" {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/appliance/sim"
 )
 
@@ -65,7 +66,7 @@ func TestSimCmd_IdleStatusJSON(t *testing.T) {
 	n := mustOpenNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	creds, err := sim.Provision(ctx, n.HTTPAddr(), "c", "r1", 3, rand.New(rand.NewPCG(1, 2)))
+	creds, err := sim.ProvisionWith(ctx, sim.API{URL: n.HTTPAddr(), Token: adminToken(t, n)}, "c", "r1", 3, rand.New(rand.NewPCG(1, 2)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,5 +100,42 @@ func TestSimCmd_IdleStatusJSON(t *testing.T) {
 	}
 	if e := errOut.String(); !strings.Contains(e, "simulating 2 devices (mode idle)") || !strings.Contains(e, "devices 2: events sent 0") {
 		t.Errorf("stderr %q: want the start line and the summary there", e)
+	}
+}
+
+// Provisioning needs an admin API token: none, or one of a lower role, is
+// refused with a message that says what to give; --token or
+// $VIGIL_API_TOKEN with an admin token provisions.
+func TestSimCmd_ProvisionNeedsAnAdminToken(t *testing.T) {
+	n := mustOpenNode(t)
+	op := mustToken(t, n, "sim-operator", monitoring.RoleOperator)
+	args := []string{"vigil", "sim", "--api", n.HTTPAddr(), "--brokers", n.BrokerAddr(), "--mode", "idle", "--devices", "1",
+		"--duration", "300ms", "--heartbeat-interval", "100ms", "--location-interval", "0"}
+	for _, tc := range []struct {
+		name  string
+		extra []string
+		env   map[string]string
+		code  int
+		want  []string
+	}{
+		{"no token", nil, nil, exitFailure, []string{"no API token was given", "HTTP 401", "needs an admin API token", "--token"}},
+		{"an operator's token", []string{"--token", op}, nil, exitFailure, []string{"role may not provision", "HTTP 403", "needs the admin role"}},
+		{"a made-up token", nil, map[string]string{sim.TokenEnv: "vgt_0123456789abcdef_nope"}, exitFailure, []string{"refused", "no API token 0123456789abcdef"}},
+		{"an admin's token", nil, map[string]string{sim.TokenEnv: adminToken(t, n)}, exitOK, []string{"simulating 1 devices"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut lockedBuffer
+			c := &cli{stdout: &out, stderr: &errOut, lookupEnv: envFrom(tc.env)}
+			code := c.run(context.Background(), append(append([]string{}, args...), tc.extra...))
+			all := out.String() + errOut.String()
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d: %s", code, tc.code, all)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(all, w) {
+					t.Errorf("output does not say %q: %s", w, all)
+				}
+			}
+		})
 	}
 }

@@ -26,7 +26,7 @@ const (
 )
 
 // Auth checks console sessions. It is a middleware factory, so that the
-// same sessions can later protect other routes (the REST API).
+// same sessions protect other routes too (the REST API, apiauth.go).
 type Auth struct {
 	accounts Accounts
 	cfg      *Config
@@ -112,26 +112,34 @@ func (a *Auth) refuseAnonymous(c *gin.Context) {
 // field "csrf" or the X-CSRF-Token header. It runs after Require.
 func (a *Auth) CheckCSRF() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		if safeMethod(c.Request.Method) {
-			c.Next()
-			return
-		}
-		if !originOK(c, a.cfg.AllowedOrigins) {
-			refuse(c, http.StatusForbidden, "The request was refused: it did not come from a page of this console.")
-			return
-		}
-		token, _ := c.Get(tokenContextKey)
-		t, _ := token.(string)
-		got := c.GetHeader("X-CSRF-Token")
-		if got == "" {
-			got = c.PostForm("csrf")
-		}
-		if t == "" || !validCSRF(t, got) {
-			refuse(c, http.StatusForbidden, "The request was refused: its security token is missing or wrong. Reload the page and try again.")
+		if msg := a.csrfProblem(c); msg != "" {
+			refuse(c, http.StatusForbidden, msg)
 			return
 		}
 		c.Next()
 	}
+}
+
+// csrfProblem returns why a state-changing request of a signed-in session
+// must be refused as a possible cross-site request forgery, or "" when it
+// may go on (CheckCSRF).
+func (a *Auth) csrfProblem(c *gin.Context) string {
+	if safeMethod(c.Request.Method) {
+		return ""
+	}
+	if !originOK(c, a.cfg.AllowedOrigins) {
+		return "The request was refused: it did not come from a page of this console."
+	}
+	token, _ := c.Get(tokenContextKey)
+	t, _ := token.(string)
+	got := c.GetHeader("X-CSRF-Token")
+	if got == "" {
+		got = c.PostForm("csrf")
+	}
+	if t == "" || !validCSRF(t, got) {
+		return "The request was refused: its security token is missing or wrong. Reload the page and try again."
+	}
+	return ""
 }
 
 // OperatorOf returns the operator that Require let through, or nil.

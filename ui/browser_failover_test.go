@@ -159,13 +159,36 @@ func mustVigilCluster(t *testing.T, bin string) []*vigilProc {
 
 var apiClient = &http.Client{Timeout: 10 * time.Second}
 
+// apiRequest is a request to the REST API of p, authorised by p's own
+// setup token (an admin on p).
+func apiRequest(p *vigilProc, method, path string, body io.Reader) (*http.Request, error) {
+	tok, err := ui.ReadSetupToken(p.dataDir)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequest(method, p.base()+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	return req, nil
+}
+
 func statusOf(p *vigilProc) (cluster.Status, error) {
 	var st cluster.Status
-	resp, err := apiClient.Get(p.base() + "/api/v1/cluster/status")
+	req, err := apiRequest(p, http.MethodGet, "/api/v1/cluster/status", nil)
+	if err != nil {
+		return st, err
+	}
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		return st, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("cluster status of %s: HTTP %d", p.id, resp.StatusCode)
+	}
 	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
@@ -173,7 +196,11 @@ func statusOf(p *vigilProc) (cluster.Status, error) {
 func apiPost(t *testing.T, p *vigilProc, path string, body, out any) {
 	t.Helper()
 	b, _ := json.Marshal(body)
-	resp, err := apiClient.Post(p.base()+path, "application/json", bytes.NewReader(b))
+	req, err := apiRequest(p, http.MethodPost, path, bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		t.Fatalf("POST %s: %v", path, err)
 	}

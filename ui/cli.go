@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,8 +24,8 @@ import (
 // ErrUsage marks a command-line mistake whose message has been printed.
 var ErrUsage = errors.New("usage error")
 
-// CommandEnv is what the vigil operator command needs from the vigil
-// command line.
+// CommandEnv is what the vigil operator and vigil token commands need from
+// the vigil command line.
 type CommandEnv struct {
 	Stdout, Stderr io.Writer
 	Stdin          io.Reader
@@ -97,19 +98,9 @@ func OperatorUsage(out io.Writer) {
 // OperatorCommand runs vigil operator with args (after "operator").
 func OperatorCommand(ctx context.Context, args []string, env CommandEnv) error {
 	fs, o := operatorFlags(env.Stderr)
-	var pos []string
-	for { // flags may come before or after the subcommand
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return err
-			}
-			return ErrUsage
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
 	}
 	usage := func(format string, a ...any) error {
 		fmt.Fprintf(env.Stderr, "vigil operator: %s\n\n", fmt.Sprintf(format, a...))
@@ -224,7 +215,14 @@ type setupClient struct {
 }
 
 func (o *operatorOptions) client(env CommandEnv) (*setupClient, error) {
-	path := o.config
+	return newSetupClient(env, o.config, o.dataDir, o.addr)
+}
+
+// newSetupClient returns a client of the local setup API of the node
+// configured by the file config (else $VIGIL_CONFIG), with the data
+// directory dataDir and the URL addr when they are given.
+func newSetupClient(env CommandEnv, config, dataDirFlag, addr string) (*setupClient, error) {
+	path := config
 	if path == "" && env.Getenv != nil {
 		path = env.Getenv("VIGIL_CONFIG")
 	}
@@ -232,22 +230,32 @@ func (o *operatorOptions) client(env CommandEnv) (*setupClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.dataDir != "" {
-		dataDir = o.dataDir
+	if dataDirFlag != "" {
+		dataDir = dataDirFlag
 	}
-	base := o.addr
+	base := addr
 	if base == "" {
 		base = localURL(httpAddr)
 	}
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
-	tokPath := filepath.Join(dataDir, SetupTokenFileName)
-	b, err := os.ReadFile(tokPath)
+	tok, err := ReadSetupToken(dataDir)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read the node's setup token (is the node running with data directory %s, and are you the user it runs as?): %w", dataDir, err)
+		return nil, err
 	}
-	return &setupClient{base: strings.TrimRight(base, "/"), token: strings.TrimSpace(string(b)), http: &http.Client{Timeout: commandTimeout}}, nil
+	return &setupClient{base: strings.TrimRight(base, "/"), token: tok, http: &http.Client{Timeout: commandTimeout}}, nil
+}
+
+// ReadSetupToken reads the setup token that the node with data directory
+// dataDir wrote (SetupTokenFileName). It is an admin on that node's REST API
+// and its local setup API, and changes whenever the node starts.
+func ReadSetupToken(dataDir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, SetupTokenFileName))
+	if err != nil {
+		return "", fmt.Errorf("cannot read the node's setup token (is the node running with data directory %s, and are you the user it runs as?): %w", dataDir, err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // localURL is the URL that reaches a node listening on addr from the same
@@ -263,7 +271,7 @@ func localURL(addr string) string {
 	return "http://" + net.JoinHostPort(host, port)
 }
 
-func (s *setupClient) do(ctx context.Context, method string, body, out any) error {
+func (s *setupClient) do(ctx context.Context, method, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -272,7 +280,7 @@ func (s *setupClient) do(ctx context.Context, method string, body, out any) erro
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, s.base+Prefix+"/setup/operators", rd)
+	req, err := http.NewRequestWithContext(ctx, method, s.base+Prefix+"/setup"+path, rd)
 	if err != nil {
 		return err
 	}
@@ -302,7 +310,7 @@ func (s *setupClient) do(ctx context.Context, method string, body, out any) erro
 
 func (s *setupClient) operators(ctx context.Context) ([]monitoring.Operator, error) {
 	var r SetupOperatorsResponse
-	err := s.do(ctx, http.MethodGet, nil, &r)
+	err := s.do(ctx, http.MethodGet, "/operators", nil, &r)
 	return r.Operators, err
 }
 
@@ -321,7 +329,7 @@ func (s *setupClient) get(ctx context.Context, id string) (*monitoring.Operator,
 
 func (s *setupClient) put(ctx context.Context, req SetupOperatorRequest) (*monitoring.Operator, error) {
 	var o monitoring.Operator
-	return &o, s.do(ctx, http.MethodPost, req, &o)
+	return &o, s.do(ctx, http.MethodPost, "/operators", req, &o)
 }
 
 func (s *setupClient) list(ctx context.Context, w io.Writer) error {
@@ -347,4 +355,149 @@ func (s *setupClient) list(ctx context.Context, w io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", o.ID, o.Name, o.Role, state, last)
 	}
 	return tw.Flush()
+}
+
+const tokenUsage = `Usage:
+  vigil token create --name NAME [--role ROLE]
+  vigil token list
+  vigil token disable ID
+
+Manages the REST API's tokens (docs/api.md) through the node running on
+this appliance, as vigil operator does: run it on the appliance, as the user
+the node runs as. Tokens are replicated: one node is enough for the whole
+cluster.
+
+create makes a token and prints it, once: "vgt_<id>_<secret>". Only a hash of
+the secret is kept, so it cannot be shown again; keep it where the tool that
+uses it reads it, and send it as "Authorization: Bearer <token>". NAME is
+unique among tokens (the audit log records "token:NAME"): letters, digits and
+punctuation, no spaces or '/'. ROLE is operator (the default), supervisor or
+admin, as for console accounts. disable stops a token for good, on every
+node; list shows the tokens, never their secrets.
+
+Flags:
+`
+
+type tokenOptions struct {
+	config, dataDir, addr, name, role string
+}
+
+func tokenFlags(out io.Writer) (*flag.FlagSet, *tokenOptions) {
+	o := &tokenOptions{}
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&o.config, "config", "", "the node's YAML configuration `file` (default $VIGIL_CONFIG, else none)")
+	fs.StringVar(&o.dataDir, "data-dir", "", "the node's data `directory` (default from the configuration)")
+	fs.StringVar(&o.addr, "addr", "", "the node's HTTP `URL` (default from the configuration's http_addr)")
+	fs.StringVar(&o.name, "name", "", "the token's `name` (create)")
+	fs.StringVar(&o.role, "role", "", "operator, supervisor or admin (create: default operator)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), tokenUsage)
+		fs.PrintDefaults()
+	}
+	return fs, o
+}
+
+// TokenUsage prints the vigil token command's help.
+func TokenUsage(out io.Writer) {
+	fs, _ := tokenFlags(out)
+	fs.Usage()
+}
+
+// TokenCommand runs vigil token with args (after "token").
+func TokenCommand(ctx context.Context, args []string, env CommandEnv) error {
+	fs, o := tokenFlags(env.Stderr)
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	usage := func(format string, a ...any) error {
+		fmt.Fprintf(env.Stderr, "vigil token: %s\n\n", fmt.Sprintf(format, a...))
+		fs.Usage()
+		return ErrUsage
+	}
+	if len(pos) == 0 {
+		return usage("give a subcommand: create, list or disable")
+	}
+	switch {
+	case pos[0] == "create" && len(pos) == 1:
+		if o.name == "" {
+			return usage("create needs --name")
+		}
+		if o.role == "" {
+			o.role = string(monitoring.RoleOperator)
+		}
+		if !monitoring.OperatorRole(o.role).Valid() {
+			return usage("--role %q: want one of %v", o.role, monitoring.OperatorRoles)
+		}
+	case pos[0] == "list" && len(pos) == 1:
+	case pos[0] == "disable" && len(pos) == 2:
+	case pos[0] == "disable":
+		return usage("disable needs the token's ID (vigil token list shows it): vigil token disable ID")
+	case pos[0] == "create", pos[0] == "list":
+		return usage("unexpected argument %q", pos[1])
+	default:
+		return usage("unknown subcommand %q", pos[0])
+	}
+	if pos[0] != "create" && (o.name != "" || o.role != "") {
+		return usage("--name and --role are for create")
+	}
+	cl, err := newSetupClient(env, o.config, o.dataDir, o.addr)
+	if err != nil {
+		return err
+	}
+	switch pos[0] {
+	case "create":
+		var t monitoring.NewAPIToken
+		if err := cl.do(ctx, http.MethodPost, "/tokens", SetupTokenRequest{Name: o.name, Role: monitoring.OperatorRole(o.role)}, &t); err != nil {
+			return err
+		}
+		if t.Token == nil || t.Secret == "" {
+			return fmt.Errorf("the node at %s answered without the token", cl.base)
+		}
+		fmt.Fprintf(env.Stderr, "API token %s (%s, %s) made; it is shown this once:\n", t.Token.ID, t.Token.Name, t.Token.Role)
+		fmt.Fprintln(env.Stdout, t.Secret)
+		return nil
+	case "disable":
+		var t monitoring.APIToken
+		if err := cl.do(ctx, http.MethodPost, "/tokens/"+url.PathEscape(pos[1])+"/disable", struct{}{}, &t); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "API token %s (%s, %s) is disabled\n", t.ID, t.Name, t.Role)
+		return nil
+	}
+	var r SetupTokensResponse
+	if err := cl.do(ctx, http.MethodGet, "/tokens", nil, &r); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tROLE\tSTATE\tCREATED\tBY")
+	for _, t := range r.Tokens {
+		state := "enabled"
+		if t.Disabled {
+			state = "disabled " + t.DisabledAt.Local().Format("2006-01-02 15:04") + " by " + t.DisabledBy
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Role, state, t.CreatedAt.Local().Format("2006-01-02 15:04"), t.CreatedBy)
+	}
+	return tw.Flush()
+}
+
+// parseInterleaved parses args with fs, flags before, between or after the
+// positional arguments, and returns the positional arguments: ErrUsage for
+// a bad flag, flag.ErrHelp for -h.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, ErrUsage
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }

@@ -45,6 +45,15 @@ type Accounts interface {
 	Operators() ([]monitoring.Operator, error)
 }
 
+// Tokens is what the REST API's authentication and the local setup API
+// need from the monitoring Service: API tokens (apiauth.go, setup.go).
+type Tokens interface {
+	AuthenticateAPIToken(ctx context.Context, token string) (*monitoring.APIToken, error)
+	CreateAPIToken(ctx context.Context, cmdID, actor, name string, role monitoring.OperatorRole) (*monitoring.NewAPIToken, error)
+	DisableAPIToken(ctx context.Context, cmdID, actor, id string) (*monitoring.APIToken, error)
+	APITokens() ([]monitoring.APIToken, error)
+}
+
 // Monitoring is what the console's pages need from the monitoring Service.
 type Monitoring interface {
 	Subscribe(buffer int) *monitoring.Subscription
@@ -96,6 +105,7 @@ type Handover interface {
 // Service is everything the console calls; *monitoring.Service is one.
 type Service interface {
 	Accounts
+	Tokens
 	Monitoring
 	Directory
 	Reports
@@ -344,7 +354,7 @@ func errorStatus(err error) int {
 			return http.StatusNotFound
 		case monitoring.CodeInvalid, monitoring.CodeNeedResolution:
 			return http.StatusUnprocessableEntity
-		case monitoring.CodeLoginFailed, monitoring.CodeNoSession:
+		case monitoring.CodeLoginFailed, monitoring.CodeNoSession, monitoring.CodeBadToken:
 			return http.StatusUnauthorized
 		case monitoring.CodeLocked, monitoring.CodeDisabled:
 			return http.StatusForbidden

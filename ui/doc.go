@@ -24,6 +24,11 @@
 // credentials, and operators. The cluster page shows the nodes, the
 // leader, health, devices per node and replication lag.
 //
+// The REST API (appliance/api.go) is authenticated here too (apiauth.go): by
+// an API token, by the node's setup token, or by the console's sign-in with
+// the same CSRF check, and each route checks the caller's role as the
+// console's pages do.
+//
 // Any node serves the console and forwards writes to the leader. When the
 // node a page is on stops, the page says so at once and moves to another
 // node with a replicated, single-use resume ticket, keeping the operator
@@ -46,6 +51,7 @@
 //	handover.go    moving a page to another node: tickets, alive, resume
 //	view.go        what pages show, and how
 //	plot.go        the location trail as SVG
-//	setup.go       the local operator API for the vigil operator command
-//	cli.go         the vigil operator command
+//	setup.go       the local operator API for the vigil operator and token commands
+//	cli.go         the vigil operator and vigil token commands
+//	apiauth.go     who calls the REST API: API tokens, the setup token, the cookie
 package ui

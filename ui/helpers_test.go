@@ -399,6 +399,35 @@ func (s *httpSession) do(method, path string, form url.Values, headers map[strin
 	return resp, string(b)
 }
 
+// doBody is do with a raw body (JSON for the REST API).
+func (s *httpSession) doBody(method, path, body string, headers map[string]string) (*http.Response, string) {
+	s.t.Helper()
+	req, err := http.NewRequest(method, s.base+path, strings.NewReader(body))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if method == http.MethodPost {
+		req.Header.Set("Origin", s.base)
+	}
+	var parts []string
+	for k, v := range s.cookies {
+		parts = append(parts, k+"="+v)
+	}
+	if len(parts) > 0 {
+		req.Header.Set("Cookie", strings.Join(parts, "; "))
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
 var (
 	csrfMetaRE  = regexp.MustCompile(`<meta name="csrf-token" content="([^"]*)">`)
 	csrfInputRE = regexp.MustCompile(`name="csrf" value="([^"]*)"`)

@@ -351,6 +351,9 @@ var consoleRoutes = map[string]string{
 	"POST /ui/admin/operators":               "admin",
 	"GET /ui/setup/operators":                "bearer",
 	"POST /ui/setup/operators":               "bearer",
+	"GET /ui/setup/tokens":                   "bearer",
+	"POST /ui/setup/tokens":                  "bearer",
+	"POST /ui/setup/tokens/:id/disable":      "bearer",
 	"GET /ui/alive":                          "public",
 	"POST /ui/resume":                        "public",
 }
@@ -454,9 +457,75 @@ func TestSecurity_EveryRouteRefusesAnonymousCallers(t *testing.T) {
 	if resp, _ := anon.do(http.MethodGet, "/ui/setup/operators", nil, map[string]string{"Authorization": "Bearer nope"}); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("setup with a wrong token: %d", resp.StatusCode)
 	}
-	// The REST API is unchanged: still open (protecting it is for later).
-	if resp, _ := anon.do(http.MethodGet, "/api/v1/alarms", nil, nil); resp.StatusCode != http.StatusOK {
+	// The REST API refuses anonymous callers too (every route of it:
+	// appliance's TestAPIAuth_EveryRoute).
+	if resp, body := anon.do(http.MethodGet, "/api/v1/alarms", nil, nil); resp.StatusCode != http.StatusUnauthorized || strings.Contains(body, "Amira") {
 		t.Errorf("GET /api/v1/alarms: %d", resp.StatusCode)
+	}
+}
+
+// The console's own pages use the REST API with the sign-in cookie: reads
+// as they are (the alarm page's audio link), writes with the page's CSRF
+// token and Origin, as the console's forms; the roles are the console's.
+func TestSecurity_RESTAPIWithTheConsoleCookie(t *testing.T) {
+	e := mustSecurityEnv(t)
+	audio := "/api/v1/alarms/" + e.amiraAlarm + "/audio.wav"
+	if resp, body := e.olivia.do(http.MethodGet, audio, nil, nil); resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "has no audio") {
+		t.Errorf("the alarm page's audio link: %d %s; want 404 (no audio), past the sign-in", resp.StatusCode, body)
+	}
+	if resp, body := e.olivia.do(http.MethodGet, "/api/v1/alarms/"+e.amiraAlarm, nil, nil); resp.StatusCode != http.StatusOK || !strings.Contains(body, "d-amira") {
+		t.Errorf("GET the alarm: %d %s", resp.StatusCode, body)
+	}
+	before := stateOf(t, e)
+	path := "/api/v1/alarms/" + e.eveAlarm + "/actions" // Olivia holds it
+	note := `{"id":"cookie-note","kind":"note","text":"through the API"}`
+	for _, tc := range []struct {
+		name    string
+		headers map[string]string
+		mention string
+	}{
+		{"no CSRF token", nil, "security token"},
+		{"a wrong CSRF token", map[string]string{"X-CSRF-Token": e.sam.csrf}, "security token"},
+		{"another origin", map[string]string{"X-CSRF-Token": e.olivia.csrf, "Origin": "https://evil.example"}, "did not come from"},
+	} {
+		h := map[string]string{"Content-Type": "application/json"}
+		for k, v := range tc.headers {
+			h[k] = v
+		}
+		resp, body := e.olivia.doBody(http.MethodPost, path, note, h)
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, tc.mention) {
+			t.Errorf("a cookie POST with %s: %d %s", tc.name, resp.StatusCode, body)
+		}
+	}
+	if after := stateOf(t, e); after != before {
+		t.Errorf("refused API requests changed the state:\nbefore %s\nafter  %s", before, after)
+	}
+	hdr := map[string]string{"Content-Type": "application/json", "X-CSRF-Token": e.olivia.csrf}
+	if resp, body := e.olivia.doBody(http.MethodPost, path, note, hdr); resp.StatusCode != http.StatusOK || !strings.Contains(body, `"id"`) {
+		t.Fatalf("a cookie POST with the CSRF token: %d %s", resp.StatusCode, body)
+	}
+	tl, err := e.svc.Timeline(e.eveAlarm)
+	if err != nil || tl[len(tl)-1].Actor != "olivia" || tl[len(tl)-1].Text != "through the API" {
+		t.Errorf("the note is by %+v (%v), want olivia", tl[len(tl)-1], err)
+	}
+	// An operator's cookie is an operator's: no KPIs, no directory.
+	if resp, body := e.olivia.do(http.MethodGet, "/api/v1/kpis", nil, nil); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "supervisor") {
+		t.Errorf("an operator's KPIs: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := e.sam.do(http.MethodGet, "/api/v1/kpis", nil, nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("a supervisor's KPIs: %d", resp.StatusCode)
+	}
+	if resp, _ := e.sam.do(http.MethodGet, "/api/v1/tokens", nil, nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a supervisor's tokens: %d", resp.StatusCode)
+	}
+	if resp, _ := e.ada.do(http.MethodGet, "/api/v1/tokens", nil, nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("an admin's tokens: %d", resp.StatusCode)
+	}
+	// Signed out, the cookie is nobody.
+	e.olivia.do(http.MethodPost, "/ui/logout", url.Values{"csrf": {e.olivia.csrf}}, nil)
+	e.olivia.cookies["__Host-vigil_session"] = "made-up"
+	if resp, _ := e.olivia.do(http.MethodGet, "/api/v1/alarms", nil, nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("after signing out: %d", resp.StatusCode)
 	}
 }
 
@@ -561,6 +630,62 @@ func TestSecurity_OperatorCannotTakeOver(t *testing.T) {
 	resp, body := e.olivia.do(http.MethodPost, path, url.Values{"csrf": {e.olivia.csrf}}, nil)
 	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "held by sam") {
 		t.Fatalf("acknowledging an alarm Sam holds: %d", resp.StatusCode)
+	}
+}
+
+// vigil token makes, lists and disables API tokens through the local setup
+// API; the secret is printed once, and the token works on the REST API
+// until it is disabled.
+func TestSetup_TokenCommand(t *testing.T) {
+	n := mustNodes(t, 1)[0]
+	run := func(args ...string) (string, string, error) {
+		var out, errOut bytes.Buffer
+		err := ui.TokenCommand(context.Background(), args, ui.CommandEnv{
+			Stdout: &out, Stderr: &errOut,
+			LoadConfig: func(string) (string, string, error) { return dataDir(n), n.HTTPAddr(), nil },
+		})
+		return out.String(), errOut.String(), err
+	}
+	out, errOut, err := run("create", "--name", "wallboard")
+	secret := strings.TrimSpace(out)
+	if err != nil || !strings.HasPrefix(secret, "vgt_") || !strings.Contains(errOut, "wallboard, operator) made") {
+		t.Fatalf("create: %v\n%s%s", err, out, errOut)
+	}
+	id := strings.SplitN(strings.TrimPrefix(secret, "vgt_"), "_", 2)[0]
+	api := func() int {
+		req, _ := http.NewRequest(http.MethodGet, baseURL(n)+"/api/v1/alarms", nil)
+		req.Header.Set("Authorization", "Bearer "+secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := api(); code != http.StatusOK {
+		t.Fatalf("the new token on the API: %d", code)
+	}
+	if _, _, err := run("create", "--name", "wallboard"); err == nil || !strings.Contains(err.Error(), "exists already") {
+		t.Fatalf("the same name twice: %v", err)
+	}
+	out, _, err = run("list")
+	if err != nil || !strings.Contains(out, id+"  wallboard  operator  enabled") || strings.Contains(out, secret[len(secret)-16:]) {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	if out, _, err := run("disable", id); err != nil || !strings.Contains(out, "is disabled") {
+		t.Fatalf("disable: %v %s", err, out)
+	}
+	if code := api(); code != http.StatusUnauthorized {
+		t.Fatalf("the disabled token on the API: %d", code)
+	}
+	if out, _, err := run("list"); err != nil || !strings.Contains(out, "disabled") {
+		t.Fatalf("list after disable: %v\n%s", err, out)
+	}
+	if _, _, err := run("create", "--name", "x", "--role", "root"); err != ui.ErrUsage {
+		t.Fatalf("a bad role: %v", err)
+	}
+	if _, _, err := run("disable", "ffff"); err == nil || !strings.Contains(err.Error(), "no API token") {
+		t.Fatalf("disabling an unknown token: %v", err)
 	}
 }
 

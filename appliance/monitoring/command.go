@@ -89,6 +89,12 @@ const (
 	// CmdPutConsoleNode records where a node serves its console and MQTT
 	// listeners. Body: PutConsoleNodeCmd (consolenode.go).
 	CmdPutConsoleNode CmdType = 28
+	// CmdCreateAPIToken makes a token for the REST API. Body:
+	// CreateAPITokenCmd (apitoken.go).
+	CmdCreateAPIToken CmdType = 29
+	// CmdDisableAPIToken disables a token for the REST API. Body:
+	// DisableAPITokenCmd (apitoken.go).
+	CmdDisableAPIToken CmdType = 30
 )
 
 var cmdNames = map[CmdType]string{
@@ -120,6 +126,8 @@ var cmdNames = map[CmdType]string{
 	CmdRedeemResumeTicket: "CmdRedeemResumeTicket",
 	CmdEndSessionFamily:   "CmdEndSessionFamily",
 	CmdPutConsoleNode:     "CmdPutConsoleNode",
+	CmdCreateAPIToken:     "CmdCreateAPIToken",
+	CmdDisableAPIToken:    "CmdDisableAPIToken",
 }
 
 // String returns the command type's name for messages.
@@ -135,7 +143,7 @@ func (t CmdType) String() string {
 // time of the change everywhere.
 type Header struct {
 	At    time.Time `json:"at"`
-	Actor string    `json:"actor"` // an operator's name, "device:<id>" or "system"
+	Actor string    `json:"actor"` // an operator's name, "token:<name>", "device:<id>" or "system"
 	Node  string    `json:"node"`  // the node that proposed the command
 }
 

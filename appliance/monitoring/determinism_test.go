@@ -48,6 +48,7 @@ type gen struct {
 	steps    int
 	rr       *rand.Rand
 	resumeID int
+	tr       *rand.Rand // API token commands' own source (apitoken_test.go)
 }
 
 // replica is one state machine on its own Badger.
@@ -167,6 +168,9 @@ func (g *gen) deviceIDs() []string {
 func (g *gen) step() {
 	if g.steps++; g.steps%resumeEvery == 0 {
 		g.stepResume() // resume_test.go
+	}
+	if g.steps%apiTokenEvery == 0 {
+		g.stepAPIToken() // apitoken_test.go
 	}
 	g.now = g.now.Add(time.Duration(g.r.IntN(90)) * time.Second)
 	op := g.pick(genOperators)
@@ -599,7 +603,8 @@ func TestReplicas_SameStateWhateverTheBatching(t *testing.T) {
 	for _, c := range []CmdType{CmdRaiseAlarm, CmdAcknowledge, CmdLogAction, CmdCloseAlarm, CmdReopenAlarm,
 		CmdStartSession, CmdSessionAction, CmdCancelAlarm, CmdDevicePrompt, CmdPromptAnswer, CmdPostUpdate, CmdNodeDown,
 		CmdPutOperator, CmdOperatorLogin, CmdOperatorLogout,
-		CmdIssueResumeTicket, CmdRedeemResumeTicket, CmdEndSessionFamily, CmdPutConsoleNode} {
+		CmdIssueResumeTicket, CmdRedeemResumeTicket, CmdEndSessionFamily, CmdPutConsoleNode,
+		CmdCreateAPIToken, CmdDisableAPIToken} {
 		if total.accepted[c] == 0 || total.refused[c] == 0 {
 			t.Errorf("%s: %d accepted, %d refused; want both", c, total.accepted[c], total.refused[c])
 		}

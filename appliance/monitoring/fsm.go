@@ -68,6 +68,8 @@ func init() {
 		CmdRedeemResumeTicket: applyRedeemResumeTicket,
 		CmdEndSessionFamily:   applyEndSessionFamily,
 		CmdPutConsoleNode:     applyPutConsoleNode,
+		CmdCreateAPIToken:     applyCreateAPIToken,
+		CmdDisableAPIToken:    applyDisableAPIToken,
 	}
 }
 

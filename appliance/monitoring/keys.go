@@ -26,6 +26,7 @@ package monitoring
 //	audiometa/<alarm id>                       AudioInfo: the summary of an alarm's audio (audio.go)
 //	prompt/<id>                                DevicePrompt: a prompt to a device and its answer (prompt.go)
 //	upd/<worker id>/<index>                    UpdateRecord: a worker's Update messages, the last MaxUpdateHistory (update.go)
+//	apitoken/<id>                              APIToken: a token for the REST API (apitoken.go)
 //	diag/...                                   the diagnostic journal (diag.go)
 
 import (

@@ -85,19 +85,19 @@ var demoWorkers = []demoWorker{
 	{"Joseph Adeyemi", "Mental health outreach", "Asthma; inhaler in the car", "Prefers to be called Joe", "lantern"},
 }
 
-// ProvisionDemo creates, through the HTTP API at apiURL, the demo's three
+// ProvisionDemo creates, through the HTTP API, the demo's three
 // organisations, n workers with PINs spread over them, and a device for
 // each, and issues each device a new secret. IDs start with DemoPrefix
 // and their command IDs are fixed, so a second run reuses them; PINs and
 // secrets are issued anew under run, which must differ between runs.
-func ProvisionDemo(ctx context.Context, apiURL, run string, n int, rng *rand.Rand) ([]Credential, error) {
+func ProvisionDemo(ctx context.Context, a API, run string, n int, rng *rand.Rand) ([]Credential, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("demo devices: %d, want at least 1", n)
 	}
-	api := newAPIClient(apiURL)
+	api := newAPIClient(a)
 	for _, o := range demoOrgs {
 		err := api.create(ctx, "/api/v1/organisations", "organisation "+o.id, map[string]any{
-			"id": "c-" + o.id, "actor": provisionActor,
+			"id": "c-" + o.id,
 			"org": map[string]any{"id": o.id, "name": o.name, "procedure": o.procedure, "procedure_steps": o.steps,
 				"contacts": []map[string]string{o.contact}, "default_session": o.session, "default_checkin": o.checkin},
 		})

@@ -99,6 +99,8 @@ func TestSimulator_IdleDevicesSpreadHeartbeatAndReconnect(t *testing.T) {
 	n := mustNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	// Provision without an API takes the token from $VIGIL_API_TOKEN.
+	t.Setenv(sim.TokenEnv, mustAPI(t, n).Token)
 	creds, err := sim.Provision(ctx, n.HTTPAddr(), "i", "r1", 6, rand.New(rand.NewPCG(1, 2)))
 	if err != nil {
 		t.Fatal(err)
@@ -162,7 +164,7 @@ func TestSimulator_AlarmLoop(t *testing.T) {
 	n := mustNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	creds, err := sim.Provision(ctx, n.HTTPAddr(), "a", "r1", 3, rand.New(rand.NewPCG(1, 2)))
+	creds, err := sim.ProvisionWith(ctx, mustAPI(t, n), "a", "r1", 3, rand.New(rand.NewPCG(1, 2)))
 	if err != nil {
 		t.Fatal(err)
 	}

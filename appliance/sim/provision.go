@@ -26,22 +26,40 @@ type Credential struct {
 	DuressPIN string `json:"duress_pin"`
 }
 
-// provisionActor is the actor of the provisioning commands.
-const provisionActor = "vigil-sim"
+// TokenEnv is the environment variable whose API token Provision sends.
+const TokenEnv = "VIGIL_API_TOKEN"
+
+// API is a node's HTTP API as provisioning reaches it.
+type API struct {
+	// URL is the node's API, such as http://127.0.0.1:8080; http:// is
+	// assumed when it has no scheme.
+	URL string
+	// Token is an admin API token (docs/api.md), or the node's own setup
+	// token, sent as Authorization: Bearer. Provisioning makes workers,
+	// PINs, devices and their secrets, which only an admin may.
+	Token string
+}
 
 // errConflict is a 409 from the API.
 var errConflict = errors.New("conflict")
 
-// Provision creates, through the HTTP API at apiURL, an organisation, n
-// workers with PINs and n devices, and issues each device a new secret.
-// IDs are prefix-org, prefix-w001, prefix-d001...; creating them again with
-// the same prefix reuses them (their command IDs are fixed), while PINs and
-// secrets are issued anew under run, which must differ between runs.
+// Provision is ProvisionWith for the API at apiURL with the token in
+// $VIGIL_API_TOKEN (TokenEnv): for callers that predate API tokens and
+// have none to pass (the chaos harness sets the variable).
 func Provision(ctx context.Context, apiURL, prefix, run string, n int, rng *rand.Rand) ([]Credential, error) {
-	api := newAPIClient(apiURL)
+	return ProvisionWith(ctx, API{URL: apiURL, Token: os.Getenv(TokenEnv)}, prefix, run, n, rng)
+}
+
+// ProvisionWith creates, through the HTTP API, an organisation, n workers
+// with PINs and n devices, and issues each device a new secret. IDs are
+// prefix-org, prefix-w001, prefix-d001...; creating them again with the
+// same prefix reuses them (their command IDs are fixed), while PINs and
+// secrets are issued anew under run, which must differ between runs.
+func ProvisionWith(ctx context.Context, a API, prefix, run string, n int, rng *rand.Rand) ([]Credential, error) {
+	api := newAPIClient(a)
 	org := prefix + "-org"
 	err := api.create(ctx, "/api/v1/organisations", "organisation "+org, map[string]any{
-		"id": prefix + "-c-org", "actor": provisionActor,
+		"id": prefix + "-c-org",
 		"org": map[string]any{"id": org, "name": "Riverside Community Care (simulated)", "default_session": "45m",
 			"procedure": "Call the worker; if no answer or duress, call 999 and give the last location."},
 	})
@@ -74,20 +92,20 @@ func (a *apiClient) provisionDevice(ctx context.Context, c *Credential, cmd, run
 		c.DuressPIN = fmt.Sprintf("%04d", rng.IntN(10000))
 	}
 	err := a.create(ctx, "/api/v1/workers", "worker "+c.WorkerID, map[string]any{
-		"id": cmd + c.WorkerID, "actor": provisionActor, "worker": worker,
+		"id": cmd + c.WorkerID, "worker": worker,
 	})
 	if err != nil {
 		return err
 	}
 	err = a.post(ctx, "/api/v1/workers/"+c.WorkerID+"/pins", map[string]any{
-		"id": cmd + "pins-" + c.WorkerID + "-" + run, "actor": provisionActor,
+		"id":       cmd + "pins-" + c.WorkerID + "-" + run,
 		"safe_pin": c.SafePIN, "duress_pin": c.DuressPIN,
 	}, nil)
 	if err != nil {
 		return fmt.Errorf("cannot set the PINs of worker %s: %w", c.WorkerID, err)
 	}
 	err = a.create(ctx, "/api/v1/devices", "device "+c.DeviceID, map[string]any{
-		"id": cmd + c.DeviceID, "actor": provisionActor, "device": device,
+		"id": cmd + c.DeviceID, "device": device,
 	})
 	if err != nil {
 		return err
@@ -96,13 +114,33 @@ func (a *apiClient) provisionDevice(ctx context.Context, c *Credential, cmd, run
 		Secret string `json:"secret"`
 	}
 	err = a.post(ctx, "/api/v1/devices/"+c.DeviceID+"/secret", map[string]any{
-		"id": cmd + "secret-" + c.DeviceID + "-" + run, "actor": provisionActor,
+		"id": cmd + "secret-" + c.DeviceID + "-" + run,
 	}, &sec)
 	if err != nil {
 		return fmt.Errorf("cannot issue the secret of device %s: %w", c.DeviceID, err)
 	}
 	c.Secret = sec.Secret
 	return nil
+}
+
+// refused explains a 401 or 403 from the API: provisioning needs an admin
+// API token.
+func (a *apiClient) refused(status int, body []byte) error {
+	msg := strings.TrimSpace(string(body))
+	var e struct{ Error string }
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		msg = e.Error
+	}
+	given := "no API token was given"
+	if a.token != "" {
+		given = "the API token was refused"
+		if status == http.StatusForbidden {
+			given = "the API token's role may not provision"
+		}
+	}
+	return fmt.Errorf("the API at %s refused provisioning, %s (HTTP %d: %s): provisioning makes workers, PINs, devices and "+
+		"their secrets, which needs an admin API token (vigil token create --name sim --role admin); give it with --token or $%s",
+		a.base, given, status, msg, TokenEnv)
 }
 
 // ReadCredentials reads credentials written by WriteCredentials.
@@ -130,17 +168,19 @@ func WriteCredentials(path string, creds []Credential) error {
 // apiClient posts to one node's HTTP API, retrying with the same command ID
 // while the cluster has no leader or the outcome is unknown.
 type apiClient struct {
-	base string
-	http *http.Client
+	base  string
+	token string
+	http  *http.Client
 }
 
-// newAPIClient returns a client of the HTTP API at apiURL (http:// is
-// assumed when it has no scheme).
-func newAPIClient(apiURL string) *apiClient {
-	if !strings.Contains(apiURL, "://") {
-		apiURL = "http://" + apiURL
+// newAPIClient returns a client of the HTTP API a (http:// is assumed when
+// its URL has no scheme).
+func newAPIClient(a API) *apiClient {
+	u := a.URL
+	if !strings.Contains(u, "://") {
+		u = "http://" + u
 	}
-	return &apiClient{base: strings.TrimRight(apiURL, "/"), http: &http.Client{Timeout: 15 * time.Second}}
+	return &apiClient{base: strings.TrimRight(u, "/"), token: a.Token, http: &http.Client{Timeout: 15 * time.Second}}
 }
 
 // create posts body, which creates what, to path; a 409 (it exists
@@ -173,6 +213,9 @@ func (a *apiClient) post(ctx context.Context, path string, body, out any) error 
 			return err
 		}
 		req.Header.Set("Content-Type", "application/json")
+		if a.token != "" {
+			req.Header.Set("Authorization", "Bearer "+a.token)
+		}
 		resp, err := a.http.Do(req)
 		if err != nil {
 			last = fmt.Errorf("cannot reach %s: %w", a.base, err)
@@ -187,6 +230,8 @@ func (a *apiClient) post(ctx context.Context, path string, body, out any) error 
 			last = fmt.Errorf("HTTP %d from %s", resp.StatusCode, a.base)
 		case resp.StatusCode == http.StatusConflict:
 			return fmt.Errorf("%w: %s", errConflict, strings.TrimSpace(string(rb)))
+		case resp.StatusCode == http.StatusUnauthorized, resp.StatusCode == http.StatusForbidden:
+			return a.refused(resp.StatusCode, rb)
 		case resp.StatusCode/100 != 2:
 			return fmt.Errorf("HTTP %d from %s: %s", resp.StatusCode, a.base, strings.TrimSpace(string(rb)))
 		case out != nil:

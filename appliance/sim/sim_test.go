@@ -42,6 +42,17 @@ func mustNode(t *testing.T) *appliance.Node {
 	return n
 }
 
+// mustAPI makes an admin API token on n and returns n's API with it, for
+// provisioning.
+func mustAPI(t *testing.T, n *appliance.Node) sim.API {
+	t.Helper()
+	made, err := n.Service().CreateAPIToken(context.Background(), "sim-test-token", "test", "sim-test", monitoring.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sim.API{URL: n.HTTPAddr(), Token: made.Secret}
+}
+
 // deadAddr returns a loopback address nothing listens on.
 func deadAddr(t *testing.T) string {
 	t.Helper()
@@ -80,7 +91,7 @@ func TestSimulator_ScenarioAgainstNode(t *testing.T) {
 	n := mustNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	creds, err := sim.Provision(ctx, n.HTTPAddr(), "t", "r1", 3, rand.New(rand.NewPCG(1, 2)))
+	creds, err := sim.ProvisionWith(ctx, mustAPI(t, n), "t", "r1", 3, rand.New(rand.NewPCG(1, 2)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +177,7 @@ func TestSimulator_RandomRun(t *testing.T) {
 	n := mustNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	creds, err := sim.Provision(ctx, n.HTTPAddr(), "r", "r1", 3, rand.New(rand.NewPCG(1, 2)))
+	creds, err := sim.ProvisionWith(ctx, mustAPI(t, n), "r", "r1", 3, rand.New(rand.NewPCG(1, 2)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,8 +63,11 @@ type loadClient struct {
 	events []ackEvent
 }
 
-func newLoadClient(addrs []string, n int) *loadClient {
+// newLoadClient returns a client of n commands to the nodes at addrs,
+// authorised by the API token token.
+func newLoadClient(addrs []string, token string, n int) *loadClient {
 	c := &loadClient{api: newAPI(requestTimeout), addrs: addrs}
+	c.api.token = token
 	for i := range n {
 		c.cmds = append(c.cmds, &command{
 			id:  fmt.Sprintf("systemtest-cmd-%04d", i+1),

@@ -38,15 +38,30 @@ func TestDevcluster_DemoRaisesAlarmsAndSessionsAndStopsOnInterrupt(t *testing.T)
 	p, a := startDevcluster(t, bin, dir, "--demo", "--demo-devices", "6", "--demo-alarm-rate", "720",
 		"--cluster-port", strconv.Itoa(clusterPort), "--http-port", strconv.Itoa(httpPort), "--mqtt-port", strconv.Itoa(mqttPort))
 
-	// Read through node2: the demo provisions through node1.
+	// Read through node2 (the demo provisions through node1), with the
+	// admin API token the demo made and wrote for curl.
 	api := "http://127.0.0.1:" + strconv.Itoa(httpPort+1)
+	tokPath := filepath.Join(dir, "api-token.txt")
+	withToken := newAPI(statusTimeout)
+	t.Cleanup(withToken.close)
+	pollUntil(t, demoTimeout, "the demo's API token in "+tokPath, func() bool {
+		if !p.running() {
+			t.Fatalf("vigil devcluster --demo exited: %s", p.run.cmdState())
+		}
+		b, err := os.ReadFile(tokPath)
+		withToken.token = strings.TrimSpace(string(b))
+		return err == nil && strings.HasPrefix(withToken.token, "vgt_")
+	})
+	if fi, err := os.Stat(tokPath); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("API token file %s: %v, want mode 0600", tokPath, err)
+	}
 	get := func(path string, v any) bool {
 		if !p.running() {
 			t.Fatalf("vigil devcluster --demo exited: %s", p.run.cmdState())
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
 		defer cancel()
-		return a.getJSON(ctx, api+path, v) == nil
+		return withToken.getJSON(ctx, api+path, v) == nil
 	}
 	type owned struct {
 		ID       string `json:"id"`
@@ -124,7 +139,7 @@ func TestDevcluster_DemoRaisesAlarmsAndSessionsAndStopsOnInterrupt(t *testing.T)
 	}
 
 	log, _ := os.ReadFile(p.logPath)
-	for _, want := range []string{"/api/v1/alarms", "/api/v1/sessions", credPath, "/ui/", accPath} {
+	for _, want := range []string{"/api/v1/alarms", "/api/v1/sessions", credPath, "/ui/", accPath, tokPath, "Authorization: Bearer"} {
 		if !strings.Contains(string(log), want) {
 			t.Errorf("devcluster --demo did not print %q:\n%s", want, log)
 		}

@@ -102,9 +102,23 @@ func startDevcluster(t *testing.T, bin, dir string, args ...string) (*proc, *api
 	}
 	a := newAPI(statusTimeout)
 	t.Cleanup(a.close)
+	for i, h := range devclusterHTTPAddrs(httpPortOf(args)) {
+		registerNode(t, h, filepath.Join(dir, fmt.Sprintf("node%d", i+1)))
+	}
 	dumpLogsOnFailure(t, p)
 	p.start()
 	return p, a
+}
+
+// httpPortOf returns the value of --http-port in args.
+func httpPortOf(args []string) int {
+	for i, a := range args {
+		if a == "--http-port" && i+1 < len(args) {
+			p, _ := strconv.Atoi(args[i+1])
+			return p
+		}
+	}
+	return 0
 }
 
 // devclusterHTTPAddrs returns the HTTP addresses of devcluster's three

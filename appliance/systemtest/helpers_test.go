@@ -20,6 +20,7 @@ import (
 	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/cluster"
+	"github.com/vigilarc/vigil/ui"
 )
 
 // Timeouts of the helpers, generous for a loaded two-core machine running
@@ -282,9 +283,14 @@ func dumpLogsOnFailure(t *testing.T, procs ...*proc) {
 	})
 }
 
-// api talks to the nodes' HTTP APIs.
+// api talks to the nodes' HTTP APIs. Every request carries a token: the
+// API token set in token, else the setup token of the node at the
+// request's address, read from the data directory registered for it
+// (registerNode) at each request, since a node writes a new one when it
+// starts.
 type api struct {
-	http *http.Client
+	http  *http.Client
+	token string
 }
 
 func newAPI(timeout time.Duration) *api {
@@ -295,12 +301,41 @@ func newAPI(timeout time.Duration) *api {
 
 func (a *api) close() { a.http.CloseIdleConnections() }
 
+// nodeDataDirs maps the HTTP address of each node a test started to its
+// data directory.
+var nodeDataDirs sync.Map // string -> string
+
+// registerNode records the data directory of the node at httpAddr, until
+// the test ends.
+func registerNode(t *testing.T, httpAddr, dataDir string) {
+	nodeDataDirs.Store(httpAddr, dataDir)
+	t.Cleanup(func() { nodeDataDirs.Delete(httpAddr) })
+}
+
+// authorise sets the Authorization header of req (see api).
+func (a *api) authorise(req *http.Request) {
+	tok := a.token
+	if tok == "" {
+		dir, ok := nodeDataDirs.Load(req.URL.Host)
+		if !ok {
+			return
+		}
+		b, err := os.ReadFile(filepath.Join(dir.(string), ui.SetupTokenFileName))
+		if err != nil {
+			return // not written yet: the node refuses, and the caller retries
+		}
+		tok = strings.TrimSpace(string(b))
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+}
+
 // getJSON decodes the 200 reply to GET url into v.
 func (a *api) getJSON(ctx context.Context, url string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
+	a.authorise(req)
 	resp, err := a.http.Do(req)
 	if err != nil {
 		return err
@@ -353,6 +388,7 @@ func (a *api) postRecord(ctx context.Context, httpAddr string, r appliance.DiagR
 		return 0, out, "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	a.authorise(req)
 	resp, err := a.http.Do(req)
 	if err != nil {
 		return 0, out, "", err
@@ -380,6 +416,9 @@ type testCluster struct {
 	http  []string // HTTP address of each node, by index
 	mqtt  []string // MQTT TCP address of each node, by index, fixed across restarts
 	api   *api
+	// token is an admin API token made once the cluster formed: unlike a
+	// node's setup token, it holds across restarts, on every node.
+	token string
 }
 
 // mustStartCluster starts n nodes, with the VIGIL_ variables in env if
@@ -394,6 +433,7 @@ func mustStartCluster(t *testing.T, bin string, n int, env ...string) *testClust
 	t.Cleanup(c.api.close)
 	for i := range n {
 		name := fmt.Sprintf("node%d", i+1)
+		registerNode(t, httpAddrs[i], filepath.Join(root, name))
 		c.nodes = append(c.nodes, &proc{
 			t:    t,
 			name: name,
@@ -421,7 +461,42 @@ func mustStartCluster(t *testing.T, bin string, n int, env ...string) *testClust
 		st, err := c.api.status(c.http[leader])
 		return err == nil && len(st.Members) == n && st.State == "Leader"
 	})
+	c.token = mustMakeToken(t, c.http[leader], "systemtest")
+	c.api.token = c.token
 	return c
+}
+
+// mustMakeToken makes an admin API token named name through the local
+// setup API of the node at httpAddr (registerNode), as vigil token create
+// does, and returns it.
+func mustMakeToken(t *testing.T, httpAddr, name string) string {
+	t.Helper()
+	dir, ok := nodeDataDirs.Load(httpAddr)
+	if !ok {
+		t.Fatalf("no data directory registered for %s", httpAddr)
+	}
+	setup, err := ui.ReadSetupToken(dir.(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(ui.SetupTokenRequest{Name: name, Role: monitoring.RoleAdmin})
+	req, err := http.NewRequest(http.MethodPost, "http://"+httpAddr+ui.Prefix+"/setup/tokens", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+setup)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Timeout: requestTimeout}).Do(req)
+	if err != nil {
+		t.Fatalf("cannot make an API token: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var made monitoring.NewAPIToken
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &made) != nil || made.Secret == "" {
+		t.Fatalf("cannot make an API token: HTTP %d %s", resp.StatusCode, b)
+	}
+	return made.Secret
 }
 
 // mustAllRunning fails the test if a node that should run has exited.

@@ -243,6 +243,7 @@ func post(c *testCluster, i int, path string, body []byte) (int, []byte, error) 
 		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	c.api.authorise(req)
 	resp, err := c.api.http.Do(req)
 	if err != nil {
 		return 0, nil, err

@@ -50,7 +50,7 @@ func TestCluster_LeaderKilledUnderLoadLosesAndRepeatsNothing(t *testing.T) {
 	c := mustStartCluster(t, bin, 3)
 	t.Logf("three nodes formed a cluster in %s", time.Since(began).Round(time.Millisecond))
 
-	client := newLoadClient(c.http, numCommands)
+	client := newLoadClient(c.http, c.token, numCommands)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	clientStart := time.Now()
@@ -261,6 +261,7 @@ func TestServe_DefaultsStartSingleNode(t *testing.T) {
 	}
 	a := newAPI(statusTimeout)
 	t.Cleanup(a.close)
+	registerNode(t, httpAddr, filepath.Join(workDir, "data"))
 	dumpLogsOnFailure(t, p)
 	p.start()
 

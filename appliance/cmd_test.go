@@ -1,0 +1,81 @@
+package appliance
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/vigilarc/vigil/appliance/monitoring"
+)
+
+// runCLI runs the vigil command line with args and env, and returns the
+// exit code, stdout and stderr.
+func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut lockedBuffer
+	c := &cli{stdout: &out, stderr: &errOut, lookupEnv: envFrom(env)}
+	code := c.run(context.Background(), append([]string{"vigil"}, args...))
+	return code, out.String(), errOut.String()
+}
+
+// vigil token makes, lists and disables API tokens through the node's
+// setup token; vigil status and vigil cluster authorise themselves with
+// --token, $VIGIL_API_TOKEN or the node's setup token, and say what to give
+// when refused.
+func TestCLI_TokensAndClientCommandsAuthorise(t *testing.T) {
+	n := mustOpenNode(t)
+	addr, dir := "http://"+n.HTTPAddr(), n.cfg.DataDir
+	local := []string{"--addr", addr, "--data-dir", dir}
+
+	code, out, errOut := runCLI(t, nil, append([]string{"token", "create", "--name", "ci-status", "--role", "operator"}, local...)...)
+	secret := strings.TrimSpace(out)
+	if code != exitOK || !strings.HasPrefix(secret, monitoring.APITokenPrefix) || strings.Count(out, "\n") != 1 || !strings.Contains(errOut, "shown this once") {
+		t.Fatalf("token create: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	id, _, _ := monitoring.ParseAPIToken(secret)
+	code, out, errOut = runCLI(t, nil, append([]string{"token", "list"}, local...)...)
+	if code != exitOK || !strings.Contains(out, id) || !strings.Contains(out, "ci-status") || !strings.Contains(out, "test-admin") ||
+		strings.Contains(out, secret[len(secret)-20:]) {
+		t.Fatalf("token list: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+	}{
+		{"the node's setup token", nil, []string{"status", "--addr", addr, "--data-dir", dir}},
+		{"--token", nil, []string{"status", "--addr", addr, "--data-dir", t.TempDir(), "--token", secret}},
+		{"$VIGIL_API_TOKEN", map[string]string{"VIGIL_API_TOKEN": secret}, []string{"status", "--addr", addr, "--data-dir", t.TempDir()}},
+	} {
+		if code, out, errOut := runCLI(t, tc.env, tc.args...); code != exitOK || !strings.Contains(out, "Leader:") {
+			t.Errorf("status with %s: exit %d, stdout %q, stderr %q", tc.name, code, out, errOut)
+		}
+	}
+	code, _, errOut = runCLI(t, nil, "status", "--addr", addr, "--data-dir", t.TempDir())
+	if code != exitFailure || !strings.Contains(errOut, "HTTP 401") || !strings.Contains(errOut, "--token") || !strings.Contains(errOut, "setup token") {
+		t.Errorf("status without a token: exit %d, stderr %q", code, errOut)
+	}
+	code, _, errOut = runCLI(t, nil, "cluster", "remove", "ghost", "--addr", addr, "--token", secret)
+	if code != exitFailure || !strings.Contains(errOut, "HTTP 403") || !strings.Contains(errOut, "needs the admin role") {
+		t.Errorf("cluster remove with an operator's token: exit %d, stderr %q", code, errOut)
+	}
+
+	code, out, errOut = runCLI(t, nil, append([]string{"token", "disable", id}, local...)...)
+	if code != exitOK || !strings.Contains(out, "is disabled") {
+		t.Fatalf("token disable: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	code, _, errOut = runCLI(t, nil, "status", "--addr", addr, "--token", secret)
+	if code != exitFailure || !strings.Contains(errOut, "disabled by local-setup") {
+		t.Errorf("status with a disabled token: exit %d, stderr %q", code, errOut)
+	}
+
+	for _, args := range [][]string{
+		{"token"}, {"token", "create"}, {"token", "create", "--name", "x", "--role", "root"},
+		{"token", "disable"}, {"token", "list", "extra"}, {"token", "renew"}, {"token", "list", "--name", "x"},
+	} {
+		if code, _, errOut := runCLI(t, nil, append(args, local...)...); code != exitUsage {
+			t.Errorf("%v: exit %d, stderr %q; want a usage error", args, code, errOut)
+		}
+	}
+}
