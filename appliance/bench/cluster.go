@@ -38,6 +38,7 @@ type node struct {
 	clusterAddr string
 	httpAddr    string
 	mqttAddr    string // the broker's TCP listener, for the gateway section
+	pprofAddr   string // Go's profiles, served when the cluster's pprof is set
 	logPath     string // the process's stderr and stdout
 
 	cmd    *exec.Cmd
@@ -66,12 +67,21 @@ type localCluster struct {
 	// gctrace makes the nodes log each garbage collection (GODEBUG),
 	// from which the gateway section reads their live heap.
 	gctrace bool
+	// pprof makes the nodes serve Go's profiles on pprofAddr.
+	pprof bool
+	// env is added to the nodes' environment: settings such as
+	// VIGIL_BROKER_REPLICA_WAIT (the bench drops the caller's VIGIL_
+	// variables).
+	env []string
+	// apiToken is sent on the bench's API requests to the nodes, from
+	// obtainAPIToken once the cluster has first started (api.go).
+	apiToken string
 }
 
 // newLocalCluster chooses ports and data directories under root; it starts
 // nothing.
 func newLocalCluster(vigil, root string) (*localCluster, error) {
-	ports, err := freePorts(3 * clusterSize)
+	ports, err := freePorts(4 * clusterSize)
 	if err != nil {
 		return nil, err
 	}
@@ -80,9 +90,10 @@ func newLocalCluster(vigil, root string) (*localCluster, error) {
 	for i := range clusterSize {
 		n := &node{
 			name:        fmt.Sprintf("node%d", i+1),
-			clusterAddr: fmt.Sprintf("127.0.0.1:%d", ports[3*i]),
-			httpAddr:    fmt.Sprintf("127.0.0.1:%d", ports[3*i+1]),
-			mqttAddr:    fmt.Sprintf("127.0.0.1:%d", ports[3*i+2]),
+			clusterAddr: fmt.Sprintf("127.0.0.1:%d", ports[4*i]),
+			httpAddr:    fmt.Sprintf("127.0.0.1:%d", ports[4*i+1]),
+			mqttAddr:    fmt.Sprintf("127.0.0.1:%d", ports[4*i+2]),
+			pprofAddr:   fmt.Sprintf("127.0.0.1:%d", ports[4*i+3]),
 		}
 		n.dataDir = filepath.Join(root, n.name)
 		n.logPath = filepath.Join(root, n.name+".log")
@@ -128,6 +139,10 @@ func (c *localCluster) start(n *node) error {
 	if c.gctrace {
 		cmd.Env = withGCTrace(cmd.Env)
 	}
+	if c.pprof {
+		cmd.Env = append(cmd.Env, appliance.EnvName("debug.pprof_addr")+"="+n.pprofAddr)
+	}
+	cmd.Env = append(cmd.Env, c.env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group: a Ctrl-C at the terminal reaches only the
 	// bench, which then stops the nodes itself.
@@ -217,9 +232,16 @@ func (c *localCluster) exited() error {
 	return nil
 }
 
+// logTail returns the last lines of the log at path, or, if the process
+// panicked, the panic's message and the first lines of its stack.
 func logTail(path string) string {
 	b, _ := os.ReadFile(path)
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, "panic: ") || strings.HasPrefix(l, "fatal error: ") {
+			return strings.Join(lines[i:min(len(lines), i+12)], "\n")
+		}
+	}
 	return strings.Join(lines[max(0, len(lines)-10):], "\n")
 }
 
@@ -230,7 +252,7 @@ func (c *localCluster) nodeStatus(ctx context.Context, n *node) (cluster.Status,
 	if err != nil {
 		return st, err
 	}
-	resp, err := c.status.Do(req)
+	resp, err := vigilHTTP{client: c.status, apiToken: c.apiToken}.do(req)
 	if err != nil {
 		return st, err
 	}

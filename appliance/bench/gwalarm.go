@@ -13,7 +13,8 @@ package main
 // acknowledgement deadlines, so the leader's scheduler stays idle. Nor do
 // they carry a location (the devices send no location fixes), so the
 // nearby-alarm scan is skipped. A PUBACK counts only if the alarm's
-// down/reply says ok.
+// down/reply says ok; on Mosquitto, which sends no replies, the PUBACK
+// alone counts.
 
 import (
 	"context"
@@ -43,6 +44,9 @@ const (
 	replyGrace = 10 * time.Second
 	// alarmKeepAlive is the MQTT keep-alive of the alarm-raising devices.
 	alarmKeepAlive = 60 * time.Second
+	// peerDrain is how long the devices stay connected after the measured
+	// time on a peer broker: only for the last PUBACKs, as no reply comes.
+	peerDrain = time.Second
 )
 
 // gwLoad is one level of the alarm latency measurement.
@@ -60,17 +64,18 @@ func connectBudget(n int) time.Duration {
 	return 5*time.Minute + time.Duration(n)*50*time.Millisecond
 }
 
-// runAlarmLoad runs the simulator's closed alarm loop with one device per
-// credential, device i on l.brokers[i mod n]. Once every device is
-// connected the loop starts; alarms whose PUBACK arrives after warmup and
-// before warmup plus dur count. pids are the node processes, whose CPU time
-// is measured.
-func runAlarmLoad(ctx context.Context, l gwLevel, creds []sim.Credential, warmup, dur time.Duration, pids []int) (gwLoad, error) {
-	k := len(creds)
-	res := gwLoad{tag: l.tag, where: l.where}
-	res.name = fmt.Sprintf("test alarm QoS 1, publish to PUBACK, devices on %s, %s", l.where, dur)
-	res.conc, res.elapsed = k, dur
+// alarmSim is the simulator's closed alarm loop, running.
+type alarmSim struct {
+	s    *sim.Simulator
+	stop context.CancelFunc
+	ran  chan error // Run's result, once the devices have drained
+}
 
+// startAlarmSim starts the simulator's closed alarm loop with one device
+// per credential, device i on l.brokers[i mod n], and returns once every
+// device is connected and the loop has started.
+func startAlarmSim(ctx context.Context, l gwLevel, creds []sim.Credential, publishWait time.Duration) (*alarmSim, error) {
+	k := len(creds)
 	cfg := sim.DefaultConfig()
 	cfg.Mode, cfg.AlarmType = sim.ModeAlarms, "test"
 	cfg.Brokers, cfg.Credentials = l.brokers, creds
@@ -79,49 +84,109 @@ func runAlarmLoad(ctx context.Context, l gwLevel, creds []sim.Credential, warmup
 	cfg.Run = l.tag + "-" + strconv.FormatInt(time.Now().UnixMilli(), 36)
 	cfg.HeartbeatInterval, cfg.LocationInterval = 0, 0
 	cfg.ConnectsInFlight, cfg.ConnectTimeout = connectsInFlight, deviceConnectTimeout
-	cfg.PublishTimeout, cfg.KeepAlive, cfg.DrainTimeout = publishTimeout, alarmKeepAlive, replyGrace
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg.PublishTimeout, cfg.KeepAlive, cfg.DrainTimeout = publishWait, alarmKeepAlive, replyGrace
+	if l.peer {
+		cfg.DrainTimeout = peerDrain // no replies to wait for
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	s, err := sim.New(cfg)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	simCtx, stopSim := context.WithCancel(ctx)
-	defer stopSim()
-	ran := make(chan error, 1)
-	go func() { ran <- s.Run(simCtx) }()
-
+	a := &alarmSim{s: s, stop: stopSim, ran: make(chan error, 1)}
+	go func() { a.ran <- s.Run(simCtx) }()
 	err = pollUntil(ctx, connectBudget(k), func() bool { return s.Status().Connected == int64(k) })
 	if err != nil {
 		stopSim()
-		<-ran
+		<-a.ran
 		st := s.Status()
-		return res, fmt.Errorf("%d of %d devices connected to %s (%d failed attempts): %w", st.Connected, k, l.where, st.ConnectErrors, err)
+		return nil, fmt.Errorf("%d of %d devices connected to %s (%d failed attempts): %w", st.Connected, k, l.where, st.ConnectErrors, err)
+	}
+	return a, nil
+}
+
+// finish stops the loop and waits for the devices to drain and disconnect.
+func (a *alarmSim) finish() error {
+	a.stop()
+	return <-a.ran
+}
+
+// newGwLoad returns an empty result for level l with k devices.
+func newGwLoad(l gwLevel, k int, dur time.Duration) gwLoad {
+	res := gwLoad{tag: l.tag, where: l.where}
+	res.name = fmt.Sprintf("test alarm QoS 1, publish to PUBACK, devices on %s, %s", l.where, dur)
+	res.conc, res.elapsed = k, dur
+	return res
+}
+
+// runAlarmLoad runs the simulator's closed alarm loop with one device per
+// credential, device i on l.brokers[i mod n]. Once every device is
+// connected the loop starts; alarms whose PUBACK arrives after warmup and
+// before warmup plus dur count. pids are the processes under test, whose
+// CPU time is measured.
+func runAlarmLoad(ctx context.Context, l gwLevel, creds []sim.Credential, warmup, dur time.Duration, pids []int) (gwLoad, error) {
+	res := newGwLoad(l, len(creds), dur)
+	a, err := startAlarmSim(ctx, l, creds, publishTimeout)
+	if err != nil {
+		return res, err
 	}
 	from := time.Now().Add(warmup)
 	end := from.Add(dur)
+	if l.profile != nil {
+		go func() {
+			if sleep(ctx, warmup) == nil {
+				l.profile(ctx, dur)
+			}
+		}()
+	}
 	cpuWindow(ctx, pids, from, end, &res.cpu)
-	stopSim()
-	if err := <-ran; err != nil {
+	if err := a.finish(); err != nil {
 		return res, err
 	}
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
-	res.tally(s.History().Attempts(), from, end)
+	res.tally(a.s.History().Attempts(), from, end, !l.peer)
+	return res, nil
+}
+
+// runAlarmLoadUntil runs the loop as runAlarmLoad does, but from when every
+// device is connected (started is then closed) until ctx ends, and measures
+// all of that time.
+func runAlarmLoadUntil(ctx context.Context, l gwLevel, creds []sim.Credential, pids []int, started chan<- struct{}) (gwLoad, error) {
+	res := newGwLoad(l, len(creds), 0)
+	a, err := startAlarmSim(ctx, l, creds, publishTimeout)
+	if err != nil {
+		return res, err
+	}
+	from := time.Now()
+	cpu0 := sampleCPU(pids)
+	close(started)
+	<-ctx.Done()
+	end := time.Now()
+	res.cpu = cpuBetween(cpu0, sampleCPU(pids))
+	res.elapsed = end.Sub(from)
+	res.name = fmt.Sprintf("test alarm QoS 1, publish to PUBACK, devices on %s, %s", l.where, res.elapsed.Round(100*time.Millisecond))
+	if err := a.finish(); err != nil {
+		return res, err
+	}
+	res.tally(a.s.History().Attempts(), from, end, !l.peer)
 	return res, nil
 }
 
 // tally sorts a level's attempts: those PUBACKed between from and end give
 // the latencies of the alarms answered ok, or count as refused or without
 // reply; an attempt never PUBACKed counts as lost, even in the warm-up or
-// the drain, as a device would have to resend it.
-func (r *gwLoad) tally(attempts []sim.Attempt, from, end time.Time) {
+// the drain, as a device would have to resend it. Without replies (a peer
+// broker), a PUBACK alone counts.
+func (r *gwLoad) tally(attempts []sim.Attempt, from, end time.Time, replies bool) {
 	for _, a := range attempts {
 		switch {
 		case a.Acked == nil:
 			r.lost++
 		case a.Acked.Before(from) || a.Acked.After(end):
-		case a.Reply == "ok":
+		case a.Reply == "ok" || !replies:
 			r.lat = append(r.lat, a.Acked.Sub(a.Sent))
 		case a.Reply == "":
 			r.noReply++

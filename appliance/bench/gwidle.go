@@ -1,15 +1,13 @@
 package main
 
-// Memory per node with many idle devices: the bench reads each node's RSS,
-// connects the devices through child processes running the simulator in
-// its idle mode (vigil sim --mode idle), lets them send heartbeats until
-// the nodes settle, and reads the RSS again.
+// Idle devices: child processes running the simulator in its idle mode
+// (vigil sim --mode idle), each holding up to devicesPerChild devices that
+// connect, send heartbeats and report their counters; and the readings of
+// a process's memory (conns.go measures with them).
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -56,50 +54,12 @@ const (
 
 // idlePlan says how to run the memory measurement.
 type idlePlan struct {
+	// devices is the first step of the connections measurement; with max
+	// set, a second step connects as many as the process may hold.
 	devices                    int
+	max                        bool
 	heartbeatMin, heartbeatMax time.Duration
 	settle                     time.Duration
-	// baselineWait is how long the restarted nodes idle before the
-	// baseline is read: their start-up garbage must be collected first.
-	baselineWait time.Duration
-}
-
-// idleResult is what the memory measurement found.
-type idleResult struct {
-	plan           idlePlan
-	children       int
-	perNode        []int   // devices connected to each node when measured
-	baseline, rss  []int64 // bytes per node: before the devices, with them settled
-	baseAnon, anon []int64 // the anonymous part of baseline and rss
-	// baseGC and gc are each node's last garbage collection before the
-	// devices connected and at the end of settling.
-	baseGC, gc     []gcTrace
-	connectElapsed time.Duration
-	cpu            cpuUse     // while settling
-	hbRate         float64    // heartbeats PUBACKed per second while settling
-	final          sim.Status // the children's counters once stopped
-}
-
-// kibPerDevice is node i's RSS growth per device connected to it.
-func (r idleResult) kibPerDevice(i int) float64 {
-	if r.perNode[i] == 0 {
-		return 0
-	}
-	return float64(r.rss[i]-r.baseline[i]) / 1024 / float64(r.perNode[i])
-}
-
-// meanKiBPerDevice is the nodes' RSS growth over all devices.
-func (r idleResult) meanKiBPerDevice() float64 {
-	var grow int64
-	n := 0
-	for i := range r.perNode {
-		grow += r.rss[i] - r.baseline[i]
-		n += r.perNode[i]
-	}
-	if n == 0 {
-		return 0
-	}
-	return float64(grow) / 1024 / float64(n)
 }
 
 // readRSS returns the resident set size of process pid (VmRSS) and its
@@ -130,23 +90,8 @@ func readRSS(pid int) (rss, anon int64, err error) {
 	return rss, anon, nil
 }
 
-// nodeRSS reads the RSS and its anonymous part of every node of c, in
-// order.
-func nodeRSS(c *localCluster) (rss, anon []int64, err error) {
-	for _, n := range c.nodes {
-		if !n.running() {
-			return nil, nil, fmt.Errorf("%s is not running", n.name)
-		}
-		r, a, err := readRSS(n.cmd.Process.Pid)
-		if err != nil {
-			return nil, nil, err
-		}
-		rss, anon = append(rss, r), append(anon, a)
-	}
-	return rss, anon, nil
-}
-
-// medians returns, for each node, the median of its samples.
+// medians returns, for each column of samples (a node's, or RSS and
+// anonymous RSS), the median of its values.
 func medians(samples [][]int64) []int64 {
 	if len(samples) == 0 {
 		return nil
@@ -193,25 +138,6 @@ func lastGC(path string) gcTrace {
 		}
 	}
 	return t
-}
-
-// nodeGC returns the last garbage collection of each node of c.
-func nodeGC(c *localCluster) []gcTrace {
-	var out []gcTrace
-	for _, n := range c.nodes {
-		out = append(out, lastGC(n.logPath))
-	}
-	return out
-}
-
-// liveKiBPerDevice is node i's growth of live heap and stacks per device
-// connected to it, from the traced collections; ok is false without them.
-func (r idleResult) liveKiBPerDevice(i int) (float64, bool) {
-	if i >= len(r.gc) || i >= len(r.baseGC) || !r.gc[i].ok || !r.baseGC[i].ok || r.perNode[i] == 0 {
-		return 0, false
-	}
-	grow := (r.gc[i].live + r.gc[i].stacks) - (r.baseGC[i].live + r.baseGC[i].stacks)
-	return float64(grow) * 1024 / float64(r.perNode[i]), true
 }
 
 // idleChild is one vigil sim --mode idle process holding a share of the
@@ -337,128 +263,6 @@ func sumStatus(children []*idleChild) sim.Status {
 	return total
 }
 
-// runIdle measures the nodes' memory with plan.devices idle devices, the
-// first ones of creds, device i on node i mod 3, held by vigil sim
-// processes (the binary vigil) whose files go in dir.
-func runIdle(ctx context.Context, c *localCluster, vigil, dir string, creds []sim.Credential, plan idlePlan) (idleResult, error) {
-	res := idleResult{plan: plan}
-	brokers := make([]string, len(c.nodes))
-	for i, n := range c.nodes {
-		brokers[i] = n.mqttAddr
-	}
-	want := splitDevices(plan.devices, len(c.nodes))
-	for i, n := range c.nodes {
-		limit, err := processFileLimit(n.cmd.Process.Pid)
-		if err != nil {
-			return res, err
-		}
-		if need := uint64(want[i]) + fileMargin; limit < need {
-			return res, fmt.Errorf("%s may open %d files (ulimit -n), too few for %d devices and its own files", n.name, limit, want[i])
-		}
-	}
-
-	progress("gateway: waiting %s for the restarted nodes to settle before the baseline", plan.baselineWait)
-	if err := sleep(ctx, plan.baselineWait); err != nil {
-		return res, err
-	}
-	var samples, anons [][]int64
-	for range baselineSamples {
-		s, a, err := nodeRSS(c)
-		if err != nil {
-			return res, err
-		}
-		samples, anons = append(samples, s), append(anons, a)
-		if err := sleep(ctx, time.Second); err != nil {
-			return res, err
-		}
-	}
-	res.baseline, res.baseAnon = medians(samples), medians(anons)
-	res.baseGC = nodeGC(c)
-
-	var children []*idleChild
-	defer func() {
-		for _, ch := range children {
-			ch.stop()
-		}
-	}()
-	t0 := time.Now()
-	budget := connectBudget(plan.devices)
-	bound := budget + plan.settle + childSpare
-	for from := 0; from < plan.devices; from += devicesPerChild {
-		to := min(from+devicesPerChild, plan.devices)
-		ch, err := startIdleChild(vigil, dir, from, creds[from:to], brokers, plan, bound)
-		if err != nil {
-			return res, err
-		}
-		children = append(children, ch)
-	}
-	res.children = len(children)
-
-	// Every device connects; a child that exits early is an error.
-	lastProgress := time.Now()
-	err := pollUntil(ctx, budget, func() bool {
-		for _, ch := range children {
-			if ch.exited() {
-				return true
-			}
-		}
-		s := sumStatus(children)
-		if time.Since(lastProgress) >= 10*time.Second {
-			lastProgress = time.Now()
-			progress("gateway: %d of %d idle devices connected, %d failed attempts", s.Connected, plan.devices, s.ConnectErrors)
-		}
-		return s.Connected >= int64(plan.devices)
-	})
-	if err != nil {
-		s := sumStatus(children)
-		return res, fmt.Errorf("connecting %d idle devices, %d connected, %d failed attempts: %w", plan.devices, s.Connected, s.ConnectErrors, err)
-	}
-	for _, ch := range children {
-		if ch.exited() {
-			return res, fmt.Errorf("an idle-device child (%s sim) exited early (%v); its error is above", vigil, ch.cmd.ProcessState)
-		}
-	}
-	res.connectElapsed = time.Since(t0)
-	s := sumStatus(children)
-	progress("gateway: %d idle devices connected in %s (%d failed attempts); settling for %s",
-		s.Connected, res.connectElapsed.Round(time.Second), s.ConnectErrors, plan.settle)
-	if err := c.exited(); err != nil {
-		return res, err
-	}
-
-	a := sampleCPU(c.pids())
-	hb0 := s.TelemetryAcked
-	settleStart := time.Now()
-	samples, anons = nil, nil
-	for time.Since(settleStart) < plan.settle {
-		if err := sleep(ctx, min(rssEvery, plan.settle-time.Since(settleStart))); err != nil {
-			return res, err
-		}
-		s, an, err := nodeRSS(c)
-		if err != nil {
-			return res, errors.Join(err, c.exited())
-		}
-		samples, anons = append(samples, s), append(anons, an)
-		progress("gateway: RSS of the nodes %s MiB (anonymous %s)", mibList(s), mibList(an))
-	}
-	res.cpu = cpuBetween(a, sampleCPU(c.pids()))
-	res.rss, res.anon = medians(samples), medians(anons)
-	res.gc = nodeGC(c)
-	s = sumStatus(children)
-	res.hbRate = float64(s.TelemetryAcked-hb0) / time.Since(settleStart).Seconds()
-	for _, b := range brokers {
-		res.perNode = append(res.perNode, int(s.ByBroker[b]))
-	}
-
-	progress("gateway: disconnecting the idle devices")
-	for _, ch := range children {
-		ch.stop()
-	}
-	res.final = sumStatus(children)
-	children = nil
-	return res, nil
-}
-
 // processFileLimit returns the soft open-file limit of process pid, from
 // /proc/<pid>/limits.
 func processFileLimit(pid int) (uint64, error) {
@@ -476,12 +280,4 @@ func processFileLimit(pid int) (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no open-file limit in /proc/%d/limits", pid)
-}
-
-func mibList(v []int64) string {
-	out := make([]string, len(v))
-	for i, b := range v {
-		out[i] = mib(b)
-	}
-	return strings.Join(out, " / ")
 }

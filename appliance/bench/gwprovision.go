@@ -70,17 +70,18 @@ func (r provisionResult) concPerSecond() float64 {
 
 // provisioner posts provisioning commands to the nodes' APIs.
 type provisioner struct {
-	http  *http.Client
-	addrs []string // HTTP host:port of each node
+	http     *http.Client
+	apiToken string   // see vigilHTTP
+	addrs    []string // HTTP host:port of each node
 
 	mu      sync.Mutex
 	retries int
 }
 
-func newProvisioner(addrs []string, clients int) *provisioner {
+func newProvisioner(addrs []string, clients int, apiToken string) *provisioner {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = clients
-	return &provisioner{http: &http.Client{Transport: tr, Timeout: 30 * time.Second}, addrs: addrs}
+	return &provisioner{http: &http.Client{Transport: tr, Timeout: 30 * time.Second}, apiToken: apiToken, addrs: addrs}
 }
 
 // errRetry is an answer worth retrying: no reply, 503 or 504.
@@ -97,7 +98,7 @@ func (p *provisioner) post(ctx context.Context, addr, path string, body, out any
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := p.http.Do(req)
+	resp, err := vigilHTTP{client: p.http, apiToken: p.apiToken}.do(req)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errRetry, err)
 	}
@@ -190,9 +191,9 @@ func (p *provisioner) device(ctx context.Context, i int) (sim.Credential, time.D
 
 // provisionDevices creates the organisation and n devices with secrets:
 // the first seq one at a time, the rest with clients concurrent clients,
-// each device through node i mod 3.
-func provisionDevices(ctx context.Context, addrs []string, n, seq, clients int) ([]sim.Credential, provisionResult, error) {
-	p := newProvisioner(addrs, clients)
+// each device through node i mod 3, with apiToken on every request.
+func provisionDevices(ctx context.Context, addrs []string, n, seq, clients int, apiToken string) ([]sim.Credential, provisionResult, error) {
+	p := newProvisioner(addrs, clients, apiToken)
 	defer p.http.CloseIdleConnections()
 	res := provisionResult{devices: n, seqDevices: min(seq, n), concClients: clients}
 	if err := p.createOrg(ctx); err != nil {
@@ -238,16 +239,6 @@ func provisionDevices(ctx context.Context, addrs []string, n, seq, clients int) 
 		return nil, res, fmt.Errorf("%d devices not provisioned; the first: %w", failed.Load(), err)
 	}
 	return creds, res, nil
-}
-
-// splitDevices returns how many of n devices, numbered from 0 and placed
-// on node i mod nodes, each node holds.
-func splitDevices(n, nodes int) []int {
-	out := make([]int, nodes)
-	for i := range n {
-		out[i%nodes]++
-	}
-	return out
 }
 
 // forEach calls fn(i) for every i below n, at most limit at a time, and

@@ -36,16 +36,18 @@ const (
 
 // poster sends POST /api/v1/diag/records.
 type poster struct {
-	client *http.Client
-	seq    atomic.Uint64
+	client   *http.Client
+	apiToken string // see vigilHTTP
+	seq      atomic.Uint64
 }
 
-func newPoster(maxConns int) *poster {
+func newPoster(maxConns int, apiToken string) *poster {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns = 4 * maxConns
 	tr.MaxIdleConnsPerHost = maxConns
 	return &poster{
-		client: &http.Client{Transport: tr, Timeout: 30 * time.Second},
+		client:   &http.Client{Transport: tr, Timeout: 30 * time.Second},
+		apiToken: apiToken,
 	}
 }
 
@@ -71,7 +73,7 @@ func (p *poster) post(ctx context.Context, addr, id, key, value string) (int, ui
 		return 0, 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := p.client.Do(req)
+	resp, err := vigilHTTP{client: p.client, apiToken: p.apiToken}.do(req)
 	if err != nil {
 		return 0, 0, err
 	}

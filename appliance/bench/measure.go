@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -179,6 +180,136 @@ type machine struct {
 	fsType     string
 	loadBefore string // /proc/loadavg before and after the run
 	loadAfter  string
+	memory     string // MemTotal and MemAvailable at the start
+	disk       string // the device holding dataDir, and whether it spins
+	during     *loadSampler
+	elapsed    time.Duration // the whole run
+}
+
+// loadSampler reads the 1-minute load average every loadEvery while the
+// bench runs.
+type loadSampler struct {
+	mu      sync.Mutex
+	samples []float64
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+// loadEvery is how often the load average is read during the run.
+const loadEvery = 10 * time.Second
+
+func startLoadSampler() *loadSampler {
+	s := &loadSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(loadEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+				if v, ok := load1(); ok {
+					s.mu.Lock()
+					s.samples = append(s.samples, v)
+					s.mu.Unlock()
+				}
+			}
+		}
+	}()
+	return s
+}
+
+// finish stops the sampling; safe to call twice.
+func (s *loadSampler) finish() {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	<-s.done
+}
+
+// String is the mean and the largest 1-minute load average read.
+func (s *loadSampler) String() string {
+	if s == nil {
+		return "not sampled"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.samples) == 0 {
+		return "not sampled"
+	}
+	var sum, peak float64
+	for _, v := range s.samples {
+		sum += v
+		peak = max(peak, v)
+	}
+	return fmt.Sprintf("mean %.1f, max %.1f (1-minute load, %d readings every %s)", sum/float64(len(s.samples)), peak, len(s.samples), loadEvery)
+}
+
+// load1 returns the 1-minute load average.
+func load1() (float64, bool) {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 1 {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	return v, err == nil
+}
+
+// memInfo returns MemTotal and MemAvailable from /proc/meminfo, in MiB.
+func memInfo() string {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return "unknown"
+	}
+	vals := map[string]int64{}
+	for line := range strings.Lines(string(b)) {
+		k, v, ok := strings.Cut(line, ":")
+		f := strings.Fields(v)
+		if !ok || len(f) != 2 || f[1] != "kB" {
+			continue
+		}
+		if n, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+			vals[k] = n
+		}
+	}
+	return fmt.Sprintf("%d MiB, %d MiB available at the start", vals["MemTotal"]/1024, vals["MemAvailable"]/1024)
+}
+
+// diskOf describes the block device holding dir: its name, size and
+// whether the kernel takes it for a spinning disk.
+func diskOf(dir string) string {
+	src := mountSource(dir)
+	if !strings.HasPrefix(src, "/dev/") {
+		return src
+	}
+	name := strings.TrimPrefix(src, "/dev/")
+	sys := filepath.Join("/sys/class/block", name)
+	// A partition's queue is its disk's.
+	if _, err := os.Stat(filepath.Join(sys, "partition")); err == nil {
+		if p, err := filepath.EvalSymlinks(sys); err == nil {
+			sys = filepath.Dir(p)
+		}
+	}
+	out := src
+	if b, err := os.ReadFile(filepath.Join(sys, "size")); err == nil {
+		if sectors, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
+			out += fmt.Sprintf(", %d GiB", sectors*512>>30)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(sys, "queue", "rotational")); err == nil {
+		out += map[bool]string{true: ", rotational", false: ", non-rotational"}[strings.TrimSpace(string(b)) == "1"]
+	}
+	if b, err := os.ReadFile(filepath.Join(sys, "device", "model")); err == nil && strings.TrimSpace(string(b)) != "" {
+		out += ", " + strings.TrimSpace(string(b))
+	}
+	return out
 }
 
 func describeMachine(vigil, dataDir string) machine {
@@ -190,6 +321,8 @@ func describeMachine(vigil, dataDir string) machine {
 		dataDir:    dataDir,
 		fsType:     fsType(dataDir),
 		loadBefore: loadAvg(),
+		memory:     memInfo(),
+		disk:       diskOf(dataDir),
 	}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for line := range strings.Lines(string(b)) {
@@ -224,13 +357,26 @@ func loadAvg() string {
 // fsType returns the type of the filesystem holding dir, from
 // /proc/self/mountinfo: tmpfs would make every fsync free.
 func fsType(dir string) string {
+	typ, _ := mountOf(dir)
+	return typ
+}
+
+// mountSource returns the device or source of the filesystem holding dir.
+func mountSource(dir string) string {
+	_, src := mountOf(dir)
+	return src
+}
+
+// mountOf returns the type and the source of the filesystem holding dir.
+func mountOf(dir string) (typ, source string) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return "unknown"
+		return "unknown", "unknown"
 	}
 	defer f.Close()
 	dir, _ = filepath.EvalSymlinks(dir)
-	best, typ := "", "unknown"
+	best := ""
+	typ, source = "unknown", "unknown"
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		// 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw
@@ -242,9 +388,12 @@ func fsType(dir string) string {
 		mnt := fields[4]
 		if within(dir, mnt) && len(mnt) >= len(best) {
 			best, typ = mnt, after[0]
+			if len(after) > 1 {
+				source = after[1]
+			}
 		}
 	}
-	return typ
+	return typ, source
 }
 
 func within(path, mount string) bool {
