@@ -10,7 +10,7 @@ GOBIN    := $(shell $(GO) env GOPATH)/bin
 
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build run test soak bench lint tools deps clean
+.PHONY: all build run test soak bench chaos lint tools deps clean
 
 all: lint test build
 
@@ -31,10 +31,27 @@ test:
 soak:
 	VIGIL_SOAK=1 $(GO) test -count=1 -timeout 30m -run 'TestSoak' -v ./...
 
-## bench: cluster and device-gateway benchmarks on three-node loopback clusters
-## (QUICK=1 for a short run; ONLY=cluster or ONLY=gateway for one part)
+## bench: Vigil side by side with Mosquitto and etcd, on loopback
+## (docs/performance.md); installs mosquitto and etcd-server from Debian's
+## packages when they are missing. QUICK=1 for a short run; ONLY=cluster,
+## ONLY=gateway or a comma list of console, ingest, failover, grow, conns for
+## some parts; PPROF=dir saves the nodes' profiles
 bench: build
-	$(GO) run ./appliance/bench $(if $(QUICK),-quick) $(if $(ONLY),-only $(ONLY)) -vigil ./$(BIN)
+	@sh appliance/bench/peers.sh
+	$(GO) run ./appliance/bench $(if $(QUICK),-quick) $(if $(ONLY),-only $(ONLY)) $(if $(PPROF),-pprof $(PPROF)) -vigil ./$(BIN)
+
+## chaos: fault injection, as root: three nodes in their own network
+## namespaces under device load, a seeded schedule of faults (kill, pause,
+## isolate the leader, split 1|2, wipe and replace), then the check; exits
+## non-zero on a loss, a duplicate, a divergence or another broken promise.
+## SEED=n replays a run, FAULTS=200 is a long one (docs/reliability.md).
+## Installs iproute2 and nftables when they are missing.
+FAULTS ?= 10
+chaos: build
+	@command -v ip >/dev/null && command -v nft >/dev/null || \
+	{ $(DEPS_SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(DEPS_SUDO) apt-get install -y -qq iproute2 nftables >/dev/null; }
+	$(GO) build -o bin/chaos ./appliance/chaos/cmd/chaos
+	./bin/chaos -vigil ./$(BIN) -faults $(FAULTS) $(if $(SEED),-seed $(SEED))
 
 ## lint: gofmt, go vet and staticcheck
 lint: tools
