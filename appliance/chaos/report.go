@@ -248,7 +248,7 @@ func (r *Result) WriteReport(w io.Writer) {
 	}
 	if v := r.Verdict; v != nil {
 		fmt.Fprintf(w, "\ncheck: %d device events sent, %d acked (%d alarms); %d lost, %d duplicated, %d refused; "+
-			"%d alarms closed, all by the operator unless %d; %d sessions ran out and raised their alarm once; %d deadline errors; diverged %v\n",
+			"%d alarms closed, %d of them not by the operator; %d sessions ran out and raised their alarm once; %d deadline errors; diverged %v\n",
 			v.Events, v.Acked, v.AckedAlarms, v.Lost, v.Duplicated, v.Rejected, v.ClosedByOp, v.Spurious, v.Expired, v.DeadlineErrs, v.Diverged)
 		fmt.Fprintf(w, "operator: %d acknowledgements, %d closes answered, %d refused, %d without an answer\n",
 			r.Operator.Acks, len(r.Operator.Closed), r.Operator.Refused, r.Operator.Errors)
