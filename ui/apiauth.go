@@ -25,6 +25,7 @@ package ui
 
 import (
 	"errors"
+	"net"
 	"net/http"
 	"strings"
 
@@ -87,7 +88,8 @@ func apiRefuse(c *gin.Context, status int, msg string) {
 // state-changing request), and puts the Principal in the gin context.
 // Otherwise it replies 401 (who are you?) or 403 (a cookie request that
 // fails the CSRF check), as JSON naming the problem; 503 when the node
-// cannot read its state.
+// cannot read its state; 429, before any lookup, to an address that sent
+// more than badTokenBurst wrong bearer tokens lately.
 func (co *Console) APIAuth() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var p *Principal
@@ -114,10 +116,25 @@ func (co *Console) bearerPrincipal(c *gin.Context, header string) *Principal {
 			monitoring.APITokenPrefix+`...) or this node's setup token`)
 		return nil
 	}
+	// Wrong tokens are counted per address, except from this machine
+	// itself (vigil status on the appliance; whoever runs there can read
+	// the setup token anyway).
+	ip := remoteIP(c)
+	limited := co.badTokens
+	if a := net.ParseIP(ip); a != nil && a.IsLoopback() {
+		limited = nil
+	}
+	if blocked, wait := limited.blocked(ip); blocked {
+		c.Header("Retry-After", wait)
+		apiRefuse(c, http.StatusTooManyRequests, "too many requests with a wrong token from "+ip+": wait "+wait+
+			" s and check the token")
+		return nil
+	}
 	if co.isSetupToken(tok) {
 		return &Principal{Kind: PrincipalSetup, ID: co.cfg.NodeID, Name: SetupActor, Role: monitoring.RoleAdmin, Actor: SetupActor}
 	}
 	if !monitoring.IsAPIToken(tok) {
+		limited.allow(ip)
 		apiRefuse(c, http.StatusUnauthorized, "the bearer token is neither an API token ("+monitoring.APITokenPrefix+
 			"<id>_<secret>) nor this node's setup token (which works only on its own node, and changes when the node restarts)")
 		return nil
@@ -126,6 +143,7 @@ func (co *Console) bearerPrincipal(c *gin.Context, header string) *Principal {
 	if err != nil {
 		var re *monitoring.RuleError
 		if errors.As(err, &re) && re.Code == monitoring.CodeBadToken {
+			limited.allow(ip)
 			apiRefuse(c, http.StatusUnauthorized, re.Msg)
 			return nil
 		}

@@ -165,7 +165,9 @@ type Console struct {
 	pages   map[string]*template.Template
 	hub     *hub
 	limiter *rateLimiter
-	auth    *Auth
+	// badTokens counts wrong API bearer tokens per address (APIAuth).
+	badTokens *rateLimiter
+	auth      *Auth
 
 	setupMu    sync.Mutex
 	setupToken string // the local operator API's token, once Open wrote it
@@ -196,7 +198,8 @@ func New(cfg Config, svc Service) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Console{cfg: cfg, svc: svc, logger: cfg.Logger, pages: pages, limiter: newRateLimiter(loginBurst, loginRefill)}
+	c := &Console{cfg: cfg, svc: svc, logger: cfg.Logger, pages: pages, limiter: newRateLimiter(loginBurst, loginRefill),
+		badTokens: newRateLimiter(badTokenBurst, badTokenRefill)}
 	c.auth = &Auth{accounts: svc, cfg: &c.cfg}
 	c.hub = newHub(svc, cfg.Logger)
 	return c, nil

@@ -13,6 +13,14 @@ import (
 const (
 	loginBurst  = 10
 	loginRefill = 6 * time.Second
+	// Wrong API bearer tokens per address: a burst of badTokenBurst, then
+	// one per badTokenRefill; past that the API answers 429 before it
+	// looks the token up. A secret cannot be guessed (32 random bytes);
+	// what this bounds is the work a wrong token costs, since a token ID
+	// this node does not know makes it catch up with the leader first (a
+	// read-index round, up to 2 s) in case the token was just made.
+	badTokenBurst  = 20
+	badTokenRefill = 3 * time.Second
 	// maxLimited bounds the addresses remembered; past it, those with a
 	// full bucket are forgotten.
 	maxLimited = 10000
@@ -37,9 +45,13 @@ func newRateLimiter(burst int, refill time.Duration) *rateLimiter {
 	return &rateLimiter{burst: float64(burst), refill: refill, now: time.Now, buckets: map[string]*bucket{}}
 }
 
-// allow takes a token for addr. When there is none it returns false and
-// how many seconds until there is, as text for Retry-After.
+// allow takes a token for addr (a nil limiter always allows). When there
+// is none it returns false and how many seconds until there is, as text
+// for Retry-After.
 func (l *rateLimiter) allow(addr string) (bool, string) {
+	if l == nil {
+		return true, "" // no limit
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -59,6 +71,26 @@ func (l *rateLimiter) allow(addr string) (bool, string) {
 	}
 	b.tokens--
 	return true, ""
+}
+
+// blocked reports, without taking a token (a nil limiter never blocks), whether addr has none left,
+// and how many seconds until it has one, as text for Retry-After.
+func (l *rateLimiter) blocked(addr string) (bool, string) {
+	if l == nil {
+		return false, ""
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[addr]
+	if !ok {
+		return false, ""
+	}
+	tokens := min(l.burst, b.tokens+float64(l.now().Sub(b.at))/float64(l.refill))
+	if tokens >= 1 {
+		return false, ""
+	}
+	wait := time.Duration((1 - tokens) * float64(l.refill))
+	return true, strconv.Itoa(max(1, int(math.Ceil(wait.Seconds()))))
 }
 
 // forgetFull drops the buckets that have refilled.
