@@ -99,6 +99,9 @@ type Location struct {
 	Lon      *float64 `json:"lon"`
 	Accuracy float64  `json:"accuracy_m,omitempty"`
 	Source   string   `json:"source,omitempty"` // gps, wifi, cell, manual
+	// Address is the visit address as the worker typed it into the app
+	// (session/start); the console shows it beside the fix.
+	Address string `json:"address,omitempty"`
 }
 
 // Message is one decoded message from a device. Which fields are set
@@ -321,8 +324,10 @@ func checkLocation(l *Location) (*monitoring.Location, error) {
 		return nil, decodeErr(CodeInvalidField, "location.accuracy_m", "%v is negative", l.Accuracy)
 	case len(l.Source) > 32:
 		return nil, decodeErr(CodeInvalidField, "location.source", "is longer than 32 bytes")
+	case len(l.Address) > monitoring.MaxAddressLen:
+		return nil, decodeErr(CodeInvalidField, "location.address", "is %d bytes, longer than %d", len(l.Address), monitoring.MaxAddressLen)
 	}
-	return &monitoring.Location{Lat: *l.Lat, Lon: *l.Lon, Accuracy: l.Accuracy, Source: l.Source}, nil
+	return &monitoring.Location{Lat: *l.Lat, Lon: *l.Lon, Accuracy: l.Accuracy, Source: l.Source, Address: l.Address}, nil
 }
 
 // parseDuration parses an optional Go duration ("45m", "1h30m").

@@ -2,7 +2,10 @@ package broker
 
 import (
 	"errors"
+	"strings"
 	"testing"
+
+	"github.com/vigilarc/vigil/appliance/monitoring"
 )
 
 func FuzzDecode(f *testing.F) {
@@ -30,4 +33,24 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("alarm without a type")
 		}
 	})
+}
+
+// The visit address a worker typed comes through with a session's start
+// location; one past the limit is refused naming the field.
+func TestDecode_LocationAddress(t *testing.T) {
+	const topic = "vigil/v1/d/d1/up/session/start"
+	m, err := Decode(topic, []byte(`{"event_id":"e1","ts":"2025-01-02T15:04:05Z","duration":"45m",`+
+		`"location":{"lat":53.48,"lon":-2.29,"source":"manual","address":"Flat 3, 12 Mill Lane, Salford"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Location == nil || m.Location.Address != "Flat 3, 12 Mill Lane, Salford" || m.Location.Source != "manual" {
+		t.Fatalf("location %+v", m.Location)
+	}
+	long := strings.Repeat("x", monitoring.MaxAddressLen+1)
+	_, err = Decode(topic, []byte(`{"event_id":"e2","ts":"2025-01-02T15:04:05Z","duration":"45m","location":{"lat":53.48,"lon":-2.29,"address":"`+long+`"}}`))
+	var de *DecodeError
+	if !errors.As(err, &de) || de.Code != CodeInvalidField || de.Field != "location.address" {
+		t.Fatalf("a %d-byte address: %v; want invalid_field location.address", len(long), err)
+	}
 }

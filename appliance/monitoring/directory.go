@@ -16,7 +16,9 @@ import (
 const (
 	MaxIDLen   = 128
 	MaxNameLen = 200
-	MaxTextLen = 8000 // procedures, notes, Update messages
+	// MaxAddressLen bounds a location's address as a worker typed it.
+	MaxAddressLen = 300
+	MaxTextLen    = 8000 // procedures, notes, Update messages
 )
 
 // validID reports why id cannot be the ID of a record: IDs appear in keys,

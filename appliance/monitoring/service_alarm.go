@@ -274,6 +274,8 @@ func checkLocation(l *Location) error {
 		return invalid("location.lon", "%v is not a longitude", l.Lon)
 	case l.Accuracy < 0:
 		return invalid("location.accuracy_m", "%v is negative", l.Accuracy)
+	case len(l.Address) > MaxAddressLen:
+		return invalid("location.address", "is %d bytes, longer than %d", len(l.Address), MaxAddressLen)
 	}
 	return nil
 }

@@ -62,6 +62,9 @@ func (s *Service) StartSession(ctx context.Context, cmdID, actor string, req Sta
 	if err := validText("update", req.Update); err != nil {
 		return nil, err
 	}
+	if err := checkLocation(req.Location); err != nil {
+		return nil, err
+	}
 	if req.Duration == 0 || req.CheckInInterval == 0 {
 		var org *Organisation
 		err := s.view(func(txn *badger.Txn) error {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -737,5 +738,43 @@ func TestSessionService_QueriesAndActiveSessions(t *testing.T) {
 	}
 	if n, err := svc.RecordDeviceStatus(ctx, "st", "broker", []DeviceStatus{{DeviceID: "d1", SeenAt: now, Battery: ptr(50)}, {DeviceID: "ghost", SeenAt: now}}); err != nil || n != 1 {
 		t.Fatalf("RecordDeviceStatus = %d, %v", n, err)
+	}
+}
+
+// A session's start location is checked like an alarm's, and the visit
+// address the worker typed is kept with it.
+func TestSessionService_StartLocation(t *testing.T) {
+	ctx := context.Background()
+	n := mustSingle(t, time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
+	seedService(t, n.svc)
+	start := func(id string, l *Location) error {
+		_, err := n.svc.StartSession(ctx, id, "device:d1", StartSessionRequest{SessionID: id, WorkerID: "w1", DeviceID: "d1", Duration: time.Hour, Location: l})
+		return err
+	}
+	for _, tc := range []struct {
+		name  string
+		loc   Location
+		field string
+	}{
+		{"latitude out of range", Location{Lat: 91, Lon: 0}, "location.lat"},
+		{"longitude out of range", Location{Lat: 0, Lon: -181}, "location.lon"},
+		{"negative accuracy", Location{Lat: 51.5, Lon: -0.1, Accuracy: -1}, "location.accuracy_m"},
+		{"address too long", Location{Lat: 51.5, Lon: -0.1, Address: strings.Repeat("x", MaxAddressLen+1)}, "location.address"},
+	} {
+		var re *RuleError
+		if err := start("bad", &tc.loc); !errors.As(err, &re) || re.Code != CodeInvalid || re.Field != tc.field {
+			t.Errorf("%s: %v; want invalid %s", tc.name, err, tc.field)
+		}
+	}
+	addr := "Flat 3, 12 Mill Lane, Salford M5 4WT"
+	if err := start("s1", &Location{Lat: 53.48, Lon: -2.29, Accuracy: 12, Source: "manual", Address: addr}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := n.svc.Session("s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Location == nil || s.Location.Address != addr {
+		t.Fatalf("session location %+v; want the address %q", s.Location, addr)
 	}
 }
