@@ -81,48 +81,13 @@ func runEtcdLoad(ctx context.Context, c *etcdCluster, eps []string, where string
 		return res, err
 	}
 	defer closeEtcdClients(clients)
-	from := time.Now().Add(warmup)
-	end := from.Add(dur)
-	pids := c.pids()
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	wg.Go(func() { cpuWindow(ctx, pids, from, end, &res.cpu) })
-	for i, cli := range clients {
-		wg.Go(func() {
-			dev := "d" + strconv.Itoa(i+1)
-			var lat []time.Duration
-			errs := 0
-			for n := uint64(1); ctx.Err() == nil; n++ {
-				t0 := time.Now()
-				if !t0.Before(end) {
-					break
-				}
-				pctx, cancel := context.WithTimeout(ctx, etcdPutTimeout)
-				_, err := cli.Put(pctx, fmt.Sprintf("bench/alarms/c%d/%s/%d", conc, dev, n), alarmValue(dev, n))
-				cancel()
-				t1 := time.Now()
-				if t1.Before(from) || t1.After(end) {
-					continue
-				}
-				if err == nil {
-					lat = append(lat, t1.Sub(t0))
-				} else if ctx.Err() == nil {
-					errs++
-				}
-			}
-			mu.Lock()
-			res.lat = append(res.lat, lat...)
-			res.errors += errs
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return res, err
-	}
-	slices.Sort(res.lat)
-	res.commits = len(res.lat)
-	return res, nil
+	return closedLoop(ctx, res, warmup, c.pids(), func(ctx context.Context, w int, n uint64) error {
+		dev := "d" + strconv.Itoa(w+1)
+		pctx, cancel := context.WithTimeout(ctx, etcdPutTimeout)
+		defer cancel()
+		_, err := clients[w].Put(pctx, fmt.Sprintf("bench/alarms/c%d/%s/%d", conc, dev, n), alarmValue(dev, n))
+		return err
+	})
 }
 
 // opLog records every write attempt of a failover phase: when it was

@@ -123,28 +123,42 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 // it plus dur, are not counted; nothing is retried. pids are the node
 // processes, whose CPU time is measured.
 func runLoad(ctx context.Context, p *poster, name, addr string, conc int, warmup, dur time.Duration, pids []int) (loadResult, error) {
-	from := time.Now().Add(warmup)
-	end := from.Add(dur)
 	key := fmt.Sprintf("b%d", conc)
-	res := loadResult{name: name, conc: conc, elapsed: dur}
+	return closedLoop(ctx, loadResult{name: name, conc: conc, elapsed: dur}, warmup, pids, func(ctx context.Context, _ int, _ uint64) error {
+		status, _, err := p.post(ctx, addr, p.newID(), key, newValue())
+		if err == nil && status != http.StatusCreated {
+			err = fmt.Errorf("HTTP %d", status)
+		}
+		return err
+	})
+}
+
+// closedLoop runs res.conc workers, each calling op (with its worker
+// number from 0 and a count from 1) again as soon as it returns, measures
+// the calls answered after warmup and before warmup plus res.elapsed (a
+// call that returned an error counts as an error, unless ctx ended), and
+// the CPU use of pids meanwhile. Nothing is retried.
+func closedLoop(ctx context.Context, res loadResult, warmup time.Duration, pids []int, op func(ctx context.Context, worker int, n uint64) error) (loadResult, error) {
+	from := time.Now().Add(warmup)
+	end := from.Add(res.elapsed)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	wg.Go(func() { cpuWindow(ctx, pids, from, end, &res.cpu) })
-	for range conc {
+	for w := range res.conc {
 		wg.Go(func() {
 			var lat []time.Duration
 			errs := 0
-			for ctx.Err() == nil {
+			for n := uint64(1); ctx.Err() == nil; n++ {
 				t0 := time.Now()
 				if !t0.Before(end) {
 					break
 				}
-				status, _, err := p.post(ctx, addr, p.newID(), key, newValue())
+				err := op(ctx, w, n)
 				t1 := time.Now()
 				if t1.Before(from) || t1.After(end) {
 					continue
 				}
-				if err == nil && status == http.StatusCreated {
+				if err == nil {
 					lat = append(lat, t1.Sub(t0))
 				} else if ctx.Err() == nil {
 					errs++
