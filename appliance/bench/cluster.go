@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/vigilarc/vigil/appliance"
@@ -31,31 +30,14 @@ const (
 	pollInterval = 5 * time.Millisecond
 )
 
-// node is one vigil serve process.
+// node is one vigil serve process; its proc's name is also its node ID.
 type node struct {
-	name        string // also its node ID
+	proc
 	dataDir     string
 	clusterAddr string
 	httpAddr    string
 	mqttAddr    string // the broker's TCP listener, for the gateway section
 	pprofAddr   string // Go's profiles, served when the cluster's pprof is set
-	logPath     string // the process's stderr and stdout
-
-	cmd    *exec.Cmd
-	done   chan struct{} // closed when the process has exited
-	killed bool          // the bench killed or stopped it on purpose
-}
-
-func (n *node) running() bool {
-	if n.cmd == nil {
-		return false
-	}
-	select {
-	case <-n.done:
-		return false
-	default:
-		return true
-	}
 }
 
 // localCluster is three nodes on 127.0.0.1 with data under one directory.
@@ -89,7 +71,7 @@ func newLocalCluster(vigil, root string) (*localCluster, error) {
 	var peers []string
 	for i := range clusterSize {
 		n := &node{
-			name:        fmt.Sprintf("node%d", i+1),
+			proc:        proc{name: fmt.Sprintf("node%d", i+1)},
 			clusterAddr: fmt.Sprintf("127.0.0.1:%d", ports[4*i]),
 			httpAddr:    fmt.Sprintf("127.0.0.1:%d", ports[4*i+1]),
 			mqttAddr:    fmt.Sprintf("127.0.0.1:%d", ports[4*i+2]),
@@ -120,11 +102,6 @@ func freePorts(n int) ([]int, error) {
 
 // start starts n's process, with its existing data directory if any.
 func (c *localCluster) start(n *node) error {
-	logf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("cannot open %s's log: %w", n.name, err)
-	}
-	defer logf.Close() // the child has its own descriptor
 	cmd := exec.Command(c.vigil, "serve",
 		"--data-dir", n.dataDir,
 		"--node-id", n.name,
@@ -143,20 +120,7 @@ func (c *localCluster) start(n *node) error {
 		cmd.Env = append(cmd.Env, appliance.EnvName("debug.pprof_addr")+"="+n.pprofAddr)
 	}
 	cmd.Env = append(cmd.Env, c.env...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own process group: a Ctrl-C at the terminal reaches only the
-	// bench, which then stops the nodes itself.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("cannot start %s: %w", n.name, err)
-	}
-	n.cmd, n.done, n.killed = cmd, make(chan struct{}), false
-	done := n.done
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	return nil
+	return n.launch(cmd)
 }
 
 // withoutVigilEnv drops VIGIL_ variables, which would override the flags.
@@ -181,33 +145,12 @@ func withGCTrace(env []string) []string {
 	return append(env, "GODEBUG=gctrace=1")
 }
 
-// kill sends SIGKILL to n and waits until the process is gone.
-func (c *localCluster) kill(n *node) {
-	if !n.running() {
-		return
-	}
-	n.killed = true
-	_ = n.cmd.Process.Kill()
-	<-n.done
-}
-
 // stop sends SIGTERM to every running node, one after another so that each
 // can hand leadership on, and kills any that has not stopped after
 // stopTimeout. It is safe to call twice.
 func (c *localCluster) stop() {
 	for _, n := range c.nodes {
-		if !n.running() {
-			continue
-		}
-		n.killed = true
-		_ = n.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-n.done:
-		case <-time.After(stopTimeout):
-			fmt.Fprintf(os.Stderr, "bench: %s did not stop within %s; killing it\n", n.name, stopTimeout)
-			_ = n.cmd.Process.Kill()
-			<-n.done
-		}
+		n.stop()
 	}
 }
 
@@ -216,7 +159,7 @@ func (c *localCluster) pids() []int {
 	var out []int
 	for _, n := range c.nodes {
 		if n.running() {
-			out = append(out, n.cmd.Process.Pid)
+			out = append(out, n.pid())
 		}
 	}
 	return out
@@ -225,8 +168,8 @@ func (c *localCluster) pids() []int {
 // exited reports a node that exited although the bench did not stop it.
 func (c *localCluster) exited() error {
 	for _, n := range c.nodes {
-		if n.cmd != nil && !n.killed && !n.running() {
-			return fmt.Errorf("%s exited on its own (%v); its log is %s:\n%s", n.name, n.cmd.ProcessState, n.logPath, logTail(n.logPath))
+		if err := n.exited(); err != nil {
+			return err
 		}
 	}
 	return nil

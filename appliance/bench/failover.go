@@ -152,7 +152,7 @@ func failoverOnce(ctx context.Context, c *localCluster, log *commitLog) (failove
 
 	log.reset(time.Now())
 	start := time.Now()
-	c.kill(leader)
+	leader.kill()
 
 	// Entries the dead leader committed are on a survivor's log by now, and
 	// any new leader's entries come after the longest surviving log; so a

@@ -81,7 +81,7 @@ func runAlarmFailover(ctx context.Context, c *localCluster, creds []sim.Credenti
 		}
 		r := peerRound{killed: leader.name}
 		start := time.Now()
-		c.kill(leader)
+		leader.kill()
 		deadline := start.Add(failoverTimeout)
 		lastRead := time.Time{}
 		var firstOK bool

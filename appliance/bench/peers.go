@@ -63,36 +63,52 @@ func peerVersion(name, line string) string {
 	return name + " " + f[len(f)-1]
 }
 
-// proc is a peer's process, started by the bench in its own process group.
+// proc is a process the bench starts and stops: a peer, or a Vigil node
+// (node embeds it).
 type proc struct {
 	name    string
-	logPath string
+	logPath string // the process's stderr and stdout
 	cmd     *exec.Cmd
-	done    chan struct{}
-	killed  bool
+	done    chan struct{} // closed when the process has exited
+	killed  bool          // the bench killed or stopped it on purpose
 }
 
-// startProc starts bin with args, its output appended to logPath.
+// startProc starts bin with args, its output appended to logPath; should
+// the bench die, the kernel stops it.
 func startProc(name, logPath, bin string, args ...string) (*proc, error) {
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("cannot open %s's log: %w", name, err)
-	}
-	defer logf.Close()
+	p := &proc{name: name, logPath: logPath}
 	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own process group, so a Ctrl-C reaches only the bench; should the
-	// bench die, the kernel stops it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("cannot start %s (%s): %w", name, bin, err)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.launch(cmd); err != nil {
+		return nil, err
 	}
-	p := &proc{name: name, logPath: logPath, cmd: cmd, done: make(chan struct{})}
+	return p, nil
+}
+
+// launch starts cmd as p's process (again, after it exited), its output
+// appended to p's log, in its own process group so that a Ctrl-C at the
+// terminal reaches only the bench, which then stops it.
+func (p *proc) launch(cmd *exec.Cmd) error {
+	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("cannot open %s's log: %w", p.name, err)
+	}
+	defer logf.Close() // the child has its own descriptor
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("cannot start %s (%s): %w", p.name, cmd.Path, err)
+	}
+	p.cmd, p.done, p.killed = cmd, make(chan struct{}), false
+	done := p.done
 	go func() {
 		_ = cmd.Wait()
-		close(p.done)
+		close(done)
 	}()
-	return p, nil
+	return nil
 }
 
 func (p *proc) running() bool {
@@ -129,6 +145,7 @@ func (p *proc) stop() {
 	select {
 	case <-p.done:
 	case <-time.After(stopTimeout):
+		fmt.Fprintf(os.Stderr, "bench: %s did not stop within %s; killing it\n", p.name, stopTimeout)
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}

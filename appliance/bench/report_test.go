@@ -83,7 +83,7 @@ func TestCookieNamed(t *testing.T) {
 // Only alarm_raised events are noted, once, at their first arrival; a
 // snapshot opens the stream.
 func TestSSEStream_Dispatch(t *testing.T) {
-	s := newSSEStream(&node{name: "n1"}, nil)
+	s := newSSEStream(&node{proc: proc{name: "n1"}}, nil)
 	s.dispatch("snapshot", []byte(`{"rows":[]}`))
 	select {
 	case <-s.ready:
