@@ -579,3 +579,27 @@ func TestAPIAuth_TokensAcrossNodes(t *testing.T) {
 	})
 	mustSendAs(t, nodes[2], admTok.Secret, 200, "GET", "/api/v1/alarms", nil, nil)
 }
+
+// A node that does not know a token and cannot catch up with a leader to
+// look again says it cannot check the token now (503, Retry-After), not
+// that the token is wrong: it may have been made a moment ago elsewhere.
+func TestAPIAuth_UnknownTokenOnANodeWithoutLeader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three nodes")
+	}
+	nodes := mustOpenCluster(t)
+	unknown := "vgt_0123456789abcdef_madeup"
+	if code, raw := sendAs(t, nodes[2], unknown, "GET", "/api/v1/alarms", nil, nil); code != http.StatusUnauthorized {
+		t.Fatalf("an unknown token with a leader: %d %s; want 401", code, raw)
+	}
+	nodes[0].Close()
+	nodes[1].Close()
+	pollUntilT(t, 10*time.Second, "node 3 to lose its leader", func() bool {
+		id, _ := nodes[2].Cluster().Leader()
+		return id == ""
+	})
+	code, raw := sendAs(t, nodes[2], unknown, "GET", "/api/v1/alarms", nil, nil)
+	if code != http.StatusServiceUnavailable || !strings.Contains(raw, "cannot catch up") {
+		t.Fatalf("an unknown token without a leader: %d %s; want 503 saying the node cannot catch up", code, raw)
+	}
+}

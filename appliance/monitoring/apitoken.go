@@ -328,8 +328,10 @@ func (s *Service) APITokens() ([]APIToken, error) {
 // its hash, reading this node's state: the token must exist, its secret
 // match, and it must not be disabled. A token not found is looked for once
 // more after this node has caught up with the leader (waiting at most
-// apiTokenCatchUp), in case it was made a moment ago through another node. Every refusal is a *RuleError with
-// CodeBadToken whose message says what is wrong.
+// apiTokenCatchUp), in case it was made a moment ago through another node;
+// when this node cannot catch up (no leader, or too far behind) that is an
+// error, not a refusal: the token may well be good. Every refusal is a
+// *RuleError with CodeBadToken whose message says what is wrong.
 func (s *Service) AuthenticateAPIToken(ctx context.Context, token string) (*APIToken, error) {
 	id, secret, err := ParseAPIToken(token)
 	if err != nil {
@@ -344,10 +346,12 @@ func (s *Service) AuthenticateAPIToken(ctx context.Context, token string) (*APIT
 	err = s.view(read)
 	if w, ok := s.cluster.(appliedWaiter); ok && err == nil && !found {
 		wctx, cancel := context.WithTimeout(ctx, apiTokenCatchUp)
-		if w.WaitApplied(wctx) == nil {
-			err = s.view(read)
-		}
+		werr := w.WaitApplied(wctx)
 		cancel()
+		if werr != nil {
+			return nil, fmt.Errorf("API token %s is not in this node's state, and the node cannot catch up with the leader to look again: %w", id, werr)
+		}
+		err = s.view(read)
 	}
 	switch {
 	case err != nil:
