@@ -4,6 +4,25 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/vigilarc/vigil/cluster"
+)
+
+// The cluster's errors that reach the Service's callers, aliased so that the
+// broker and the HTTP surface can tell them apart without importing the
+// cluster (ARCHITECTURE.md: they reach it only through the Service).
+var (
+	// ErrNoLeader: no leader was known in time (no quorum, or an election).
+	ErrNoLeader = cluster.ErrNoLeader
+	// ErrNotLeader: this node is not the leader and could not forward.
+	ErrNotLeader = cluster.ErrNotLeader
+	// ErrUnknownOutcome: the command may or may not have been committed;
+	// retrying with the same command ID is safe.
+	ErrUnknownOutcome = cluster.ErrUnknownOutcome
+	// ErrClusterClosed: this node's cluster member has been closed.
+	ErrClusterClosed = cluster.ErrClosed
+	// ErrCommandTooLarge: the command is larger than the cluster carries.
+	ErrCommandTooLarge = cluster.ErrCommandTooLarge
 )
 
 // Sentinel errors of the monitoring package. Compare with errors.Is; a
