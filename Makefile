@@ -23,13 +23,18 @@ build:
 run: build
 	./$(BIN) devcluster --demo
 
-## test: every test, with the race detector (the command CI runs)
+## test: every test, with the race detector (the command CI runs): the
+## product's module, then the tooling's (tools/: the bench, the chaos
+## harness and the system tests, in a module of their own so that their
+## dependencies stay out of the product's go.mod)
 test:
 	$(GO) test -race -count=1 -timeout 30m ./...
+	cd tools && $(GO) test -race -count=1 -timeout 30m ./...
 
 ## soak: long tests (200,000 commands through a three-node cluster); not in CI
 soak:
 	VIGIL_SOAK=1 $(GO) test -count=1 -timeout 30m -run 'TestSoak' -v ./...
+	cd tools && VIGIL_SOAK=1 $(GO) test -count=1 -timeout 30m -run 'TestSoak' -v ./...
 
 ## bench: Vigil side by side with Mosquitto and etcd, on loopback
 ## (docs/performance.md); installs mosquitto and etcd-server from Debian's
@@ -37,8 +42,9 @@ soak:
 ## ONLY=gateway or a comma list of console, ingest, failover, grow, conns for
 ## some parts; PPROF=dir saves the nodes' profiles
 bench: build
-	@sh appliance/bench/peers.sh
-	$(GO) run ./appliance/bench $(if $(QUICK),-quick) $(if $(ONLY),-only $(ONLY)) $(if $(PPROF),-pprof $(PPROF)) -vigil ./$(BIN)
+	@sh tools/bench/peers.sh
+	cd tools && $(GO) build -o ../bin/bench ./bench
+	./bin/bench $(if $(QUICK),-quick) $(if $(ONLY),-only $(ONLY)) $(if $(PPROF),-pprof $(PPROF)) -vigil ./$(BIN)
 
 ## chaos: fault injection, as root: three nodes in their own network
 ## namespaces under device load, a seeded schedule of faults (kill, pause,
@@ -50,7 +56,7 @@ FAULTS ?= 10
 chaos: build
 	@command -v ip >/dev/null && command -v nft >/dev/null || \
 	{ $(DEPS_SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(DEPS_SUDO) apt-get install -y -qq iproute2 nftables >/dev/null; }
-	$(GO) build -o bin/chaos ./appliance/chaos/cmd/chaos
+	cd tools && $(GO) build -o ../bin/chaos ./chaos/cmd/chaos
 	./bin/chaos -vigil ./$(BIN) -faults $(FAULTS) $(if $(SEED),-seed $(SEED))
 
 ## lint: gofmt, go vet and staticcheck
@@ -59,6 +65,7 @@ lint: tools
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GOBIN)/staticcheck ./...
+	cd tools && $(GO) vet ./... && $(GOBIN)/staticcheck ./...
 
 ## deps: install the system packages the tests use (mosquitto_pub, _sub and _rr
 ## for broker/mosquitto_test.go; chromium for the console's browser tests,

@@ -5,7 +5,7 @@ package main
 // overhead) and a three-member etcd cluster (one put per alarm, each
 // committed on a quorum's disks: the nearest peer with the same
 // durability). make bench installs both from Debian's packages when they
-// are missing (appliance/bench/peers.sh).
+// are missing (tools/bench/peers.sh).
 
 import (
 	"context"

@@ -34,6 +34,6 @@
 // again by TestChaos_Regressions.
 //
 // The harness needs root, iproute2 and nftables; make chaos runs it
-// (appliance/chaos/cmd/chaos). docs/reliability.md says what is promised
+// (tools/chaos/cmd/chaos). docs/reliability.md says what is promised
 // and what the runs measured.
 package chaos

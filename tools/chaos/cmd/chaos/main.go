@@ -1,9 +1,9 @@
 // Command chaos runs Vigil's fault-injection harness (package
-// appliance/chaos): three vigil processes in their own network namespaces,
+// tools/chaos): three vigil processes in their own network namespaces,
 // simulated devices, a seeded schedule of faults, then the check. It needs
 // root. make chaos runs it:
 //
-//	go run ./appliance/chaos/cmd/chaos -vigil ./bin/vigil -seed 42 -faults 10
+//	(cd tools && go run ./chaos/cmd/chaos -vigil ../bin/vigil -seed 42 -faults 10)
 //
 // It exits 0 when the run found nothing wrong, 1 when it found a loss, a
 // duplicate, a divergence or another broken promise, and 2 when it could
@@ -22,7 +22,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vigilarc/vigil/appliance/chaos"
+	"github.com/vigilarc/vigil/tools/chaos"
 )
 
 func main() {
@@ -34,7 +34,7 @@ func run() int {
 		o           chaos.Options
 		seed        = flag.Uint64("seed", 0, "seed of the schedule and the load (default: from the clock, printed)")
 		kinds       = flag.String("kinds", "", "comma-separated fault kinds to draw from (default all: kill, pause, isolate-leader, split, wipe)")
-		regressions = flag.Bool("regressions", false, "run every seed of appliance/chaos/regressions.txt instead")
+		regressions = flag.Bool("regressions", false, "run every seed of tools/chaos/regressions.txt instead")
 	)
 	flag.StringVar(&o.Vigil, "vigil", "bin/vigil", "the vigil `executable` the nodes run (make build)")
 	flag.IntVar(&o.Faults, "faults", chaos.DefaultFaults, "number of faults")
