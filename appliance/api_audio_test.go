@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/ui/api"
 )
 
 // audioAlarm raises a red alert from device d1 (registered on first use)
@@ -138,7 +139,7 @@ func TestAPIAudio_PCMAsWAV(t *testing.T) {
 		info.Chunks != 3 || info.Bytes != int64(len(want)) || info.Codec != monitoring.CodecPCM {
 		t.Fatalf("GET audio = %d %+v", code, info)
 	}
-	var page AudioChunksResponse
+	var page api.AudioChunksResponse
 	if code := call(t, n, "GET", "/api/v1/alarms/"+id+"/audio/chunks?from=1&max=1", "", &page); code != http.StatusOK ||
 		len(page.Chunks) != 1 || page.Chunks[0].Seq != 1 || !bytes.Equal(page.Chunks[0].Data, chunks[1]) || page.Next != 2 {
 		t.Fatalf("GET audio/chunks?from=1&max=1 = %d %+v", code, page)
@@ -167,8 +168,13 @@ func TestAPIAudio_PCMAsWAV(t *testing.T) {
 // device sent them as 0).
 func TestAPIAudio_WAVStreamSizesFixed(t *testing.T) {
 	n := mustOpenNode(t)
-	head := pcmWAVHeader(8000, 2, 0)
-	binary.LittleEndian.PutUint32(head[4:], 0)
+	// The header a device sends: 16-bit PCM, 2 channels at 8 kHz, both
+	// sizes 0 (it did not know them when it began).
+	head := []byte("RIFF\x00\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x02\x00")
+	head = binary.LittleEndian.AppendUint32(head, 8000)  // sample rate
+	head = binary.LittleEndian.AppendUint32(head, 32000) // byte rate
+	head = append(head, 4, 0, 16, 0)                     // block align, bits per sample
+	head = append(head, "data\x00\x00\x00\x00"...)
 	chunks := map[uint64][]byte{0: append(head, samples(0, 4000)...), 1: samples(1, 4000)}
 	id := audioAlarm(t, n, "wav", chunks, []uint64{0, 1}, monitoring.AudioChunkRequest{Codec: monitoring.CodecWAV})
 	code, hdr, body := get(t, n, "/api/v1/alarms/"+id+"/audio.wav")
@@ -199,7 +205,7 @@ func TestAPIAudio_OggAndWrongFormat(t *testing.T) {
 	if code != http.StatusOK || hdr.Get("Content-Type") != "audio/ogg" || !bytes.Equal(body, append(chunks[0], chunks[1]...)) {
 		t.Fatalf("GET audio.ogg = %d %v %q", code, hdr, body)
 	}
-	var e ErrorResponse
+	var e api.ErrorResponse
 	if code := call(t, n, "GET", "/api/v1/alarms/"+id+"/audio.wav", "", &e); code != http.StatusNotFound ||
 		e.Field != "audio" || !strings.Contains(e.Error, "audio.ogg") {
 		t.Fatalf("GET audio.wav of Opus = %d %+v", code, e)
@@ -227,12 +233,12 @@ func TestAPIAudio_Errors(t *testing.T) {
 		{"/api/v1/alarms/" + id + "/audio/chunks?from=-1", "from", "-1", 400},
 		{"/api/v1/alarms/" + id + "/audio/chunks?max=0", "max", "1 to 256", 400},
 	} {
-		var e ErrorResponse
+		var e api.ErrorResponse
 		if code := call(t, n, "GET", tc.path, "", &e); code != tc.code || e.Field != tc.field || !strings.Contains(e.Error, tc.mention) {
 			t.Errorf("GET %s = %d %+v; want %d naming %q, mentioning %q", tc.path, code, e, tc.code, tc.field, tc.mention)
 		}
 	}
-	var page AudioChunksResponse
+	var page api.AudioChunksResponse
 	if code := call(t, n, "GET", "/api/v1/alarms/"+id+"/audio/chunks", "", &page); code != http.StatusOK || len(page.Chunks) != 0 {
 		t.Fatalf("chunks of an alarm without audio = %d %+v", code, page)
 	}

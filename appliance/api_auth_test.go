@@ -18,7 +18,8 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
-	"github.com/vigilarc/vigil/ui"
+	"github.com/vigilarc/vigil/ui/api"
+	"github.com/vigilarc/vigil/ui/auth"
 )
 
 // apiRouteRoles is the least role of every route under /api/v1: the
@@ -163,7 +164,7 @@ func (r apiReq) do(t *testing.T, n *Node) (int, string, http.Header) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	var e ErrorResponse
+	var e api.ErrorResponse
 	_ = json.Unmarshal(b, &e)
 	return resp.StatusCode, e.Error, resp.Header
 }
@@ -230,7 +231,7 @@ func TestAPIAuth_EveryRoute(t *testing.T) {
 	}
 
 	stateHash := func() string {
-		var st DiagStateResponse
+		var st api.DiagStateResponse
 		mustSend(t, n, 200, "GET", "/api/v1/diag/state", nil, &st)
 		return st.Hash
 	}
@@ -353,7 +354,7 @@ func TestAPIAuth_ActorIsTheCaller(t *testing.T) {
 	var a1, a2 monitoring.Alarm
 	mustSend(t, n, 201, "POST", "/api/v1/alarms", obj{"id": "r1", "actor": "device:d1", "type": "red_alert", "device_id": "d1"}, &a1)
 	mustSend(t, n, 201, "POST", "/api/v1/alarms", obj{"id": "r2", "actor": "mallory", "type": "test", "worker_id": "w1"}, &a2)
-	var d1, d2 AlarmResponse
+	var d1, d2 api.AlarmResponse
 	mustSend(t, n, 200, "GET", "/api/v1/alarms/"+a1.ID, nil, &d1)
 	mustSend(t, n, 200, "GET", "/api/v1/alarms/"+a2.ID, nil, &d2)
 	if d1.Timeline[0].Actor != "device:d1" || d2.Timeline[0].Actor != "token:test-admin" {
@@ -376,7 +377,7 @@ func TestAPIAuth_ActorIsTheCaller(t *testing.T) {
 		t.Errorf("acknowledged by %q, want olivia", a.AckBy)
 	}
 
-	var e ErrorResponse
+	var e api.ErrorResponse
 	if code, raw := sendAs(t, n, op, "POST", "/api/v1/alarms/"+a2.ID+"/acknowledge", obj{"id": "take1", "takeover": true}, &e); code != http.StatusForbidden ||
 		e.Field != "takeover" || !strings.Contains(e.Error, "supervisor") {
 		t.Errorf("an operator's takeover: %d %s", code, raw)
@@ -396,7 +397,7 @@ func TestAPIAuth_ActorIsTheCaller(t *testing.T) {
 	var made monitoring.Operator
 	mustSend(t, n, 201, "POST", "/api/v1/operators", obj{"id": "mk-ray", "operator": obj{"id": "ray", "name": "Ray", "role": "supervisor"},
 		"password": "ray's long passphrase", "create": true}, &made)
-	var ops OperatorsResponse
+	var ops api.OperatorsResponse
 	raw := mustSend(t, n, 200, "GET", "/api/v1/operators", nil, &ops)
 	if made.ID != "ray" || made.Role != monitoring.RoleSupervisor || strings.Contains(raw, "argon2") || len(ops.Operators) != 3 {
 		t.Errorf("made %+v; operators %s", made, raw)
@@ -404,7 +405,7 @@ func TestAPIAuth_ActorIsTheCaller(t *testing.T) {
 	if a, _ := n.Service().Operator("ray"); a == nil {
 		t.Error("ray was not made")
 	}
-	var audit DiagAuditResponse
+	var audit api.DiagAuditResponse
 	mustSend(t, n, 200, "GET", "/api/v1/diag/audit?subject=operator/ray", nil, &audit)
 	if len(audit.Records) != 1 || audit.Records[0].Actor != "token:test-admin" {
 		t.Errorf("audit of ray's creation: %+v", audit.Records)
@@ -500,7 +501,7 @@ func pollUntilT(t *testing.T, timeout time.Duration, what string, cond func() bo
 // setupToken reads the setup token node n wrote to its data directory.
 func setupToken(t *testing.T, n *Node) string {
 	t.Helper()
-	tok, err := ui.ReadSetupToken(n.cfg.DataDir)
+	tok, err := ReadSetupToken(n.cfg.DataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -524,7 +525,7 @@ func TestAPIAuth_TokensAcrossNodes(t *testing.T) {
 	var opTok, admTok monitoring.NewAPIToken
 	mustSendAs(t, nodes[0], setup[0], 201, "POST", "/api/v1/tokens", obj{"id": "mk-op", "name": "wallboard", "role": "operator"}, &opTok)
 	mustSendAs(t, nodes[0], setup[0], 201, "POST", "/api/v1/tokens", obj{"id": "mk-adm", "name": "provisioner", "role": "admin"}, &admTok)
-	if opTok.Token == nil || opTok.Token.CreatedBy != ui.SetupActor || opTok.Token.Role != monitoring.RoleOperator || opTok.Token.Hash != "" ||
+	if opTok.Token == nil || opTok.Token.CreatedBy != auth.SetupActor || opTok.Token.Role != monitoring.RoleOperator || opTok.Token.Hash != "" ||
 		!strings.HasPrefix(opTok.Secret, "vgt_"+opTok.Token.ID+"_") {
 		t.Fatalf("made %+v", opTok)
 	}
@@ -549,7 +550,7 @@ func TestAPIAuth_TokensAcrossNodes(t *testing.T) {
 	// No list shows a secret or its hash.
 	_, secret, _ := monitoring.ParseAPIToken(opTok.Secret)
 	for i, n := range nodes {
-		var list TokensResponse
+		var list api.TokensResponse
 		raw := mustSendAs(t, n, admTok.Secret, 200, "GET", "/api/v1/tokens", nil, &list)
 		if len(list.Tokens) != 2 || strings.Contains(raw, secret) || strings.Contains(raw, monitoring.HashAPITokenSecret(secret)) || strings.Contains(raw, `"hash"`) {
 			t.Errorf("node %d lists %s", i+1, raw)

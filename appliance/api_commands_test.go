@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/ui/api"
 )
 
 // mustCommandsFixture makes organisation trust, worker w1 and its phone d1
@@ -49,7 +50,7 @@ func TestAPICommands_Prompt(t *testing.T) {
 			for k, v := range tc.body {
 				body[k] = v
 			}
-			var e ErrorResponse
+			var e api.ErrorResponse
 			if code, raw := send(t, n, "POST", tc.path, body, &e); code != tc.status || e.Field != tc.field {
 				t.Fatalf("%d %s; want %d naming %s", code, raw, tc.status, tc.field)
 			}
@@ -74,7 +75,7 @@ func TestAPICommands_Prompt(t *testing.T) {
 		Type: monitoring.AlarmDuress, DeviceID: "d1"}); err != nil {
 		t.Fatal(err)
 	}
-	var e ErrorResponse
+	var e api.ErrorResponse
 	if code, raw := send(t, n, "POST", "/api/v1/devices/d1/prompt", obj{"id": "c-p2", "actor": "olivia", "kind": "tap_twice"}, &e); code != http.StatusConflict ||
 		e.Field != "override_silent" || e.Code != string(monitoring.CodeConflict) {
 		t.Fatalf("prompt under duress: %d %s", code, raw)
@@ -94,7 +95,7 @@ func TestAPICommands_SessionUpdate(t *testing.T) {
 		"duration": "45m", "update": "second floor"}, &sess)
 	path := "/api/v1/sessions/" + sess.ID + "/update"
 
-	var e ErrorResponse
+	var e api.ErrorResponse
 	if code, raw := send(t, n, "POST", path, obj{"id": "c-u0", "actor": "w1", "update": " "}, &e); code != 400 || e.Field != "update" {
 		t.Fatalf("empty Update: %d %s", code, raw)
 	}
@@ -111,7 +112,7 @@ func TestAPICommands_SessionUpdate(t *testing.T) {
 	if got.Update != "client agitated, call me at 15:30" {
 		t.Fatalf("session Update %q", got.Update)
 	}
-	var hist UpdatesResponse
+	var hist api.UpdatesResponse
 	mustSend(t, n, 200, "GET", "/api/v1/workers/w1/updates", nil, &hist)
 	if len(hist.Updates) != 1 || hist.Updates[0].Text != "client agitated, call me at 15:30" || hist.Updates[0].SessionID != sess.ID {
 		t.Fatalf("worker's Updates %+v", hist.Updates)

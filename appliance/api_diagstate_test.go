@@ -10,6 +10,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/ui/api"
 )
 
 // The diagnostic routes read the cluster host's records (the applied index,
@@ -29,7 +30,7 @@ func TestAPIDiagState_ReadsTheClusterRecords(t *testing.T) {
 		t.Fatalf("close of a raised alarm = %d %s, want 409", code, raw)
 	}
 
-	var st DiagStateResponse
+	var st api.DiagStateResponse
 	mustSend(t, n, 200, "GET", "/api/v1/diag/state", nil, &st)
 	status := n.Cluster().Status()
 	if st.NodeID != status.NodeID || st.AppliedIndex != status.AppliedIndex || st.AppliedIndex == 0 {
@@ -47,7 +48,7 @@ func TestAPIDiagState_ReadsTheClusterRecords(t *testing.T) {
 	}
 
 	// The Service prefixes the client's command ID with the command type.
-	var cmds, closes DiagCommandsResponse
+	var cmds, closes api.DiagCommandsResponse
 	mustSend(t, n, 200, "GET", "/api/v1/diag/commands?prefix=CmdRaiseAlarm/", nil, &cmds)
 	mustSend(t, n, 200, "GET", "/api/v1/diag/commands?prefix=CmdCloseAlarm/chk", nil, &closes)
 	if len(cmds.Commands) != 1 || len(closes.Commands) != 1 || cmds.AppliedIndex != st.AppliedIndex {
@@ -62,14 +63,14 @@ func TestAPIDiagState_ReadsTheClusterRecords(t *testing.T) {
 		t.Errorf("record of the refused close = %+v", refused)
 	}
 
-	var alarms DiagAlarmsResponse
+	var alarms api.DiagAlarmsResponse
 	mustSend(t, n, 200, "GET", "/api/v1/diag/alarms", nil, &alarms)
 	if len(alarms.Alarms) != 1 || alarms.Alarms[0].Alarm.ID != alarm.ID || alarms.Alarms[0].Raised != 1 ||
 		len(alarms.Alarms[0].Timeline) == 0 || alarms.Alarms[0].Timeline[0].Kind != monitoring.ActionRaised {
 		t.Errorf("alarms = %+v", alarms)
 	}
 
-	var audit DiagAuditResponse
+	var audit api.DiagAuditResponse
 	mustSend(t, n, 200, "GET", "/api/v1/diag/audit?subject=alarm/", nil, &audit)
 	if len(audit.Records) != 1 || audit.Records[0].Subject != "alarm/"+alarm.ID || audit.Records[0].Index != raised.Index {
 		t.Errorf("audit of alarms = %+v", audit.Records)

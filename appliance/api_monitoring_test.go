@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/ui/api"
 )
 
 // send marshals body (a string is sent as it is), sends it with the
@@ -86,8 +87,8 @@ func TestAPIMonitoring_BadRequestsNameTheField(t *testing.T) {
 		wantField          string
 	}{
 		{"no command id", "POST", "/api/v1/organisations", obj{"actor": "op1", "org": obj{"id": "o", "name": "O"}}, 400, "id"},
-		{"command id too long", "POST", "/api/v1/organisations", obj{"id": strings.Repeat("x", MaxCommandIDLen+1), "actor": "op1"}, 400, "id"},
-		{"actor too long", "POST", "/api/v1/organisations", obj{"id": "c", "actor": strings.Repeat("a", MaxActorLen+1), "org": obj{"id": "o", "name": "O"}}, 400, "actor"},
+		{"command id too long", "POST", "/api/v1/organisations", obj{"id": strings.Repeat("x", api.MaxCommandIDLen+1), "actor": "op1"}, 400, "id"},
+		{"actor too long", "POST", "/api/v1/organisations", obj{"id": "c", "actor": strings.Repeat("a", api.MaxActorLen+1), "org": obj{"id": "o", "name": "O"}}, 400, "actor"},
 		{"device actor without device", "POST", "/api/v1/alarms", obj{"id": "c", "actor": "device:", "type": "test", "worker_id": "w"}, 400, "actor"},
 		{"unknown field", "POST", "/api/v1/organisations", cmd(obj{"colour": "red"}), 400, "body"},
 		{"duration in ns", "POST", "/api/v1/organisations", org(obj{"grace_ns": 2000000000}), 400, "body"},
@@ -127,7 +128,7 @@ func TestAPIMonitoring_BadRequestsNameTheField(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var e ErrorResponse
+			var e api.ErrorResponse
 			code, raw := send(t, n, tt.method, tt.path, tt.body, &e)
 			if code != tt.wantCode || e.Field != tt.wantField || e.Error == "" {
 				t.Fatalf("got %d %s; want %d naming field %q", code, raw, tt.wantCode, tt.wantField)
@@ -137,9 +138,9 @@ func TestAPIMonitoring_BadRequestsNameTheField(t *testing.T) {
 			}
 		})
 	}
-	var orgs OrganisationsResponse
+	var orgs api.OrganisationsResponse
 	mustSend(t, n, 200, "GET", "/api/v1/organisations", nil, &orgs)
-	var alarms AlarmsResponse
+	var alarms api.AlarmsResponse
 	mustSend(t, n, 200, "GET", "/api/v1/alarms", nil, &alarms)
 	if len(orgs.Organisations) != 0 || len(alarms.Alarms) != 0 {
 		t.Fatalf("bad requests wrote: %+v %+v", orgs, alarms)
@@ -168,7 +169,7 @@ func TestAPIMonitoring_SessionAndAlarmLifecycle(t *testing.T) {
 	if w.ID != "w1" || w.Important.SpecialHandling != "hard of hearing" {
 		t.Fatalf("worker = %+v", w)
 	}
-	var pins PINsResponse
+	var pins api.PINsResponse
 	raw := mustSend(t, n, 200, "POST", "/api/v1/workers/w1/pins", obj{"id": "c-pins", "actor": "admin", "safe_pin": "2468", "duress_pin": "1357"}, &pins)
 	if pins.WorkerID != "w1" || pins.PINVersion == 0 || strings.Contains(raw, "2468") || strings.Contains(raw, "1357") {
 		t.Fatalf("PINs reply = %s", raw)
@@ -177,7 +178,7 @@ func TestAPIMonitoring_SessionAndAlarmLifecycle(t *testing.T) {
 	if strings.Contains(raw, "pin_hash") {
 		t.Fatalf("worker reply shows PIN hashes: %s", raw)
 	}
-	var workers WorkersResponse
+	var workers api.WorkersResponse
 	mustSend(t, n, 200, "GET", "/api/v1/workers?org=trust", nil, &workers)
 	if len(workers.Workers) != 1 {
 		t.Fatalf("workers = %+v", workers)
@@ -200,7 +201,7 @@ func TestAPIMonitoring_SessionAndAlarmLifecycle(t *testing.T) {
 	// A wrong PIN is refused, names the PIN, and leaves the session running;
 	// the retry of the same command gives the same refusal.
 	for range 2 {
-		var e ErrorResponse
+		var e api.ErrorResponse
 		code, raw := send(t, n, "POST", sessPath+"/checkin", obj{"id": "c-ci-wrong", "actor": "w1", "pin": "0000"}, &e)
 		if code != http.StatusForbidden || e.Field != "pin" || e.Code != string(monitoring.CodeWrongPIN) {
 			t.Fatalf("wrong PIN: %d %s", code, raw)
@@ -211,7 +212,7 @@ func TestAPIMonitoring_SessionAndAlarmLifecycle(t *testing.T) {
 	if got.Status != monitoring.SessionActive {
 		t.Fatalf("after a wrong PIN the session is %s", got.Status)
 	}
-	var active SessionsResponse
+	var active api.SessionsResponse
 	mustSend(t, n, 200, "GET", "/api/v1/sessions", nil, &active)
 	if len(active.Sessions) != 1 || active.Sessions[0].TimeLeft <= 0 || active.Sessions[0].TimeLeft > 45*time.Minute {
 		t.Fatalf("active sessions = %+v", active)
@@ -234,7 +235,7 @@ func TestAPIMonitoring_SessionAndAlarmLifecycle(t *testing.T) {
 	if again.ID != alarm.ID {
 		t.Fatalf("replayed raise made alarm %s, first %s", again.ID, alarm.ID)
 	}
-	var queue AlarmsResponse
+	var queue api.AlarmsResponse
 	mustSend(t, n, 200, "GET", "/api/v1/alarms", nil, &queue)
 	if len(queue.Alarms) != 1 || queue.Alarms[0].ID != alarm.ID {
 		t.Fatalf("queue = %+v", queue)
@@ -245,12 +246,12 @@ func TestAPIMonitoring_SessionAndAlarmLifecycle(t *testing.T) {
 	if acked.Status != monitoring.StatusAcknowledged || acked.AckBy != "token:op1" {
 		t.Fatalf("acknowledged = %+v", acked)
 	}
-	var e ErrorResponse
+	var e api.ErrorResponse
 	if code, raw := sendAs(t, n, op2, "POST", alarmPath+"/acknowledge", obj{"id": "c-ack-2"}, &e); code != http.StatusConflict {
 		t.Fatalf("second operator's acknowledge: %d %s; want 409", code, raw)
 	}
 	mustSendAs(t, n, op1, 200, "POST", alarmPath+"/actions", obj{"id": "c-call", "kind": "call_worker", "outcome": "answered_safe"}, nil)
-	e = ErrorResponse{}
+	e = api.ErrorResponse{}
 	if code, raw := sendAs(t, n, op1, "POST", alarmPath+"/close", obj{"id": "c-close-0"}, &e); code != http.StatusUnprocessableEntity || e.Field != "resolution" {
 		t.Fatalf("close without resolution: %d %s", code, raw)
 	}
@@ -263,12 +264,12 @@ func TestAPIMonitoring_SessionAndAlarmLifecycle(t *testing.T) {
 	if replay := mustSendAs(t, n, op1, 200, "POST", alarmPath+"/close", closeReq, &closedAgain); replay != first {
 		t.Fatalf("replayed close:\n%s\nfirst:\n%s", replay, first)
 	}
-	e = ErrorResponse{}
+	e = api.ErrorResponse{}
 	if code, raw := sendAs(t, n, op1, "POST", alarmPath+"/acknowledge", obj{"id": "c-ack-3"}, &e); code != http.StatusConflict || e.Code != string(monitoring.CodeAlarmClosed) {
 		t.Fatalf("acknowledging a closed alarm: %d %s", code, raw)
 	}
 
-	var detail AlarmResponse
+	var detail api.AlarmResponse
 	mustSend(t, n, 200, "GET", alarmPath, nil, &detail)
 	var kinds []string
 	for _, en := range detail.Timeline {
@@ -277,7 +278,7 @@ func TestAPIMonitoring_SessionAndAlarmLifecycle(t *testing.T) {
 	if got := strings.Join(kinds, ","); got != "raised,update,acknowledged,call_worker,closed" || detail.Alarm.Status != monitoring.StatusClosed {
 		t.Fatalf("timeline %s, alarm %+v", got, detail.Alarm)
 	}
-	queue = AlarmsResponse{}
+	queue = api.AlarmsResponse{}
 	mustSend(t, n, 200, "GET", "/api/v1/alarms", nil, &queue)
 	if len(queue.Alarms) != 0 {
 		t.Fatalf("queue after close = %+v", queue)
@@ -306,7 +307,7 @@ func TestAPIMonitoring_SessionAndAlarmLifecycle(t *testing.T) {
 	if end.Status != monitoring.SessionEnded {
 		t.Fatalf("end = %+v", end)
 	}
-	e = ErrorResponse{}
+	e = api.ErrorResponse{}
 	if code, raw := send(t, n, "POST", sessPath+"/checkin", obj{"id": "c-late", "actor": "w1", "pin": "2468"}, &e); code != http.StatusConflict || e.Code != string(monitoring.CodeSessionEnded) {
 		t.Fatalf("check-in after the end: %d %s", code, raw)
 	}
@@ -341,7 +342,7 @@ func TestAPIMonitoring_DuressPINLooksLikeSafePIN(t *testing.T) {
 	if string(s1) != string(s2) {
 		t.Fatalf("replies differ:\nsafe   %s\nduress %s", s1, s2)
 	}
-	var queue AlarmsResponse
+	var queue api.AlarmsResponse
 	mustSend(t, n, 200, "GET", "/api/v1/alarms", nil, &queue)
 	if len(queue.Alarms) != 1 || queue.Alarms[0].Type != monitoring.AlarmDuress || !queue.Alarms[0].DoNotCall {
 		t.Fatalf("queue = %+v", queue)
@@ -360,7 +361,7 @@ func TestAPIMonitoring_CancelAlarm(t *testing.T) {
 	mustSend(t, n, 201, "POST", "/api/v1/alarms", obj{"id": "r1", "actor": "device:d1", "type": "red_alert", "device_id": "d1"}, &a1)
 	mustSend(t, n, 201, "POST", "/api/v1/alarms", obj{"id": "r2", "actor": "device:d1", "type": "man_down", "device_id": "d1"}, &a2)
 
-	var e ErrorResponse
+	var e api.ErrorResponse
 	if code, raw := send(t, n, "POST", "/api/v1/alarms/"+a1.ID+"/cancel", obj{"id": "c0", "actor": "device:d1", "pin": "0000"}, &e); code != http.StatusForbidden || e.Field != "pin" {
 		t.Fatalf("wrong PIN: %d %s", code, raw)
 	}
@@ -382,7 +383,7 @@ func TestAPIMonitoring_CancelAlarm(t *testing.T) {
 	if code, raw := send(t, n, "POST", "/api/v1/alarms/"+a1.ID+"/cancel", obj{"id": "c3", "actor": "device:d1", "pin": "2468"}, &e); code != http.StatusConflict || e.Code != string(monitoring.CodeAlarmClosed) {
 		t.Fatalf("cancel of a closed alarm: %d %s", code, raw)
 	}
-	var queue AlarmsResponse
+	var queue api.AlarmsResponse
 	mustSend(t, n, 200, "GET", "/api/v1/alarms", nil, &queue)
 	if len(queue.Alarms) != 2 {
 		t.Fatalf("queue = %+v, want the man-down alarm and a duress alarm", queue)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/cluster"
+	"github.com/vigilarc/vigil/ui/api"
 )
 
 // adminTokens holds the admin API token that mustOpenNode made for each
@@ -105,7 +106,7 @@ func callAs(t *testing.T, n *Node, token, method, path, body string, out any) in
 
 func TestAPI_DiagRecordAppliedOnceAndRead(t *testing.T) {
 	n := mustOpenNode(t)
-	var first, again DiagRecordResponse
+	var first, again api.DiagRecordResponse
 	if code := call(t, n, "POST", "/api/v1/diag/records", `{"id":"cmd-1","key":"k1","value":"hello"}`, &first); code != http.StatusCreated {
 		t.Fatalf("POST = %d", code)
 	}
@@ -116,7 +117,7 @@ func TestAPI_DiagRecordAppliedOnceAndRead(t *testing.T) {
 		t.Fatalf("first %+v, retry %+v: want the retry to be a duplicate of the first", first, again)
 	}
 	for _, consistency := range []string{"local", "linearizable"} {
-		var got DiagRecordsResponse
+		var got api.DiagRecordsResponse
 		if code := call(t, n, "GET", "/api/v1/diag/records?consistency="+consistency, "", &got); code != http.StatusOK {
 			t.Fatalf("GET %s = %d", consistency, code)
 		}
@@ -136,14 +137,14 @@ func TestAPI_BadRequestsNameTheProblem(t *testing.T) {
 		wantField, wantText      string
 	}{
 		{"no id", "POST", "/api/v1/diag/records", `{"key":"k","value":"v"}`, 400, "id", "id is required"},
-		{"id too long", "POST", "/api/v1/diag/records", `{"id":"` + strings.Repeat("x", MaxCommandIDLen+1) + `","key":"k"}`, 400, "id", "longer than the limit"},
+		{"id too long", "POST", "/api/v1/diag/records", `{"id":"` + strings.Repeat("x", api.MaxCommandIDLen+1) + `","key":"k"}`, 400, "id", "longer than the limit"},
 		{"key with slash", "POST", "/api/v1/diag/records", `{"id":"a","key":"a/b"}`, 400, "key", "must not contain"},
 		{"empty key", "POST", "/api/v1/diag/records", `{"id":"a","key":""}`, 400, "key", "must not be empty"},
 		{"not json", "POST", "/api/v1/diag/records", `{"id":`, 400, "body", "not the expected JSON"},
 		{"unknown field", "POST", "/api/v1/diag/records", `{"id":"a","key":"k","colour":"red"}`, 400, "body", "colour"},
 		{"empty body", "POST", "/api/v1/diag/records", ``, 400, "body", "body is empty"},
 		{"two values", "POST", "/api/v1/diag/records", `{"id":"a","key":"k"} {}`, 400, "body", "more than one"},
-		{"too large", "POST", "/api/v1/diag/records", `{"id":"a","key":"k","value":"` + strings.Repeat("v", MaxRequestBody) + `"}`, 413, "", "larger than"},
+		{"too large", "POST", "/api/v1/diag/records", `{"id":"a","key":"k","value":"` + strings.Repeat("v", api.MaxRequestBody) + `"}`, 413, "", "larger than"},
 		{"bad consistency", "GET", "/api/v1/diag/records?consistency=eventual", "", 400, "consistency", `"eventual"`},
 		{"join without id", "POST", "/api/v1/cluster/members", `{"addr":"127.0.0.1:9"}`, 400, "id", "id is required"},
 		{"join with bad addr", "POST", "/api/v1/cluster/members", `{"id":"n2","addr":"nowhere"}`, 400, "addr", "host:port"},
@@ -152,14 +153,14 @@ func TestAPI_BadRequestsNameTheProblem(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var e ErrorResponse
+			var e api.ErrorResponse
 			code := call(t, n, tt.method, tt.path, tt.body, &e)
 			if code != tt.wantCode || e.Field != tt.wantField || !strings.Contains(e.Error, tt.wantText) {
 				t.Fatalf("got %d %+v; want %d, field %q, text containing %q", code, e, tt.wantCode, tt.wantField, tt.wantText)
 			}
 		})
 	}
-	var got DiagRecordsResponse
+	var got api.DiagRecordsResponse
 	call(t, n, "GET", "/api/v1/diag/records", "", &got)
 	if len(got.Records) != 0 {
 		t.Fatalf("bad requests wrote records: %+v", got.Records)

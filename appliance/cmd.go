@@ -19,7 +19,7 @@ import (
 
 	"github.com/vigilarc/vigil/broker"
 	"github.com/vigilarc/vigil/cluster"
-	"github.com/vigilarc/vigil/ui"
+	"github.com/vigilarc/vigil/ui/api"
 )
 
 // Version is the release version, set at build time with
@@ -91,13 +91,13 @@ func (c *cli) run(ctx context.Context, args []string) int {
 	case "cluster":
 		err = c.clusterCmd(ctx, rest)
 	case "operator":
-		err = ui.OperatorCommand(ctx, rest, c.operatorEnv())
-		if errors.Is(err, ui.ErrUsage) {
+		err = OperatorCommand(ctx, rest, c.operatorEnv())
+		if errors.Is(err, ErrUsage) {
 			err = errUsage
 		}
 	case "token":
-		err = ui.TokenCommand(ctx, rest, c.operatorEnv())
-		if errors.Is(err, ui.ErrUsage) {
+		err = TokenCommand(ctx, rest, c.operatorEnv())
+		if errors.Is(err, ErrUsage) {
 			err = errUsage
 		}
 	case "devcluster":
@@ -137,10 +137,10 @@ func (c *cli) help(args []string) error {
 	case "cluster":
 		fs, _, _ = clusterFlags(c.stdout, "cluster", c.lookupEnv)
 	case "operator":
-		ui.OperatorUsage(c.stdout)
+		OperatorUsage(c.stdout)
 		return nil
 	case "token":
-		ui.TokenUsage(c.stdout)
+		TokenUsage(c.stdout)
 		return nil
 	case "devcluster":
 		fs, _ = devclusterFlags(c.stdout)
@@ -360,7 +360,7 @@ func (a *apiClient) do(ctx context.Context, method, path string, body any) ([]by
 	}
 	if resp.StatusCode/100 != 2 {
 		msg := strings.TrimSpace(string(b))
-		var e ErrorResponse
+		var e api.ErrorResponse
 		if json.Unmarshal(b, &e) == nil && e.Error != "" {
 			msg = e.Error
 		}
@@ -417,7 +417,7 @@ func (c *cli) authorise(client *apiClient, o *authOptions) error {
 		}
 		dataDir = cfg.DataDir
 	}
-	tok, err := ui.ReadSetupToken(dataDir)
+	tok, err := ReadSetupToken(dataDir)
 	if err != nil {
 		client.tokenNote = "none given, and " + err.Error()
 		return nil
@@ -596,7 +596,7 @@ func (c *cli) clusterCmd(ctx context.Context, args []string) error {
 		if len(pos) != 3 {
 			return usageErr(fs, "join needs the node ID and its cluster address: vigil cluster join ID ADDR")
 		}
-		req := MemberRequest{ID: pos[1], Addr: pos[2]}
+		req := api.MemberRequest{ID: pos[1], Addr: pos[2]}
 		if _, err := client.do(ctx, http.MethodPost, "/api/v1/cluster/members", req); err != nil {
 			return err
 		}
@@ -618,8 +618,8 @@ func (c *cli) clusterCmd(ctx context.Context, args []string) error {
 // operatorEnv is what vigil operator and vigil token (ui/cli.go) need: the
 // outputs, and the node's data directory and HTTP address from its
 // configuration.
-func (c *cli) operatorEnv() ui.CommandEnv {
-	return ui.CommandEnv{
+func (c *cli) operatorEnv() CommandEnv {
+	return CommandEnv{
 		Stdout: c.stdout, Stderr: c.stderr, Stdin: os.Stdin,
 		Getenv: func(k string) string { v, _ := c.lookupEnv(k); return v },
 		LoadConfig: func(path string) (string, string, error) {

@@ -18,7 +18,7 @@ import (
 
 	"github.com/vigilarc/vigil/broker"
 	"github.com/vigilarc/vigil/cluster"
-	"github.com/vigilarc/vigil/ui"
+	"github.com/vigilarc/vigil/ui/console"
 )
 
 // Defaults of a single-node appliance. Cluster timing defaults come from the
@@ -289,7 +289,7 @@ func DefaultConfig() Config {
 			SnapshotInterval:   cluster.DefaultSnapshotInterval,
 			TrailingLogs:       cluster.DefaultTrailingLogs,
 		},
-		Console: ConsoleConfig{SessionTTL: ui.DefaultSessionTTL},
+		Console: ConsoleConfig{SessionTTL: console.DefaultSessionTTL},
 		Broker: BrokerConfig{
 			TCPAddr:        broker.DefaultTCPAddr,
 			WSAddr:         broker.DefaultWSAddr,

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
-	"github.com/vigilarc/vigil/ui"
+	"github.com/vigilarc/vigil/ui/console"
 )
 
 // demoAccount is one console account of the demo.
@@ -58,7 +58,7 @@ func demoPassword() string {
 func createDemoAccounts(ctx context.Context, httpAddr, dataDir, path string) ([]demoAccount, error) {
 	accounts := demoAccounts()
 	for _, a := range accounts {
-		req := ui.SetupOperatorRequest{ID: a.ID, Name: a.Name, Role: a.Role, Password: a.Password, Unlock: true}
+		req := console.SetupOperatorRequest{ID: a.ID, Name: a.Name, Role: a.Role, Password: a.Password, Unlock: true}
 		if err := setupPost(ctx, httpAddr, dataDir, "/operators", req, nil); err != nil {
 			return nil, fmt.Errorf("cannot create the demo account %s: %w", a.ID, err)
 		}
@@ -78,7 +78,7 @@ func createDemoAccounts(ctx context.Context, httpAddr, dataDir, path string) ([]
 // and returns it. Tokens are replicated: it works on every node.
 func createDemoToken(ctx context.Context, httpAddr, dataDir, path, name string) (string, error) {
 	var t monitoring.NewAPIToken
-	req := ui.SetupTokenRequest{Name: name, Role: monitoring.RoleAdmin}
+	req := console.SetupTokenRequest{Name: name, Role: monitoring.RoleAdmin}
 	if err := setupPost(ctx, httpAddr, dataDir, "/tokens", req, &t); err != nil {
 		return "", fmt.Errorf("cannot make the demo's API token: %w", err)
 	}
@@ -95,7 +95,7 @@ func createDemoToken(ctx context.Context, httpAddr, dataDir, path, name string) 
 // /ui/setup) of the node at httpAddr whose data directory is dataDir, and
 // decodes the reply into out when it is not nil.
 func setupPost(ctx context.Context, httpAddr, dataDir, path string, body, out any) error {
-	tok, err := ui.ReadSetupToken(dataDir)
+	tok, err := ReadSetupToken(dataDir)
 	if err != nil {
 		return err
 	}
@@ -103,7 +103,7 @@ func setupPost(ctx context.Context, httpAddr, dataDir, path string, body, out an
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+httpAddr+ui.Prefix+"/setup"+path, bytes.NewReader(b))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+httpAddr+console.Prefix+"/setup"+path, bytes.NewReader(b))
 	if err != nil {
 		return err
 	}

@@ -17,7 +17,9 @@ import (
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/broker"
 	"github.com/vigilarc/vigil/cluster"
-	"github.com/vigilarc/vigil/ui"
+	"github.com/vigilarc/vigil/ui/api"
+	"github.com/vigilarc/vigil/ui/auth"
+	"github.com/vigilarc/vigil/ui/console"
 )
 
 // Timeouts of the HTTP server.
@@ -43,7 +45,8 @@ type Node struct {
 	service *monitoring.Service
 	sched   *monitoring.Scheduler
 	broker  *broker.Broker
-	console *ui.Console
+	auth    *auth.Auth
+	console *console.Console
 
 	openedAt time.Time // when the cluster node opened; read by downNodes
 
@@ -143,13 +146,20 @@ func (n *Node) Open(ctx context.Context) error {
 		n.cluster.Close()
 		return fmt.Errorf("cannot open the MQTT broker: %w", err)
 	}
-	n.console, err = ui.New(ui.Config{
+	n.auth = auth.New(auth.Config{
 		NodeID: n.cluster.ID(), InsecureCookies: n.cfg.Console.InsecureCookies,
-		SessionTTL: n.cfg.Console.SessionTTL, AllowedOrigins: n.cfg.Console.AllowedOrigins,
-		SetupTokenFile: filepath.Join(n.cfg.DataDir, ui.SetupTokenFileName),
-		Logger:         n.logger.With(logKeySystem, "console"),
-		PublicURL:      n.consoleURL(ln.Addr().String()), MQTTURLs: n.mqttURLs(), Cluster: n.cluster,
+		AllowedOrigins: n.cfg.Console.AllowedOrigins,
+		SetupTokenFile: filepath.Join(n.cfg.DataDir, auth.SetupTokenFileName),
+		LoginPath:      console.LoginPath, HomePath: console.HomePath,
 	}, n.service)
+	n.console, err = console.New(console.Config{
+		NodeID: n.cluster.ID(), SessionTTL: n.cfg.Console.SessionTTL, AllowedOrigins: n.cfg.Console.AllowedOrigins,
+		Logger:    n.logger.With(logKeySystem, "console"),
+		PublicURL: n.consoleURL(ln.Addr().String()), MQTTURLs: n.mqttURLs(), Cluster: clusterView{n.cluster},
+	}, n.service, n.auth)
+	if err == nil {
+		err = n.auth.Open() // writes the setup token
+	}
 	if err == nil {
 		err = n.console.Open(context.Background()) // runs until Close
 	}
@@ -162,7 +172,7 @@ func (n *Node) Open(ctx context.Context) error {
 	}
 	n.httpLn = ln
 	n.httpSrv = &http.Server{
-		Handler:           newAPI(n.cluster, n.service, n.console.APIAuth(), n.logger.With(logKeySystem, "http"), n.console.Mount),
+		Handler:           api.New(clusterView{n.cluster}, n.service, n.auth, n.logger.With(logKeySystem, "http"), n.console.Mount),
 		ReadHeaderTimeout: DefaultHTTPReadHeaderTimeout,
 		ReadTimeout:       DefaultHTTPReadTimeout,
 		IdleTimeout:       DefaultHTTPIdleTimeout,

@@ -1,57 +1,20 @@
-// Package ui is Vigil's operator console: server-rendered pages (html/template),
-// a little embedded JavaScript and CSS, and server-sent events, served by
-// gin on every node under /ui/. Nothing is loaded from the internet.
+// Package ui is Vigil's whole HTTP surface, served by gin on every node:
 //
-// Operators sign in with accounts kept in the replicated state
-// (appliance/monitoring/operator.go), so a session cookie works on every
-// node and a lockout holds on every node. Every state-changing request
-// carries a CSRF token bound to the session and a same-origin Origin
-// header; sign-in is rate-limited per address.
+//	ui/console  the operator console: server-rendered pages, a little
+//	            embedded JavaScript and CSS, server-sent events, under /ui/
+//	ui/api      the REST API, JSON under /api/v1 (docs/api.md)
+//	ui/auth     who is calling and what they may do, shared by both:
+//	            console sign-in sessions and their cookies, CSRF and Origin
+//	            checks, API tokens, the node's setup token, roles, and the
+//	            per-address limits on sign-in and on wrong tokens
 //
-// The live alarm queue is pushed to browsers as server-sent events moments
-// after each commit, from this node's event bus (monitoring.Service.Subscribe).
-// The alarm page puts the important information first, then the worker,
-// the device, the location with its trail (an SVG drawn here, no map
-// tiles), the Update message, the audio, the procedure, the escalation
-// contacts and police URNs, and the whole timeline; every action is one
-// click that logs it.
+// This package holds what the three share: the view of the cluster that
+// the appliance supplies (cluster.go, in this package's own types, so that
+// nothing under ui/ imports the cluster), and the small HTTP helpers that
+// turn a Service error into a status and a sentence an operator can act
+// on (http.go).
 //
-// The sessions board shows the timed sessions with the time left and
-// their Update messages, and the devices with battery, last seen and node.
-// Supervisors see the KPIs against the BS 8484 targets, a chart of alarms
-// per day and the open alarms' ages, and export the alarms as CSV. Admins
-// manage organisations, workers and their PINs, devices and their
-// credentials, and operators. The cluster page shows the nodes, the
-// leader, health, devices per node and replication lag.
-//
-// The REST API (appliance/api.go) is authenticated here too (apiauth.go): by
-// an API token, by the node's setup token, or by the console's sign-in with
-// the same CSRF check, and each route checks the caller's role as the
-// console's pages do.
-//
-// Any node serves the console and forwards writes to the leader. When the
-// node a page is on stops, the page says so at once and moves to another
-// node with a replicated, single-use resume ticket, keeping the operator
-// signed in and their unsent notes (handover.go).
-//
-// The console's files:
-//
-//	console.go     Config, Console, routes, security headers
-//	auth.go        sign-in and out, sessions, the Require middleware, roles
-//	csrf.go        CSRF tokens and the Origin check
-//	ratelimit.go   sign-in attempts per address
-//	hub.go         the event bus to browsers (SSE), the location trails
-//	queue.go       the alarm queue page and the event stream
-//	alarm.go       the alarm page and its actions
-//	board.go       the sessions and devices board
-//	reports.go     the supervisors' KPIs, charts and CSV export
-//	chart.go       the reports' charts as SVG
-//	admin.go       organisations, workers, PINs, devices, operators
-//	clusterpage.go the cluster page
-//	handover.go    moving a page to another node: tickets, alive, resume
-//	view.go        what pages show, and how
-//	plot.go        the location trail as SVG
-//	setup.go       the local operator API for the vigil operator and token commands
-//	cli.go         the vigil operator and vigil token commands
-//	apiauth.go     who calls the REST API: API tokens, the setup token, the cookie
+// The appliance builds the parts and mounts them on one engine
+// (appliance/node.go). Everything under ui/ reaches the replicated state
+// only through the monitoring Service and the interfaces declared here.
 package ui

@@ -801,4 +801,8 @@ func (c noCluster) Apply(context.Context, string, []byte) (cluster.Result, error
 	return cluster.Result{}, errors.New("no cluster")
 }
 func (c noCluster) View(func(*badger.Txn) error) error { return errors.New("no cluster") }
-func (c noCluster) ID() string                         { return "none" }
+
+func (c noCluster) LinearizableView(context.Context, func(*badger.Txn) error) error {
+	return errors.New("no cluster")
+}
+func (c noCluster) ID() string { return "none" }

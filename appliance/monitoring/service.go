@@ -16,6 +16,7 @@ import (
 type Cluster interface {
 	Apply(ctx context.Context, id string, data []byte) (cluster.Result, error)
 	View(fn func(txn *badger.Txn) error) error
+	LinearizableView(ctx context.Context, fn func(txn *badger.Txn) error) error
 	ID() string
 }
 

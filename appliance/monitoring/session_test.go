@@ -683,6 +683,10 @@ func (f *fakeCluster) Apply(ctx context.Context, id string, data []byte) (cluste
 	return f.apply(ctx, id, data)
 }
 
+func (f *fakeCluster) LinearizableView(_ context.Context, fn func(txn *badger.Txn) error) error {
+	return f.View(fn)
+}
+
 func (f *fakeCluster) View(fn func(txn *badger.Txn) error) error {
 	if f.view == nil {
 		return errors.New("no state")

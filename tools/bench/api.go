@@ -18,7 +18,8 @@ import (
 	"time"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
-	"github.com/vigilarc/vigil/ui"
+	"github.com/vigilarc/vigil/ui/auth"
+	"github.com/vigilarc/vigil/ui/console"
 )
 
 // apiPrefix is the path prefix of the nodes' HTTP API, the requests that
@@ -47,7 +48,7 @@ func (h vigilHTTP) do(req *http.Request) (*http.Response, error) {
 // obtainAPIToken makes the admin API token the bench sends on its /api/v1
 // requests to c's nodes, through the first node's local setup API: POST
 // /ui/setup/tokens, authorised by the setup token the node writes to its
-// data directory at each start (ui.SetupTokenFileName). startAll calls it
+// data directory at each start (auth.SetupTokenFileName). startAll calls it
 // once the nodes are started, before it asks them for a leader (an API
 // request), so it retries until the cluster can commit the token. The
 // token is replicated state: it outlives the nodes' restarts. A retry
@@ -74,17 +75,17 @@ func obtainAPIToken(ctx context.Context, c *localCluster) (string, error) {
 
 // makeAPIToken asks node n for one admin API token named name.
 func makeAPIToken(ctx context.Context, c *localCluster, n *node, name string) (string, error) {
-	setup, err := os.ReadFile(filepath.Join(n.dataDir, ui.SetupTokenFileName))
+	setup, err := os.ReadFile(filepath.Join(n.dataDir, auth.SetupTokenFileName))
 	if err != nil {
 		return "", fmt.Errorf("cannot read %s's setup token: %w", n.name, err)
 	}
-	body, err := json.Marshal(ui.SetupTokenRequest{Name: name, Role: monitoring.RoleAdmin})
+	body, err := json.Marshal(console.SetupTokenRequest{Name: name, Role: monitoring.RoleAdmin})
 	if err != nil {
 		return "", err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+n.httpAddr+ui.Prefix+"/setup/tokens", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+n.httpAddr+console.Prefix+"/setup/tokens", bytes.NewReader(body))
 	if err != nil {
 		return "", err
 	}
@@ -101,7 +102,7 @@ func makeAPIToken(ctx context.Context, c *localCluster, n *node, name string) (s
 	}
 	var made monitoring.NewAPIToken
 	if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &made) != nil || made.Secret == "" {
-		return "", fmt.Errorf("POST %s/setup/tokens on %s: HTTP %d: %s", ui.Prefix, n.name, resp.StatusCode, bytes.TrimSpace(b))
+		return "", fmt.Errorf("POST %s/setup/tokens on %s: HTTP %d: %s", console.Prefix, n.name, resp.StatusCode, bytes.TrimSpace(b))
 	}
 	return made.Secret, nil
 }

@@ -36,7 +36,8 @@ import (
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/appliance/sim"
-	"github.com/vigilarc/vigil/ui"
+	"github.com/vigilarc/vigil/ui/auth"
+	"github.com/vigilarc/vigil/ui/console"
 )
 
 const (
@@ -89,13 +90,13 @@ func newConsoleClient() *consoleClient {
 // createOperator creates the bench's operator through n's local operator
 // API, authorised by the token n wrote in its data directory.
 func (cc *consoleClient) createOperator(ctx context.Context, n *node) error {
-	tok, err := os.ReadFile(filepath.Join(n.dataDir, ui.SetupTokenFileName))
+	tok, err := os.ReadFile(filepath.Join(n.dataDir, auth.SetupTokenFileName))
 	if err != nil {
 		return fmt.Errorf("cannot read %s's console setup token: %w", n.name, err)
 	}
-	body, _ := json.Marshal(ui.SetupOperatorRequest{ID: consoleOperator, Name: "Bench operator",
+	body, _ := json.Marshal(console.SetupOperatorRequest{ID: consoleOperator, Name: "Bench operator",
 		Role: monitoring.RoleOperator, Password: cc.password})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+n.httpAddr+ui.Prefix+"/setup/operators", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+n.httpAddr+console.Prefix+"/setup/operators", bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -127,7 +128,7 @@ func cookieNamed(cs []*http.Cookie, name string) *http.Cookie {
 // signIn signs in on n's console as a browser does (the sign-in page's
 // CSRF cookie, then the form) and returns the session cookie.
 func (cc *consoleClient) signIn(ctx context.Context, n *node) (*http.Cookie, error) {
-	base := "http://" + n.httpAddr + ui.Prefix
+	base := "http://" + n.httpAddr + console.Prefix
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/login", nil)
 	if err != nil {
 		return nil, err
@@ -142,7 +143,7 @@ func (cc *consoleClient) signIn(ctx context.Context, n *node) (*http.Cookie, err
 	if csrf == nil {
 		return nil, fmt.Errorf("%s's sign-in page (HTTP %d) set no vigil_login cookie", n.name, resp.StatusCode)
 	}
-	form := url.Values{"user": {consoleOperator}, "password": {cc.password}, "csrf": {csrf.Value}, "next": {ui.Prefix + "/"}}
+	form := url.Values{"user": {consoleOperator}, "password": {cc.password}, "csrf": {csrf.Value}, "next": {console.Prefix + "/"}}
 	req, err = http.NewRequestWithContext(ctx, http.MethodPost, base+"/login", strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, err
@@ -202,7 +203,7 @@ func (s *sseStream) run(ctx context.Context, hc *http.Client) {
 }
 
 func (s *sseStream) follow(ctx context.Context, hc *http.Client) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.node.httpAddr+ui.Prefix+"/events", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.node.httpAddr+console.Prefix+"/events", nil)
 	if err != nil {
 		return err
 	}

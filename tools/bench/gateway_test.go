@@ -14,7 +14,7 @@ import (
 
 	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/sim"
-	"github.com/vigilarc/vigil/ui"
+	"github.com/vigilarc/vigil/ui/auth"
 )
 
 // An alarm counts only if PUBACKed within the window and answered ok; the
@@ -99,7 +99,7 @@ func mustNode(t *testing.T) (*appliance.Node, string) {
 	if _, err := n.Cluster().WaitForLeader(ctx); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := os.ReadFile(filepath.Join(cfg.DataDir, ui.SetupTokenFileName))
+	tok, err := os.ReadFile(filepath.Join(cfg.DataDir, auth.SetupTokenFileName))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,9 +19,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/appliance/sim"
+	"github.com/vigilarc/vigil/ui/api"
 )
 
 const (
@@ -142,9 +142,9 @@ func deviceID(i int) string { return fmt.Sprintf("bench-d%05d", i+1) }
 
 // createOrg creates the bench's organisation.
 func (p *provisioner) createOrg(ctx context.Context) error {
-	req := appliance.OrganisationRequest{
-		Command: appliance.Command{ID: "bench-c-org", Actor: benchActor},
-		Org:     appliance.OrganisationBody{ID: benchOrg, Name: "Bench device pool"},
+	req := api.OrganisationRequest{
+		Command: api.Command{ID: "bench-c-org", Actor: benchActor},
+		Org:     api.OrganisationBody{ID: benchOrg, Name: "Bench device pool"},
 	}
 	return p.retry(ctx, 0, func(_ int, addr string) error {
 		return p.post(ctx, addr, "/api/v1/organisations", req, nil)
@@ -159,9 +159,9 @@ func (p *provisioner) device(ctx context.Context, i int) (sim.Credential, time.D
 	id := deviceID(i)
 	node := i % len(p.addrs)
 	t0 := time.Now()
-	dev := appliance.DeviceRequest{
-		Command: appliance.Command{ID: "bench-c-" + id, Actor: benchActor},
-		Device: appliance.DeviceBody{ID: id, Kind: monitoring.DevicePooled,
+	dev := api.DeviceRequest{
+		Command: api.Command{ID: "bench-c-" + id, Actor: benchActor},
+		Device: api.DeviceBody{ID: id, Kind: monitoring.DevicePooled,
 			Label: fmt.Sprintf("Pool device %d", i+1), OrgID: benchOrg},
 	}
 	// The same command ID on every attempt: a retry after an unknown
@@ -173,11 +173,11 @@ func (p *provisioner) device(ctx context.Context, i int) (sim.Credential, time.D
 		return sim.Credential{}, 0, 0, fmt.Errorf("cannot register device %s: %w", id, err)
 	}
 	t1 := time.Now()
-	var sec appliance.DeviceSecretResponse
+	var sec api.DeviceSecretResponse
 	// A new command ID on every attempt: a secret is shown once, so a
 	// retry of a command that did commit is refused rather than answered.
 	err = p.retry(ctx, node, func(attempt int, addr string) error {
-		cmd := appliance.Command{ID: fmt.Sprintf("bench-c-secret-%s-%d", id, attempt), Actor: benchActor}
+		cmd := api.Command{ID: fmt.Sprintf("bench-c-secret-%s-%d", id, attempt), Actor: benchActor}
 		return p.post(ctx, addr, "/api/v1/devices/"+id+"/secret", cmd, &sec)
 	})
 	if err == nil && sec.Secret == "" {

@@ -18,7 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/vigilarc/vigil/appliance"
+	"github.com/vigilarc/vigil/ui/api"
 )
 
 const (
@@ -64,7 +64,7 @@ func newValue() string {
 // post appends one record on the node at addr. It returns the HTTP status
 // and, for 201, the log index at which the command was applied.
 func (p *poster) post(ctx context.Context, addr, id, key, value string) (int, uint64, error) {
-	body, err := json.Marshal(appliance.DiagRecordRequest{ID: id, Key: key, Value: value})
+	body, err := json.Marshal(api.DiagRecordRequest{ID: id, Key: key, Value: value})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -78,7 +78,7 @@ func (p *poster) post(ctx context.Context, addr, id, key, value string) (int, ui
 		return 0, 0, err
 	}
 	defer resp.Body.Close()
-	var r appliance.DiagRecordResponse
+	var r api.DiagRecordResponse
 	if resp.StatusCode == http.StatusCreated {
 		err = json.NewDecoder(resp.Body).Decode(&r)
 	}

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/appliance/sim"
+	"github.com/vigilarc/vigil/ui/api"
 )
 
 func TestPlan_SameSeedSameScheduleEveryKind(t *testing.T) {
@@ -235,20 +235,20 @@ func newCheckWorld() *checkWorld {
 	a2 := alarm("a2", "cx-d001", monitoring.AlarmManDown, 12)
 	a3 := alarm("a3", "cx-d002", monitoring.AlarmMissedCheckIn, 21)
 	a3.SessionID = "s-exp"
-	cmd := func(id string, v any) appliance.DiagCommand {
+	cmd := func(id string, v any) monitoring.DiagCommand {
 		b, _ := json.Marshal(v)
-		return appliance.DiagCommand{ID: id, Index: 1, Response: b}
+		return monitoring.DiagCommand{ID: id, Index: 1, Response: b}
 	}
 	for _, name := range []string{"n1", "n2", "n3"} {
 		w.in.views = append(w.in.views, &nodeView{
 			name:  name,
-			state: appliance.DiagStateResponse{AppliedIndex: 100, Hash: "abc"},
-			alarms: map[string]appliance.DiagAlarm{
+			state: api.DiagStateResponse{AppliedIndex: 100, Hash: "abc"},
+			alarms: map[string]monitoring.DiagAlarm{
 				"a1": {Alarm: a1, Timeline: notes(0), Raised: 1},
 				"a2": {Alarm: a2, Timeline: notes(2), Raised: 1},
 				"a3": {Alarm: a3, Timeline: notes(2), Raised: 1},
 			},
-			commands: map[string]appliance.DiagCommand{
+			commands: map[string]monitoring.DiagCommand{
 				"CmdRaiseAlarm/dev/cx-d001/o-1":    cmd("CmdRaiseAlarm/dev/cx-d001/o-1", a1),
 				"CmdRaiseAlarm/dev/cx-d001/o-2":    cmd("CmdRaiseAlarm/dev/cx-d001/o-2", a2),
 				"CmdStartSession/dev/cx-d002/o-1":  cmd("CmdStartSession/dev/cx-d002/o-1", monitoring.Session{ID: "s-exp"}),
@@ -330,7 +330,7 @@ func TestCheck_FindsBrokenPromises(t *testing.T) {
 			func(v *Verdict) bool { return v.Lost == 1 }, "session s-end, ended by acked event"},
 		{"an alarm raised twice", func(w *checkWorld) {
 			for _, nv := range w.in.views {
-				nv.alarms["a9"] = appliance.DiagAlarm{Alarm: monitoring.Alarm{ID: "a9", Type: monitoring.AlarmRedAlert, DeviceID: "cx-d001", Status: monitoring.StatusRaised}, Raised: 1}
+				nv.alarms["a9"] = monitoring.DiagAlarm{Alarm: monitoring.Alarm{ID: "a9", Type: monitoring.AlarmRedAlert, DeviceID: "cx-d001", Status: monitoring.StatusRaised}, Raised: 1}
 			}
 		}, func(v *Verdict) bool { return v.Duplicated == 1 }, "is the alarm of no device event"},
 		{"an alarm closed by nobody", func(w *checkWorld) {

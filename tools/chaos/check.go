@@ -26,9 +26,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/appliance/sim"
+	"github.com/vigilarc/vigil/ui/api"
 )
 
 // maxProblems is how many problems a verdict lists in full.
@@ -41,11 +41,11 @@ const ackNoteSlack = 10 * time.Second
 // nodeView is one node's state as the checker reads it.
 type nodeView struct {
 	name     string
-	state    appliance.DiagStateResponse
-	alarms   map[string]appliance.DiagAlarm
-	commands map[string]appliance.DiagCommand // by command ID
-	fires    []monitoring.AuditRecord         // deadline fires of sessions
-	sessions map[string]*monitoring.Session   // the planned sessions it has
+	state    api.DiagStateResponse
+	alarms   map[string]monitoring.DiagAlarm
+	commands map[string]monitoring.DiagCommand // by command ID
+	fires    []monitoring.AuditRecord          // deadline fires of sessions
+	sessions map[string]*monitoring.Session    // the planned sessions it has
 }
 
 // checkInput is everything the checker judges.
@@ -120,9 +120,9 @@ func check(in checkInput) *Verdict {
 	}
 
 	// The device events each node applied, by event key.
-	byEvent := make([]map[string]appliance.DiagCommand, len(in.views))
+	byEvent := make([]map[string]monitoring.DiagCommand, len(in.views))
 	for i, nv := range in.views {
-		byEvent[i] = map[string]appliance.DiagCommand{}
+		byEvent[i] = map[string]monitoring.DiagCommand{}
 		for id, c := range nv.commands {
 			_, key, ok := strings.Cut(id, "/")
 			if !ok || !strings.HasPrefix(key, "dev/") {

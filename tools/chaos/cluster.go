@@ -19,7 +19,8 @@ import (
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/cluster"
-	"github.com/vigilarc/vigil/ui"
+	"github.com/vigilarc/vigil/ui/auth"
+	"github.com/vigilarc/vigil/ui/console"
 )
 
 // Timeouts of the cluster helpers.
@@ -159,7 +160,7 @@ func (c *Cluster) send(ctx context.Context, n *node, method, path string, timeou
 func (c *Cluster) authorise(req *http.Request, n *node) {
 	tok := c.token
 	if tok == "" {
-		b, err := os.ReadFile(filepath.Join(n.dataDir, ui.SetupTokenFileName))
+		b, err := os.ReadFile(filepath.Join(n.dataDir, auth.SetupTokenFileName))
 		if err != nil {
 			return // the node refuses with 401, which the caller reports
 		}
@@ -179,17 +180,17 @@ const tokenName = "chaos-operator"
 // the cluster first has a leader.
 func (c *Cluster) obtainToken(ctx context.Context) error {
 	n := c.nodes[0]
-	setup, err := os.ReadFile(filepath.Join(n.dataDir, ui.SetupTokenFileName))
+	setup, err := os.ReadFile(filepath.Join(n.dataDir, auth.SetupTokenFileName))
 	if err != nil {
 		return fmt.Errorf("cannot read %s's setup token: %w", n.name, err)
 	}
-	body, err := json.Marshal(ui.SetupTokenRequest{Name: tokenName, Role: monitoring.RoleAdmin})
+	body, err := json.Marshal(console.SetupTokenRequest{Name: tokenName, Role: monitoring.RoleAdmin})
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, formTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+n.httpAddr()+ui.Prefix+"/setup/tokens", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+n.httpAddr()+console.Prefix+"/setup/tokens", bytes.NewReader(body))
 	if err != nil {
 		return err
 	}

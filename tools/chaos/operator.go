@@ -12,8 +12,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/ui/api"
 )
 
 // Operator figures.
@@ -74,7 +74,7 @@ func (o *operator) round(ctx context.Context) {
 		if !n.running() || n.paused {
 			continue
 		}
-		var q appliance.AlarmsResponse
+		var q api.AlarmsResponse
 		if err := o.c.getJSON(ctx, n, "/api/v1/alarms", queueTimeout, &q); err != nil {
 			continue
 		}
@@ -106,7 +106,7 @@ func (o *operator) pick(open []monitoring.Alarm) []monitoring.Alarm {
 // are fixed per alarm, so a retry in a later round is applied once. It
 // reports whether n committed both.
 func (o *operator) handle(ctx context.Context, n *node, a monitoring.Alarm) bool {
-	ack := appliance.AcknowledgeRequest{Command: appliance.Command{ID: "op-ack-" + a.ID, Actor: OperatorActor}}
+	ack := api.AcknowledgeRequest{Command: api.Command{ID: "op-ack-" + a.ID, Actor: OperatorActor}}
 	err := o.c.send(ctx, n, "POST", "/api/v1/alarms/"+a.ID+"/acknowledge", operatorTimeout, ack, nil)
 	switch code := statusCode(err); {
 	case err == nil:
@@ -116,7 +116,7 @@ func (o *operator) handle(ctx context.Context, n *node, a monitoring.Alarm) bool
 		o.count(&o.errs)
 		return false
 	}
-	closeReq := appliance.CloseRequest{Command: appliance.Command{ID: "op-close-" + a.ID, Actor: OperatorActor},
+	closeReq := api.CloseRequest{Command: api.Command{ID: "op-close-" + a.ID, Actor: OperatorActor},
 		Resolution: monitoring.ResolutionFalseAlarm, Note: "closed by the chaos harness"}
 	o.mu.Lock()
 	o.tried[a.ID] = true

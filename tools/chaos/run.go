@@ -16,9 +16,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/appliance/sim"
+	"github.com/vigilarc/vigil/ui/api"
 )
 
 // Defaults and figures of a run.
@@ -283,9 +283,9 @@ func (h *harness) provision(ctx context.Context, load *Load, dir string) (*sim.S
 	}
 	// The sessions let run out raise their alarm Grace after; devices are
 	// never taken for gone during a run.
-	org := appliance.OrganisationRequest{
-		Command: appliance.Command{ID: devicePrefix + "-chaos-org", Actor: OperatorActor},
-		Org: appliance.OrganisationBody{ID: devicePrefix + "-org", Name: "Chaos Community Care (simulated)",
+	org := api.OrganisationRequest{
+		Command: api.Command{ID: devicePrefix + "-chaos-org", Actor: OperatorActor},
+		Org: api.OrganisationBody{ID: devicePrefix + "-org", Name: "Chaos Community Care (simulated)",
 			DefaultSession: "45m", Grace: Grace.String(), OfflineThreshold: "2h",
 			Procedure: "Call the worker; if no answer or duress, call 999 and give the last location."},
 	}
@@ -445,14 +445,14 @@ func (h *harness) readViews(ctx context.Context, load *Load, elapsed time.Durati
 var errMoved = errors.New("a node applied more while it was read")
 
 func (h *harness) readViewsOnce(ctx context.Context, load *Load, elapsed time.Duration) ([]*nodeView, error) {
-	var states []appliance.DiagStateResponse
+	var states []api.DiagStateResponse
 	stable := 0
 	var last string
 	err := pollUntil(ctx, convergeTimeout, func() bool {
 		prev := states
 		states = nil
 		for _, n := range h.c.nodes {
-			var st appliance.DiagStateResponse
+			var st api.DiagStateResponse
 			if err := h.c.getJSON(ctx, n, "/api/v1/diag/state", bigReadTimeout, &st); err != nil {
 				last = fmt.Sprintf("%s: %v", n.name, err)
 				return false
@@ -478,9 +478,9 @@ func (h *harness) readViewsOnce(ctx context.Context, load *Load, elapsed time.Du
 	}
 	var views []*nodeView
 	for i, n := range h.c.nodes {
-		nv := &nodeView{name: n.name, state: states[i], alarms: map[string]appliance.DiagAlarm{},
-			commands: map[string]appliance.DiagCommand{}, sessions: map[string]*monitoring.Session{}}
-		var al appliance.DiagAlarmsResponse
+		nv := &nodeView{name: n.name, state: states[i], alarms: map[string]monitoring.DiagAlarm{},
+			commands: map[string]monitoring.DiagCommand{}, sessions: map[string]*monitoring.Session{}}
+		var al api.DiagAlarmsResponse
 		if err := h.c.getJSON(ctx, n, "/api/v1/diag/alarms", bigReadTimeout, &al); err != nil {
 			return nil, err
 		}
@@ -488,7 +488,7 @@ func (h *harness) readViewsOnce(ctx context.Context, load *Load, elapsed time.Du
 			nv.alarms[a.Alarm.ID] = a
 		}
 		for _, p := range []string{monitoring.CmdRaiseAlarm.String(), monitoring.CmdStartSession.String(), monitoring.CmdSessionAction.String()} {
-			var cr appliance.DiagCommandsResponse
+			var cr api.DiagCommandsResponse
 			if err := h.c.getJSON(ctx, n, "/api/v1/diag/commands?prefix="+p+"/dev/", bigReadTimeout, &cr); err != nil {
 				return nil, err
 			}
@@ -499,7 +499,7 @@ func (h *harness) readViewsOnce(ctx context.Context, load *Load, elapsed time.Du
 				nv.commands[c.ID] = c
 			}
 		}
-		var au appliance.DiagAuditResponse
+		var au api.DiagAuditResponse
 		if err := h.c.getJSON(ctx, n, "/api/v1/diag/audit?subject=session/", bigReadTimeout, &au); err != nil {
 			return nil, err
 		}

@@ -13,9 +13,9 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/broker"
+	vapi "github.com/vigilarc/vigil/ui/api"
 )
 
 // Figures of the broker failover test.
@@ -67,20 +67,20 @@ func TestCluster_BrokerNodeKilledMidPublishOneAlarm(t *testing.T) {
 
 	const device = "d-fo"
 	leader := c.Leader()
-	mustWrite(t, c, leader, "/api/v1/organisations", appliance.OrganisationRequest{
-		Command: appliance.Command{ID: "fo-org", Actor: "systemtest"},
-		Org:     appliance.OrganisationBody{ID: "fo", Name: "Failover Trust"},
+	mustWrite(t, c, leader, "/api/v1/organisations", vapi.OrganisationRequest{
+		Command: vapi.Command{ID: "fo-org", Actor: "systemtest"},
+		Org:     vapi.OrganisationBody{ID: "fo", Name: "Failover Trust"},
 	}, nil)
-	mustWrite(t, c, leader, "/api/v1/workers", appliance.WorkerRequest{
-		Command: appliance.Command{ID: "fo-worker", Actor: "systemtest"},
-		Worker:  appliance.WorkerBody{ID: "w-fo", Name: "Ann Smith", OrgID: "fo"},
+	mustWrite(t, c, leader, "/api/v1/workers", vapi.WorkerRequest{
+		Command: vapi.Command{ID: "fo-worker", Actor: "systemtest"},
+		Worker:  vapi.WorkerBody{ID: "w-fo", Name: "Ann Smith", OrgID: "fo"},
 	}, nil)
-	mustWrite(t, c, leader, "/api/v1/devices", appliance.DeviceRequest{
-		Command: appliance.Command{ID: "fo-device", Actor: "systemtest"},
-		Device:  appliance.DeviceBody{ID: device, Kind: monitoring.DevicePhoneApp, OrgID: "fo", WorkerID: "w-fo"},
+	mustWrite(t, c, leader, "/api/v1/devices", vapi.DeviceRequest{
+		Command: vapi.Command{ID: "fo-device", Actor: "systemtest"},
+		Device:  vapi.DeviceBody{ID: device, Kind: monitoring.DevicePhoneApp, OrgID: "fo", WorkerID: "w-fo"},
 	}, nil)
-	var sec appliance.DeviceSecretResponse
-	mustWrite(t, c, leader, "/api/v1/devices/"+device+"/secret", appliance.Command{ID: "fo-secret", Actor: "systemtest"}, &sec)
+	var sec vapi.DeviceSecretResponse
+	mustWrite(t, c, leader, "/api/v1/devices/"+device+"/secret", vapi.Command{ID: "fo-secret", Actor: "systemtest"}, &sec)
 	c.waitConverged(convergeTimeout, 0) // every node knows the secret
 
 	base := time.Now().UTC().Truncate(time.Second)
@@ -147,7 +147,7 @@ func TestCluster_BrokerNodeKilledMidPublishOneAlarm(t *testing.T) {
 	ids := map[time.Time]string{}
 	for i := range c.nodes {
 		ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
-		var resp appliance.AlarmsResponse
+		var resp vapi.AlarmsResponse
 		err := c.api.getJSON(ctx, "http://"+c.http[i]+"/api/v1/alarms", &resp)
 		cancel()
 		if err != nil {

@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/vigilarc/vigil/appliance"
+	vapi "github.com/vigilarc/vigil/ui/api"
 )
 
 // The load client: workers send diagnostic record commands to the nodes'
@@ -104,7 +104,7 @@ func (c *loadClient) apply(ctx context.Context, i int) {
 	cmd := c.cmds[i]
 	ctx, cancel := context.WithTimeout(ctx, commandBudget)
 	defer cancel()
-	req := appliance.DiagRecordRequest{ID: cmd.id, Key: cmd.key, Value: cmd.id}
+	req := vapi.DiagRecordRequest{ID: cmd.id, Key: cmd.key, Value: cmd.id}
 	node, backoff := i%len(c.addrs), firstBackoff
 	for {
 		cmd.attempts++

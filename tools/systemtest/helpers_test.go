@@ -20,7 +20,9 @@ import (
 	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/cluster"
-	"github.com/vigilarc/vigil/ui"
+	vapi "github.com/vigilarc/vigil/ui/api"
+	"github.com/vigilarc/vigil/ui/auth"
+	"github.com/vigilarc/vigil/ui/console"
 )
 
 // Timeouts of the helpers, generous for a loaded two-core machine running
@@ -320,7 +322,7 @@ func (a *api) authorise(req *http.Request) {
 		if !ok {
 			return
 		}
-		b, err := os.ReadFile(filepath.Join(dir.(string), ui.SetupTokenFileName))
+		b, err := os.ReadFile(filepath.Join(dir.(string), auth.SetupTokenFileName))
 		if err != nil {
 			return // not written yet: the node refuses, and the caller retries
 		}
@@ -364,12 +366,12 @@ func (a *api) status(httpAddr string) (cluster.Status, error) {
 func (a *api) records(httpAddr string) ([]monitoring.DiagRecord, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
 	defer cancel()
-	var resp appliance.DiagRecordsResponse
-	if err := a.getJSON(ctx, "http://"+httpAddr+"/api/v1/diag/records?consistency="+appliance.ConsistencyLocal, &resp); err != nil {
+	var resp vapi.DiagRecordsResponse
+	if err := a.getJSON(ctx, "http://"+httpAddr+"/api/v1/diag/records?consistency="+vapi.ConsistencyLocal, &resp); err != nil {
 		return nil, err
 	}
-	if resp.Consistency != appliance.ConsistencyLocal {
-		return nil, fmt.Errorf("read from %s has consistency %q, want %q", httpAddr, resp.Consistency, appliance.ConsistencyLocal)
+	if resp.Consistency != vapi.ConsistencyLocal {
+		return nil, fmt.Errorf("read from %s has consistency %q, want %q", httpAddr, resp.Consistency, vapi.ConsistencyLocal)
 	}
 	return resp.Records, nil
 }
@@ -377,8 +379,8 @@ func (a *api) records(httpAddr string) ([]monitoring.DiagRecord, error) {
 // postRecord sends one diagnostic record command and returns the HTTP
 // status with the decoded reply (for 201) or the error body. Status 0 with
 // an error means there was no complete reply.
-func (a *api) postRecord(ctx context.Context, httpAddr string, r appliance.DiagRecordRequest) (int, appliance.DiagRecordResponse, string, error) {
-	var out appliance.DiagRecordResponse
+func (a *api) postRecord(ctx context.Context, httpAddr string, r vapi.DiagRecordRequest) (int, vapi.DiagRecordResponse, string, error) {
+	var out vapi.DiagRecordResponse
 	body, err := json.Marshal(r)
 	if err != nil {
 		return 0, out, "", err
@@ -475,12 +477,12 @@ func mustMakeToken(t *testing.T, httpAddr, name string) string {
 	if !ok {
 		t.Fatalf("no data directory registered for %s", httpAddr)
 	}
-	setup, err := ui.ReadSetupToken(dir.(string))
+	setup, err := appliance.ReadSetupToken(dir.(string))
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := json.Marshal(ui.SetupTokenRequest{Name: name, Role: monitoring.RoleAdmin})
-	req, err := http.NewRequest(http.MethodPost, "http://"+httpAddr+ui.Prefix+"/setup/tokens", bytes.NewReader(body))
+	body, _ := json.Marshal(console.SetupTokenRequest{Name: name, Role: monitoring.RoleAdmin})
+	req, err := http.NewRequest(http.MethodPost, "http://"+httpAddr+console.Prefix+"/setup/tokens", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	vapi "github.com/vigilarc/vigil/ui/api"
 )
 
 // Figures of the presence test.
@@ -33,19 +33,19 @@ func TestCluster_NodeKilledItsDevicesGoOffline(t *testing.T) {
 		"VIGIL_BROKER_TELEMETRY_FLUSH=200ms")
 	leader := c.Leader()
 	w := func(path string, body, out any) { mustWrite(t, c, leader, path, body, out) }
-	cmd := func(id string) appliance.Command { return appliance.Command{ID: id, Actor: "systemtest"} }
-	w("/api/v1/organisations", appliance.OrganisationRequest{Command: cmd("pr-org"),
-		Org: appliance.OrganisationBody{ID: "pr", Name: "Riverside Community Trust", OfflineThreshold: presenceOffline.String()}}, nil)
+	cmd := func(id string) vapi.Command { return vapi.Command{ID: id, Actor: "systemtest"} }
+	w("/api/v1/organisations", vapi.OrganisationRequest{Command: cmd("pr-org"),
+		Org: vapi.OrganisationBody{ID: "pr", Name: "Riverside Community Trust", OfflineThreshold: presenceOffline.String()}}, nil)
 	secrets := map[string]string{}
 	for _, id := range []string{"stay", "move"} {
-		w("/api/v1/workers", appliance.WorkerRequest{Command: cmd("pr-w-" + id),
-			Worker: appliance.WorkerBody{ID: "w-" + id, Name: "Nurse " + id, OrgID: "pr"}}, nil)
-		w("/api/v1/devices", appliance.DeviceRequest{Command: cmd("pr-d-" + id),
-			Device: appliance.DeviceBody{ID: "d-" + id, Kind: monitoring.DevicePhoneApp, OrgID: "pr", WorkerID: "w-" + id}}, nil)
-		var sec appliance.DeviceSecretResponse
+		w("/api/v1/workers", vapi.WorkerRequest{Command: cmd("pr-w-" + id),
+			Worker: vapi.WorkerBody{ID: "w-" + id, Name: "Nurse " + id, OrgID: "pr"}}, nil)
+		w("/api/v1/devices", vapi.DeviceRequest{Command: cmd("pr-d-" + id),
+			Device: vapi.DeviceBody{ID: "d-" + id, Kind: monitoring.DevicePhoneApp, OrgID: "pr", WorkerID: "w-" + id}}, nil)
+		var sec vapi.DeviceSecretResponse
 		w("/api/v1/devices/d-"+id+"/secret", cmd("pr-s-"+id), &sec)
 		secrets[id] = sec.Secret
-		w("/api/v1/sessions", appliance.StartSessionBody{Command: cmd("pr-sess-" + id),
+		w("/api/v1/sessions", vapi.StartSessionBody{Command: cmd("pr-sess-" + id),
 			SessionID: "s-" + id, WorkerID: "w-" + id, DeviceID: "d-" + id, Duration: "2h"}, nil)
 	}
 	c.waitConverged(convergeTimeout, 0)
@@ -133,7 +133,7 @@ func (c *testCluster) device(i int, id string) (*monitoring.Device, error) {
 func (c *testCluster) offlineAlarms(i int) ([]monitoring.Alarm, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
 	defer cancel()
-	var resp appliance.AlarmsResponse
+	var resp vapi.AlarmsResponse
 	if err := c.api.getJSON(ctx, "http://"+c.http[i]+"/api/v1/alarms", &resp); err != nil {
 		return nil, err
 	}

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	vapi "github.com/vigilarc/vigil/ui/api"
 )
 
 // The session-expiry test's figures.
@@ -49,24 +49,24 @@ func TestCluster_SessionExpiresWhileLeaderKilledRaisesOneAlarm(t *testing.T) {
 	// The directory goes in through the leader; every node has it before
 	// the session starts on a follower, which looks up the worker locally.
 	leader := c.Leader()
-	mustWrite(t, c, leader, "/api/v1/organisations", appliance.OrganisationRequest{
-		Command: appliance.Command{ID: "st-org", Actor: "systemtest"},
-		Org:     appliance.OrganisationBody{ID: "trust", Name: "North Trust", Grace: expiryGrace.String()},
+	mustWrite(t, c, leader, "/api/v1/organisations", vapi.OrganisationRequest{
+		Command: vapi.Command{ID: "st-org", Actor: "systemtest"},
+		Org:     vapi.OrganisationBody{ID: "trust", Name: "North Trust", Grace: expiryGrace.String()},
 	}, nil)
-	mustWrite(t, c, leader, "/api/v1/workers", appliance.WorkerRequest{
-		Command: appliance.Command{ID: "st-worker", Actor: "systemtest"},
-		Worker:  appliance.WorkerBody{ID: "w1", Name: "Ann Smith", OrgID: "trust"},
+	mustWrite(t, c, leader, "/api/v1/workers", vapi.WorkerRequest{
+		Command: vapi.Command{ID: "st-worker", Actor: "systemtest"},
+		Worker:  vapi.WorkerBody{ID: "w1", Name: "Ann Smith", OrgID: "trust"},
 	}, nil)
-	mustWrite(t, c, leader, "/api/v1/devices", appliance.DeviceRequest{
-		Command: appliance.Command{ID: "st-device", Actor: "systemtest"},
-		Device:  appliance.DeviceBody{ID: "d1", Kind: monitoring.DevicePhoneApp, OrgID: "trust", WorkerID: "w1"},
+	mustWrite(t, c, leader, "/api/v1/devices", vapi.DeviceRequest{
+		Command: vapi.Command{ID: "st-device", Actor: "systemtest"},
+		Device:  vapi.DeviceBody{ID: "d1", Kind: monitoring.DevicePhoneApp, OrgID: "trust", WorkerID: "w1"},
 	}, nil)
 	c.waitConverged(convergeTimeout, 0)
 
 	follower := c.Followers()[0]
 	var sess monitoring.Session
-	mustWrite(t, c, follower, "/api/v1/sessions", appliance.StartSessionBody{
-		Command:  appliance.Command{ID: "st-session", Actor: "w1"},
+	mustWrite(t, c, follower, "/api/v1/sessions", vapi.StartSessionBody{
+		Command:  vapi.Command{ID: "st-session", Actor: "w1"},
 		WorkerID: "w1", DeviceID: "d1", Duration: expirySession.String(), Update: "systemtest visit",
 	}, &sess)
 	due := sess.NextDue
@@ -187,7 +187,7 @@ func mustOneMissedCheckIn(t *testing.T, c *testCluster, nodes []int, sessionID s
 func missedCheckIns(c *testCluster, i int, sessionID string) ([]monitoring.Alarm, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
 	defer cancel()
-	var resp appliance.AlarmsResponse
+	var resp vapi.AlarmsResponse
 	if err := c.api.getJSON(ctx, "http://"+c.http[i]+"/api/v1/alarms", &resp); err != nil {
 		return nil, err
 	}

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	vapi "github.com/vigilarc/vigil/ui/api"
 )
 
 // The leader-kill test's figures.
@@ -285,7 +285,7 @@ func TestServe_DefaultsStartSingleNode(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
-	req := appliance.DiagRecordRequest{ID: "single-1", Key: "k1", Value: "v1"}
+	req := vapi.DiagRecordRequest{ID: "single-1", Key: "k1", Value: "v1"}
 	var indexes []uint64
 	for attempt, wantDup := range []bool{false, true} {
 		status, resp, body, err := a.postRecord(ctx, httpAddr, req)

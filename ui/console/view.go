@@ -1,0 +1,342 @@
+package console
+
+import (
+	"bytes"
+	"fmt"
+	"html/template"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/ui"
+	"github.com/vigilarc/vigil/ui/auth"
+)
+
+// pageBase is what every page's layout shows.
+type pageBase struct {
+	Title    string
+	Page     string // the body's data-page, for console.js
+	Section  string // the part of the console, for the navigation
+	Operator *monitoring.Operator
+	CSRF     string
+	NodeID   string
+	Now      time.Time
+	// Supervisor and Admin say which parts of the console the operator
+	// may open.
+	Supervisor, Admin bool
+}
+
+func (co *Console) base(c *gin.Context, title string) pageBase {
+	b := pageBase{Title: title, Operator: auth.OperatorOf(c), CSRF: auth.CSRFOf(c), NodeID: co.cfg.NodeID, Now: time.Now()}
+	if b.Operator != nil {
+		b.Supervisor = b.Operator.Role.AtLeast(monitoring.RoleSupervisor)
+		b.Admin = b.Operator.Role.AtLeast(monitoring.RoleAdmin)
+	}
+	return b
+}
+
+// pageNames are the templates in templates/, each with layout.html.
+var pageNames = []string{"login", "queue", "alarm", "sessions", "cluster", "reports", "resume",
+	"admin_orgs", "admin_org", "admin_workers", "admin_worker", "admin_devices", "admin_device", "admin_operators"}
+
+func parsePages() (map[string]*template.Template, error) {
+	pages := map[string]*template.Template{}
+	for _, name := range pageNames {
+		t, err := template.New(name).Funcs(templateFuncs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
+		if err != nil {
+			return nil, fmt.Errorf("console: cannot parse template %s: %w", name, err)
+		}
+		pages[name] = t
+	}
+	return pages, nil
+}
+
+// render writes a page; it renders into a buffer first, so that a
+// template error is a clean 500 rather than half a page.
+func (co *Console) render(c *gin.Context, status int, page string, data any) {
+	var buf bytes.Buffer
+	if err := co.pages[page].ExecuteTemplate(&buf, "layout", data); err != nil {
+		co.logger.Error("console: cannot render page", "page", page, "error", err)
+		c.String(http.StatusInternalServerError, "The page could not be shown: %v", err)
+		return
+	}
+	c.Data(status, "text/html; charset=utf-8", buf.Bytes())
+}
+
+var templateFuncs = template.FuncMap{
+	"clock":     clock,
+	"isoTime":   isoTime,
+	"typeLabel": typeLabel,
+	"statusLabel": func(s monitoring.AlarmStatus) string {
+		return statusLabels[s]
+	},
+	"resolutionLabel": func(r monitoring.Resolution) string { return resolutionLabels[r] },
+	"actionLabel":     func(k monitoring.ActionKind) string { return actionLabel(k) },
+	"ago":             func(t time.Time) string { return ago(time.Since(t)) },
+	"metres":          metres,
+	"coord":           func(f float64) string { return fmt.Sprintf("%.5f", f) },
+	"percent": func(n int) string {
+		if n < 0 {
+			return "unknown"
+		}
+		return fmt.Sprintf("%d%%", n)
+	},
+	"add":       func(a, b int) int { return a + b },
+	"newID":     ui.RandomToken, // a form's command ID
+	"telDigits": telDigits,
+}
+
+// telDigits returns what a tel: link dials for phone: its digits, and a
+// leading +; nothing when phone holds more than digits, spaces, + - . ( ).
+func telDigits(phone string) string {
+	var b strings.Builder
+	for i, r := range strings.TrimSpace(phone) {
+		switch {
+		case r >= '0' && r <= '9', r == '+' && i == 0:
+			b.WriteRune(r)
+		case strings.ContainsRune(" -.()", r):
+		default:
+			return ""
+		}
+	}
+	return b.String()
+}
+
+// clock formats t as the time of day in this node's zone; console.js
+// rewrites it in the browser's.
+func clock(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.Local().Format("15:04:05")
+}
+
+func isoTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// ago formats a duration the way the queue's age column does.
+func ago(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	d = d.Truncate(time.Second)
+	h, m, s := int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60
+	switch {
+	case h > 0:
+		return fmt.Sprintf("%dh %02dm", h, m)
+	case m > 0:
+		return fmt.Sprintf("%dm %02ds", m, s)
+	}
+	return fmt.Sprintf("%ds", s)
+}
+
+func metres(m float64) string {
+	switch {
+	case m <= 0:
+		return "unknown"
+	case m < 1000:
+		return fmt.Sprintf("%.0f m", m)
+	}
+	return fmt.Sprintf("%.1f km", m/1000)
+}
+
+var typeLabels = map[monitoring.AlarmType]string{
+	monitoring.AlarmRedAlert:      "Red alert",
+	monitoring.AlarmDuress:        "DURESS",
+	monitoring.AlarmDiscreetPanic: "Discreet panic",
+	monitoring.AlarmManDown:       "Man down",
+	monitoring.AlarmMissedCheckIn: "Missed check-in",
+	monitoring.AlarmDeviceOffline: "Device offline",
+	monitoring.AlarmLowBattery:    "Low battery",
+	monitoring.AlarmTest:          "Test",
+}
+
+func typeLabel(t monitoring.AlarmType) string {
+	if s, ok := typeLabels[t]; ok {
+		return s
+	}
+	return string(t)
+}
+
+var statusLabels = map[monitoring.AlarmStatus]string{
+	monitoring.StatusRaised:       "Waiting",
+	monitoring.StatusAcknowledged: "Acknowledged",
+	monitoring.StatusInProgress:   "In progress",
+	monitoring.StatusClosed:       "Closed",
+}
+
+var resolutionLabels = map[monitoring.Resolution]string{
+	monitoring.ResolutionWorkerSafe:      "Worker confirmed safe",
+	monitoring.ResolutionIncidentHandled: "Incident dealt with (police or help attended)",
+	monitoring.ResolutionFalseAlarm:      "False alarm",
+	monitoring.ResolutionTest:            "Test alarm",
+}
+
+var actionLabels = map[monitoring.ActionKind]string{
+	monitoring.ActionRaised:       "Raised",
+	monitoring.ActionAcknowledged: "Acknowledged",
+	monitoring.ActionCallWorker:   "Called the worker",
+	monitoring.ActionListenIn:     "Listened in",
+	monitoring.ActionLocationOK:   "Location verified",
+	monitoring.ActionPolice:       "Police",
+	monitoring.ActionContact:      "Escalation contact",
+	monitoring.ActionNote:         "Note",
+	monitoring.ActionDeviceCmd:    "Device command",
+	monitoring.ActionClosed:       "Closed",
+	monitoring.ActionReopened:     "Reopened",
+	monitoring.ActionLinked:       "Linked",
+	monitoring.ActionUpdate:       "Update message",
+	monitoring.ActionAudioStarted: "Audio started",
+	monitoring.ActionPrompt:       "Prompt sent",
+	monitoring.ActionPromptAnswer: "Prompt answered",
+}
+
+func actionLabel(k monitoring.ActionKind) string {
+	if s, ok := actionLabels[k]; ok {
+		return s
+	}
+	return string(k)
+}
+
+var outcomeLabels = map[string]string{
+	monitoring.CallAnsweredSafe:     "answered, safe",
+	monitoring.CallAnsweredNoSpeech: "answered, no speech",
+	monitoring.CallNoAnswer:         "no answer",
+	monitoring.RouteURN:             "lone-worker URN",
+	monitoring.Route999:             "999",
+	monitoring.Route101:             "101",
+}
+
+// alarmRow is one alarm as the queue shows it; the queue page renders it
+// and the event stream sends it as JSON.
+type alarmRow struct {
+	ID          string                 `json:"id"`
+	Type        monitoring.AlarmType   `json:"type"`
+	TypeLabel   string                 `json:"type_label"`
+	Priority    int                    `json:"priority"`
+	Status      monitoring.AlarmStatus `json:"status"`
+	StatusLabel string                 `json:"status_label"`
+	DoNotCall   bool                   `json:"do_not_call"` // duress or discreet: calling could endanger the worker
+	Duress      bool                   `json:"duress"`      // a duress alarm, or a cancel with the Duress PIN
+	Worker      string                 `json:"worker"`
+	Org         string                 `json:"org"`
+	RaisedAt    time.Time              `json:"raised_at"`
+	AckBy       string                 `json:"ack_by,omitempty"`
+	AckByName   string                 `json:"ack_by_name,omitempty"`
+	Closed      bool                   `json:"closed"`
+	Linked      bool                   `json:"linked"` // part of an incident raised earlier
+}
+
+// namer looks up the names the console shows, once per request or event.
+type namer struct {
+	svc       Monitoring
+	workers   map[string]*monitoring.Worker
+	orgs      map[string]*monitoring.Organisation
+	operators map[string]string
+}
+
+func newNamer(svc Monitoring, ops []monitoring.Operator) *namer {
+	n := &namer{svc: svc, workers: map[string]*monitoring.Worker{}, orgs: map[string]*monitoring.Organisation{}, operators: map[string]string{}}
+	if ops == nil {
+		if a, ok := svc.(interface {
+			Operators() ([]monitoring.Operator, error)
+		}); ok {
+			ops, _ = a.Operators()
+		}
+	}
+	for _, o := range ops {
+		n.operators[o.ID] = o.Name
+	}
+	return n
+}
+
+func (n *namer) worker(id string) *monitoring.Worker {
+	if id == "" {
+		return nil
+	}
+	if w, ok := n.workers[id]; ok {
+		return w
+	}
+	w, err := n.svc.Worker(id)
+	if err != nil {
+		w = nil
+	}
+	n.workers[id] = w
+	return w
+}
+
+func (n *namer) org(id string) *monitoring.Organisation {
+	if id == "" {
+		return nil
+	}
+	if o, ok := n.orgs[id]; ok {
+		return o
+	}
+	o, err := n.svc.Organisation(id)
+	if err != nil {
+		o = nil
+	}
+	n.orgs[id] = o
+	return o
+}
+
+// operator returns an operator's name; a device or the system as such;
+// else the actor as recorded.
+func (n *namer) operator(id string) string {
+	if name, ok := n.operators[id]; ok && name != "" {
+		return name
+	}
+	if dev, ok := strings.CutPrefix(id, "device:"); ok {
+		return "device " + dev
+	}
+	if id == "system" {
+		return "Vigil"
+	}
+	return id
+}
+
+func (n *namer) row(a *monitoring.Alarm) alarmRow {
+	r := alarmRow{
+		ID: a.ID, Type: a.Type, TypeLabel: typeLabel(a.Type), Priority: a.Priority,
+		Status: a.Status, StatusLabel: statusLabels[a.Status], DoNotCall: a.DoNotCall,
+		Duress: a.Type == monitoring.AlarmDuress || a.DuressCancel, RaisedAt: a.RaisedAt,
+		AckBy: a.AckBy, Closed: a.Status == monitoring.StatusClosed, Linked: a.IncidentID != a.ID,
+		Worker: "unknown worker", Org: "",
+	}
+	if a.DuressCancel && a.Type != monitoring.AlarmDuress {
+		r.TypeLabel += " (DURESS PIN)"
+	}
+	if w := n.worker(a.WorkerID); w != nil {
+		r.Worker = w.Name
+	} else if a.WorkerID != "" {
+		r.Worker = a.WorkerID
+	}
+	if o := n.org(a.OrgID); o != nil {
+		r.Org = o.Name
+	} else {
+		r.Org = a.OrgID
+	}
+	if a.AckBy != "" {
+		r.AckByName = n.operator(a.AckBy)
+	}
+	return r
+}
+
+// cssClass is the row's class list, for the queue template.
+func (r alarmRow) CSSClass() string {
+	c := []string{"alarm", "type-" + strings.ReplaceAll(string(r.Type), "_", "-"), fmt.Sprintf("p%d", min(r.Priority, 5)), "status-" + string(r.Status)}
+	if r.Duress {
+		c = append(c, "duress")
+	}
+	if r.DoNotCall {
+		c = append(c, "dnc")
+	}
+	return strings.Join(c, " ")
+}
