@@ -47,7 +47,7 @@ const (
 )
 
 // LoggableActions are the timeline entry kinds an operator may log with
-// LogActionCmd; the others are written by the lifecycle itself.
+// logActionCmd; the others are written by the lifecycle itself.
 var LoggableActions = []ActionKind{ActionCallWorker, ActionListenIn, ActionLocationOK,
 	ActionPolice, ActionContact, ActionNote, ActionDeviceCmd}
 
@@ -441,7 +441,7 @@ func CheckAction(e TimelineEntry) error {
 }
 
 func applyLogAction(c *applyCtx, body []byte) ([]byte, error) {
-	var r LogActionCmd
+	var r logActionCmd
 	if err := c.decode(body, &r); err != nil {
 		return nil, err
 	}
@@ -506,7 +506,7 @@ func applyCloseAlarm(c *applyCtx, body []byte) ([]byte, error) {
 }
 
 func applyReopenAlarm(c *applyCtx, body []byte) ([]byte, error) {
-	var r ReopenAlarmCmd
+	var r reopenAlarmCmd
 	if err := c.decode(body, &r); err != nil {
 		return nil, err
 	}

@@ -276,12 +276,12 @@ func TestAlarm_Lifecycle(t *testing.T) {
 		t.Fatalf("acknowledged = %+v", a)
 	}
 	e.tick(time.Second)
-	a = e.must(CmdLogAction, LogActionCmd{Header: e.hdr("olivia"), AlarmID: "a1",
+	a = e.must(CmdLogAction, logActionCmd{Header: e.hdr("olivia"), AlarmID: "a1",
 		Entry: TimelineEntry{Kind: ActionCallWorker, Outcome: CallNoAnswer, Actor: "forged", Index: 99}})
 	if a.Status != StatusInProgress {
 		t.Fatalf("after an action: %s", a.Status)
 	}
-	e.must(CmdLogAction, LogActionCmd{Header: e.hdr("olivia"), AlarmID: "a1",
+	e.must(CmdLogAction, logActionCmd{Header: e.hdr("olivia"), AlarmID: "a1",
 		Entry: TimelineEntry{Kind: ActionPolice, Force: "Met", Route: RouteURN, Reference: "CAD 1234"}})
 	e.tick(time.Minute)
 	a = e.closeAlarm("a1", "olivia", ResolutionIncidentHandled)
@@ -293,7 +293,7 @@ func TestAlarm_Lifecycle(t *testing.T) {
 		t.Fatalf("open queue after close = %v", ids)
 	}
 	e.tick(time.Minute)
-	a = e.must(CmdReopenAlarm, ReopenAlarmCmd{Header: e.hdr("sam"), AlarmID: "a1", Reason: "worker rang back, not safe"})
+	a = e.must(CmdReopenAlarm, reopenAlarmCmd{Header: e.hdr("sam"), AlarmID: "a1", Reason: "worker rang back, not safe"})
 	if a.Status != StatusAcknowledged || a.AckBy != "sam" || a.Reopened != 1 || a.Resolution != "" ||
 		a.ClosedBy != "" || !a.ClosedAt.IsZero() || !a.AckAt.Equal(t0.Add(7*time.Second)) {
 		t.Fatalf("reopened = %+v", a)
@@ -383,13 +383,13 @@ func TestAlarm_Refusals(t *testing.T) {
 		}}
 	}
 	logA := func(id string, te TimelineEntry) step {
-		return step{CmdLogAction, func(e *alarmEnv) any { return LogActionCmd{Header: e.hdr("olivia"), AlarmID: id, Entry: te} }}
+		return step{CmdLogAction, func(e *alarmEnv) any { return logActionCmd{Header: e.hdr("olivia"), AlarmID: id, Entry: te} }}
 	}
 	closeWith := func(id string, r Resolution) step {
 		return step{CmdCloseAlarm, func(e *alarmEnv) any { return CloseAlarmCmd{Header: e.hdr("olivia"), AlarmID: id, Resolution: r} }}
 	}
 	reopen := func(id, reason string) step {
-		return step{CmdReopenAlarm, func(e *alarmEnv) any { return ReopenAlarmCmd{Header: e.hdr("olivia"), AlarmID: id, Reason: reason} }}
+		return step{CmdReopenAlarm, func(e *alarmEnv) any { return reopenAlarmCmd{Header: e.hdr("olivia"), AlarmID: id, Reason: reason} }}
 	}
 	raiseCmd := func(r RaiseAlarmCmd) step {
 		return step{CmdRaiseAlarm, func(e *alarmEnv) any {
@@ -592,9 +592,9 @@ func TestAlarm_EventsFollowTheLifecycle(t *testing.T) {
 	e.events()
 	e.raise("a1", AlarmRedAlert, "d1")
 	e.ack("a1", "olivia")
-	e.must(CmdLogAction, LogActionCmd{Header: e.hdr("olivia"), AlarmID: "a1", Entry: TimelineEntry{Kind: ActionListenIn}})
+	e.must(CmdLogAction, logActionCmd{Header: e.hdr("olivia"), AlarmID: "a1", Entry: TimelineEntry{Kind: ActionListenIn}})
 	e.closeAlarm("a1", "olivia", ResolutionWorkerSafe)
-	e.must(CmdReopenAlarm, ReopenAlarmCmd{Header: e.hdr("olivia"), AlarmID: "a1", Reason: "again"})
+	e.must(CmdReopenAlarm, reopenAlarmCmd{Header: e.hdr("olivia"), AlarmID: "a1", Reason: "again"})
 	var got []string
 	for _, ev := range e.events() {
 		s := string(ev.Type) + ":" + string(ev.Alarm.Status)
@@ -664,9 +664,9 @@ func TestService_RaiseAlarmReplay(t *testing.T) {
 		t    CmdType
 		body any
 	}{
-		{CmdPutOrganisation, PutOrganisationCmd{Header: s.header("admin"), Org: Organisation{ID: "o1", Name: "Trust"}}},
-		{CmdPutWorker, PutWorkerCmd{Header: s.header("admin"), Worker: Worker{ID: "w1", Name: "Ann", OrgID: "o1"}}},
-		{CmdPutDevice, PutDeviceCmd{Header: s.header("admin"), Device: Device{ID: "d1", Kind: DeviceDedicated, OrgID: "o1", WorkerID: "w1"}}},
+		{CmdPutOrganisation, putOrganisationCmd{Header: s.header("admin"), Org: Organisation{ID: "o1", Name: "Trust"}}},
+		{CmdPutWorker, putWorkerCmd{Header: s.header("admin"), Worker: Worker{ID: "w1", Name: "Ann", OrgID: "o1"}}},
+		{CmdPutDevice, putDeviceCmd{Header: s.header("admin"), Device: Device{ID: "d1", Kind: DeviceDedicated, OrgID: "o1", WorkerID: "w1"}}},
 	} {
 		if _, err := s.propose(ctx, fmt.Sprintf("setup-%d", i), c.t, c.body); err != nil {
 			t.Fatalf("setup %s: %v", c.t, err)

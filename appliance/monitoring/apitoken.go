@@ -102,15 +102,15 @@ func publicAPIToken(t *APIToken) *APIToken {
 	return &p
 }
 
-// CreateAPITokenCmd makes an API token. Only ID, Name, Role and Hash of
+// createAPITokenCmd makes an API token. Only ID, Name, Role and Hash of
 // Token are read; the creator and the time come from the header.
-type CreateAPITokenCmd struct {
+type createAPITokenCmd struct {
 	Header
 	Token APIToken `json:"token"`
 }
 
-// DisableAPITokenCmd disables an API token for good.
-type DisableAPITokenCmd struct {
+// disableAPITokenCmd disables an API token for good.
+type disableAPITokenCmd struct {
 	Header
 	TokenID string `json:"token_id"`
 }
@@ -151,7 +151,7 @@ func validateAPIToken(t *APIToken) error {
 // the ID nor the name is taken, by any token, disabled ones included; there
 // are fewer than MaxAPITokens.
 func applyCreateAPIToken(c *applyCtx, body []byte) ([]byte, error) {
-	var cmd CreateAPITokenCmd
+	var cmd createAPITokenCmd
 	if err := c.decode(body, &cmd); err != nil {
 		return nil, err
 	}
@@ -203,7 +203,7 @@ func applyCreateAPIToken(c *applyCtx, body []byte) ([]byte, error) {
 // applyDisableAPIToken disables a token. Disabling a disabled token
 // changes nothing.
 func applyDisableAPIToken(c *applyCtx, body []byte) ([]byte, error) {
-	var cmd DisableAPITokenCmd
+	var cmd disableAPITokenCmd
 	if err := c.decode(body, &cmd); err != nil {
 		return nil, err
 	}
@@ -284,7 +284,7 @@ func (s *Service) CreateAPIToken(ctx context.Context, cmdID, actor, name string,
 	if err := validateAPIToken(&t); err != nil {
 		return nil, err
 	}
-	res, err := s.propose(ctx, cmdID, CmdCreateAPIToken, CreateAPITokenCmd{Header: s.header(actor), Token: t})
+	res, err := s.propose(ctx, cmdID, CmdCreateAPIToken, createAPITokenCmd{Header: s.header(actor), Token: t})
 	if err != nil {
 		return nil, err
 	}
@@ -308,7 +308,7 @@ func (s *Service) DisableAPIToken(ctx context.Context, cmdID, actor, id string) 
 	if err := validAPITokenID("token_id", id); err != nil {
 		return nil, err
 	}
-	res, err := s.propose(ctx, cmdID, CmdDisableAPIToken, DisableAPITokenCmd{Header: s.header(actor), TokenID: id})
+	res, err := s.propose(ctx, cmdID, CmdDisableAPIToken, disableAPITokenCmd{Header: s.header(actor), TokenID: id})
 	if err != nil {
 		return nil, err
 	}

@@ -32,7 +32,7 @@ func (e *dirEnv) apiToken(id string) *APIToken {
 func TestAPIToken_CreateAndDisable(t *testing.T) {
 	e := mustDirEnv(t)
 	var pub APIToken
-	resp := e.must(CmdCreateAPIToken, CreateAPITokenCmd{Header: e.hdr(), Token: APIToken{ID: "t1", Name: "backup", Role: RoleSupervisor,
+	resp := e.must(CmdCreateAPIToken, createAPITokenCmd{Header: e.hdr(), Token: APIToken{ID: "t1", Name: "backup", Role: RoleSupervisor,
 		Hash: testTokenHash(1), CreatedBy: "ignored", Disabled: true}})
 	if err := json.Unmarshal(resp, &pub); err != nil || pub.Hash != "" || strings.Contains(string(resp), testTokenHash(1)) {
 		t.Fatalf("the response shows the hash or is broken: %s (%v)", resp, err)
@@ -64,14 +64,14 @@ func TestAPIToken_CreateAndDisable(t *testing.T) {
 		{"name taken", APIToken{ID: "t2", Name: "backup", Role: RoleAdmin, Hash: testTokenHash(2)}, CodeConflict, "token.name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e.refused(CmdCreateAPIToken, CreateAPITokenCmd{Header: e.hdr(), Token: tc.tok}, tc.code, tc.field)
+			e.refused(CmdCreateAPIToken, createAPITokenCmd{Header: e.hdr(), Token: tc.tok}, tc.code, tc.field)
 		})
 	}
 
 	e.now = e.now.Add(time.Hour)
 	h := e.hdr()
 	h.Actor = "ada"
-	e.must(CmdDisableAPIToken, DisableAPITokenCmd{Header: h, TokenID: "t1"})
+	e.must(CmdDisableAPIToken, disableAPITokenCmd{Header: h, TokenID: "t1"})
 	got = e.apiToken("t1")
 	if !got.Disabled || got.DisabledBy != "ada" || !got.DisabledAt.Equal(e.now) {
 		t.Fatalf("after disabling: %+v", got)
@@ -79,14 +79,14 @@ func TestAPIToken_CreateAndDisable(t *testing.T) {
 	// Again: nothing changes, not even the audit log.
 	before := e.dump()
 	e.now = e.now.Add(time.Hour)
-	e.must(CmdDisableAPIToken, DisableAPITokenCmd{Header: e.hdr(), TokenID: "t1"})
+	e.must(CmdDisableAPIToken, disableAPITokenCmd{Header: e.hdr(), TokenID: "t1"})
 	if e.dump() != before {
 		t.Fatal("disabling a disabled token changed the state")
 	}
-	e.refused(CmdDisableAPIToken, DisableAPITokenCmd{Header: e.hdr(), TokenID: "t9"}, CodeNotFound, "token_id")
-	e.refused(CmdDisableAPIToken, DisableAPITokenCmd{Header: e.hdr(), TokenID: "T/1"}, CodeInvalid, "token_id")
+	e.refused(CmdDisableAPIToken, disableAPITokenCmd{Header: e.hdr(), TokenID: "t9"}, CodeNotFound, "token_id")
+	e.refused(CmdDisableAPIToken, disableAPITokenCmd{Header: e.hdr(), TokenID: "T/1"}, CodeInvalid, "token_id")
 	// A disabled token keeps its name.
-	e.refused(CmdCreateAPIToken, CreateAPITokenCmd{Header: e.hdr(), Token: APIToken{ID: "t3", Name: "backup", Role: RoleAdmin,
+	e.refused(CmdCreateAPIToken, createAPITokenCmd{Header: e.hdr(), Token: APIToken{ID: "t3", Name: "backup", Role: RoleAdmin,
 		Hash: testTokenHash(3)}}, CodeConflict, "token.name")
 }
 
@@ -198,7 +198,7 @@ func (g *gen) stepAPIToken() {
 		if r.IntN(6) == 0 {
 			id = "T/9"
 		}
-		g.add(CmdDisableAPIToken, DisableAPITokenCmd{Header: hdr, TokenID: id})
+		g.add(CmdDisableAPIToken, disableAPITokenCmd{Header: hdr, TokenID: id})
 		return
 	}
 	names := []string{"backup", "report", "gateway", "bad name"}
@@ -207,5 +207,5 @@ func (g *gen) stepAPIToken() {
 	if r.IntN(10) == 0 {
 		t.Hash = "not-a-hash"
 	}
-	g.add(CmdCreateAPIToken, CreateAPITokenCmd{Header: hdr, Token: t})
+	g.add(CmdCreateAPIToken, createAPITokenCmd{Header: hdr, Token: t})
 }

@@ -104,9 +104,9 @@ type AudioChunkRequest struct {
 	Data       []byte     `json:"data"`                  // the audio as it is (base64 in JSON)
 }
 
-// AudioChunkCmd stores one chunk of audio with its alarm. The actor is
+// audioChunkCmd stores one chunk of audio with its alarm. The actor is
 // "device:<device_id>".
-type AudioChunkCmd struct {
+type audioChunkCmd struct {
 	Header
 	AudioChunkRequest
 }
@@ -467,7 +467,7 @@ func (i *AudioInfo) describe() string {
 }
 
 func applyAudioChunk(c *applyCtx, body []byte) ([]byte, error) {
-	var r AudioChunkCmd
+	var r audioChunkCmd
 	if err := c.decode(body, &r); err != nil {
 		return nil, err
 	}
@@ -594,7 +594,7 @@ func (s *Service) AppendAudio(ctx context.Context, cmdID, actor string, req Audi
 	if err := checkAudioActor(actor, req.DeviceID); err != nil {
 		return nil, err
 	}
-	res, err := s.propose(ctx, cmdID, CmdAudioChunk, AudioChunkCmd{Header: s.header(actor), AudioChunkRequest: req})
+	res, err := s.propose(ctx, cmdID, CmdAudioChunk, audioChunkCmd{Header: s.header(actor), AudioChunkRequest: req})
 	if err != nil {
 		return nil, err
 	}

@@ -87,7 +87,7 @@ func audioEnv(t *testing.T) *alarmEnv {
 func (e *alarmEnv) chunk(actor string, r AudioChunkRequest) ([]byte, error) {
 	e.t.Helper()
 	e.tick(time.Second)
-	return e.apply(CmdAudioChunk, AudioChunkCmd{Header: e.hdr(actor), AudioChunkRequest: r})
+	return e.apply(CmdAudioChunk, audioChunkCmd{Header: e.hdr(actor), AudioChunkRequest: r})
 }
 
 func (e *alarmEnv) mustChunk(r AudioChunkRequest) AudioChunkResult {
@@ -365,11 +365,11 @@ func TestAudioChunk_OggOpus(t *testing.T) {
 func TestAudioChunk_DuressCancelledAlarmKeepsAudio(t *testing.T) {
 	e := mustDirEnv(t)
 	e.seed()
-	e.must(CmdSetPINs, SetPINsCmd{Header: e.hdr(), WorkerID: "w1", SafePINHash: testSafeHash, DuressPINHash: testDuressHash})
+	e.must(CmdSetPINs, setPINsCmd{Header: e.hdr(), WorkerID: "w1", SafePINHash: testSafeHash, DuressPINHash: testDuressHash})
 	dev := Header{At: e.now, Actor: "device:d1", Node: "n1"}
 	e.must(CmdRaiseAlarm, RaiseAlarmCmd{Header: dev, AlarmID: "a1", Type: AlarmRedAlert, DeviceID: "d1"})
-	e.must(CmdCancelAlarm, CancelAlarmCmd{Header: dev, AlarmID: "a1", PIN: PINDuress, PINVersion: 1, DuressAlarmID: "dx"})
-	e.must(CmdAudioChunk, AudioChunkCmd{Header: dev, AudioChunkRequest: pcm(0, pcmTone(8000, 1, 0, 80))})
+	e.must(CmdCancelAlarm, cancelAlarmCmd{Header: dev, AlarmID: "a1", PIN: PINDuress, PINVersion: 1, DuressAlarmID: "dx"})
+	e.must(CmdAudioChunk, audioChunkCmd{Header: dev, AudioChunkRequest: pcm(0, pcmTone(8000, 1, 0, 80))})
 }
 
 // The Service checks a chunk before proposing, and a retry with the same
@@ -545,7 +545,7 @@ func TestReplicas_AudioSameStateWhateverTheBatching(t *testing.T) {
 				seqs[id] += 1 + uint64(ra.IntN(2)) // sometimes a gap
 			}
 			kept = append(kept, r)
-			g.add(CmdAudioChunk, AudioChunkCmd{Header: g.hdr("device:" + r.DeviceID), AudioChunkRequest: r})
+			g.add(CmdAudioChunk, audioChunkCmd{Header: g.hdr("device:" + r.DeviceID), AudioChunkRequest: r})
 		}
 		b, c := newReplica(t), newReplica(t)
 		applyBatched(t, b, g.cmds, 7)

@@ -81,7 +81,7 @@ func checkCancel(a *Alarm, deviceID string) error {
 // A wrong PIN is not a refusal (a refusal cannot write): it is counted on
 // the worker and answered with WrongPIN.
 func applyCancelAlarm(c *applyCtx, body []byte) ([]byte, error) {
-	var cmd CancelAlarmCmd
+	var cmd cancelAlarmCmd
 	if err := c.decode(body, &cmd); err != nil {
 		return nil, err
 	}

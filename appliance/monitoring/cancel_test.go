@@ -22,7 +22,7 @@ func cancelEnv(t *testing.T) *dirEnv {
 	t.Helper()
 	e := mustDirEnv(t)
 	e.seed()
-	e.must(CmdSetPINs, SetPINsCmd{Header: e.hdr(), WorkerID: "w1", SafePINHash: testSafeHash, DuressPINHash: testDuressHash})
+	e.must(CmdSetPINs, setPINsCmd{Header: e.hdr(), WorkerID: "w1", SafePINHash: testSafeHash, DuressPINHash: testDuressHash})
 	e.must(CmdRaiseAlarm, RaiseAlarmCmd{Header: Header{At: e.now, Actor: "device:d1", Node: "n1"}, AlarmID: "a1", Type: AlarmRedAlert, DeviceID: "d1"})
 	e.now = e.now.Add(5 * time.Second)
 	return e
@@ -30,7 +30,7 @@ func cancelEnv(t *testing.T) *dirEnv {
 
 func (e *dirEnv) cancel(actor, alarmID string, pin PINOutcome, version uint64) ([]byte, error) {
 	e.t.Helper()
-	return e.apply(CmdCancelAlarm, CancelAlarmCmd{Header: Header{At: e.now, Actor: actor, Node: "n1"},
+	return e.apply(CmdCancelAlarm, cancelAlarmCmd{Header: Header{At: e.now, Actor: actor, Node: "n1"},
 		AlarmID: alarmID, PIN: pin, PINVersion: version, DuressAlarmID: "duress-" + alarmID})
 }
 
@@ -151,7 +151,7 @@ func TestCancelAlarm_SafeAndDuress(t *testing.T) {
 	}
 	// An operator may no longer call the worker about the original alarm.
 	duress.must(CmdAcknowledge, AcknowledgeCmd{Header: duress.hdr(), AlarmID: "a1"})
-	if _, err := duress.apply(CmdLogAction, LogActionCmd{Header: duress.hdr(), AlarmID: "a1",
+	if _, err := duress.apply(CmdLogAction, logActionCmd{Header: duress.hdr(), AlarmID: "a1",
 		Entry: TimelineEntry{Kind: ActionCallWorker, Outcome: CallNoAnswer}}); !isCode(err, CodeConflict) {
 		t.Fatalf("call to the worker after a duress cancel: %v", err)
 	}

@@ -16,84 +16,84 @@ type CmdType byte
 
 // Command types. Append only; see CmdType.
 const (
-	// CmdDiagRecord appends a record to the diagnostic journal. Body: DiagRecordCmd.
+	// CmdDiagRecord appends a record to the diagnostic journal. Body: diagRecordCmd.
 	CmdDiagRecord CmdType = 1
-	// CmdPutOrganisation creates or replaces an organisation. Body: PutOrganisationCmd.
+	// CmdPutOrganisation creates or replaces an organisation. Body: putOrganisationCmd.
 	CmdPutOrganisation CmdType = 2
-	// CmdPutWorker creates or updates a worker, keeping its PINs. Body: PutWorkerCmd.
+	// CmdPutWorker creates or updates a worker, keeping its PINs. Body: putWorkerCmd.
 	CmdPutWorker CmdType = 3
-	// CmdSetPINs sets a worker's Safe and Duress PIN hashes. Body: SetPINsCmd.
+	// CmdSetPINs sets a worker's Safe and Duress PIN hashes. Body: setPINsCmd.
 	CmdSetPINs CmdType = 4
-	// CmdPutDevice creates or updates a device. Body: PutDeviceCmd.
+	// CmdPutDevice creates or updates a device. Body: putDeviceCmd.
 	CmdPutDevice CmdType = 5
-	// CmdStartSession starts a timed session. Body: StartSessionCmd.
+	// CmdStartSession starts a timed session. Body: startSessionCmd.
 	CmdStartSession CmdType = 6
 	// CmdSessionAction checks in, extends or ends a session, with the
-	// outcome of the PIN check made before proposing. Body: SessionActionCmd.
+	// outcome of the PIN check made before proposing. Body: sessionActionCmd.
 	CmdSessionAction CmdType = 7
-	// CmdFireDeadline acts on a deadline that has passed. Body: FireDeadlineCmd.
+	// CmdFireDeadline acts on a deadline that has passed. Body: fireDeadlineCmd.
 	CmdFireDeadline CmdType = 8
 	// CmdRaiseAlarm raises an alarm. Body: RaiseAlarmCmd.
 	CmdRaiseAlarm CmdType = 9
 	// CmdAcknowledge claims an alarm for one operator. Body: AcknowledgeCmd.
 	CmdAcknowledge CmdType = 10
-	// CmdLogAction adds an action to an alarm's timeline. Body: LogActionCmd.
+	// CmdLogAction adds an action to an alarm's timeline. Body: logActionCmd.
 	CmdLogAction CmdType = 11
 	// CmdCloseAlarm closes an alarm with a resolution. Body: CloseAlarmCmd.
 	CmdCloseAlarm CmdType = 12
-	// CmdReopenAlarm reopens a closed alarm. Body: ReopenAlarmCmd.
+	// CmdReopenAlarm reopens a closed alarm. Body: reopenAlarmCmd.
 	CmdReopenAlarm CmdType = 13
 	// CmdDeviceStatus records devices' battery, location and presence, many
-	// at once (latest wins). Body: DeviceStatusCmd.
+	// at once (latest wins). Body: deviceStatusCmd.
 	CmdDeviceStatus CmdType = 14
 	// CmdCancelAlarm cancels an alarm from the worker's device, with the
-	// outcome of the PIN check made before proposing. Body: CancelAlarmCmd.
+	// outcome of the PIN check made before proposing. Body: cancelAlarmCmd.
 	CmdCancelAlarm CmdType = 15
 	// CmdSetDeviceSecret sets the hash of a device's MQTT secret. Body:
-	// SetDeviceSecretCmd.
+	// setDeviceSecretCmd.
 	CmdSetDeviceSecret CmdType = 16
 	// CmdAudioChunk stores one chunk of audio a device streams during an
-	// alarm. Body: AudioChunkCmd (audio.go).
+	// alarm. Body: audioChunkCmd (audio.go).
 	CmdAudioChunk CmdType = 17
 	// CmdDevicePrompt records a prompt an operator sends to a device (such
-	// as "tap twice if you need help"). Body: DevicePromptCmd (prompt.go).
+	// as "tap twice if you need help"). Body: devicePromptCmd (prompt.go).
 	CmdDevicePrompt CmdType = 18
 	// CmdPromptAnswer records a device's answer to a prompt. Body:
-	// PromptAnswerCmd (prompt.go).
+	// promptAnswerCmd (prompt.go).
 	CmdPromptAnswer CmdType = 19
 	// CmdPostUpdate records an Update message a worker leaves from the
-	// device. Body: PostUpdateCmd (update.go).
+	// device. Body: postUpdateCmd (update.go).
 	CmdPostUpdate CmdType = 20
 	// CmdNodeDown marks the devices connected through a node that stopped
-	// as disconnected. Body: NodeDownCmd (presence.go).
+	// as disconnected. Body: nodeDownCmd (presence.go).
 	CmdNodeDown CmdType = 21
 	// CmdPutOperator creates or changes a console operator account. Body:
-	// PutOperatorCmd (operator.go).
+	// putOperatorCmd (operator.go).
 	CmdPutOperator CmdType = 22
 	// CmdOperatorLogin records a console sign-in attempt, with the outcome
-	// of the password check made before proposing. Body: OperatorLoginCmd
+	// of the password check made before proposing. Body: operatorLoginCmd
 	// (operator.go).
 	CmdOperatorLogin CmdType = 23
-	// CmdOperatorLogout ends a console session. Body: OperatorLogoutCmd
+	// CmdOperatorLogout ends a console session. Body: operatorLogoutCmd
 	// (operator.go).
 	CmdOperatorLogout CmdType = 24
 	// CmdIssueResumeTicket records a ticket that hands a console session
-	// over to another node. Body: IssueResumeTicketCmd (resume.go).
+	// over to another node. Body: issueResumeTicketCmd (resume.go).
 	CmdIssueResumeTicket CmdType = 25
 	// CmdRedeemResumeTicket spends a hand-over ticket and makes a new
-	// console session. Body: RedeemResumeTicketCmd (resume.go).
+	// console session. Body: redeemResumeTicketCmd (resume.go).
 	CmdRedeemResumeTicket CmdType = 26
 	// CmdEndSessionFamily ends a console session and the sessions handed
-	// over from or to it. Body: EndSessionFamilyCmd (resume.go).
+	// over from or to it. Body: endSessionFamilyCmd (resume.go).
 	CmdEndSessionFamily CmdType = 27
 	// CmdPutConsoleNode records where a node serves its console and MQTT
-	// listeners. Body: PutConsoleNodeCmd (consolenode.go).
+	// listeners. Body: putConsoleNodeCmd (consolenode.go).
 	CmdPutConsoleNode CmdType = 28
 	// CmdCreateAPIToken makes a token for the REST API. Body:
-	// CreateAPITokenCmd (apitoken.go).
+	// createAPITokenCmd (apitoken.go).
 	CmdCreateAPIToken CmdType = 29
 	// CmdDisableAPIToken disables a token for the REST API. Body:
-	// DisableAPITokenCmd (apitoken.go).
+	// disableAPITokenCmd (apitoken.go).
 	CmdDisableAPIToken CmdType = 30
 )
 
@@ -147,36 +147,36 @@ type Header struct {
 	Node  string    `json:"node"`  // the node that proposed the command
 }
 
-// PutOrganisationCmd creates or replaces an organisation.
-type PutOrganisationCmd struct {
+// putOrganisationCmd creates or replaces an organisation.
+type putOrganisationCmd struct {
 	Header
 	Org Organisation `json:"org"`
 }
 
-// PutWorkerCmd creates or updates a worker. The PIN fields of Worker are
-// ignored: PINs change only through SetPINsCmd.
-type PutWorkerCmd struct {
+// putWorkerCmd creates or updates a worker. The PIN fields of Worker are
+// ignored: PINs change only through setPINsCmd.
+type putWorkerCmd struct {
 	Header
 	Worker Worker `json:"worker"`
 }
 
-// SetPINsCmd sets both PIN hashes (pin.go). Either may be empty to clear it.
-type SetPINsCmd struct {
+// setPINsCmd sets both PIN hashes (pin.go). Either may be empty to clear it.
+type setPINsCmd struct {
 	Header
 	WorkerID      string `json:"worker_id"`
 	SafePINHash   string `json:"safe_pin_hash"`
 	DuressPINHash string `json:"duress_pin_hash"`
 }
 
-// PutDeviceCmd creates or updates a device's registration (kind, label,
-// organisation, assigned worker). Telemetry goes through DeviceStatusCmd.
-type PutDeviceCmd struct {
+// putDeviceCmd creates or updates a device's registration (kind, label,
+// organisation, assigned worker). Telemetry goes through deviceStatusCmd.
+type putDeviceCmd struct {
 	Header
 	Device Device `json:"device"`
 }
 
-// StartSessionCmd starts a timed session.
-type StartSessionCmd struct {
+// startSessionCmd starts a timed session.
+type startSessionCmd struct {
 	Header
 	SessionID       string        `json:"session_id"` // made by the proposer
 	WorkerID        string        `json:"worker_id"`
@@ -210,8 +210,8 @@ const (
 	PINWrong  PINOutcome = "wrong"  // neither
 )
 
-// SessionActionCmd checks in, extends or ends a session.
-type SessionActionCmd struct {
+// sessionActionCmd checks in, extends or ends a session.
+type sessionActionCmd struct {
 	Header
 	SessionID  string            `json:"session_id"`
 	Action     SessionActionKind `json:"action"`
@@ -240,9 +240,9 @@ const (
 	DeadlineAckOverdue    = "ack_overdue"    // an alarm is not acknowledged within a BS 8484 target
 )
 
-// FireDeadlineCmd acts on a deadline. Its command ID is the deadline's ID,
+// fireDeadlineCmd acts on a deadline. Its command ID is the deadline's ID,
 // so it fires at most once.
-type FireDeadlineCmd struct {
+type fireDeadlineCmd struct {
 	Header
 	DeadlineID string    `json:"deadline_id"`
 	Due        time.Time `json:"due"`
@@ -270,8 +270,8 @@ type AcknowledgeCmd struct {
 	Takeover bool   `json:"takeover,omitempty"`
 }
 
-// LogActionCmd adds an action to an alarm's timeline.
-type LogActionCmd struct {
+// logActionCmd adds an action to an alarm's timeline.
+type logActionCmd struct {
 	Header
 	AlarmID string        `json:"alarm_id"`
 	Entry   TimelineEntry `json:"entry"` // Kind and its fields; Index, At and Actor are filled in
@@ -285,17 +285,17 @@ type CloseAlarmCmd struct {
 	Note       string     `json:"note,omitempty"`
 }
 
-// ReopenAlarmCmd reopens a closed alarm.
-type ReopenAlarmCmd struct {
+// reopenAlarmCmd reopens a closed alarm.
+type reopenAlarmCmd struct {
 	Header
 	AlarmID string `json:"alarm_id"`
 	Reason  string `json:"reason"`
 }
 
-// CancelAlarmCmd cancels an alarm from the device that raised it: the
+// cancelAlarmCmd cancels an alarm from the device that raised it: the
 // worker says it was a false alarm and proves it with a PIN. The actor is
 // "device:<id>" of the alarm's device.
-type CancelAlarmCmd struct {
+type cancelAlarmCmd struct {
 	Header
 	AlarmID    string     `json:"alarm_id"`
 	PIN        PINOutcome `json:"pin"`
@@ -327,8 +327,8 @@ type DeviceStatus struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// DeviceStatusCmd records many devices' telemetry at once.
-type DeviceStatusCmd struct {
+// deviceStatusCmd records many devices' telemetry at once.
+type deviceStatusCmd struct {
 	Header
 	Devices []DeviceStatus `json:"devices"`
 }

@@ -42,8 +42,8 @@ type ConsoleNode struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-// PutConsoleNodeCmd records where a node serves its console.
-type PutConsoleNodeCmd struct {
+// putConsoleNodeCmd records where a node serves its console.
+type putConsoleNodeCmd struct {
 	Header
 	Node ConsoleNode `json:"node"`
 }
@@ -100,7 +100,7 @@ func validateConsoleNode(n *ConsoleNode) error {
 // applyPutConsoleNode records a node's console and MQTT addresses. A
 // change is audited; the same addresses again only refresh UpdatedAt.
 func applyPutConsoleNode(c *applyCtx, body []byte) ([]byte, error) {
-	var cmd PutConsoleNodeCmd
+	var cmd putConsoleNodeCmd
 	if err := c.decode(body, &cmd); err != nil {
 		return nil, err
 	}
@@ -134,7 +134,7 @@ func (s *Service) RegisterConsoleNode(ctx context.Context, cmdID string, n Conso
 	if err := validateConsoleNode(&n); err != nil {
 		return nil, err
 	}
-	res, err := s.propose(ctx, cmdID, CmdPutConsoleNode, PutConsoleNodeCmd{Header: s.header("node:" + n.NodeID), Node: n})
+	res, err := s.propose(ctx, cmdID, CmdPutConsoleNode, putConsoleNodeCmd{Header: s.header("node:" + n.NodeID), Node: n})
 	if err != nil {
 		return nil, err
 	}

@@ -143,16 +143,16 @@ func (g *gen) setup() {
 		if i == 1 {
 			org.Priorities = map[AlarmType]int{AlarmLowBattery: 2, AlarmTest: 9, AlarmManDown: 3}
 		}
-		g.add(CmdPutOrganisation, PutOrganisationCmd{Header: g.hdr("admin"), Org: org})
+		g.add(CmdPutOrganisation, putOrganisationCmd{Header: g.hdr("admin"), Org: org})
 	}
 	for _, w := range genWorkerIDs {
-		g.add(CmdPutWorker, PutWorkerCmd{Header: g.hdr("admin"), Worker: Worker{ID: w, Name: "Worker " + w, OrgID: genWorkers[w]}})
+		g.add(CmdPutWorker, putWorkerCmd{Header: g.hdr("admin"), Worker: Worker{ID: w, Name: "Worker " + w, OrgID: genWorkers[w]}})
 	}
 	for _, d := range genDevices {
-		g.add(CmdPutDevice, PutDeviceCmd{Header: g.hdr("admin"), Device: d})
+		g.add(CmdPutDevice, putDeviceCmd{Header: g.hdr("admin"), Device: d})
 	}
 	for _, w := range genWorkerIDs[:3] {
-		g.add(CmdSetPINs, SetPINsCmd{Header: g.hdr("admin"), WorkerID: w, SafePINHash: testSafeHash, DuressPINHash: testDuressHash})
+		g.add(CmdSetPINs, setPINsCmd{Header: g.hdr("admin"), WorkerID: w, SafePINHash: testSafeHash, DuressPINHash: testDuressHash})
 	}
 }
 
@@ -203,11 +203,11 @@ func (g *gen) step() {
 		if g.r.IntN(6) == 0 { // a node stops answering, or restarts
 			before := g.now.Add(-time.Duration(g.r.IntN(300)) * time.Second)
 			reason := []string{DisconnectNodeDown, DisconnectNodeStop, "crashed"}[g.r.IntN(3)]
-			g.add(CmdNodeDown, NodeDownCmd{Header: g.hdr("system"), Node: fmt.Sprintf("n%d", 1+g.r.IntN(3)),
+			g.add(CmdNodeDown, nodeDownCmd{Header: g.hdr("system"), Node: fmt.Sprintf("n%d", 1+g.r.IntN(3)),
 				Before: before, GoneAt: before, Reason: reason})
 			return
 		}
-		g.add(CmdDeviceStatus, DeviceStatusCmd{Header: g.hdr("broker"), Devices: batch})
+		g.add(CmdDeviceStatus, deviceStatusCmd{Header: g.hdr("broker"), Devices: batch})
 	case n < 25:
 		id := g.id("a")
 		if g.r.IntN(15) == 0 && len(g.alarms) > 0 {
@@ -239,12 +239,12 @@ func (g *gen) step() {
 			e.Contact = g.pick([]string{"manager", "next of kin"})
 			e.Text = g.pick([]string{"note", "tap twice", "siren"})
 		}
-		g.add(CmdLogAction, LogActionCmd{Header: g.hdr(op), AlarmID: g.alarm(), Entry: e})
+		g.add(CmdLogAction, logActionCmd{Header: g.hdr(op), AlarmID: g.alarm(), Entry: e})
 	case n < 66:
 		res := Resolution(g.pick([]string{"worker_safe", "incident_handled", "false_alarm", "test", "", "bored"}))
 		g.add(CmdCloseAlarm, CloseAlarmCmd{Header: g.hdr(op), AlarmID: g.alarm(), Resolution: res, Note: "n"})
 	case n < 71:
-		g.add(CmdReopenAlarm, ReopenAlarmCmd{Header: g.hdr(op), AlarmID: g.pick(g.alarms), Reason: g.pick([]string{"", "rang back"})})
+		g.add(CmdReopenAlarm, reopenAlarmCmd{Header: g.hdr(op), AlarmID: g.pick(g.alarms), Reason: g.pick([]string{"", "rang back"})})
 	case n < 79:
 		id := g.id("s")
 		g.session = append(g.session, id)
@@ -252,12 +252,12 @@ func (g *gen) step() {
 		if g.r.IntN(2) == 0 {
 			iv = time.Duration(5+g.r.IntN(20)) * time.Minute
 		}
-		g.add(CmdStartSession, StartSessionCmd{Header: g.hdr("device"), SessionID: id, WorkerID: g.pick(genWorkerIDs),
+		g.add(CmdStartSession, startSessionCmd{Header: g.hdr("device"), SessionID: id, WorkerID: g.pick(genWorkerIDs),
 			DeviceID: g.pick(g.deviceIDs()), Duration: time.Duration(10+g.r.IntN(110)) * time.Minute,
 			CheckInInterval: iv, Location: g.location(), Update: "visit"})
 	case n < 88:
 		pin := []PINOutcome{PINNone, PINSafe, PINDuress, PINWrong}[g.r.IntN(4)]
-		c := SessionActionCmd{Header: g.hdr("device"), SessionID: g.pick(g.session),
+		c := sessionActionCmd{Header: g.hdr("device"), SessionID: g.pick(g.session),
 			Action: []SessionActionKind{SessionCheckIn, SessionExtend, SessionEnd}[g.r.IntN(3)], PIN: pin}
 		if c.Action == SessionExtend {
 			c.ExtendBy = time.Duration(g.r.IntN(60)) * time.Minute
@@ -309,7 +309,7 @@ func (g *gen) step() {
 		}
 		alarm := g.id("missed")
 		g.alarms = append(g.alarms, alarm)
-		g.add(CmdFireDeadline, FireDeadlineCmd{Header: g.hdr("system"), DeadlineID: d.ID, Due: d.Due, AlarmID: alarm})
+		g.add(CmdFireDeadline, fireDeadlineCmd{Header: g.hdr("system"), DeadlineID: d.ID, Due: d.Due, AlarmID: alarm})
 	default:
 		if g.r.IntN(3) != 0 {
 			// The worker cancels an alarm from the device, mostly its own.
@@ -337,7 +337,7 @@ func (g *gen) step() {
 			}
 			duress := g.id("cduress")
 			g.alarms = append(g.alarms, duress)
-			g.add(CmdCancelAlarm, CancelAlarmCmd{Header: g.hdr("device:" + device), AlarmID: id,
+			g.add(CmdCancelAlarm, cancelAlarmCmd{Header: g.hdr("device:" + device), AlarmID: id,
 				PIN: []PINOutcome{PINNone, PINSafe, PINSafe, PINDuress, PINDuress, PINWrong}[g.r.IntN(6)], PINVersion: uint64(min(1, g.r.IntN(4))),
 				DuressAlarmID: duress})
 			return
@@ -345,7 +345,7 @@ func (g *gen) step() {
 		// Directory changes under way: priorities, a reassigned device.
 		if g.r.IntN(2) == 0 {
 			o := Organisation{ID: g.pick(genOrgs), Name: "Renamed", Priorities: map[AlarmType]int{AlarmRedAlert: 1 + g.r.IntN(3)}}
-			g.add(CmdPutOrganisation, PutOrganisationCmd{Header: g.hdr("admin"), Org: o})
+			g.add(CmdPutOrganisation, putOrganisationCmd{Header: g.hdr("admin"), Org: o})
 		} else {
 			d := genDevices[g.r.IntN(len(genDevices))]
 			if d.Kind == DevicePooled {
@@ -353,7 +353,7 @@ func (g *gen) step() {
 			} else {
 				d.Label = "relabelled"
 			}
-			g.add(CmdPutDevice, PutDeviceCmd{Header: g.hdr("admin"), Device: d})
+			g.add(CmdPutDevice, putDeviceCmd{Header: g.hdr("admin"), Device: d})
 		}
 	}
 }

@@ -39,8 +39,8 @@ type DeviceSecret struct {
 	SetAt    time.Time `json:"set_at"`
 }
 
-// SetDeviceSecretCmd sets the hash of a device's secret.
-type SetDeviceSecretCmd struct {
+// setDeviceSecretCmd sets the hash of a device's secret.
+type setDeviceSecretCmd struct {
 	Header
 	DeviceID string `json:"device_id"`
 	Hash     string `json:"hash"`
@@ -56,7 +56,7 @@ type setSecretResult struct {
 // applySetDeviceSecret stores the hash of a known device's secret,
 // replacing any earlier one.
 func applySetDeviceSecret(c *applyCtx, body []byte) ([]byte, error) {
-	var cmd SetDeviceSecretCmd
+	var cmd setDeviceSecretCmd
 	if err := c.decode(body, &cmd); err != nil {
 		return nil, err
 	}
@@ -104,7 +104,7 @@ func (s *Service) SetDeviceSecret(ctx context.Context, cmdID, actor, deviceID st
 	if err != nil {
 		return "", err
 	}
-	res, err := s.propose(ctx, cmdID, CmdSetDeviceSecret, SetDeviceSecretCmd{Header: s.header(actor), DeviceID: deviceID, Hash: hash})
+	res, err := s.propose(ctx, cmdID, CmdSetDeviceSecret, setDeviceSecretCmd{Header: s.header(actor), DeviceID: deviceID, Hash: hash})
 	if err != nil {
 		return "", err
 	}

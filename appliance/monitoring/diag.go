@@ -16,8 +16,8 @@ const MaxDiagKeyLen = 200
 // "diag/" + key + "/" + the log index as 20 decimal digits.
 const prefixDiag = "diag/"
 
-// DiagRecordCmd is the body of CmdDiagRecord.
-type DiagRecordCmd struct {
+// diagRecordCmd is the body of CmdDiagRecord.
+type diagRecordCmd struct {
 	Key   string `json:"key"`
 	Value string `json:"value"`
 }
@@ -31,7 +31,7 @@ type DiagRecord struct {
 
 // EncodeDiagRecord returns the command that appends a diagnostic record.
 func EncodeDiagRecord(key, value string) []byte {
-	return encode(CmdDiagRecord, DiagRecordCmd{Key: key, Value: value})
+	return encode(CmdDiagRecord, diagRecordCmd{Key: key, Value: value})
 }
 
 // ValidateDiagKey reports why key cannot name a diagnostic record, or nil.
@@ -52,7 +52,7 @@ func ValidateDiagKey(key string) error {
 // was applied twice would therefore leave two records, which is what lets a
 // test check that each command took effect exactly once.
 func applyDiagRecord(txn *badger.Txn, index uint64, body []byte) ([]byte, error) {
-	var c DiagRecordCmd
+	var c diagRecordCmd
 	if err := json.Unmarshal(body, &c); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrMalformedCommand, CmdDiagRecord, err)
 	}

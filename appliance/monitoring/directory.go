@@ -154,7 +154,7 @@ func validDeviceIntervals(o *Organisation) error {
 
 // applyPutOrganisation creates or replaces an organisation.
 func applyPutOrganisation(c *applyCtx, body []byte) ([]byte, error) {
-	var cmd PutOrganisationCmd
+	var cmd putOrganisationCmd
 	if err := c.decode(body, &cmd); err != nil {
 		return nil, err
 	}
@@ -219,7 +219,7 @@ func validateWorker(w *Worker) error {
 // applyPutWorker creates or updates a worker. The PIN hashes, PINVersion and
 // WrongPINs are kept from the stored worker: PINs change only by SetPINs.
 func applyPutWorker(c *applyCtx, body []byte) ([]byte, error) {
-	var cmd PutWorkerCmd
+	var cmd putWorkerCmd
 	if err := c.decode(body, &cmd); err != nil {
 		return nil, err
 	}
@@ -261,7 +261,7 @@ type pinChange struct {
 
 // applySetPINs replaces a worker's PIN hashes.
 func applySetPINs(c *applyCtx, body []byte) ([]byte, error) {
-	var cmd SetPINsCmd
+	var cmd setPINsCmd
 	if err := c.decode(body, &cmd); err != nil {
 		return nil, err
 	}
@@ -305,7 +305,7 @@ var deviceKinds = []DeviceKind{DevicePhoneApp, DeviceDedicated, DevicePooled}
 // applyPutDevice creates or updates a device's registration. Its telemetry
 // (battery, location, presence) is kept: it changes only by DeviceStatus.
 func applyPutDevice(c *applyCtx, body []byte) ([]byte, error) {
-	var cmd PutDeviceCmd
+	var cmd putDeviceCmd
 	if err := c.decode(body, &cmd); err != nil {
 		return nil, err
 	}
@@ -395,7 +395,7 @@ func validateDeviceStatus(i int, s *DeviceStatus) error {
 // skipped (a batch is not refused for one device), as is an entry of which
 // nothing was recorded.
 func applyDeviceStatus(c *applyCtx, body []byte) ([]byte, error) {
-	var cmd DeviceStatusCmd
+	var cmd deviceStatusCmd
 	if err := c.decode(body, &cmd); err != nil {
 		return nil, err
 	}

@@ -115,17 +115,17 @@ func (e *dirEnv) refused(typ CmdType, body any, code Code, field string) *RuleEr
 
 func (e *dirEnv) putOrg(o Organisation) {
 	e.t.Helper()
-	e.must(CmdPutOrganisation, PutOrganisationCmd{Header: e.hdr(), Org: o})
+	e.must(CmdPutOrganisation, putOrganisationCmd{Header: e.hdr(), Org: o})
 }
 
 func (e *dirEnv) putWorker(id, org string) {
 	e.t.Helper()
-	e.must(CmdPutWorker, PutWorkerCmd{Header: e.hdr(), Worker: Worker{ID: id, Name: "Worker " + id, OrgID: org}})
+	e.must(CmdPutWorker, putWorkerCmd{Header: e.hdr(), Worker: Worker{ID: id, Name: "Worker " + id, OrgID: org}})
 }
 
 func (e *dirEnv) putDevice(id string, kind DeviceKind, org, worker string) {
 	e.t.Helper()
-	e.must(CmdPutDevice, PutDeviceCmd{Header: e.hdr(), Device: Device{ID: id, Kind: kind, OrgID: org, WorkerID: worker}})
+	e.must(CmdPutDevice, putDeviceCmd{Header: e.hdr(), Device: Device{ID: id, Kind: kind, OrgID: org, WorkerID: worker}})
 }
 
 // seed makes organisations o1 and o2; workers w1, w2 (o1) and x1 (o2);
@@ -208,32 +208,32 @@ func TestDirectory_Refusals(t *testing.T) {
 		code  Code
 		field string
 	}{
-		{"org without id", CmdPutOrganisation, PutOrganisationCmd{Header: h, Org: Organisation{Name: "x"}}, CodeInvalid, "org.id"},
-		{"org id with slash", CmdPutOrganisation, PutOrganisationCmd{Header: h, Org: Organisation{ID: "a/b", Name: "x"}}, CodeInvalid, "org.id"},
-		{"org without name", CmdPutOrganisation, PutOrganisationCmd{Header: h, Org: Organisation{ID: "o9"}}, CodeInvalid, "org.name"},
-		{"org negative grace", CmdPutOrganisation, PutOrganisationCmd{Header: h, Org: Organisation{ID: "o9", Name: "x", Grace: -time.Second}}, CodeInvalid, "org.grace_ns"},
-		{"org unknown alarm type", CmdPutOrganisation, PutOrganisationCmd{Header: h, Org: Organisation{ID: "o9", Name: "x", Priorities: map[AlarmType]int{"fire": 1}}}, CodeInvalid, "org.priorities"},
-		{"org priority 0", CmdPutOrganisation, PutOrganisationCmd{Header: h, Org: Organisation{ID: "o9", Name: "x", Priorities: map[AlarmType]int{AlarmTest: 0}}}, CodeInvalid, "org.priorities"},
-		{"org priority too high", CmdPutOrganisation, PutOrganisationCmd{Header: h, Org: Organisation{ID: "o9", Name: "x", Priorities: map[AlarmType]int{AlarmTest: MaxPriority + 1}}}, CodeInvalid, "org.priorities"},
-		{"org check-in 1m", CmdPutOrganisation, PutOrganisationCmd{Header: h, Org: Organisation{ID: "o9", Name: "x", DefaultCheckIn: time.Minute}}, CodeInvalid, "org.default_checkin_ns"},
-		{"command without time", CmdPutOrganisation, PutOrganisationCmd{Header: Header{Actor: "a"}, Org: Organisation{ID: "o9", Name: "x"}}, CodeInvalid, "at"},
-		{"command without actor", CmdPutOrganisation, PutOrganisationCmd{Header: Header{At: e.now}, Org: Organisation{ID: "o9", Name: "x"}}, CodeInvalid, "actor"},
-		{"worker without name", CmdPutWorker, PutWorkerCmd{Header: h, Worker: Worker{ID: "w9", OrgID: "o1"}}, CodeInvalid, "worker.name"},
-		{"worker unknown org", CmdPutWorker, PutWorkerCmd{Header: h, Worker: Worker{ID: "w9", Name: "n", OrgID: "nope"}}, CodeNotFound, "organisation_id"},
-		{"worker contact without phone", CmdPutWorker, PutWorkerCmd{Header: h, Worker: Worker{ID: "w9", Name: "n", OrgID: "o1", Contacts: []Contact{{Name: "Boss"}}}}, CodeInvalid, "worker.contacts[0].phone"},
-		{"worker URN without force", CmdPutWorker, PutWorkerCmd{Header: h, Worker: Worker{ID: "w9", Name: "n", OrgID: "o1", URNs: []PoliceURN{{URN: "123"}}}}, CodeInvalid, "worker.urns[0].force"},
-		{"pins unknown worker", CmdSetPINs, SetPINsCmd{Header: h, WorkerID: "nope", SafePINHash: okHash}, CodeNotFound, "worker_id"},
-		{"pins not a hash", CmdSetPINs, SetPINsCmd{Header: h, WorkerID: "w1", SafePINHash: "1234"}, CodeInvalid, "safe_pin_hash"},
-		{"pins same hash", CmdSetPINs, SetPINsCmd{Header: h, WorkerID: "w1", SafePINHash: okHash, DuressPINHash: okHash}, CodeInvalid, "duress_pin_hash"},
-		{"pins duress without safe", CmdSetPINs, SetPINsCmd{Header: h, WorkerID: "w1", DuressPINHash: okHash}, CodeInvalid, "duress_pin_hash"},
-		{"device bad kind", CmdPutDevice, PutDeviceCmd{Header: h, Device: Device{ID: "d9", Kind: "toaster", OrgID: "o1", WorkerID: "w1"}}, CodeInvalid, "device.kind"},
-		{"device unknown org", CmdPutDevice, PutDeviceCmd{Header: h, Device: Device{ID: "d9", Kind: DevicePooled, OrgID: "nope"}}, CodeNotFound, "organisation_id"},
-		{"device unknown worker", CmdPutDevice, PutDeviceCmd{Header: h, Device: Device{ID: "d9", Kind: DeviceDedicated, OrgID: "o1", WorkerID: "nope"}}, CodeNotFound, "worker_id"},
-		{"device worker of another org", CmdPutDevice, PutDeviceCmd{Header: h, Device: Device{ID: "d9", Kind: DeviceDedicated, OrgID: "o1", WorkerID: "x1"}}, CodeConflict, "device.worker_id"},
-		{"dedicated device unassigned", CmdPutDevice, PutDeviceCmd{Header: h, Device: Device{ID: "d9", Kind: DeviceDedicated, OrgID: "o1"}}, CodeInvalid, "device.worker_id"},
-		{"status without device", CmdDeviceStatus, DeviceStatusCmd{Header: h, Devices: []DeviceStatus{{SeenAt: e.now}}}, CodeInvalid, "devices[0].device_id"},
-		{"status without time", CmdDeviceStatus, DeviceStatusCmd{Header: h, Devices: []DeviceStatus{{DeviceID: "d1"}}}, CodeInvalid, "devices[0].seen_at"},
-		{"status battery 101", CmdDeviceStatus, DeviceStatusCmd{Header: h, Devices: []DeviceStatus{{DeviceID: "d1", SeenAt: e.now, Battery: ptr(101)}}}, CodeInvalid, "devices[0].battery"},
+		{"org without id", CmdPutOrganisation, putOrganisationCmd{Header: h, Org: Organisation{Name: "x"}}, CodeInvalid, "org.id"},
+		{"org id with slash", CmdPutOrganisation, putOrganisationCmd{Header: h, Org: Organisation{ID: "a/b", Name: "x"}}, CodeInvalid, "org.id"},
+		{"org without name", CmdPutOrganisation, putOrganisationCmd{Header: h, Org: Organisation{ID: "o9"}}, CodeInvalid, "org.name"},
+		{"org negative grace", CmdPutOrganisation, putOrganisationCmd{Header: h, Org: Organisation{ID: "o9", Name: "x", Grace: -time.Second}}, CodeInvalid, "org.grace_ns"},
+		{"org unknown alarm type", CmdPutOrganisation, putOrganisationCmd{Header: h, Org: Organisation{ID: "o9", Name: "x", Priorities: map[AlarmType]int{"fire": 1}}}, CodeInvalid, "org.priorities"},
+		{"org priority 0", CmdPutOrganisation, putOrganisationCmd{Header: h, Org: Organisation{ID: "o9", Name: "x", Priorities: map[AlarmType]int{AlarmTest: 0}}}, CodeInvalid, "org.priorities"},
+		{"org priority too high", CmdPutOrganisation, putOrganisationCmd{Header: h, Org: Organisation{ID: "o9", Name: "x", Priorities: map[AlarmType]int{AlarmTest: MaxPriority + 1}}}, CodeInvalid, "org.priorities"},
+		{"org check-in 1m", CmdPutOrganisation, putOrganisationCmd{Header: h, Org: Organisation{ID: "o9", Name: "x", DefaultCheckIn: time.Minute}}, CodeInvalid, "org.default_checkin_ns"},
+		{"command without time", CmdPutOrganisation, putOrganisationCmd{Header: Header{Actor: "a"}, Org: Organisation{ID: "o9", Name: "x"}}, CodeInvalid, "at"},
+		{"command without actor", CmdPutOrganisation, putOrganisationCmd{Header: Header{At: e.now}, Org: Organisation{ID: "o9", Name: "x"}}, CodeInvalid, "actor"},
+		{"worker without name", CmdPutWorker, putWorkerCmd{Header: h, Worker: Worker{ID: "w9", OrgID: "o1"}}, CodeInvalid, "worker.name"},
+		{"worker unknown org", CmdPutWorker, putWorkerCmd{Header: h, Worker: Worker{ID: "w9", Name: "n", OrgID: "nope"}}, CodeNotFound, "organisation_id"},
+		{"worker contact without phone", CmdPutWorker, putWorkerCmd{Header: h, Worker: Worker{ID: "w9", Name: "n", OrgID: "o1", Contacts: []Contact{{Name: "Boss"}}}}, CodeInvalid, "worker.contacts[0].phone"},
+		{"worker URN without force", CmdPutWorker, putWorkerCmd{Header: h, Worker: Worker{ID: "w9", Name: "n", OrgID: "o1", URNs: []PoliceURN{{URN: "123"}}}}, CodeInvalid, "worker.urns[0].force"},
+		{"pins unknown worker", CmdSetPINs, setPINsCmd{Header: h, WorkerID: "nope", SafePINHash: okHash}, CodeNotFound, "worker_id"},
+		{"pins not a hash", CmdSetPINs, setPINsCmd{Header: h, WorkerID: "w1", SafePINHash: "1234"}, CodeInvalid, "safe_pin_hash"},
+		{"pins same hash", CmdSetPINs, setPINsCmd{Header: h, WorkerID: "w1", SafePINHash: okHash, DuressPINHash: okHash}, CodeInvalid, "duress_pin_hash"},
+		{"pins duress without safe", CmdSetPINs, setPINsCmd{Header: h, WorkerID: "w1", DuressPINHash: okHash}, CodeInvalid, "duress_pin_hash"},
+		{"device bad kind", CmdPutDevice, putDeviceCmd{Header: h, Device: Device{ID: "d9", Kind: "toaster", OrgID: "o1", WorkerID: "w1"}}, CodeInvalid, "device.kind"},
+		{"device unknown org", CmdPutDevice, putDeviceCmd{Header: h, Device: Device{ID: "d9", Kind: DevicePooled, OrgID: "nope"}}, CodeNotFound, "organisation_id"},
+		{"device unknown worker", CmdPutDevice, putDeviceCmd{Header: h, Device: Device{ID: "d9", Kind: DeviceDedicated, OrgID: "o1", WorkerID: "nope"}}, CodeNotFound, "worker_id"},
+		{"device worker of another org", CmdPutDevice, putDeviceCmd{Header: h, Device: Device{ID: "d9", Kind: DeviceDedicated, OrgID: "o1", WorkerID: "x1"}}, CodeConflict, "device.worker_id"},
+		{"dedicated device unassigned", CmdPutDevice, putDeviceCmd{Header: h, Device: Device{ID: "d9", Kind: DeviceDedicated, OrgID: "o1"}}, CodeInvalid, "device.worker_id"},
+		{"status without device", CmdDeviceStatus, deviceStatusCmd{Header: h, Devices: []DeviceStatus{{SeenAt: e.now}}}, CodeInvalid, "devices[0].device_id"},
+		{"status without time", CmdDeviceStatus, deviceStatusCmd{Header: h, Devices: []DeviceStatus{{DeviceID: "d1"}}}, CodeInvalid, "devices[0].seen_at"},
+		{"status battery 101", CmdDeviceStatus, deviceStatusCmd{Header: h, Devices: []DeviceStatus{{DeviceID: "d1", SeenAt: e.now, Battery: ptr(101)}}}, CodeInvalid, "devices[0].battery"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e.t = t
@@ -247,7 +247,7 @@ func ptr[T any](v T) *T { return &v }
 func TestDirectory_OrganisationReplaced(t *testing.T) {
 	e := mustDirEnv(t)
 	e.putOrg(Organisation{ID: "o1", Name: "Trust", Priorities: map[AlarmType]int{AlarmTest: 9}})
-	resp := e.must(CmdPutOrganisation, PutOrganisationCmd{Header: e.hdr(), Org: Organisation{ID: "o1", Name: "Trust 2"}})
+	resp := e.must(CmdPutOrganisation, putOrganisationCmd{Header: e.hdr(), Org: Organisation{ID: "o1", Name: "Trust 2"}})
 	var o Organisation
 	if err := json.Unmarshal(resp, &o); err != nil || o.Name != "Trust 2" || o.Priorities != nil || !o.UpdatedAt.Equal(e.now) {
 		t.Fatalf("response %s (%v)", resp, err)
@@ -263,13 +263,13 @@ func TestDirectory_OrganisationReplaced(t *testing.T) {
 func TestDirectory_PutWorkerKeepsPINs(t *testing.T) {
 	e := mustDirEnv(t)
 	e.seed()
-	e.must(CmdSetPINs, SetPINsCmd{Header: e.hdr(), WorkerID: "w1", SafePINHash: mustHashPIN(t, "1111"), DuressPINHash: mustHashPIN(t, "2222")})
+	e.must(CmdSetPINs, setPINsCmd{Header: e.hdr(), WorkerID: "w1", SafePINHash: mustHashPIN(t, "1111"), DuressPINHash: mustHashPIN(t, "2222")})
 	before := e.worker("w1")
 	if before.PINVersion != 1 {
 		t.Fatalf("PIN version %d after SetPINs, want 1", before.PINVersion)
 	}
 	// A PutWorker that carries hashes of its own must not change the PINs.
-	e.must(CmdPutWorker, PutWorkerCmd{Header: e.hdr(), Worker: Worker{ID: "w1", Name: "Renamed", OrgID: "o1",
+	e.must(CmdPutWorker, putWorkerCmd{Header: e.hdr(), Worker: Worker{ID: "w1", Name: "Renamed", OrgID: "o1",
 		SafePINHash: "evil", PINVersion: 42, WrongPINs: 7}})
 	after := e.worker("w1")
 	if after.Name != "Renamed" || after.SafePINHash != before.SafePINHash || after.DuressPINHash != before.DuressPINHash ||
@@ -283,7 +283,7 @@ func TestDirectory_PutWorkerKeepsPINs(t *testing.T) {
 		}
 	}
 	// SetPINs again bumps the version and clears the wrong count.
-	e.must(CmdSetPINs, SetPINsCmd{Header: e.hdr(), WorkerID: "w1"})
+	e.must(CmdSetPINs, setPINsCmd{Header: e.hdr(), WorkerID: "w1"})
 	if w := e.worker("w1"); w.PINVersion != 2 || w.SafePINHash != "" {
 		t.Fatalf("after clearing: %+v", w)
 	}
@@ -293,7 +293,7 @@ func TestDirectory_DeviceStatusLatestWins(t *testing.T) {
 	e := mustDirEnv(t)
 	e.seed()
 	t0 := e.now
-	resp := e.must(CmdDeviceStatus, DeviceStatusCmd{Header: e.hdr(), Devices: []DeviceStatus{
+	resp := e.must(CmdDeviceStatus, deviceStatusCmd{Header: e.hdr(), Devices: []DeviceStatus{
 		{DeviceID: "d1", SeenAt: t0.Add(2 * time.Second), Battery: ptr(80), Connected: ptr(true), Node: "n2",
 			Location: &Location{Lat: 51.5, Lon: -0.1}},
 		{DeviceID: "d1", SeenAt: t0.Add(time.Second), Battery: ptr(90)}, // older: skipped
@@ -309,16 +309,16 @@ func TestDirectory_DeviceStatusLatestWins(t *testing.T) {
 		t.Fatalf("d1 = %+v", d)
 	}
 	// A later batch with an older time changes nothing; a newer one wins.
-	e.must(CmdDeviceStatus, DeviceStatusCmd{Header: e.hdr(), Devices: []DeviceStatus{{DeviceID: "d1", SeenAt: t0, Battery: ptr(5)}}})
+	e.must(CmdDeviceStatus, deviceStatusCmd{Header: e.hdr(), Devices: []DeviceStatus{{DeviceID: "d1", SeenAt: t0, Battery: ptr(5)}}})
 	if d := e.device("d1"); d.Battery != 80 {
 		t.Fatalf("an older status overwrote battery: %d", d.Battery)
 	}
-	e.must(CmdDeviceStatus, DeviceStatusCmd{Header: e.hdr(), Devices: []DeviceStatus{{DeviceID: "d1", SeenAt: t0.Add(time.Minute), Connected: ptr(false)}}})
+	e.must(CmdDeviceStatus, deviceStatusCmd{Header: e.hdr(), Devices: []DeviceStatus{{DeviceID: "d1", SeenAt: t0.Add(time.Minute), Connected: ptr(false)}}})
 	if d := e.device("d1"); d.Battery != 80 || d.Connected {
 		t.Fatalf("newer status: %+v", d)
 	}
 	// Registration keeps the telemetry.
-	e.must(CmdPutDevice, PutDeviceCmd{Header: e.hdr(), Device: Device{ID: "d1", Kind: DeviceDedicated, OrgID: "o1", WorkerID: "w1", Label: "red"}})
+	e.must(CmdPutDevice, putDeviceCmd{Header: e.hdr(), Device: Device{ID: "d1", Kind: DeviceDedicated, OrgID: "o1", WorkerID: "w1", Label: "red"}})
 	if d := e.device("d1"); d.Battery != 80 || d.Label != "red" || d.Location == nil || d.Firmware != "" && d.Firmware != "2.1" {
 		t.Fatalf("PutDevice lost telemetry: %+v", d)
 	}

@@ -10,7 +10,7 @@ import (
 
 func (e *dirEnv) status(device string, seen time.Time, connected *bool) {
 	e.t.Helper()
-	e.must(CmdDeviceStatus, DeviceStatusCmd{Header: e.hdr(), Devices: []DeviceStatus{{DeviceID: device, SeenAt: seen, Connected: connected}}})
+	e.must(CmdDeviceStatus, deviceStatusCmd{Header: e.hdr(), Devices: []DeviceStatus{{DeviceID: device, SeenAt: seen, Connected: connected}}})
 }
 
 // offlineDeadlines returns the device-offline deadlines in the state.
@@ -28,7 +28,7 @@ func (e *dirEnv) offlineDeadlines() []Deadline {
 // fireResult fires d and returns the whole result.
 func (e *dirEnv) fireResult(d Deadline) fireResult {
 	e.t.Helper()
-	resp := e.must(CmdFireDeadline, FireDeadlineCmd{Header: e.hdr(), DeadlineID: d.ID, Due: d.Due, AlarmID: DeadlineAlarmID(d.ID)})
+	resp := e.must(CmdFireDeadline, fireDeadlineCmd{Header: e.hdr(), DeadlineID: d.ID, Due: d.Due, AlarmID: DeadlineAlarmID(d.ID)})
 	var r fireResult
 	if err := json.Unmarshal(resp, &r); err != nil {
 		e.t.Fatal(err)
@@ -144,7 +144,7 @@ func TestDeviceOffline_StaysAwayRaisesOneAlarm(t *testing.T) {
 	e := mustOfflineEnv(t)
 	off := false
 	here := &Location{Lat: 53.48, Lon: -2.24, Source: "gps"}
-	e.must(CmdDeviceStatus, DeviceStatusCmd{Header: e.hdr(), Devices: []DeviceStatus{{DeviceID: "d1", SeenAt: e.now, Location: here}}})
+	e.must(CmdDeviceStatus, deviceStatusCmd{Header: e.hdr(), Devices: []DeviceStatus{{DeviceID: "d1", SeenAt: e.now, Location: here}}})
 	seen := e.now.Add(time.Minute)
 	e.now = seen
 	e.status("d1", seen, &off)

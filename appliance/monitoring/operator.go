@@ -165,9 +165,9 @@ func (s *OperatorSession) Valid(t time.Time) bool {
 	return s.RevokedAt.IsZero() && t.Before(s.ExpiresAt)
 }
 
-// PutOperatorCmd creates or changes an operator. Only ID, Name, Role and
+// putOperatorCmd creates or changes an operator. Only ID, Name, Role and
 // Disabled of Operator are read.
-type PutOperatorCmd struct {
+type putOperatorCmd struct {
 	Header
 	Operator Operator `json:"operator"`
 	// Create refuses the command if the operator exists.
@@ -179,9 +179,9 @@ type PutOperatorCmd struct {
 	Unlock bool `json:"unlock,omitempty"`
 }
 
-// OperatorLoginCmd records a sign-in attempt, with the outcome of the
+// operatorLoginCmd records a sign-in attempt, with the outcome of the
 // password check made before proposing.
-type OperatorLoginCmd struct {
+type operatorLoginCmd struct {
 	Header
 	OperatorID      string `json:"operator_id"`
 	PasswordOK      bool   `json:"password_ok"`
@@ -193,8 +193,8 @@ type OperatorLoginCmd struct {
 	Remote      string    `json:"remote,omitempty"`
 }
 
-// OperatorLogoutCmd ends a session.
-type OperatorLogoutCmd struct {
+// operatorLogoutCmd ends a session.
+type operatorLogoutCmd struct {
 	Header
 	SessionHash string `json:"session_hash"`
 }
@@ -273,7 +273,7 @@ func enabledAdmins(txn *badger.Txn, except string) (int, error) {
 // last enabled admin may be neither demoted nor disabled. A new password or
 // disabling ends the operator's sessions.
 func applyPutOperator(c *applyCtx, body []byte) ([]byte, error) {
-	var cmd PutOperatorCmd
+	var cmd putOperatorCmd
 	if err := c.decode(body, &cmd); err != nil {
 		return nil, err
 	}
@@ -412,7 +412,7 @@ func deleteSession(txn *badger.Txn, s *OperatorSession) error {
 // removes the operator's expired and ended sessions and, beyond
 // MaxOperatorSessions, its oldest.
 func applyOperatorLogin(c *applyCtx, body []byte) ([]byte, error) {
-	var cmd OperatorLoginCmd
+	var cmd operatorLoginCmd
 	if err := c.decode(body, &cmd); err != nil {
 		return nil, err
 	}
@@ -524,7 +524,7 @@ func applyOperatorLogin(c *applyCtx, body []byte) ([]byte, error) {
 // applyOperatorLogout ends a session. Ending an ended session changes
 // nothing.
 func applyOperatorLogout(c *applyCtx, body []byte) ([]byte, error) {
-	var cmd OperatorLogoutCmd
+	var cmd operatorLogoutCmd
 	if err := c.decode(body, &cmd); err != nil {
 		return nil, err
 	}
@@ -591,7 +591,7 @@ func (s *Service) PutOperator(ctx context.Context, cmdID, actor string, req PutO
 	if strings.TrimSpace(actor) == "" {
 		return nil, invalid("actor", "who changes the operator is missing")
 	}
-	cmd := PutOperatorCmd{Header: s.header(actor), Operator: o, Create: req.Create, Unlock: req.Unlock}
+	cmd := putOperatorCmd{Header: s.header(actor), Operator: o, Create: req.Create, Unlock: req.Unlock}
 	if req.Password != "" {
 		if err := validatePassword(req.Password); err != nil {
 			return nil, err
@@ -679,7 +679,7 @@ func (s *Service) Login(ctx context.Context, cmdID string, req LoginRequest) (*S
 		}
 		return nil, ruleErr(CodeDisabled, "", "the account %q is disabled: ask a supervisor", o.ID)
 	}
-	cmd := OperatorLoginCmd{Header: s.header(req.OperatorID), OperatorID: o.ID, PasswordOK: ok,
+	cmd := operatorLoginCmd{Header: s.header(req.OperatorID), OperatorID: o.ID, PasswordOK: ok,
 		PasswordVersion: o.PasswordVersion, Remote: req.Remote}
 	var token string
 	if ok {
@@ -746,7 +746,7 @@ func (s *Service) Logout(ctx context.Context, cmdID, token string) error {
 	if !found || !sess.RevokedAt.IsZero() {
 		return nil
 	}
-	_, err := s.propose(ctx, cmdID, CmdOperatorLogout, OperatorLogoutCmd{Header: s.header(sess.OperatorID), SessionHash: h})
+	_, err := s.propose(ctx, cmdID, CmdOperatorLogout, operatorLogoutCmd{Header: s.header(sess.OperatorID), SessionHash: h})
 	if isNotFoundErr(err) {
 		return nil
 	}

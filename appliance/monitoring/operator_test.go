@@ -25,9 +25,9 @@ func testSessionHash(n int) string { return HashSessionToken(fmt.Sprint("token-"
 func mustOperatorEnv(t *testing.T) *dirEnv {
 	t.Helper()
 	e := mustDirEnv(t)
-	e.must(CmdPutOperator, PutOperatorCmd{Header: e.hdr(), Create: true, PasswordHash: testSafeHash,
+	e.must(CmdPutOperator, putOperatorCmd{Header: e.hdr(), Create: true, PasswordHash: testSafeHash,
 		Operator: Operator{ID: "ada", Name: "Ada Admin", Role: RoleAdmin}})
-	e.must(CmdPutOperator, PutOperatorCmd{Header: e.hdr(), Create: true, PasswordHash: testSafeHash,
+	e.must(CmdPutOperator, putOperatorCmd{Header: e.hdr(), Create: true, PasswordHash: testSafeHash,
 		Operator: Operator{ID: "olivia", Name: "Olivia Hart", Role: RoleOperator}})
 	return e
 }
@@ -57,7 +57,7 @@ func (e *dirEnv) opSession(hash string) *OperatorSession {
 // login applies a sign-in attempt and returns the state machine's result.
 func (e *dirEnv) login(id string, ok bool, version uint64, hash string) loginResult {
 	e.t.Helper()
-	cmd := OperatorLoginCmd{Header: e.hdr(), OperatorID: id, PasswordOK: ok, PasswordVersion: version, Remote: "192.0.2.7"}
+	cmd := operatorLoginCmd{Header: e.hdr(), OperatorID: id, PasswordOK: ok, PasswordVersion: version, Remote: "192.0.2.7"}
 	if ok {
 		cmd.SessionHash, cmd.ExpiresAt = hash, e.now.Add(12*time.Hour)
 	}
@@ -75,7 +75,7 @@ func TestOperator_CreateAndChange(t *testing.T) {
 		t.Fatalf("created %+v", o)
 	}
 	var pub Operator
-	resp := e.must(CmdPutOperator, PutOperatorCmd{Header: e.hdr(), Operator: Operator{ID: "olivia", Name: "Olivia H.", Role: RoleSupervisor}})
+	resp := e.must(CmdPutOperator, putOperatorCmd{Header: e.hdr(), Operator: Operator{ID: "olivia", Name: "Olivia H.", Role: RoleSupervisor}})
 	if err := json.Unmarshal(resp, &pub); err != nil || pub.PasswordHash != "" || strings.Contains(string(resp), "argon2") {
 		t.Fatalf("the response shows the hash or is broken: %s (%v)", resp, err)
 	}
@@ -83,20 +83,20 @@ func TestOperator_CreateAndChange(t *testing.T) {
 	if o.Name != "Olivia H." || o.Role != RoleSupervisor || o.PasswordHash != testSafeHash || o.PasswordVersion != 1 {
 		t.Fatalf("a change without a password must keep it: %+v", o)
 	}
-	e.refused(CmdPutOperator, PutOperatorCmd{Header: e.hdr(), Create: true, PasswordHash: testSafeHash,
+	e.refused(CmdPutOperator, putOperatorCmd{Header: e.hdr(), Create: true, PasswordHash: testSafeHash,
 		Operator: Operator{ID: "olivia", Name: "Other", Role: RoleOperator}}, CodeConflict, "operator.id")
 
 	for _, tc := range []struct {
 		name  string
-		cmd   PutOperatorCmd
+		cmd   putOperatorCmd
 		field string
 	}{
-		{"empty id", PutOperatorCmd{Operator: Operator{Name: "X", Role: RoleOperator}, PasswordHash: testSafeHash}, "operator.id"},
-		{"id with slash", PutOperatorCmd{Operator: Operator{ID: "a/b", Name: "X", Role: RoleOperator}, PasswordHash: testSafeHash}, "operator.id"},
-		{"no name", PutOperatorCmd{Operator: Operator{ID: "x", Name: " ", Role: RoleOperator}, PasswordHash: testSafeHash}, "operator.name"},
-		{"unknown role", PutOperatorCmd{Operator: Operator{ID: "x", Name: "X", Role: "root"}, PasswordHash: testSafeHash}, "operator.role"},
-		{"new without password", PutOperatorCmd{Operator: Operator{ID: "x", Name: "X", Role: RoleOperator}}, "password"},
-		{"not a hash", PutOperatorCmd{Operator: Operator{ID: "x", Name: "X", Role: RoleOperator}, PasswordHash: "hunter2hunter2"}, "password_hash"},
+		{"empty id", putOperatorCmd{Operator: Operator{Name: "X", Role: RoleOperator}, PasswordHash: testSafeHash}, "operator.id"},
+		{"id with slash", putOperatorCmd{Operator: Operator{ID: "a/b", Name: "X", Role: RoleOperator}, PasswordHash: testSafeHash}, "operator.id"},
+		{"no name", putOperatorCmd{Operator: Operator{ID: "x", Name: " ", Role: RoleOperator}, PasswordHash: testSafeHash}, "operator.name"},
+		{"unknown role", putOperatorCmd{Operator: Operator{ID: "x", Name: "X", Role: "root"}, PasswordHash: testSafeHash}, "operator.role"},
+		{"new without password", putOperatorCmd{Operator: Operator{ID: "x", Name: "X", Role: RoleOperator}}, "password"},
+		{"not a hash", putOperatorCmd{Operator: Operator{ID: "x", Name: "X", Role: RoleOperator}, PasswordHash: "hunter2hunter2"}, "password_hash"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.cmd.Header = e.hdr()
@@ -107,10 +107,10 @@ func TestOperator_CreateAndChange(t *testing.T) {
 
 func TestOperator_LastAdminStays(t *testing.T) {
 	e := mustOperatorEnv(t)
-	e.refused(CmdPutOperator, PutOperatorCmd{Header: e.hdr(), Operator: Operator{ID: "ada", Name: "Ada", Role: RoleOperator}}, CodeConflict, "operator.role")
-	e.refused(CmdPutOperator, PutOperatorCmd{Header: e.hdr(), Operator: Operator{ID: "ada", Name: "Ada", Role: RoleAdmin, Disabled: true}}, CodeConflict, "operator.role")
-	e.must(CmdPutOperator, PutOperatorCmd{Header: e.hdr(), Operator: Operator{ID: "olivia", Name: "Olivia", Role: RoleAdmin}})
-	e.must(CmdPutOperator, PutOperatorCmd{Header: e.hdr(), Operator: Operator{ID: "ada", Name: "Ada", Role: RoleOperator}})
+	e.refused(CmdPutOperator, putOperatorCmd{Header: e.hdr(), Operator: Operator{ID: "ada", Name: "Ada", Role: RoleOperator}}, CodeConflict, "operator.role")
+	e.refused(CmdPutOperator, putOperatorCmd{Header: e.hdr(), Operator: Operator{ID: "ada", Name: "Ada", Role: RoleAdmin, Disabled: true}}, CodeConflict, "operator.role")
+	e.must(CmdPutOperator, putOperatorCmd{Header: e.hdr(), Operator: Operator{ID: "olivia", Name: "Olivia", Role: RoleAdmin}})
+	e.must(CmdPutOperator, putOperatorCmd{Header: e.hdr(), Operator: Operator{ID: "ada", Name: "Ada", Role: RoleOperator}})
 }
 
 func TestOperatorLogin_LocksAfterFiveWrongPasswords(t *testing.T) {
@@ -156,7 +156,7 @@ func TestOperatorLogin_LocksAfterFiveWrongPasswords(t *testing.T) {
 	for range MaxFailedLogins {
 		e.login("olivia", false, 1, "")
 	}
-	e.must(CmdPutOperator, PutOperatorCmd{Header: e.hdr(), Unlock: true, Operator: Operator{ID: "olivia", Name: "Olivia Hart", Role: RoleOperator}})
+	e.must(CmdPutOperator, putOperatorCmd{Header: e.hdr(), Unlock: true, Operator: Operator{ID: "olivia", Name: "Olivia Hart", Role: RoleOperator}})
 	if o := e.operator("olivia"); o.Locked(e.now) {
 		t.Fatalf("unlock left %+v", o)
 	}
@@ -170,20 +170,20 @@ func TestOperatorLogin_SessionsAndLogout(t *testing.T) {
 		t.Fatalf("result %+v, session %+v", r, s)
 	}
 	// A session hash may not be reused.
-	cmd := OperatorLoginCmd{Header: e.hdr(), OperatorID: "ada", PasswordOK: true, PasswordVersion: 1,
+	cmd := operatorLoginCmd{Header: e.hdr(), OperatorID: "ada", PasswordOK: true, PasswordVersion: 1,
 		SessionHash: testSessionHash(1), ExpiresAt: e.now.Add(time.Hour)}
 	e.refused(CmdOperatorLogin, cmd, CodeConflict, "session_hash")
 	for _, tc := range []struct {
 		name  string
-		mod   func(*OperatorLoginCmd)
+		mod   func(*operatorLoginCmd)
 		code  Code
 		field string
 	}{
-		{"bad hash", func(c *OperatorLoginCmd) { c.SessionHash = "abc" }, CodeInvalid, "session_hash"},
-		{"upper-case hash", func(c *OperatorLoginCmd) { c.SessionHash = strings.ToUpper(testSessionHash(9)) }, CodeInvalid, "session_hash"},
-		{"expired", func(c *OperatorLoginCmd) { c.ExpiresAt = e.now }, CodeInvalid, "expires_at"},
-		{"too long", func(c *OperatorLoginCmd) { c.ExpiresAt = e.now.Add(MaxSessionTTL + time.Second) }, CodeInvalid, "expires_at"},
-		{"unknown operator", func(c *OperatorLoginCmd) { c.OperatorID = "nobody" }, CodeNotFound, "operator_id"},
+		{"bad hash", func(c *operatorLoginCmd) { c.SessionHash = "abc" }, CodeInvalid, "session_hash"},
+		{"upper-case hash", func(c *operatorLoginCmd) { c.SessionHash = strings.ToUpper(testSessionHash(9)) }, CodeInvalid, "session_hash"},
+		{"expired", func(c *operatorLoginCmd) { c.ExpiresAt = e.now }, CodeInvalid, "expires_at"},
+		{"too long", func(c *operatorLoginCmd) { c.ExpiresAt = e.now.Add(MaxSessionTTL + time.Second) }, CodeInvalid, "expires_at"},
+		{"unknown operator", func(c *operatorLoginCmd) { c.OperatorID = "nobody" }, CodeNotFound, "operator_id"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := cmd
@@ -193,17 +193,17 @@ func TestOperatorLogin_SessionsAndLogout(t *testing.T) {
 		})
 	}
 	// Sign out, twice: the second changes nothing.
-	e.must(CmdOperatorLogout, OperatorLogoutCmd{Header: e.hdr(), SessionHash: testSessionHash(1)})
+	e.must(CmdOperatorLogout, operatorLogoutCmd{Header: e.hdr(), SessionHash: testSessionHash(1)})
 	if s := e.opSession(testSessionHash(1)); s.Valid(e.now) || !s.RevokedAt.Equal(e.now) {
 		t.Fatalf("after logout: %+v", s)
 	}
 	before := e.dump()
 	e.now = e.now.Add(time.Minute)
-	e.must(CmdOperatorLogout, OperatorLogoutCmd{Header: e.hdr(), SessionHash: testSessionHash(1)})
+	e.must(CmdOperatorLogout, operatorLogoutCmd{Header: e.hdr(), SessionHash: testSessionHash(1)})
 	if e.dump() != before {
 		t.Fatal("a second logout changed the state")
 	}
-	e.refused(CmdOperatorLogout, OperatorLogoutCmd{Header: e.hdr(), SessionHash: testSessionHash(77)}, CodeNotFound, "session_hash")
+	e.refused(CmdOperatorLogout, operatorLogoutCmd{Header: e.hdr(), SessionHash: testSessionHash(77)}, CodeNotFound, "session_hash")
 
 	// The next sign-in removes the ended session; beyond
 	// MaxOperatorSessions the oldest goes.
@@ -222,7 +222,7 @@ func TestOperatorLogin_SessionsAndLogout(t *testing.T) {
 		t.Fatalf("%d sessions, oldest %s; want %d from the third", len(sessions), sessions[0].Hash, MaxOperatorSessions)
 	}
 	// A new password ends every session.
-	e.must(CmdPutOperator, PutOperatorCmd{Header: e.hdr(), PasswordHash: testDuressHash,
+	e.must(CmdPutOperator, putOperatorCmd{Header: e.hdr(), PasswordHash: testDuressHash,
 		Operator: Operator{ID: "olivia", Name: "Olivia Hart", Role: RoleOperator}})
 	for _, s := range sessions {
 		if e.opSession(s.Hash).Valid(e.now) {
@@ -238,7 +238,7 @@ func TestOperatorLogin_SessionsAndLogout(t *testing.T) {
 func TestOperatorLogin_DisabledSignsNobodyIn(t *testing.T) {
 	e := mustOperatorEnv(t)
 	e.login("olivia", true, 1, testSessionHash(1))
-	e.must(CmdPutOperator, PutOperatorCmd{Header: e.hdr(), Operator: Operator{ID: "olivia", Name: "Olivia", Role: RoleOperator, Disabled: true}})
+	e.must(CmdPutOperator, putOperatorCmd{Header: e.hdr(), Operator: Operator{ID: "olivia", Name: "Olivia", Role: RoleOperator, Disabled: true}})
 	if e.opSession(testSessionHash(1)).Valid(e.now) {
 		t.Fatal("disabling kept the session")
 	}
@@ -436,7 +436,7 @@ func (g *gen) stepOperator() {
 	switch n := g.r.IntN(10); {
 	case n < 2:
 		role := OperatorRoles[g.r.IntN(len(OperatorRoles))]
-		c := PutOperatorCmd{Header: g.hdr("admin"), Operator: Operator{ID: id, Name: "Operator " + id, Role: role,
+		c := putOperatorCmd{Header: g.hdr("admin"), Operator: Operator{ID: id, Name: "Operator " + id, Role: role,
 			Disabled: g.r.IntN(8) == 0}, Create: g.r.IntN(3) == 0, Unlock: g.r.IntN(4) == 0}
 		if g.r.IntN(4) != 0 {
 			c.PasswordHash = []string{testSafeHash, testDuressHash}[g.r.IntN(2)]
@@ -446,7 +446,7 @@ func (g *gen) stepOperator() {
 		}
 		g.add(CmdPutOperator, c)
 	case n < 9:
-		c := OperatorLoginCmd{Header: g.hdr(id), OperatorID: id, PasswordOK: g.r.IntN(3) == 0,
+		c := operatorLoginCmd{Header: g.hdr(id), OperatorID: id, PasswordOK: g.r.IntN(3) == 0,
 			PasswordVersion: uint64(1 + g.r.IntN(2)), Remote: "192.0.2.1"}
 		if c.PasswordOK {
 			c.SessionHash = HashSessionToken(g.id("tok"))
@@ -467,6 +467,6 @@ func (g *gen) stepOperator() {
 		if len(live) > 0 && g.r.IntN(4) != 0 {
 			h = g.pick(live)
 		}
-		g.add(CmdOperatorLogout, OperatorLogoutCmd{Header: g.hdr(id), SessionHash: h})
+		g.add(CmdOperatorLogout, operatorLogoutCmd{Header: g.hdr(id), SessionHash: h})
 	}
 }

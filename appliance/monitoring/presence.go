@@ -110,9 +110,9 @@ func indexPresence(txn *badger.Txn, d *Device, wasConnected bool, wasNode string
 	return nil
 }
 
-// NodeDownCmd marks the devices recorded as connected through Node, with a
+// nodeDownCmd marks the devices recorded as connected through Node, with a
 // connection made before Before, as disconnected at GoneAt.
-type NodeDownCmd struct {
+type nodeDownCmd struct {
 	Header
 	Node   string    `json:"node"`
 	Before time.Time `json:"before"`
@@ -127,7 +127,7 @@ type nodeDownResult struct {
 
 // applyNodeDown marks a node's stale connections as ended.
 func applyNodeDown(c *applyCtx, body []byte) ([]byte, error) {
-	var cmd NodeDownCmd
+	var cmd nodeDownCmd
 	if err := c.decode(body, &cmd); err != nil {
 		return nil, err
 	}
@@ -198,7 +198,7 @@ func staleOnNode(txn *badger.Txn, node string, before time.Time, limit int) ([]*
 // for reason (DisconnectNodeDown or DisconnectNodeStop). It returns how
 // many were marked.
 func (s *Service) MarkNodeDown(ctx context.Context, cmdID, actor, node string, before, at time.Time, reason string) (int, error) {
-	res, err := s.propose(ctx, cmdID, CmdNodeDown, NodeDownCmd{Header: s.header(actor), Node: node, Before: before, GoneAt: at, Reason: reason})
+	res, err := s.propose(ctx, cmdID, CmdNodeDown, nodeDownCmd{Header: s.header(actor), Node: node, Before: before, GoneAt: at, Reason: reason})
 	if err != nil {
 		return 0, err
 	}

@@ -10,7 +10,7 @@ import (
 // conn reports presence of one connection of device, made at since on node.
 func (e *dirEnv) conn(device, node string, since, seen time.Time, up bool, reason string) {
 	e.t.Helper()
-	e.must(CmdDeviceStatus, DeviceStatusCmd{Header: e.hdr(), Devices: []DeviceStatus{{
+	e.must(CmdDeviceStatus, deviceStatusCmd{Header: e.hdr(), Devices: []DeviceStatus{{
 		DeviceID: device, SeenAt: seen, Connected: &up, Node: node, ConnectedAt: since, Reason: reason}}})
 }
 
@@ -102,8 +102,8 @@ func TestPresence_NodeDown(t *testing.T) {
 	down := t0.Add(30 * time.Second)
 	e.now = t0.Add(40 * time.Second)
 
-	e.refused(CmdNodeDown, NodeDownCmd{Header: e.hdr(), Node: "a", Before: down, GoneAt: down, Reason: "crashed"}, CodeInvalid, "reason")
-	resp := e.must(CmdNodeDown, NodeDownCmd{Header: e.hdr(), Node: "a", Before: down, GoneAt: down, Reason: DisconnectNodeDown})
+	e.refused(CmdNodeDown, nodeDownCmd{Header: e.hdr(), Node: "a", Before: down, GoneAt: down, Reason: "crashed"}, CodeInvalid, "reason")
+	resp := e.must(CmdNodeDown, nodeDownCmd{Header: e.hdr(), Node: "a", Before: down, GoneAt: down, Reason: DisconnectNodeDown})
 	var r nodeDownResult
 	if err := json.Unmarshal(resp, &r); err != nil {
 		t.Fatal(err)
@@ -122,7 +122,7 @@ func TestPresence_NodeDown(t *testing.T) {
 		t.Fatalf("offline deadlines %+v", ds)
 	}
 	// Again: nothing left to mark.
-	if resp := e.must(CmdNodeDown, NodeDownCmd{Header: e.hdr(), Node: "a", Before: down, GoneAt: down, Reason: DisconnectNodeDown}); string(resp) != `{"marked":0}` {
+	if resp := e.must(CmdNodeDown, nodeDownCmd{Header: e.hdr(), Node: "a", Before: down, GoneAt: down, Reason: DisconnectNodeDown}); string(resp) != `{"marked":0}` {
 		t.Fatalf("second NodeDown: %s", resp)
 	}
 	// d1 comes back through c: the deadline goes.

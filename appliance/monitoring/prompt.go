@@ -92,8 +92,8 @@ type DevicePrompt struct {
 	RaisedAlarmID string `json:"raised_alarm_id,omitempty"`
 }
 
-// DevicePromptCmd records a prompt an operator sends to a device.
-type DevicePromptCmd struct {
+// devicePromptCmd records a prompt an operator sends to a device.
+type devicePromptCmd struct {
 	Header
 	PromptID  string     `json:"prompt_id"` // made by the proposer
 	DeviceID  string     `json:"device_id"`
@@ -106,8 +106,8 @@ type DevicePromptCmd struct {
 	OverrideSilent bool `json:"override_silent,omitempty"`
 }
 
-// PromptAnswerCmd records a device's answer to a prompt.
-type PromptAnswerCmd struct {
+// promptAnswerCmd records a device's answer to a prompt.
+type promptAnswerCmd struct {
 	Header
 	PromptID   string       `json:"prompt_id"`
 	DeviceID   string       `json:"device_id"`
@@ -205,7 +205,7 @@ func checkPrompt(promptID, deviceID, alarmID string, kind PromptKind, text strin
 // if named, is open and is the device's or its worker's; no open silent
 // alarm of the device or its worker, unless OverrideSilent.
 func applyDevicePrompt(c *applyCtx, body []byte) ([]byte, error) {
-	var cmd DevicePromptCmd
+	var cmd devicePromptCmd
 	if err := c.decode(body, &cmd); err != nil {
 		return nil, err
 	}
@@ -312,7 +312,7 @@ func promptLine(p *DevicePrompt) string {
 // answer fits its kind. A "tapped" answer to a prompt without an open alarm
 // raises a discreet panic alarm (silent: nothing shows on the device).
 func applyPromptAnswer(c *applyCtx, body []byte) ([]byte, error) {
-	var cmd PromptAnswerCmd
+	var cmd promptAnswerCmd
 	if err := c.decode(body, &cmd); err != nil {
 		return nil, err
 	}
@@ -416,7 +416,7 @@ func (s *Service) SendPrompt(ctx context.Context, cmdID, actor string, req Promp
 		req.TTL = DefaultPromptTTL
 	}
 	h := s.header(actor)
-	cmd := DevicePromptCmd{Header: h, PromptID: req.PromptID, DeviceID: req.DeviceID, AlarmID: req.AlarmID,
+	cmd := devicePromptCmd{Header: h, PromptID: req.PromptID, DeviceID: req.DeviceID, AlarmID: req.AlarmID,
 		Kind: req.Kind, Text: req.Text, ExpiresAt: h.At.Add(req.TTL), OverrideSilent: req.OverrideSilent}
 	return s.proposePrompt(ctx, cmdID, CmdDevicePrompt, cmd)
 }
@@ -448,7 +448,7 @@ func (s *Service) AnswerPrompt(ctx context.Context, cmdID, actor string, req Pro
 	if !slices.Contains(PromptAnswers, req.Answer) {
 		return nil, checkAnswer("", req.Answer)
 	}
-	cmd := PromptAnswerCmd{Header: s.header(actor), PromptID: req.PromptID, DeviceID: req.DeviceID,
+	cmd := promptAnswerCmd{Header: s.header(actor), PromptID: req.PromptID, DeviceID: req.DeviceID,
 		Answer: req.Answer, DeviceTime: req.DeviceTime,
 		AlarmID: s.NewID(), // always made, so the command looks the same whatever the answer
 	}

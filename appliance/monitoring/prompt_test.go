@@ -12,13 +12,13 @@ import (
 )
 
 // promptCmd is a valid prompt to d1 expiring in five minutes.
-func (e *dirEnv) promptCmd(id string) DevicePromptCmd {
-	return DevicePromptCmd{Header: e.hdr(), PromptID: id, DeviceID: "d1", Kind: PromptTapTwice,
+func (e *dirEnv) promptCmd(id string) devicePromptCmd {
+	return devicePromptCmd{Header: e.hdr(), PromptID: id, DeviceID: "d1", Kind: PromptTapTwice,
 		ExpiresAt: e.now.Add(5 * time.Minute)}
 }
 
 // sendPrompt applies a prompt that must be accepted and returns it.
-func (e *dirEnv) sendPrompt(cmd DevicePromptCmd) *DevicePrompt {
+func (e *dirEnv) sendPrompt(cmd devicePromptCmd) *DevicePrompt {
 	e.t.Helper()
 	var p DevicePrompt
 	if err := json.Unmarshal(e.must(CmdDevicePrompt, cmd), &p); err != nil {
@@ -27,8 +27,8 @@ func (e *dirEnv) sendPrompt(cmd DevicePromptCmd) *DevicePrompt {
 	return &p
 }
 
-func (e *dirEnv) answerCmd(prompt, device string, a PromptAnswer) PromptAnswerCmd {
-	return PromptAnswerCmd{Header: Header{At: e.now, Actor: "device:" + device, Node: "n1"}, PromptID: prompt,
+func (e *dirEnv) answerCmd(prompt, device string, a PromptAnswer) promptAnswerCmd {
+	return promptAnswerCmd{Header: Header{At: e.now, Actor: "device:" + device, Node: "n1"}, PromptID: prompt,
 		DeviceID: device, Answer: a, DeviceTime: e.now.Add(-time.Second), AlarmID: "tap-" + prompt}
 }
 
@@ -64,22 +64,22 @@ func TestPrompt_Refusals(t *testing.T) {
 	e.sendPrompt(e.promptCmd("taken"))
 	for _, tc := range []struct {
 		name  string
-		edit  func(*DevicePromptCmd)
+		edit  func(*devicePromptCmd)
 		code  Code
 		field string
 	}{
-		{"no prompt ID", func(c *DevicePromptCmd) { c.PromptID = "" }, CodeInvalid, "prompt_id"},
-		{"prompt ID taken", func(c *DevicePromptCmd) { c.PromptID = "taken" }, CodeConflict, "prompt_id"},
-		{"no kind", func(c *DevicePromptCmd) { c.Kind = "" }, CodeInvalid, "kind"},
-		{"unknown kind", func(c *DevicePromptCmd) { c.Kind = "dance" }, CodeInvalid, "kind"},
-		{"message without text", func(c *DevicePromptCmd) { c.Kind, c.Text = PromptMessage, " " }, CodeInvalid, "text"},
-		{"text too long", func(c *DevicePromptCmd) { c.Text = strings.Repeat("x", MaxPromptText+1) }, CodeInvalid, "text"},
-		{"already expired", func(c *DevicePromptCmd) { c.ExpiresAt = e.now }, CodeInvalid, "expires_at"},
-		{"expires too late", func(c *DevicePromptCmd) { c.ExpiresAt = e.now.Add(MaxPromptTTL + time.Second) }, CodeInvalid, "expires_at"},
-		{"unknown device", func(c *DevicePromptCmd) { c.DeviceID = "ghost" }, CodeNotFound, "device_id"},
-		{"unknown alarm", func(c *DevicePromptCmd) { c.AlarmID = "nope" }, CodeNotFound, "alarm_id"},
-		{"another worker's alarm", func(c *DevicePromptCmd) { c.AlarmID = "a2" }, CodeConflict, "alarm_id"},
-		{"closed alarm", func(c *DevicePromptCmd) { c.AlarmID = "closed" }, CodeAlarmClosed, "alarm_id"},
+		{"no prompt ID", func(c *devicePromptCmd) { c.PromptID = "" }, CodeInvalid, "prompt_id"},
+		{"prompt ID taken", func(c *devicePromptCmd) { c.PromptID = "taken" }, CodeConflict, "prompt_id"},
+		{"no kind", func(c *devicePromptCmd) { c.Kind = "" }, CodeInvalid, "kind"},
+		{"unknown kind", func(c *devicePromptCmd) { c.Kind = "dance" }, CodeInvalid, "kind"},
+		{"message without text", func(c *devicePromptCmd) { c.Kind, c.Text = PromptMessage, " " }, CodeInvalid, "text"},
+		{"text too long", func(c *devicePromptCmd) { c.Text = strings.Repeat("x", MaxPromptText+1) }, CodeInvalid, "text"},
+		{"already expired", func(c *devicePromptCmd) { c.ExpiresAt = e.now }, CodeInvalid, "expires_at"},
+		{"expires too late", func(c *devicePromptCmd) { c.ExpiresAt = e.now.Add(MaxPromptTTL + time.Second) }, CodeInvalid, "expires_at"},
+		{"unknown device", func(c *devicePromptCmd) { c.DeviceID = "ghost" }, CodeNotFound, "device_id"},
+		{"unknown alarm", func(c *devicePromptCmd) { c.AlarmID = "nope" }, CodeNotFound, "alarm_id"},
+		{"another worker's alarm", func(c *devicePromptCmd) { c.AlarmID = "a2" }, CodeConflict, "alarm_id"},
+		{"closed alarm", func(c *devicePromptCmd) { c.AlarmID = "closed" }, CodeAlarmClosed, "alarm_id"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := e.promptCmd("p-" + strings.ReplaceAll(tc.name, " ", "-"))
@@ -186,7 +186,7 @@ func TestPromptAnswer_Refusals(t *testing.T) {
 	e.must(CmdPromptAnswer, e.answerCmd("done", "d1", AnswerAcknowledged))
 	for _, tc := range []struct {
 		name   string
-		cmd    PromptAnswerCmd
+		cmd    promptAnswerCmd
 		code   Code
 		field  string
 		saying string
@@ -318,7 +318,7 @@ func (g *gen) stepPromptOrUpdate(op string) {
 			id = g.pick(g.prompts) // a duplicate
 		}
 		g.prompts = append(g.prompts, id)
-		c := DevicePromptCmd{Header: g.hdr(op), PromptID: id, DeviceID: g.pick(devices),
+		c := devicePromptCmd{Header: g.hdr(op), PromptID: id, DeviceID: g.pick(devices),
 			Kind:      []PromptKind{PromptTapTwice, PromptCallBack, PromptMessage, "dance"}[g.r.IntN(4)],
 			ExpiresAt: g.now.Add(time.Duration(g.r.IntN(10)) * time.Minute), OverrideSilent: g.r.IntN(3) != 0}
 		if g.r.IntN(4) != 0 {
@@ -335,7 +335,7 @@ func (g *gen) stepPromptOrUpdate(op string) {
 	case 1:
 		g.answerPrompt(devices)
 	default:
-		c := PostUpdateCmd{Header: g.hdr("device"), Text: g.pick([]string{"visiting 14 Elm Road", "call me at 15:30", " "}),
+		c := postUpdateCmd{Header: g.hdr("device"), Text: g.pick([]string{"visiting 14 Elm Road", "call me at 15:30", " "}),
 			DeviceTime: g.now.Add(-2 * time.Second)}
 		switch g.r.IntN(3) {
 		case 0:
@@ -379,7 +379,7 @@ func (g *gen) answerPrompt(devices []string) {
 	}
 	alarm := g.id("tap")
 	g.alarms = append(g.alarms, alarm)
-	g.add(CmdPromptAnswer, PromptAnswerCmd{Header: g.hdr("device:" + device), PromptID: p, DeviceID: device,
+	g.add(CmdPromptAnswer, promptAnswerCmd{Header: g.hdr("device:" + device), PromptID: p, DeviceID: device,
 		Answer:     []PromptAnswer{AnswerAcknowledged, AnswerTapped, AnswerTapped, AnswerDeclined, "maybe"}[g.r.IntN(5)],
 		DeviceTime: g.now.Add(-time.Second), AlarmID: alarm})
 }

@@ -75,25 +75,25 @@ type SessionFamily struct {
 	From string `json:"from"` // the hash of the session the ticket came from
 }
 
-// IssueResumeTicketCmd records a new ticket for a live session.
-type IssueResumeTicketCmd struct {
+// issueResumeTicketCmd records a new ticket for a live session.
+type issueResumeTicketCmd struct {
 	Header
 	SessionHash string    `json:"session_hash"`
 	TicketHash  string    `json:"ticket_hash"`
 	ExpiresAt   time.Time `json:"expires_at"`
 }
 
-// RedeemResumeTicketCmd spends a ticket and makes a new session for its
+// redeemResumeTicketCmd spends a ticket and makes a new session for its
 // operator, ending when the ticket's session does.
-type RedeemResumeTicketCmd struct {
+type redeemResumeTicketCmd struct {
 	Header
 	TicketHash     string `json:"ticket_hash"`
 	NewSessionHash string `json:"new_session_hash"`
 	Remote         string `json:"remote,omitempty"` // the browser's IP address
 }
 
-// EndSessionFamilyCmd ends a session and every session of its family.
-type EndSessionFamilyCmd struct {
+// endSessionFamilyCmd ends a session and every session of its family.
+type endSessionFamilyCmd struct {
 	Header
 	SessionHash string `json:"session_hash"`
 }
@@ -176,7 +176,7 @@ func liveSession(c *applyCtx, field, h string) (*OperatorSession, *Operator, err
 // applyIssueResumeTicket records a ticket for a live session. Expired
 // tickets go, and beyond MaxResumeTickets the session's oldest.
 func applyIssueResumeTicket(c *applyCtx, body []byte) ([]byte, error) {
-	var cmd IssueResumeTicketCmd
+	var cmd issueResumeTicketCmd
 	if err := c.decode(body, &cmd); err != nil {
 		return nil, err
 	}
@@ -256,7 +256,7 @@ func familyRoot(txn *badger.Txn, h string) (string, error) {
 // joins that session's family. The operator's ended sessions go, and
 // beyond MaxOperatorSessions its oldest, as at a sign-in.
 func applyRedeemResumeTicket(c *applyCtx, body []byte) ([]byte, error) {
-	var cmd RedeemResumeTicketCmd
+	var cmd redeemResumeTicketCmd
 	if err := c.decode(body, &cmd); err != nil {
 		return nil, err
 	}
@@ -345,7 +345,7 @@ func applyRedeemResumeTicket(c *applyCtx, body []byte) ([]byte, error) {
 // from, and every session handed over within the family. Sessions already
 // ended stay as they are; index entries of sessions gone are removed.
 func applyEndSessionFamily(c *applyCtx, body []byte) ([]byte, error) {
-	var cmd EndSessionFamilyCmd
+	var cmd endSessionFamilyCmd
 	if err := c.decode(body, &cmd); err != nil {
 		return nil, err
 	}
@@ -431,7 +431,7 @@ func (s *Service) IssueResumeTicket(ctx context.Context, cmdID, sessionToken str
 	}
 	ticket := base64.RawURLEncoding.EncodeToString(raw)
 	h := s.header("console")
-	cmd := IssueResumeTicketCmd{Header: h, SessionHash: HashSessionToken(sessionToken), TicketHash: HashSessionToken(ticket),
+	cmd := issueResumeTicketCmd{Header: h, SessionHash: HashSessionToken(sessionToken), TicketHash: HashSessionToken(ticket),
 		ExpiresAt: h.At.Add(ttl)}
 	res, err := s.propose(ctx, cmdID, CmdIssueResumeTicket, cmd)
 	if err != nil {
@@ -460,7 +460,7 @@ func (s *Service) RedeemResumeTicket(ctx context.Context, cmdID, ticket, remote 
 		return nil, fmt.Errorf("cannot make a session token: %w", err)
 	}
 	token := base64.RawURLEncoding.EncodeToString(raw)
-	cmd := RedeemResumeTicketCmd{Header: s.header("console"), TicketHash: HashSessionToken(ticket),
+	cmd := redeemResumeTicketCmd{Header: s.header("console"), TicketHash: HashSessionToken(ticket),
 		NewSessionHash: HashSessionToken(token), Remote: remote}
 	res, err := s.propose(ctx, cmdID, CmdRedeemResumeTicket, cmd)
 	if err != nil {
@@ -499,7 +499,7 @@ func (s *Service) EndSessions(ctx context.Context, cmdID, token string) (int, er
 	if !found {
 		return 0, nil
 	}
-	res, err := s.propose(ctx, cmdID, CmdEndSessionFamily, EndSessionFamilyCmd{Header: s.header(sess.OperatorID), SessionHash: h})
+	res, err := s.propose(ctx, cmdID, CmdEndSessionFamily, endSessionFamilyCmd{Header: s.header(sess.OperatorID), SessionHash: h})
 	if isNotFoundErr(err) {
 		return 0, nil
 	}

@@ -19,7 +19,7 @@ func testTicketHash(n int) string { return HashSessionToken(fmt.Sprint("ticket-"
 func (e *dirEnv) issue(session string, ticket int, ttl time.Duration) ResumeTicket {
 	e.t.Helper()
 	var t ResumeTicket
-	resp := e.must(CmdIssueResumeTicket, IssueResumeTicketCmd{Header: e.hdr(), SessionHash: session,
+	resp := e.must(CmdIssueResumeTicket, issueResumeTicketCmd{Header: e.hdr(), SessionHash: session,
 		TicketHash: testTicketHash(ticket), ExpiresAt: e.now.Add(ttl)})
 	if err := json.Unmarshal(resp, &t); err != nil {
 		e.t.Fatal(err)
@@ -62,7 +62,7 @@ func TestResumeTicket_IssueRedeemOnce(t *testing.T) {
 		t.Fatalf("ticket %+v", tk)
 	}
 	e.now = e.now.Add(10 * time.Second)
-	redeem := RedeemResumeTicketCmd{Header: Header{At: e.now, Actor: "console", Node: "n2"}, TicketHash: testTicketHash(1), NewSessionHash: testSessionHash(2), Remote: "192.0.2.9"}
+	redeem := redeemResumeTicketCmd{Header: Header{At: e.now, Actor: "console", Node: "n2"}, TicketHash: testTicketHash(1), NewSessionHash: testSessionHash(2), Remote: "192.0.2.9"}
 	var s OperatorSession
 	if err := json.Unmarshal(e.must(CmdRedeemResumeTicket, redeem), &s); err != nil {
 		t.Fatal(err)
@@ -82,16 +82,16 @@ func TestResumeTicket_IssueRedeemOnce(t *testing.T) {
 	// Expired, unknown, and of an ended session: refused.
 	e.issue(testSessionHash(1), 2, time.Minute)
 	e.now = e.now.Add(time.Minute)
-	late := RedeemResumeTicketCmd{Header: e.hdr(), TicketHash: testTicketHash(2), NewSessionHash: testSessionHash(4)}
+	late := redeemResumeTicketCmd{Header: e.hdr(), TicketHash: testTicketHash(2), NewSessionHash: testSessionHash(4)}
 	e.refused(CmdRedeemResumeTicket, late, CodeNoSession, "ticket")
 	e.issue(testSessionHash(1), 3, time.Minute)
-	e.must(CmdOperatorLogout, OperatorLogoutCmd{Header: e.hdr(), SessionHash: testSessionHash(1)})
+	e.must(CmdOperatorLogout, operatorLogoutCmd{Header: e.hdr(), SessionHash: testSessionHash(1)})
 	late.TicketHash = testTicketHash(3)
 	e.refused(CmdRedeemResumeTicket, late, CodeNoSession, "ticket")
 	// No ticket for an ended session, nor for one that never was.
-	e.refused(CmdIssueResumeTicket, IssueResumeTicketCmd{Header: e.hdr(), SessionHash: testSessionHash(1),
+	e.refused(CmdIssueResumeTicket, issueResumeTicketCmd{Header: e.hdr(), SessionHash: testSessionHash(1),
 		TicketHash: testTicketHash(4), ExpiresAt: e.now.Add(time.Minute)}, CodeNoSession, "session_hash")
-	e.refused(CmdIssueResumeTicket, IssueResumeTicketCmd{Header: e.hdr(), SessionHash: testSessionHash(99),
+	e.refused(CmdIssueResumeTicket, issueResumeTicketCmd{Header: e.hdr(), SessionHash: testSessionHash(99),
 		TicketHash: testTicketHash(4), ExpiresAt: e.now.Add(time.Minute)}, CodeNoSession, "session_hash")
 }
 
@@ -99,18 +99,18 @@ func TestResumeTicket_Refusals(t *testing.T) {
 	e := mustOperatorEnv(t)
 	e.login("olivia", true, 1, testSessionHash(1))
 	e.issue(testSessionHash(1), 1, time.Minute)
-	base := IssueResumeTicketCmd{Header: e.hdr(), SessionHash: testSessionHash(1), TicketHash: testTicketHash(2), ExpiresAt: e.now.Add(time.Minute)}
+	base := issueResumeTicketCmd{Header: e.hdr(), SessionHash: testSessionHash(1), TicketHash: testTicketHash(2), ExpiresAt: e.now.Add(time.Minute)}
 	for _, tc := range []struct {
 		name  string
-		mod   func(*IssueResumeTicketCmd)
+		mod   func(*issueResumeTicketCmd)
 		code  Code
 		field string
 	}{
-		{"bad session hash", func(c *IssueResumeTicketCmd) { c.SessionHash = "x" }, CodeInvalid, "session_hash"},
-		{"bad ticket hash", func(c *IssueResumeTicketCmd) { c.TicketHash = strings.ToUpper(c.TicketHash) }, CodeInvalid, "ticket_hash"},
-		{"expired", func(c *IssueResumeTicketCmd) { c.ExpiresAt = e.now }, CodeInvalid, "expires_at"},
-		{"too long", func(c *IssueResumeTicketCmd) { c.ExpiresAt = e.now.Add(ResumeTicketTTL + time.Second) }, CodeInvalid, "expires_at"},
-		{"reused ticket", func(c *IssueResumeTicketCmd) { c.TicketHash = testTicketHash(1) }, CodeConflict, "ticket_hash"},
+		{"bad session hash", func(c *issueResumeTicketCmd) { c.SessionHash = "x" }, CodeInvalid, "session_hash"},
+		{"bad ticket hash", func(c *issueResumeTicketCmd) { c.TicketHash = strings.ToUpper(c.TicketHash) }, CodeInvalid, "ticket_hash"},
+		{"expired", func(c *issueResumeTicketCmd) { c.ExpiresAt = e.now }, CodeInvalid, "expires_at"},
+		{"too long", func(c *issueResumeTicketCmd) { c.ExpiresAt = e.now.Add(ResumeTicketTTL + time.Second) }, CodeInvalid, "expires_at"},
+		{"reused ticket", func(c *issueResumeTicketCmd) { c.TicketHash = testTicketHash(1) }, CodeConflict, "ticket_hash"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := base
@@ -119,9 +119,9 @@ func TestResumeTicket_Refusals(t *testing.T) {
 		})
 	}
 	// A disabled operator's session gets no ticket and redeems none.
-	e.must(CmdPutOperator, PutOperatorCmd{Header: e.hdr(), Operator: Operator{ID: "olivia", Name: "Olivia", Role: RoleOperator, Disabled: true}})
+	e.must(CmdPutOperator, putOperatorCmd{Header: e.hdr(), Operator: Operator{ID: "olivia", Name: "Olivia", Role: RoleOperator, Disabled: true}})
 	e.refused(CmdIssueResumeTicket, base, CodeNoSession, "session_hash")
-	e.refused(CmdRedeemResumeTicket, RedeemResumeTicketCmd{Header: e.hdr(), TicketHash: testTicketHash(1), NewSessionHash: testSessionHash(5)},
+	e.refused(CmdRedeemResumeTicket, redeemResumeTicketCmd{Header: e.hdr(), TicketHash: testTicketHash(1), NewSessionHash: testSessionHash(5)},
 		CodeNoSession, "ticket")
 }
 
@@ -153,12 +153,12 @@ func TestSessionFamily_SignOutEndsEveryHandOver(t *testing.T) {
 	e.login("olivia", true, 1, testSessionHash(9)) // another browser: not of the family
 	// 1 -> 2 -> 3: two hand-overs.
 	e.issue(testSessionHash(1), 1, time.Minute)
-	e.must(CmdRedeemResumeTicket, RedeemResumeTicketCmd{Header: e.hdr(), TicketHash: testTicketHash(1), NewSessionHash: testSessionHash(2)})
+	e.must(CmdRedeemResumeTicket, redeemResumeTicketCmd{Header: e.hdr(), TicketHash: testTicketHash(1), NewSessionHash: testSessionHash(2)})
 	e.issue(testSessionHash(2), 2, time.Minute)
-	e.must(CmdRedeemResumeTicket, RedeemResumeTicketCmd{Header: e.hdr(), TicketHash: testTicketHash(2), NewSessionHash: testSessionHash(3)})
+	e.must(CmdRedeemResumeTicket, redeemResumeTicketCmd{Header: e.hdr(), TicketHash: testTicketHash(2), NewSessionHash: testSessionHash(3)})
 	e.now = e.now.Add(time.Minute)
 	var r endFamilyResult
-	if err := json.Unmarshal(e.must(CmdEndSessionFamily, EndSessionFamilyCmd{Header: e.hdr(), SessionHash: testSessionHash(2)}), &r); err != nil {
+	if err := json.Unmarshal(e.must(CmdEndSessionFamily, endSessionFamilyCmd{Header: e.hdr(), SessionHash: testSessionHash(2)}), &r); err != nil {
 		t.Fatal(err)
 	}
 	if r.Ended != 3 {
@@ -174,18 +174,18 @@ func TestSessionFamily_SignOutEndsEveryHandOver(t *testing.T) {
 	}
 	// Again: nothing more to end, nothing written.
 	before := e.dump()
-	e.must(CmdEndSessionFamily, EndSessionFamilyCmd{Header: e.hdr(), SessionHash: testSessionHash(3)})
+	e.must(CmdEndSessionFamily, endSessionFamilyCmd{Header: e.hdr(), SessionHash: testSessionHash(3)})
 	if e.dump() != before {
 		t.Fatal("a second sign-out changed the state")
 	}
-	e.refused(CmdEndSessionFamily, EndSessionFamilyCmd{Header: e.hdr(), SessionHash: testSessionHash(77)}, CodeNotFound, "session_hash")
+	e.refused(CmdEndSessionFamily, endSessionFamilyCmd{Header: e.hdr(), SessionHash: testSessionHash(77)}, CodeNotFound, "session_hash")
 }
 
 func TestConsoleNode_RegisterAndValidate(t *testing.T) {
 	e := mustOperatorEnv(t)
 	n := ConsoleNode{NodeID: "node-1", URL: "https://vigil-1.example.org/", MQTT: []string{"tcp://10.0.0.5:1883", "wss://vigil-1.example.org:8884"}}
 	var got ConsoleNode
-	if err := json.Unmarshal(e.must(CmdPutConsoleNode, PutConsoleNodeCmd{Header: e.hdr(), Node: n}), &got); err != nil {
+	if err := json.Unmarshal(e.must(CmdPutConsoleNode, putConsoleNodeCmd{Header: e.hdr(), Node: n}), &got); err != nil {
 		t.Fatal(err)
 	}
 	if got.URL != "https://vigil-1.example.org" || !got.UpdatedAt.Equal(e.now) {
@@ -206,7 +206,7 @@ func TestConsoleNode_RegisterAndValidate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := n
 			tc.mod(&c)
-			e.refused(CmdPutConsoleNode, PutConsoleNodeCmd{Header: e.hdr(), Node: c}, CodeInvalid, tc.field)
+			e.refused(CmdPutConsoleNode, putConsoleNodeCmd{Header: e.hdr(), Node: c}, CodeInvalid, tc.field)
 		})
 	}
 }
@@ -332,7 +332,7 @@ func (g *gen) stepResume() {
 	if len(ops) > 0 && (len(valid) == 0 || r.IntN(8) == 0) {
 		// A sign-in, so that there are sessions to hand over.
 		o := ops[r.IntN(len(ops))]
-		g.add(CmdOperatorLogin, OperatorLoginCmd{Header: Header{At: g.now, Actor: o.ID, Node: "n1"}, OperatorID: o.ID,
+		g.add(CmdOperatorLogin, operatorLoginCmd{Header: Header{At: g.now, Actor: o.ID, Node: "n1"}, OperatorID: o.ID,
 			PasswordOK: true, PasswordVersion: o.PasswordVersion, SessionHash: id("login"), ExpiresAt: g.now.Add(time.Hour)})
 		return
 	}
@@ -347,11 +347,11 @@ func (g *gen) stepResume() {
 	switch n := r.IntN(10); {
 	case n < 4:
 		ticket := id("ticket")
-		g.add(CmdIssueResumeTicket, IssueResumeTicketCmd{Header: hdr, SessionHash: session,
+		g.add(CmdIssueResumeTicket, issueResumeTicketCmd{Header: hdr, SessionHash: session,
 			TicketHash: ticket, ExpiresAt: g.now.Add(time.Duration(r.IntN(130)) * time.Second)})
 		for range r.IntN(3) { // the page moves to another node at once, perhaps twice
 			hdr.Node = fmt.Sprintf("n%d", 1+r.IntN(3))
-			g.add(CmdRedeemResumeTicket, RedeemResumeTicketCmd{Header: hdr, TicketHash: ticket,
+			g.add(CmdRedeemResumeTicket, redeemResumeTicketCmd{Header: hdr, TicketHash: ticket,
 				NewSessionHash: id("resumed"), Remote: "192.0.2.3"})
 		}
 	case n < 7:
@@ -359,13 +359,13 @@ func (g *gen) stepResume() {
 		if len(tickets) > 0 && r.IntN(5) != 0 {
 			ticket = pick(tickets)
 		}
-		g.add(CmdRedeemResumeTicket, RedeemResumeTicketCmd{Header: hdr, TicketHash: ticket,
+		g.add(CmdRedeemResumeTicket, redeemResumeTicketCmd{Header: hdr, TicketHash: ticket,
 			NewSessionHash: id("resumed"), Remote: "192.0.2.2"})
 	case n < 9:
-		g.add(CmdEndSessionFamily, EndSessionFamilyCmd{Header: hdr, SessionHash: session})
+		g.add(CmdEndSessionFamily, endSessionFamilyCmd{Header: hdr, SessionHash: session})
 	default:
 		url := []string{"http://127.0.0.2:8080", "https://vigil.example.org", "ftp://nope", "https://x.example/path"}[r.IntN(4)]
-		g.add(CmdPutConsoleNode, PutConsoleNodeCmd{Header: hdr, Node: ConsoleNode{
+		g.add(CmdPutConsoleNode, putConsoleNodeCmd{Header: hdr, Node: ConsoleNode{
 			NodeID: fmt.Sprintf("n%d", 1+r.IntN(3)), URL: url, MQTT: []string{"tcp://10.0.0.1:1883"}}})
 	}
 }

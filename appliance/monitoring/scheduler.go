@@ -248,7 +248,7 @@ func DeadlineAlarmID(deadlineID string) string {
 // fireDeadline proposes FireDeadline for d, with the deadline's ID as the
 // command ID, and returns the outcome ("fired" or "stale").
 func (s *Service) fireDeadline(ctx context.Context, d Deadline) (string, error) {
-	cmd := FireDeadlineCmd{Header: s.header("system"), DeadlineID: d.ID, Due: d.Due, AlarmID: DeadlineAlarmID(d.ID)}
+	cmd := fireDeadlineCmd{Header: s.header("system"), DeadlineID: d.ID, Due: d.Due, AlarmID: DeadlineAlarmID(d.ID)}
 	res, err := s.propose(ctx, d.ID, CmdFireDeadline, cmd)
 	if err != nil {
 		return "", err

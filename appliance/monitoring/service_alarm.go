@@ -69,7 +69,7 @@ func (s *Service) LogAction(ctx context.Context, cmdID, operator, alarmID string
 	if err := CheckAction(entry); err != nil {
 		return nil, err
 	}
-	cmd := LogActionCmd{Header: s.header(operator), AlarmID: alarmID, Entry: entry}
+	cmd := logActionCmd{Header: s.header(operator), AlarmID: alarmID, Entry: entry}
 	return s.proposeAlarm(ctx, cmdID, CmdLogAction, &cmd)
 }
 
@@ -98,7 +98,7 @@ func (s *Service) Reopen(ctx context.Context, cmdID, operator, alarmID, reason s
 	if strings.TrimSpace(reason) == "" {
 		return nil, invalid("reason", "reopening an alarm needs a reason")
 	}
-	cmd := ReopenAlarmCmd{Header: s.header(operator), AlarmID: alarmID, Reason: reason}
+	cmd := reopenAlarmCmd{Header: s.header(operator), AlarmID: alarmID, Reason: reason}
 	return s.proposeAlarm(ctx, cmdID, CmdReopenAlarm, &cmd)
 }
 
@@ -146,7 +146,7 @@ func (s *Service) CancelAlarm(ctx context.Context, cmdID, actor, alarmID, pin st
 	if w.SafePINHash == "" {
 		return CancelReply{}, invalid("pin", "the worker has no Safe PIN: an operator must close the alarm")
 	}
-	cmd := CancelAlarmCmd{
+	cmd := cancelAlarmCmd{
 		Header: s.header(actor), AlarmID: alarmID, PIN: checkPINs(w, pin), PINVersion: w.PINVersion,
 		DuressAlarmID: s.NewID(), // always made, so the command looks the same whichever PIN
 	}

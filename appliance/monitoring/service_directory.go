@@ -18,7 +18,7 @@ func (s *Service) PutOrganisation(ctx context.Context, cmdID, actor string, org 
 	if err := validateOrganisation(&org); err != nil {
 		return nil, err
 	}
-	res, err := s.propose(ctx, cmdID, CmdPutOrganisation, PutOrganisationCmd{Header: s.header(actor), Org: org})
+	res, err := s.propose(ctx, cmdID, CmdPutOrganisation, putOrganisationCmd{Header: s.header(actor), Org: org})
 	if err != nil {
 		return nil, err
 	}
@@ -32,7 +32,7 @@ func (s *Service) PutWorker(ctx context.Context, cmdID, actor string, w Worker) 
 	if err := validateWorker(&w); err != nil {
 		return nil, err
 	}
-	res, err := s.propose(ctx, cmdID, CmdPutWorker, PutWorkerCmd{Header: s.header(actor), Worker: w})
+	res, err := s.propose(ctx, cmdID, CmdPutWorker, putWorkerCmd{Header: s.header(actor), Worker: w})
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +63,7 @@ func (s *Service) SetPINs(ctx context.Context, cmdID, actor, workerID, safePIN, 
 			return 0, invalid("duress_pin", "must differ from the Safe PIN")
 		}
 	}
-	cmd := SetPINsCmd{Header: s.header(actor), WorkerID: workerID}
+	cmd := setPINsCmd{Header: s.header(actor), WorkerID: workerID}
 	var err error
 	if safePIN != "" {
 		if cmd.SafePINHash, err = HashPIN(safePIN); err != nil {
@@ -101,7 +101,7 @@ func (s *Service) PutDevice(ctx context.Context, cmdID, actor string, d Device) 
 	if d.WorkerID == "" && d.Kind != DevicePooled {
 		return nil, invalid("device.worker_id", "a %s device needs an assigned worker; only pooled devices may be unassigned", d.Kind)
 	}
-	res, err := s.propose(ctx, cmdID, CmdPutDevice, PutDeviceCmd{Header: s.header(actor), Device: d})
+	res, err := s.propose(ctx, cmdID, CmdPutDevice, putDeviceCmd{Header: s.header(actor), Device: d})
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +120,7 @@ func (s *Service) RecordDeviceStatus(ctx context.Context, cmdID, actor string, b
 			return 0, err
 		}
 	}
-	res, err := s.propose(ctx, cmdID, CmdDeviceStatus, DeviceStatusCmd{Header: s.header(actor), Devices: batch})
+	res, err := s.propose(ctx, cmdID, CmdDeviceStatus, deviceStatusCmd{Header: s.header(actor), Devices: batch})
 	if err != nil {
 		return 0, err
 	}

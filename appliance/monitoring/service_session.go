@@ -88,7 +88,7 @@ func (s *Service) StartSession(ctx context.Context, cmdID, actor string, req Sta
 			req.CheckInInterval = org.DefaultCheckIn
 		}
 	}
-	cmd := StartSessionCmd{
+	cmd := startSessionCmd{
 		Header: s.header(actor), SessionID: req.SessionID, WorkerID: req.WorkerID, DeviceID: req.DeviceID,
 		Duration: req.Duration, CheckInInterval: req.CheckInInterval, Location: req.Location, Update: req.Update,
 	}
@@ -163,7 +163,7 @@ func (s *Service) sessionAction(ctx context.Context, cmdID, actor, sessionID, pi
 	default:
 		return SessionReply{}, invalid("pin", "a PIN is required")
 	}
-	cmd := SessionActionCmd{
+	cmd := sessionActionCmd{
 		Header: s.header(actor), SessionID: sessionID, Action: action, ExtendBy: extend,
 		PIN: outcome, PINVersion: w.PINVersion,
 		AlarmID: s.NewID(), // always made, so the command looks the same whichever PIN

@@ -163,7 +163,7 @@ func deviceSession(c *applyCtx, d *Device) (*Session, error) {
 // applyStartSession starts a session. A pooled device is assigned to the
 // worker, unless it is in another worker's session.
 func applyStartSession(c *applyCtx, body []byte) ([]byte, error) {
-	var cmd StartSessionCmd
+	var cmd startSessionCmd
 	if err := c.decode(body, &cmd); err != nil {
 		return nil, err
 	}
@@ -255,7 +255,7 @@ func applyStartSession(c *applyCtx, body []byte) ([]byte, error) {
 // PIN acts exactly as the Safe PIN and also raises a silent duress alarm;
 // the reply is the same.
 func applySessionAction(c *applyCtx, body []byte) ([]byte, error) {
-	var cmd SessionActionCmd
+	var cmd sessionActionCmd
 	if err := c.decode(body, &cmd); err != nil {
 		return nil, err
 	}
@@ -385,7 +385,7 @@ type fireResult struct {
 // no longer in the state (already fired, or the session changed) is a
 // no-op that succeeds with outcome "stale".
 func applyFireDeadline(c *applyCtx, body []byte) ([]byte, error) {
-	var cmd FireDeadlineCmd
+	var cmd fireDeadlineCmd
 	if err := c.decode(body, &cmd); err != nil {
 		return nil, err
 	}

@@ -19,7 +19,7 @@ import (
 
 func (e *dirEnv) start(id, worker, device string, dur, every time.Duration) *Session {
 	e.t.Helper()
-	resp := e.must(CmdStartSession, StartSessionCmd{Header: e.hdr(), SessionID: id, WorkerID: worker, DeviceID: device,
+	resp := e.must(CmdStartSession, startSessionCmd{Header: e.hdr(), SessionID: id, WorkerID: worker, DeviceID: device,
 		Duration: dur, CheckInInterval: every, Update: "second floor"})
 	var s Session
 	if err := json.Unmarshal(resp, &s); err != nil {
@@ -30,14 +30,14 @@ func (e *dirEnv) start(id, worker, device string, dur, every time.Duration) *Ses
 
 func (e *dirEnv) action(id string, a SessionActionKind, pin PINOutcome, version uint64) ([]byte, error) {
 	e.t.Helper()
-	return e.apply(CmdSessionAction, SessionActionCmd{Header: e.hdr(), SessionID: id, Action: a, PIN: pin,
+	return e.apply(CmdSessionAction, sessionActionCmd{Header: e.hdr(), SessionID: id, Action: a, PIN: pin,
 		PINVersion: version, ExtendBy: 30 * time.Minute, AlarmID: "duress-" + id})
 }
 
 // fire fires the deadline d and returns the outcome.
 func (e *dirEnv) fire(d Deadline) string {
 	e.t.Helper()
-	resp := e.must(CmdFireDeadline, FireDeadlineCmd{Header: e.hdr(), DeadlineID: d.ID, Due: d.Due, AlarmID: DeadlineAlarmID(d.ID)})
+	resp := e.must(CmdFireDeadline, fireDeadlineCmd{Header: e.hdr(), DeadlineID: d.ID, Due: d.Due, AlarmID: DeadlineAlarmID(d.ID)})
 	var r fireResult
 	if err := json.Unmarshal(resp, &r); err != nil {
 		e.t.Fatal(err)
@@ -73,12 +73,12 @@ func TestSession_StartRefusals(t *testing.T) {
 	e.seed()
 	e.start("busy", "w2", "d2", time.Hour, 0)
 	h := e.hdr()
-	cmd := func(id, w, d string, dur, every time.Duration) StartSessionCmd {
-		return StartSessionCmd{Header: h, SessionID: id, WorkerID: w, DeviceID: d, Duration: dur, CheckInInterval: every}
+	cmd := func(id, w, d string, dur, every time.Duration) startSessionCmd {
+		return startSessionCmd{Header: h, SessionID: id, WorkerID: w, DeviceID: d, Duration: dur, CheckInInterval: every}
 	}
 	for _, tc := range []struct {
 		name  string
-		cmd   StartSessionCmd
+		cmd   startSessionCmd
 		code  Code
 		field string
 	}{
@@ -133,7 +133,7 @@ func TestSession_StartWritesTimerAndIndexes(t *testing.T) {
 		t.Fatalf("NextDue %s, EndsAt %s", s2.NextDue, s2.EndsAt)
 	}
 	// A check-in interval longer than the session: the end comes first.
-	e.must(CmdSessionAction, SessionActionCmd{Header: e.hdr(), SessionID: "s2", Action: SessionEnd})
+	e.must(CmdSessionAction, sessionActionCmd{Header: e.hdr(), SessionID: "s2", Action: SessionEnd})
 	s3 := e.start("s3", "w2", "d2", 10*time.Minute, time.Hour)
 	if !s3.NextDue.Equal(s3.EndsAt) {
 		t.Fatalf("NextDue %s, EndsAt %s", s3.NextDue, s3.EndsAt)
@@ -148,15 +148,15 @@ func TestSession_PooledDevice(t *testing.T) {
 		t.Fatalf("pooled device assigned to %q, want w1", d.WorkerID)
 	}
 	// In use: another worker cannot take it, nor can the registry move it.
-	re := e.refused(CmdStartSession, StartSessionCmd{Header: e.hdr(), SessionID: "s2", WorkerID: "w2", DeviceID: "p1", Duration: time.Hour},
+	re := e.refused(CmdStartSession, startSessionCmd{Header: e.hdr(), SessionID: "s2", WorkerID: "w2", DeviceID: "p1", Duration: time.Hour},
 		CodeConflict, "device_id")
 	if !bytes.Contains([]byte(re.Msg), []byte("in use")) || !bytes.Contains([]byte(re.Msg), []byte("s1")) {
 		t.Fatalf("the refusal does not say the device is in use by s1: %q", re.Msg)
 	}
-	e.refused(CmdPutDevice, PutDeviceCmd{Header: e.hdr(), Device: Device{ID: "p1", Kind: DevicePooled, OrgID: "o1", WorkerID: "w2"}},
+	e.refused(CmdPutDevice, putDeviceCmd{Header: e.hdr(), Device: Device{ID: "p1", Kind: DevicePooled, OrgID: "o1", WorkerID: "w2"}},
 		CodeConflict, "device.worker_id")
 	// A free pooled device, still assigned to its last user, may be taken.
-	e.must(CmdSessionAction, SessionActionCmd{Header: e.hdr(), SessionID: "s1", Action: SessionEnd})
+	e.must(CmdSessionAction, sessionActionCmd{Header: e.hdr(), SessionID: "s1", Action: SessionEnd})
 	e.start("s2", "w2", "p1", time.Hour, 0)
 	if d := e.device("p1"); d.WorkerID != "w2" {
 		t.Fatalf("pooled device assigned to %q, want w2", d.WorkerID)
@@ -196,9 +196,9 @@ func TestSession_Actions(t *testing.T) {
 	if !s.EndsAt.Equal(start.Add(2*time.Hour+30*time.Minute)) || s.Seq != 3 || !s.NextDue.Equal(e.now.Add(30*time.Minute)) {
 		t.Fatalf("after extend %+v", s)
 	}
-	e.refused(CmdSessionAction, SessionActionCmd{Header: e.hdr(), SessionID: "s1", Action: SessionExtend}, CodeInvalid, "extend_by_ns")
-	e.refused(CmdSessionAction, SessionActionCmd{Header: e.hdr(), SessionID: "s1", Action: "pause"}, CodeInvalid, "action")
-	e.refused(CmdSessionAction, SessionActionCmd{Header: e.hdr(), SessionID: "nope", Action: SessionEnd}, CodeNotFound, "session_id")
+	e.refused(CmdSessionAction, sessionActionCmd{Header: e.hdr(), SessionID: "s1", Action: SessionExtend}, CodeInvalid, "extend_by_ns")
+	e.refused(CmdSessionAction, sessionActionCmd{Header: e.hdr(), SessionID: "s1", Action: "pause"}, CodeInvalid, "action")
+	e.refused(CmdSessionAction, sessionActionCmd{Header: e.hdr(), SessionID: "nope", Action: SessionEnd}, CodeNotFound, "session_id")
 
 	e.eventTypes()
 	if _, err := e.action("s1", SessionEnd, PINNone, 0); err != nil {
@@ -216,13 +216,13 @@ func TestSession_Actions(t *testing.T) {
 	if got := e.eventTypes(); !slices.Equal(got, []EventType{EventSessionEnded}) {
 		t.Fatalf("events %v", got)
 	}
-	e.refused(CmdSessionAction, SessionActionCmd{Header: e.hdr(), SessionID: "s1", Action: SessionCheckIn}, CodeSessionEnded, "session_id")
+	e.refused(CmdSessionAction, sessionActionCmd{Header: e.hdr(), SessionID: "s1", Action: SessionCheckIn}, CodeSessionEnded, "session_id")
 }
 
 func TestSession_PINOutcomes(t *testing.T) {
 	e := mustDirEnv(t)
 	e.seed()
-	e.must(CmdSetPINs, SetPINsCmd{Header: e.hdr(), WorkerID: "w1", SafePINHash: mustHashPIN(t, "1111"), DuressPINHash: mustHashPIN(t, "2222")})
+	e.must(CmdSetPINs, setPINsCmd{Header: e.hdr(), WorkerID: "w1", SafePINHash: mustHashPIN(t, "1111"), DuressPINHash: mustHashPIN(t, "2222")})
 	e.start("s1", "w1", "d1", time.Hour, 0)
 	before := e.session("s1")
 
@@ -254,19 +254,19 @@ func TestSession_PINOutcomes(t *testing.T) {
 	})
 	t.Run("stale PIN version is refused", func(t *testing.T) {
 		e.t = t
-		e.refused(CmdSessionAction, SessionActionCmd{Header: e.hdr(), SessionID: "s1", Action: SessionCheckIn, PIN: PINSafe, PINVersion: 0},
+		e.refused(CmdSessionAction, sessionActionCmd{Header: e.hdr(), SessionID: "s1", Action: SessionCheckIn, PIN: PINSafe, PINVersion: 0},
 			CodeStalePIN, "pin")
-		e.refused(CmdSessionAction, SessionActionCmd{Header: e.hdr(), SessionID: "s1", Action: SessionCheckIn, PIN: PINWrong, PINVersion: 2},
+		e.refused(CmdSessionAction, sessionActionCmd{Header: e.hdr(), SessionID: "s1", Action: SessionCheckIn, PIN: PINWrong, PINVersion: 2},
 			CodeStalePIN, "pin")
 	})
 	t.Run("a PIN is required when the worker has one", func(t *testing.T) {
 		e.t = t
-		e.refused(CmdSessionAction, SessionActionCmd{Header: e.hdr(), SessionID: "s1", Action: SessionCheckIn, PIN: PINNone, PINVersion: 1},
+		e.refused(CmdSessionAction, sessionActionCmd{Header: e.hdr(), SessionID: "s1", Action: SessionCheckIn, PIN: PINNone, PINVersion: 1},
 			CodeInvalid, "pin")
 	})
 	t.Run("duress needs an alarm ID", func(t *testing.T) {
 		e.t = t
-		e.refused(CmdSessionAction, SessionActionCmd{Header: e.hdr(), SessionID: "s1", Action: SessionCheckIn, PIN: PINDuress, PINVersion: 1},
+		e.refused(CmdSessionAction, sessionActionCmd{Header: e.hdr(), SessionID: "s1", Action: SessionCheckIn, PIN: PINDuress, PINVersion: 1},
 			CodeInvalid, "alarm_id")
 	})
 	t.Run("a right PIN clears the wrong count", func(t *testing.T) {
@@ -294,7 +294,7 @@ func TestSession_DuressActsAsSafe(t *testing.T) {
 				e := mustDirEnv(t)
 				envs[i] = e
 				e.seed()
-				e.must(CmdSetPINs, SetPINsCmd{Header: e.hdr(), WorkerID: "w1", SafePINHash: "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA",
+				e.must(CmdSetPINs, setPINsCmd{Header: e.hdr(), WorkerID: "w1", SafePINHash: "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA",
 					DuressPINHash: "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHRzYWx0$ZHVyZXNzZHVyZXNzZHVyZQ"})
 				e.start("s1", "w1", "d1", time.Hour, 0)
 				e.now = e.now.Add(10 * time.Minute)

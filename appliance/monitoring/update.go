@@ -30,8 +30,8 @@ const MaxUpdateHistory = 20
 // Only Update messages write it.
 const ActionUpdate ActionKind = "update"
 
-// PostUpdateCmd records an Update message.
-type PostUpdateCmd struct {
+// postUpdateCmd records an Update message.
+type postUpdateCmd struct {
 	Header
 	DeviceID   string    `json:"device_id,omitempty"`  // the device it came from, if any
 	WorkerID   string    `json:"worker_id,omitempty"`  // else the session's or the device's worker
@@ -67,7 +67,7 @@ func checkUpdateText(text string) error {
 // given); without a session, a worker is given or the device has one, and
 // a device assigned to a worker speaks only for that worker.
 func applyPostUpdate(c *applyCtx, body []byte) ([]byte, error) {
-	var cmd PostUpdateCmd
+	var cmd postUpdateCmd
 	if err := c.decode(body, &cmd); err != nil {
 		return nil, err
 	}
@@ -268,7 +268,7 @@ func (s *Service) PostUpdate(ctx context.Context, cmdID, actor string, req PostU
 	if req.DeviceID == "" && req.WorkerID == "" && req.SessionID == "" {
 		return nil, invalid("worker_id", "an Update needs a worker, a device or a session")
 	}
-	cmd := PostUpdateCmd{Header: s.header(actor), DeviceID: req.DeviceID, WorkerID: req.WorkerID,
+	cmd := postUpdateCmd{Header: s.header(actor), DeviceID: req.DeviceID, WorkerID: req.WorkerID,
 		SessionID: req.SessionID, Text: req.Text, DeviceTime: req.DeviceTime}
 	res, err := s.propose(ctx, cmdID, CmdPostUpdate, cmd)
 	if err != nil {

@@ -11,13 +11,13 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-func (e *dirEnv) updateCmd(device, worker, session, text string) PostUpdateCmd {
-	return PostUpdateCmd{Header: e.hdr(), DeviceID: device, WorkerID: worker, SessionID: session, Text: text,
+func (e *dirEnv) updateCmd(device, worker, session, text string) postUpdateCmd {
+	return postUpdateCmd{Header: e.hdr(), DeviceID: device, WorkerID: worker, SessionID: session, Text: text,
 		DeviceTime: e.now.Add(-time.Second)}
 }
 
 // postUpdate applies an Update that must be accepted and returns its record.
-func (e *dirEnv) postUpdate(cmd PostUpdateCmd) UpdateRecord {
+func (e *dirEnv) postUpdate(cmd postUpdateCmd) UpdateRecord {
 	e.t.Helper()
 	var r UpdateRecord
 	if err := json.Unmarshal(e.must(CmdPostUpdate, cmd), &r); err != nil {
@@ -36,7 +36,7 @@ func TestUpdate_Refusals(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name  string
-		cmd   PostUpdateCmd
+		cmd   postUpdateCmd
 		code  Code
 		field string
 	}{
