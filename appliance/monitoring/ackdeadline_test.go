@@ -118,7 +118,7 @@ func TestAckOverdue_AcknowledgeOrCloseDeletes(t *testing.T) {
 	}
 	t.Run("cancelled from the device", func(t *testing.T) {
 		e := cancelEnv(t)
-		if _, err := e.cancel("device:d1", "a1", PINSafe, 1); err != nil {
+		if _, err := e.cancel("device:d1", "a1", pinSafe, 1); err != nil {
 			t.Fatal(err)
 		}
 		if got := e.ackDeadlines(); len(got) != 0 {

@@ -368,7 +368,7 @@ func TestAudioChunk_DuressCancelledAlarmKeepsAudio(t *testing.T) {
 	e.must(CmdSetPINs, setPINsCmd{Header: e.hdr(), WorkerID: "w1", SafePINHash: testSafeHash, DuressPINHash: testDuressHash})
 	dev := Header{At: e.now, Actor: "device:d1", Node: "n1"}
 	e.must(CmdRaiseAlarm, RaiseAlarmCmd{Header: dev, AlarmID: "a1", Type: AlarmRedAlert, DeviceID: "d1"})
-	e.must(CmdCancelAlarm, cancelAlarmCmd{Header: dev, AlarmID: "a1", PIN: PINDuress, PINVersion: 1, DuressAlarmID: "dx"})
+	e.must(CmdCancelAlarm, cancelAlarmCmd{Header: dev, AlarmID: "a1", PIN: pinDuress, PINVersion: 1, DuressAlarmID: "dx"})
 	e.must(CmdAudioChunk, audioChunkCmd{Header: dev, AudioChunkRequest: pcm(0, pcmTone(8000, 1, 0, 80))})
 }
 

@@ -86,12 +86,12 @@ func applyCancelAlarm(c *applyCtx, body []byte) ([]byte, error) {
 		return nil, err
 	}
 	switch cmd.PIN {
-	case PINSafe, PINWrong:
-	case PINDuress:
+	case pinSafe, pinWrong:
+	case pinDuress:
 		if err := validID("duress_alarm_id", cmd.DuressAlarmID); err != nil {
 			return nil, err
 		}
-	case PINNone:
+	case pinNone:
 		return nil, invalid("pin", "cancelling an alarm needs the worker's PIN")
 	default:
 		return nil, invalid("pin", "unknown PIN outcome %q", cmd.PIN)
@@ -116,7 +116,7 @@ func applyCancelAlarm(c *applyCtx, body []byte) ([]byte, error) {
 	now := c.now()
 	reply := CancelReply{AlarmID: a.ID, Cancelled: true, At: now}
 
-	if cmd.PIN == PINWrong {
+	if cmd.PIN == pinWrong {
 		w.WrongPINs++
 		w.UpdatedAt = now
 		if err := putJSON(c.txn, pWorker+w.ID, w); err != nil {
@@ -131,7 +131,7 @@ func applyCancelAlarm(c *applyCtx, body []byte) ([]byte, error) {
 		return json.Marshal(cancelResult{CancelReply: CancelReply{AlarmID: a.ID, At: now}, WrongPIN: true, WrongPINs: w.WrongPINs})
 	}
 
-	if cmd.PIN == PINDuress {
+	if cmd.PIN == pinDuress {
 		// First, so that a refusal by raiseAlarm leaves nothing written.
 		r := RaiseAlarmCmd{Header: c.hdr, AlarmID: cmd.DuressAlarmID, Type: AlarmDuress,
 			DeviceID: a.DeviceID, WorkerID: a.WorkerID, SessionID: a.SessionID}
@@ -149,7 +149,7 @@ func applyCancelAlarm(c *applyCtx, body []byte) ([]byte, error) {
 	// What the device is told: the same for both PINs.
 	cancelled := Alarm{ID: a.ID, DeviceID: a.DeviceID, WorkerID: a.WorkerID}
 	c.emit(Event{Type: EventAlarmCancelled, Alarm: &cancelled})
-	if cmd.PIN == PINDuress {
+	if cmd.PIN == pinDuress {
 		a.DuressCancel, a.DoNotCall, a.Silent = true, true, true
 		entry, err := c.addTimeline(a, TimelineEntry{Kind: ActionNote, Actor: "system",
 			Text: fmt.Sprintf(cancelDuressText, cmd.DuressAlarmID)})

@@ -28,7 +28,7 @@ func cancelEnv(t *testing.T) *dirEnv {
 	return e
 }
 
-func (e *dirEnv) cancel(actor, alarmID string, pin PINOutcome, version uint64) ([]byte, error) {
+func (e *dirEnv) cancel(actor, alarmID string, pin pinOutcome, version uint64) ([]byte, error) {
 	e.t.Helper()
 	return e.apply(CmdCancelAlarm, cancelAlarmCmd{Header: Header{At: e.now, Actor: actor, Node: "n1"},
 		AlarmID: alarmID, PIN: pin, PINVersion: version, DuressAlarmID: "duress-" + alarmID})
@@ -49,34 +49,34 @@ func TestCancelAlarm_Refusals(t *testing.T) {
 		prep   func(e *dirEnv)
 		actor  string
 		alarm  string
-		pin    PINOutcome
+		pin    pinOutcome
 		ver    uint64
 		code   Code
 		field  string
 		reason string
 	}{
-		{name: "not a device", actor: "olivia", alarm: "a1", pin: PINSafe, ver: 1, code: CodeInvalid, field: "actor"},
-		{name: "another device", actor: "device:d2", alarm: "a1", pin: PINSafe, ver: 1, code: CodeConflict, field: "alarm_id"},
-		{name: "no such alarm", actor: "device:d1", alarm: "nope", pin: PINSafe, ver: 1, code: CodeNotFound, field: "alarm_id"},
-		{name: "no PIN", actor: "device:d1", alarm: "a1", pin: PINNone, ver: 1, code: CodeInvalid, field: "pin"},
+		{name: "not a device", actor: "olivia", alarm: "a1", pin: pinSafe, ver: 1, code: CodeInvalid, field: "actor"},
+		{name: "another device", actor: "device:d2", alarm: "a1", pin: pinSafe, ver: 1, code: CodeConflict, field: "alarm_id"},
+		{name: "no such alarm", actor: "device:d1", alarm: "nope", pin: pinSafe, ver: 1, code: CodeNotFound, field: "alarm_id"},
+		{name: "no PIN", actor: "device:d1", alarm: "a1", pin: pinNone, ver: 1, code: CodeInvalid, field: "pin"},
 		{name: "unknown PIN outcome", actor: "device:d1", alarm: "a1", pin: "maybe", ver: 1, code: CodeInvalid, field: "pin"},
-		{name: "stale PIN", actor: "device:d1", alarm: "a1", pin: PINSafe, ver: 0, code: CodeStalePIN, field: "pin"},
-		{name: "closed alarm", actor: "device:d1", alarm: "a1", pin: PINSafe, ver: 1, code: CodeAlarmClosed, field: "alarm_id",
+		{name: "stale PIN", actor: "device:d1", alarm: "a1", pin: pinSafe, ver: 0, code: CodeStalePIN, field: "pin"},
+		{name: "closed alarm", actor: "device:d1", alarm: "a1", pin: pinSafe, ver: 1, code: CodeAlarmClosed, field: "alarm_id",
 			prep: func(e *dirEnv) {
 				e.must(CmdAcknowledge, AcknowledgeCmd{Header: e.hdr(), AlarmID: "a1"})
 				e.must(CmdCloseAlarm, CloseAlarmCmd{Header: e.hdr(), AlarmID: "a1", Resolution: ResolutionWorkerSafe})
 			}},
-		{name: "already cancelled under duress", actor: "device:d1", alarm: "a1", pin: PINSafe, ver: 1, code: CodeAlarmClosed, field: "alarm_id",
+		{name: "already cancelled under duress", actor: "device:d1", alarm: "a1", pin: pinSafe, ver: 1, code: CodeAlarmClosed, field: "alarm_id",
 			prep: func(e *dirEnv) {
-				if _, err := e.cancel("device:d1", "a1", PINDuress, 1); err != nil {
+				if _, err := e.cancel("device:d1", "a1", pinDuress, 1); err != nil {
 					e.t.Fatal(err)
 				}
 			}},
-		{name: "worker without a Safe PIN", actor: "device:d2", alarm: "a2", pin: PINSafe, ver: 0, code: CodeInvalid, field: "pin",
+		{name: "worker without a Safe PIN", actor: "device:d2", alarm: "a2", pin: pinSafe, ver: 0, code: CodeInvalid, field: "pin",
 			prep: func(e *dirEnv) {
 				e.must(CmdRaiseAlarm, RaiseAlarmCmd{Header: e.hdr(), AlarmID: "a2", Type: AlarmManDown, DeviceID: "d2"})
 			}},
-		{name: "a duress alarm", actor: "device:d1", alarm: "a3", pin: PINSafe, ver: 1, code: CodeConflict, field: "alarm_id",
+		{name: "a duress alarm", actor: "device:d1", alarm: "a3", pin: pinSafe, ver: 1, code: CodeConflict, field: "alarm_id",
 			prep: func(e *dirEnv) {
 				e.must(CmdRaiseAlarm, RaiseAlarmCmd{Header: e.hdr(), AlarmID: "a3", Type: AlarmDuress, DeviceID: "d1"})
 			}},
@@ -99,11 +99,11 @@ func TestCancelAlarm_Refusals(t *testing.T) {
 // the state behind it differs.
 func TestCancelAlarm_SafeAndDuress(t *testing.T) {
 	safe, duress := cancelEnv(t), cancelEnv(t)
-	rs, err := safe.cancel("device:d1", "a1", PINSafe, 1)
+	rs, err := safe.cancel("device:d1", "a1", pinSafe, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rd, err := duress.cancel("device:d1", "a1", PINDuress, 1)
+	rd, err := duress.cancel("device:d1", "a1", pinDuress, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestCancelAlarm_SafeAndDuress(t *testing.T) {
 func TestCancelAlarm_WrongPINIsCounted(t *testing.T) {
 	e := cancelEnv(t)
 	before := e.alarm("a1")
-	resp, err := e.cancel("device:d1", "a1", PINWrong, 1)
+	resp, err := e.cancel("device:d1", "a1", pinWrong, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestCancelAlarm_WrongPINIsCounted(t *testing.T) {
 		t.Fatalf("a wrong PIN changed the alarm:\n%s\n%s", b0, b1)
 	}
 	// The right PIN afterwards resets the count.
-	if _, err := e.cancel("device:d1", "a1", PINSafe, 1); err != nil {
+	if _, err := e.cancel("device:d1", "a1", pinSafe, 1); err != nil {
 		t.Fatal(err)
 	}
 	if w := e.worker("w1"); w.WrongPINs != 0 {

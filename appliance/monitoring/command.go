@@ -197,17 +197,17 @@ const (
 	SessionEnd     SessionActionKind = "end"
 )
 
-// PINOutcome is the result of checking a PIN against a worker's hashes,
+// pinOutcome is the result of checking a PIN against a worker's hashes,
 // made by the Service before proposing (hashing is slow; Apply must be
 // fast and is the same on every node).
-type PINOutcome string
+type pinOutcome string
 
 // PIN outcomes.
 const (
-	PINNone   PINOutcome = ""       // no PIN was needed or given
-	PINSafe   PINOutcome = "safe"   // the Safe PIN
-	PINDuress PINOutcome = "duress" // the Duress PIN: act as safe, raise a silent alarm
-	PINWrong  PINOutcome = "wrong"  // neither
+	pinNone   pinOutcome = ""       // no PIN was needed or given
+	pinSafe   pinOutcome = "safe"   // the Safe PIN
+	pinDuress pinOutcome = "duress" // the Duress PIN: act as safe, raise a silent alarm
+	pinWrong  pinOutcome = "wrong"  // neither
 )
 
 // sessionActionCmd checks in, extends or ends a session.
@@ -216,7 +216,7 @@ type sessionActionCmd struct {
 	SessionID  string            `json:"session_id"`
 	Action     SessionActionKind `json:"action"`
 	ExtendBy   time.Duration     `json:"extend_by_ns,omitempty"`
-	PIN        PINOutcome        `json:"pin"`
+	PIN        pinOutcome        `json:"pin"`
 	PINVersion uint64            `json:"pin_version"`        // the hashes checked; a change since is refused
 	AlarmID    string            `json:"alarm_id,omitempty"` // for a duress alarm, made by the proposer
 }
@@ -298,7 +298,7 @@ type reopenAlarmCmd struct {
 type cancelAlarmCmd struct {
 	Header
 	AlarmID    string     `json:"alarm_id"`
-	PIN        PINOutcome `json:"pin"`
+	PIN        pinOutcome `json:"pin"`
 	PINVersion uint64     `json:"pin_version"` // the hashes checked; a change since is refused
 	// DuressAlarmID is the ID of the duress alarm the Duress PIN raises,
 	// made by the proposer whichever PIN was entered.

@@ -256,7 +256,7 @@ func (g *gen) step() {
 			DeviceID: g.pick(g.deviceIDs()), Duration: time.Duration(10+g.r.IntN(110)) * time.Minute,
 			CheckInInterval: iv, Location: g.location(), Update: "visit"})
 	case n < 88:
-		pin := []PINOutcome{PINNone, PINSafe, PINDuress, PINWrong}[g.r.IntN(4)]
+		pin := []pinOutcome{pinNone, pinSafe, pinDuress, pinWrong}[g.r.IntN(4)]
 		c := sessionActionCmd{Header: g.hdr("device"), SessionID: g.pick(g.session),
 			Action: []SessionActionKind{SessionCheckIn, SessionExtend, SessionEnd}[g.r.IntN(3)], PIN: pin}
 		if c.Action == SessionExtend {
@@ -274,7 +274,7 @@ func (g *gen) step() {
 		}); err != nil {
 			g.t.Fatal(err)
 		}
-		if pin == PINDuress {
+		if pin == pinDuress {
 			c.AlarmID = g.id("duress")
 			g.alarms = append(g.alarms, c.AlarmID)
 		}
@@ -338,7 +338,7 @@ func (g *gen) step() {
 			duress := g.id("cduress")
 			g.alarms = append(g.alarms, duress)
 			g.add(CmdCancelAlarm, cancelAlarmCmd{Header: g.hdr("device:" + device), AlarmID: id,
-				PIN: []PINOutcome{PINNone, PINSafe, PINSafe, PINDuress, PINDuress, PINWrong}[g.r.IntN(6)], PINVersion: uint64(min(1, g.r.IntN(4))),
+				PIN: []pinOutcome{pinNone, pinSafe, pinSafe, pinDuress, pinDuress, pinWrong}[g.r.IntN(6)], PINVersion: uint64(min(1, g.r.IntN(4))),
 				DuressAlarmID: duress})
 			return
 		}

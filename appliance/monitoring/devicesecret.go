@@ -31,8 +31,8 @@ const deviceSecretBytes = 32
 // MaxDeviceSecretLen bounds a secret given to CheckDeviceSecret.
 const MaxDeviceSecretLen = 256
 
-// DeviceSecret is the stored credential of a device (devsecret/<id>).
-type DeviceSecret struct {
+// deviceSecret is the stored credential of a device (devsecret/<id>).
+type deviceSecret struct {
 	DeviceID string    `json:"device_id"`
 	Hash     string    `json:"hash"`    // argon2id, pin.go's format
 	Version  uint64    `json:"version"` // counts the secrets set
@@ -69,11 +69,11 @@ func applySetDeviceSecret(c *applyCtx, body []byte) ([]byte, error) {
 	if _, err := getDevice(c.txn, cmd.DeviceID); err != nil {
 		return nil, err
 	}
-	var rec DeviceSecret
+	var rec deviceSecret
 	if _, err := getJSON(c.txn, pDeviceSecret+cmd.DeviceID, &rec); err != nil {
 		return nil, err
 	}
-	rec = DeviceSecret{DeviceID: cmd.DeviceID, Hash: cmd.Hash, Version: rec.Version + 1, SetAt: c.now()}
+	rec = deviceSecret{DeviceID: cmd.DeviceID, Hash: cmd.Hash, Version: rec.Version + 1, SetAt: c.now()}
 	if err := putJSON(c.txn, pDeviceSecret+cmd.DeviceID, &rec); err != nil {
 		return nil, err
 	}
@@ -127,7 +127,7 @@ func (s *Service) CheckDeviceSecret(deviceID, secret string) bool {
 	if deviceID == "" || secret == "" || len(secret) > MaxDeviceSecretLen {
 		return false
 	}
-	var rec DeviceSecret
+	var rec deviceSecret
 	var found bool
 	err := s.view(func(txn *badger.Txn) (err error) {
 		found, err = getJSON(txn, pDeviceSecret+deviceID, &rec)

@@ -8,7 +8,7 @@ package monitoring
 //	org/<id>                                   Organisation
 //	worker/<id>                                Worker
 //	device/<id>                                Device
-//	devsecret/<id>                             DeviceSecret: the hash of the device's MQTT secret
+//	devsecret/<id>                             deviceSecret: the hash of the device's MQTT secret
 //	session/<id>                               Session
 //	alarm/<id>                                 Alarm
 //	tl/<alarm id>/<index>/<n>                  TimelineEntry, in order

@@ -106,7 +106,7 @@ func TestDeviceOffline_SetOnlyInASession(t *testing.T) {
 	if got := e.offlineDeadlines(); len(got) != 1 {
 		t.Fatalf("after going away again: %+v", got)
 	}
-	if _, err := e.action("s1", SessionEnd, PINNone, 0); err != nil {
+	if _, err := e.action("s1", SessionEnd, pinNone, 0); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.deadlines(); len(got) != 0 {
@@ -181,7 +181,7 @@ func TestDeviceOffline_SessionEndedMeanwhile(t *testing.T) {
 	off := false
 	e.status("d1", e.now, &off)
 	d := e.offlineDeadlines()[0]
-	if _, err := e.action("s1", SessionEnd, PINNone, 0); err != nil {
+	if _, err := e.action("s1", SessionEnd, pinNone, 0); err != nil {
 		t.Fatal(err)
 	}
 	e.now = d.Due

@@ -199,21 +199,21 @@ type operatorLogoutCmd struct {
 	SessionHash string `json:"session_hash"`
 }
 
-// LoginOutcome is what the state machine made of a sign-in attempt.
-type LoginOutcome string
+// loginOutcome is what the state machine made of a sign-in attempt.
+type loginOutcome string
 
 // Sign-in outcomes.
 const (
-	LoginSignedIn      LoginOutcome = "signed_in"
-	LoginWrongPassword LoginOutcome = "wrong_password" // counted
-	LoginLocked        LoginOutcome = "locked"         // locked before, or by this attempt
-	LoginDisabled      LoginOutcome = "disabled"
-	LoginStale         LoginOutcome = "stale" // the password changed since it was checked; not counted
+	loginSignedIn      loginOutcome = "signed_in"
+	loginWrongPassword loginOutcome = "wrong_password" // counted
+	loginLocked        loginOutcome = "locked"         // locked before, or by this attempt
+	loginDisabled      loginOutcome = "disabled"
+	loginStale         loginOutcome = "stale" // the password changed since it was checked; not counted
 )
 
 // loginResult is the state machine's response to OperatorLogin.
 type loginResult struct {
-	Outcome      LoginOutcome     `json:"outcome"`
+	Outcome      loginOutcome     `json:"outcome"`
 	FailedLogins int              `json:"failed_logins"`
 	LockedUntil  time.Time        `json:"locked_until,omitzero"`
 	Session      *OperatorSession `json:"session,omitempty"`
@@ -440,13 +440,13 @@ func applyOperatorLogin(c *applyCtx, body []byte) ([]byte, error) {
 	res := loginResult{FailedLogins: o.FailedLogins, LockedUntil: o.LockedUntil}
 	switch {
 	case o.Disabled:
-		res.Outcome = LoginDisabled
+		res.Outcome = loginDisabled
 		return json.Marshal(res)
 	case o.Locked(c.now()):
-		res.Outcome = LoginLocked
+		res.Outcome = loginLocked
 		return json.Marshal(res)
 	case cmd.PasswordVersion != o.PasswordVersion:
-		res.Outcome = LoginStale
+		res.Outcome = loginStale
 		return json.Marshal(res)
 	}
 	if cmd.PasswordOK {
@@ -461,11 +461,11 @@ func applyOperatorLogin(c *applyCtx, body []byte) ([]byte, error) {
 	if !cmd.PasswordOK {
 		o.FailedLogins++
 		detail := fmt.Sprintf("wrong password from %s (%d of %d)", cmd.Remote, o.FailedLogins, MaxFailedLogins)
-		res.Outcome = LoginWrongPassword
+		res.Outcome = loginWrongPassword
 		if o.FailedLogins >= MaxFailedLogins {
 			o.FailedLogins, o.LockedUntil = 0, c.now().Add(LockoutDuration)
 			detail += ": locked until " + o.LockedUntil.UTC().Format(time.RFC3339)
-			res.Outcome = LoginLocked
+			res.Outcome = loginLocked
 		}
 		res.FailedLogins, res.LockedUntil = o.FailedLogins, o.LockedUntil
 		o.UpdatedAt = c.now()
@@ -517,7 +517,7 @@ func applyOperatorLogin(c *applyCtx, body []byte) ([]byte, error) {
 	if err := c.audit(CmdOperatorLogin, "operator/"+o.ID, fmt.Sprintf("signed in from %s through %s", cmd.Remote, c.hdr.Node)); err != nil {
 		return nil, err
 	}
-	res.Outcome, res.FailedLogins, res.LockedUntil, res.Session = LoginSignedIn, 0, time.Time{}, s
+	res.Outcome, res.FailedLogins, res.LockedUntil, res.Session = loginSignedIn, 0, time.Time{}, s
 	return json.Marshal(res)
 }
 
@@ -699,14 +699,14 @@ func (s *Service) Login(ctx context.Context, cmdID string, req LoginRequest) (*S
 		return nil, err
 	}
 	switch r.Outcome {
-	case LoginSignedIn:
+	case loginSignedIn:
 		if r.Session == nil || r.Session.Hash != cmd.SessionHash {
 			return nil, ruleErr(CodeConflict, "id", "command %q signed in before; sign in again with a new command ID", cmdID)
 		}
 		return &SignIn{Token: token, Operator: publicOperator(o), Session: r.Session}, nil
-	case LoginLocked:
+	case loginLocked:
 		return nil, lockedErr(r.LockedUntil)
-	case LoginDisabled:
+	case loginDisabled:
 		return nil, ruleErr(CodeDisabled, "", "the account %q is disabled: ask a supervisor", o.ID)
 	}
 	return nil, failed

@@ -117,13 +117,13 @@ func TestOperatorLogin_LocksAfterFiveWrongPasswords(t *testing.T) {
 	e := mustOperatorEnv(t)
 	for i := 1; i < MaxFailedLogins; i++ {
 		r := e.login("olivia", false, 1, "")
-		if r.Outcome != LoginWrongPassword || r.FailedLogins != i {
+		if r.Outcome != loginWrongPassword || r.FailedLogins != i {
 			t.Fatalf("attempt %d: %+v", i, r)
 		}
 	}
 	start := e.now
 	r := e.login("olivia", false, 1, "")
-	if r.Outcome != LoginLocked || !r.LockedUntil.Equal(start.Add(LockoutDuration)) {
+	if r.Outcome != loginLocked || !r.LockedUntil.Equal(start.Add(LockoutDuration)) {
 		t.Fatalf("the %dth wrong password: %+v, want locked until %s", MaxFailedLogins, r, start.Add(LockoutDuration))
 	}
 	if o := e.operator("olivia"); !o.Locked(start) || o.FailedLogins != 0 {
@@ -133,20 +133,20 @@ func TestOperatorLogin_LocksAfterFiveWrongPasswords(t *testing.T) {
 	// is written.
 	e.now = start.Add(LockoutDuration - time.Second)
 	before := e.dump()
-	if r := e.login("olivia", true, 1, testSessionHash(1)); r.Outcome != LoginLocked || r.Session != nil {
+	if r := e.login("olivia", true, 1, testSessionHash(1)); r.Outcome != loginLocked || r.Session != nil {
 		t.Fatalf("a sign-in while locked: %+v", r)
 	}
 	if e.dump() != before {
 		t.Fatal("a sign-in attempt while locked changed the state")
 	}
 	// Other operators are not affected.
-	if r := e.login("ada", true, 1, testSessionHash(2)); r.Outcome != LoginSignedIn {
+	if r := e.login("ada", true, 1, testSessionHash(2)); r.Outcome != loginSignedIn {
 		t.Fatalf("ada: %+v", r)
 	}
 	// Once the lockout ends, the right password works and clears the count.
 	e.now = start.Add(LockoutDuration)
 	e.login("olivia", false, 1, "")
-	if r := e.login("olivia", true, 1, testSessionHash(3)); r.Outcome != LoginSignedIn || r.Session == nil {
+	if r := e.login("olivia", true, 1, testSessionHash(3)); r.Outcome != loginSignedIn || r.Session == nil {
 		t.Fatalf("after the lockout: %+v", r)
 	}
 	if o := e.operator("olivia"); o.FailedLogins != 0 || !o.LockedUntil.IsZero() || !o.LastLoginAt.Equal(e.now) {
@@ -166,7 +166,7 @@ func TestOperatorLogin_SessionsAndLogout(t *testing.T) {
 	e := mustOperatorEnv(t)
 	r := e.login("olivia", true, 1, testSessionHash(1))
 	s := e.opSession(testSessionHash(1))
-	if r.Outcome != LoginSignedIn || s == nil || s.OperatorID != "olivia" || !s.Valid(e.now) || s.Node != "n1" || s.Remote != "192.0.2.7" {
+	if r.Outcome != loginSignedIn || s == nil || s.OperatorID != "olivia" || !s.Valid(e.now) || s.Node != "n1" || s.Remote != "192.0.2.7" {
 		t.Fatalf("result %+v, session %+v", r, s)
 	}
 	// A session hash may not be reused.
@@ -230,7 +230,7 @@ func TestOperatorLogin_SessionsAndLogout(t *testing.T) {
 		}
 	}
 	// A check against the old hash is stale and not counted.
-	if r := e.login("olivia", true, 1, testSessionHash(500)); r.Outcome != LoginStale || e.operator("olivia").FailedLogins != 0 {
+	if r := e.login("olivia", true, 1, testSessionHash(500)); r.Outcome != loginStale || e.operator("olivia").FailedLogins != 0 {
 		t.Fatalf("stale check: %+v", r)
 	}
 }
@@ -242,10 +242,10 @@ func TestOperatorLogin_DisabledSignsNobodyIn(t *testing.T) {
 	if e.opSession(testSessionHash(1)).Valid(e.now) {
 		t.Fatal("disabling kept the session")
 	}
-	if r := e.login("olivia", true, 1, testSessionHash(2)); r.Outcome != LoginDisabled || e.opSession(testSessionHash(2)) != nil {
+	if r := e.login("olivia", true, 1, testSessionHash(2)); r.Outcome != loginDisabled || e.opSession(testSessionHash(2)) != nil {
 		t.Fatalf("disabled: %+v", r)
 	}
-	if r := e.login("olivia", false, 1, ""); r.Outcome != LoginDisabled || e.operator("olivia").FailedLogins != 0 {
+	if r := e.login("olivia", false, 1, ""); r.Outcome != loginDisabled || e.operator("olivia").FailedLogins != 0 {
 		t.Fatalf("disabled, wrong password: %+v", r)
 	}
 }

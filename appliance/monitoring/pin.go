@@ -128,14 +128,14 @@ func checkPIN(hash, pin string) bool {
 
 // checkPINs checks pin against both of a worker's hashes, always doing both
 // checks, so the time taken does not reveal which one matched.
-func checkPINs(w *Worker, pin string) PINOutcome {
+func checkPINs(w *Worker, pin string) pinOutcome {
 	safe := checkPIN(w.SafePINHash, pin)
 	duress := checkPIN(w.DuressPINHash, pin)
 	switch {
 	case safe:
-		return PINSafe
+		return pinSafe
 	case duress:
-		return PINDuress
+		return pinDuress
 	}
-	return PINWrong
+	return pinWrong
 }

@@ -73,12 +73,12 @@ func TestPIN_Validate(t *testing.T) {
 
 func TestPIN_CheckPINsDoesBoth(t *testing.T) {
 	w := &Worker{SafePINHash: mustHashPIN(t, "1111"), DuressPINHash: mustHashPIN(t, "2222")}
-	for pin, want := range map[string]PINOutcome{"1111": PINSafe, "2222": PINDuress, "3333": PINWrong} {
+	for pin, want := range map[string]pinOutcome{"1111": pinSafe, "2222": pinDuress, "3333": pinWrong} {
 		if got := checkPINs(w, pin); got != want {
 			t.Errorf("checkPINs(%s) = %q, want %q", pin, got, want)
 		}
 	}
-	if got := checkPINs(&Worker{}, "1111"); got != PINWrong {
+	if got := checkPINs(&Worker{}, "1111"); got != pinWrong {
 		t.Errorf("a worker without PINs: %q", got)
 	}
 }

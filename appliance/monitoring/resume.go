@@ -18,10 +18,10 @@ package monitoring
 //
 // Keys (a prefix, once used, keeps its meaning forever):
 //
-//	resume/<ticket hash>                                  ResumeTicket
+//	resume/<ticket hash>                                  resumeTicket
 //	ix/resume-of/<session hash>/<expires>/<ticket hash>   a session's tickets, oldest first
 //	ix/resume-exp/<expires>/<ticket hash>                 every ticket by expiry, for clean-up
-//	sessfamily/<session hash>                             SessionFamily: the root of a handed-over session
+//	sessfamily/<session hash>                             sessionFamily: the root of a handed-over session
 //	ix/session-family/<root hash>/<session hash>          the sessions handed over from a root
 
 import (
@@ -58,9 +58,9 @@ const (
 	resumeSweep = 64
 )
 
-// ResumeTicket is a hand-over ticket as the state keeps it: never the
+// resumeTicket is a hand-over ticket as the state keeps it: never the
 // token itself.
-type ResumeTicket struct {
+type resumeTicket struct {
 	Hash        string    `json:"hash"`         // hex SHA-256 of the token
 	SessionHash string    `json:"session_hash"` // the session it hands over
 	OperatorID  string    `json:"operator_id"`
@@ -69,8 +69,8 @@ type ResumeTicket struct {
 	ExpiresAt   time.Time `json:"expires_at"`
 }
 
-// SessionFamily names the session a handed-over session descends from.
-type SessionFamily struct {
+// sessionFamily names the session a handed-over session descends from.
+type sessionFamily struct {
 	Root string `json:"root"` // the hash of the session signed in with a password
 	From string `json:"from"` // the hash of the session the ticket came from
 }
@@ -103,14 +103,14 @@ type endFamilyResult struct {
 	Ended int `json:"ended"`
 }
 
-func resumeOfKey(t *ResumeTicket) string {
+func resumeOfKey(t *resumeTicket) string {
 	return pResumeOf + t.SessionHash + "/" + tkey(t.ExpiresAt) + "/" + t.Hash
 }
 
-func resumeExpKey(t *ResumeTicket) string { return pResumeExp + tkey(t.ExpiresAt) + "/" + t.Hash }
+func resumeExpKey(t *resumeTicket) string { return pResumeExp + tkey(t.ExpiresAt) + "/" + t.Hash }
 
 // deleteTicket removes a ticket and its index entries.
-func deleteTicket(txn *badger.Txn, t *ResumeTicket) error {
+func deleteTicket(txn *badger.Txn, t *resumeTicket) error {
 	for _, k := range []string{pResumeTicket + t.Hash, resumeOfKey(t), resumeExpKey(t)} {
 		if err := txn.Delete([]byte(k)); err != nil {
 			return err
@@ -121,13 +121,13 @@ func deleteTicket(txn *badger.Txn, t *ResumeTicket) error {
 
 // sweepTickets deletes up to resumeSweep tickets expired at now.
 func sweepTickets(c *applyCtx) error {
-	var old []*ResumeTicket
+	var old []*resumeTicket
 	end := pResumeExp + tkey(c.now())
 	err := scanPrefix(c.txn, pResumeExp, false, func(key, _ []byte) (bool, error) {
 		if string(key) > end || len(old) >= resumeSweep {
 			return false, nil
 		}
-		var t ResumeTicket
+		var t resumeTicket
 		ok, err := getJSON(c.txn, pResumeTicket+lastSegment(key), &t)
 		if err != nil {
 			return false, err
@@ -206,9 +206,9 @@ func applyIssueResumeTicket(c *applyCtx, body []byte) ([]byte, error) {
 	if err := sweepTickets(c); err != nil {
 		return nil, err
 	}
-	var mine []*ResumeTicket // the session's tickets, oldest first
+	var mine []*resumeTicket // the session's tickets, oldest first
 	err = scanPrefix(c.txn, pResumeOf+s.Hash+"/", false, func(key, _ []byte) (bool, error) {
-		var t ResumeTicket
+		var t resumeTicket
 		ok, err := getJSON(c.txn, pResumeTicket+lastSegment(key), &t)
 		if err != nil {
 			return false, err
@@ -227,7 +227,7 @@ func applyIssueResumeTicket(c *applyCtx, body []byte) ([]byte, error) {
 			return nil, err
 		}
 	}
-	t := &ResumeTicket{Hash: cmd.TicketHash, SessionHash: s.Hash, OperatorID: o.ID, Node: c.hdr.Node,
+	t := &resumeTicket{Hash: cmd.TicketHash, SessionHash: s.Hash, OperatorID: o.ID, Node: c.hdr.Node,
 		CreatedAt: c.now(), ExpiresAt: cmd.ExpiresAt}
 	if err := putJSON(c.txn, pResumeTicket+t.Hash, t); err != nil {
 		return nil, err
@@ -243,7 +243,7 @@ func applyIssueResumeTicket(c *applyCtx, body []byte) ([]byte, error) {
 // familyRoot returns the root of the family of the session with hash h:
 // h itself when it was signed in with a password.
 func familyRoot(txn *badger.Txn, h string) (string, error) {
-	var f SessionFamily
+	var f sessionFamily
 	ok, err := getJSON(txn, pSessionFamily+h, &f)
 	if err != nil || !ok {
 		return h, err
@@ -269,7 +269,7 @@ func applyRedeemResumeTicket(c *applyCtx, body []byte) ([]byte, error) {
 	if len(cmd.Remote) > MaxNameLen || !utf8.ValidString(cmd.Remote) {
 		return nil, invalid("remote", "is not an address")
 	}
-	var t ResumeTicket
+	var t resumeTicket
 	ok, err := getJSON(c.txn, pResumeTicket+cmd.TicketHash, &t)
 	if err != nil {
 		return nil, err
@@ -328,7 +328,7 @@ func applyRedeemResumeTicket(c *applyCtx, body []byte) ([]byte, error) {
 	if err := setIndex(c.txn, []byte(sessionIndexKey(s))); err != nil {
 		return nil, err
 	}
-	if err := putJSON(c.txn, pSessionFamily+s.Hash, SessionFamily{Root: root, From: src.Hash}); err != nil {
+	if err := putJSON(c.txn, pSessionFamily+s.Hash, sessionFamily{Root: root, From: src.Hash}); err != nil {
 		return nil, err
 	}
 	if err := setIndex(c.txn, []byte(pFamilyIx+root+"/"+s.Hash)); err != nil {
@@ -437,7 +437,7 @@ func (s *Service) IssueResumeTicket(ctx context.Context, cmdID, sessionToken str
 	if err != nil {
 		return nil, err
 	}
-	t, err := decodeResponse[ResumeTicket](res.Response)
+	t, err := decodeResponse[resumeTicket](res.Response)
 	if err != nil {
 		return nil, err
 	}

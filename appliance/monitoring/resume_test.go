@@ -16,9 +16,9 @@ import (
 // testTicketHash returns a valid ticket hash made from n.
 func testTicketHash(n int) string { return HashSessionToken(fmt.Sprint("ticket-", n)) }
 
-func (e *dirEnv) issue(session string, ticket int, ttl time.Duration) ResumeTicket {
+func (e *dirEnv) issue(session string, ticket int, ttl time.Duration) resumeTicket {
 	e.t.Helper()
-	var t ResumeTicket
+	var t resumeTicket
 	resp := e.must(CmdIssueResumeTicket, issueResumeTicketCmd{Header: e.hdr(), SessionHash: session,
 		TicketHash: testTicketHash(ticket), ExpiresAt: e.now.Add(ttl)})
 	if err := json.Unmarshal(resp, &t); err != nil {
@@ -27,9 +27,9 @@ func (e *dirEnv) issue(session string, ticket int, ttl time.Duration) ResumeTick
 	return t
 }
 
-func (e *dirEnv) ticket(n int) *ResumeTicket {
+func (e *dirEnv) ticket(n int) *resumeTicket {
 	e.t.Helper()
-	var t ResumeTicket
+	var t resumeTicket
 	var ok bool
 	if err := e.db.View(func(txn *badger.Txn) (err error) {
 		ok, err = getJSON(txn, pResumeTicket+testTicketHash(n), &t)

@@ -155,7 +155,7 @@ func (s *Service) sessionAction(ctx context.Context, cmdID, actor, sessionID, pi
 	if err != nil {
 		return SessionReply{}, err
 	}
-	outcome := PINNone // a worker without a Safe PIN needs none; one given is ignored
+	outcome := pinNone // a worker without a Safe PIN needs none; one given is ignored
 	switch {
 	case w.SafePINHash == "":
 	case pin != "":

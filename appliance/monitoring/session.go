@@ -269,8 +269,8 @@ func applySessionAction(c *applyCtx, body []byte) ([]byte, error) {
 		return nil, invalid("action", "%q is not one of checkin, extend, end", cmd.Action)
 	}
 	switch cmd.PIN {
-	case PINNone, PINSafe, PINWrong:
-	case PINDuress:
+	case pinNone, pinSafe, pinWrong:
+	case pinDuress:
 		if err := validID("alarm_id", cmd.AlarmID); err != nil {
 			return nil, err
 		}
@@ -291,7 +291,7 @@ func applySessionAction(c *applyCtx, body []byte) ([]byte, error) {
 	if cmd.PINVersion != w.PINVersion {
 		return nil, ruleErr(CodeStalePIN, "pin", "the worker's PINs changed since the PIN was checked; enter it again")
 	}
-	if cmd.PIN == PINNone && w.SafePINHash != "" {
+	if cmd.PIN == pinNone && w.SafePINHash != "" {
 		return nil, invalid("pin", "worker %q has a Safe PIN: it is required", w.ID)
 	}
 	now := c.now()
@@ -320,7 +320,7 @@ func applySessionAction(c *applyCtx, body []byte) ([]byte, error) {
 		next.Status, next.EndedAt = SessionEnded, now
 	}
 
-	if cmd.PIN == PINWrong {
+	if cmd.PIN == pinWrong {
 		w.WrongPINs++
 		w.UpdatedAt = now
 		if err := putJSON(c.txn, pWorker+w.ID, w); err != nil {
@@ -334,7 +334,7 @@ func applySessionAction(c *applyCtx, body []byte) ([]byte, error) {
 		return json.Marshal(sessionActionResult{SessionReply: replyOf(s, cmd.Action, now), WrongPIN: true, WrongPINs: w.WrongPINs})
 	}
 
-	if cmd.PIN == PINDuress {
+	if cmd.PIN == pinDuress {
 		// First, so that a refusal by raiseAlarm leaves nothing written.
 		r := RaiseAlarmCmd{Header: c.hdr, AlarmID: cmd.AlarmID, Type: AlarmDuress,
 			DeviceID: s.DeviceID, WorkerID: s.WorkerID, SessionID: s.ID, Location: sessionLocation(c, s)}

@@ -28,7 +28,7 @@ func (e *dirEnv) start(id, worker, device string, dur, every time.Duration) *Ses
 	return &s
 }
 
-func (e *dirEnv) action(id string, a SessionActionKind, pin PINOutcome, version uint64) ([]byte, error) {
+func (e *dirEnv) action(id string, a SessionActionKind, pin pinOutcome, version uint64) ([]byte, error) {
 	e.t.Helper()
 	return e.apply(CmdSessionAction, sessionActionCmd{Header: e.hdr(), SessionID: id, Action: a, PIN: pin,
 		PINVersion: version, ExtendBy: 30 * time.Minute, AlarmID: "duress-" + id})
@@ -172,7 +172,7 @@ func TestSession_Actions(t *testing.T) {
 	e.start("s1", "w1", "d1", 2*time.Hour, 30*time.Minute)
 
 	e.now = start.Add(20 * time.Minute)
-	resp, err := e.action("s1", SessionCheckIn, PINNone, 0)
+	resp, err := e.action("s1", SessionCheckIn, pinNone, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func TestSession_Actions(t *testing.T) {
 	}
 
 	e.now = start.Add(time.Hour)
-	if _, err := e.action("s1", SessionExtend, PINNone, 0); err != nil {
+	if _, err := e.action("s1", SessionExtend, pinNone, 0); err != nil {
 		t.Fatal(err)
 	}
 	s = e.session("s1")
@@ -201,7 +201,7 @@ func TestSession_Actions(t *testing.T) {
 	e.refused(CmdSessionAction, sessionActionCmd{Header: e.hdr(), SessionID: "nope", Action: SessionEnd}, CodeNotFound, "session_id")
 
 	e.eventTypes()
-	if _, err := e.action("s1", SessionEnd, PINNone, 0); err != nil {
+	if _, err := e.action("s1", SessionEnd, pinNone, 0); err != nil {
 		t.Fatal(err)
 	}
 	s = e.session("s1")
@@ -229,7 +229,7 @@ func TestSession_PINOutcomes(t *testing.T) {
 	t.Run("wrong PIN is counted and the session keeps running", func(t *testing.T) {
 		e.t = t
 		e.eventTypes()
-		resp, err := e.action("s1", SessionEnd, PINWrong, 1)
+		resp, err := e.action("s1", SessionEnd, pinWrong, 1)
 		if err != nil {
 			t.Fatalf("a wrong PIN was refused (a refusal could not count it): %v", err)
 		}
@@ -254,24 +254,24 @@ func TestSession_PINOutcomes(t *testing.T) {
 	})
 	t.Run("stale PIN version is refused", func(t *testing.T) {
 		e.t = t
-		e.refused(CmdSessionAction, sessionActionCmd{Header: e.hdr(), SessionID: "s1", Action: SessionCheckIn, PIN: PINSafe, PINVersion: 0},
+		e.refused(CmdSessionAction, sessionActionCmd{Header: e.hdr(), SessionID: "s1", Action: SessionCheckIn, PIN: pinSafe, PINVersion: 0},
 			CodeStalePIN, "pin")
-		e.refused(CmdSessionAction, sessionActionCmd{Header: e.hdr(), SessionID: "s1", Action: SessionCheckIn, PIN: PINWrong, PINVersion: 2},
+		e.refused(CmdSessionAction, sessionActionCmd{Header: e.hdr(), SessionID: "s1", Action: SessionCheckIn, PIN: pinWrong, PINVersion: 2},
 			CodeStalePIN, "pin")
 	})
 	t.Run("a PIN is required when the worker has one", func(t *testing.T) {
 		e.t = t
-		e.refused(CmdSessionAction, sessionActionCmd{Header: e.hdr(), SessionID: "s1", Action: SessionCheckIn, PIN: PINNone, PINVersion: 1},
+		e.refused(CmdSessionAction, sessionActionCmd{Header: e.hdr(), SessionID: "s1", Action: SessionCheckIn, PIN: pinNone, PINVersion: 1},
 			CodeInvalid, "pin")
 	})
 	t.Run("duress needs an alarm ID", func(t *testing.T) {
 		e.t = t
-		e.refused(CmdSessionAction, sessionActionCmd{Header: e.hdr(), SessionID: "s1", Action: SessionCheckIn, PIN: PINDuress, PINVersion: 1},
+		e.refused(CmdSessionAction, sessionActionCmd{Header: e.hdr(), SessionID: "s1", Action: SessionCheckIn, PIN: pinDuress, PINVersion: 1},
 			CodeInvalid, "alarm_id")
 	})
 	t.Run("a right PIN clears the wrong count", func(t *testing.T) {
 		e.t = t
-		if _, err := e.action("s1", SessionCheckIn, PINSafe, 1); err != nil {
+		if _, err := e.action("s1", SessionCheckIn, pinSafe, 1); err != nil {
 			t.Fatal(err)
 		}
 		if w := e.worker("w1"); w.WrongPINs != 0 {
@@ -290,7 +290,7 @@ func TestSession_DuressActsAsSafe(t *testing.T) {
 			var resps [2][]byte
 			var sessions [2]*Session
 			var envs [2]*dirEnv
-			for i, pin := range []PINOutcome{PINSafe, PINDuress} {
+			for i, pin := range []pinOutcome{pinSafe, pinDuress} {
 				e := mustDirEnv(t)
 				envs[i] = e
 				e.seed()
@@ -382,7 +382,7 @@ func TestSession_DeadlinesFire(t *testing.T) {
 		t.Fatalf("grace fired twice: %q", got)
 	}
 	// The worker can still end the session; the alarm stays for operators.
-	if _, err := e.action("s1", SessionEnd, PINNone, 0); err != nil {
+	if _, err := e.action("s1", SessionEnd, pinNone, 0); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -394,7 +394,7 @@ func TestSession_StaleDeadlineAfterCheckIn(t *testing.T) {
 	e.start("s1", "x1", "xd", time.Hour, 30*time.Minute)
 	old := e.deadlines()[0]
 	e.now = e.now.Add(29 * time.Minute)
-	if _, err := e.action("s1", SessionCheckIn, PINNone, 0); err != nil {
+	if _, err := e.action("s1", SessionCheckIn, pinNone, 0); err != nil {
 		t.Fatal(err)
 	}
 	// The scheduler read the old deadline before the check-in applied.
@@ -415,7 +415,7 @@ func TestSession_StaleDeadlineAfterCheckIn(t *testing.T) {
 		t.Fatalf("grace until %s, want due + DefaultGrace", s.GraceUntil)
 	}
 	// Check-in while overdue: back to active, grace cleared.
-	if _, err := e.action("s1", SessionCheckIn, PINNone, 0); err != nil {
+	if _, err := e.action("s1", SessionCheckIn, pinNone, 0); err != nil {
 		t.Fatal(err)
 	}
 	if s := e.session("s1"); s.Status != SessionActive || !s.GraceUntil.IsZero() {

@@ -31,7 +31,7 @@ func TestUpdate_Refusals(t *testing.T) {
 	e.seed()
 	e.start("s1", "w1", "d1", time.Hour, 0)
 	e.start("ended", "w2", "d2", time.Hour, 0)
-	if _, err := e.action("ended", SessionEnd, PINNone, 0); err != nil {
+	if _, err := e.action("ended", SessionEnd, pinNone, 0); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
