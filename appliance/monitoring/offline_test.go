@@ -28,7 +28,7 @@ func (e *dirEnv) offlineDeadlines() []Deadline {
 // fireResult fires d and returns the whole result.
 func (e *dirEnv) fireResult(d Deadline) fireResult {
 	e.t.Helper()
-	resp := e.must(CmdFireDeadline, fireDeadlineCmd{Header: e.hdr(), DeadlineID: d.ID, Due: d.Due, AlarmID: DeadlineAlarmID(d.ID)})
+	resp := e.must(CmdFireDeadline, fireDeadlineCmd{Header: e.hdr(), DeadlineID: d.ID, Due: d.Due, AlarmID: deadlineAlarmID(d.ID)})
 	var r fireResult
 	if err := json.Unmarshal(resp, &r); err != nil {
 		e.t.Fatal(err)
@@ -151,7 +151,7 @@ func TestDeviceOffline_StaysAwayRaisesOneAlarm(t *testing.T) {
 	d := e.offlineDeadlines()[0]
 	e.now = d.Due.Add(time.Second)
 	r := e.fireResult(d)
-	if r.Outcome != "fired" || r.AlarmID != DeadlineAlarmID(d.ID) {
+	if r.Outcome != "fired" || r.AlarmID != deadlineAlarmID(d.ID) {
 		t.Fatalf("outcome %+v", r)
 	}
 	a := e.alarm(r.AlarmID)

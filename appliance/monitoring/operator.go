@@ -628,9 +628,9 @@ type SignIn struct {
 // sessionTokenBytes is the length of a session token before encoding.
 const sessionTokenBytes = 32
 
-// HashSessionToken returns the hex SHA-256 of a session token: the key of
+// hashSessionToken returns the hex SHA-256 of a session token: the key of
 // its session in the state.
-func HashSessionToken(token string) string {
+func hashSessionToken(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(sum[:])
 }
@@ -688,7 +688,7 @@ func (s *Service) Login(ctx context.Context, cmdID string, req LoginRequest) (*S
 			return nil, fmt.Errorf("cannot make a session token: %w", err)
 		}
 		token = base64.RawURLEncoding.EncodeToString(raw)
-		cmd.SessionHash, cmd.ExpiresAt = HashSessionToken(token), cmd.At.Add(req.TTL)
+		cmd.SessionHash, cmd.ExpiresAt = hashSessionToken(token), cmd.At.Add(req.TTL)
 	}
 	res, err := s.propose(ctx, cmdID, CmdOperatorLogin, cmd)
 	if err != nil {
@@ -734,7 +734,7 @@ func (s *Service) Logout(ctx context.Context, cmdID, token string) error {
 	if token == "" {
 		return nil
 	}
-	h := HashSessionToken(token)
+	h := hashSessionToken(token)
 	var sess OperatorSession
 	var found bool
 	if err := s.view(func(txn *badger.Txn) (err error) {
@@ -764,7 +764,7 @@ func (s *Service) Authenticate(token string) (*Operator, *OperatorSession, error
 	var o *Operator
 	var sess OperatorSession
 	err := s.view(func(txn *badger.Txn) error {
-		ok, err := getJSON(txn, pOperatorSession+HashSessionToken(token), &sess)
+		ok, err := getJSON(txn, pOperatorSession+hashSessionToken(token), &sess)
 		if err != nil || !ok {
 			return err
 		}

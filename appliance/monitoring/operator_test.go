@@ -18,7 +18,7 @@ func init() {
 }
 
 // testSessionHash returns a valid session hash made from n.
-func testSessionHash(n int) string { return HashSessionToken(fmt.Sprint("token-", n)) }
+func testSessionHash(n int) string { return hashSessionToken(fmt.Sprint("token-", n)) }
 
 // mustOperatorEnv is a directory env with admin "ada" and operator "olivia"
 // (password hash testSafeHash).
@@ -295,7 +295,7 @@ func TestOperatorService_LoginLockoutAndSessions(t *testing.T) {
 	if err != nil || in.Token == "" || in.Operator.ID != "olivia" || !in.Session.ExpiresAt.Equal(now.Add(12*time.Hour)) {
 		t.Fatalf("Login = %+v, %v", in, err)
 	}
-	if op, s, err := svc.Authenticate(in.Token); err != nil || op.ID != "olivia" || op.PasswordHash != "" || s.Hash != HashSessionToken(in.Token) {
+	if op, s, err := svc.Authenticate(in.Token); err != nil || op.ID != "olivia" || op.PasswordHash != "" || s.Hash != hashSessionToken(in.Token) {
 		t.Fatalf("Authenticate = %+v %+v %v", op, s, err)
 	}
 	if _, _, err := svc.Authenticate(in.Token + "x"); !errors.Is(err, ErrNoSession) {
@@ -449,12 +449,12 @@ func (g *gen) stepOperator() {
 		c := operatorLoginCmd{Header: g.hdr(id), OperatorID: id, PasswordOK: g.r.IntN(3) == 0,
 			PasswordVersion: uint64(1 + g.r.IntN(2)), Remote: "192.0.2.1"}
 		if c.PasswordOK {
-			c.SessionHash = HashSessionToken(g.id("tok"))
+			c.SessionHash = hashSessionToken(g.id("tok"))
 			c.ExpiresAt = g.now.Add(time.Duration(g.r.IntN(13)) * time.Hour)
 		}
 		g.add(CmdOperatorLogin, c)
 	default:
-		h := HashSessionToken(g.id("unknown"))
+		h := hashSessionToken(g.id("unknown"))
 		var live []string // sessions in replica A's state
 		if err := g.a.db.View(func(txn *badger.Txn) error {
 			return scanPrefix(txn, pOperatorSession, false, func(key, _ []byte) (bool, error) {

@@ -31,7 +31,7 @@ type PINParams struct {
 // passes (OWASP's minimum for argon2id), tens of milliseconds per check.
 var DefaultPINParams = PINParams{Memory: 19 * 1024, Time: 2, Threads: 1, SaltLen: 16, KeyLen: 32}
 
-// pinParams are the parameters used by HashPIN, and by checkPIN against a
+// pinParams are the parameters used by hashPIN, and by checkPIN against a
 // missing hash. Tests lower them.
 var pinParams = DefaultPINParams
 
@@ -54,8 +54,8 @@ func validatePIN(field, pin string) error {
 	return nil
 }
 
-// HashPIN returns the argon2id hash of pin with a random salt.
-func HashPIN(pin string) (string, error) { return hashWith(pinParams, pin) }
+// hashPIN returns the argon2id hash of pin with a random salt.
+func hashPIN(pin string) (string, error) { return hashWith(pinParams, pin) }
 
 // hashWith returns the argon2id hash of secret with parameters p and a
 // random salt.
@@ -78,7 +78,7 @@ type pinHash struct {
 	key  []byte
 }
 
-// parsePINHash decodes a hash made by HashPIN.
+// parsePINHash decodes a hash made by hashPIN.
 func parsePINHash(s string) (*pinHash, error) {
 	f := strings.Split(s, "$")
 	if len(f) != 6 || f[0] != "" || f[1] != "argon2id" {

@@ -12,7 +12,7 @@ func init() {
 
 func mustHashPIN(t *testing.T, pin string) string {
 	t.Helper()
-	h, err := HashPIN(pin)
+	h, err := hashPIN(pin)
 	if err != nil {
 		t.Fatal(err)
 	}

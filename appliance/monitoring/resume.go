@@ -431,7 +431,7 @@ func (s *Service) IssueResumeTicket(ctx context.Context, cmdID, sessionToken str
 	}
 	ticket := base64.RawURLEncoding.EncodeToString(raw)
 	h := s.header("console")
-	cmd := issueResumeTicketCmd{Header: h, SessionHash: HashSessionToken(sessionToken), TicketHash: HashSessionToken(ticket),
+	cmd := issueResumeTicketCmd{Header: h, SessionHash: hashSessionToken(sessionToken), TicketHash: hashSessionToken(ticket),
 		ExpiresAt: h.At.Add(ttl)}
 	res, err := s.propose(ctx, cmdID, CmdIssueResumeTicket, cmd)
 	if err != nil {
@@ -460,8 +460,8 @@ func (s *Service) RedeemResumeTicket(ctx context.Context, cmdID, ticket, remote 
 		return nil, fmt.Errorf("cannot make a session token: %w", err)
 	}
 	token := base64.RawURLEncoding.EncodeToString(raw)
-	cmd := redeemResumeTicketCmd{Header: s.header("console"), TicketHash: HashSessionToken(ticket),
-		NewSessionHash: HashSessionToken(token), Remote: remote}
+	cmd := redeemResumeTicketCmd{Header: s.header("console"), TicketHash: hashSessionToken(ticket),
+		NewSessionHash: hashSessionToken(token), Remote: remote}
 	res, err := s.propose(ctx, cmdID, CmdRedeemResumeTicket, cmd)
 	if err != nil {
 		return nil, err
@@ -487,7 +487,7 @@ func (s *Service) EndSessions(ctx context.Context, cmdID, token string) (int, er
 	if token == "" || len(token) > 128 {
 		return 0, nil
 	}
-	h := HashSessionToken(token)
+	h := hashSessionToken(token)
 	var sess OperatorSession
 	var found bool
 	if err := s.view(func(txn *badger.Txn) (err error) {

@@ -14,7 +14,7 @@ import (
 )
 
 // testTicketHash returns a valid ticket hash made from n.
-func testTicketHash(n int) string { return HashSessionToken(fmt.Sprint("ticket-", n)) }
+func testTicketHash(n int) string { return hashSessionToken(fmt.Sprint("ticket-", n)) }
 
 func (e *dirEnv) issue(session string, ticket int, ttl time.Duration) resumeTicket {
 	e.t.Helper()
@@ -327,7 +327,7 @@ func (g *gen) stepResume() {
 	}
 	id := func(what string) string {
 		g.resumeID++
-		return HashSessionToken(fmt.Sprintf("%s-%d", what, g.resumeID))
+		return hashSessionToken(fmt.Sprintf("%s-%d", what, g.resumeID))
 	}
 	if len(ops) > 0 && (len(valid) == 0 || r.IntN(8) == 0) {
 		// A sign-in, so that there are sessions to hand over.

@@ -55,7 +55,7 @@ const DefaultNodeSweepInterval = time.Second
 //
 // A deadline fires at most once: the command ID is the deadline's ID, which
 // the cluster deduplicates, and the alarm a deadline raises has an ID
-// derived from the deadline's ID (DeadlineAlarmID), so a retry by a new
+// derived from the deadline's ID (deadlineAlarmID), so a retry by a new
 // leader after a failover is the same command.
 type Scheduler struct {
 	svc      *Service
@@ -239,16 +239,16 @@ func (s *Scheduler) tick(ctx context.Context) (int, error) {
 // deadlineAlarmNS is the UUID namespace of alarms raised by deadlines.
 var deadlineAlarmNS = uuid.MustParse("6f1c7a52-3c1e-4c55-9a55-2f2b1d1e8a01")
 
-// DeadlineAlarmID is the ID of the alarm a deadline raises: a name-based
+// deadlineAlarmID is the ID of the alarm a deadline raises: a name-based
 // (SHA-1) UUID of the deadline's ID, the same on every node and every try.
-func DeadlineAlarmID(deadlineID string) string {
+func deadlineAlarmID(deadlineID string) string {
 	return uuid.NewSHA1(deadlineAlarmNS, []byte(deadlineID)).String()
 }
 
 // fireDeadline proposes FireDeadline for d, with the deadline's ID as the
 // command ID, and returns the outcome ("fired" or "stale").
 func (s *Service) fireDeadline(ctx context.Context, d Deadline) (string, error) {
-	cmd := fireDeadlineCmd{Header: s.header("system"), DeadlineID: d.ID, Due: d.Due, AlarmID: DeadlineAlarmID(d.ID)}
+	cmd := fireDeadlineCmd{Header: s.header("system"), DeadlineID: d.ID, Due: d.Due, AlarmID: deadlineAlarmID(d.ID)}
 	res, err := s.propose(ctx, d.ID, CmdFireDeadline, cmd)
 	if err != nil {
 		return "", err

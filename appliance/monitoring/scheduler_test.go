@@ -103,7 +103,7 @@ func TestScheduler_FiresInDueOrderOnlyWhileLeader(t *testing.T) {
 	})
 	for _, id := range []string{"s0", "s1", "s2"} {
 		s, _ := n.svc.Session(id)
-		if s.Status != SessionAlarm || s.AlarmID != DeadlineAlarmID(fmt.Sprintf("session/%s/2/grace", id)) {
+		if s.Status != SessionAlarm || s.AlarmID != deadlineAlarmID(fmt.Sprintf("session/%s/2/grace", id)) {
 			t.Fatalf("session %s: %s, alarm %q", id, s.Status, s.AlarmID)
 		}
 	}
@@ -159,8 +159,8 @@ func TestScheduler_AtMostOnce(t *testing.T) {
 }
 
 func TestScheduler_DeadlineAlarmIDIsStable(t *testing.T) {
-	a, b := DeadlineAlarmID("session/s1/2/grace"), DeadlineAlarmID("session/s1/2/grace")
-	if a != b || a == DeadlineAlarmID("session/s1/4/grace") || len(a) != 36 {
-		t.Fatalf("DeadlineAlarmID: %q, %q", a, b)
+	a, b := deadlineAlarmID("session/s1/2/grace"), deadlineAlarmID("session/s1/2/grace")
+	if a != b || a == deadlineAlarmID("session/s1/4/grace") || len(a) != 36 {
+		t.Fatalf("deadlineAlarmID: %q, %q", a, b)
 	}
 }

@@ -272,7 +272,7 @@ func TestSessionCluster_ExpiresWhileLeaderDies(t *testing.T) {
 			t.Fatalf("node %s has %d missed check-in alarms, want exactly 1", n.node.ID(), c)
 		}
 		got, _ := n.svc.Session("s1")
-		if got.Status != SessionAlarm || got.AlarmID != DeadlineAlarmID("session/s1/2/grace") {
+		if got.Status != SessionAlarm || got.AlarmID != deadlineAlarmID("session/s1/2/grace") {
 			t.Fatalf("node %s: session %s, alarm %q", n.node.ID(), got.Status, got.AlarmID)
 		}
 		// Nothing of the session is left to fire, so no second alarm can

@@ -37,7 +37,7 @@ func (e *dirEnv) action(id string, a SessionActionKind, pin pinOutcome, version 
 // fire fires the deadline d and returns the outcome.
 func (e *dirEnv) fire(d Deadline) string {
 	e.t.Helper()
-	resp := e.must(CmdFireDeadline, fireDeadlineCmd{Header: e.hdr(), DeadlineID: d.ID, Due: d.Due, AlarmID: DeadlineAlarmID(d.ID)})
+	resp := e.must(CmdFireDeadline, fireDeadlineCmd{Header: e.hdr(), DeadlineID: d.ID, Due: d.Due, AlarmID: deadlineAlarmID(d.ID)})
 	var r fireResult
 	if err := json.Unmarshal(resp, &r); err != nil {
 		e.t.Fatal(err)
@@ -367,7 +367,7 @@ func TestSession_DeadlinesFire(t *testing.T) {
 	}
 	s = e.session("s1")
 	// What is left is the alarm's acknowledgement deadline, not the session's.
-	if ds := e.deadlines(); s.Status != SessionAlarm || s.AlarmID != DeadlineAlarmID(grace.ID) ||
+	if ds := e.deadlines(); s.Status != SessionAlarm || s.AlarmID != deadlineAlarmID(grace.ID) ||
 		len(ds) != 1 || ds[0].Kind != DeadlineAckOverdue || ds[0].AlarmID != s.AlarmID {
 		t.Fatalf("after grace %+v, deadlines %v", s, ds)
 	}
