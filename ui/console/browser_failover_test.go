@@ -27,7 +27,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/vigilarc/vigil/appliance"
-	"github.com/vigilarc/vigil/cluster"
+	"github.com/vigilarc/vigil/ui"
 )
 
 // Timeouts of the real-process test, generous for a loaded machine.
@@ -174,8 +174,8 @@ func apiRequest(p *vigilProc, method, path string, body io.Reader) (*http.Reques
 	return req, nil
 }
 
-func statusOf(p *vigilProc) (cluster.Status, error) {
-	var st cluster.Status
+func statusOf(p *vigilProc) (ui.ClusterStatus, error) {
+	var st ui.ClusterStatus
 	req, err := apiRequest(p, http.MethodGet, "/api/v1/cluster/status", nil)
 	if err != nil {
 		return st, err
