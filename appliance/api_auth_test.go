@@ -82,7 +82,7 @@ var apiRouteRoles = map[string]monitoring.OperatorRole{
 	"POST /api/v1/tokens/:id/disable": monitoring.RoleAdmin,
 }
 
-// Session cookie of the console (ui/auth.go), with the Secure flag the
+// Session cookie of the console (ui/auth), with the Secure flag the
 // test nodes use.
 const consoleSessionCookie = "__Host-vigil_session"
 

@@ -615,7 +615,7 @@ func (c *cli) clusterCmd(ctx context.Context, args []string) error {
 	return nil
 }
 
-// operatorEnv is what vigil operator and vigil token (ui/cli.go) need: the
+// operatorEnv is what vigil operator and vigil token (cli_accounts.go) need: the
 // outputs, and the node's data directory and HTTP address from its
 // configuration.
 func (c *cli) operatorEnv() CommandEnv {

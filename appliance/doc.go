@@ -2,7 +2,13 @@
 // configuration, the vigil command line, and the Node that wires the parts
 // together and shuts them down in reverse order.
 //
-// Today a Node is a cluster node (Raft over Badger, hosting the monitoring
-// state machine) and the HTTP API. The MQTT broker, the operator console and
-// provisioning are wired in here as they arrive.
+// A Node is the composition root (node.go): it opens the cluster member
+// (Raft over Badger, hosting the monitoring state machine), the deadline
+// scheduler, the MQTT broker (broker/) and the HTTP surface (ui/: the
+// console, the REST API and their authentication), each in one small step,
+// and closes them in reverse order. It is the one place that knows all the
+// parts: the broker and the HTTP surface reach the cluster only through
+// the monitoring Service and the small interfaces built here
+// (clusterview.go). ARCHITECTURE.md at the top of the repository draws the
+// arrows.
 package appliance

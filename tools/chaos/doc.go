@@ -20,7 +20,7 @@
 //
 // Once the schedule is over, the load stops, every deadline due fires, and
 // the checker (check.go) reads every node's whole state through the
-// read-only diagnostic routes (appliance/api_diagstate.go) and holds it
+// read-only diagnostic routes (ui/api/diagstate.go) and holds it
 // against the simulator's history of every send and PUBACK and against the
 // operator's record: nothing acknowledged lost, nothing applied twice, no
 // alarm closed that no operator closed, one missed-check-in alarm per

@@ -191,7 +191,7 @@ func (b *browser) shot(name string) {
 	}
 	dirs := []string{screenshotDir(b.t)}
 	if os.Getenv("VIGIL_DOCS_SCREENSHOTS") != "" {
-		dirs = append(dirs, filepath.Join("..", "docs", "screenshots"))
+		dirs = append(dirs, filepath.Join("..", "..", "docs", "screenshots"))
 	}
 	for _, dir := range dirs {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
