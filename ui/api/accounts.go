@@ -71,10 +71,7 @@ type TokensResponse struct {
 
 // accountRoutes adds the routes of this file to the admins' group.
 func (a *api) accountRoutes(admin *gin.RouterGroup) {
-	svc, ok := a.svc.(accountService)
-	if !ok {
-		return
-	}
+	svc := a.svc
 	admin.GET("/operators", func(c *gin.Context) {
 		out, err := svc.Operators()
 		reply(c, http.StatusOK, OperatorsResponse{Operators: nonNil(out)}, err)

@@ -52,13 +52,9 @@ type UpdateBody struct {
 	Update string `json:"update"`
 }
 
-// commandRoutes adds the routes of this file to v1. The Service behind the
-// API provides them; a stand-in that does not gets none.
+// commandRoutes adds the routes of this file to v1.
 func (a *api) commandRoutes(v1 *gin.RouterGroup) {
-	svc, ok := a.svc.(commandService)
-	if !ok {
-		return
-	}
+	svc := a.svc
 	v1.POST("/devices/:id/prompt", func(c *gin.Context) { sendPrompt(c, svc) })
 	v1.GET("/prompts/:id", func(c *gin.Context) {
 		out, err := svc.Prompt(c.Param("id"))
