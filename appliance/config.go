@@ -53,8 +53,10 @@ type Config struct {
 	// address changes.
 	NodeID string `yaml:"node_id"`
 
-	// HTTPAddr is the host:port of the HTTP API. The API has no operator
-	// authentication yet: keep it on loopback or a management network.
+	// HTTPAddr is the host:port of the HTTP surface: the operator console
+	// under /ui/ and the REST API under /api/v1, both authenticated
+	// (ui/auth). It speaks plain HTTP until TLS arrives: put it behind a
+	// TLS reverse proxy, or keep it on a management network.
 	HTTPAddr string `yaml:"http_addr"`
 
 	// LogLevel is the lowest level logged to stderr: debug, info, warn or
