@@ -501,7 +501,7 @@ func pollUntilT(t *testing.T, timeout time.Duration, what string, cond func() bo
 // setupToken reads the setup token node n wrote to its data directory.
 func setupToken(t *testing.T, n *Node) string {
 	t.Helper()
-	tok, err := ReadSetupToken(n.cfg.DataDir)
+	tok, err := auth.ReadSetupToken(n.cfg.DataDir)
 	if err != nil {
 		t.Fatal(err)
 	}

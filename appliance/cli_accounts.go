@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -242,22 +241,11 @@ func newSetupClient(env CommandEnv, config, dataDirFlag, addr string) (*setupCli
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
-	tok, err := ReadSetupToken(dataDir)
+	tok, err := auth.ReadSetupToken(dataDir)
 	if err != nil {
 		return nil, err
 	}
 	return &setupClient{base: strings.TrimRight(base, "/"), token: tok, http: &http.Client{Timeout: commandTimeout}}, nil
-}
-
-// ReadSetupToken reads the setup token that the node with data directory
-// dataDir wrote (auth.SetupTokenFileName). It is an admin on that node's REST API
-// and its local setup API, and changes whenever the node starts.
-func ReadSetupToken(dataDir string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(dataDir, auth.SetupTokenFileName))
-	if err != nil {
-		return "", fmt.Errorf("cannot read the node's setup token (is the node running with data directory %s, and are you the user it runs as?): %w", dataDir, err)
-	}
-	return strings.TrimSpace(string(b)), nil
 }
 
 // localURL is the URL that reaches a node listening on addr from the same

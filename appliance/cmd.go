@@ -20,6 +20,7 @@ import (
 	"github.com/vigilarc/vigil/broker"
 	"github.com/vigilarc/vigil/cluster"
 	"github.com/vigilarc/vigil/ui/api"
+	"github.com/vigilarc/vigil/ui/auth"
 )
 
 // Version is the release version, set at build time with
@@ -417,7 +418,7 @@ func (c *cli) authorise(client *apiClient, o *authOptions) error {
 		}
 		dataDir = cfg.DataDir
 	}
-	tok, err := ReadSetupToken(dataDir)
+	tok, err := auth.ReadSetupToken(dataDir)
 	if err != nil {
 		client.tokenNote = "none given, and " + err.Error()
 		return nil

@@ -29,6 +29,7 @@ import (
 
 	"github.com/vigilarc/vigil/appliance/sim"
 	"github.com/vigilarc/vigil/cluster"
+	"github.com/vigilarc/vigil/ui/auth"
 )
 
 // Defaults of vigil devcluster.
@@ -505,7 +506,7 @@ func pollDevStatus(ctx context.Context, n *devNode, what string, cond func(clust
 	deadline := time.Now().Add(demoLeaderTimeout)
 	for {
 		var b []byte
-		client.token, err = ReadSetupToken(n.dataDir) // written anew when the node starts
+		client.token, err = auth.ReadSetupToken(n.dataDir) // written anew when the node starts
 		if err == nil {
 			b, err = client.do(ctx, http.MethodGet, "/api/v1/cluster/status", nil)
 		}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/ui/auth"
 	"github.com/vigilarc/vigil/ui/console"
 )
 
@@ -95,7 +96,7 @@ func createDemoToken(ctx context.Context, httpAddr, dataDir, path, name string) 
 // /ui/setup) of the node at httpAddr whose data directory is dataDir, and
 // decodes the reply into out when it is not nil.
 func setupPost(ctx context.Context, httpAddr, dataDir, path string, body, out any) error {
-	tok, err := ReadSetupToken(dataDir)
+	tok, err := auth.ReadSetupToken(dataDir)
 	if err != nil {
 		return err
 	}

@@ -477,7 +477,7 @@ func mustMakeToken(t *testing.T, httpAddr, name string) string {
 	if !ok {
 		t.Fatalf("no data directory registered for %s", httpAddr)
 	}
-	setup, err := appliance.ReadSetupToken(dir.(string))
+	setup, err := auth.ReadSetupToken(dir.(string))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,6 +45,17 @@ func writeSetupToken(path string) (string, error) {
 	return tok, nil
 }
 
+// ReadSetupToken reads the setup token that the node with data directory
+// dataDir wrote (SetupTokenFileName). It is an admin on that node's REST API
+// and its local setup API, and changes whenever the node starts.
+func ReadSetupToken(dataDir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, SetupTokenFileName))
+	if err != nil {
+		return "", fmt.Errorf("cannot read the node's setup token (is the node running with data directory %s, and are you the user it runs as?): %w", dataDir, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
 // IsSetupToken reports whether got is this node's setup token.
 func (a *Auth) IsSetupToken(got string) bool {
 	a.setupMu.Lock()

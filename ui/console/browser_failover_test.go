@@ -28,6 +28,7 @@ import (
 
 	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/ui"
+	"github.com/vigilarc/vigil/ui/auth"
 )
 
 // Timeouts of the real-process test, generous for a loaded machine.
@@ -161,7 +162,7 @@ var apiClient = &http.Client{Timeout: 10 * time.Second}
 // apiRequest is a request to the REST API of p, authorised by p's own
 // setup token (an admin on p).
 func apiRequest(p *vigilProc, method, path string, body io.Reader) (*http.Request, error) {
-	tok, err := appliance.ReadSetupToken(p.dataDir)
+	tok, err := auth.ReadSetupToken(p.dataDir)
 	if err != nil {
 		return nil, err
 	}
