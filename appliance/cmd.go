@@ -17,6 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/vigilarc/vigil/appliance/sim/simcmd"
 	"github.com/vigilarc/vigil/broker"
 	"github.com/vigilarc/vigil/cluster"
 	"github.com/vigilarc/vigil/ui/api"
@@ -104,7 +105,7 @@ func (c *cli) run(ctx context.Context, args []string) int {
 	case "devcluster":
 		err = c.devcluster(ctx, rest)
 	case "sim":
-		err = c.simCmd(ctx, rest)
+		err = simcmd.Command(ctx, rest, c.simEnv())
 	case "version", "--version", "-version":
 		fmt.Fprintln(c.stdout, versionString())
 	case "help", "-h", "-help", "--help":
@@ -146,7 +147,8 @@ func (c *cli) help(args []string) error {
 	case "devcluster":
 		fs, _ = devclusterFlags(c.stdout)
 	case "sim":
-		fs, _ = simFlags(c.stdout)
+		simcmd.Usage(c.stdout, c.simEnv())
+		return nil
 	case "version":
 		fmt.Fprintln(c.stdout, "Usage: vigil version\n\nPrints the version, the commit it was built from and the Go version.")
 		return nil
@@ -614,6 +616,15 @@ func (c *cli) clusterCmd(ctx context.Context, args []string) error {
 		return usageErr(fs, "unknown subcommand %q: want join or remove", pos[0])
 	}
 	return nil
+}
+
+// simEnv is what vigil sim needs from the command line.
+func (c *cli) simEnv() simcmd.Env {
+	return simcmd.Env{
+		Stdout: c.stdout, Stderr: c.stderr, LookupEnv: c.lookupEnv,
+		ParseArgs: parseArgs, UsageError: usageErr, SplitList: splitList, NewLogger: newLogger,
+		DefaultAPIURL: DefaultAPIURL,
+	}
 }
 
 // operatorEnv is what vigil operator and vigil token (cli_accounts.go) need: the

@@ -1,12 +1,33 @@
 package appliance
 
 import (
+	"bytes"
 	"context"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
 )
+
+// lockedBuffer is a bytes.Buffer that loggers may write to from several
+// goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
 
 // runCLI runs the vigil command line with args and env, and returns the
 // exit code, stdout and stderr.
@@ -77,5 +98,30 @@ func TestCLI_TokensAndClientCommandsAuthorise(t *testing.T) {
 		if code, _, errOut := runCLI(t, nil, append(args, local...)...); code != exitUsage {
 			t.Errorf("%v: exit %d, stderr %q; want a usage error", args, code, errOut)
 		}
+	}
+}
+
+// The development tools are commands of vigil: their help and their
+// refusals come through the command line, with its exit codes.
+func TestCLI_DevToolsAreCommands(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		out  string // in stdout
+		err  string // in stderr
+	}{
+		{"help sim", []string{"help", "sim"}, exitOK, "Usage: vigil sim", ""},
+		{"sim -h", []string{"sim", "-h"}, exitOK, "", "Usage: vigil sim"},
+		{"sim refusal", []string{"sim", "--mode", "sleepy"}, exitUsage, "", "vigil sim: --mode"},
+		{"sim bad flag", []string{"sim", "--no-such-flag"}, exitUsage, "", "Usage: vigil sim"},
+		{"sim argument", []string{"sim", "extra"}, exitUsage, "", `unexpected argument "extra"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := runCLI(t, nil, tc.args...)
+			if code != tc.code || !strings.Contains(out, tc.out) || !strings.Contains(errOut, tc.err) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want %d, %q and %q", code, out, errOut, tc.code, tc.out, tc.err)
+			}
+		})
 	}
 }

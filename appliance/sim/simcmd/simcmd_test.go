@@ -1,9 +1,14 @@
-package appliance
+package simcmd_test
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
@@ -11,9 +16,103 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/appliance/sim"
+	"github.com/vigilarc/vigil/appliance/sim/simcmd"
 )
+
+// The exit codes the vigil command line gives Command's errors.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// errUsage is what testEnv's UsageError and ParseArgs return.
+var errUsage = errors.New("usage error")
+
+// testEnv is the command line's side of vigil sim, with vars as the
+// environment. Its flags parser takes no positional arguments between
+// flags, which these tests do not give.
+func testEnv(stdout, stderr io.Writer, vars map[string]string) simcmd.Env {
+	return simcmd.Env{
+		Stdout: stdout, Stderr: stderr,
+		LookupEnv: func(k string) (string, bool) {
+			v, ok := vars[k]
+			return v, ok
+		},
+		ParseArgs: func(fs *flag.FlagSet, args []string) ([]string, error) {
+			if err := fs.Parse(args); err != nil {
+				if errors.Is(err, flag.ErrHelp) {
+					return nil, err
+				}
+				return nil, errUsage
+			}
+			return fs.Args(), nil
+		},
+		UsageError: func(fs *flag.FlagSet, format string, a ...any) error {
+			fmt.Fprintf(fs.Output(), "vigil %s: %s\n\n", fs.Name(), fmt.Sprintf(format, a...))
+			fs.Usage()
+			return errUsage
+		},
+		SplitList: func(s string) []string { return strings.Split(s, ",") },
+		NewLogger: func(w io.Writer, _ string) *slog.Logger {
+			return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		},
+		DefaultAPIURL: "http://127.0.0.1:8080",
+	}
+}
+
+// runSim runs vigil sim with args as the vigil command line does, and
+// returns its exit code; the command line prints a failure to stderr.
+func runSim(ctx context.Context, stdout, stderr io.Writer, vars map[string]string, args ...string) int {
+	err := simcmd.Command(ctx, args, testEnv(stdout, stderr, vars))
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.Is(err, errUsage):
+		return exitUsage
+	}
+	fmt.Fprintf(stderr, "vigil sim: %v\n", err)
+	return exitFailure
+}
+
+// mustOpenNode opens a real single-node appliance with its broker on free
+// ports.
+func mustOpenNode(t *testing.T) *appliance.Node {
+	t.Helper()
+	cfg := appliance.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.Cluster.BindAddr = "127.0.0.1:0"
+	cfg.Broker.TCPAddr, cfg.Broker.WSAddr = "127.0.0.1:0", ""
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	n, err := appliance.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := n.Cluster().WaitForLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// mustToken makes an API token with role on n and returns its secret.
+func mustToken(t *testing.T, n *appliance.Node, name string, role monitoring.OperatorRole) string {
+	t.Helper()
+	made, err := n.Service().CreateAPIToken(context.Background(), "test-token-"+name, "test", name, role)
+	if err != nil {
+		t.Fatalf("cannot make API token %s: %v", name, err)
+	}
+	return made.Secret
+}
 
 // lockedBuffer is a bytes.Buffer the simulator's loggers may write to from
 // several goroutines.
@@ -50,9 +149,8 @@ func TestSimCmd_RefusesBadFlags(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut lockedBuffer
-			c := &cli{stdout: &out, stderr: &errOut, lookupEnv: envFrom(nil)}
 			// No --api is reachable: a refusal must come before provisioning.
-			code := c.run(context.Background(), append([]string{"vigil", "sim", "--api", "127.0.0.1:1"}, tc.args...))
+			code := runSim(context.Background(), &out, &errOut, nil, append([]string{"--api", "127.0.0.1:1"}, tc.args...)...)
 			if code != exitUsage || !strings.Contains(errOut.String(), tc.want) {
 				t.Errorf("exit %d, stderr %q; want %d and %q", code, errOut.String(), exitUsage, tc.want)
 			}
@@ -66,7 +164,8 @@ func TestSimCmd_IdleStatusJSON(t *testing.T) {
 	n := mustOpenNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	creds, err := sim.ProvisionWith(ctx, sim.API{URL: n.HTTPAddr(), Token: adminToken(t, n)}, "c", "r1", 3, rand.New(rand.NewPCG(1, 2)))
+	admin := mustToken(t, n, "test-admin", monitoring.RoleAdmin)
+	creds, err := sim.ProvisionWith(ctx, sim.API{URL: n.HTTPAddr(), Token: admin}, "c", "r1", 3, rand.New(rand.NewPCG(1, 2)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,10 +174,9 @@ func TestSimCmd_IdleStatusJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out, errOut lockedBuffer
-	c := &cli{stdout: &out, stderr: &errOut, lookupEnv: envFrom(nil)}
-	code := c.run(ctx, []string{"vigil", "sim", "--mode", "idle", "--provision=false", "--credentials", path, "--devices", "2",
+	code := runSim(ctx, &out, &errOut, nil, []string{"--mode", "idle", "--provision=false", "--credentials", path, "--devices", "2",
 		"--brokers", n.BrokerAddr(), "--heartbeat-interval", "100ms", "--location-interval", "0", "--telemetry-qos", "1",
-		"--duration", "1500ms", "--status-every", "200ms", "--status-json"})
+		"--duration", "1500ms", "--status-every", "200ms", "--status-json"}...)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
@@ -108,8 +206,9 @@ func TestSimCmd_IdleStatusJSON(t *testing.T) {
 // $VIGIL_API_TOKEN with an admin token provisions.
 func TestSimCmd_ProvisionNeedsAnAdminToken(t *testing.T) {
 	n := mustOpenNode(t)
+	admin := mustToken(t, n, "test-admin", monitoring.RoleAdmin)
 	op := mustToken(t, n, "sim-operator", monitoring.RoleOperator)
-	args := []string{"vigil", "sim", "--api", n.HTTPAddr(), "--brokers", n.BrokerAddr(), "--mode", "idle", "--devices", "1",
+	args := []string{"--api", n.HTTPAddr(), "--brokers", n.BrokerAddr(), "--mode", "idle", "--devices", "1",
 		"--duration", "300ms", "--heartbeat-interval", "100ms", "--location-interval", "0"}
 	for _, tc := range []struct {
 		name  string
@@ -121,12 +220,11 @@ func TestSimCmd_ProvisionNeedsAnAdminToken(t *testing.T) {
 		{"no token", nil, nil, exitFailure, []string{"no API token was given", "HTTP 401", "needs an admin API token", "--token"}},
 		{"an operator's token", []string{"--token", op}, nil, exitFailure, []string{"role may not provision", "HTTP 403", "needs the admin role"}},
 		{"a made-up token", nil, map[string]string{sim.TokenEnv: "vgt_0123456789abcdef_nope"}, exitFailure, []string{"refused", "no API token 0123456789abcdef"}},
-		{"an admin's token", nil, map[string]string{sim.TokenEnv: adminToken(t, n)}, exitOK, []string{"simulating 1 devices"}},
+		{"an admin's token", nil, map[string]string{sim.TokenEnv: admin}, exitOK, []string{"simulating 1 devices"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut lockedBuffer
-			c := &cli{stdout: &out, stderr: &errOut, lookupEnv: envFrom(tc.env)}
-			code := c.run(context.Background(), append(append([]string{}, args...), tc.extra...))
+			code := runSim(context.Background(), &out, &errOut, tc.env, append(append([]string{}, args...), tc.extra...)...)
 			all := out.String() + errOut.String()
 			if code != tc.code {
 				t.Fatalf("exit %d, want %d: %s", code, tc.code, all)

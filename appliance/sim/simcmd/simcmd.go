@@ -1,4 +1,17 @@
-package appliance
+// Package simcmd is the vigil sim command: the device simulator of
+// package sim driven from the command line, to commission an installation
+// by sending simulated alarms through the real appliances, to give a demo
+// or a benchmark its load, and to check a scenario file.
+//
+// It is a package of its own, not part of sim, because sim is a library
+// that the live demo (vigil devcluster), the benchmarks and the
+// fault-injection harness drive directly through sim.Config: the flags,
+// their refusals and the printing of the counters are this one caller's
+// concern. The conventions it shares with the other vigil commands (how
+// flags are parsed, how a command-line mistake is reported, the loggers)
+// come from the command line through Env, so that vigil sim behaves as they
+// do.
+package simcmd
 
 import (
 	"context"
@@ -6,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -16,6 +30,34 @@ import (
 
 	"github.com/vigilarc/vigil/appliance/sim"
 )
+
+// Env is what vigil sim needs from the vigil command line.
+type Env struct {
+	// Stdout and Stderr are the command's outputs.
+	Stdout, Stderr io.Writer
+	// LookupEnv reads an environment variable (sim.TokenEnv).
+	LookupEnv func(string) (string, bool)
+	// ParseArgs parses the flags of fs in args, before, between or after
+	// the positional arguments, and returns the positional ones. Its error
+	// for a bad flag is the one UsageError returns; for -h, flag.ErrHelp.
+	ParseArgs func(fs *flag.FlagSet, args []string) ([]string, error)
+	// UsageError prints a command-line mistake and the usage of fs to fs's
+	// output, and returns the error on which vigil exits with status 2.
+	UsageError func(fs *flag.FlagSet, format string, a ...any) error
+	// SplitList splits a comma-separated list, dropping blanks.
+	SplitList func(string) []string
+	// NewLogger returns a text logger on w at the named level.
+	NewLogger func(w io.Writer, level string) *slog.Logger
+	// DefaultAPIURL is the default of --api: the HTTP API of a node on
+	// this machine.
+	DefaultAPIURL string
+}
+
+// Usage prints the help of vigil sim, its flags and their defaults, to w.
+func Usage(w io.Writer, env Env) {
+	fs, _ := simFlags(w, env.DefaultAPIURL)
+	fs.Usage()
+}
 
 // simOptions are the flags of vigil sim.
 type simOptions struct {
@@ -29,14 +71,14 @@ type simOptions struct {
 	seed                                                                  uint64
 }
 
-func simFlags(out io.Writer) (*flag.FlagSet, *simOptions) {
+func simFlags(out io.Writer, defaultAPIURL string) (*flag.FlagSet, *simOptions) {
 	o := &simOptions{}
 	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&o.mode, "mode", sim.ModeRandom, "what the devices do, a `mode`: random (sessions, check-ins, random alarms), "+
 		"idle (connect and send only telemetry) or alarms (a closed loop: each raises its next alarm as soon as the last is PUBACKed)")
 	fs.StringVar(&o.brokers, "brokers", sim.DefaultBroker, "comma-separated MQTT `host:port` list; device i starts on the i mod n-th, and fails over to the next")
-	fs.StringVar(&o.api, "api", DefaultAPIURL, "`URL` of a node's HTTP API, for --provision")
+	fs.StringVar(&o.api, "api", defaultAPIURL, "`URL` of a node's HTTP API, for --provision")
 	fs.StringVar(&o.token, "token", "", "admin API `token` for --provision (vigil token create --role admin; default $"+sim.TokenEnv+")")
 	fs.BoolVar(&o.provision, "provision", true, "create an organisation, workers with PINs, devices and their secrets through --api (needs --token)")
 	fs.StringVar(&o.credentials, "credentials", "", "JSON `file` of device credentials: written after --provision, read without it")
@@ -81,9 +123,14 @@ Flags:
 	return fs, o
 }
 
-func (c *cli) simCmd(ctx context.Context, args []string) error {
-	fs, o := simFlags(c.stderr)
-	pos, err := parseArgs(fs, args)
+// Command runs vigil sim with args (after "sim") until the run ends or ctx
+// does, and returns what the vigil command line reports: an error from
+// env.UsageError or env.ParseArgs for a command-line mistake, flag.ErrHelp
+// after -h, or why the simulator could not run.
+func Command(ctx context.Context, args []string, env Env) error {
+	fs, o := simFlags(env.Stderr, env.DefaultAPIURL)
+	usageErr := env.UsageError
+	pos, err := env.ParseArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -115,20 +162,20 @@ func (c *cli) simCmd(ctx context.Context, args []string) error {
 	}
 	cfg := sim.DefaultConfig()
 	cfg.Mode, cfg.AlarmType = o.mode, o.alarmType
-	cfg.Brokers = splitList(o.brokers)
+	cfg.Brokers = env.SplitList(o.brokers)
 	cfg.Duration, cfg.AlarmRate, cfg.Seed = o.duration, o.alarmRate, o.seed
 	cfg.HeartbeatInterval, cfg.HeartbeatJitter, cfg.LocationInterval = o.heartbeat, o.jitter, o.location
 	cfg.TelemetryQoS, cfg.KeepAlive = byte(o.telemetryQoS), o.keepAlive
 	cfg.ConnectTimeout, cfg.ConnectsInFlight = o.connectTimeout, o.connectsInFlight
 	cfg.Run = strconv.FormatInt(time.Now().UnixMilli(), 36)
-	cfg.Logger = newLogger(c.stderr, o.logLevel)
+	cfg.Logger = env.NewLogger(env.Stderr, o.logLevel)
 	if len(cfg.Brokers) == 0 {
 		return usageErr(fs, "--brokers is empty")
 	}
 	// With --status-json, stdout carries only the counters, for scripts.
-	info := c.stdout
+	info := env.Stdout
 	if o.statusJSON {
-		info = c.stderr
+		info = env.Stderr
 	}
 	if o.scenario != "" {
 		if cfg.Scenario, err = sim.LoadScenario(o.scenario, o.devices); err != nil {
@@ -137,7 +184,7 @@ func (c *cli) simCmd(ctx context.Context, args []string) error {
 	}
 	if o.provision {
 		if o.token == "" {
-			o.token, _ = c.lookupEnv(sim.TokenEnv)
+			o.token, _ = env.LookupEnv(sim.TokenEnv)
 		}
 		rng := rand.New(rand.NewPCG(o.seed, 0))
 		api := sim.API{URL: o.api, Token: strings.TrimSpace(o.token)}
@@ -163,7 +210,7 @@ func (c *cli) simCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Fprintf(info, "simulating %d devices (mode %s) against %v\n", o.devices, cfg.Mode, cfg.Brokers)
-	stopStatus := c.printStatus(s, o)
+	stopStatus := printStatus(env.Stdout, s, o)
 	err = s.Run(ctx)
 	stopStatus()
 	if err != nil {
@@ -186,19 +233,19 @@ func (c *cli) simCmd(ctx context.Context, args []string) error {
 	return nil
 }
 
-// printStatus prints s's counters every --status-every until the returned
-// function is called, which prints them a last time.
-func (c *cli) printStatus(s *sim.Simulator, o *simOptions) (stop func()) {
+// printStatus prints s's counters to w every --status-every until the
+// returned function is called, which prints them a last time.
+func printStatus(w io.Writer, s *sim.Simulator, o *simOptions) (stop func()) {
 	if o.statusEvery <= 0 {
 		return func() {}
 	}
-	enc := json.NewEncoder(c.stdout)
+	enc := json.NewEncoder(w)
 	show := func() {
 		if o.statusJSON {
 			_ = enc.Encode(s.Status())
 			return
 		}
-		sim.WriteStatus(c.stdout, s.Status())
+		sim.WriteStatus(w, s.Status())
 	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
