@@ -17,6 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/vigilarc/vigil/appliance/devcluster"
 	"github.com/vigilarc/vigil/appliance/sim/simcmd"
 	"github.com/vigilarc/vigil/broker"
 	"github.com/vigilarc/vigil/cluster"
@@ -103,7 +104,7 @@ func (c *cli) run(ctx context.Context, args []string) int {
 			err = errUsage
 		}
 	case "devcluster":
-		err = c.devcluster(ctx, rest)
+		err = devcluster.Command(ctx, rest, c.devclusterEnv())
 	case "sim":
 		err = simcmd.Command(ctx, rest, c.simEnv())
 	case "version", "--version", "-version":
@@ -145,7 +146,8 @@ func (c *cli) help(args []string) error {
 		TokenUsage(c.stdout)
 		return nil
 	case "devcluster":
-		fs, _ = devclusterFlags(c.stdout)
+		devcluster.Usage(c.stdout, c.devclusterEnv())
+		return nil
 	case "sim":
 		simcmd.Usage(c.stdout, c.simEnv())
 		return nil
@@ -616,6 +618,19 @@ func (c *cli) clusterCmd(ctx context.Context, args []string) error {
 		return usageErr(fs, "unknown subcommand %q: want join or remove", pos[0])
 	}
 	return nil
+}
+
+// devclusterEnv is what vigil devcluster needs from the command line.
+func (c *cli) devclusterEnv() devcluster.Env {
+	return devcluster.Env{
+		Stdout: c.stdout, Stderr: c.stderr,
+		ParseArgs: parseArgs, UsageError: usageErr, NewLogger: newLogger,
+		CheckLogLevel: func(level string) error {
+			_, err := parseLevel(level)
+			return err
+		},
+		DefaultLogLevel: DefaultLogLevel, EnvPrefix: EnvPrefix,
+	}
 }
 
 // simEnv is what vigil sim needs from the command line.

@@ -116,6 +116,10 @@ func TestCLI_DevToolsAreCommands(t *testing.T) {
 		{"sim refusal", []string{"sim", "--mode", "sleepy"}, exitUsage, "", "vigil sim: --mode"},
 		{"sim bad flag", []string{"sim", "--no-such-flag"}, exitUsage, "", "Usage: vigil sim"},
 		{"sim argument", []string{"sim", "extra"}, exitUsage, "", `unexpected argument "extra"`},
+		{"help devcluster", []string{"help", "devcluster"}, exitOK, "Usage: vigil devcluster", ""},
+		{"devcluster -h", []string{"devcluster", "-h"}, exitOK, "", "(default \"info\")"},
+		{"devcluster log level", []string{"devcluster", "--log-level", "loud"}, exitUsage, "", "vigil devcluster: --log-level: must be debug, info, warn or error"},
+		{"devcluster ports", []string{"devcluster", "--mqtt-port", "8082"}, exitUsage, "", "--mqtt-port 8082 and --http-port 8081 ranges overlap"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, errOut := runCLI(t, nil, tc.args...)

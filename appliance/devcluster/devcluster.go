@@ -1,12 +1,21 @@
-package appliance
-
-// vigil devcluster: three real vigil serve processes on loopback, for
-// development and for make run. Each child is this same executable, with its
-// own data directory, cluster port and HTTP port; they form one cluster with
-// bootstrap-expect, exactly as three appliances would. With --demo (make
-// run) it then provisions invented customers, workers and devices and runs
-// the device simulator against the three brokers until Ctrl-C (demo.go in
-// appliance/sim holds the data).
+// Package devcluster is the vigil devcluster command: a three-node Vigil
+// cluster on one machine, to develop against, to try the product or to
+// train on it (make run). It is a development and evaluation tool, not part
+// of the product's runtime: an appliance never runs it.
+//
+// It starts three real vigil serve processes on loopback. Each child is
+// this same executable, with its own data directory, cluster port and HTTP
+// port; they form one cluster with bootstrap-expect, exactly as three
+// appliances would. With --demo (make run) it then provisions invented
+// customers, workers and devices and runs the device simulator against the
+// three brokers until Ctrl-C (demo.go in appliance/sim holds the data).
+//
+// It talks to the nodes only as any client does, over their HTTP API and
+// their local set-up API, and so imports neither the appliance nor the
+// cluster. The conventions it shares with the other vigil commands (how
+// flags are parsed, how a command-line mistake is reported, log levels and
+// loggers) come from the command line through Env.
+package devcluster
 
 import (
 	"context"
@@ -15,6 +24,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -28,17 +38,17 @@ import (
 	"time"
 
 	"github.com/vigilarc/vigil/appliance/sim"
-	"github.com/vigilarc/vigil/cluster"
+	"github.com/vigilarc/vigil/ui"
 	"github.com/vigilarc/vigil/ui/auth"
 )
 
 // Defaults of vigil devcluster.
 const (
-	DefaultDevDir         = "./data/devcluster"
-	DefaultDevClusterPort = 7001
-	DefaultDevHTTPPort    = 8081
-	DefaultDevMQTTPort    = 1883
-	devNodes              = 3
+	DefaultDir         = "./data/devcluster"
+	DefaultClusterPort = 7001
+	DefaultHTTPPort    = 8081
+	DefaultMQTTPort    = 1883
+	devNodes           = 3
 	// devStopTimeout is how long devcluster waits for a child to stop after
 	// SIGTERM before it kills it.
 	devStopTimeout = 15 * time.Second
@@ -51,6 +61,38 @@ const (
 	demoSummaryEvery = 30 * time.Second
 )
 
+// Env is what vigil devcluster needs from the vigil command line.
+type Env struct {
+	// Stdout and Stderr are the command's outputs; the nodes' output goes
+	// to them too, each line prefixed with the node's name.
+	Stdout, Stderr io.Writer
+	// ParseArgs parses the flags of fs in args, before, between or after
+	// the positional arguments, and returns the positional ones. Its error
+	// for a bad flag is the one UsageError returns; for -h, flag.ErrHelp.
+	ParseArgs func(fs *flag.FlagSet, args []string) ([]string, error)
+	// UsageError prints a command-line mistake and the usage of fs to fs's
+	// output, and returns the error on which vigil exits with status 2.
+	UsageError func(fs *flag.FlagSet, format string, a ...any) error
+	// CheckLogLevel returns an error that says what is allowed when level
+	// is not a log level of vigil serve.
+	CheckLogLevel func(level string) error
+	// NewLogger returns a text logger on w at the named level.
+	NewLogger func(w io.Writer, level string) *slog.Logger
+	// DefaultLogLevel is the default of --log-level, the nodes' log level.
+	DefaultLogLevel string
+	// EnvPrefix begins the environment variables that configure vigil
+	// serve; the nodes do not inherit them, which would override the flags
+	// devcluster gives each.
+	EnvPrefix string
+}
+
+// Usage prints the help of vigil devcluster, its flags and their
+// defaults, to w.
+func Usage(w io.Writer, env Env) {
+	fs, _ := devclusterFlags(w, env.DefaultLogLevel)
+	fs.Usage()
+}
+
 type devclusterOptions struct {
 	dir           string
 	clusterPort   int
@@ -62,15 +104,15 @@ type devclusterOptions struct {
 	demoAlarmRate float64
 }
 
-func devclusterFlags(out io.Writer) (*flag.FlagSet, *devclusterOptions) {
+func devclusterFlags(out io.Writer, defaultLogLevel string) (*flag.FlagSet, *devclusterOptions) {
 	o := &devclusterOptions{}
 	fs := flag.NewFlagSet("devcluster", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.StringVar(&o.dir, "dir", DefaultDevDir, "`directory` that holds the three nodes' data directories")
-	fs.IntVar(&o.clusterPort, "cluster-port", DefaultDevClusterPort, "cluster `port` of the first node; the others use the next two")
-	fs.IntVar(&o.httpPort, "http-port", DefaultDevHTTPPort, "HTTP `port` of the first node; the others use the next two")
-	fs.IntVar(&o.mqttPort, "mqtt-port", DefaultDevMQTTPort, "MQTT `port` of the first node; the others use the next two; 0 for any free ports")
-	fs.StringVar(&o.logLevel, "log-level", DefaultLogLevel, "log level of the nodes: debug, info, warn or error (warn with --demo unless given)")
+	fs.StringVar(&o.dir, "dir", DefaultDir, "`directory` that holds the three nodes' data directories")
+	fs.IntVar(&o.clusterPort, "cluster-port", DefaultClusterPort, "cluster `port` of the first node; the others use the next two")
+	fs.IntVar(&o.httpPort, "http-port", DefaultHTTPPort, "HTTP `port` of the first node; the others use the next two")
+	fs.IntVar(&o.mqttPort, "mqtt-port", DefaultMQTTPort, "MQTT `port` of the first node; the others use the next two; 0 for any free ports")
+	fs.StringVar(&o.logLevel, "log-level", defaultLogLevel, "log level of the nodes: debug, info, warn or error (warn with --demo unless given)")
 	fs.BoolVar(&o.demo, "demo", false, "once the cluster is up, provision demo customers, workers and devices and run the device simulator (make run)")
 	fs.IntVar(&o.demoDevices, "demo-devices", sim.DefaultDemoDevices, "number of simulated `devices` with --demo")
 	fs.Float64Var(&o.demoAlarmRate, "demo-alarm-rate", sim.DefaultDemoAlarmRate, "random alarms per device per `hour` with --demo")
@@ -111,16 +153,22 @@ type devNode struct {
 	err         error
 }
 
-func (c *cli) devcluster(ctx context.Context, args []string) error {
-	fs, o := devclusterFlags(c.stderr)
-	pos, err := parseArgs(fs, args)
+// Command runs vigil devcluster with args (after "devcluster") until ctx
+// ends, a node exits on its own or the demo fails, and then stops the
+// nodes. It returns what the vigil command line reports: an error from
+// env.UsageError or env.ParseArgs for a command-line mistake, flag.ErrHelp
+// after -h, or why the cluster stopped early.
+func Command(ctx context.Context, args []string, env Env) error {
+	fs, o := devclusterFlags(env.Stderr, env.DefaultLogLevel)
+	usageErr := env.UsageError
+	pos, err := env.ParseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
 		return usageErr(fs, "unexpected argument %q", pos[0])
 	}
-	if _, err := parseLevel(o.logLevel); err != nil {
+	if err := env.CheckLogLevel(o.logLevel); err != nil {
 		return usageErr(fs, "--log-level: %v", err)
 	}
 	for name, p := range map[string]int{"--cluster-port": o.clusterPort, "--http-port": o.httpPort} {
@@ -202,11 +250,11 @@ func (c *cli) devcluster(ctx context.Context, args []string) error {
 		// group): devcluster stops them in order, and a second Ctrl-C
 		// still reaches devcluster.
 		n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		n.cmd.Env = devEnv(os.Environ())
-		n.cmd.Stdout = &prefixWriter{mu: &outMu, w: c.stdout, prefix: n.name + " | "}
-		n.cmd.Stderr = &prefixWriter{mu: &outMu, w: c.stderr, prefix: n.name + " | "}
+		n.cmd.Env = devEnv(os.Environ(), env.EnvPrefix)
+		n.cmd.Stdout = &prefixWriter{mu: &outMu, w: env.Stdout, prefix: n.name + " | "}
+		n.cmd.Stderr = &prefixWriter{mu: &outMu, w: env.Stderr, prefix: n.name + " | "}
 		if err := n.cmd.Start(); err != nil {
-			stopDevNodes(started, c.stderr)
+			stopDevNodes(started, env.Stderr)
 			return fmt.Errorf("cannot start %s: %w", n.name, err)
 		}
 		go func() {
@@ -217,12 +265,12 @@ func (c *cli) devcluster(ctx context.Context, args []string) error {
 	}
 
 	outMu.Lock()
-	fmt.Fprintf(c.stdout, "vigil devcluster: three nodes on loopback, data in %s\n", o.dir)
+	fmt.Fprintf(env.Stdout, "vigil devcluster: three nodes on loopback, data in %s\n", o.dir)
 	for _, n := range nodes {
-		fmt.Fprintf(c.stdout, "  %s  api http://%s  mqtt %s  cluster %s  data %s  pid %d\n",
+		fmt.Fprintf(env.Stdout, "  %s  api http://%s  mqtt %s  cluster %s  data %s  pid %d\n",
 			n.name, n.httpAddr, n.mqttAddr, n.clusterAddr, n.dataDir, n.cmd.Process.Pid)
 	}
-	fmt.Fprintf(c.stdout, "Status: vigil status --addr http://%s --data-dir %s   Stop: Ctrl-C\n", nodes[0].httpAddr, nodes[0].dataDir)
+	fmt.Fprintf(env.Stdout, "Status: vigil status --addr http://%s --data-dir %s   Stop: Ctrl-C\n", nodes[0].httpAddr, nodes[0].dataDir)
 	outMu.Unlock()
 
 	// The demo stops first on Ctrl-C: its devices drain their outboxes
@@ -232,8 +280,8 @@ func (c *cli) devcluster(ctx context.Context, args []string) error {
 	var demoDone chan error // nil without --demo: never ready
 	if o.demo {
 		demoDone = make(chan error, 1)
-		d := &devDemo{o: o, nodes: nodes, out: &prefixWriter{mu: &outMu, w: c.stdout, prefix: "demo  | "},
-			errw: &prefixWriter{mu: &outMu, w: c.stderr, prefix: "demo  | "}}
+		d := &devDemo{o: o, nodes: nodes, out: &prefixWriter{mu: &outMu, w: env.Stdout, prefix: "demo  | "},
+			logger: env.NewLogger(&prefixWriter{mu: &outMu, w: env.Stderr, prefix: "demo  | "}, "warn")}
 		go func() { demoDone <- d.run(demoCtx) }()
 	}
 
@@ -253,14 +301,14 @@ func (c *cli) devcluster(ctx context.Context, args []string) error {
 	if demoDone != nil && !demoOver {
 		demoErr = <-demoDone
 	}
-	stopDevNodes(nodes, c.stderr)
+	stopDevNodes(nodes, env.Stderr)
 	switch {
 	case failed != nil:
 		return fmt.Errorf("%s exited (%v); stopped the others", failed.name, failed.err)
 	case demoErr != nil:
 		return fmt.Errorf("demo: %w; stopped the nodes", demoErr)
 	}
-	fmt.Fprintln(c.stdout, "vigil devcluster: all nodes stopped")
+	fmt.Fprintln(env.Stdout, "vigil devcluster: all nodes stopped")
 	return nil
 }
 
@@ -286,12 +334,12 @@ func freeLoopbackPorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-// devEnv drops VIGIL_ variables, which would otherwise override the flags
-// devcluster gives each child.
-func devEnv(env []string) []string {
+// devEnv drops the variables that begin with prefix (VIGIL_), which would
+// otherwise override the flags devcluster gives each child.
+func devEnv(env []string, prefix string) []string {
 	out := env[:0:0]
 	for _, kv := range env {
-		if !strings.HasPrefix(kv, EnvPrefix) {
+		if !strings.HasPrefix(kv, prefix) {
 			out = append(out, kv)
 		}
 	}
@@ -364,9 +412,10 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 // devDemo is the live demo of --demo: demo data through node1's API, then
 // the simulator against the three brokers.
 type devDemo struct {
-	o         *devclusterOptions
-	nodes     []*devNode
-	out, errw io.Writer
+	o      *devclusterOptions
+	nodes  []*devNode
+	out    io.Writer
+	logger *slog.Logger // the simulator's
 }
 
 // run waits for a leader, provisions the demo and runs the simulator until
@@ -418,7 +467,7 @@ func (d *devDemo) simulate(ctx context.Context) error {
 	}
 	cfg := sim.DemoConfig(brokers, creds, d.o.demoAlarmRate)
 	cfg.Run, cfg.Seed = run, 1
-	cfg.Logger = newLogger(d.errw, "warn")
+	cfg.Logger = d.logger
 	s, err := sim.New(cfg)
 	if err != nil {
 		return err
@@ -474,14 +523,14 @@ func (d *devDemo) simulate(ctx context.Context) error {
 
 // waitDevLeader waits until node n knows a leader.
 func waitDevLeader(ctx context.Context, n *devNode) error {
-	return pollDevStatus(ctx, n, "a leader", func(st cluster.Status) bool { return st.LeaderID != "" })
+	return pollDevStatus(ctx, n, "a leader", func(st ui.ClusterStatus) bool { return st.LeaderID != "" })
 }
 
 // waitDevApplied waits until every node has applied the index the first
 // one has applied.
 func waitDevApplied(ctx context.Context, nodes []*devNode) error {
 	var index uint64
-	err := pollDevStatus(ctx, nodes[0], "node1's status", func(st cluster.Status) bool {
+	err := pollDevStatus(ctx, nodes[0], "node1's status", func(st ui.ClusterStatus) bool {
 		index = st.AppliedIndex
 		return true
 	})
@@ -490,7 +539,7 @@ func waitDevApplied(ctx context.Context, nodes []*devNode) error {
 			return err
 		}
 		err = pollDevStatus(ctx, n, fmt.Sprintf("%s to apply index %d", n.name, index),
-			func(st cluster.Status) bool { return st.AppliedIndex >= index })
+			func(st ui.ClusterStatus) bool { return st.AppliedIndex >= index })
 	}
 	return err
 }
@@ -498,20 +547,16 @@ func waitDevApplied(ctx context.Context, nodes []*devNode) error {
 // pollDevStatus asks node n for its status until cond holds, for at most
 // demoLeaderTimeout. It authorises itself with the node's setup token,
 // which works before the cluster has a leader to replicate an API token.
-func pollDevStatus(ctx context.Context, n *devNode, what string, cond func(cluster.Status) bool) error {
-	client, err := newAPIClient("http://"+n.httpAddr, 2*time.Second)
-	if err != nil {
-		return err
-	}
+func pollDevStatus(ctx context.Context, n *devNode, what string, cond func(ui.ClusterStatus) bool) error {
+	client := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(demoLeaderTimeout)
 	for {
-		var b []byte
-		client.token, err = auth.ReadSetupToken(n.dataDir) // written anew when the node starts
+		var st ui.ClusterStatus
+		tok, err := auth.ReadSetupToken(n.dataDir) // written anew when the node starts
 		if err == nil {
-			b, err = client.do(ctx, http.MethodGet, "/api/v1/cluster/status", nil)
+			err = getStatus(ctx, client, "http://"+n.httpAddr, tok, &st)
 		}
-		var st cluster.Status
-		if err == nil && json.Unmarshal(b, &st) == nil && cond(st) {
+		if err == nil && cond(st) {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -523,4 +568,37 @@ func pollDevStatus(ctx context.Context, n *devNode, what string, cond func(clust
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// getStatus reads the status of the node whose HTTP API is at base
+// (GET /api/v1/cluster/status) into st, authorised by token.
+func getStatus(ctx context.Context, client *http.Client, base, token string, st *ui.ClusterStatus) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/cluster/status", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach %s: %w", base, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("cannot read reply from %s: %w", base, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		msg := strings.TrimSpace(string(b))
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			msg = e.Error
+		}
+		return fmt.Errorf("%s (HTTP %d from %s)", msg, resp.StatusCode, base)
+	}
+	if err := json.Unmarshal(b, st); err != nil {
+		return fmt.Errorf("cannot decode status from %s: %w", base, err)
+	}
+	return nil
 }

@@ -1,4 +1,4 @@
-package appliance
+package devcluster
 
 // The demo's console accounts and API token: with --demo, devcluster signs
 // nobody in, but creates one operator, one supervisor and one admin through
