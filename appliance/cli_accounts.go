@@ -99,7 +99,7 @@ func OperatorUsage(out io.Writer) {
 // OperatorCommand runs vigil operator with args (after "operator").
 func OperatorCommand(ctx context.Context, args []string, env CommandEnv) error {
 	fs, o := operatorFlags(env.Stderr)
-	pos, err := parseInterleaved(fs, args)
+	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -397,7 +397,7 @@ func TokenUsage(out io.Writer) {
 // TokenCommand runs vigil token with args (after "token").
 func TokenCommand(ctx context.Context, args []string, env CommandEnv) error {
 	fs, o := tokenFlags(env.Stderr)
-	pos, err := parseInterleaved(fs, args)
+	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -470,24 +470,4 @@ func TokenCommand(ctx context.Context, args []string, env CommandEnv) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Role, state, t.CreatedAt.Local().Format("2006-01-02 15:04"), t.CreatedBy)
 	}
 	return tw.Flush()
-}
-
-// parseInterleaved parses args with fs, flags before, between or after the
-// positional arguments, and returns the positional arguments: ErrUsage for
-// a bad flag, flag.ErrHelp for -h.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, ErrUsage
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
 }

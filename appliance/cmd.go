@@ -43,9 +43,6 @@ const (
 	exitUsage   = 2 // the command line was wrong
 )
 
-// errUsage marks a command-line mistake; its message has been printed.
-var errUsage = errors.New("usage error")
-
 const mainUsage = `vigil: the Vigil lone-worker alarm receiving appliance.
 
 Usage:
@@ -95,14 +92,8 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		err = c.clusterCmd(ctx, rest)
 	case "operator":
 		err = OperatorCommand(ctx, rest, c.operatorEnv())
-		if errors.Is(err, ErrUsage) {
-			err = errUsage
-		}
 	case "token":
 		err = TokenCommand(ctx, rest, c.operatorEnv())
-		if errors.Is(err, ErrUsage) {
-			err = errUsage
-		}
 	case "devcluster":
 		err = devcluster.Command(ctx, rest, c.devclusterEnv())
 	case "sim":
@@ -118,7 +109,7 @@ func (c *cli) run(ctx context.Context, args []string) int {
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return exitOK
-	case errors.Is(err, errUsage):
+	case errors.Is(err, ErrUsage):
 		return exitUsage
 	default:
 		fmt.Fprintf(c.stderr, "vigil %s: %v\n", cmd, err)
@@ -156,7 +147,7 @@ func (c *cli) help(args []string) error {
 		return nil
 	default:
 		fmt.Fprintf(c.stderr, "vigil help: unknown command %q\n\n%s", args[0], mainUsage)
-		return errUsage
+		return ErrUsage
 	}
 	fs.Usage()
 	return nil
@@ -171,7 +162,7 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
 			}
-			return nil, errUsage // flag has printed the error and the usage
+			return nil, ErrUsage // flag has printed the error and the usage
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -185,7 +176,7 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 func usageErr(fs *flag.FlagSet, format string, a ...any) error {
 	fmt.Fprintf(fs.Output(), "vigil %s: %s\n\n", fs.Name(), fmt.Sprintf(format, a...))
 	fs.Usage()
-	return errUsage
+	return ErrUsage
 }
 
 // ---- serve ----

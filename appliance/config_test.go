@@ -165,7 +165,7 @@ func TestConfig_ErrorsNameTheField(t *testing.T) {
 				t.Fatal("accepted")
 			}
 			msg := err.Error()
-			if errors.Is(err, errUsage) {
+			if errors.Is(err, ErrUsage) {
 				msg = out.String() // the usage error went to the output with the flag set's usage
 			}
 			if !strings.Contains(msg, tt.wantField) {
