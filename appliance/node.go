@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -17,9 +16,7 @@ import (
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/broker"
 	"github.com/vigilarc/vigil/cluster"
-	"github.com/vigilarc/vigil/ui/api"
-	"github.com/vigilarc/vigil/ui/auth"
-	"github.com/vigilarc/vigil/ui/console"
+	"github.com/vigilarc/vigil/ui/server"
 )
 
 // Timeouts of the HTTP server.
@@ -45,8 +42,7 @@ type Node struct {
 	service *monitoring.Service
 	sched   *monitoring.Scheduler
 	broker  *broker.Broker
-	auth    *auth.Auth
-	console *console.Console
+	web     *server.Server // the HTTP surface: console, REST API, their authentication
 
 	openedAt time.Time // when the cluster node opened; read by downNodes
 
@@ -146,22 +142,13 @@ func (n *Node) Open(ctx context.Context) error {
 		n.cluster.Close()
 		return fmt.Errorf("cannot open the MQTT broker: %w", err)
 	}
-	n.auth = auth.New(auth.Config{
-		NodeID: n.cluster.ID(), InsecureCookies: n.cfg.Console.InsecureCookies,
-		AllowedOrigins: n.cfg.Console.AllowedOrigins,
-		SetupTokenFile: filepath.Join(n.cfg.DataDir, auth.SetupTokenFileName),
-		LoginPath:      console.LoginPath, HomePath: console.HomePath,
-	}, n.service)
-	n.console, err = console.New(console.Config{
-		NodeID: n.cluster.ID(), SessionTTL: n.cfg.Console.SessionTTL, AllowedOrigins: n.cfg.Console.AllowedOrigins,
-		Logger:    n.logger.With(logKeySystem, "console"),
-		PublicURL: n.consoleURL(ln.Addr().String()), MQTTURLs: n.mqttURLs(), Cluster: clusterView{n.cluster},
-	}, n.service, n.auth)
+	n.web, err = server.New(server.Config{
+		NodeID: n.cluster.ID(), DataDir: n.cfg.DataDir, InsecureCookies: n.cfg.Console.InsecureCookies,
+		SessionTTL: n.cfg.Console.SessionTTL, AllowedOrigins: n.cfg.Console.AllowedOrigins,
+		PublicURL: n.consoleURL(ln.Addr().String()), MQTTURLs: n.mqttURLs(), Logger: n.logger,
+	}, n.service, clusterView{n.cluster})
 	if err == nil {
-		err = n.auth.Open() // writes the setup token
-	}
-	if err == nil {
-		err = n.console.Open(context.Background()) // runs until Close
+		err = n.web.Open(ctx)
 	}
 	if err != nil {
 		ln.Close()
@@ -172,7 +159,7 @@ func (n *Node) Open(ctx context.Context) error {
 	}
 	n.httpLn = ln
 	n.httpSrv = &http.Server{
-		Handler:           api.New(clusterView{n.cluster}, n.service, n.auth, n.logger.With(logKeySystem, "http"), n.console.Mount),
+		Handler:           n.web.Handler(),
 		ReadHeaderTimeout: DefaultHTTPReadHeaderTimeout,
 		ReadTimeout:       DefaultHTTPReadTimeout,
 		IdleTimeout:       DefaultHTTPIdleTimeout,
@@ -209,7 +196,7 @@ func (n *Node) Close() error {
 		if n.pprof != nil {
 			n.pprof.Close()
 		}
-		n.console.Close() // ends the event streams, which Shutdown would wait for
+		n.web.Close() // ends the console's event streams, which Shutdown would wait for
 		ctx, cancel := context.WithTimeout(context.Background(), DefaultShutdownTimeout)
 		if err := n.httpSrv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("cannot stop http server cleanly: %w", err))
