@@ -217,6 +217,15 @@ func (n *Node) Close() error {
 	return n.closeErr
 }
 
+// Kill stops the node as a crash would look to the other nodes: no
+// leadership transfer, so a leader leaves them to notice and elect. Its own
+// stores still close cleanly. Tests and fault drills use it; an appliance
+// shutting down calls Close. Close after Kill, and Kill twice, do nothing.
+func (n *Node) Kill() error {
+	n.closeOnce.Do(func() { n.closeErr = n.closeResources() })
+	return n.closeErr
+}
+
 func (n *Node) closeResources() error {
 	if n.cancel != nil {
 		n.cancel()
