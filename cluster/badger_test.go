@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,8 +15,9 @@ import (
 // everything written before still there.
 func TestOpenBadger_EmptyFilesLeftByACrash(t *testing.T) {
 	dir := t.TempDir()
-	opts := badgerOptions(dir, true, testLogger())
-	db, err := openBadger(opts, testLogger())
+	logger := slog.New(slog.DiscardHandler)
+	opts := badgerOptions(dir, true, logger)
+	db, err := openBadger(opts, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +44,7 @@ func TestOpenBadger_EmptyFilesLeftByACrash(t *testing.T) {
 		}
 	}
 
-	db, err = openBadger(opts, testLogger())
+	db, err = openBadger(opts, logger)
 	if err != nil {
 		t.Fatalf("openBadger with empty files left by a crash: %v", err)
 	}

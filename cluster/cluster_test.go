@@ -1,26 +1,28 @@
-package cluster
+package cluster_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/vigilarc/vigil/cluster"
+	"github.com/vigilarc/vigil/cluster/clustertest"
 )
 
 func TestCluster_ElectsOneLeader(t *testing.T) {
 	c := mustCluster(t, 3, nil)
 	l := c.WaitForLeader()
-	st := c.nodes[l].node.Status()
+	st := c.Node(l).Status()
 	if st.State != "Leader" || len(st.Members) != 3 {
 		t.Fatalf("leader status: state %s, %d members", st.State, len(st.Members))
 	}
 	leaders := 0
-	for _, tn := range c.nodes {
-		if tn.node.IsLeader() {
+	for i := range c.Len() {
+		if c.Node(i).IsLeader() {
 			leaders++
 		}
 	}
@@ -28,9 +30,9 @@ func TestCluster_ElectsOneLeader(t *testing.T) {
 		t.Fatalf("%d leaders, want 1", leaders)
 	}
 	// Every node comes to hear from every peer over the cluster RPC.
-	pollUntil(t, 10*time.Second, "peers' last contact on every node", func() bool {
-		for _, tn := range c.nodes {
-			for _, m := range tn.node.Status().Members {
+	clustertest.PollUntil(t, 10*time.Second, "peers' last contact on every node", func() bool {
+		for i := range c.Len() {
+			for _, m := range c.Node(i).Status().Members {
 				if !m.Reachable || m.LastContactMS < 0 {
 					return false
 				}
@@ -42,7 +44,7 @@ func TestCluster_ElectsOneLeader(t *testing.T) {
 
 func TestCluster_ApplyForwardedFromFollower(t *testing.T) {
 	c := mustCluster(t, 3, nil)
-	f := c.nodes[c.Followers()[0]].node
+	f := c.Node(c.Followers()[0])
 	res := mustApply(t, f, "cmd-1", "alarm-1", "raised")
 	if res.Index == 0 || string(res.Response) != fmt.Sprintf("ok %d", res.Index) {
 		t.Fatalf("result from follower: %+v (%q)", res, res.Response)
@@ -56,9 +58,9 @@ func TestCluster_ApplyForwardedFromFollower(t *testing.T) {
 	if v, ok := kvGet(t, f, "alarm-1"); !ok || v != "raised" {
 		t.Fatalf("follower read after WaitApplied: %q %v", v, ok)
 	}
-	c.waitConverged()
-	for i, tn := range c.nodes {
-		if v, ok := kvGet(t, tn.node, "alarm-1"); !ok || v != "raised" {
+	c.WaitConverged()
+	for i := range c.Len() {
+		if v, ok := kvGet(t, c.Node(i), "alarm-1"); !ok || v != "raised" {
 			t.Fatalf("node %d: %q %v", i, v, ok)
 		}
 	}
@@ -67,11 +69,11 @@ func TestCluster_ApplyForwardedFromFollower(t *testing.T) {
 func TestCluster_CommandIDMakesApplyIdempotent(t *testing.T) {
 	c := mustCluster(t, 3, nil)
 	l := c.Leader()
-	f := c.nodes[c.Followers()[0]].node
+	f := c.Node(c.Followers()[0])
 	first := mustApply(t, f, "evt-42", "k", "v1")
 	tests := []struct {
 		name string
-		via  *Node
+		via  *cluster.Node
 	}{{"replay on follower", f}, {"replay on leader", l}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -81,12 +83,12 @@ func TestCluster_CommandIDMakesApplyIdempotent(t *testing.T) {
 			}
 		})
 	}
-	c.waitConverged()
-	for i, tn := range c.nodes {
-		if v, _ := kvGet(t, tn.node, "k"); v != "v1" {
+	c.WaitConverged()
+	for i := range c.Len() {
+		if v, _ := kvGet(t, c.Node(i), "k"); v != "v1" {
 			t.Fatalf("node %d: k=%q, the replay was applied", i, v)
 		}
-		if n := tn.sm.applies.Load(); n != 1 {
+		if n := c.StateMachine(i).applies.Load(); n != 1 {
 			t.Fatalf("node %d: state machine applied %d commands, want 1", i, n)
 		}
 	}
@@ -94,18 +96,18 @@ func TestCluster_CommandIDMakesApplyIdempotent(t *testing.T) {
 
 func TestCluster_RefusalIsReturnedAndRemembered(t *testing.T) {
 	c := mustCluster(t, 3, nil)
-	for _, via := range []*Node{c.Leader(), c.nodes[c.Followers()[0]].node} {
+	for _, via := range []*cluster.Node{c.Leader(), c.Node(c.Followers()[0])} {
 		for attempt := 0; attempt < 2; attempt++ {
 			_, err := via.Apply(context.Background(), "refuse-1", []byte("refuse alarm already closed"))
-			var refused *RefusedError
+			var refused *cluster.RefusedError
 			if !errors.As(err, &refused) || refused.Reason != "alarm already closed" {
 				t.Fatalf("attempt %d via %s: err = %v, want refusal", attempt, via.ID(), err)
 			}
 		}
 	}
-	c.waitConverged()
-	for i, tn := range c.nodes {
-		if n := tn.sm.applies.Load(); n != 1 {
+	c.WaitConverged()
+	for i := range c.Len() {
+		if n := c.StateMachine(i).applies.Load(); n != 1 {
 			t.Fatalf("node %d applied the refused command %d times, want 1", i, n)
 		}
 	}
@@ -113,8 +115,8 @@ func TestCluster_RefusalIsReturnedAndRemembered(t *testing.T) {
 
 func TestCluster_CommandTooLarge(t *testing.T) {
 	c := mustCluster(t, 1, nil)
-	_, err := c.Leader().Apply(context.Background(), "big", make([]byte, MaxCommandSize+1))
-	if !errors.Is(err, ErrCommandTooLarge) {
+	_, err := c.Leader().Apply(context.Background(), "big", make([]byte, cluster.MaxCommandSize+1))
+	if !errors.Is(err, cluster.ErrCommandTooLarge) {
 		t.Fatalf("err = %v, want ErrCommandTooLarge", err)
 	}
 }
@@ -125,7 +127,7 @@ func TestCluster_LeaderKilledLosesNothing(t *testing.T) {
 	var acked []string
 	for i := 0; i < 100; i++ {
 		id := fmt.Sprintf("before-%d", i)
-		mustApply(t, c.nodes[i%3].node, id, id, "x")
+		mustApply(t, c.Node(i%3), id, id, "x")
 		acked = append(acked, id)
 	}
 	c.Kill(old)
@@ -137,18 +139,18 @@ func TestCluster_LeaderKilledLosesNothing(t *testing.T) {
 	t.Logf("new leader elected %s after the kill", time.Since(killed))
 	for i := 0; i < 100; i++ {
 		id := fmt.Sprintf("after-%d", i)
-		mustApply(t, c.nodes[c.Followers()[0]].node, id, id, "y")
+		mustApply(t, c.Node(c.Followers()[0]), id, id, "y")
 		acked = append(acked, id)
 	}
 	c.Restart(old)
-	c.waitConverged()
-	for i, tn := range c.nodes {
+	c.WaitConverged()
+	for i := range c.Len() {
 		for _, k := range acked {
-			if _, ok := kvGet(t, tn.node, k); !ok {
+			if _, ok := kvGet(t, c.Node(i), k); !ok {
 				t.Fatalf("node %d lost acknowledged %s", i, k)
 			}
 		}
-		if n := kvCount(t, tn.node); n != len(acked) {
+		if n := kvCount(t, c.Node(i)); n != len(acked) {
 			t.Fatalf("node %d has %d keys, want %d", i, n, len(acked))
 		}
 	}
@@ -162,9 +164,9 @@ func TestCluster_ApplyWaitsThroughLostQuorum(t *testing.T) {
 	c.Kill(fs[1])
 	// With no quorum, a short deadline ends without success and says so.
 	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
-	_, err := c.nodes[l].node.Apply(ctx, "q-1", []byte("set q 1"))
+	_, err := c.Node(l).Apply(ctx, "q-1", []byte("set q 1"))
 	cancel()
-	if !errors.Is(err, ErrNoLeader) && !errors.Is(err, ErrUnknownOutcome) {
+	if !errors.Is(err, cluster.ErrNoLeader) && !errors.Is(err, cluster.ErrUnknownOutcome) {
 		t.Fatalf("apply without quorum: %v, want ErrNoLeader or ErrUnknownOutcome", err)
 	}
 	// A call with a longer deadline waits, and succeeds once a quorum is back.
@@ -172,7 +174,7 @@ func TestCluster_ApplyWaitsThroughLostQuorum(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		_, err := c.nodes[l].node.Apply(ctx, "q-2", []byte("set q 2"))
+		_, err := c.Node(l).Apply(ctx, "q-2", []byte("set q 2"))
 		done <- err
 	}()
 	time.Sleep(300 * time.Millisecond) // let the call start waiting
@@ -181,16 +183,16 @@ func TestCluster_ApplyWaitsThroughLostQuorum(t *testing.T) {
 		t.Fatalf("apply across the outage: %v", err)
 	}
 	c.Restart(fs[1])
-	c.waitConverged()
-	for i, tn := range c.nodes {
-		if v, _ := kvGet(t, tn.node, "q"); v != "2" && v != "1" {
+	c.WaitConverged()
+	for i := range c.Len() {
+		if v, _ := kvGet(t, c.Node(i), "q"); v != "2" && v != "1" {
 			t.Fatalf("node %d: q=%q", i, v)
 		}
 	}
 }
 
 func TestCluster_SnapshotTruncatesLogAndLateNodeCatchesUp(t *testing.T) {
-	c := mustCluster(t, 3, func(cfg *Config) {
+	c := mustCluster(t, 3, func(cfg *cluster.Config) {
 		cfg.SnapshotThreshold = 1 << 30 // snapshots only when asked
 		cfg.SnapshotInterval = time.Hour
 		cfg.TrailingLogs = 50
@@ -199,32 +201,31 @@ func TestCluster_SnapshotTruncatesLogAndLateNodeCatchesUp(t *testing.T) {
 	for i := 0; i < 500; i++ {
 		mustApply(t, l, fmt.Sprintf("s-%d", i), fmt.Sprintf("k%03d", i), "v")
 	}
-	c.waitConverged()
-	for i, tn := range c.nodes {
-		if err := tn.node.Snapshot(); err != nil {
+	c.WaitConverged()
+	for i := range c.Len() {
+		if err := c.Node(i).Snapshot(); err != nil {
 			t.Fatalf("snapshot on node %d: %v", i, err)
 		}
-		first, _ := tn.node.logs.FirstIndex()
-		last, _ := tn.node.logs.LastIndex()
+		first, _ := c.Node(i).Logs().FirstIndex()
+		last, _ := c.Node(i).Logs().LastIndex()
 		if first <= 1 || last-first+1 > 60 {
 			t.Fatalf("node %d log not truncated: first %d last %d", i, first, last)
 		}
 	}
 	// A node that joins now cannot get the early entries from the log: it
 	// must be sent the snapshot.
-	cfg := testConfig(t, c.newDir(), freeAddr(t))
-	cfg.Join = []string{c.nodes[0].cfg.BindAddr}
-	c.nodes = append(c.nodes, &testNode{cfg: cfg})
-	late := c.Restart(3)
-	c.waitMembers(4)
-	c.waitConverged()
+	cfg := c.NewConfig()
+	cfg.Join = []string{c.Config(0).BindAddr}
+	late := c.Restart(c.Add(cfg))
+	c.WaitForVoters(4)
+	c.WaitConverged()
 	if n := kvCount(t, late); n != 500 {
 		t.Fatalf("late node has %d keys, want 500", n)
 	}
-	if lt := c.nodes[3].sm.loads.Load(); lt < 2 {
+	if lt := c.StateMachine(3).loads.Load(); lt < 2 {
 		t.Fatalf("late node loaded state %d times: it did not restore a snapshot", lt)
 	}
-	if a := c.nodes[3].sm.applies.Load(); a >= 500 {
+	if a := c.StateMachine(3).applies.Load(); a >= 500 {
 		t.Fatalf("late node applied %d commands itself: it replayed the log, not the snapshot", a)
 	}
 }
@@ -235,15 +236,15 @@ func TestCluster_RestartReplaysOnlyTheTail(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		mustApply(t, l, fmt.Sprintf("a-%d", i), fmt.Sprintf("a%d", i), "v")
 	}
-	c.waitConverged()
+	c.WaitConverged()
 	f := c.Followers()[0]
 	c.Stop(f)
 	for i := 0; i < 30; i++ {
 		mustApply(t, c.Leader(), fmt.Sprintf("b-%d", i), fmt.Sprintf("b%d", i), "v")
 	}
 	n := c.Restart(f)
-	c.waitConverged()
-	if got := c.nodes[f].sm.applies.Load(); got != 30 {
+	c.WaitConverged()
+	if got := c.StateMachine(f).applies.Load(); got != 30 {
 		t.Fatalf("restarted node applied %d commands, want only the 30 it missed", got)
 	}
 	if k := kvCount(t, n); k != 230 {
@@ -252,7 +253,7 @@ func TestCluster_RestartReplaysOnlyTheTail(t *testing.T) {
 }
 
 func TestCluster_StateRebuiltFromSnapshotWhenStateLost(t *testing.T) {
-	c := mustCluster(t, 1, func(cfg *Config) {
+	c := mustCluster(t, 1, func(cfg *cluster.Config) {
 		cfg.SnapshotThreshold = 1 << 30
 		cfg.SnapshotInterval = time.Hour
 		cfg.TrailingLogs = 10
@@ -265,7 +266,7 @@ func TestCluster_StateRebuiltFromSnapshotWhenStateLost(t *testing.T) {
 	}
 	c.Stop(0)
 	// The state directory is lost; the log below the snapshot is gone too.
-	wipeState(t, c.nodes[0].cfg.DataDir)
+	wipeState(t, c.Config(0).DataDir)
 	n := c.Restart(0)
 	c.WaitForLeader()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -280,7 +281,7 @@ func TestCluster_StateRebuiltFromSnapshotWhenStateLost(t *testing.T) {
 
 func wipeState(t *testing.T, dataDir string) {
 	t.Helper()
-	db, err := badger.Open(badgerOptions(dataDir+"/state", true, testLogger()))
+	db, err := badger.Open(cluster.BadgerOptions(dataDir+"/state", true, clustertest.Logger()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,45 +294,25 @@ func wipeState(t *testing.T, dataDir string) {
 }
 
 func TestCluster_BootstrapExpectThreeNodes(t *testing.T) {
-	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
-	c := newTestCluster(t)
-	for _, a := range addrs {
-		cfg := testConfig(t, c.newDir(), a)
+	c := clustertest.NewCluster(t, newKV)
+	var cfgs []cluster.Config
+	var addrs []string
+	for range 3 {
+		cfg := c.NewConfig()
+		cfgs = append(cfgs, cfg)
+		addrs = append(addrs, cfg.BindAddr)
+	}
+	for _, cfg := range cfgs {
 		cfg.BootstrapExpect = addrs
-		c.nodes = append(c.nodes, &testNode{cfg: cfg})
+		c.Add(cfg)
 	}
 	// Start them in parallel, as three appliances powered on together.
-	var wg sync.WaitGroup
-	nodes := make([]*Node, 3)
-	for i := range c.nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tn := c.nodes[i]
-			tn.sm = &kvSM{}
-			n, err := New(tn.cfg, tn.sm)
-			if err == nil {
-				err = n.Open(context.Background())
-			}
-			if err != nil {
-				t.Errorf("node %d: %v", i, err)
-				return
-			}
-			nodes[i] = n
-		}()
-	}
-	wg.Wait()
-	for i := range nodes {
-		c.nodes[i].node = nodes[i]
-	}
-	if t.Failed() {
-		return
-	}
-	c.waitMembers(3)
-	mustApply(t, c.nodes[2].node, "hello", "hello", "world")
-	c.waitConverged()
+	c.StartAll()
+	c.WaitForVoters(3)
+	mustApply(t, c.Node(2), "hello", "hello", "world")
+	c.WaitConverged()
 	// Node IDs are kept in the data directory, not derived from addresses.
-	id := c.nodes[1].node.ID()
+	id := c.Node(1).ID()
 	c.Stop(1)
 	if c.Restart(1).ID() != id {
 		t.Fatal("node ID changed across a restart")
@@ -341,7 +322,7 @@ func TestCluster_BootstrapExpectThreeNodes(t *testing.T) {
 func TestCluster_GracefulCloseTransfersLeadership(t *testing.T) {
 	c := mustCluster(t, 3, nil)
 	l := c.WaitForLeader()
-	removedID := c.nodes[l].node.ID()
+	removedID := c.Node(l).ID()
 	start := time.Now()
 	c.Stop(l)
 	nl := c.WaitForLeader()
@@ -349,8 +330,8 @@ func TestCluster_GracefulCloseTransfersLeadership(t *testing.T) {
 	// The administrator sees the old appliance unreachable, and removes it.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	pollUntil(t, 5*time.Second, "the stopped node to be shown unreachable", func() bool {
-		for _, m := range c.nodes[nl].node.Status().Members {
+	clustertest.PollUntil(t, 5*time.Second, "the stopped node to be shown unreachable", func() bool {
+		for _, m := range c.Node(nl).Status().Members {
 			if m.ID == removedID {
 				return !m.Reachable
 			}
@@ -358,19 +339,19 @@ func TestCluster_GracefulCloseTransfersLeadership(t *testing.T) {
 		return false
 	})
 	f := c.Followers()[0]
-	if err := c.nodes[f].node.Remove(ctx, removedID); err != nil {
+	if err := c.Node(f).Remove(ctx, removedID); err != nil {
 		t.Fatalf("remove through a follower: %v", err)
 	}
-	pollUntil(t, 5*time.Second, "two voters", func() bool { return c.Leader().voters() == 2 })
-	mustApply(t, c.nodes[f].node, "after-remove", "k", "v")
+	clustertest.PollUntil(t, 5*time.Second, "two voters", func() bool { return c.Leader().Voters() == 2 })
+	mustApply(t, c.Node(f), "after-remove", "k", "v")
 }
 
 // A write through a follower is visible in that follower's local state as
 // soon as Apply returns.
 func TestCluster_ForwardedWriteReadableOnTheFollower(t *testing.T) {
-	c := mustCluster(t, 3, func(cfg *Config) { cfg.CommitTimeout = 200 * time.Millisecond })
+	c := mustCluster(t, 3, func(cfg *cluster.Config) { cfg.CommitTimeout = 200 * time.Millisecond })
 	c.WaitForLeader()
-	f := c.nodes[c.Followers()[0]].node
+	f := c.Node(c.Followers()[0])
 	for i := range 10 {
 		key := fmt.Sprintf("ryw-%d", i)
 		mustApply(t, f, key, key, "v")

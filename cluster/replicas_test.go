@@ -1,4 +1,4 @@
-package cluster
+package cluster_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 func TestWaitReplicas_AllThenQuorum(t *testing.T) {
 	c := mustCluster(t, 3, nil)
 	l := c.WaitForLeader()
-	via := c.nodes[c.Followers()[0]].node
+	via := c.Node(c.Followers()[0])
 	for i := range 20 {
 		key := fmt.Sprintf("k%d", i)
 		mustApply(t, via, "w-"+key, key, "v")
@@ -23,23 +23,23 @@ func TestWaitReplicas_AllThenQuorum(t *testing.T) {
 		if got != 3 || of != 3 {
 			t.Fatalf("write %d: %d of %d voters have it, want 3 of 3", i, got, of)
 		}
-		for j, tn := range c.nodes {
-			if _, ok := kvGet(t, tn.node, key); !ok {
+		for j := range c.Len() {
+			if _, ok := kvGet(t, c.Node(j), key); !ok {
 				t.Fatalf("write %d: node %d does not have %s right after WaitReplicas", i, j, key)
 			}
 		}
 	}
 
 	down := c.Followers()[1]
-	if c.nodes[down].node == via {
+	if c.Node(down) == via {
 		down = c.Followers()[0]
 	}
 	c.Kill(down)
-	mustApply(t, c.nodes[l].node, "w-after", "after", "v")
+	mustApply(t, c.Node(l), "w-after", "after", "v")
 	for i := range 3 {
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		got, of := c.nodes[l].node.WaitReplicas(ctx)
+		got, of := c.Node(l).WaitReplicas(ctx)
 		cancel()
 		if got != 2 || of != 3 {
 			t.Fatalf("round %d with node %d down: %d of %d, want 2 of 3", i, down, got, of)

@@ -1,4 +1,4 @@
-package cluster
+package cluster_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/vigilarc/vigil/cluster"
 )
 
 // TestSoak_LogDiskBoundedThroughRaft applies 200,000 commands of 1 KB to a
@@ -27,10 +29,10 @@ func TestSoak_LogDiskBoundedThroughRaft(t *testing.T) {
 		// TestLogStore_DiskBounded).
 		bound = 128 << 20
 	)
-	c := mustCluster(t, 3, func(cfg *Config) {
-		cfg.SnapshotThreshold = DefaultSnapshotThreshold
+	c := mustCluster(t, 3, func(cfg *cluster.Config) {
+		cfg.SnapshotThreshold = cluster.DefaultSnapshotThreshold
 		cfg.SnapshotInterval = time.Second
-		cfg.TrailingLogs = DefaultTrailingLogs
+		cfg.TrailingLogs = cluster.DefaultTrailingLogs
 		cfg.GCInterval = 5 * time.Second
 	})
 	val := make([]byte, 1000)
@@ -61,8 +63,8 @@ func TestSoak_LogDiskBoundedThroughRaft(t *testing.T) {
 	go func() {
 		defer close(sampled)
 		for {
-			for i, tn := range c.nodes {
-				if u, err := tn.node.logs.DiskUsage(); err == nil && u > peak[i].Load() {
+			for i := range c.Len() {
+				if u, err := c.Node(i).Logs().DiskUsage(); err == nil && u > peak[i].Load() {
 					peak[i].Store(u)
 				}
 			}
@@ -77,13 +79,13 @@ func TestSoak_LogDiskBoundedThroughRaft(t *testing.T) {
 	close(stop)
 	<-sampled
 	elapsed := time.Since(start)
-	c.waitConverged()
-	for i, tn := range c.nodes {
-		first, _ := tn.node.logs.FirstIndex()
-		last, _ := tn.node.logs.LastIndex()
-		used, _ := tn.node.logs.DiskUsage()
+	c.WaitConverged()
+	for i := range c.Len() {
+		first, _ := c.Node(i).Logs().FirstIndex()
+		last, _ := c.Node(i).Logs().LastIndex()
+		used, _ := c.Node(i).Logs().DiskUsage()
 		t.Logf("node %d: log %d..%d (%d entries), disk use %.1f MiB now, at most %.1f MiB",
-			i, first, last, last-first+1, mib(uint64(used)), mib(uint64(peak[i].Load())))
+			i, first, last, last-first+1, cluster.MiB(uint64(used)), cluster.MiB(uint64(peak[i].Load())))
 		if p := peak[i].Load(); p > bound {
 			t.Errorf("node %d: log disk use reached %d B, above %d B", i, p, bound)
 		}
