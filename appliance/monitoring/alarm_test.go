@@ -13,6 +13,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/vigilarc/vigil/cluster"
+	"github.com/vigilarc/vigil/cluster/clustertest"
 )
 
 // t0 is the time the test clocks start at.
@@ -624,39 +625,9 @@ func equalJSON(t *testing.T, a, b any) bool {
 	return bytes.Equal(mustJSON(t, a), mustJSON(t, b))
 }
 
-// mustNode starts a real single-node cluster hosting f.
-func mustNode(t *testing.T, f *FSM) *cluster.Node {
-	t.Helper()
-	n, err := cluster.New(cluster.Config{
-		DataDir:            t.TempDir(),
-		BindAddr:           "127.0.0.1:0",
-		Bootstrap:          true,
-		HeartbeatTimeout:   300 * time.Millisecond,
-		ElectionTimeout:    300 * time.Millisecond,
-		LeaderLeaseTimeout: 150 * time.Millisecond,
-		CommitTimeout:      5 * time.Millisecond,
-		StatusInterval:     100 * time.Millisecond,
-		ApplyTimeout:       10 * time.Second,
-	}, f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := n.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	if _, err := n.WaitForLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 func TestService_RaiseAlarmReplay(t *testing.T) {
-	f := NewFSM()
-	n := mustNode(t, f)
-	s := NewService(n, f, nil)
+	c := clustertest.MustCluster(t, 1, NewFSM, nil)
+	s := NewService(c.Node(0), c.StateMachine(0), nil)
 	ids := 0
 	s.NewID = func() string { ids++; return fmt.Sprintf("alarm-%d", ids) }
 	ctx := context.Background()

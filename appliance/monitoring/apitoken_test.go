@@ -1,7 +1,6 @@
 package monitoring
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -111,70 +110,6 @@ func TestParseAPIToken(t *testing.T) {
 		if err != nil && !errors.Is(err, ErrBadToken) {
 			t.Errorf("ParseAPIToken(%q): %v is not ErrBadToken", tc.in, err)
 		}
-	}
-}
-
-func TestAPITokenService_CreateAuthenticateDisable(t *testing.T) {
-	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
-	n := mustSingle(t, now)
-	svc, ctx := n.svc, context.Background()
-	made, err := svc.CreateAPIToken(ctx, "mk1", "ada", "nightly-report", RoleSupervisor)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, secret, err := ParseAPIToken(made.Secret)
-	if err != nil || id != made.Token.ID || len(secret) < 43 || made.Token.Hash != "" || made.Token.CreatedBy != "ada" {
-		t.Fatalf("CreateAPIToken = %+v (%q, %v)", made, secret, err)
-	}
-	// The state holds the hash, never the secret.
-	if err := n.node.View(func(txn *badger.Txn) error {
-		dump, err := StateDump(txn)
-		if strings.Contains(dump, secret) || !strings.Contains(dump, HashAPITokenSecret(secret)) {
-			t.Errorf("the state holds the secret, or not its hash")
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	got, err := svc.AuthenticateAPIToken(ctx, made.Secret)
-	if err != nil || got.ID != id || got.Role != RoleSupervisor || got.Hash != "" || got.Actor() != "token:nightly-report" {
-		t.Fatalf("AuthenticateAPIToken = %+v, %v", got, err)
-	}
-	// A retry cannot show the secret again.
-	if _, err := svc.CreateAPIToken(ctx, "mk1", "ada", "nightly-report", RoleSupervisor); !isCode(err, CodeConflict) || !strings.Contains(err.Error(), id) {
-		t.Fatalf("a retried create: %v", err)
-	}
-	if _, err := svc.CreateAPIToken(ctx, "mk2", "ada", "nightly-report", RoleAdmin); !isCode(err, CodeConflict) {
-		t.Fatalf("the same name again: %v", err)
-	}
-	if _, err := svc.CreateAPIToken(ctx, "mk3", "ada", "x", "root"); !isCode(err, CodeInvalid) {
-		t.Fatalf("an unknown role: %v", err)
-	}
-	for _, tc := range []struct{ token, mention string }{
-		{"", "not an API token"},
-		{"some-other-token", "not an API token"},
-		{"vgt_" + id, "malformed"},
-		{"vgt_" + id + "_" + secret + "x", "is wrong"},
-		{"vgt_ffffffffffffffff_" + secret, "no API token ffffffffffffffff"},
-	} {
-		if _, err := svc.AuthenticateAPIToken(ctx, tc.token); !errors.Is(err, ErrBadToken) || !strings.Contains(err.Error(), tc.mention) {
-			t.Errorf("AuthenticateAPIToken(%q) = %v, want bad_token mentioning %q", tc.token, err, tc.mention)
-		}
-	}
-
-	list, err := svc.APITokens()
-	if err != nil || len(list) != 1 || list[0].Hash != "" || list[0].Name != "nightly-report" {
-		t.Fatalf("APITokens = %+v, %v", list, err)
-	}
-	d, err := svc.DisableAPIToken(ctx, "dis1", "ada", id)
-	if err != nil || !d.Disabled || d.DisabledBy != "ada" || d.Hash != "" {
-		t.Fatalf("DisableAPIToken = %+v, %v", d, err)
-	}
-	if _, err := svc.AuthenticateAPIToken(ctx, made.Secret); !errors.Is(err, ErrBadToken) || !strings.Contains(err.Error(), "disabled by ada") {
-		t.Fatalf("a disabled token: %v", err)
-	}
-	if _, err := svc.DisableAPIToken(ctx, "dis2", "ada", "nope"); !isCode(err, CodeNotFound) {
-		t.Fatalf("disabling an unknown token: %v", err)
 	}
 }
 

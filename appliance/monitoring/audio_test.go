@@ -2,15 +2,12 @@ package monitoring
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -370,133 +367,6 @@ func TestAudioChunk_DuressCancelledAlarmKeepsAudio(t *testing.T) {
 	e.must(CmdRaiseAlarm, RaiseAlarmCmd{Header: dev, AlarmID: "a1", Type: AlarmRedAlert, DeviceID: "d1"})
 	e.must(CmdCancelAlarm, cancelAlarmCmd{Header: dev, AlarmID: "a1", PIN: pinDuress, PINVersion: 1, DuressAlarmID: "dx"})
 	e.must(CmdAudioChunk, audioChunkCmd{Header: dev, AudioChunkRequest: pcm(0, pcmTone(8000, 1, 0, 80))})
-}
-
-// The Service checks a chunk before proposing, and a retry with the same
-// command ID returns the first answer.
-func TestAudioService(t *testing.T) {
-	ctx := context.Background()
-	n := mustSingle(t, t0)
-	seedService(t, n.svc)
-	a, err := n.svc.RaiseAlarm(ctx, "raise", "device:d1", RaiseAlarmRequest{Type: AlarmRedAlert, DeviceID: "d1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n.svc.AudioInfo(a.ID); !isCode(err, CodeNotFound) || !strings.Contains(err.Error(), "(audio)") {
-		t.Fatalf("info before audio: %v", err)
-	}
-	if got, err := n.svc.AudioChunks(a.ID, 0, 10); err != nil || len(got) != 0 {
-		t.Fatalf("chunks before audio: %v, %v", got, err)
-	}
-	req := AudioChunkRequest{AlarmID: a.ID, DeviceID: "d1", Codec: CodecPCM, SampleRate: 8000, Channels: 1}
-	var all []byte
-	for seq := range 4 {
-		req.Seq, req.Data = uint64(seq), pcmTone(8000, 1, seq*400, 400)
-		all = append(all, req.Data...)
-		res, err := n.svc.AppendAudio(ctx, fmt.Sprintf("ev-%d", seq), "device:d1", req)
-		if err != nil || res.Seq != uint64(seq) || res.Bytes != 800 {
-			t.Fatalf("append %d: %+v, %v", seq, res, err)
-		}
-	}
-	if res, err := n.svc.AppendAudio(ctx, "ev-3", "device:d1", req); err != nil || res.Seq != 3 {
-		t.Fatalf("retry: %+v, %v", res, err)
-	}
-	before := n.node.AppliedIndex()
-	req.Data = pcmTone(8000, 1, 0, 10)
-	if _, err := n.svc.AppendAudio(ctx, "ev-x", "olivia", req); !isCode(err, CodeInvalid) || n.node.AppliedIndex() != before {
-		t.Fatalf("from an operator: %v (applied %d, was %d)", err, n.node.AppliedIndex(), before)
-	}
-	req.Codec = "aac"
-	if _, err := n.svc.AppendAudio(ctx, "ev-y", "device:d1", req); !isCode(err, CodeInvalid) || n.node.AppliedIndex() != before {
-		t.Fatalf("unknown codec: %v", err)
-	}
-	chunks, err := n.svc.AudioChunks(a.ID, 0, 0)
-	if err != nil || len(chunks) != 4 {
-		t.Fatalf("chunks: %d, %v", len(chunks), err)
-	}
-	var got []byte
-	for _, c := range chunks {
-		got = append(got, c.Data...)
-	}
-	if !bytes.Equal(got, all) {
-		t.Fatal("the chunks read back differ from those sent")
-	}
-	i, err := n.svc.AudioInfo(a.ID)
-	if err != nil || i.Chunks != 4 || i.Bytes != 3200 || i.Duration != 200*time.Millisecond {
-		t.Fatalf("info %+v, %v", i, err)
-	}
-	if _, err := n.svc.AudioChunks("nope", 0, 0); !isCode(err, CodeNotFound) {
-		t.Fatalf("chunks of no alarm: %v", err)
-	}
-}
-
-// A follower whose state is lost restores it from a snapshot and replays
-// the log after it: it ends with the same audio, byte for byte, as the
-// others.
-func TestAudioCluster_SnapshotCarriesAudio(t *testing.T) {
-	ctx := context.Background()
-	nodes := mustServiceCluster(t, 3, true)
-	lead := nodes[leaderOf(nodes)]
-	seedService(t, lead.svc)
-	a, err := lead.svc.RaiseAlarm(ctx, "raise", "device:d1", RaiseAlarmRequest{Type: AlarmRedAlert, DeviceID: "d1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	send := func(seq int) {
-		req := AudioChunkRequest{AlarmID: a.ID, DeviceID: "d1", Seq: uint64(seq), Codec: CodecPCM, SampleRate: 16000,
-			Channels: 1, Data: pcmTone(16000, 1, seq*8000, 8000)}
-		if _, err := lead.svc.AppendAudio(ctx, fmt.Sprint("ev-", seq), "device:d1", req); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for seq := range 3 {
-		send(seq)
-	}
-	var f *svcNode
-	for _, n := range nodes {
-		if n != lead {
-			f = n
-		}
-	}
-	pollUntil(t, 10*time.Second, "the follower to apply the chunks", func() bool {
-		return f.node.AppliedIndex() >= lead.node.AppliedIndex()
-	})
-	if err := f.node.Snapshot(); err != nil {
-		t.Fatal(err)
-	}
-	f.stop()
-	if snaps, err := os.ReadDir(filepath.Join(f.cfg.DataDir, "snapshots")); err != nil || len(snaps) == 0 {
-		t.Fatalf("no snapshot on the follower (%v)", err)
-	}
-	if err := os.RemoveAll(filepath.Join(f.cfg.DataDir, "state")); err != nil {
-		t.Fatal(err)
-	}
-	for seq := 3; seq < 5; seq++ {
-		send(seq)
-	}
-	f.start(t, true)
-	pollUntil(t, 20*time.Second, "the restored follower to catch up", func() bool {
-		return f.node.AppliedIndex() >= lead.node.AppliedIndex()
-	})
-	hash := func(n *svcNode) []byte {
-		var h []byte
-		if err := n.node.View(func(txn *badger.Txn) (err error) { h, err = StateHash(txn); return err }); err != nil {
-			t.Fatal(err)
-		}
-		return h
-	}
-	if !bytes.Equal(hash(f), hash(lead)) {
-		t.Fatal("the restored follower's state differs from the leader's")
-	}
-	chunks, err := f.svc.AudioChunks(a.ID, 0, 0)
-	if err != nil || len(chunks) != 5 {
-		t.Fatalf("restored follower: %d chunks, %v", len(chunks), err)
-	}
-	for i, c := range chunks {
-		if c.Seq != uint64(i) || !bytes.Equal(c.Data, pcmTone(16000, 1, i*8000, 8000)) {
-			t.Fatalf("chunk %d differs", i)
-		}
-	}
 }
 
 // The replicas property of determinism_test.go, with audio chunks mixed

@@ -1,4 +1,4 @@
-package monitoring
+package monitoring_test
 
 import (
 	"context"
@@ -6,16 +6,20 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/appliance/monitoring/monitoringtest"
+	"github.com/vigilarc/vigil/cluster/clustertest"
 )
 
 // eventKey is what must match between nodes for one event.
 type eventKey struct {
 	Index uint64
-	Type  EventType
+	Type  monitoring.EventType
 	Alarm string
 }
 
-func keyOf(e Event) eventKey {
+func keyOf(e monitoring.Event) eventKey {
 	k := eventKey{Index: e.Index, Type: e.Type}
 	if e.Alarm != nil {
 		k.Alarm = e.Alarm.ID
@@ -31,13 +35,13 @@ func TestEventsCluster_SameOrderOnEveryNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three-node cluster test")
 	}
-	nodes := mustServiceCluster(t, 3, true)
-	subs := make([]*Subscription, len(nodes))
+	nodes := monitoringtest.MustCluster(t, 3, monitoringtest.Options{}).Nodes()
+	subs := make([]*monitoring.Subscription, len(nodes))
 	got := make([][]eventKey, len(nodes))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for i, n := range nodes {
-		subs[i] = n.svc.Subscribe(DefaultSubscriptionBuffer)
+		subs[i] = n.Service.Subscribe(monitoring.DefaultSubscriptionBuffer)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -56,7 +60,7 @@ func TestEventsCluster_SameOrderOnEveryNode(t *testing.T) {
 	}()
 
 	ctx := context.Background()
-	svc := func(i int) *Service { return nodes[i%len(nodes)].svc }
+	svc := func(i int) *monitoring.Service { return nodes[i%len(nodes)].Service }
 	step := 0
 	must := func(what string, err error) {
 		t.Helper()
@@ -67,18 +71,18 @@ func TestEventsCluster_SameOrderOnEveryNode(t *testing.T) {
 	}
 	id := func(s string) string { return fmt.Sprintf("%s-%d", s, step) }
 
-	_, err := svc(step).PutOrganisation(ctx, id("org"), "admin", Organisation{ID: "o1", Name: "Trust"})
+	_, err := svc(step).PutOrganisation(ctx, id("org"), "admin", monitoring.Organisation{ID: "o1", Name: "Trust"})
 	must("org", err)
 	for _, w := range []string{"w1", "w2", "w3"} {
-		_, err := svc(step).PutWorker(ctx, id("worker"), "admin", Worker{ID: w, Name: "Worker " + w, OrgID: "o1"})
+		_, err := svc(step).PutWorker(ctx, id("worker"), "admin", monitoring.Worker{ID: w, Name: "Worker " + w, OrgID: "o1"})
 		must("worker", err)
-		_, err = svc(step).PutDevice(ctx, id("device"), "admin", Device{ID: "d" + w[1:], Kind: DeviceDedicated, OrgID: "o1", WorkerID: w})
+		_, err = svc(step).PutDevice(ctx, id("device"), "admin", monitoring.Device{ID: "d" + w[1:], Kind: monitoring.DeviceDedicated, OrgID: "o1", WorkerID: w})
 		must("device", err)
 	}
 	_, err = svc(step).SetPINs(ctx, id("pins"), "admin", "w1", "1111", "2222")
 	must("pins", err)
 	for i, w := range []string{"w1", "w2", "w3"} {
-		_, err := svc(step).StartSession(ctx, id("start"), "device:d"+w[1:], StartSessionRequest{
+		_, err := svc(step).StartSession(ctx, id("start"), "device:d"+w[1:], monitoring.StartSessionRequest{
 			SessionID: "s" + w[1:], WorkerID: w, DeviceID: "d" + w[1:], Duration: time.Duration(i+1) * time.Hour})
 		must("start", err)
 	}
@@ -92,8 +96,8 @@ func TestEventsCluster_SameOrderOnEveryNode(t *testing.T) {
 	var alarms []string
 	for i := range 12 {
 		dev := fmt.Sprintf("d%d", i%3+1)
-		a, err := svc(step).RaiseAlarm(ctx, id("raise"), "device:"+dev, RaiseAlarmRequest{
-			Type: []AlarmType{AlarmRedAlert, AlarmManDown, AlarmLowBattery}[i%3], DeviceID: dev})
+		a, err := svc(step).RaiseAlarm(ctx, id("raise"), "device:"+dev, monitoring.RaiseAlarmRequest{
+			Type: []monitoring.AlarmType{monitoring.AlarmRedAlert, monitoring.AlarmManDown, monitoring.AlarmLowBattery}[i%3], DeviceID: dev})
 		must("raise", err)
 		alarms = append(alarms, a.ID)
 	}
@@ -102,11 +106,11 @@ func TestEventsCluster_SameOrderOnEveryNode(t *testing.T) {
 		_, err := svc(step).Acknowledge(ctx, id("ack"), ops[i%3], a, false)
 		must("ack", err)
 		if i%2 == 0 {
-			_, err := svc(step).LogAction(ctx, id("note"), ops[i%3], a, TimelineEntry{Kind: ActionNote, Text: "rang"})
+			_, err := svc(step).LogAction(ctx, id("note"), ops[i%3], a, monitoring.TimelineEntry{Kind: monitoring.ActionNote, Text: "rang"})
 			must("note", err)
 		}
 		if i%3 != 2 {
-			_, err := svc(step).Close(ctx, id("close"), ops[i%3], a, ResolutionWorkerSafe, "")
+			_, err := svc(step).Close(ctx, id("close"), ops[i%3], a, monitoring.ResolutionWorkerSafe, "")
 			must("close", err)
 		}
 	}
@@ -115,11 +119,11 @@ func TestEventsCluster_SameOrderOnEveryNode(t *testing.T) {
 
 	// The end of s3 is the last command and its only session end: a node
 	// that has published it has published everything before it.
-	pollUntil(t, 20*time.Second, "every node to publish the last command's event", func() bool {
+	clustertest.PollUntil(t, 20*time.Second, "every node to publish the last command's event", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, g := range got {
-			if len(g) == 0 || g[len(g)-1].Type != EventSessionEnded {
+			if len(g) == 0 || g[len(g)-1].Type != monitoring.EventSessionEnded {
 				return false
 			}
 		}

@@ -1,9 +1,7 @@
 package monitoring
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -264,44 +262,6 @@ func TestPromptAnswer_TappedWithoutAlarmRaisesDiscreetPanic(t *testing.T) {
 	e.must(CmdPromptAnswer, e.answerCmd("p2", "d2", AnswerDeclined))
 	if p := e.prompt("p2"); p.RaisedAlarmID != "" {
 		t.Fatalf("declined raised %s", p.RaisedAlarmID)
-	}
-}
-
-// The Service makes the prompt's ID and expiry, returns the first result on
-// a retry, and reads it back.
-func TestPromptService_SendAnswerAndRead(t *testing.T) {
-	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
-	n := mustSingle(t, now)
-	seedService(t, n.svc)
-	ctx := context.Background()
-	n.svc.NewID = func() string { return "made-" + n.svc.Now().Format("150405.000") }
-	if _, err := n.svc.SendPrompt(ctx, "p", "olivia", PromptRequest{DeviceID: "d1", Kind: PromptCallBack, TTL: 2 * MaxPromptTTL}); !isCode(err, CodeInvalid) {
-		t.Fatalf("TTL over the limit: %v", err)
-	}
-	if _, err := n.svc.SendPrompt(ctx, "p", "olivia", PromptRequest{DeviceID: "d1", Kind: "sing"}); !isCode(err, CodeInvalid) {
-		t.Fatalf("unknown kind: %v", err)
-	}
-	p, err := n.svc.SendPrompt(ctx, "p", "olivia", PromptRequest{DeviceID: "d1", Kind: PromptCallBack})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.ID == "" || !p.ExpiresAt.Equal(now.Add(DefaultPromptTTL)) || p.SentBy != "olivia" {
-		t.Fatalf("prompt %+v", p)
-	}
-	again, err := n.svc.SendPrompt(ctx, "p", "olivia", PromptRequest{DeviceID: "d1", Kind: PromptCallBack, Text: "other"})
-	if err != nil || again.ID != p.ID || again.Text != "" {
-		t.Fatalf("retry = %+v, %v; want the first prompt", again, err)
-	}
-	ans, err := n.svc.AnswerPrompt(ctx, "ans", "device:d1", PromptAnswerRequest{PromptID: p.ID, DeviceID: "d1", Answer: AnswerAcknowledged})
-	if err != nil || ans.Answer != AnswerAcknowledged {
-		t.Fatalf("answer = %+v, %v", ans, err)
-	}
-	read, err := n.svc.Prompt(p.ID)
-	if err != nil || read.Answer != AnswerAcknowledged {
-		t.Fatalf("Prompt = %+v, %v", read, err)
-	}
-	if _, err := n.svc.Prompt("ghost"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("unknown prompt: %v", err)
 	}
 }
 

@@ -1,7 +1,6 @@
 package monitoring
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -167,33 +166,5 @@ func TestUpdate_HistoryBounded(t *testing.T) {
 	}
 	if len(hist) != MaxUpdateHistory || hist[0].Text != "update 5" || hist[len(hist)-1].Text != fmt.Sprintf("update %d", MaxUpdateHistory+4) {
 		t.Fatalf("%d kept, first %q", len(hist), hist[0].Text)
-	}
-}
-
-func TestUpdateService_PostAndHistory(t *testing.T) {
-	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
-	n := mustSingle(t, now)
-	seedService(t, n.svc)
-	ctx := context.Background()
-	if _, err := n.svc.PostUpdate(ctx, "u0", "device:d1", PostUpdateRequest{DeviceID: "d1", Text: ""}); !isCode(err, CodeInvalid) {
-		t.Fatalf("empty: %v", err)
-	}
-	if _, err := n.svc.PostUpdate(ctx, "u0", "device:d1", PostUpdateRequest{Text: "x"}); !isCode(err, CodeInvalid) {
-		t.Fatalf("nobody: %v", err)
-	}
-	if _, err := n.svc.StartSession(ctx, "start", "device:d1", StartSessionRequest{SessionID: "s1", WorkerID: "w1", DeviceID: "d1", Duration: time.Hour}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := n.svc.PostUpdate(ctx, "u1", "device:d1", PostUpdateRequest{DeviceID: "d1", Text: "gate code 1234", DeviceTime: now})
-	if err != nil || r.SessionID != "s1" {
-		t.Fatalf("PostUpdate = %+v, %v", r, err)
-	}
-	s, err := n.svc.Session("s1")
-	if err != nil || s.Update != "gate code 1234" {
-		t.Fatalf("session %+v, %v", s, err)
-	}
-	hist, err := n.svc.Updates("w1")
-	if err != nil || len(hist) != 1 || hist[0].Text != "gate code 1234" || !hist[0].DeviceTime.Equal(now) {
-		t.Fatalf("history %+v, %v", hist, err)
 	}
 }
