@@ -12,21 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigilarc/vigil/cluster/clustertest"
+
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/appliance/sim"
 )
-
-// pollUntil waits until cond holds, failing the test after timeout.
-func pollUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // proxy is a second address of a broker: it forwards each TCP connection
 // to the broker, and cut drops those open now, as a failing network would.
@@ -121,16 +111,16 @@ func TestSimulator_IdleDevicesSpreadHeartbeatAndReconnect(t *testing.T) {
 	stop := run(t, s)
 
 	// Device i on broker i mod 2.
-	pollUntil(t, 20*time.Second, "3 devices on each address", func() bool {
+	clustertest.PollUntil(t, 20*time.Second, "3 devices on each address", func() bool {
 		st := s.Status()
 		return st.Connected == 6 && st.ByBroker[direct] == 3 && st.ByBroker[p.addr()] == 3
 	})
-	pollUntil(t, 20*time.Second, "heartbeats PUBACKed and answered ok", func() bool {
+	clustertest.PollUntil(t, 20*time.Second, "heartbeats PUBACKed and answered ok", func() bool {
 		st := s.Status()
 		return st.TelemetryAcked >= 12 && st.TelemetryOK >= 12
 	})
 	// The heartbeats reach the cluster's state (battery and firmware).
-	pollUntil(t, 10*time.Second, "device status written", func() bool {
+	clustertest.PollUntil(t, 10*time.Second, "device status written", func() bool {
 		d, err := n.Service().Device(creds[0].DeviceID)
 		return err == nil && d.Firmware == "sim-1.0" && d.Battery > 0 && d.Connected
 	})
@@ -138,12 +128,12 @@ func TestSimulator_IdleDevicesSpreadHeartbeatAndReconnect(t *testing.T) {
 	// A failing network: the devices behind the proxy lose their
 	// connection and reconnect, failing over to the direct address.
 	p.cut()
-	pollUntil(t, 20*time.Second, "3 lost, 3 reconnected, all 6 on the direct address", func() bool {
+	clustertest.PollUntil(t, 20*time.Second, "3 lost, 3 reconnected, all 6 on the direct address", func() bool {
 		st := s.Status()
 		return st.Lost == 3 && st.Reconnects == 3 && st.Connected == 6 && st.ByBroker[direct] == 6
 	})
 	hb := s.Status().Heartbeats
-	pollUntil(t, 10*time.Second, "heartbeats go on after reconnecting", func() bool { return s.Status().Heartbeats >= hb+6 })
+	clustertest.PollUntil(t, 10*time.Second, "heartbeats go on after reconnecting", func() bool { return s.Status().Heartbeats >= hb+6 })
 
 	if err := stop(); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigilarc/vigil/cluster/clustertest"
 )
 
 // demoTimeout bounds the wait for the demo's first alarm and session: the
@@ -44,7 +46,7 @@ func TestDevcluster_DemoRaisesAlarmsAndSessionsAndStopsOnInterrupt(t *testing.T)
 	tokPath := filepath.Join(dir, "api-token.txt")
 	withToken := newAPI(statusTimeout)
 	t.Cleanup(withToken.close)
-	pollUntil(t, demoTimeout, "the demo's API token in "+tokPath, func() bool {
+	clustertest.PollUntil(t, demoTimeout, "the demo's API token in "+tokPath, func() bool {
 		if !p.running() {
 			t.Fatalf("vigil devcluster --demo exited: %s", p.run.cmdState())
 		}
@@ -78,7 +80,7 @@ func TestDevcluster_DemoRaisesAlarmsAndSessionsAndStopsOnInterrupt(t *testing.T)
 		return nil
 	}
 	var alarm, session *owned
-	pollUntil(t, demoTimeout, "an open alarm from a demo device", func() bool {
+	clustertest.PollUntil(t, demoTimeout, "an open alarm from a demo device", func() bool {
 		var r struct {
 			Alarms []owned `json:"alarms"`
 		}
@@ -88,7 +90,7 @@ func TestDevcluster_DemoRaisesAlarmsAndSessionsAndStopsOnInterrupt(t *testing.T)
 		}
 		return alarm != nil
 	})
-	pollUntil(t, demoTimeout, "a running session of a demo device", func() bool {
+	clustertest.PollUntil(t, demoTimeout, "a running session of a demo device", func() bool {
 		var r struct {
 			Sessions []owned `json:"sessions"`
 		}

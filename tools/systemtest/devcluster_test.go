@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vigilarc/vigil/cluster/clustertest"
 )
 
 // mustFreePortRun returns a first port p such that p..p+n-1 were all free a
@@ -56,7 +58,7 @@ func TestDevcluster_RunsThreeNodesAndStopsOnInterrupt(t *testing.T) {
 	p, a := startDevcluster(t, bin, dir, "--log-level", "warn",
 		"--cluster-port", strconv.Itoa(clusterPort), "--http-port", strconv.Itoa(httpPort), "--mqtt-port", "0")
 	httpAddrs := devclusterHTTPAddrs(httpPort)
-	pollUntil(t, leaderTimeout, "three nodes agreeing on a leader", func() bool {
+	clustertest.PollUntil(t, leaderTimeout, "three nodes agreeing on a leader", func() bool {
 		if !p.running() {
 			t.Fatalf("vigil devcluster exited: %s", p.run.cmdState())
 		}

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigilarc/vigil/cluster/clustertest"
+
 	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/cluster"
@@ -36,7 +38,7 @@ const (
 	stopTimeout = 20 * time.Second
 	// killTimeout is how long a node may take to vanish after SIGKILL.
 	killTimeout = 10 * time.Second
-	// pollInterval is how often pollUntil tries its condition.
+	// pollInterval is how often a retry loop tries again.
 	pollInterval = 25 * time.Millisecond
 	// statusTimeout bounds one status or read request.
 	statusTimeout = 5 * time.Second
@@ -100,19 +102,6 @@ func buildVigil() (string, error) {
 		return "", fmt.Errorf("go build: %w\n%s", err, out)
 	}
 	return bin, nil
-}
-
-// pollUntil calls cond every pollInterval until it returns true, and fails
-// the test if it has not after timeout.
-func pollUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(pollInterval)
-	}
 }
 
 // mustFreeAddrs returns n distinct loopback addresses whose ports were free
@@ -458,7 +447,7 @@ func mustStartCluster(t *testing.T, bin string, n int, env ...string) *testClust
 		p.start()
 	}
 	leader := c.WaitForLeader()
-	pollUntil(t, leaderTimeout, fmt.Sprintf("%d voters on the leader", n), func() bool {
+	clustertest.PollUntil(t, leaderTimeout, fmt.Sprintf("%d voters on the leader", n), func() bool {
 		c.mustAllRunning()
 		st, err := c.api.status(c.http[leader])
 		return err == nil && len(st.Members) == n && st.State == "Leader"
@@ -540,7 +529,7 @@ func (c *testCluster) statuses() []*cluster.Status {
 func (c *testCluster) WaitForLeader() int {
 	c.t.Helper()
 	leader := -1
-	pollUntil(c.t, leaderTimeout, "a leader that every running node agrees on", func() bool {
+	clustertest.PollUntil(c.t, leaderTimeout, "a leader that every running node agrees on", func() bool {
 		leader = c.agreedLeader()
 		return leader >= 0
 	})
@@ -610,7 +599,7 @@ func (c *testCluster) waitConverged(timeout time.Duration, min uint64) uint64 {
 		}
 	}()
 	var applied uint64
-	pollUntil(c.t, timeout, fmt.Sprintf("every node to apply the same index, at least %d", min), func() bool {
+	clustertest.PollUntil(c.t, timeout, fmt.Sprintf("every node to apply the same index, at least %d", min), func() bool {
 		c.mustAllRunning()
 		ok := true
 		for i := range c.nodes {

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigilarc/vigil/cluster/clustertest"
+
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	vapi "github.com/vigilarc/vigil/ui/api"
 )
@@ -61,7 +63,7 @@ func TestCluster_NodeKilledItsDevicesGoOffline(t *testing.T) {
 	others := c.Followers()
 	for _, i := range others {
 		for _, id := range []string{"d-stay", "d-move"} {
-			pollUntil(t, presenceBudget, id+" connected through "+victim, func() bool {
+			clustertest.PollUntil(t, presenceBudget, id+" connected through "+victim, func() bool {
 				d, err := c.device(i, id)
 				return err == nil && d.Connected && d.Node == victim
 			})
@@ -77,7 +79,7 @@ func TestCluster_NodeKilledItsDevicesGoOffline(t *testing.T) {
 	defer moved.Disconnect(0)
 
 	for _, i := range others {
-		pollUntil(t, presenceBudget, "d-stay marked disconnected on "+c.nodes[i].name, func() bool {
+		clustertest.PollUntil(t, presenceBudget, "d-stay marked disconnected on "+c.nodes[i].name, func() bool {
 			d, err := c.device(i, "d-stay")
 			return err == nil && !d.Connected && d.DisconnectReason == monitoring.DisconnectNodeDown
 		})
@@ -85,7 +87,7 @@ func TestCluster_NodeKilledItsDevicesGoOffline(t *testing.T) {
 	t.Logf("SIGKILL of %s -> d-stay marked disconnected on both survivors: %s", victim, time.Since(killed).Round(time.Millisecond))
 	var alarm monitoring.Alarm
 	for _, i := range others {
-		pollUntil(t, presenceBudget, "a device-offline alarm on "+c.nodes[i].name, func() bool {
+		clustertest.PollUntil(t, presenceBudget, "a device-offline alarm on "+c.nodes[i].name, func() bool {
 			as, err := c.offlineAlarms(i)
 			if err == nil && len(as) > 0 {
 				alarm = as[0]

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigilarc/vigil/cluster/clustertest"
+
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	vapi "github.com/vigilarc/vigil/ui/api"
 )
@@ -105,7 +107,7 @@ func TestCluster_SessionExpiresWhileLeaderKilledRaisesOneAlarm(t *testing.T) {
 	}
 	seen := map[int]time.Time{}
 	var alarmID string
-	pollUntil(t, time.Until(due.Add(bound)), "a missed-check-in alarm on both survivors", func() bool {
+	clustertest.PollUntil(t, time.Until(due.Add(bound)), "a missed-check-in alarm on both survivors", func() bool {
 		c.mustAllRunning(leader)
 		for _, i := range survivors {
 			if _, ok := seen[i]; ok {

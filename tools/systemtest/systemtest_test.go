@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigilarc/vigil/cluster/clustertest"
+
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	vapi "github.com/vigilarc/vigil/ui/api"
 )
@@ -63,7 +65,7 @@ func TestCluster_LeaderKilledUnderLoadLosesAndRepeatsNothing(t *testing.T) {
 		<-done
 	})
 
-	pollUntil(t, 60*time.Second, fmt.Sprintf("%d acknowledgements", killAfterAcks), func() bool {
+	clustertest.PollUntil(t, 60*time.Second, fmt.Sprintf("%d acknowledgements", killAfterAcks), func() bool {
 		c.mustAllRunning()
 		return client.acked.Load() >= killAfterAcks
 	})
@@ -77,7 +79,7 @@ func TestCluster_LeaderKilledUnderLoadLosesAndRepeatsNothing(t *testing.T) {
 	// The other two nodes elect a leader and go on acknowledging commands
 	// sent after the kill; none of them can come from the killed node.
 	var sinceKill []ackEvent
-	pollUntil(t, 30*time.Second, fmt.Sprintf("%d acknowledgements of commands sent after the kill", acksWhileDown), func() bool {
+	clustertest.PollUntil(t, 30*time.Second, fmt.Sprintf("%d acknowledgements of commands sent after the kill", acksWhileDown), func() bool {
 		c.mustAllRunning(leader)
 		sinceKill = client.ackedSince(killedAt)
 		return len(sinceKill) >= acksWhileDown
@@ -91,7 +93,7 @@ func TestCluster_LeaderKilledUnderLoadLosesAndRepeatsNothing(t *testing.T) {
 	restartedAt := time.Now()
 	newLeaderID := c.nodes[newLeader].name
 	var followed string
-	pollUntil(t, leaderTimeout, fmt.Sprintf("%s to rejoin as a follower", c.nodes[leader].name), func() bool {
+	clustertest.PollUntil(t, leaderTimeout, fmt.Sprintf("%s to rejoin as a follower", c.nodes[leader].name), func() bool {
 		c.mustAllRunning()
 		st, err := c.api.status(c.http[leader])
 		followed = st.LeaderID
@@ -265,7 +267,7 @@ func TestServe_DefaultsStartSingleNode(t *testing.T) {
 	dumpLogsOnFailure(t, p)
 	p.start()
 
-	pollUntil(t, leaderTimeout, "the node to lead a one-member cluster", func() bool {
+	clustertest.PollUntil(t, leaderTimeout, "the node to lead a one-member cluster", func() bool {
 		if !p.running() {
 			t.Fatalf("vigil serve exited: %s", p.run.cmdState())
 		}
