@@ -8,7 +8,7 @@
 //
 // MustService gives one node of a single-node cluster; MustCluster gives N
 // nodes, with Kill, Stop and Restart of a node. Everything still running
-// when the test ends is closed.
+// when the test ends is closed. PollUntil is how a test waits.
 //
 // The monitoring package's own internal tests cannot import this package
 // (the import would be a cycle); its tests of the Service on a cluster live
@@ -18,11 +18,20 @@ package monitoringtest
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/cluster"
 	"github.com/vigilarc/vigil/cluster/clustertest"
 )
+
+// PollUntil calls cond until it returns true, and fails the test, naming
+// what it waited for, if timeout passes first: clustertest.PollUntil, for
+// the tests under ui/, which may import nothing of the cluster's packages.
+func PollUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	clustertest.PollUntil(t, timeout, what, cond)
+}
 
 // Options say how the nodes are built. The zero value is a Service without
 // a scheduler, on clustertest's configuration.
