@@ -3,9 +3,11 @@ package appliance
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
 )
@@ -37,6 +39,36 @@ func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, s
 	c := &cli{stdout: &out, stderr: &errOut, lookupEnv: envFrom(env)}
 	code := c.run(context.Background(), append([]string{"vigil"}, args...))
 	return code, out.String(), errOut.String()
+}
+
+// mustOpenNode opens a real single-node appliance on loopback ports, with
+// an admin API token "test-admin": the command line talks to a whole node,
+// its HTTP address and its data directory.
+func mustOpenNode(t *testing.T) *Node {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.Cluster.BindAddr = "127.0.0.1:0"
+	cfg.Broker.TCPAddr, cfg.Broker.WSAddr = "127.0.0.1:0", ""
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := n.Cluster().WaitForLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Service().CreateAPIToken(context.Background(), "test-token-test-admin", "test", "test-admin", monitoring.RoleAdmin); err != nil {
+		t.Fatalf("cannot make API token test-admin: %v", err)
+	}
+	return n
 }
 
 // vigil token makes, lists and disables API tokens through the node's

@@ -1,4 +1,4 @@
-package appliance
+package api_test
 
 import (
 	"bytes"
@@ -17,11 +17,11 @@ import (
 
 // audioAlarm raises a red alert from device d1 (registered on first use)
 // and streams chunks to it, seq by seq in the order given.
-func audioAlarm(t *testing.T, n *Node, cmd string, chunks map[uint64][]byte, order []uint64,
+func audioAlarm(t *testing.T, n *apiNode, cmd string, chunks map[uint64][]byte, order []uint64,
 	req monitoring.AudioChunkRequest) string {
 	t.Helper()
 	ctx := context.Background()
-	svc := n.Service()
+	svc := n.svc()
 	if _, err := svc.Device("d1"); err != nil {
 		if _, err := svc.PutOrganisation(ctx, "org", "admin", monitoring.Organisation{ID: "o1", Name: "Trust"}); err != nil {
 			t.Fatal(err)
@@ -49,9 +49,9 @@ func audioAlarm(t *testing.T, n *Node, cmd string, chunks map[uint64][]byte, ord
 
 // get fetches path with the node's admin token and returns the status,
 // the headers and the body.
-func get(t *testing.T, n *Node, path string) (int, http.Header, []byte) {
+func get(t *testing.T, n *apiNode, path string) (int, http.Header, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, "http://"+n.HTTPAddr()+path, nil)
+	req, err := http.NewRequest(http.MethodGet, n.URL+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func parseWAV(t *testing.T, b []byte) wavFile {
 // stream, its sizes match the file, and its samples are the chunks in seq
 // order (they were sent out of order).
 func TestAPIAudio_PCMAsWAV(t *testing.T) {
-	n := mustOpenNode(t)
+	n := mustServe(t)
 	chunks := map[uint64][]byte{0: samples(0, 3200), 1: samples(1, 3200), 2: samples(2, 1600)}
 	id := audioAlarm(t, n, "pcm", chunks, []uint64{0, 2, 1},
 		monitoring.AudioChunkRequest{Codec: monitoring.CodecPCM, SampleRate: 16000, Channels: 1})
@@ -167,7 +167,7 @@ func TestAPIAudio_PCMAsWAV(t *testing.T) {
 // A wav stream is served as stored, with the sizes in its header set (the
 // device sent them as 0).
 func TestAPIAudio_WAVStreamSizesFixed(t *testing.T) {
-	n := mustOpenNode(t)
+	n := mustServe(t)
 	// The header a device sends: 16-bit PCM, 2 channels at 8 kHz, both
 	// sizes 0 (it did not know them when it began).
 	head := []byte("RIFF\x00\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x02\x00")
@@ -191,7 +191,7 @@ func TestAPIAudio_WAVStreamSizesFixed(t *testing.T) {
 // Ogg Opus audio is served as its pages, concatenated as they came; the
 // other format is a 404 that says where to look.
 func TestAPIAudio_OggAndWrongFormat(t *testing.T) {
-	n := mustOpenNode(t)
+	n := mustServe(t)
 	page := func(headerType byte, granule uint64, packet []byte) []byte {
 		b := append([]byte("OggS\x00"), headerType)
 		b = binary.LittleEndian.AppendUint64(b, granule)
@@ -215,7 +215,7 @@ func TestAPIAudio_OggAndWrongFormat(t *testing.T) {
 // Missing things are 404s naming what is missing; bad queries are 400s
 // naming the parameter.
 func TestAPIAudio_Errors(t *testing.T) {
-	n := mustOpenNode(t)
+	n := mustServe(t)
 	id := audioAlarm(t, n, "silent", nil, nil, monitoring.AudioChunkRequest{})
 	wavOnly := audioAlarm(t, n, "later", map[uint64][]byte{1: samples(1, 100)}, []uint64{1},
 		monitoring.AudioChunkRequest{Codec: monitoring.CodecWAV})

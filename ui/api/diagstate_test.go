@@ -1,4 +1,4 @@
-package appliance
+package api_test
 
 import (
 	"encoding/hex"
@@ -11,13 +11,14 @@ import (
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/ui/api"
+	"github.com/vigilarc/vigil/ui/uitest"
 )
 
 // The diagnostic routes read the cluster host's records (the applied index,
 // the command records) the way cluster/fsm.go writes them: this test fails
 // if that format changes under them.
 func TestAPIDiagState_ReadsTheClusterRecords(t *testing.T) {
-	n := mustOpenNode(t)
+	n := mustServe(t)
 	mustSend(t, n, 201, "POST", "/api/v1/organisations", obj{"id": "d-org", "actor": "admin", "org": obj{"id": "trust", "name": "North Trust"}}, nil)
 	mustSend(t, n, 201, "POST", "/api/v1/workers", obj{"id": "d-w1", "actor": "admin", "worker": obj{"id": "w1", "name": "Ann Smith", "org_id": "trust"}}, nil)
 	mustSend(t, n, 201, "POST", "/api/v1/devices", obj{"id": "d-d1", "actor": "admin", "device": obj{
@@ -32,12 +33,12 @@ func TestAPIDiagState_ReadsTheClusterRecords(t *testing.T) {
 
 	var st api.DiagStateResponse
 	mustSend(t, n, 200, "GET", "/api/v1/diag/state", nil, &st)
-	status := n.Cluster().Status()
+	status := uitest.Cluster(n.Node).Status()
 	if st.NodeID != status.NodeID || st.AppliedIndex != status.AppliedIndex || st.AppliedIndex == 0 {
 		t.Errorf("diag state = %+v, cluster status: node %s applied %d", st, status.NodeID, status.AppliedIndex)
 	}
 	var want []byte
-	if err := n.Cluster().View(func(txn *badger.Txn) (err error) {
+	if err := n.Node.Cluster.View(func(txn *badger.Txn) (err error) {
 		want, err = monitoring.StateHash(txn)
 		return err
 	}); err != nil {

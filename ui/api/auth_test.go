@@ -1,25 +1,22 @@
-package appliance
+package api_test
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/appliance/monitoring/monitoringtest"
 	"github.com/vigilarc/vigil/ui/api"
 	"github.com/vigilarc/vigil/ui/auth"
+	"github.com/vigilarc/vigil/ui/uitest"
 )
 
 // apiRouteRoles is the least role of every route under /api/v1: the
@@ -96,20 +93,20 @@ type consoleSignIn struct {
 
 // mustSignIn creates operator id with role through n's Service, signs in as
 // it, and reads the CSRF token from the console's queue page.
-func mustSignIn(t *testing.T, n *Node, id string, role monitoring.OperatorRole) consoleSignIn {
+func mustSignIn(t *testing.T, n *apiNode, id string, role monitoring.OperatorRole) consoleSignIn {
 	t.Helper()
 	ctx := context.Background()
 	pw := "a long passphrase for " + id
-	if _, err := n.Service().PutOperator(ctx, "test-op-"+id, "test", monitoring.PutOperatorRequest{ID: id, Name: "Test " + id,
+	if _, err := n.svc().PutOperator(ctx, "test-op-"+id, "test", monitoring.PutOperatorRequest{ID: id, Name: "Test " + id,
 		Role: role, Password: pw, Create: true}); err != nil {
 		t.Fatal(err)
 	}
-	in, err := n.Service().Login(ctx, "test-login-"+id, monitoring.LoginRequest{OperatorID: id, Password: pw, TTL: time.Hour})
+	in, err := n.svc().Login(ctx, "test-login-"+id, monitoring.LoginRequest{OperatorID: id, Password: pw, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := consoleSignIn{session: in.Token}
-	req, _ := http.NewRequest(http.MethodGet, "http://"+n.HTTPAddr()+"/ui/", nil)
+	req, _ := http.NewRequest(http.MethodGet, n.URL+"/ui/", nil)
 	req.AddCookie(&http.Cookie{Name: consoleSessionCookie, Value: s.session})
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -135,13 +132,13 @@ type apiReq struct {
 
 // do sends r to n and returns the status and the error message of the
 // reply ("" when it has none).
-func (r apiReq) do(t *testing.T, n *Node) (int, string, http.Header) {
+func (r apiReq) do(t *testing.T, n *apiNode) (int, string, http.Header) {
 	t.Helper()
 	var rd io.Reader
 	if r.body != "" {
 		rd = strings.NewReader(r.body)
 	}
-	req, err := http.NewRequest(r.method, "http://"+n.HTTPAddr()+r.path, rd)
+	req, err := http.NewRequest(r.method, n.URL+r.path, rd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,13 +169,13 @@ func (r apiReq) do(t *testing.T, n *Node) (int, string, http.Header) {
 // routeParamRE finds a route's parameters, to fill with made-up values.
 var routeParamRE = regexp.MustCompile(`:([a-z_]+)`)
 
-// apiRoutes returns "METHOD path" of every route under /api/v1 of the
-// node's gin engine.
-func apiRoutes(t *testing.T, n *Node) []string {
+// apiRoutes returns "METHOD path" of every route under /api/v1 of the gin
+// engine the node serves (ui/server's handler, as the appliance serves it).
+func apiRoutes(t *testing.T, n *apiNode) []string {
 	t.Helper()
-	engine, ok := n.httpSrv.Handler.(*gin.Engine)
+	engine, ok := n.Web.Handler().(*gin.Engine)
 	if !ok {
-		t.Fatalf("the node's handler is a %T, not the gin engine", n.httpSrv.Handler)
+		t.Fatalf("the node's handler is a %T, not the gin engine", n.Web.Handler())
 	}
 	var out []string
 	for _, r := range engine.Routes() {
@@ -195,7 +192,7 @@ func apiRoutes(t *testing.T, n *Node) []string {
 // or from another origin (403), and changes nothing when it refuses; a
 // caller with the route's role gets past authentication.
 func TestAPIAuth_EveryRoute(t *testing.T) {
-	n := mustOpenNode(t)
+	n := mustServe(t)
 	tokens := map[monitoring.OperatorRole]string{
 		monitoring.RoleOperator:   mustToken(t, n, "walk-operator", monitoring.RoleOperator),
 		monitoring.RoleSupervisor: mustToken(t, n, "walk-supervisor", monitoring.RoleSupervisor),
@@ -206,10 +203,10 @@ func TestAPIAuth_EveryRoute(t *testing.T) {
 		monitoring.RoleSupervisor: mustSignIn(t, n, "sam", monitoring.RoleSupervisor),
 		monitoring.RoleAdmin:      mustSignIn(t, n, "ada", monitoring.RoleAdmin),
 	}
-	origin := "http://" + n.HTTPAddr()
+	origin := n.URL
 	disabled := mustToken(t, n, "walk-disabled", monitoring.RoleAdmin)
 	id, _, _ := monitoring.ParseAPIToken(disabled)
-	if _, err := n.Service().DisableAPIToken(context.Background(), "walk-disable", "test", id); err != nil {
+	if _, err := n.svc().DisableAPIToken(context.Background(), "walk-disable", "test", id); err != nil {
 		t.Fatal(err)
 	}
 
@@ -345,7 +342,7 @@ func ptr[T any](v T) *T { return &v }
 // that speak for a device, "device:<id>" is kept. Taking over an alarm
 // needs a supervisor, as in the console.
 func TestAPIAuth_ActorIsTheCaller(t *testing.T) {
-	n := mustOpenNode(t)
+	n := mustServe(t)
 	mustCommandsFixture(t, n)
 	op := mustToken(t, n, "night-desk", monitoring.RoleOperator)
 	sup := mustToken(t, n, "night-supervisor", monitoring.RoleSupervisor)
@@ -369,11 +366,11 @@ func TestAPIAuth_ActorIsTheCaller(t *testing.T) {
 	}
 	// An operator of the console, through the API with its cookie.
 	code, msg, _ := apiReq{method: "POST", path: "/api/v1/alarms/" + a2.ID + "/acknowledge", body: `{"id":"ack2","actor":"mallory"}`,
-		cookie: &olivia, csrf: olivia.csrf, origin: "http://" + n.HTTPAddr()}.do(t, n)
+		cookie: &olivia, csrf: olivia.csrf, origin: n.URL}.do(t, n)
 	if code != 200 {
 		t.Fatalf("acknowledge with the console's cookie: %d %s", code, msg)
 	}
-	if a, _ := n.Service().Alarm(a2.ID); a.AckBy != "olivia" {
+	if a, _ := n.svc().Alarm(a2.ID); a.AckBy != "olivia" {
 		t.Errorf("acknowledged by %q, want olivia", a.AckBy)
 	}
 
@@ -390,7 +387,7 @@ func TestAPIAuth_ActorIsTheCaller(t *testing.T) {
 	// Accounts: an admin signed in may not demote or disable themselves.
 	ada := mustSignIn(t, n, "ada", monitoring.RoleAdmin)
 	code, msg, _ = apiReq{method: "POST", path: "/api/v1/operators", body: `{"id":"demote","operator":{"id":"ada","name":"Ada","role":"operator"}}`,
-		cookie: &ada, csrf: ada.csrf, origin: "http://" + n.HTTPAddr()}.do(t, n)
+		cookie: &ada, csrf: ada.csrf, origin: n.URL}.do(t, n)
 	if code != http.StatusConflict || !strings.Contains(msg, "your own role") {
 		t.Errorf("an admin demoting themselves: %d %q", code, msg)
 	}
@@ -402,7 +399,7 @@ func TestAPIAuth_ActorIsTheCaller(t *testing.T) {
 	if made.ID != "ray" || made.Role != monitoring.RoleSupervisor || strings.Contains(raw, "argon2") || len(ops.Operators) != 3 {
 		t.Errorf("made %+v; operators %s", made, raw)
 	}
-	if a, _ := n.Service().Operator("ray"); a == nil {
+	if a, _ := n.svc().Operator("ray"); a == nil {
 		t.Error("ray was not made")
 	}
 	var audit api.DiagAuditResponse
@@ -412,96 +409,10 @@ func TestAPIAuth_ActorIsTheCaller(t *testing.T) {
 	}
 }
 
-// mustOpenCluster opens three appliances in this process, on loopback,
-// forming one cluster, each with its data directory (dataDirOf). The
-// cluster ports are found by listening on port 0 and closing again, so
-// another test process can take one in between; a bind refusal is retried
-// with fresh ports rather than failing the test.
-func mustOpenCluster(t *testing.T) []*Node {
-	t.Helper()
-	for attempt := 1; ; attempt++ {
-		nodes, err := openCluster(t)
-		if err == nil {
-			return nodes
-		}
-		for _, n := range nodes {
-			if n != nil {
-				n.Close()
-			}
-		}
-		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 5 {
-			t.Fatal(err)
-		}
-		t.Logf("attempt %d: %v; trying other ports", attempt, err)
-	}
-}
-
-func openCluster(t *testing.T) ([]*Node, error) {
-	t.Helper()
-	addrs := make([]string, 3)
-	for i := range addrs {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs[i] = ln.Addr().String()
-		ln.Close()
-	}
-	nodes := make([]*Node, 3)
-	errs := make([]error, 3)
-	var wg sync.WaitGroup
-	for i := range nodes {
-		cfg := DefaultConfig()
-		cfg.DataDir = t.TempDir()
-		cfg.HTTPAddr = "127.0.0.1:0"
-		cfg.Cluster.BindAddr = addrs[i]
-		cfg.Cluster.BootstrapExpect = addrs
-		cfg.Cluster.HeartbeatTimeout = 300 * time.Millisecond
-		cfg.Cluster.ElectionTimeout = 300 * time.Millisecond
-		cfg.Cluster.LeaderLeaseTimeout = 150 * time.Millisecond
-		cfg.Broker.TCPAddr, cfg.Broker.WSAddr = "127.0.0.1:0", ""
-		cfg.Logger = slog.New(slog.DiscardHandler)
-		n, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodes[i] = n
-		t.Cleanup(func() { n.Close() })
-		wg.Go(func() { errs[i] = n.Open(context.Background()) })
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nodes, err
-		}
-	}
-	pollUntilT(t, 30*time.Second, "a leader known to all three", func() bool {
-		for _, n := range nodes {
-			if id, _ := n.Cluster().Leader(); id == "" {
-				return false
-			}
-		}
-		return true
-	})
-	return nodes, nil
-}
-
-// pollUntilT calls cond until it is true, failing the test after timeout.
-func pollUntilT(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // setupToken reads the setup token node n wrote to its data directory.
-func setupToken(t *testing.T, n *Node) string {
+func setupToken(t *testing.T, n *apiNode) string {
 	t.Helper()
-	tok, err := auth.ReadSetupToken(n.cfg.DataDir)
+	tok, err := auth.ReadSetupToken(n.DataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -515,7 +426,7 @@ func TestAPIAuth_TokensAcrossNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three nodes")
 	}
-	nodes := mustOpenCluster(t)
+	_, nodes := mustServeCluster(t)
 	setup := make([]string, len(nodes))
 	for i, n := range nodes {
 		setup[i] = setupToken(t, n)
@@ -555,7 +466,7 @@ func TestAPIAuth_TokensAcrossNodes(t *testing.T) {
 		if len(list.Tokens) != 2 || strings.Contains(raw, secret) || strings.Contains(raw, monitoring.HashAPITokenSecret(secret)) || strings.Contains(raw, `"hash"`) {
 			t.Errorf("node %d lists %s", i+1, raw)
 		}
-		req, _ := http.NewRequest(http.MethodGet, "http://"+n.HTTPAddr()+"/ui/setup/tokens", nil)
+		req, _ := http.NewRequest(http.MethodGet, n.URL+"/ui/setup/tokens", nil)
 		req.Header.Set("Authorization", "Bearer "+setup[i])
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -574,7 +485,7 @@ func TestAPIAuth_TokensAcrossNodes(t *testing.T) {
 	if !dis.Disabled || dis.DisabledBy != "token:provisioner" {
 		t.Fatalf("disabled %+v", dis)
 	}
-	pollUntilT(t, 10*time.Second, "the disabled token refused on node 3", func() bool {
+	monitoringtest.PollUntil(t, 10*time.Second, "the disabled token refused on node 3", func() bool {
 		code, raw := sendAs(t, nodes[2], opTok.Secret, "GET", "/api/v1/alarms", nil, nil)
 		return code == http.StatusUnauthorized && strings.Contains(raw, "disabled by token:provisioner")
 	})
@@ -588,16 +499,19 @@ func TestAPIAuth_UnknownTokenOnANodeWithoutLeader(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three nodes")
 	}
-	nodes := mustOpenCluster(t)
+	c, nodes := mustServeCluster(t)
 	unknown := "vgt_0123456789abcdef_madeup"
 	if code, raw := sendAs(t, nodes[2], unknown, "GET", "/api/v1/alarms", nil, nil); code != http.StatusUnauthorized {
 		t.Fatalf("an unknown token with a leader: %d %s; want 401", code, raw)
 	}
-	nodes[0].Close()
-	nodes[1].Close()
-	pollUntilT(t, 10*time.Second, "node 3 to lose its leader", func() bool {
-		id, _ := nodes[2].Cluster().Leader()
-		return id == ""
+	// Nodes 1 and 2 shut down as an appliance does: HTTP first, then the
+	// cluster node, gracefully.
+	for i := range 2 {
+		nodes[i].Close()
+		c.Stop(i)
+	}
+	monitoringtest.PollUntil(t, 10*time.Second, "node 3 to lose its leader", func() bool {
+		return uitest.Cluster(nodes[2].Node).Status().LeaderID == ""
 	})
 	code, raw := sendAs(t, nodes[2], unknown, "GET", "/api/v1/alarms", nil, nil)
 	if code != http.StatusServiceUnavailable || !strings.Contains(raw, "cannot catch up") {

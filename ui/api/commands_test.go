@@ -1,4 +1,4 @@
-package appliance
+package api_test
 
 import (
 	"context"
@@ -12,9 +12,9 @@ import (
 
 // mustCommandsFixture makes organisation trust, worker w1 and its phone d1
 // through the Service.
-func mustCommandsFixture(t *testing.T, n *Node) {
+func mustCommandsFixture(t *testing.T, n *apiNode) {
 	t.Helper()
-	svc, ctx := n.Service(), context.Background()
+	svc, ctx := n.svc(), context.Background()
 	if _, err := svc.PutOrganisation(ctx, "f-org", "admin", monitoring.Organisation{ID: "trust", Name: "Trust"}); err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +27,7 @@ func mustCommandsFixture(t *testing.T, n *Node) {
 }
 
 func TestAPICommands_Prompt(t *testing.T) {
-	n := mustOpenNode(t)
+	n := mustServe(t)
 	mustCommandsFixture(t, n)
 
 	for _, tc := range []struct {
@@ -71,7 +71,7 @@ func TestAPICommands_Prompt(t *testing.T) {
 	mustSend(t, n, 404, "GET", "/api/v1/prompts/ghost", nil, nil)
 
 	// A duress alarm holds prompts back unless overridden.
-	if _, err := n.Service().RaiseAlarm(context.Background(), "duress", "device:d1", monitoring.RaiseAlarmRequest{
+	if _, err := n.svc().RaiseAlarm(context.Background(), "duress", "device:d1", monitoring.RaiseAlarmRequest{
 		Type: monitoring.AlarmDuress, DeviceID: "d1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestAPICommands_Prompt(t *testing.T) {
 }
 
 func TestAPICommands_SessionUpdate(t *testing.T) {
-	n := mustOpenNode(t)
+	n := mustServe(t)
 	mustCommandsFixture(t, n)
 	var sess monitoring.Session
 	mustSend(t, n, 201, "POST", "/api/v1/sessions", obj{"id": "c-s1", "actor": "w1", "worker_id": "w1", "device_id": "d1",

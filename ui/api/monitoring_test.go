@@ -1,4 +1,4 @@
-package appliance
+package api_test
 
 import (
 	"encoding/json"
@@ -11,61 +11,10 @@ import (
 	"github.com/vigilarc/vigil/ui/api"
 )
 
-// send marshals body (a string is sent as it is), sends it with the
-// node's admin token, and decodes the reply into out (when not nil). It
-// returns the status and the raw reply.
-func send(t *testing.T, n *Node, method, path string, body, out any) (int, string) {
-	t.Helper()
-	return sendAs(t, n, adminToken(t, n), method, path, body, out)
-}
-
-// sendAs is send with the API token token, or none when it is empty.
-func sendAs(t *testing.T, n *Node, token, method, path string, body, out any) (int, string) {
-	t.Helper()
-	var s string
-	switch b := body.(type) {
-	case nil:
-	case string:
-		s = b
-	default:
-		j, err := json.Marshal(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s = string(j)
-	}
-	var raw json.RawMessage
-	code := callAs(t, n, token, method, path, s, &raw)
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			t.Fatalf("%s %s: cannot decode %s: %v", method, path, raw, err)
-		}
-	}
-	return code, string(raw)
-}
-
-// mustSend is send that fails the test unless the status is want.
-func mustSend(t *testing.T, n *Node, want int, method, path string, body, out any) string {
-	t.Helper()
-	return mustSendAs(t, n, adminToken(t, n), want, method, path, body, out)
-}
-
-// mustSendAs is mustSend with the API token token.
-func mustSendAs(t *testing.T, n *Node, token string, want int, method, path string, body, out any) string {
-	t.Helper()
-	code, raw := sendAs(t, n, token, method, path, body, out)
-	if code != want {
-		t.Fatalf("%s %s = %d %s; want %d", method, path, code, raw, want)
-	}
-	return raw
-}
-
-type obj = map[string]any
-
 // Every refusal names the request field at fault (or says what is
 // missing), with the status the error mapping promises, and writes nothing.
 func TestAPIMonitoring_BadRequestsNameTheField(t *testing.T) {
-	n := mustOpenNode(t)
+	n := mustServe(t)
 	cmd := func(extra obj) obj {
 		m := obj{"id": "bad-1", "actor": "op1"}
 		for k, v := range extra {
@@ -151,7 +100,7 @@ func TestAPIMonitoring_BadRequestsNameTheField(t *testing.T) {
 // session, a refused PIN, an alarm worked and closed; each write retried
 // with its command ID gives the first result again.
 func TestAPIMonitoring_SessionAndAlarmLifecycle(t *testing.T) {
-	n := mustOpenNode(t)
+	n := mustServe(t)
 	op1 := mustToken(t, n, "op1", monitoring.RoleOperator)
 	op2 := mustToken(t, n, "op2", monitoring.RoleOperator)
 	sup := mustToken(t, n, "sup", monitoring.RoleSupervisor)
@@ -322,7 +271,7 @@ func TestAPIMonitoring_SessionAndAlarmLifecycle(t *testing.T) {
 // The Duress PIN gets the Safe PIN's reply and raises a silent duress
 // alarm that the API shows as do-not-call.
 func TestAPIMonitoring_DuressPINLooksLikeSafePIN(t *testing.T) {
-	n := mustOpenNode(t)
+	n := mustServe(t)
 	mustSend(t, n, 201, "POST", "/api/v1/organisations", obj{"id": "o", "actor": "admin", "org": obj{"id": "trust", "name": "Trust"}}, nil)
 	mustSend(t, n, 201, "POST", "/api/v1/workers", obj{"id": "w", "actor": "admin", "worker": obj{"id": "w1", "name": "Ann", "org_id": "trust"}}, nil)
 	mustSend(t, n, 200, "POST", "/api/v1/workers/w1/pins", obj{"id": "p", "actor": "admin", "safe_pin": "2468", "duress_pin": "1357"}, nil)
@@ -352,7 +301,7 @@ func TestAPIMonitoring_DuressPINLooksLikeSafePIN(t *testing.T) {
 // A device cancels its alarm with a PIN: the Duress PIN gets the Safe PIN's
 // reply, and leaves the alarm open for the operators.
 func TestAPIMonitoring_CancelAlarm(t *testing.T) {
-	n := mustOpenNode(t)
+	n := mustServe(t)
 	mustSend(t, n, 201, "POST", "/api/v1/organisations", obj{"id": "o", "actor": "admin", "org": obj{"id": "trust", "name": "Trust"}}, nil)
 	mustSend(t, n, 201, "POST", "/api/v1/workers", obj{"id": "w", "actor": "admin", "worker": obj{"id": "w1", "name": "Ann", "org_id": "trust"}}, nil)
 	mustSend(t, n, 200, "POST", "/api/v1/workers/w1/pins", obj{"id": "p", "actor": "admin", "safe_pin": "2468", "duress_pin": "1357"}, nil)

@@ -1,111 +1,16 @@
-package appliance
+package api_test
 
 import (
-	"context"
-	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/vigilarc/vigil/appliance/monitoring"
-	"github.com/vigilarc/vigil/cluster"
+	"github.com/vigilarc/vigil/ui"
 	"github.com/vigilarc/vigil/ui/api"
 )
 
-// adminTokens holds the admin API token that mustOpenNode made for each
-// node; call and send use it.
-var adminTokens sync.Map // *Node -> string
-
-// mustToken makes an API token named name with role through n's Service,
-// as POST /api/v1/tokens does, and returns the token string.
-func mustToken(t testing.TB, n *Node, name string, role monitoring.OperatorRole) string {
-	t.Helper()
-	made, err := n.Service().CreateAPIToken(context.Background(), "test-token-"+name, "test", name, role)
-	if err != nil {
-		t.Fatalf("cannot make API token %s: %v", name, err)
-	}
-	return made.Secret
-}
-
-// adminToken returns the admin API token of a node mustOpenNode opened.
-func adminToken(t testing.TB, n *Node) string {
-	t.Helper()
-	v, ok := adminTokens.Load(n)
-	if !ok {
-		t.Fatal("the node has no admin token: open it with mustOpenNode")
-	}
-	return v.(string)
-}
-
-// mustOpenNode opens a real single-node appliance on loopback ports, with
-// an admin API token "test-admin" (adminToken).
-func mustOpenNode(t *testing.T) *Node {
-	t.Helper()
-	cfg := DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.Cluster.BindAddr = "127.0.0.1:0"
-	cfg.Broker.TCPAddr, cfg.Broker.WSAddr = "127.0.0.1:0", ""
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	n, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if _, err := n.Cluster().WaitForLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
-	adminTokens.Store(n, mustToken(t, n, "test-admin", monitoring.RoleAdmin))
-	t.Cleanup(func() { adminTokens.Delete(n) })
-	return n
-}
-
-// call sends a request with the node's admin token and decodes the JSON
-// reply into out (when not nil).
-func call(t *testing.T, n *Node, method, path, body string, out any) int {
-	t.Helper()
-	return callAs(t, n, adminToken(t, n), method, path, body, out)
-}
-
-// callAs is call with the API token token, or none when it is empty.
-func callAs(t *testing.T, n *Node, token, method, path, body string, out any) int {
-	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, "http://"+n.HTTPAddr()+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("%s %s: reply %q is not JSON: %v", method, path, b, err)
-		}
-	}
-	return resp.StatusCode
-}
-
 func TestAPI_DiagRecordAppliedOnceAndRead(t *testing.T) {
-	n := mustOpenNode(t)
+	n := mustServe(t)
 	var first, again api.DiagRecordResponse
 	if code := call(t, n, "POST", "/api/v1/diag/records", `{"id":"cmd-1","key":"k1","value":"hello"}`, &first); code != http.StatusCreated {
 		t.Fatalf("POST = %d", code)
@@ -130,7 +35,7 @@ func TestAPI_DiagRecordAppliedOnceAndRead(t *testing.T) {
 // Bad requests are refused with a message and the field at fault, and leave
 // the journal as it was.
 func TestAPI_BadRequestsNameTheProblem(t *testing.T) {
-	n := mustOpenNode(t)
+	n := mustServe(t)
 	tests := []struct {
 		name, method, path, body string
 		wantCode                 int
@@ -168,9 +73,9 @@ func TestAPI_BadRequestsNameTheProblem(t *testing.T) {
 }
 
 func TestAPI_ClusterStatus(t *testing.T) {
-	n := mustOpenNode(t)
+	n := mustServe(t)
 	call(t, n, "POST", "/api/v1/diag/records", `{"id":"s1","key":"k","value":"v"}`, nil)
-	var st cluster.Status
+	var st ui.ClusterStatus
 	if code := call(t, n, "GET", "/api/v1/cluster/status", "", &st); code != http.StatusOK {
 		t.Fatalf("status = %d", code)
 	}
