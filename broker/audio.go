@@ -8,19 +8,9 @@ import (
 	"encoding/base64"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
 )
-
-// payloadLimit is the largest payload decoded for a message type: audio
-// needs more room than the rest.
-func payloadLimit(typ string) int {
-	if typ == TypeAudio {
-		return MaxAudioPayload
-	}
-	return MaxPayload
-}
 
 // audioCodecs are the codec names of protocol v1, and their list for
 // error replies.
@@ -39,40 +29,42 @@ func codecNames() []string {
 
 // decodeAudio checks the fields of an audio message and the limits a
 // device can know (seq range, bytes per chunk), so that they come back as
-// the field at fault. The Service checks them again, with the codec's own
+// the field at fault, and sets m.Audio, whose device and device time are
+// the message's. The Service checks them again, with the codec's own
 // framing, and refuses with code invalid.
-func decodeAudio(w *wire, device string, ts time.Time) (monitoring.AudioChunkRequest, error) {
-	r := monitoring.AudioChunkRequest{DeviceID: device, DeviceTime: ts, SampleRate: w.SampleRate, Channels: w.Channels}
+func decodeAudio(m Message, w *wire) (Message, error) {
+	r := &m.Audio
+	*r = monitoring.AudioChunkRequest{DeviceID: m.DeviceID, DeviceTime: m.TS, SampleRate: w.SampleRate, Channels: w.Channels}
 	switch {
 	case w.AlarmID == nil || *w.AlarmID == "":
-		return r, decodeErr(CodeMissingField, "alarm_id", "the alarm this audio belongs to, as the reply to the alarm gave it")
+		return m, decodeErr(CodeMissingField, "alarm_id", "the alarm this audio belongs to, as the reply to the alarm gave it")
 	case w.Seq == nil:
-		return r, decodeErr(CodeMissingField, "seq", "the number of the chunk in the alarm's audio, from 0")
+		return m, decodeErr(CodeMissingField, "seq", "the number of the chunk in the alarm's audio, from 0")
 	case *w.Seq < 0 || *w.Seq >= monitoring.MaxAudioChunks:
-		return r, decodeErr(CodeInvalidField, "seq", "%d is not from 0 to %d", *w.Seq, monitoring.MaxAudioChunks-1)
+		return m, decodeErr(CodeInvalidField, "seq", "%d is not from 0 to %d", *w.Seq, monitoring.MaxAudioChunks-1)
 	case w.Codec == nil || *w.Codec == "":
-		return r, decodeErr(CodeMissingField, "codec", "one of %s", audioCodecList)
+		return m, decodeErr(CodeMissingField, "codec", "one of %s", audioCodecList)
 	case !slices.Contains(audioCodecs, *w.Codec):
-		return r, decodeErr(CodeInvalidField, "codec", "%q is not a codec of protocol v1: one of %s", *w.Codec, audioCodecList)
+		return m, decodeErr(CodeInvalidField, "codec", "%q is not a codec of protocol v1: one of %s", *w.Codec, audioCodecList)
 	case w.Data == nil || *w.Data == "":
-		return r, decodeErr(CodeMissingField, "data", "the audio, in base64")
+		return m, decodeErr(CodeMissingField, "data", "the audio, in base64")
 	}
 	r.AlarmID, r.Seq, r.Codec = *w.AlarmID, uint64(*w.Seq), monitoring.AudioCodec(*w.Codec)
 	data, err := base64.StdEncoding.DecodeString(*w.Data)
 	if err != nil {
-		return r, decodeErr(CodeInvalidField, "data", "is not base64 (standard alphabet, with padding): %v", err)
+		return m, decodeErr(CodeInvalidField, "data", "is not base64 (standard alphabet, with padding): %v", err)
 	}
 	if len(data) > monitoring.MaxAudioChunkBytes {
-		return r, decodeErr(CodeInvalidField, "data", "holds %d bytes of audio, more than the %d a chunk may carry", len(data), monitoring.MaxAudioChunkBytes)
+		return m, decodeErr(CodeInvalidField, "data", "holds %d bytes of audio, more than the %d a chunk may carry", len(data), monitoring.MaxAudioChunkBytes)
 	}
 	r.Data = data
 	if r.Codec == monitoring.CodecPCM {
 		switch {
 		case r.SampleRate == 0:
-			return r, decodeErr(CodeMissingField, "sample_rate", "pcm_s16le needs the sample rate, in Hz")
+			return m, decodeErr(CodeMissingField, "sample_rate", "pcm_s16le needs the sample rate, in Hz")
 		case r.Channels == 0:
-			return r, decodeErr(CodeMissingField, "channels", "pcm_s16le needs the number of channels")
+			return m, decodeErr(CodeMissingField, "channels", "pcm_s16le needs the number of channels")
 		}
 	}
-	return r, nil
+	return m, nil
 }

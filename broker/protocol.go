@@ -47,7 +47,8 @@ const (
 	TypePromptAnswer = "prompt/answer"
 )
 
-// Types lists every message type a device may send.
+// Types lists every message type a device may send, in the order error
+// replies list them. Each has its entry in messageTypes.
 var Types = []string{TypeAlarm, TypeAlarmCancel, TypeSessionStart, TypeSessionCheckIn, TypeSessionExtend,
 	TypeSessionEnd, TypeLocation, TypeUpdate, TypeBattery, TypeHeartbeat, TypeAudio, TypePromptAnswer}
 
@@ -174,37 +175,119 @@ func ParseTopic(topic string) (device, typ string, err error) {
 // names the problem: a bad topic, an oversized payload, malformed JSON, an
 // unknown type, or a missing or invalid field. Unknown JSON fields are
 // ignored, so that devices may send more than v1 knows.
+//
+// The checks run in a fixed order, which the error replies show: the topic,
+// the size, the JSON, event_id (so that the reply can carry it), the type,
+// the fields any message may carry (decodeCommon), and last the type's own
+// fields (messageTypes). On an error the Message holds what was decoded
+// before it: the device, the type and, once checked, the event_id.
 func Decode(topic string, payload []byte) (Message, error) {
 	var m Message
 	var err error
 	if m.DeviceID, m.Type, err = ParseTopic(topic); err != nil {
 		return m, err
 	}
-	if limit := payloadLimit(m.Type); len(payload) > limit {
+	mt, known := messageTypes[m.Type]
+	if limit := mt.payloadLimit(); len(payload) > limit {
 		return m, decodeErr(CodeTooLarge, "", "the payload is %d bytes, more than the limit of %d", len(payload), limit)
 	}
 	var w wire
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	if err := dec.Decode(&w); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			return m, decodeErr(CodeInvalidField, te.Field, "must be a JSON %s, not %s", jsonKind(te.Type.String()), te.Value)
-		}
-		return m, decodeErr(CodeMalformedJSON, "", "the payload is not a JSON object: %v", err)
+	if err := readWire(payload, &w); err != nil {
+		return m, err
 	}
-	if dec.More() {
-		return m, decodeErr(CodeMalformedJSON, "", "the payload has data after the JSON object")
-	}
-	if w.EventID == nil || *w.EventID == "" {
-		return m, decodeErr(CodeMissingField, "event_id", "every message needs an event_id, reused when retrying")
-	}
-	if err := checkEventID(*w.EventID); err != nil {
+	if err := checkEventID(w.EventID); err != nil {
 		return m, err
 	}
 	m.EventID = *w.EventID
-	if !slices.Contains(Types, m.Type) {
+	if !known {
 		return m, decodeErr(CodeUnknownType, "", "%q is not a message type of protocol v1; known types: %s", m.Type, strings.Join(Types, ", "))
 	}
+	if m, err = decodeCommon(m, &w); err != nil {
+		return m, err
+	}
+	if m, err = mt.decode(m, &w); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+// messageType is how Decode takes one message type.
+type messageType struct {
+	// maxPayload is the largest payload decoded; 0 means MaxPayload.
+	maxPayload int
+	// decode checks the type's own fields in w and sets them in m, after
+	// decodeCommon. On an error it returns m as far as it got.
+	decode func(m Message, w *wire) (Message, error)
+}
+
+// payloadLimit is the largest payload decoded for t; MaxPayload for the
+// zero messageType of an unknown type, refused once its event_id is read.
+func (t messageType) payloadLimit() int {
+	if t.maxPayload == 0 {
+		return MaxPayload
+	}
+	return t.maxPayload
+}
+
+// messageTypes has a messageType for every one of Types, and no other.
+var messageTypes = map[string]messageType{
+	TypeAlarm:          {decode: decodeAlarm},
+	TypeAlarmCancel:    {decode: decodeAlarmCancel},
+	TypeSessionStart:   {decode: decodeSessionStart},
+	TypeSessionCheckIn: {decode: decodeSessionRef},
+	TypeSessionExtend:  {decode: decodeSessionExtend},
+	TypeSessionEnd:     {decode: decodeSessionRef},
+	TypeLocation:       {decode: decodeLocation},
+	TypeUpdate:         {decode: decodeUpdate},
+	TypeBattery:        {decode: decodeBattery},
+	TypeHeartbeat:      {decode: decodeHeartbeat},
+	TypeAudio:          {maxPayload: MaxAudioPayload, decode: decodeAudio}, // audio needs more room than the rest
+	TypePromptAnswer:   {decode: decodePromptAnswer},
+}
+
+// readWire reads payload, one JSON object, into w. A field of the wrong
+// JSON type is invalid_field naming it (the first one, if several are);
+// anything else that is not one JSON object, or is followed by more data,
+// is malformed_json.
+func readWire(payload []byte, w *wire) error {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if err := dec.Decode(w); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return decodeErr(CodeInvalidField, te.Field, "must be a JSON %s, not %s", jsonKind(te.Type.String()), te.Value)
+		}
+		return decodeErr(CodeMalformedJSON, "", "the payload is not a JSON object: %v", err)
+	}
+	if dec.More() {
+		return decodeErr(CodeMalformedJSON, "", "the payload has data after the JSON object")
+	}
+	return nil
+}
+
+// checkEventID checks the event_id every message needs: present, at most
+// MaxEventIDLen bytes, and only letters, digits and - _ . :
+func checkEventID(id *string) error {
+	if id == nil || *id == "" {
+		return decodeErr(CodeMissingField, "event_id", "every message needs an event_id, reused when retrying")
+	}
+	if len(*id) > MaxEventIDLen {
+		return decodeErr(CodeInvalidField, "event_id", "is %d bytes, longer than %d", len(*id), MaxEventIDLen)
+	}
+	for _, r := range *id {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.:", r)
+		if !ok {
+			return decodeErr(CodeInvalidField, "event_id", "may hold only letters, digits and - _ . :")
+		}
+	}
+	return nil
+}
+
+// decodeCommon checks the fields any message may carry, whatever its type:
+// ts, required and RFC 3339; location, when present (checkLocation); and
+// battery, when present, a percentage. worker_id, pin and firmware are
+// taken as they are.
+func decodeCommon(m Message, w *wire) (Message, error) {
+	var err error
 	if w.TS == nil || *w.TS == "" {
 		return m, decodeErr(CodeMissingField, "ts", "every message needs ts, the device's time in RFC 3339")
 	}
@@ -220,96 +303,132 @@ func Decode(topic string, payload []byte) (Message, error) {
 	if w.Battery != nil && (*w.Battery < 0 || *w.Battery > 100) {
 		return m, decodeErr(CodeInvalidField, "battery", "%d is not a percentage from 0 to 100", *w.Battery)
 	}
+	return m, nil
+}
 
-	switch m.Type {
-	case TypeAlarm:
-		if w.AlarmType == nil || *w.AlarmType == "" {
-			return m, decodeErr(CodeMissingField, "alarm_type", "one of %s", alarmTypeList())
-		}
-		m.AlarmType = monitoring.AlarmType(*w.AlarmType)
-		if !slices.Contains(DeviceAlarmTypes, m.AlarmType) {
-			return m, decodeErr(CodeInvalidField, "alarm_type", "%q is not an alarm type a device may raise: one of %s", *w.AlarmType, alarmTypeList())
-		}
-	case TypeAlarmCancel:
-		if w.AlarmID == nil || *w.AlarmID == "" {
-			return m, decodeErr(CodeMissingField, "alarm_id", "the alarm to cancel")
-		}
-		m.AlarmID = *w.AlarmID
-	case TypeSessionStart:
-		if w.SessionID != nil {
-			m.SessionID = *w.SessionID
-		}
-		if w.Update != nil {
-			m.Update = *w.Update
-		}
-		if m.Duration, err = parseDuration("duration", w.Duration); err != nil {
-			return m, err
-		}
-		if m.CheckInInterval, err = parseDuration("checkin_interval", w.CheckInInterval); err != nil {
-			return m, err
-		}
-	case TypeSessionCheckIn, TypeSessionExtend, TypeSessionEnd:
-		if w.SessionID == nil || *w.SessionID == "" {
-			return m, decodeErr(CodeMissingField, "session_id", "the session this message is about")
-		}
-		m.SessionID = *w.SessionID
-		if m.Type == TypeSessionExtend {
-			if w.ExtendBy == nil || *w.ExtendBy == "" {
-				return m, decodeErr(CodeMissingField, "extend_by", "how much longer, as a Go duration such as \"30m\"")
-			}
-			if m.ExtendBy, err = parseDuration("extend_by", *w.ExtendBy); err != nil {
-				return m, err
-			}
-		}
-	case TypeLocation:
-		if m.Location == nil {
-			return m, decodeErr(CodeMissingField, "location", "{lat, lon, accuracy_m, source}")
-		}
-	case TypeBattery:
-		if m.Battery == nil {
-			return m, decodeErr(CodeMissingField, "battery", "the charge in percent, 0 to 100")
-		}
-	case TypeUpdate:
-		if w.Update == nil || strings.TrimSpace(*w.Update) == "" {
-			return m, decodeErr(CodeMissingField, "update", "the Update message text")
-		}
-		m.Update = *w.Update
-		if w.SessionID != nil {
-			m.SessionID = *w.SessionID
-		}
-	case TypePromptAnswer:
-		if w.PromptID == nil || *w.PromptID == "" {
-			return m, decodeErr(CodeMissingField, "prompt_id", "the prompt answered, as down/prompt gave it")
-		}
-		m.PromptID = *w.PromptID
-		if w.Answer == nil || *w.Answer == "" {
-			return m, decodeErr(CodeMissingField, "answer", "one of %s", answerList())
-		}
-		m.Answer = monitoring.PromptAnswer(*w.Answer)
-		if !slices.Contains(monitoring.PromptAnswers, m.Answer) {
-			return m, decodeErr(CodeInvalidField, "answer", "%q is not one of %s", *w.Answer, answerList())
-		}
-	case TypeAudio:
-		if m.Audio, err = decodeAudio(&w, m.DeviceID, m.TS); err != nil {
-			return m, err
-		}
+// decodeAlarm checks an alarm's alarm_type: present, and one of
+// DeviceAlarmTypes.
+func decodeAlarm(m Message, w *wire) (Message, error) {
+	if w.AlarmType == nil || *w.AlarmType == "" {
+		return m, decodeErr(CodeMissingField, "alarm_type", "one of %s", alarmTypeList())
+	}
+	m.AlarmType = monitoring.AlarmType(*w.AlarmType)
+	if !slices.Contains(DeviceAlarmTypes, m.AlarmType) {
+		return m, decodeErr(CodeInvalidField, "alarm_type", "%q is not an alarm type a device may raise: one of %s", *w.AlarmType, alarmTypeList())
 	}
 	return m, nil
 }
 
-func checkEventID(id string) error {
-	if len(id) > MaxEventIDLen {
-		return decodeErr(CodeInvalidField, "event_id", "is %d bytes, longer than %d", len(id), MaxEventIDLen)
+// decodeAlarmCancel checks that an alarm/cancel names the alarm, alarm_id.
+func decodeAlarmCancel(m Message, w *wire) (Message, error) {
+	if w.AlarmID == nil || *w.AlarmID == "" {
+		return m, decodeErr(CodeMissingField, "alarm_id", "the alarm to cancel")
 	}
-	for _, r := range id {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.:", r)
-		if !ok {
-			return decodeErr(CodeInvalidField, "event_id", "may hold only letters, digits and - _ . :")
-		}
-	}
-	return nil
+	m.AlarmID = *w.AlarmID
+	return m, nil
 }
 
+// decodeSessionStart checks a session/start's duration and checkin_interval,
+// when present, as Go durations not negative; session_id and update are
+// optional and taken as they are.
+func decodeSessionStart(m Message, w *wire) (Message, error) {
+	var err error
+	if w.SessionID != nil {
+		m.SessionID = *w.SessionID
+	}
+	if w.Update != nil {
+		m.Update = *w.Update
+	}
+	if m.Duration, err = parseDuration("duration", w.Duration); err != nil {
+		return m, err
+	}
+	if m.CheckInInterval, err = parseDuration("checkin_interval", w.CheckInInterval); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+// decodeSessionRef checks that a session/checkin or session/end names its
+// session, session_id.
+func decodeSessionRef(m Message, w *wire) (Message, error) {
+	if w.SessionID == nil || *w.SessionID == "" {
+		return m, decodeErr(CodeMissingField, "session_id", "the session this message is about")
+	}
+	m.SessionID = *w.SessionID
+	return m, nil
+}
+
+// decodeSessionExtend checks that a session/extend names its session, as
+// decodeSessionRef does, and then extend_by: present, and a Go duration not
+// negative.
+func decodeSessionExtend(m Message, w *wire) (Message, error) {
+	m, err := decodeSessionRef(m, w)
+	if err != nil {
+		return m, err
+	}
+	if w.ExtendBy == nil || *w.ExtendBy == "" {
+		return m, decodeErr(CodeMissingField, "extend_by", "how much longer, as a Go duration such as \"30m\"")
+	}
+	if m.ExtendBy, err = parseDuration("extend_by", *w.ExtendBy); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+// decodeLocation checks that a location message has its location, which
+// decodeCommon has checked.
+func decodeLocation(m Message, _ *wire) (Message, error) {
+	if m.Location == nil {
+		return m, decodeErr(CodeMissingField, "location", "{lat, lon, accuracy_m, source}")
+	}
+	return m, nil
+}
+
+// decodeBattery checks that a battery message has its battery, which
+// decodeCommon has checked.
+func decodeBattery(m Message, _ *wire) (Message, error) {
+	if m.Battery == nil {
+		return m, decodeErr(CodeMissingField, "battery", "the charge in percent, 0 to 100")
+	}
+	return m, nil
+}
+
+// decodeHeartbeat checks nothing more: a heartbeat's battery, firmware and
+// location are optional, and decodeCommon has checked them.
+func decodeHeartbeat(m Message, _ *wire) (Message, error) { return m, nil }
+
+// decodeUpdate checks that an update has its text, update, not blank; it
+// keeps the text as sent. session_id is optional and taken as it is.
+func decodeUpdate(m Message, w *wire) (Message, error) {
+	if w.Update == nil || strings.TrimSpace(*w.Update) == "" {
+		return m, decodeErr(CodeMissingField, "update", "the Update message text")
+	}
+	m.Update = *w.Update
+	if w.SessionID != nil {
+		m.SessionID = *w.SessionID
+	}
+	return m, nil
+}
+
+// decodePromptAnswer checks that a prompt/answer names the prompt,
+// prompt_id, and has an answer, one of monitoring.PromptAnswers.
+func decodePromptAnswer(m Message, w *wire) (Message, error) {
+	if w.PromptID == nil || *w.PromptID == "" {
+		return m, decodeErr(CodeMissingField, "prompt_id", "the prompt answered, as down/prompt gave it")
+	}
+	m.PromptID = *w.PromptID
+	if w.Answer == nil || *w.Answer == "" {
+		return m, decodeErr(CodeMissingField, "answer", "one of %s", answerList())
+	}
+	m.Answer = monitoring.PromptAnswer(*w.Answer)
+	if !slices.Contains(monitoring.PromptAnswers, m.Answer) {
+		return m, decodeErr(CodeInvalidField, "answer", "%q is not one of %s", *w.Answer, answerList())
+	}
+	return m, nil
+}
+
+// checkLocation checks a location, on any message: lat and lon present and
+// in range, accuracy_m not negative, source and address not too long.
 func checkLocation(l *Location) (*monitoring.Location, error) {
 	switch {
 	case l.Lat == nil:

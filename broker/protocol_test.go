@@ -563,6 +563,20 @@ func TestDecode_TableCoversEveryTypeAndCode(t *testing.T) {
 	}
 }
 
+// messageTypes has a decoder for each of Types, and for nothing else: a
+// type Types does not list would be accepted while the unknown_type reply
+// leaves it out.
+func TestDecode_MessageTypesAreTypes(t *testing.T) {
+	if len(messageTypes) != len(Types) {
+		t.Errorf("%d messageTypes for %d Types", len(messageTypes), len(Types))
+	}
+	for _, typ := range Types {
+		if mt, ok := messageTypes[typ]; !ok || mt.decode == nil {
+			t.Errorf("no decoder for %s", typ)
+		}
+	}
+}
+
 // An error reply's text names the field when there is one.
 func TestDecodeError_Error(t *testing.T) {
 	if got := invalid("battery", "101 is not a percentage").Error(); got != "invalid_field (battery): 101 is not a percentage" {
