@@ -202,7 +202,7 @@ func Decode(topic string, payload []byte) (Message, error) {
 	if !known {
 		return m, decodeErr(CodeUnknownType, "", "%q is not a message type of protocol v1; known types: %s", m.Type, strings.Join(Types, ", "))
 	}
-	if m, err = decodeCommon(m, &w); err != nil {
+	if err := decodeCommon(&m, &w); err != nil {
 		return m, err
 	}
 	if m, err = mt.decode(m, &w); err != nil {
@@ -215,8 +215,10 @@ func Decode(topic string, payload []byte) (Message, error) {
 type messageType struct {
 	// maxPayload is the largest payload decoded; 0 means MaxPayload.
 	maxPayload int
-	// decode checks the type's own fields in w and sets them in m, after
-	// decodeCommon. On an error it returns m as far as it got.
+	// decode checks the type's own fields in w, after decodeCommon, and
+	// returns m with them set; on an error, m as far as it got. It takes
+	// and returns m by value: a pointer passed through the table would move
+	// every Message to the heap.
 	decode func(m Message, w *wire) (Message, error)
 }
 
@@ -282,28 +284,28 @@ func checkEventID(id *string) error {
 	return nil
 }
 
-// decodeCommon checks the fields any message may carry, whatever its type:
-// ts, required and RFC 3339; location, when present (checkLocation); and
-// battery, when present, a percentage. worker_id, pin and firmware are
-// taken as they are.
-func decodeCommon(m Message, w *wire) (Message, error) {
+// decodeCommon checks the fields any message may carry, whatever its type,
+// and sets them in m: ts, required and RFC 3339; location, when present
+// (checkLocation); battery, when present, a percentage. worker_id, pin and
+// firmware are taken as they are.
+func decodeCommon(m *Message, w *wire) error {
 	var err error
 	if w.TS == nil || *w.TS == "" {
-		return m, decodeErr(CodeMissingField, "ts", "every message needs ts, the device's time in RFC 3339")
+		return decodeErr(CodeMissingField, "ts", "every message needs ts, the device's time in RFC 3339")
 	}
 	if m.TS, err = time.Parse(time.RFC3339Nano, *w.TS); err != nil {
-		return m, decodeErr(CodeInvalidField, "ts", "%q is not an RFC 3339 time such as 2025-01-02T15:04:05Z", *w.TS)
+		return decodeErr(CodeInvalidField, "ts", "%q is not an RFC 3339 time such as 2025-01-02T15:04:05Z", *w.TS)
 	}
 	if w.Location != nil {
 		if m.Location, err = checkLocation(w.Location); err != nil {
-			return m, err
+			return err
 		}
 	}
 	m.WorkerID, m.PIN, m.Battery, m.Firmware = w.WorkerID, w.PIN, w.Battery, w.Firmware
 	if w.Battery != nil && (*w.Battery < 0 || *w.Battery > 100) {
-		return m, decodeErr(CodeInvalidField, "battery", "%d is not a percentage from 0 to 100", *w.Battery)
+		return decodeErr(CodeInvalidField, "battery", "%d is not a percentage from 0 to 100", *w.Battery)
 	}
-	return m, nil
+	return nil
 }
 
 // decodeAlarm checks an alarm's alarm_type: present, and one of
