@@ -25,8 +25,8 @@ run: build
 
 ## test: every test, with the race detector (the command CI runs): the
 ## product's module, then the tooling's (tools/: the bench, the chaos
-## harness and the system tests, in a module of their own so that their
-## dependencies stay out of the product's go.mod)
+## harness, the system tests and the browser tests, in a module of their
+## own so that their dependencies stay out of the product's go.mod)
 test:
 	$(GO) test -race -count=1 -timeout 30m ./...
 	cd tools && $(GO) test -race -count=1 -timeout 30m ./...
@@ -69,7 +69,7 @@ lint: tools
 
 ## deps: install the system packages the tests use (mosquitto_pub, _sub and _rr
 ## for broker/mosquitto_test.go; chromium for the console's browser tests,
-## ui/browser_test.go); does nothing when they are there
+## tools/browsertest); does nothing when they are there
 DEPS_SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 deps:
 	@command -v mosquitto_pub >/dev/null && command -v mosquitto_sub >/dev/null && command -v mosquitto_rr >/dev/null || \

@@ -2,11 +2,8 @@ package console_test
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -17,12 +14,10 @@ import (
 	"testing"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/gin-gonic/gin"
 
 	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
-	"github.com/vigilarc/vigil/broker"
 )
 
 // pollUntil calls cond until it is true, failing the test after timeout.
@@ -219,118 +214,6 @@ func mustSeed(t testing.TB, svc *monitoring.Service) fixture {
 		must("operator "+o.ID, err)
 	}
 	return f
-}
-
-// device is a real MQTT client of the device protocol.
-type device struct {
-	t       *testing.T
-	id      string
-	c       paho.Client
-	replies chan broker.Reply
-	seq     int
-}
-
-// mustDevice connects as a device to the broker at addr and subscribes
-// to its replies.
-func mustDevice(t *testing.T, addr string, cred deviceCred) *device {
-	t.Helper()
-	d := &device{t: t, id: cred.device, replies: make(chan broker.Reply, 64)}
-	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(cred.device).SetUsername(cred.device).
-		SetPassword(cred.secret).SetProtocolVersion(4).SetAutoReconnect(false).SetCleanSession(true).
-		SetConnectTimeout(10 * time.Second)
-	d.c = paho.NewClient(opts)
-	if tok := d.c.Connect(); !tok.WaitTimeout(15*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect %s: %v", cred.device, tok.Error())
-	}
-	t.Cleanup(func() { d.c.Disconnect(50) })
-	tok := d.c.Subscribe(broker.DownTopic(cred.device, "reply"), 1, func(_ paho.Client, m paho.Message) {
-		var r broker.Reply
-		if json.Unmarshal(m.Payload(), &r) == nil {
-			d.replies <- r
-		}
-	})
-	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
-	return d
-}
-
-// send publishes one event QoS 1 (fields plus event_id and ts), waits for
-// the PUBACK and the reply, and returns the reply's result.
-func (d *device) send(typ string, fields map[string]any) json.RawMessage {
-	d.t.Helper()
-	d.seq++
-	id := fmt.Sprintf("%s-%s-%d", d.id, strings.ReplaceAll(typ, "/", "-"), d.seq)
-	m := map[string]any{"event_id": id, "ts": time.Now().UTC().Format(time.RFC3339)}
-	for k, v := range fields {
-		m[k] = v
-	}
-	b, _ := json.Marshal(m)
-	tok := d.c.Publish(broker.UpTopic(d.id, typ), 1, false, b)
-	if !tok.WaitTimeout(15*time.Second) || tok.Error() != nil {
-		d.t.Fatalf("publish %s: no PUBACK: %v", typ, tok.Error())
-	}
-	deadline := time.After(15 * time.Second)
-	for {
-		select {
-		case r := <-d.replies:
-			if r.EventID != id {
-				continue
-			}
-			if !r.OK {
-				d.t.Fatalf("%s refused: %s %s %s", typ, r.Code, r.Field, r.Error)
-			}
-			return r.Result
-		case <-deadline:
-			d.t.Fatalf("no reply to %s", typ)
-		}
-	}
-}
-
-// alarm raises an alarm and returns its ID.
-func (d *device) alarm(typ string, loc map[string]any) string {
-	d.t.Helper()
-	var r struct {
-		AlarmID string `json:"alarm_id"`
-	}
-	if err := json.Unmarshal(d.send("alarm", map[string]any{"alarm_type": typ, "location": loc}), &r); err != nil || r.AlarmID == "" {
-		d.t.Fatalf("alarm reply: %v", err)
-	}
-	return r.AlarmID
-}
-
-// walk sends location telemetry along a short street, ending at the last
-// point, and waits until node has recorded the last one.
-func (d *device) walk(svc *monitoring.Service, points [][2]float64) {
-	d.t.Helper()
-	for i, p := range points {
-		m := map[string]any{"event_id": fmt.Sprintf("%s-loc-%d", d.id, i), "ts": time.Now().UTC().Format(time.RFC3339),
-			"location": map[string]any{"lat": p[0], "lon": p[1], "accuracy_m": 10 + 4*i, "source": "gps"}}
-		b, _ := json.Marshal(m)
-		tok := d.c.Publish(broker.UpTopic(d.id, "location"), 1, false, b)
-		tok.WaitTimeout(5 * time.Second)
-		last := p
-		pollUntil(d.t, 10*time.Second, "the location to be recorded", func() bool {
-			dev, err := svc.Device(d.id)
-			return err == nil && dev.Location != nil && dev.Location.Lat == last[0] && dev.Location.Lon == last[1]
-		})
-	}
-}
-
-// audio streams seconds of a tone as pcm_s16le 8 kHz mono chunks.
-func (d *device) audio(alarmID string, seconds int) {
-	d.t.Helper()
-	const rate = 8000
-	for s := range seconds {
-		pcm := make([]byte, 2*rate)
-		for i := range rate {
-			t := float64(s*rate+i) / rate
-			v := int16(6000 * math.Sin(2*math.Pi*440*t) * math.Sin(math.Pi*t))
-			pcm[2*i], pcm[2*i+1] = byte(v), byte(uint16(v)>>8)
-		}
-		d.send("audio", map[string]any{"alarm_id": alarmID, "seq": s, "codec": "pcm_s16le",
-			"sample_rate": rate, "channels": 1, "data": pcm})
-	}
 }
 
 // ---- a plain HTTP client of the console ----

@@ -1,4 +1,4 @@
-package console_test
+package browsertest
 
 // Browser tests of the sessions board, the admin pages, the reports and
 // the cluster page, against three real nodes in this process, with real
@@ -16,6 +16,7 @@ import (
 
 	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/cluster/clustertest"
 )
 
 // mustAdmin adds Ada, an admin, to the seed.
@@ -135,7 +136,7 @@ func TestBrowser_SessionsAdminReportsCluster(t *testing.T) {
 	olivia.signIn("olivia", oliviaPassword)
 	olivia.navigate("/ui/sessions")
 	olivia.waitJS("the sessions", `document.querySelectorAll("#sessions-table tbody tr").length === 3 && document.getElementById("conn").textContent === "live"`)
-	pollUntil(t, 90*time.Second, "Amira's session to go overdue", func() bool {
+	clustertest.PollUntil(t, 90*time.Second, "Amira's session to go overdue", func() bool {
 		s, err := svc.Session("visit-chapel-st")
 		return err == nil && s.Status == monitoring.SessionOverdue
 	})

@@ -1,4 +1,4 @@
-package console_test
+package browsertest
 
 // The console carries on when the node a browser is on dies: three real
 // vigil serve processes, each serving its console on its own loopback
@@ -27,6 +27,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/vigilarc/vigil/appliance"
+	"github.com/vigilarc/vigil/cluster/clustertest"
 	"github.com/vigilarc/vigil/ui"
 	"github.com/vigilarc/vigil/ui/auth"
 )
@@ -140,7 +141,7 @@ func mustVigilCluster(t *testing.T, bin string) []*vigilProc {
 			}
 		}
 	})
-	pollUntil(t, leaderTimeout, "a leader all three agree on", func() bool {
+	clustertest.PollUntil(t, leaderTimeout, "a leader all three agree on", func() bool {
 		leader := ""
 		for _, p := range procs {
 			if !p.running() {
@@ -271,7 +272,7 @@ func TestBrowser_NodeKilledConsoleCarriesOn(t *testing.T) {
 	if code := hs.signIn("olivia", oliviaPassword); code != http.StatusOK {
 		t.Fatalf("sign in over HTTP: %d", code)
 	}
-	pollUntil(t, 60*time.Second, "every console registered", func() bool {
+	clustertest.PollUntil(t, 60*time.Second, "every console registered", func() bool {
 		resp, body := hs.do(http.MethodPost, "/ui/resume/ticket", url.Values{}, map[string]string{"X-CSRF-Token": hs.csrf, "Accept": "application/json"})
 		var r struct{ Peers []struct{ URL string } }
 		return resp.StatusCode == http.StatusOK && json.Unmarshal([]byte(body), &r) == nil && len(r.Peers) == 2

@@ -1,10 +1,11 @@
-package console_test
+package browsertest
 
-// Browser tests: Debian's chromium, driven with chromedp, against three
-// real appliance nodes in this process, with real MQTT devices raising the
-// alarms. Screenshots of the main pages go to $VIGIL_SCREENSHOTS (else a
-// temporary directory), and also to docs/screenshots when
-// VIGIL_DOCS_SCREENSHOTS is set.
+// The browser's helpers, and the alarm's whole road: Debian's chromium,
+// driven with chromedp, against three real appliance nodes in this
+// process, with real MQTT devices raising the alarms. Screenshots of the
+// main pages go to $VIGIL_SCREENSHOTS (else a temporary directory), and
+// also to the repository's docs/screenshots when VIGIL_DOCS_SCREENSHOTS is
+// set.
 
 import (
 	"context"
@@ -25,6 +26,10 @@ import (
 // browserTimeout bounds one browser step; generous for a loaded two-core
 // machine.
 const browserTimeout = 30 * time.Second
+
+// docsScreenshots is the repository's docs/screenshots, from the directory
+// go test runs this package's tests in (tools/browsertest).
+var docsScreenshots = filepath.Join("..", "..", "docs", "screenshots")
 
 var chromium struct {
 	once sync.Once
@@ -191,7 +196,12 @@ func (b *browser) shot(name string) {
 	}
 	dirs := []string{screenshotDir(b.t)}
 	if os.Getenv("VIGIL_DOCS_SCREENSHOTS") != "" {
-		dirs = append(dirs, filepath.Join("..", "..", "docs", "screenshots"))
+		// The directory is there: a test run from elsewhere must not make
+		// a docs/screenshots of its own.
+		if _, err := os.Stat(docsScreenshots); err != nil {
+			b.t.Fatalf("VIGIL_DOCS_SCREENSHOTS is set, but the docs' screenshots are not at %s: %v", docsScreenshots, err)
+		}
+		dirs = append(dirs, docsScreenshots)
 	}
 	for _, dir := range dirs {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
