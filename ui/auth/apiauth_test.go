@@ -1,4 +1,4 @@
-package console_test
+package auth_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/appliance/monitoring/monitoringtest"
 	"github.com/vigilarc/vigil/ui/auth"
 )
 
@@ -18,14 +19,14 @@ import (
 // while other addresses, and the appliance itself on loopback, go on as
 // before.
 func TestAPIAuth_WrongTokensFromOneAddressAreLimited(t *testing.T) {
-	nodes := mustNodes(t, 1)
-	svc := nodes[0].Service()
+	svc := monitoringtest.MustService(t, monitoringtest.Options{}).Service
 	made, err := svc.CreateAPIToken(context.Background(), "limit-token", "test", "wallboard", monitoring.RoleOperator)
 	if err != nil {
 		t.Fatal(err)
 	}
 	az := auth.New(auth.Config{NodeID: "limit"}, svc)
-	r := newEngine()
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
 	r.GET("/api/v1/probe", az.APIAuth(), func(c *gin.Context) { c.Status(http.StatusNoContent) })
 	send := func(addr, token string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodGet, "/api/v1/probe", nil)
