@@ -80,7 +80,6 @@ func mustNodes(t testing.TB, n int) []*appliance.Node {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dataDirs.Store(node, cfg.DataDir)
 		nodes[i] = node
 		t.Cleanup(func() { node.Close() })
 		wg.Add(1)
@@ -101,14 +100,6 @@ func mustNodes(t testing.TB, n int) []*appliance.Node {
 		return true
 	})
 	return nodes
-}
-
-// dataDirs maps each node that mustNodes opened to its data directory.
-var dataDirs sync.Map
-
-func dataDir(n *appliance.Node) string {
-	d, _ := dataDirs.Load(n)
-	return d.(string)
 }
 
 // newEngine returns a gin engine as the appliance makes one.

@@ -1,15 +1,12 @@
 package console_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -631,111 +628,5 @@ func TestSecurity_OperatorCannotTakeOver(t *testing.T) {
 	resp, body := e.olivia.do(http.MethodPost, path, url.Values{"csrf": {e.olivia.csrf}}, nil)
 	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "held by sam") {
 		t.Fatalf("acknowledging an alarm Sam holds: %d", resp.StatusCode)
-	}
-}
-
-// vigil token makes, lists and disables API tokens through the local setup
-// API; the secret is printed once, and the token works on the REST API
-// until it is disabled.
-func TestSetup_TokenCommand(t *testing.T) {
-	n := mustNodes(t, 1)[0]
-	run := func(args ...string) (string, string, error) {
-		var out, errOut bytes.Buffer
-		err := appliance.TokenCommand(context.Background(), args, appliance.CommandEnv{
-			Stdout: &out, Stderr: &errOut,
-			LoadConfig: func(string) (string, string, error) { return dataDir(n), n.HTTPAddr(), nil },
-		})
-		return out.String(), errOut.String(), err
-	}
-	out, errOut, err := run("create", "--name", "wallboard")
-	secret := strings.TrimSpace(out)
-	if err != nil || !strings.HasPrefix(secret, "vgt_") || !strings.Contains(errOut, "wallboard, operator) made") {
-		t.Fatalf("create: %v\n%s%s", err, out, errOut)
-	}
-	id := strings.SplitN(strings.TrimPrefix(secret, "vgt_"), "_", 2)[0]
-	api := func() int {
-		req, _ := http.NewRequest(http.MethodGet, baseURL(n)+"/api/v1/alarms", nil)
-		req.Header.Set("Authorization", "Bearer "+secret)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	if code := api(); code != http.StatusOK {
-		t.Fatalf("the new token on the API: %d", code)
-	}
-	if _, _, err := run("create", "--name", "wallboard"); err == nil || !strings.Contains(err.Error(), "exists already") {
-		t.Fatalf("the same name twice: %v", err)
-	}
-	out, _, err = run("list")
-	if err != nil || !strings.Contains(out, id+"  wallboard  operator  enabled") || strings.Contains(out, secret[len(secret)-16:]) {
-		t.Fatalf("list: %v\n%s", err, out)
-	}
-	if out, _, err := run("disable", id); err != nil || !strings.Contains(out, "is disabled") {
-		t.Fatalf("disable: %v %s", err, out)
-	}
-	if code := api(); code != http.StatusUnauthorized {
-		t.Fatalf("the disabled token on the API: %d", code)
-	}
-	if out, _, err := run("list"); err != nil || !strings.Contains(out, "disabled") {
-		t.Fatalf("list after disable: %v\n%s", err, out)
-	}
-	if _, _, err := run("create", "--name", "x", "--role", "root"); err != appliance.ErrUsage {
-		t.Fatalf("a bad role: %v", err)
-	}
-	if _, _, err := run("disable", "ffff"); err == nil || !strings.Contains(err.Error(), "no API token") {
-		t.Fatalf("disabling an unknown token: %v", err)
-	}
-}
-
-func TestSetup_OperatorCommand(t *testing.T) {
-	n := mustNodes(t, 1)[0]
-	dataDir := dataDir(n)
-	if fi, err := os.Stat(filepath.Join(dataDir, auth.SetupTokenFileName)); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("token file: %v %v", fi, err)
-	}
-	pw := filepath.Join(t.TempDir(), "pw")
-	if err := os.WriteFile(pw, []byte("a strong first password\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	run := func(args ...string) (string, error) {
-		var out, errOut bytes.Buffer
-		err := appliance.OperatorCommand(context.Background(), args, appliance.CommandEnv{
-			Stdout: &out, Stderr: &errOut, Stdin: strings.NewReader("from stdin 12345\n"),
-			LoadConfig: func(string) (string, string, error) { return dataDir, n.HTTPAddr(), nil },
-		})
-		return out.String() + errOut.String(), err
-	}
-	out, err := run("create", "--admin", "--id", "ada", "--name", "Ada Lovelace", "--password-file", pw)
-	if err != nil || !strings.Contains(out, "operator ada (Ada Lovelace, admin, enabled) created") {
-		t.Fatalf("create: %v\n%s", err, out)
-	}
-	if _, err := run("create", "--admin", "--id", "ada", "--password-file", pw); err == nil {
-		t.Fatal("creating ada twice worked")
-	}
-	s := newHTTPSession(t, baseURL(n))
-	if code := s.signIn("ada", "a strong first password"); code != http.StatusOK {
-		t.Fatalf("the new admin cannot sign in: %d", code)
-	}
-	for range monitoring.MaxFailedLogins {
-		newHTTPSession(t, baseURL(n)).signIn("ada", "wrong wrong wrong")
-	}
-	if out, err := run("password", "--id", "ada", "--password-file", "-"); err != nil || !strings.Contains(out, "unlocked") {
-		t.Fatalf("password: %v %s", err, out)
-	}
-	if code := newHTTPSession(t, baseURL(n)).signIn("ada", "from stdin 12345"); code != http.StatusOK {
-		t.Fatalf("after a new password: %d", code)
-	}
-	out, err = run("list")
-	if err != nil || !strings.Contains(out, "ada  Ada Lovelace  admin  enabled") {
-		t.Fatalf("list: %v\n%s", err, out)
-	}
-	if out, err := run("create", "--id", "x", "--password-file", pw, "--role", "root"); err == nil {
-		t.Fatalf("a bad role: %s", out)
-	}
-	if _, err := run("frobnicate"); err != appliance.ErrUsage {
-		t.Fatalf("an unknown subcommand: %v", err)
 	}
 }
