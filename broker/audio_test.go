@@ -11,10 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/broker"
-	"github.com/vigilarc/vigil/cluster"
+	"github.com/vigilarc/vigil/cluster/clustertest"
 )
 
 // AppendAudio makes fakeService (unavailable_test.go) a broker.Service: the
@@ -45,10 +44,10 @@ func audioMsg(eventID, alarmID string, seq int, codec string, data []byte) map[s
 // second event.
 func TestBroker_AudioReplicatedBeforePUBACK(t *testing.T) {
 	nodes := mustThreeNodes(t)
-	var leader, fol, third *appliance.Node
+	var leader, fol, third *testNode
 	for _, n := range nodes {
 		switch {
-		case n.Cluster().IsLeader():
+		case n.Cluster.IsLeader():
 			leader = n
 		case fol == nil:
 			fol = n
@@ -59,13 +58,13 @@ func TestBroker_AudioReplicatedBeforePUBACK(t *testing.T) {
 	if leader == nil || fol == nil || third == nil {
 		t.Fatal("want one leader and two followers")
 	}
-	f := mustFixture(t, leader.Service(), "au")
-	pollUntil(t, 10*time.Second, "the secret on the follower", func() bool {
-		return fol.Service().CheckDeviceSecret(f.device, f.secret)
+	f := mustFixture(t, leader.Service, "au")
+	clustertest.PollUntil(t, 10*time.Second, "the secret on the follower", func() bool {
+		return fol.Service.CheckDeviceSecret(f.device, f.secret)
 	})
 	d := mustDevice(t, fol.BrokerAddr(), f.device, f.secret)
 	alarmID := raise(t, d, f, "al-1", "red_alert")
-	sub := third.Service().Subscribe(1024)
+	sub := third.Service.Subscribe(1024)
 	defer sub.Close()
 
 	const chunkBytes = 16000 // one second of 8 kHz mono: base64 makes the payload larger than MaxPayload
@@ -78,14 +77,14 @@ func TestBroker_AudioReplicatedBeforePUBACK(t *testing.T) {
 			t.Fatalf("payload of %d bytes: the test means one above MaxPayload", len(b))
 		}
 		d.publish(f.device, "audio", msg)
-		for _, n := range []*appliance.Node{fol, leader} {
-			if n == leader && !n.Cluster().IsLeader() {
+		for _, n := range []*testNode{fol, leader} {
+			if n == leader && !n.Cluster.IsLeader() {
 				t.Logf("leadership moved during chunk %d (a loaded machine): the old leader is not checked", seq)
 				continue
 			}
-			got, err := n.Service().AudioChunks(alarmID, uint64(seq), 1)
+			got, err := n.Service.AudioChunks(alarmID, uint64(seq), 1)
 			if err != nil || len(got) != 1 || got[0].Seq != uint64(seq) || !bytes.Equal(got[0].Data, data) {
-				t.Fatalf("node %s right after the PUBACK of chunk %d: %d chunks (%v)", n.Cluster().ID(), seq, len(got), err)
+				t.Fatalf("node %s right after the PUBACK of chunk %d: %d chunks (%v)", n.ID(), seq, len(got), err)
 			}
 		}
 		r, raw := d.reply()
@@ -101,23 +100,23 @@ func TestBroker_AudioReplicatedBeforePUBACK(t *testing.T) {
 		}
 	}
 
-	pollUntil(t, 10*time.Second, "the five chunks on the third node", func() bool {
-		got, _ := third.Service().AudioChunks(alarmID, 0, 0)
+	clustertest.PollUntil(t, 10*time.Second, "the five chunks on the third node", func() bool {
+		got, _ := third.Service.AudioChunks(alarmID, 0, 0)
 		return len(got) == 5
 	})
 	for _, n := range nodes {
-		got, err := n.Service().AudioChunks(alarmID, 0, 0)
+		got, err := n.Service.AudioChunks(alarmID, 0, 0)
 		if err != nil || len(got) != 5 {
-			t.Fatalf("node %s: %d chunks (%v)", n.Cluster().ID(), len(got), err)
+			t.Fatalf("node %s: %d chunks (%v)", n.ID(), len(got), err)
 		}
 		for i, c := range got {
 			if c.Seq != uint64(i) || !bytes.Equal(c.Data, sent[i]) {
-				t.Fatalf("node %s: chunk %d is seq %d, %d bytes; want seq %d as sent", n.Cluster().ID(), i, c.Seq, len(c.Data), i)
+				t.Fatalf("node %s: chunk %d is seq %d, %d bytes; want seq %d as sent", n.ID(), i, c.Seq, len(c.Data), i)
 			}
 		}
-		info, err := n.Service().AudioInfo(alarmID)
+		info, err := n.Service.AudioInfo(alarmID)
 		if err != nil || info.Chunks != 5 || info.Bytes != 5*chunkBytes || info.Duration != 5*time.Second || info.Missing != 0 {
-			t.Fatalf("node %s: audio %+v (%v)", n.Cluster().ID(), info, err)
+			t.Fatalf("node %s: audio %+v (%v)", n.ID(), info, err)
 		}
 	}
 	var seqs []uint64
@@ -147,7 +146,7 @@ func TestBroker_AudioReplicatedBeforePUBACK(t *testing.T) {
 // PUBACKed; nothing is stored.
 func TestBroker_AudioErrorReplies(t *testing.T) {
 	n := mustNode(t, nil)
-	f := mustFixture(t, n.Service(), "ae")
+	f := mustFixture(t, n.Service, "ae")
 	d := mustDevice(t, n.BrokerAddr(), f.device, f.secret)
 	alarmID := raise(t, d, f, "al-1", "man_down")
 	good := pcmChunk(0, 800)
@@ -183,7 +182,7 @@ func TestBroker_AudioErrorReplies(t *testing.T) {
 			}
 		})
 	}
-	if _, err := n.Service().AudioInfo(alarmID); err == nil {
+	if _, err := n.Service.AudioInfo(alarmID); err == nil {
 		t.Fatal("a refused chunk was stored")
 	}
 }
@@ -197,7 +196,7 @@ type audioFake struct {
 
 func (f *audioFake) AppendAudio(_ context.Context, cmdID, _ string, _ monitoring.AudioChunkRequest) (*monitoring.AudioChunkResult, error) {
 	f.calls <- cmdID
-	return nil, fmt.Errorf("cannot apply: %w", cluster.ErrNoLeader)
+	return nil, fmt.Errorf("cannot apply: %w", monitoring.ErrNoLeader)
 }
 
 // A chunk the cluster did not commit is not PUBACKed and the connection is

@@ -8,8 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigilarc/vigil/appliance"
+	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/broker"
+	"github.com/vigilarc/vigil/cluster/clustertest"
 )
 
 // An alarm published to a follower's broker is on all three nodes when its
@@ -18,10 +19,10 @@ import (
 // alarms, each read on every node the moment its publish returns.
 func TestBroker_AlarmOnFollowerOnAllThreeBeforePUBACK(t *testing.T) {
 	nodes := mustThreeNodes(t)
-	var leader *appliance.Node
-	var followers []*appliance.Node
+	var leader *testNode
+	var followers []*testNode
 	for _, n := range nodes {
-		if n.Cluster().IsLeader() {
+		if n.Cluster.IsLeader() {
 			leader = n
 		} else {
 			followers = append(followers, n)
@@ -30,10 +31,10 @@ func TestBroker_AlarmOnFollowerOnAllThreeBeforePUBACK(t *testing.T) {
 	if leader == nil || len(followers) != 2 {
 		t.Fatalf("want one leader and two followers")
 	}
-	f := mustFixture(t, leader.Service(), "a")
+	f := mustFixture(t, leader.Service, "a")
 	fol := followers[0]
-	pollUntil(t, 10*time.Second, "the secret on the follower", func() bool {
-		return fol.Service().CheckDeviceSecret(f.device, f.secret)
+	clustertest.PollUntil(t, 10*time.Second, "the secret on the follower", func() bool {
+		return fol.Service.CheckDeviceSecret(f.device, f.secret)
 	})
 	d := mustDevice(t, fol.BrokerAddr(), f.device, f.secret)
 	const rounds = 10
@@ -53,8 +54,8 @@ func TestBroker_AlarmOnFollowerOnAllThreeBeforePUBACK(t *testing.T) {
 			t.Fatalf("reply result %s: %v", r.Result, err)
 		}
 		for _, n := range nodes {
-			if _, err := n.Service().Alarm(res.AlarmID); err != nil {
-				t.Fatalf("round %d: node %s right after PUBACK: alarm %s: %v", i, n.Cluster().ID(), res.AlarmID, err)
+			if _, err := n.Service.Alarm(res.AlarmID); err != nil {
+				t.Fatalf("round %d: node %s right after PUBACK: alarm %s: %v", i, n.ID(), res.AlarmID, err)
 			}
 		}
 	}
@@ -68,10 +69,10 @@ func TestBroker_AlarmOnFollowerOnAllThreeBeforePUBACK(t *testing.T) {
 // on the quorum, promptly, and counted as short of a replica.
 func TestBroker_ReplicaDownDoesNotHoldPUBACK(t *testing.T) {
 	nodes := mustThreeNodes(t)
-	var follower, other *appliance.Node
+	var follower, other *testNode
 	for _, n := range nodes {
 		switch {
-		case n.Cluster().IsLeader():
+		case n.Cluster.IsLeader():
 		case follower == nil:
 			follower = n
 		default:
@@ -81,9 +82,9 @@ func TestBroker_ReplicaDownDoesNotHoldPUBACK(t *testing.T) {
 	if follower == nil || other == nil {
 		t.Fatalf("want two followers")
 	}
-	f := mustFixture(t, follower.Service(), "down")
+	f := mustFixture(t, follower.Service, "down")
 	if err := other.Close(); err != nil {
-		t.Fatalf("stop %s: %v", other.Cluster().ID(), err)
+		t.Fatalf("stop %s: %v", other.ID(), err)
 	}
 	d := mustDevice(t, follower.BrokerAddr(), f.device, f.secret)
 	for i := range 5 {
@@ -106,7 +107,7 @@ func TestBroker_ReplicaDownDoesNotHoldPUBACK(t *testing.T) {
 // A retry with the same event ID makes no second alarm.
 func TestBroker_RetrySameEventIDOneAlarm(t *testing.T) {
 	n := mustNode(t, nil)
-	f := mustFixture(t, n.Service(), "r")
+	f := mustFixture(t, n.Service, "r")
 	d := mustDevice(t, n.BrokerAddr(), f.device, f.secret)
 	msg := map[string]any{"event_id": "same-1", "ts": ts(), "alarm_type": "man_down"}
 	d.publish(f.device, "alarm", msg)
@@ -116,7 +117,7 @@ func TestBroker_RetrySameEventIDOneAlarm(t *testing.T) {
 	if !r1.OK || string(r1.Result) != string(r2.Result) {
 		t.Fatalf("replies differ: %s vs %s", r1.Result, r2.Result)
 	}
-	if open, _ := n.Service().OpenAlarms(); len(open) != 1 {
+	if open, _ := n.Service.OpenAlarms(); len(open) != 1 {
 		t.Fatalf("%d open alarms, want 1", len(open))
 	}
 }
@@ -125,7 +126,7 @@ func TestBroker_RetrySameEventIDOneAlarm(t *testing.T) {
 // naming the problem, and are PUBACKed.
 func TestBroker_ErrorReplies(t *testing.T) {
 	n := mustNode(t, nil)
-	f := mustFixture(t, n.Service(), "e")
+	f := mustFixture(t, n.Service, "e")
 	d := mustDevice(t, n.BrokerAddr(), f.device, f.secret)
 	big := `{"event_id":"big","ts":"` + ts() + `","update":"` + strings.Repeat("x", broker.MaxPayload) + `"}`
 	for _, tc := range []struct {
@@ -155,8 +156,8 @@ func TestBroker_ErrorReplies(t *testing.T) {
 // device's topics or subscribe outside its own.
 func TestBroker_ACLRefusals(t *testing.T) {
 	n := mustNode(t, nil)
-	f := mustFixture(t, n.Service(), "x")
-	g := mustFixture(t, n.Service(), "y")
+	f := mustFixture(t, n.Service, "x")
+	g := mustFixture(t, n.Service, "y")
 	b := n.Broker()
 	if _, err := connect(t, n.BrokerAddr(), f.device, "wrong"); err == nil {
 		t.Fatal("connected with a wrong secret")
@@ -185,23 +186,23 @@ func TestBroker_ACLRefusals(t *testing.T) {
 	if s := b.Stats(); s.ACLRefused != 2 {
 		t.Fatalf("stats %+v", s)
 	}
-	if open, _ := n.Service().OpenAlarms(); len(open) != 0 {
+	if open, _ := n.Service.OpenAlarms(); len(open) != 0 {
 		t.Fatalf("%d alarms raised through a refused publish", len(open))
 	}
 }
 
 // Ending a session with the Duress PIN looks the same on the wire as with
-// the Safe PIN: two identical appliances, same clock, same messages.
+// the Safe PIN: two identical nodes, same clock, same messages.
 func TestBroker_DuressEndIdenticalToSafe(t *testing.T) {
 	at := time.Now().UTC().Truncate(time.Second)
 	var got [2][2][]byte // [safe, duress][reply, session]
 	for i, pin := range []string{"1111", "9999"} {
-		n := mustNode(t, func(n *appliance.Node) {
-			n.Service().Now = func() time.Time { return at }
+		n := mustNode(t, func(svc *monitoring.Service) {
+			svc.Now = func() time.Time { return at }
 			id := 0
-			n.Service().NewID = func() string { id++; return "id" + string(rune('a'+id%26)) }
+			svc.NewID = func() string { id++; return "id" + string(rune('a'+id%26)) }
 		})
-		f := mustFixture(t, n.Service(), "s")
+		f := mustFixture(t, n.Service, "s")
 		d := mustDevice(t, n.BrokerAddr(), f.device, f.secret)
 		d.publish(f.device, "session/start", map[string]any{"event_id": "s1", "ts": ts(), "session_id": "sess-1", "duration": "45m"})
 		if r, raw := d.reply(); !r.OK {
@@ -214,7 +215,7 @@ func TestBroker_DuressEndIdenticalToSafe(t *testing.T) {
 			t.Fatalf("end: %s", raw)
 		}
 		got[i][0], got[i][1] = raw, <-d.session
-		open, _ := n.Service().OpenAlarms()
+		open, _ := n.Service.OpenAlarms()
 		if want := i; len(open) != want {
 			t.Fatalf("pin %s: %d open alarms, want %d", pin, len(open), want)
 		}

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/broker"
+	"github.com/vigilarc/vigil/cluster/clustertest"
 )
 
 // A session started through the leader is checked in and ended at once
@@ -18,14 +18,14 @@ import (
 func TestIngest_FollowerCatchesUpWithASessionJustStarted(t *testing.T) {
 	nodes := mustThreeNodes(t)
 	leader, follower := mustLeaderAndFollower(t, nodes)
-	f := mustFixture(t, leader.Service(), "catchup")
-	pollUntil(t, 10*time.Second, "the follower has the device's secret", func() bool {
-		return follower.Service().CheckDeviceSecret(f.device, f.secret)
+	f := mustFixture(t, leader.Service, "catchup")
+	clustertest.PollUntil(t, 10*time.Second, "the follower has the device's secret", func() bool {
+		return follower.Service.CheckDeviceSecret(f.device, f.secret)
 	})
 	d := mustDevice(t, follower.BrokerAddr(), f.device, f.secret)
 	for i := range 20 {
 		id := fmt.Sprintf("s-catchup-%d", i)
-		if _, err := leader.Service().StartSession(context.Background(), "start-"+id, "test", monitoring.StartSessionRequest{
+		if _, err := leader.Service.StartSession(context.Background(), "start-"+id, "test", monitoring.StartSessionRequest{
 			SessionID: id, WorkerID: f.worker, DeviceID: f.device, Duration: time.Hour}); err != nil {
 			t.Fatal(err)
 		}
@@ -48,9 +48,9 @@ func TestIngest_FollowerCatchesUpWithASessionJustStarted(t *testing.T) {
 func TestIngest_CutOffNodeDoesNotRefuseFromItsState(t *testing.T) {
 	nodes := mustThreeNodes(t)
 	leader, follower := mustLeaderAndFollower(t, nodes)
-	f := mustFixture(t, leader.Service(), "cutoff")
-	pollUntil(t, 10*time.Second, "the follower has the device's secret", func() bool {
-		return follower.Service().CheckDeviceSecret(f.device, f.secret)
+	f := mustFixture(t, leader.Service, "cutoff")
+	clustertest.PollUntil(t, 10*time.Second, "the follower has the device's secret", func() bool {
+		return follower.Service.CheckDeviceSecret(f.device, f.secret)
 	})
 	d := mustDevice(t, follower.BrokerAddr(), f.device, f.secret)
 	d.publish(f.device, "session/start", map[string]any{"event_id": "start-1", "ts": ts(), "session_id": "s-live", "duration": "45m"})
@@ -77,7 +77,7 @@ func TestIngest_CutOffNodeDoesNotRefuseFromItsState(t *testing.T) {
 	for _, n := range nodes {
 		if n != follower {
 			if err := n.Close(); err != nil {
-				t.Fatalf("stop %s: %v", n.Cluster().ID(), err)
+				t.Fatalf("stop %s: %v", n.ID(), err)
 			}
 		}
 	}
@@ -110,11 +110,11 @@ func TestIngest_CutOffNodeDoesNotRefuseFromItsState(t *testing.T) {
 
 // mustLeaderAndFollower waits for a leader among nodes and returns it and
 // a follower.
-func mustLeaderAndFollower(t *testing.T, nodes []*appliance.Node) (leader, follower *appliance.Node) {
+func mustLeaderAndFollower(t *testing.T, nodes []*testNode) (leader, follower *testNode) {
 	t.Helper()
-	pollUntil(t, 10*time.Second, "a leader", func() bool {
+	clustertest.PollUntil(t, 10*time.Second, "a leader", func() bool {
 		for i, n := range nodes {
-			if n.Cluster().IsLeader() {
+			if n.Cluster.IsLeader() {
 				leader, follower = n, nodes[(i+1)%len(nodes)]
 				return true
 			}

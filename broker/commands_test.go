@@ -10,9 +10,9 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/broker"
+	"github.com/vigilarc/vigil/cluster/clustertest"
 )
 
 // subscribe subscribes d to one of its down topics and returns what
@@ -44,10 +44,10 @@ func next[T any](t *testing.T, ch chan []byte, what string) (T, []byte) {
 }
 
 // mustOnAll waits until cond holds on every node.
-func mustOnAll(t *testing.T, nodes []*appliance.Node, what string, cond func(*monitoring.Service) bool) {
+func mustOnAll(t *testing.T, nodes []*testNode, what string, cond func(*monitoring.Service) bool) {
 	t.Helper()
 	for _, n := range nodes {
-		pollUntil(t, 10*time.Second, what+" on node "+n.Cluster().ID(), func() bool { return cond(n.Service()) })
+		clustertest.PollUntil(t, 10*time.Second, what+" on node "+n.ID(), func() bool { return cond(n.Service) })
 	}
 }
 
@@ -56,17 +56,17 @@ func mustOnAll(t *testing.T, nodes []*appliance.Node, what string, cond func(*mo
 // on the alarm's timeline on every node.
 func TestCommands_PromptToDeviceOnAnotherNode(t *testing.T) {
 	nodes := mustThreeNodes(t)
-	f := mustFixture(t, nodes[0].Service(), "pr")
+	f := mustFixture(t, nodes[0].Service, "pr")
 	on := nodes[2]
-	pollUntil(t, 10*time.Second, "the secret on the third node", func() bool {
-		return on.Service().CheckDeviceSecret(f.device, f.secret)
+	clustertest.PollUntil(t, 10*time.Second, "the secret on the third node", func() bool {
+		return on.Service.CheckDeviceSecret(f.device, f.secret)
 	})
 	d := mustDevice(t, on.BrokerAddr(), f.device, f.secret)
 	prompts := d.subscribe(f.device, broker.DownPrompt)
 	alarm := raise(t, d, f, "a1", "red_alert")
 	mustOnAll(t, nodes[:1], "the alarm", func(s *monitoring.Service) bool { _, err := s.Alarm(alarm); return err == nil })
 
-	p, err := nodes[0].Service().SendPrompt(context.Background(), "prompt-1", "olivia", monitoring.PromptRequest{
+	p, err := nodes[0].Service.SendPrompt(context.Background(), "prompt-1", "olivia", monitoring.PromptRequest{
 		DeviceID: f.device, AlarmID: alarm, Kind: monitoring.PromptTapTwice, Text: "Tap twice if you need help"})
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +79,7 @@ func TestCommands_PromptToDeviceOnAnotherNode(t *testing.T) {
 
 	d.publish(f.device, broker.TypePromptAnswer, map[string]any{"event_id": "ans-1", "ts": ts(), "prompt_id": p.ID, "answer": "tapped"})
 	// PUBACKed: saved on a quorum and applied on the node holding the device.
-	if pr, err := on.Service().Prompt(p.ID); err != nil || pr.Answer != monitoring.AnswerTapped {
+	if pr, err := on.Service.Prompt(p.ID); err != nil || pr.Answer != monitoring.AnswerTapped {
 		t.Fatalf("right after PUBACK, on the device's node: %+v, %v", pr, err)
 	}
 	r, raw := d.reply()
@@ -113,7 +113,7 @@ func TestCommands_PromptToDeviceOnAnotherNode(t *testing.T) {
 // the refused prompt.
 func TestCommands_PromptRefusedUnderDuress(t *testing.T) {
 	n := mustNode(t, nil)
-	svc := n.Service()
+	svc := n.Service
 	f := mustFixture(t, svc, "du")
 	d := mustDevice(t, n.BrokerAddr(), f.device, f.secret)
 	prompts := d.subscribe(f.device, broker.DownPrompt)
@@ -147,7 +147,7 @@ func TestCommands_PromptRefusedUnderDuress(t *testing.T) {
 // organisation; a change devices do not see sends nothing.
 func TestCommands_ConfigOnConnectAndOnChange(t *testing.T) {
 	n := mustNode(t, nil)
-	svc := n.Service()
+	svc := n.Service
 	f := mustFixture(t, svc, "cf")
 	ctx := context.Background()
 	org := monitoring.Organisation{ID: "org-cf", Name: "Org", HeartbeatInterval: 30 * time.Second, DefaultCheckIn: 15 * time.Minute}
@@ -197,7 +197,7 @@ func TestCommands_ConfigOnConnectAndOnChange(t *testing.T) {
 	// Telemetry makes EventDeviceUpdated too; it sends nothing. A new
 	// connection gets the configuration again, as its first message.
 	d.publish(f.device, "heartbeat", map[string]any{"event_id": "h1", "ts": ts(), "battery": 80})
-	pollUntil(t, 10*time.Second, "the heartbeat written", func() bool {
+	clustertest.PollUntil(t, 10*time.Second, "the heartbeat written", func() bool {
 		dev, err := svc.Device(f.device)
 		return err == nil && dev.Battery == 80
 	})
@@ -226,7 +226,7 @@ func TestCommands_ConfigOnConnectAndOnChange(t *testing.T) {
 // subscribing again; a subscription to down/# gets it too.
 func TestCommands_ConfigOnKeptSubscription(t *testing.T) {
 	n := mustNode(t, nil)
-	f := mustFixture(t, n.Service(), "ks")
+	f := mustFixture(t, n.Service, "ks")
 	configs := make(chan []byte, 16)
 	opts := paho.NewClientOptions().AddBroker("tcp://" + n.BrokerAddr()).SetClientID(f.device).SetUsername(f.device).
 		SetPassword(f.secret).SetProtocolVersion(4).SetAutoReconnect(false).SetCleanSession(false).
@@ -264,10 +264,10 @@ func TestCommands_ConfigOnKeptSubscription(t *testing.T) {
 // Update.
 func TestCommands_UpdateOnSessionAndNextAlarm(t *testing.T) {
 	nodes := mustThreeNodes(t)
-	f := mustFixture(t, nodes[0].Service(), "up")
+	f := mustFixture(t, nodes[0].Service, "up")
 	on := nodes[1]
-	pollUntil(t, 10*time.Second, "the secret on the second node", func() bool {
-		return on.Service().CheckDeviceSecret(f.device, f.secret)
+	clustertest.PollUntil(t, 10*time.Second, "the secret on the second node", func() bool {
+		return on.Service.CheckDeviceSecret(f.device, f.secret)
 	})
 	d := mustDevice(t, on.BrokerAddr(), f.device, f.secret)
 	d.publish(f.device, "session/start", map[string]any{"event_id": "s1", "ts": ts(), "session_id": "sess-up", "duration": "45m", "update": "second floor"})
@@ -276,7 +276,7 @@ func TestCommands_UpdateOnSessionAndNextAlarm(t *testing.T) {
 	}
 	const text = "visiting 14 Elm Road, client has a history of aggression, call me at 15:30"
 	d.publish(f.device, broker.TypeUpdate, map[string]any{"event_id": "u1", "ts": ts(), "update": text})
-	if s, err := on.Service().Session("sess-up"); err != nil || s.Update != text {
+	if s, err := on.Service.Session("sess-up"); err != nil || s.Update != text {
 		t.Fatalf("right after PUBACK: %+v, %v", s, err)
 	}
 	r, raw := d.reply()

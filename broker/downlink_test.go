@@ -67,7 +67,7 @@ func raise(t *testing.T, d *device, f fixture, eventID, typ string) string {
 // operator and closed.
 func TestDownlink_AlarmLifecycle(t *testing.T) {
 	n := mustNode(t, nil)
-	svc := n.Service()
+	svc := n.Service
 	f := mustFixture(t, svc, "dl")
 	d := mustDevice(t, n.BrokerAddr(), f.device, f.secret)
 	no := mustNotices(t, d, f.device)
@@ -90,7 +90,7 @@ func TestDownlink_AlarmLifecycle(t *testing.T) {
 // them.
 func TestDownlink_SilentAlarmsSendNothing(t *testing.T) {
 	n := mustNode(t, nil)
-	svc := n.Service()
+	svc := n.Service
 	f := mustFixture(t, svc, "sl")
 	d := mustDevice(t, n.BrokerAddr(), f.device, f.secret)
 	no := mustNotices(t, d, f.device)
@@ -137,7 +137,7 @@ func TestDownlink_SilentAlarmsSendNothing(t *testing.T) {
 // closed notice as one cancelled with the Safe PIN, and nothing after.
 func TestDownlink_DuressCancelLooksLikeSafeCancel(t *testing.T) {
 	n := mustNode(t, nil)
-	svc := n.Service()
+	svc := n.Service
 	f := mustFixture(t, svc, "dc")
 	d := mustDevice(t, n.BrokerAddr(), f.device, f.secret)
 	no := mustNotices(t, d, f.device)
@@ -174,7 +174,7 @@ func TestDownlink_DuressCancelLooksLikeSafeCancel(t *testing.T) {
 // A session whose time runs out sends its device a check-in reminder.
 func TestDownlink_CheckInReminder(t *testing.T) {
 	n := mustNode(t, nil)
-	f := mustFixture(t, n.Service(), "rm")
+	f := mustFixture(t, n.Service, "rm")
 	d := mustDevice(t, n.BrokerAddr(), f.device, f.secret)
 	no := mustNotices(t, d, f.device)
 
@@ -182,7 +182,7 @@ func TestDownlink_CheckInReminder(t *testing.T) {
 	if r, raw := d.reply(); !r.OK {
 		t.Fatalf("start: %s", raw)
 	}
-	s, err := n.Service().Session("sess-r")
+	s, err := n.Service.Session("sess-r")
 	if err != nil {
 		t.Fatal(err)
 	}

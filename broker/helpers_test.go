@@ -4,122 +4,93 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/appliance/monitoring/monitoringtest"
 	"github.com/vigilarc/vigil/broker"
+	"github.com/vigilarc/vigil/cluster/clustertest"
 )
 
-// pollUntil calls cond until it is true, failing the test after timeout.
-func pollUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+// testNode is one node of the broker tests: the monitoring Service on a
+// real cluster node (monitoringtest) and a gateway over it, wired as the
+// appliance wires them (appliance/node.go), on 127.0.0.1:0.
+type testNode struct {
+	*monitoringtest.Node
+	broker *broker.Broker
+	close  func() error // stops the gateway, then the node
+}
+
+// Broker returns the node's gateway.
+func (n *testNode) Broker() *broker.Broker { return n.broker }
+
+// BrokerAddr returns the address of the gateway's TCP listener.
+func (n *testNode) BrokerAddr() string { return n.broker.TCPAddr() }
+
+// Close stops the gateway, then the node, gracefully (a leader hands over
+// leadership first), as an appliance shutting down does. It returns the
+// gateway's error; the node's fails the test.
+func (n *testNode) Close() error { return n.close() }
+
+// serviceOptions are the monitoringtest options of the broker tests: a
+// deadline scheduler as the appliance runs one, and setup, if set, run on
+// each new Service (to replace its clock).
+func serviceOptions(setup func(*monitoring.Service)) monitoringtest.Options {
+	return monitoringtest.Options{Scheduler: &monitoring.SchedulerConfig{}, Setup: setup}
+}
+
+// mustBroker opens a gateway over n's Service, configured as the appliance
+// configures it; tweak, if set, changes the configuration first. It is
+// closed when the test ends, before the node.
+func mustBroker(t *testing.T, n *monitoringtest.Node, tweak func(*broker.Config)) *broker.Broker {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
+	cfg := broker.Config{
+		TCPAddr: "127.0.0.1:0", NodeID: n.ID(),
+		WaitApplied: n.WaitApplied, WaitReplicas: n.WaitReplicas,
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func testConfig(t *testing.T, clusterAddr string) appliance.Config {
-	cfg := appliance.DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.Cluster.BindAddr = clusterAddr
-	cfg.Cluster.HeartbeatTimeout = 300 * time.Millisecond
-	cfg.Cluster.ElectionTimeout = 300 * time.Millisecond
-	cfg.Cluster.LeaderLeaseTimeout = 150 * time.Millisecond
-	cfg.Cluster.CommitTimeout = 5 * time.Millisecond
-	cfg.Broker.TCPAddr, cfg.Broker.WSAddr = "127.0.0.1:0", ""
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	return cfg
-}
-
-// mustNode opens a real single-node appliance; fix, if set, runs before
-// Open (to replace the Service's clock).
-func mustNode(t *testing.T, fix func(*appliance.Node)) *appliance.Node {
-	t.Helper()
-	return mustNodeWith(t, nil, fix)
-}
-
-// mustNodeWith is mustNode with tweak, if set, applied to the test
-// configuration first (to add a listener, say).
-func mustNodeWith(t *testing.T, tweak func(*appliance.Config), fix func(*appliance.Node)) *appliance.Node {
-	t.Helper()
-	cfg := testConfig(t, "127.0.0.1:0")
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	n, err := appliance.New(cfg)
-	if err != nil {
+	b := broker.New(cfg, n.Service, clustertest.Logger())
+	if err := b.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if fix != nil {
-		fix(n)
-	}
-	if err := n.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if _, err := n.Cluster().WaitForLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// mustNode opens a real single-node cluster with the Service and a gateway;
+// setup, if set, runs on the Service before anything uses it (to replace
+// its clock).
+func mustNode(t *testing.T, setup func(*monitoring.Service)) *testNode {
+	t.Helper()
+	return mustNodeWith(t, nil, setup)
+}
+
+// mustNodeWith is mustNode with tweak, if set, applied to the gateway's
+// configuration first (to add a listener, say).
+func mustNodeWith(t *testing.T, tweak func(*broker.Config), setup func(*monitoring.Service)) *testNode {
+	t.Helper()
+	c := monitoringtest.MustCluster(t, 1, serviceOptions(setup))
+	n := &testNode{Node: c.Node(0), broker: mustBroker(t, c.Node(0), tweak)}
+	n.close = func() error { err := n.broker.Close(); c.Stop(0); return err }
 	return n
 }
 
-// mustThreeNodes opens three appliances that bootstrap one cluster.
-func mustThreeNodes(t *testing.T) []*appliance.Node {
+// mustThreeNodes opens a three-node cluster, each node with the Service
+// and a gateway, and returns once all agree on a leader.
+func mustThreeNodes(t *testing.T) []*testNode {
 	t.Helper()
-	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
-	nodes := make([]*appliance.Node, 3)
-	var wg sync.WaitGroup
-	errs := make([]error, 3)
-	for i := range nodes {
-		cfg := testConfig(t, addrs[i])
-		cfg.Cluster.BootstrapExpect = addrs
-		n, err := appliance.New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+	c := monitoringtest.MustCluster(t, 3, serviceOptions(nil))
+	nodes := make([]*testNode, c.Len())
+	for i, mn := range c.Nodes() {
+		n := &testNode{Node: mn, broker: mustBroker(t, mn, nil)}
+		n.close = func() error { err := n.broker.Close(); c.Stop(i); return err }
 		nodes[i] = n
-		t.Cleanup(func() { n.Close() })
-		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = n.Open(context.Background()) }()
 	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	pollUntil(t, 20*time.Second, "a leader known to all", func() bool {
-		for _, n := range nodes {
-			if id, _ := n.Cluster().Leader(); id == "" {
-				return false
-			}
-		}
-		return true
-	})
 	return nodes
 }
 

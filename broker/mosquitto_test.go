@@ -92,15 +92,15 @@ func (d *mosquittoDevice) request(t *testing.T, typ, payload string) (string, br
 // mosquitto_sub cannot share.
 func TestBroker_MosquittoClientsFollowDeviceProtocol(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs the mosquitto clients against a real appliance")
+		t.Skip("runs the mosquitto clients against a real gateway")
 	}
 	mustMosquitto(t)
 	n := mustNode(t, nil)
-	other := mustFixture(t, n.Service(), "mq-other")
+	other := mustFixture(t, n.Service, "mq-other")
 
 	for _, protocol := range []string{"mqttv311", "mqttv5"} {
 		t.Run(protocol, func(t *testing.T) {
-			f := mustFixture(t, n.Service(), "mq-"+protocol)
+			f := mustFixture(t, n.Service, "mq-"+protocol)
 			d := newMosquittoDevice(t, n.BrokerAddr(), f.device, f.secret, protocol)
 
 			t.Run("alarm", func(t *testing.T) {
@@ -115,7 +115,7 @@ func TestBroker_MosquittoClientsFollowDeviceProtocol(t *testing.T) {
 					t.Fatalf("on %s: %s, want an ok reply with the alarm ID", topic, raw)
 				}
 				var found bool
-				open, err := n.Service().OpenAlarms()
+				open, err := n.Service.OpenAlarms()
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -152,7 +152,7 @@ func TestBroker_MosquittoClientsFollowDeviceProtocol(t *testing.T) {
 
 			t.Run("publish to another device refused", func(t *testing.T) {
 				before := n.Broker().Stats().ACLRefused
-				open, _ := n.Service().OpenAlarms()
+				open, _ := n.Service.OpenAlarms()
 				_, out, err := d.run(t, "mosquitto_pub", "-q", "1", "-t", broker.UpTopic(other.device, "alarm"),
 					"-m", `{"event_id": "a-0004", "ts": "2025-01-02T15:04:05Z", "alarm_type": "red_alert"}`)
 				switch {
@@ -167,7 +167,7 @@ func TestBroker_MosquittoClientsFollowDeviceProtocol(t *testing.T) {
 				if got := n.Broker().Stats().ACLRefused; got != before+1 {
 					t.Fatalf("%d refusals counted, want %d", got, before+1)
 				}
-				if now, _ := n.Service().OpenAlarms(); len(now) != len(open) {
+				if now, _ := n.Service.OpenAlarms(); len(now) != len(open) {
 					t.Fatalf("%d open alarms after a refused publish, want %d", len(now), len(open))
 				}
 			})

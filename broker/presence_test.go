@@ -5,17 +5,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/cluster/clustertest"
 )
 
 // devicesAgree polls until every node's state shows device as want says.
-func devicesAgree(t *testing.T, nodes []*appliance.Node, id, what string, want func(*monitoring.Device) bool) *monitoring.Device {
+func devicesAgree(t *testing.T, nodes []*testNode, id, what string, want func(*monitoring.Device) bool) *monitoring.Device {
 	t.Helper()
 	var last *monitoring.Device
-	pollUntil(t, 15*time.Second, what, func() bool {
+	clustertest.PollUntil(t, 15*time.Second, what, func() bool {
 		for _, n := range nodes {
-			d, err := n.Service().Device(id)
+			d, err := n.Service.Device(id)
 			if err != nil || !want(d) {
 				return false
 			}
@@ -27,11 +27,11 @@ func devicesAgree(t *testing.T, nodes []*appliance.Node, id, what string, want f
 }
 
 // waitSecret polls until every node accepts f's secret.
-func waitSecret(t *testing.T, nodes []*appliance.Node, f fixture) {
+func waitSecret(t *testing.T, nodes []*testNode, f fixture) {
 	t.Helper()
-	pollUntil(t, 10*time.Second, "every node has the secret of "+f.device, func() bool {
+	clustertest.PollUntil(t, 10*time.Second, "every node has the secret of "+f.device, func() bool {
 		for _, n := range nodes {
-			if !n.Service().CheckDeviceSecret(f.device, f.secret) {
+			if !n.Service.CheckDeviceSecret(f.device, f.secret) {
 				return false
 			}
 		}
@@ -44,11 +44,11 @@ func waitSecret(t *testing.T, nodes []*appliance.Node, f fixture) {
 // every node follows.
 func TestPresence_ConnectMoveDisconnect(t *testing.T) {
 	nodes := mustThreeNodes(t)
-	f := mustFixture(t, nodes[0].Service(), "pres")
+	f := mustFixture(t, nodes[0].Service, "pres")
 	waitSecret(t, nodes, f)
 	ids := make([]string, 3)
 	for i, n := range nodes {
-		ids[i] = n.Cluster().ID()
+		ids[i] = n.ID()
 	}
 
 	d := mustDevice(t, nodes[1].BrokerAddr(), f.device, f.secret)
@@ -82,7 +82,7 @@ func TestPresence_ConnectMoveDisconnect(t *testing.T) {
 func TestPresence_HeartbeatsAreBatched(t *testing.T) {
 	nodes := mustThreeNodes(t)
 	const devices, beats = 20, 25
-	svc := nodes[0].Service()
+	svc := nodes[0].Service
 	fs := make([]fixture, devices)
 	for i := range fs {
 		fs[i] = mustFixture(t, svc, fmt.Sprintf("hb%02d", i))
@@ -98,7 +98,7 @@ func TestPresence_HeartbeatsAreBatched(t *testing.T) {
 	for _, f := range fs {
 		devicesAgree(t, nodes, f.device, "connected", func(d *monitoring.Device) bool { return d.Connected })
 	}
-	before := nodes[0].Cluster().Status().CommitIndex
+	before := nodes[0].Cluster.Status().CommitIndex
 	for b := range beats {
 		for i, f := range fs {
 			battery := 100 - b
@@ -113,7 +113,7 @@ func TestPresence_HeartbeatsAreBatched(t *testing.T) {
 			return d.Battery == 100-(beats-1) && d.Connected
 		})
 	}
-	entries := nodes[0].Cluster().Status().CommitIndex - before
+	entries := nodes[0].Cluster.Status().CommitIndex - before
 	t.Logf("%d heartbeats from %d devices on 3 nodes: %d Raft entries", devices*beats, devices, entries)
 	if entries >= devices*beats/5 {
 		t.Fatalf("%d heartbeats cost %d Raft entries: not batched", devices*beats, entries)
@@ -121,7 +121,7 @@ func TestPresence_HeartbeatsAreBatched(t *testing.T) {
 	var written uint64
 	for _, n := range nodes {
 		st := n.Broker().Stats()
-		t.Logf("%s: %d reports in %d batches", n.Cluster().ID(), st.TelemetryWritten, st.TelemetryBatches)
+		t.Logf("%s: %d reports in %d batches", n.ID(), st.TelemetryWritten, st.TelemetryBatches)
 		written += st.TelemetryWritten
 	}
 	if written == 0 || written > uint64(devices*beats) {

@@ -18,7 +18,6 @@ import (
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/broker"
-	"github.com/vigilarc/vigil/cluster"
 )
 
 // fakeService is a broker.Service whose alarm path is set by the test.
@@ -95,7 +94,7 @@ type alarmOutcome struct {
 }
 
 var failures = []alarmOutcome{
-	{"no leader", func(context.Context) error { return fmt.Errorf("cannot apply: %w", cluster.ErrNoLeader) }},
+	{"no leader", func(context.Context) error { return fmt.Errorf("cannot apply: %w", monitoring.ErrNoLeader) }},
 	{"commit blocks until the deadline", func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }},
 }
 

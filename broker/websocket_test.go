@@ -4,16 +4,16 @@ import (
 	"encoding/json"
 	"testing"
 
-	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/broker"
+	"github.com/vigilarc/vigil/cluster/clustertest"
 )
 
-// mustWSNode opens a real single-node appliance whose broker also listens
+// mustWSNode opens a real single node whose gateway also listens
 // for MQTT over WebSocket, and returns it with the WebSocket address.
-func mustWSNode(t *testing.T) (*appliance.Node, string) {
+func mustWSNode(t *testing.T) (*testNode, string) {
 	t.Helper()
-	ws := freeAddr(t)
-	return mustNodeWith(t, func(cfg *appliance.Config) { cfg.Broker.WSAddr = ws }, nil), ws
+	ws := clustertest.FreeAddr(t)
+	return mustNodeWith(t, func(cfg *broker.Config) { cfg.WSAddr = ws }, nil), ws
 }
 
 // A device on the WebSocket listener authenticates as on TCP; its alarm is
@@ -21,12 +21,12 @@ func mustWSNode(t *testing.T) (*appliance.Node, string) {
 // received on down/alarm.
 func TestBroker_WebSocketAlarmCommittedAndReplied(t *testing.T) {
 	n, ws := mustWSNode(t)
-	f := mustFixture(t, n.Service(), "ws")
+	f := mustFixture(t, n.Service, "ws")
 	d := mustDial(t, "ws://"+ws, f.device, f.secret)
 	alarms := d.subscribe(f.device, broker.DownAlarm)
 	d.publish(f.device, "alarm", map[string]any{"event_id": "ws-a1", "ts": ts(), "alarm_type": "red_alert",
 		"location": map[string]any{"lat": 51.5, "lon": -0.12, "accuracy_m": 8, "source": "gps"}})
-	open, err := n.Service().OpenAlarms()
+	open, err := n.Service.OpenAlarms()
 	if err != nil || len(open) != 1 || open[0].DeviceID != f.device || open[0].Type != "red_alert" {
 		t.Fatalf("right after the PUBACK: open alarms %+v (%v), want one red_alert of %s", open, err, f.device)
 	}
@@ -51,8 +51,8 @@ func TestBroker_WebSocketAlarmCommittedAndReplied(t *testing.T) {
 // counted.
 func TestBroker_WebSocketRefusesBadLogin(t *testing.T) {
 	n, ws := mustWSNode(t)
-	f := mustFixture(t, n.Service(), "wr")
-	g := mustFixture(t, n.Service(), "wg")
+	f := mustFixture(t, n.Service, "wr")
+	g := mustFixture(t, n.Service, "wg")
 	for i, tc := range []struct {
 		name, id, secret string
 	}{

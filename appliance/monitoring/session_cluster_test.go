@@ -21,7 +21,7 @@ import (
 // leadership over before it stops, which is kinder than a kill. What
 // matters here is the same: the node that led when the deadline was set
 // is gone when it falls due, and nothing it held in memory survives.
-// Crash-stop is covered by the cluster package's Kill helper and by the
+// Crash-stop is covered by the cluster tests (clustertest's Kill) and by the
 // fault-injection tier.
 func TestSessionCluster_ExpiresWhileLeaderDies(t *testing.T) {
 	if testing.Short() {

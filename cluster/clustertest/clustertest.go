@@ -306,7 +306,10 @@ func (c *Cluster[S]) WaitForLeader() int {
 }
 
 // Leader waits for a leader (WaitForLeader) and returns it.
-func (c *Cluster[S]) Leader() *cluster.Node { return c.nodes[c.WaitForLeader()].node }
+func (c *Cluster[S]) Leader() *cluster.Node {
+	c.t.Helper()
+	return c.nodes[c.WaitForLeader()].node
+}
 
 // Followers waits for a leader and returns the indexes of the running nodes
 // that do not lead.

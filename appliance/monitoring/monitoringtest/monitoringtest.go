@@ -7,8 +7,8 @@
 // broker, the console and the HTTP API, which a test adds itself.
 //
 // MustService gives one node of a single-node cluster; MustCluster gives N
-// nodes, with Kill, Stop and Restart of a node. Everything still running
-// when the test ends is closed. PollUntil is how a test waits.
+// nodes, with Kill, Stop and Restart of a node. When the test ends, the
+// schedulers stop, then the nodes still running are killed.
 //
 // The monitoring package's own internal tests cannot import this package
 // (the import would be a cycle); its tests of the Service on a cluster live
@@ -18,20 +18,11 @@ package monitoringtest
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/cluster"
 	"github.com/vigilarc/vigil/cluster/clustertest"
 )
-
-// PollUntil calls cond until it returns true, and fails the test, naming
-// what it waited for, if timeout passes first: clustertest.PollUntil, for
-// the tests under ui/, which may import nothing of the cluster's packages.
-func PollUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	clustertest.PollUntil(t, timeout, what, cond)
-}
 
 // Options say how the nodes are built. The zero value is a Service without
 // a scheduler, on clustertest's configuration.
@@ -54,10 +45,16 @@ type Options struct {
 // hosts, the Service over them and the scheduler if any. A restart makes a
 // new Node for the same index.
 type Node struct {
-	Cluster   *cluster.Node
-	FSM       *monitoring.FSM
-	Service   *monitoring.Service
-	Scheduler *monitoring.Scheduler // nil unless Options.Scheduler is set
+	// Cluster is the cluster member: Raft, the state, forwarding to the
+	// leader, the cluster's status.
+	Cluster *cluster.Node
+	// FSM is the state machine the member hosts.
+	FSM *monitoring.FSM
+	// Service is the monitoring Service over Cluster and FSM.
+	Service *monitoring.Service
+	// Scheduler is the deadline scheduler, nil unless Options.Scheduler
+	// is set.
+	Scheduler *monitoring.Scheduler
 }
 
 // ID returns the node's cluster ID.
