@@ -30,6 +30,7 @@ import (
 	"github.com/vigilarc/vigil/cluster/clustertest"
 	"github.com/vigilarc/vigil/ui"
 	"github.com/vigilarc/vigil/ui/auth"
+	"github.com/vigilarc/vigil/ui/uitest"
 )
 
 // Timeouts of the real-process test, generous for a loaded machine.
@@ -253,7 +254,7 @@ func TestBrowser_NodeKilledConsoleCarriesOn(t *testing.T) {
 	apiPost(t, procs[1], "/api/v1/devices", map[string]any{"id": "seed-d", "actor": "admin", "device": map[string]any{
 		"id": "d-amira", "kind": "phone_app", "org_id": "northcare", "worker_id": "w-amira"}}, nil)
 	pw := filepath.Join(t.TempDir(), "pw")
-	if err := os.WriteFile(pw, []byte(oliviaPassword+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(pw, []byte(uitest.OliviaPassword+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
@@ -268,12 +269,12 @@ func TestBrowser_NodeKilledConsoleCarriesOn(t *testing.T) {
 		"location": map[string]any{"lat": 53.4876, "lon": -2.2893, "accuracy_m": 12, "source": "gps"}}, &alarm)
 
 	// Every node has registered its console: a ticket names two peers.
-	hs := newHTTPSession(t, leader.base())
-	if code := hs.signIn("olivia", oliviaPassword); code != http.StatusOK {
+	hs := uitest.NewSession(t, leader.base())
+	if code := hs.SignIn("olivia", uitest.OliviaPassword); code != http.StatusOK {
 		t.Fatalf("sign in over HTTP: %d", code)
 	}
 	clustertest.PollUntil(t, 60*time.Second, "every console registered", func() bool {
-		resp, body := hs.do(http.MethodPost, "/ui/resume/ticket", url.Values{}, map[string]string{"X-CSRF-Token": hs.csrf, "Accept": "application/json"})
+		resp, body := hs.Do(http.MethodPost, "/ui/resume/ticket", url.Values{}, map[string]string{"X-CSRF-Token": hs.CSRF, "Accept": "application/json"})
 		var r struct{ Peers []struct{ URL string } }
 		return resp.StatusCode == http.StatusOK && json.Unmarshal([]byte(body), &r) == nil && len(r.Peers) == 2
 	})
@@ -289,14 +290,14 @@ func TestBrowser_NodeKilledConsoleCarriesOn(t *testing.T) {
 	}
 	b.navigate("/ui/alarms/" + alarm.ID)
 	b.waitJS("the sign-in page", `location.pathname === "/ui/login"`)
-	b.do("sign in", chromedp.SetValue(chromedp.ID("user"), "olivia"), chromedp.SetValue(chromedp.ID("password"), oliviaPassword))
+	b.Do("sign in", chromedp.SetValue(chromedp.ID("user"), "olivia"), chromedp.SetValue(chromedp.ID("password"), uitest.OliviaPassword))
 	b.clickAndLoad(`#login-form button[type=submit]`)
 	b.waitJS("the alarm page, live, with its hand-over ticket", `location.pathname === "/ui/alarms/`+alarm.ID+`" && `+
 		`document.getElementById("conn").textContent === "live" && window.vigilHandoverReady === 2`)
-	b.do("acknowledge", chromedp.Click(chromedp.ID("ack")))
+	b.Do("acknowledge", chromedp.Click(chromedp.ID("ack")))
 	b.waitJS("claimed", `document.getElementById("claimed-by").textContent.includes("Claimed by you") && !!document.getElementById("note-text")`)
 	const draft = "Police on the way, ETA 6 min; Amira in her car with the doors locked"
-	b.do("type a note, not sent", chromedp.SendKeys(chromedp.ID("note-text"), draft))
+	b.Do("type a note, not sent", chromedp.SendKeys(chromedp.ID("note-text"), draft))
 	b.waitJS("the draft kept in the tab", fmt.Sprintf(`sessionStorage.getItem("vigil.draft:/ui/alarms/%s#note-text") === %q`, alarm.ID, draft))
 	if v := eval[string](b, `document.cookie`); v != "" {
 		t.Fatalf("the page can read a cookie: %q", v)
@@ -349,7 +350,7 @@ func TestBrowser_NodeKilledConsoleCarriesOn(t *testing.T) {
 	b.shot("17-moved-to-another-node")
 
 	// The work goes on through the new node: the note is saved.
-	b.do("send the note", chromedp.Click(chromedp.CSS(`#note-form button`)))
+	b.Do("send the note", chromedp.Click(chromedp.CSS(`#note-form button`)))
 	b.waitJS("the note on the timeline", `document.querySelector("#timeline").textContent.includes("ETA 6 min")`)
 	if v := eval[string](b, `sessionStorage.getItem("vigil.draft:/ui/alarms/`+alarm.ID+`#note-text") || ""`); v != "" {
 		t.Errorf("the sent note is still kept as a draft: %q", v)

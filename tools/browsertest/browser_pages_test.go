@@ -17,6 +17,7 @@ import (
 	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/cluster/clustertest"
+	"github.com/vigilarc/vigil/ui/uitest"
 )
 
 // mustAdmin adds Ada, an admin, to the seed.
@@ -96,7 +97,7 @@ func TestBrowser_SessionsAdminReportsCluster(t *testing.T) {
 	chromiumPath(t)
 	nodes := mustNodes(t, 3)
 	svc := nodes[0].Service()
-	f := mustSeed(t, svc)
+	f := uitest.MustSeed(t, svc)
 	mustAdmin(t, svc)
 	hist := mustHistory(t, nodes[0], 21)
 	t.Logf("%d alarms of history", hist)
@@ -104,9 +105,9 @@ func TestBrowser_SessionsAdminReportsCluster(t *testing.T) {
 
 	// Devices on two nodes, with sessions: Ben's runs, Amira's runs out
 	// in seconds and goes overdue, Eve's carries a hostile Update.
-	amira := mustDevice(t, nodes[2].BrokerAddr(), f.amira)
-	ben := mustDevice(t, nodes[2].BrokerAddr(), f.ben)
-	eve := mustDevice(t, nodes[1].BrokerAddr(), f.eve)
+	amira := mustDevice(t, nodes[2].BrokerAddr(), f.Amira)
+	ben := mustDevice(t, nodes[2].BrokerAddr(), f.Ben)
+	eve := mustDevice(t, nodes[1].BrokerAddr(), f.Eve)
 	amira.send("heartbeat", map[string]any{"battery": 81, "firmware": "2.4.1"})
 	ben.send("heartbeat", map[string]any{"battery": 12, "firmware": "2.4.1"})
 	eve.send("heartbeat", map[string]any{"battery": 57})
@@ -116,8 +117,8 @@ func TestBrowser_SessionsAdminReportsCluster(t *testing.T) {
 	amira.send("session/start", map[string]any{"session_id": "visit-chapel-st", "duration": "4s",
 		"update":   "Wound dressing at 3 Chapel Street, ground floor flat. Dog in the back garden.",
 		"location": map[string]any{"lat": 53.4875, "lon": -2.2901, "address": "3 Chapel Street, Salford M3"}})
-	eve.send("session/start", map[string]any{"session_id": "visit-eve", "duration": "2h", "update": hostileMedical,
-		"location": map[string]any{"lat": 53.48, "lon": -2.24, "address": hostileStep}})
+	eve.send("session/start", map[string]any{"session_id": "visit-eve", "duration": "2h", "update": uitest.HostileMedical,
+		"location": map[string]any{"lat": 53.48, "lon": -2.24, "address": uitest.HostileStep}})
 	if _, err := svc.PutDevice(context.Background(), "seed-pool", "ada", monitoring.Device{ID: "pool-07", Kind: monitoring.DevicePooled,
 		Label: "Pooled pendant 7", OrgID: "northcare"}); err != nil {
 		t.Fatal(err)
@@ -133,7 +134,7 @@ func TestBrowser_SessionsAdminReportsCluster(t *testing.T) {
 
 	// Olivia, an operator, on node 1: the board.
 	olivia := newBrowser(t, process, "olivia", nodes[0])
-	olivia.signIn("olivia", oliviaPassword)
+	olivia.SignIn("olivia", uitest.OliviaPassword)
 	olivia.navigate("/ui/sessions")
 	olivia.waitJS("the sessions", `document.querySelectorAll("#sessions-table tbody tr").length === 3 && document.getElementById("conn").textContent === "live"`)
 	clustertest.PollUntil(t, 90*time.Second, "Amira's session to go overdue", func() bool {
@@ -157,12 +158,12 @@ func TestBrowser_SessionsAdminReportsCluster(t *testing.T) {
 	olivia.waitJS("the time left to tick", `document.querySelector('#sessions-table tr[data-id="visit-elm-road"] [data-until]').textContent !== `+fmt.Sprintf("%q", left))
 	olivia.shot("08-sessions-board")
 	// The search filters both tables as one types.
-	olivia.do("search", chromedp.SendKeys(chromedp.ID("board-q"), "eccles"))
+	olivia.Do("search", chromedp.SendKeys(chromedp.ID("board-q"), "eccles"))
 	olivia.waitJS("only Ben's session and device", `(() => {
 		const vis = (sel) => Array.from(document.querySelectorAll(sel)).filter((tr) => !tr.hidden).map((tr) => tr.dataset.id).join(",");
 		return vis("#sessions-table tbody tr") === "visit-elm-road" && vis("#devices-table tbody tr") === "" && location.search === "?q=eccles";
 	})()`)
-	olivia.do("search for a device", chromedp.Evaluate[chromedp.Void](`document.getElementById("board-q").value = ""`),
+	olivia.Do("search for a device", chromedp.Evaluate[chromedp.Void](`document.getElementById("board-q").value = ""`),
 		chromedp.SendKeys(chromedp.ID("board-q"), "okafor"))
 	olivia.waitJS("Ben's session and device", `(() => {
 		const vis = (sel) => Array.from(document.querySelectorAll(sel)).filter((tr) => !tr.hidden).map((tr) => tr.dataset.id).join(",");
@@ -178,11 +179,11 @@ func TestBrowser_SessionsAdminReportsCluster(t *testing.T) {
 
 	// Ada, an admin, on node 2.
 	ada := newBrowser(t, process, "ada", nodes[1])
-	ada.signIn("ada", adaPassword)
+	ada.SignIn("ada", adaPassword)
 	ada.navigate("/ui/admin/organisations")
 	ada.waitJS("the organisations", `document.querySelectorAll("#orgs-table tbody tr").length === 2`)
 	ada.clickAndLoad("#new-org")
-	ada.do("fill the organisation",
+	ada.Do("fill the organisation",
 		chromedp.SetValue(chromedp.ID("org-id"), "eastside"),
 		chromedp.SetValue(chromedp.ID("org-name"), "Eastside Housing Trust"),
 		chromedp.SetValue(chromedp.ID("step-title-0"), "Listen in first"),
@@ -204,7 +205,7 @@ func TestBrowser_SessionsAdminReportsCluster(t *testing.T) {
 
 	// A worker, then the PINs.
 	ada.navigate("/ui/admin/workers/new?org=eastside")
-	ada.do("fill the worker",
+	ada.Do("fill the worker",
 		chromedp.SetValue(chromedp.ID("worker-id"), "w-joe"),
 		chromedp.SetValue(chromedp.ID("worker-name"), "Joe Marsh"),
 		chromedp.SetValue(chromedp.ID("worker-phone"), "07700 900333"),
@@ -216,13 +217,13 @@ func TestBrowser_SessionsAdminReportsCluster(t *testing.T) {
 	ada.clickAndLoad("#worker-save")
 	ada.waitJS("the worker, asking for PINs", `location.pathname === "/ui/admin/workers/w-joe" && document.querySelector(".saved").textContent.includes("set the PINs")`)
 	// A refused PIN is not sent back.
-	ada.do("a Duress PIN equal to the Safe PIN", chromedp.SetValue(chromedp.ID("safe-pin"), "2468"), chromedp.SetValue(chromedp.ID("duress-pin"), "2468"))
+	ada.Do("a Duress PIN equal to the Safe PIN", chromedp.SetValue(chromedp.ID("safe-pin"), "2468"), chromedp.SetValue(chromedp.ID("duress-pin"), "2468"))
 	ada.clickAndLoad("#pins-save")
 	ada.waitJS("the refusal", `document.getElementById("pin-error").textContent.includes("Duress PIN") && document.getElementById("safe-pin").value === ""`)
 	if html := eval[string](ada, `document.documentElement.outerHTML`); strings.Contains(html, "2468") {
 		t.Fatal("a refused PIN was sent back to the browser")
 	}
-	ada.do("set the PINs", chromedp.SetValue(chromedp.ID("safe-pin"), "2468"), chromedp.SetValue(chromedp.ID("duress-pin"), "1357"))
+	ada.Do("set the PINs", chromedp.SetValue(chromedp.ID("safe-pin"), "2468"), chromedp.SetValue(chromedp.ID("duress-pin"), "1357"))
 	ada.clickAndLoad("#pins-save")
 	ada.waitJS("PINs set", `!!document.getElementById("pins-saved") && document.querySelector(".pins").textContent.includes("PINs are set")`)
 	if html := eval[string](ada, `document.documentElement.outerHTML`); strings.Contains(html, "2468") || strings.Contains(html, "1357") {
@@ -232,7 +233,7 @@ func TestBrowser_SessionsAdminReportsCluster(t *testing.T) {
 
 	// Enrol a device for Joe: its credentials are shown once and work.
 	ada.clickAndLoad(`a[href^="/ui/admin/devices/new"]`)
-	ada.do("fill the device", chromedp.SetValue(chromedp.ID("device-id"), "d-joe"), chromedp.SetValue(chromedp.ID("device-label"), "Joe's phone"))
+	ada.Do("fill the device", chromedp.SetValue(chromedp.ID("device-id"), "d-joe"), chromedp.SetValue(chromedp.ID("device-label"), "Joe's phone"))
 	ada.waitJS("Joe preselected", `document.getElementById("device-worker").value === "w-joe" && document.getElementById("device-org").value === "eastside"`)
 	ada.clickAndLoad("#device-save")
 	ada.waitJS("the credentials", `!!document.getElementById("cred-secret") && document.getElementById("bundle").textContent.includes("mqtt_brokers")`)
@@ -244,7 +245,7 @@ func TestBrowser_SessionsAdminReportsCluster(t *testing.T) {
 		}
 	}
 	ada.shot("12-device-enrolled")
-	joe := mustDevice(t, nodes[0].BrokerAddr(), deviceCred{worker: "w-joe", device: "d-joe", secret: secret})
+	joe := mustDevice(t, nodes[0].BrokerAddr(), uitest.DeviceCred{Worker: "w-joe", Device: "d-joe", Secret: secret})
 	joe.send("heartbeat", map[string]any{"battery": 95})
 	ada.navigate("/ui/admin/devices/d-joe")
 	if html := eval[string](ada, `document.documentElement.outerHTML`); strings.Contains(html, secret) {
@@ -254,7 +255,7 @@ func TestBrowser_SessionsAdminReportsCluster(t *testing.T) {
 
 	// An operator account.
 	ada.navigate("/ui/admin/operators")
-	ada.do("fill the operator", chromedp.SetValue(chromedp.ID("op-id"), "rita"), chromedp.SetValue(chromedp.ID("op-name"), "Rita Shah"),
+	ada.Do("fill the operator", chromedp.SetValue(chromedp.ID("op-id"), "rita"), chromedp.SetValue(chromedp.ID("op-name"), "Rita Shah"),
 		chromedp.SetValue(chromedp.ID("op-role"), "supervisor"), chromedp.SetValue(chromedp.ID("op-password"), "rita's night shift pass"))
 	ada.clickAndLoad("#op-save")
 	ada.waitJS("Rita listed", `document.querySelector(".saved") && document.getElementById("operators-table").textContent.includes("Rita Shah")`)
@@ -268,7 +269,7 @@ func TestBrowser_SessionsAdminReportsCluster(t *testing.T) {
 
 	// Sam, a supervisor, on node 1: the reports.
 	sam := newBrowser(t, process, "sam", nodes[0])
-	sam.signIn("sam", samPassword)
+	sam.SignIn("sam", uitest.SamPassword)
 	if _, err := svc.RaiseAlarm(context.Background(), "open-2", "device:d-amira", monitoring.RaiseAlarmRequest{Type: monitoring.AlarmRedAlert, DeviceID: "d-amira"}); err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/vigilarc/vigil/appliance"
+	"github.com/vigilarc/vigil/ui/uitest"
 )
 
 // browserTimeout bounds one browser step; generous for a loaded two-core
@@ -122,7 +123,7 @@ func newBrowser(t *testing.T, process context.Context, name string, node *applia
 }
 
 // do runs steps, failing the test on an error.
-func (b *browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
+func (b *browser) Do(what string, steps ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, browserTimeout)
 	defer cancel()
@@ -134,7 +135,7 @@ func (b *browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 // navigate opens a page of the console and waits for it to load.
 func (b *browser) navigate(path string) {
 	b.t.Helper()
-	b.do("open "+path, chromedp.Navigate(b.base+path))
+	b.Do("open "+path, chromedp.Navigate(b.base+path))
 }
 
 // clickAndLoad clicks what navigates to another page, and waits for it.
@@ -182,7 +183,7 @@ func (b *browser) waitJS(what, expr string) {
 // key presses a key in the page, as an operator does.
 func (b *browser) key(k string) {
 	b.t.Helper()
-	b.do("press "+k, chromedp.KeyEvent(k))
+	b.Do("press "+k, chromedp.KeyEvent(k))
 }
 
 // shot saves a screenshot of the whole page as name.png.
@@ -234,11 +235,11 @@ func screenshotDir(t *testing.T) string {
 }
 
 // signIn signs in through the sign-in page and waits for the live queue.
-func (b *browser) signIn(user, password string) {
+func (b *browser) SignIn(user, password string) {
 	b.t.Helper()
 	b.navigate("/ui/")
 	b.waitJS("the sign-in page", `location.pathname === "/ui/login" && !!document.getElementById("login-form")`)
-	b.do("fill the sign-in form",
+	b.Do("fill the sign-in form",
 		chromedp.SetValue(chromedp.ID("user"), user),
 		chromedp.SetValue(chromedp.ID("password"), password))
 	b.clickAndLoad(`#login-form button[type=submit]`)
@@ -264,7 +265,7 @@ func TestBrowser_AlarmEndToEnd(t *testing.T) {
 	t.Logf("chromium: %s", path)
 	nodes := mustNodes(t, 3)
 	svc := nodes[0].Service()
-	f := mustSeed(t, svc)
+	f := uitest.MustSeed(t, svc)
 	process := mustBrowserProcess(t)
 
 	// Sign-in: anonymous is sent to the sign-in page; a wrong password
@@ -272,21 +273,21 @@ func TestBrowser_AlarmEndToEnd(t *testing.T) {
 	olivia := newBrowser(t, process, "olivia", nodes[0])
 	olivia.navigate("/ui/alarms/anything")
 	olivia.waitJS("the sign-in page", `location.pathname === "/ui/login" && location.search.includes("next=")`)
-	olivia.do("fill a wrong password", chromedp.SetValue(chromedp.ID("user"), "olivia"), chromedp.SetValue(chromedp.ID("password"), "not my password"))
+	olivia.Do("fill a wrong password", chromedp.SetValue(chromedp.ID("user"), "olivia"), chromedp.SetValue(chromedp.ID("password"), "not my password"))
 	olivia.clickAndLoad(`#login-form button[type=submit]`)
 	olivia.waitJS("the refusal", `(document.getElementById("login-error") || {}).textContent === "Wrong user name or password."`)
 	olivia.shot("01-sign-in-refused")
-	olivia.signIn("olivia", oliviaPassword)
+	olivia.SignIn("olivia", uitest.OliviaPassword)
 	olivia.waitJS("an empty queue", `!document.getElementById("queue-empty").hidden && document.title.startsWith("(0)")`)
-	olivia.do("mark the page", chromedp.Evaluate[chromedp.Void](`window.vigilPageMark = 42`))
+	olivia.Do("mark the page", chromedp.Evaluate[chromedp.Void](`window.vigilPageMark = 42`))
 	olivia.shot("02-queue-empty")
 
 	sam := newBrowser(t, process, "sam", nodes[1])
-	sam.signIn("sam", samPassword)
+	sam.SignIn("sam", uitest.SamPassword)
 
 	// A device on the third node walks a few metres, then raises a red
 	// alert and streams audio.
-	amira := mustDevice(t, nodes[2].BrokerAddr(), f.amira)
+	amira := mustDevice(t, nodes[2].BrokerAddr(), f.Amira)
 	amira.walk(svc, [][2]float64{{53.48718, -2.29043}, {53.48731, -2.29012}, {53.48745, -2.28981}, {53.48752, -2.28940}})
 	start := time.Now()
 	alarmA := amira.alarm("red_alert", map[string]any{"lat": 53.48760, "lon": -2.28925, "accuracy_m": 12, "source": "gps"})
@@ -312,12 +313,12 @@ func TestBrowser_AlarmEndToEnd(t *testing.T) {
 
 	// More alarms: a duress alarm (a session ended with the Duress PIN) and
 	// a discreet panic of the worker with the hostile name.
-	ben := mustDevice(t, nodes[2].BrokerAddr(), f.ben)
+	ben := mustDevice(t, nodes[2].BrokerAddr(), f.Ben)
 	ben.send("session/start", map[string]any{"session_id": "visit-elm-road", "duration": "45m",
 		"update":   "Home visit, 14 Elm Road, Eccles. Client has a history of aggression; second visit this week.",
 		"location": map[string]any{"lat": 53.48301, "lon": -2.33417, "accuracy_m": 25, "source": "wifi", "address": "14 Elm Road, Eccles M30"}})
 	ben.send("session/end", map[string]any{"session_id": "visit-elm-road", "pin": "9999"})
-	eve := mustDevice(t, nodes[1].BrokerAddr(), f.eve)
+	eve := mustDevice(t, nodes[1].BrokerAddr(), f.Eve)
 	alarmE := eve.alarm("discreet_panic", map[string]any{"lat": 53.4801, "lon": -2.2422, "accuracy_m": 40, "source": "wifi"})
 	olivia.waitJS("three alarms, the sound again", `document.querySelectorAll("#queue-body tr").length === 3 && window.vigilAlerting === true && document.title.startsWith("(3)")`)
 	olivia.waitJS("the duress row", `!!document.querySelector("#queue-body tr.duress .dnc-badge")`)
@@ -350,28 +351,28 @@ func TestBrowser_AlarmEndToEnd(t *testing.T) {
 	// One click per action, each on the timeline at once.
 	timeline := `document.querySelectorAll("#timeline tbody tr").length`
 	n0 := eval[int](olivia, timeline)
-	olivia.do("log listening in", chromedp.Click(chromedp.ID("log-listen")))
+	olivia.Do("log listening in", chromedp.Click(chromedp.ID("log-listen")))
 	olivia.waitJS("listening in on the timeline", fmt.Sprintf(`%s === %d && document.querySelector("#timeline").textContent.includes("Listened in")`, timeline, n0+1))
-	olivia.do("log a call", chromedp.Click(chromedp.CSS(`#actions button`)))
+	olivia.Do("log a call", chromedp.Click(chromedp.CSS(`#actions button`)))
 	olivia.waitJS("the call", `document.querySelector("#timeline").textContent.includes("answered, safe")`)
 	olivia.waitJS("the page to settle", `window.vigilRefreshing === false`)
-	olivia.do("tick a procedure step", chromedp.Click(chromedp.CSS(`#procedure .check-btn`)))
+	olivia.Do("tick a procedure step", chromedp.Click(chromedp.CSS(`#procedure .check-btn`)))
 	olivia.waitJS("the step ticked", `document.querySelectorAll("#procedure li.done").length === 1`)
 	olivia.waitJS("the page to settle", `window.vigilRefreshing === false`)
-	olivia.do("log a contact", chromedp.Click(chromedp.CSS(`#contacts .contact-actions button`)))
+	olivia.Do("log a contact", chromedp.Click(chromedp.CSS(`#contacts .contact-actions button`)))
 	olivia.waitJS("the contact's outcome", `document.querySelector("#contacts .last") && document.querySelector("#contacts .last").textContent.includes("Reached")`)
 	olivia.waitJS("the page to settle", `window.vigilRefreshing === false`)
-	olivia.do("log the police URN", chromedp.SetValue(chromedp.CSS(`.urn input[name=reference]`), "GMP-2611-0423"),
+	olivia.Do("log the police URN", chromedp.SetValue(chromedp.CSS(`.urn input[name=reference]`), "GMP-2611-0423"),
 		chromedp.Click(chromedp.CSS(`.urn button`)))
 	olivia.waitJS("the police call", `document.querySelector("#timeline").textContent.includes("via lone-worker URN")`)
-	olivia.do("write a note", chromedp.SetValue(chromedp.ID("note-text"), "Police on scene at 14:52; Amira in her car, door locked."),
+	olivia.Do("write a note", chromedp.SetValue(chromedp.ID("note-text"), "Police on scene at 14:52; Amira in her car, door locked."),
 		chromedp.Click(chromedp.CSS(`#note-form button`)))
 	olivia.waitJS("the note", `document.querySelector("#timeline").textContent.includes("door locked")`)
 	olivia.shot("04-alarm-page")
 
 	// Closing needs a resolution: the server refuses without one (the
 	// form's own check is taken away to show it).
-	olivia.do("close without a resolution", chromedp.Evaluate[chromedp.Void](`document.getElementById("resolution").removeAttribute("required")`),
+	olivia.Do("close without a resolution", chromedp.Evaluate[chromedp.Void](`document.getElementById("resolution").removeAttribute("required")`),
 		chromedp.Click(chromedp.ID("close-btn")))
 	olivia.waitJS("the refusal shown", `!document.getElementById("action-error").hidden && document.getElementById("action-error").textContent.includes("choose a resolution") && `+
 		`document.querySelector("#close-form + .form-error").textContent.includes("choose a resolution")`)
@@ -379,7 +380,7 @@ func TestBrowser_AlarmEndToEnd(t *testing.T) {
 	if a, err := svc.Alarm(alarmA); err != nil || a.Status == "closed" {
 		t.Fatalf("closed without a resolution: %+v %v", a, err)
 	}
-	olivia.do("close as worker safe", chromedp.SetValue(chromedp.ID("resolution"), "worker_safe"),
+	olivia.Do("close as worker safe", chromedp.SetValue(chromedp.ID("resolution"), "worker_safe"),
 		chromedp.SetValue(chromedp.ID("close-note"), "Amira safe, police attended."), chromedp.Click(chromedp.ID("close-btn")))
 	olivia.waitJS("the alarm closed", `document.getElementById("alarm-status") && document.getElementById("alarm-status").textContent.includes("Closed")`)
 	sam.waitJS("the closed alarm gone from Sam's queue", rowOf(alarmA)+` === null && document.querySelectorAll("#queue-body tr").length === 2`)
@@ -411,7 +412,7 @@ func TestBrowser_AlarmEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	sam.waitJS("the takeover button", `!!document.getElementById("takeover")`)
-	sam.do("take over", chromedp.Click(chromedp.ID("takeover")))
+	sam.Do("take over", chromedp.Click(chromedp.ID("takeover")))
 	sam.waitJS("claimed by Sam", `document.getElementById("claimed-by").textContent.includes("Claimed by you")`)
 
 	// Sign out ends the session.

@@ -13,7 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
-	"github.com/vigilarc/vigil/appliance/monitoring/monitoringtest"
+	"github.com/vigilarc/vigil/cluster/clustertest"
 	"github.com/vigilarc/vigil/ui/api"
 	"github.com/vigilarc/vigil/ui/auth"
 	"github.com/vigilarc/vigil/ui/uitest"
@@ -83,8 +83,6 @@ var apiRouteRoles = map[string]monitoring.OperatorRole{
 // test nodes use.
 const consoleSessionCookie = "__Host-vigil_session"
 
-var csrfMetaRE = regexp.MustCompile(`<meta name="csrf-token" content="([^"]*)">`)
-
 // consoleSignIn is an operator signed in to the console of a node: the
 // cookie's session token and the page's CSRF token.
 type consoleSignIn struct {
@@ -114,11 +112,9 @@ func mustSignIn(t *testing.T, n *apiNode, id string, role monitoring.OperatorRol
 	}
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	m := csrfMetaRE.FindSubmatch(page)
-	if m == nil {
+	if s.csrf = uitest.PageCSRF(string(page)); s.csrf == "" {
 		t.Fatalf("no CSRF token on the console's page (HTTP %d)", resp.StatusCode)
 	}
-	s.csrf = string(m[1])
 	return s
 }
 
@@ -485,7 +481,7 @@ func TestAPIAuth_TokensAcrossNodes(t *testing.T) {
 	if !dis.Disabled || dis.DisabledBy != "token:provisioner" {
 		t.Fatalf("disabled %+v", dis)
 	}
-	monitoringtest.PollUntil(t, 10*time.Second, "the disabled token refused on node 3", func() bool {
+	clustertest.PollUntil(t, 10*time.Second, "the disabled token refused on node 3", func() bool {
 		code, raw := sendAs(t, nodes[2], opTok.Secret, "GET", "/api/v1/alarms", nil, nil)
 		return code == http.StatusUnauthorized && strings.Contains(raw, "disabled by token:provisioner")
 	})
@@ -510,7 +506,7 @@ func TestAPIAuth_UnknownTokenOnANodeWithoutLeader(t *testing.T) {
 		nodes[i].Close()
 		c.Stop(i)
 	}
-	monitoringtest.PollUntil(t, 10*time.Second, "node 3 to lose its leader", func() bool {
+	clustertest.PollUntil(t, 10*time.Second, "node 3 to lose its leader", func() bool {
 		return uitest.Cluster(nodes[2].Node).Status().LeaderID == ""
 	})
 	code, raw := sendAs(t, nodes[2], unknown, "GET", "/api/v1/alarms", nil, nil)

@@ -24,12 +24,12 @@ import (
 type securityEnv struct {
 	srv        *uitest.Server
 	svc        *monitoring.Service
-	olivia     *httpSession // operator
-	sam        *httpSession // supervisor
-	ada        *httpSession // admin
+	olivia     *uitest.Session // operator
+	sam        *uitest.Session // supervisor
+	ada        *uitest.Session // admin
 	eveAlarm   string
 	amiraAlarm string
-	fixture    fixture
+	fixture    uitest.Fixture
 }
 
 // adaPassword is the password of Ada, the admin of the security tests.
@@ -42,7 +42,7 @@ func mustSecurityEnv(t *testing.T) *securityEnv {
 	t.Helper()
 	srv := uitest.MustServe(t, monitoringtest.MustService(t, monitoringtest.Options{}), uitest.Options{})
 	svc := srv.Node.Service
-	e := &securityEnv{srv: srv, svc: svc, fixture: mustSeed(t, svc)}
+	e := &securityEnv{srv: srv, svc: svc, fixture: uitest.MustSeed(t, svc)}
 	ctx := context.Background()
 	a, err := svc.RaiseAlarm(ctx, "sec-eve", "device:d-eve", monitoring.RaiseAlarmRequest{Type: monitoring.AlarmRedAlert, DeviceID: "d-eve",
 		Location: &monitoring.Location{Lat: 53.48, Lon: -2.29, Accuracy: 30, Source: "wifi"}})
@@ -53,7 +53,7 @@ func mustSecurityEnv(t *testing.T) *securityEnv {
 	if _, err := svc.Acknowledge(ctx, "sec-eve-ack", "olivia", a.ID, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.LogAction(ctx, "sec-eve-note", "olivia", a.ID, monitoring.TimelineEntry{Kind: monitoring.ActionNote, Text: hostileMedical}); err != nil {
+	if _, err := svc.LogAction(ctx, "sec-eve-note", "olivia", a.ID, monitoring.TimelineEntry{Kind: monitoring.ActionNote, Text: uitest.HostileMedical}); err != nil {
 		t.Fatal(err)
 	}
 	a, err = svc.RaiseAlarm(ctx, "sec-amira", "device:d-amira", monitoring.RaiseAlarmRequest{Type: monitoring.AlarmManDown, DeviceID: "d-amira"})
@@ -64,7 +64,7 @@ func mustSecurityEnv(t *testing.T) *securityEnv {
 	// Hostile strings on the new pages too: Eve's session and its Update
 	// message, an operator's name, a note that is a spreadsheet formula.
 	if _, err := svc.StartSession(ctx, "sec-eve-session", "device:d-eve", monitoring.StartSessionRequest{WorkerID: "w-eve", DeviceID: "d-eve",
-		Duration: time.Hour, Update: hostileMedical, Location: &monitoring.Location{Lat: 53.4, Lon: -2.2, Address: hostileStep}}); err != nil {
+		Duration: time.Hour, Update: uitest.HostileMedical, Location: &monitoring.Location{Lat: 53.4, Lon: -2.2, Address: uitest.HostileStep}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := svc.LogAction(ctx, "sec-eve-csv", "olivia", e.eveAlarm, monitoring.TimelineEntry{Kind: monitoring.ActionNote, Text: hostileCSV}); err != nil {
@@ -82,18 +82,18 @@ func mustSecurityEnv(t *testing.T) *securityEnv {
 	}
 	for _, o := range []monitoring.PutOperatorRequest{
 		{ID: "ada", Name: "Ada Lovelace", Role: monitoring.RoleAdmin, Password: adaPassword, Create: true},
-		{ID: "mallory", Name: hostileName, Role: monitoring.RoleOperator, Password: "mallory's password", Create: true},
+		{ID: "mallory", Name: uitest.HostileName, Role: monitoring.RoleOperator, Password: "mallory's password", Create: true},
 	} {
 		if _, err := svc.PutOperator(ctx, "sec-op-"+o.ID, "setup", o); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, s := range []struct {
-		sess           **httpSession
+		sess           **uitest.Session
 		user, password string
-	}{{&e.olivia, "olivia", oliviaPassword}, {&e.sam, "sam", samPassword}, {&e.ada, "ada", adaPassword}} {
-		*s.sess = newHTTPSession(t, srv.URL)
-		if code := (*s.sess).signIn(s.user, s.password); code != http.StatusOK {
+	}{{&e.olivia, "olivia", uitest.OliviaPassword}, {&e.sam, "sam", uitest.SamPassword}, {&e.ada, "ada", adaPassword}} {
+		*s.sess = uitest.NewSession(t, srv.URL)
+		if code := (*s.sess).SignIn(s.user, s.password); code != http.StatusOK {
 			t.Fatalf("sign in %s: %d", s.user, code)
 		}
 	}
@@ -102,11 +102,11 @@ func mustSecurityEnv(t *testing.T) *securityEnv {
 
 func TestSecurity_HostileStringsRenderInert(t *testing.T) {
 	e := mustSecurityEnv(t)
-	for _, path := range []string{"/ui/", "/ui/alarms/" + e.eveAlarm, "/ui/queue.json", "/ui/sessions", "/ui/sessions?q=" + url.QueryEscape(hostileName),
+	for _, path := range []string{"/ui/", "/ui/alarms/" + e.eveAlarm, "/ui/queue.json", "/ui/sessions", "/ui/sessions?q=" + url.QueryEscape(uitest.HostileName),
 		"/ui/cluster", "/ui/reports", "/ui/reports?org=housing", "/ui/admin/organisations", "/ui/admin/organisations/housing",
 		"/ui/admin/workers", "/ui/admin/workers/w-eve", "/ui/admin/devices", "/ui/admin/devices/d-eve", "/ui/admin/operators",
 		"/ui/admin/operators?edit=mallory"} {
-		resp, body := e.ada.do(http.MethodGet, path, nil, nil)
+		resp, body := e.ada.Do(http.MethodGet, path, nil, nil)
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("%s: %d", path, resp.StatusCode)
 		}
@@ -136,7 +136,7 @@ func TestSecurity_HostileStringsRenderInert(t *testing.T) {
 // would take for a formula, and is only for supervisors.
 func TestSecurity_CSVExportIsInert(t *testing.T) {
 	e := mustSecurityEnv(t)
-	resp, body := e.sam.do(http.MethodGet, "/ui/reports/alarms.csv", nil, nil)
+	resp, body := e.sam.Do(http.MethodGet, "/ui/reports/alarms.csv", nil, nil)
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/csv") ||
 		!strings.HasPrefix(resp.Header.Get("Content-Disposition"), "attachment;") {
 		t.Fatalf("export: %d %v", resp.StatusCode, resp.Header)
@@ -155,7 +155,7 @@ func TestSecurity_CSVExportIsInert(t *testing.T) {
 	if !strings.Contains(body, "'"+hostileCSV[:10]) || !strings.Contains(body, "Eve <script>") {
 		t.Errorf("the export lost the note or the name:\n%s", body)
 	}
-	if resp, _ := e.olivia.do(http.MethodGet, "/ui/reports/alarms.csv", nil, nil); resp.StatusCode != http.StatusForbidden {
+	if resp, _ := e.olivia.Do(http.MethodGet, "/ui/reports/alarms.csv", nil, nil); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("an operator's export: %d", resp.StatusCode)
 	}
 }
@@ -169,16 +169,16 @@ func TestSecurity_CrossSitePostsRefused(t *testing.T) {
 		headers map[string]string
 	}{
 		{"no CSRF token", url.Values{}, nil},
-		{"wrong CSRF token", url.Values{"csrf": {"x" + e.olivia.csrf[1:]}}, nil},
+		{"wrong CSRF token", url.Values{"csrf": {"x" + e.olivia.CSRF[1:]}}, nil},
 		{"another session's token", url.Values{"csrf": {otherCSRF(t, e)}}, nil},
-		{"foreign Origin", url.Values{"csrf": {e.olivia.csrf}}, map[string]string{"Origin": "https://evil.example"}},
-		{"null Origin", url.Values{"csrf": {e.olivia.csrf}}, map[string]string{"Origin": "null"}},
-		{"no Origin nor Referer", url.Values{"csrf": {e.olivia.csrf}}, map[string]string{"Origin": ""}},
-		{"foreign Referer only", url.Values{"csrf": {e.olivia.csrf}}, map[string]string{"Origin": "", "Referer": "https://evil.example/x"}},
-		{"look-alike Origin", url.Values{"csrf": {e.olivia.csrf}}, map[string]string{"Origin": e.olivia.base + ".evil.example"}},
+		{"foreign Origin", url.Values{"csrf": {e.olivia.CSRF}}, map[string]string{"Origin": "https://evil.example"}},
+		{"null Origin", url.Values{"csrf": {e.olivia.CSRF}}, map[string]string{"Origin": "null"}},
+		{"no Origin nor Referer", url.Values{"csrf": {e.olivia.CSRF}}, map[string]string{"Origin": ""}},
+		{"foreign Referer only", url.Values{"csrf": {e.olivia.CSRF}}, map[string]string{"Origin": "", "Referer": "https://evil.example/x"}},
+		{"look-alike Origin", url.Values{"csrf": {e.olivia.CSRF}}, map[string]string{"Origin": e.srv.URL + ".evil.example"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, body := e.olivia.do(http.MethodPost, path, tc.form, tc.headers)
+			resp, body := e.olivia.Do(http.MethodPost, path, tc.form, tc.headers)
 			if resp.StatusCode != http.StatusForbidden {
 				t.Fatalf("status %d, want 403: %s", resp.StatusCode, body)
 			}
@@ -189,12 +189,12 @@ func TestSecurity_CrossSitePostsRefused(t *testing.T) {
 	}
 	// The same request from the page itself works, as a form and as the
 	// script's fetch.
-	resp, _ := e.olivia.do(http.MethodPost, path, url.Values{"csrf": {e.olivia.csrf}, "cmd_id": {"k1"}}, nil)
+	resp, _ := e.olivia.Do(http.MethodPost, path, url.Values{"csrf": {e.olivia.CSRF}, "cmd_id": {"k1"}}, nil)
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("a same-origin post: %d", resp.StatusCode)
 	}
-	resp, body := e.olivia.do(http.MethodPost, "/ui/alarms/"+e.amiraAlarm+"/actions", url.Values{"kind": {"listen_in"}},
-		map[string]string{"X-CSRF-Token": e.olivia.csrf, "Accept": "application/json"})
+	resp, body := e.olivia.Do(http.MethodPost, "/ui/alarms/"+e.amiraAlarm+"/actions", url.Values{"kind": {"listen_in"}},
+		map[string]string{"X-CSRF-Token": e.olivia.CSRF, "Accept": "application/json"})
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"ok":true`) {
 		t.Fatalf("the script's post: %d %s", resp.StatusCode, body)
 	}
@@ -221,9 +221,9 @@ func TestSecurity_CrossSitePostsRefused(t *testing.T) {
 			headers map[string]string
 		}{
 			{"no CSRF token", "", nil},
-			{"another session's token", e.olivia.csrf, nil},
-			{"foreign Origin", e.ada.csrf, map[string]string{"Origin": "https://evil.example"}},
-			{"no Origin nor Referer", e.ada.csrf, map[string]string{"Origin": ""}},
+			{"another session's token", e.olivia.CSRF, nil},
+			{"foreign Origin", e.ada.CSRF, map[string]string{"Origin": "https://evil.example"}},
+			{"no Origin nor Referer", e.ada.CSRF, map[string]string{"Origin": ""}},
 		} {
 			f := url.Values{}
 			for k, v := range form {
@@ -232,7 +232,7 @@ func TestSecurity_CrossSitePostsRefused(t *testing.T) {
 			if tc.csrf != "" {
 				f.Set("csrf", tc.csrf)
 			}
-			resp, body := e.ada.do(http.MethodPost, path, f, tc.headers)
+			resp, body := e.ada.Do(http.MethodPost, path, f, tc.headers)
 			if resp.StatusCode != http.StatusForbidden {
 				t.Errorf("POST %s, %s: %d, want 403: %s", path, tc.name, resp.StatusCode, body)
 			}
@@ -242,33 +242,33 @@ func TestSecurity_CrossSitePostsRefused(t *testing.T) {
 		t.Errorf("refused cross-site posts changed the directory:\nbefore %s\nafter  %s", before, after)
 	}
 	// A hand-over from a site that is no console of the cluster.
-	resp, body = newHTTPSession(t, e.srv.URL).do(http.MethodPost, "/ui/resume", url.Values{"ticket": {"x"}},
+	resp, body = uitest.NewSession(t, e.srv.URL).Do(http.MethodPost, "/ui/resume", url.Values{"ticket": {"x"}},
 		map[string]string{"Origin": "https://evil.example"})
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("a hand-over from evil.example: %d %s", resp.StatusCode, body)
 	}
 
 	// Sign-in itself: a foreign Origin, or no login token, is refused.
-	s := newHTTPSession(t, e.srv.URL)
-	_, page := s.do(http.MethodGet, "/ui/login", nil, nil)
-	tok := csrfInputRE.FindStringSubmatch(page)[1]
-	form := url.Values{"user": {"olivia"}, "password": {oliviaPassword}, "csrf": {tok}}
-	if resp, _ := s.do(http.MethodPost, "/ui/login", form, map[string]string{"Origin": "https://evil.example"}); resp.StatusCode != http.StatusForbidden {
+	s := uitest.NewSession(t, e.srv.URL)
+	_, page := s.Do(http.MethodGet, "/ui/login", nil, nil)
+	tok := uitest.FormCSRF(page)
+	form := url.Values{"user": {"olivia"}, "password": {uitest.OliviaPassword}, "csrf": {tok}}
+	if resp, _ := s.Do(http.MethodPost, "/ui/login", form, map[string]string{"Origin": "https://evil.example"}); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("a cross-site sign-in: %d", resp.StatusCode)
 	}
-	bad := url.Values{"user": {"olivia"}, "password": {oliviaPassword}, "csrf": {"forged"}}
-	if resp, _ := s.do(http.MethodPost, "/ui/login", bad, nil); resp.StatusCode != http.StatusForbidden {
+	bad := url.Values{"user": {"olivia"}, "password": {uitest.OliviaPassword}, "csrf": {"forged"}}
+	if resp, _ := s.Do(http.MethodPost, "/ui/login", bad, nil); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("a sign-in without the form's token: %d", resp.StatusCode)
 	}
 }
 
 // otherCSRF signs Sam in and returns his page's CSRF token.
 func otherCSRF(t *testing.T, e *securityEnv) string {
-	s := newHTTPSession(t, e.srv.URL)
-	if code := s.signIn("sam", samPassword); code != http.StatusOK {
+	s := uitest.NewSession(t, e.srv.URL)
+	if code := s.SignIn("sam", uitest.SamPassword); code != http.StatusOK {
 		t.Fatalf("sam: %d", code)
 	}
-	return s.csrf
+	return s.CSRF
 }
 
 // stateOf summarises what the refused posts could have changed.
@@ -308,9 +308,9 @@ func stateOf(t *testing.T, e *securityEnv) string {
 }
 
 func secretOf(e *securityEnv, device string) string {
-	for _, d := range []deviceCred{e.fixture.amira, e.fixture.ben, e.fixture.eve} {
-		if d.device == device {
-			return d.secret
+	for _, d := range []uitest.DeviceCred{e.fixture.Amira, e.fixture.Ben, e.fixture.Eve} {
+		if d.Device == device {
+			return d.Secret
 		}
 	}
 	return ""
@@ -375,7 +375,7 @@ func routePath(e *securityEnv, route string) (method, path string) {
 
 func TestSecurity_EveryRouteRefusesAnonymousCallers(t *testing.T) {
 	e := mustSecurityEnv(t)
-	anon := newHTTPSession(t, e.srv.URL)
+	anon := uitest.NewSession(t, e.srv.URL)
 	routes := consoleRoutes
 	// Every route the console mounts is in the list, so that a new one
 	// cannot be forgotten here.
@@ -392,13 +392,13 @@ func TestSecurity_EveryRouteRefusesAnonymousCallers(t *testing.T) {
 		method, path := routePath(e, r)
 		page := map[string]string{"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 		for _, headers := range []map[string]string{page, nil, {"Accept": "application/json"}, {"Accept": "text/event-stream"}} {
-			resp, body := anon.do(method, path, url.Values{"csrf": {"x"}, "ticket": {"made-up"}}, headers)
+			resp, body := anon.Do(method, path, url.Values{"csrf": {"x"}, "ticket": {"made-up"}}, headers)
 			switch {
 			case kind == "public":
 				// Anyone may ask whether the node is up; a made-up ticket
 				// signs nobody in.
-				if r == "POST /ui/resume" && (resp.StatusCode != http.StatusUnauthorized || len(anon.cookies) != 0 || !strings.Contains(body, "Sign in")) {
-					t.Errorf("%s with a made-up ticket: %d, cookies %v", r, resp.StatusCode, anon.cookies)
+				if r == "POST /ui/resume" && (resp.StatusCode != http.StatusUnauthorized || len(anon.Cookies) != 0 || !strings.Contains(body, "Sign in")) {
+					t.Errorf("%s with a made-up ticket: %d, cookies %v", r, resp.StatusCode, anon.Cookies)
 				}
 				if r == "GET /ui/alive" && (resp.StatusCode != http.StatusOK || !strings.Contains(body, `"ok":true`)) {
 					t.Errorf("%s: %d %s", r, resp.StatusCode, body)
@@ -424,17 +424,17 @@ func TestSecurity_EveryRouteRefusesAnonymousCallers(t *testing.T) {
 	for r, kind := range routes {
 		method, path := routePath(e, r)
 		for _, caller := range []struct {
-			s    *httpSession
+			s    *uitest.Session
 			role monitoring.OperatorRole
 		}{{e.olivia, monitoring.RoleOperator}, {e.sam, monitoring.RoleSupervisor}} {
 			need := monitoring.OperatorRole(kind)
 			if !need.Valid() || caller.role.AtLeast(need) {
 				continue
 			}
-			form := url.Values{"csrf": {caller.s.csrf}, "new": {"1"}, "create": {"1"}, "id": {"x-" + string(caller.role)}, "name": {"X"},
+			form := url.Values{"csrf": {caller.s.CSRF}, "new": {"1"}, "create": {"1"}, "id": {"x-" + string(caller.role)}, "name": {"X"},
 				"role": {"admin"}, "password": {"a long password indeed"}, "org_id": {"northcare"}, "kind": {"pooled"}, "safe_pin": {"4321"}}
 			for _, headers := range []map[string]string{{"Accept": "text/html"}, {"Accept": "application/json"}} {
-				resp, body := caller.s.do(method, path, form, headers)
+				resp, body := caller.s.Do(method, path, form, headers)
 				if resp.StatusCode != http.StatusForbidden {
 					t.Errorf("%s as %s (%v): %d, want 403", r, caller.role, headers, resp.StatusCode)
 				}
@@ -449,17 +449,17 @@ func TestSecurity_EveryRouteRefusesAnonymousCallers(t *testing.T) {
 	}
 
 	// A session cookie that is not a session is anonymous too.
-	anon.cookies["__Host-vigil_session"] = "made-up"
-	if resp, _ := anon.do(http.MethodGet, "/ui/queue.json", nil, nil); resp.StatusCode != http.StatusUnauthorized {
+	anon.Cookies["__Host-vigil_session"] = "made-up"
+	if resp, _ := anon.Do(http.MethodGet, "/ui/queue.json", nil, nil); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("a made-up session: %d", resp.StatusCode)
 	}
 	// The setup API refuses a wrong token.
-	if resp, _ := anon.do(http.MethodGet, "/ui/setup/operators", nil, map[string]string{"Authorization": "Bearer nope"}); resp.StatusCode != http.StatusUnauthorized {
+	if resp, _ := anon.Do(http.MethodGet, "/ui/setup/operators", nil, map[string]string{"Authorization": "Bearer nope"}); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("setup with a wrong token: %d", resp.StatusCode)
 	}
 	// The REST API refuses anonymous callers too (every route of it:
 	// appliance's TestAPIAuth_EveryRoute).
-	if resp, body := anon.do(http.MethodGet, "/api/v1/alarms", nil, nil); resp.StatusCode != http.StatusUnauthorized || strings.Contains(body, "Amira") {
+	if resp, body := anon.Do(http.MethodGet, "/api/v1/alarms", nil, nil); resp.StatusCode != http.StatusUnauthorized || strings.Contains(body, "Amira") {
 		t.Errorf("GET /api/v1/alarms: %d", resp.StatusCode)
 	}
 }
@@ -470,10 +470,10 @@ func TestSecurity_EveryRouteRefusesAnonymousCallers(t *testing.T) {
 func TestSecurity_RESTAPIWithTheConsoleCookie(t *testing.T) {
 	e := mustSecurityEnv(t)
 	audio := "/api/v1/alarms/" + e.amiraAlarm + "/audio.wav"
-	if resp, body := e.olivia.do(http.MethodGet, audio, nil, nil); resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "has no audio") {
+	if resp, body := e.olivia.Do(http.MethodGet, audio, nil, nil); resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "has no audio") {
 		t.Errorf("the alarm page's audio link: %d %s; want 404 (no audio), past the sign-in", resp.StatusCode, body)
 	}
-	if resp, body := e.olivia.do(http.MethodGet, "/api/v1/alarms/"+e.amiraAlarm, nil, nil); resp.StatusCode != http.StatusOK || !strings.Contains(body, "d-amira") {
+	if resp, body := e.olivia.Do(http.MethodGet, "/api/v1/alarms/"+e.amiraAlarm, nil, nil); resp.StatusCode != http.StatusOK || !strings.Contains(body, "d-amira") {
 		t.Errorf("GET the alarm: %d %s", resp.StatusCode, body)
 	}
 	before := stateOf(t, e)
@@ -485,14 +485,14 @@ func TestSecurity_RESTAPIWithTheConsoleCookie(t *testing.T) {
 		mention string
 	}{
 		{"no CSRF token", nil, "security token"},
-		{"a wrong CSRF token", map[string]string{"X-CSRF-Token": e.sam.csrf}, "security token"},
-		{"another origin", map[string]string{"X-CSRF-Token": e.olivia.csrf, "Origin": "https://evil.example"}, "did not come from"},
+		{"a wrong CSRF token", map[string]string{"X-CSRF-Token": e.sam.CSRF}, "security token"},
+		{"another origin", map[string]string{"X-CSRF-Token": e.olivia.CSRF, "Origin": "https://evil.example"}, "did not come from"},
 	} {
 		h := map[string]string{"Content-Type": "application/json"}
 		for k, v := range tc.headers {
 			h[k] = v
 		}
-		resp, body := e.olivia.doBody(http.MethodPost, path, note, h)
+		resp, body := e.olivia.DoBody(http.MethodPost, path, note, h)
 		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, tc.mention) {
 			t.Errorf("a cookie POST with %s: %d %s", tc.name, resp.StatusCode, body)
 		}
@@ -500,8 +500,8 @@ func TestSecurity_RESTAPIWithTheConsoleCookie(t *testing.T) {
 	if after := stateOf(t, e); after != before {
 		t.Errorf("refused API requests changed the state:\nbefore %s\nafter  %s", before, after)
 	}
-	hdr := map[string]string{"Content-Type": "application/json", "X-CSRF-Token": e.olivia.csrf}
-	if resp, body := e.olivia.doBody(http.MethodPost, path, note, hdr); resp.StatusCode != http.StatusOK || !strings.Contains(body, `"id"`) {
+	hdr := map[string]string{"Content-Type": "application/json", "X-CSRF-Token": e.olivia.CSRF}
+	if resp, body := e.olivia.DoBody(http.MethodPost, path, note, hdr); resp.StatusCode != http.StatusOK || !strings.Contains(body, `"id"`) {
 		t.Fatalf("a cookie POST with the CSRF token: %d %s", resp.StatusCode, body)
 	}
 	tl, err := e.svc.Timeline(e.eveAlarm)
@@ -509,22 +509,22 @@ func TestSecurity_RESTAPIWithTheConsoleCookie(t *testing.T) {
 		t.Errorf("the note is by %+v (%v), want olivia", tl[len(tl)-1], err)
 	}
 	// An operator's cookie is an operator's: no KPIs, no directory.
-	if resp, body := e.olivia.do(http.MethodGet, "/api/v1/kpis", nil, nil); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "supervisor") {
+	if resp, body := e.olivia.Do(http.MethodGet, "/api/v1/kpis", nil, nil); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "supervisor") {
 		t.Errorf("an operator's KPIs: %d %s", resp.StatusCode, body)
 	}
-	if resp, _ := e.sam.do(http.MethodGet, "/api/v1/kpis", nil, nil); resp.StatusCode != http.StatusOK {
+	if resp, _ := e.sam.Do(http.MethodGet, "/api/v1/kpis", nil, nil); resp.StatusCode != http.StatusOK {
 		t.Errorf("a supervisor's KPIs: %d", resp.StatusCode)
 	}
-	if resp, _ := e.sam.do(http.MethodGet, "/api/v1/tokens", nil, nil); resp.StatusCode != http.StatusForbidden {
+	if resp, _ := e.sam.Do(http.MethodGet, "/api/v1/tokens", nil, nil); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("a supervisor's tokens: %d", resp.StatusCode)
 	}
-	if resp, _ := e.ada.do(http.MethodGet, "/api/v1/tokens", nil, nil); resp.StatusCode != http.StatusOK {
+	if resp, _ := e.ada.Do(http.MethodGet, "/api/v1/tokens", nil, nil); resp.StatusCode != http.StatusOK {
 		t.Errorf("an admin's tokens: %d", resp.StatusCode)
 	}
 	// Signed out, the cookie is nobody.
-	e.olivia.do(http.MethodPost, "/ui/logout", url.Values{"csrf": {e.olivia.csrf}}, nil)
-	e.olivia.cookies["__Host-vigil_session"] = "made-up"
-	if resp, _ := e.olivia.do(http.MethodGet, "/api/v1/alarms", nil, nil); resp.StatusCode != http.StatusUnauthorized {
+	e.olivia.Do(http.MethodPost, "/ui/logout", url.Values{"csrf": {e.olivia.CSRF}}, nil)
+	e.olivia.Cookies["__Host-vigil_session"] = "made-up"
+	if resp, _ := e.olivia.Do(http.MethodGet, "/api/v1/alarms", nil, nil); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("after signing out: %d", resp.StatusCode)
 	}
 }
@@ -547,10 +547,10 @@ func mountedRoutes(t *testing.T) []string {
 
 func TestSecurity_SessionCookieAndSignOut(t *testing.T) {
 	e := mustSecurityEnv(t)
-	s := newHTTPSession(t, e.srv.URL)
-	_, page := s.do(http.MethodGet, "/ui/login", nil, nil)
-	tok := csrfInputRE.FindStringSubmatch(page)[1]
-	resp, _ := s.do(http.MethodPost, "/ui/login", url.Values{"user": {"olivia"}, "password": {oliviaPassword}, "csrf": {tok}, "next": {"https://evil.example/"}}, nil)
+	s := uitest.NewSession(t, e.srv.URL)
+	_, page := s.Do(http.MethodGet, "/ui/login", nil, nil)
+	tok := uitest.FormCSRF(page)
+	resp, _ := s.Do(http.MethodPost, "/ui/login", url.Values{"user": {"olivia"}, "password": {uitest.OliviaPassword}, "csrf": {tok}, "next": {"https://evil.example/"}}, nil)
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/" {
 		t.Fatalf("sign-in with a foreign next: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
@@ -563,41 +563,41 @@ func TestSecurity_SessionCookieAndSignOut(t *testing.T) {
 	if cookie == nil || !cookie.HttpOnly || !cookie.Secure || cookie.SameSite != http.SameSiteStrictMode || cookie.Path != "/" {
 		t.Fatalf("session cookie %+v: want __Host-, HttpOnly, Secure, SameSite=Strict, Path=/", cookie)
 	}
-	if resp, _ := s.do(http.MethodGet, "/ui/queue.json", nil, nil); resp.StatusCode != http.StatusOK {
+	if resp, _ := s.Do(http.MethodGet, "/ui/queue.json", nil, nil); resp.StatusCode != http.StatusOK {
 		t.Fatalf("signed in: %d", resp.StatusCode)
 	}
-	_, page = s.do(http.MethodGet, "/ui/", nil, nil)
-	csrf := csrfMetaRE.FindStringSubmatch(page)[1]
-	if resp, _ := s.do(http.MethodPost, "/ui/logout", url.Values{"csrf": {csrf}}, nil); resp.StatusCode != http.StatusSeeOther {
+	_, page = s.Do(http.MethodGet, "/ui/", nil, nil)
+	csrf := uitest.PageCSRF(page)
+	if resp, _ := s.Do(http.MethodPost, "/ui/logout", url.Values{"csrf": {csrf}}, nil); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign out: %d", resp.StatusCode)
 	}
 	// The old cookie no longer works, even if a browser kept it.
-	s.cookies["__Host-vigil_session"] = cookie.Value
-	if resp, _ := s.do(http.MethodGet, "/ui/queue.json", nil, nil); resp.StatusCode != http.StatusUnauthorized {
+	s.Cookies["__Host-vigil_session"] = cookie.Value
+	if resp, _ := s.Do(http.MethodGet, "/ui/queue.json", nil, nil); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("after sign-out: %d", resp.StatusCode)
 	}
 }
 
 func TestSecurity_LockoutAndRateLimit(t *testing.T) {
 	e := mustSecurityEnv(t)
-	s := newHTTPSession(t, e.srv.URL)
+	s := uitest.NewSession(t, e.srv.URL)
 	for i := range monitoring.MaxFailedLogins - 1 {
-		if code := s.signIn("sam", "not the password"); code != http.StatusUnauthorized {
+		if code := s.SignIn("sam", "not the password"); code != http.StatusUnauthorized {
 			t.Fatalf("wrong password %d: %d", i+1, code)
 		}
 	}
-	_, page := s.do(http.MethodGet, "/ui/login", nil, nil)
-	tok := csrfInputRE.FindStringSubmatch(page)[1]
-	resp, body := s.do(http.MethodPost, "/ui/login", url.Values{"user": {"sam"}, "password": {"still wrong"}, "csrf": {tok}}, nil)
+	_, page := s.Do(http.MethodGet, "/ui/login", nil, nil)
+	tok := uitest.FormCSRF(page)
+	resp, body := s.Do(http.MethodPost, "/ui/login", url.Values{"user": {"sam"}, "password": {"still wrong"}, "csrf": {tok}}, nil)
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "locked") {
 		t.Fatalf("the fifth wrong password: %d %s", resp.StatusCode, body)
 	}
-	if code := s.signIn("sam", samPassword); code != http.StatusForbidden {
+	if code := s.SignIn("sam", uitest.SamPassword); code != http.StatusForbidden {
 		t.Fatalf("the right password while locked: %d", code)
 	}
 	// Olivia is not locked, but this address has used its attempts.
 	for i := 0; ; i++ {
-		code := s.signIn("olivia", "wrong again")
+		code := s.SignIn("olivia", "wrong again")
 		if code == http.StatusTooManyRequests {
 			break
 		}
@@ -623,11 +623,11 @@ func TestSecurity_OperatorCannotTakeOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := "/ui/alarms/" + e.amiraAlarm + "/acknowledge"
-	resp, _ := e.olivia.do(http.MethodPost, path, url.Values{"csrf": {e.olivia.csrf}, "takeover": {"1"}}, nil)
+	resp, _ := e.olivia.Do(http.MethodPost, path, url.Values{"csrf": {e.olivia.CSRF}, "takeover": {"1"}}, nil)
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("an operator's takeover: %d", resp.StatusCode)
 	}
-	resp, body := e.olivia.do(http.MethodPost, path, url.Values{"csrf": {e.olivia.csrf}}, nil)
+	resp, body := e.olivia.Do(http.MethodPost, path, url.Values{"csrf": {e.olivia.CSRF}}, nil)
 	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "held by sam") {
 		t.Fatalf("acknowledging an alarm Sam holds: %d", resp.StatusCode)
 	}

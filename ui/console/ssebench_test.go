@@ -27,6 +27,7 @@ import (
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/cluster/clustertest"
+	"github.com/vigilarc/vigil/ui/uitest"
 )
 
 // sseConsoles is how many consoles the benchmark connects.
@@ -105,7 +106,7 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 
 func BenchmarkSSE_CommitToArrival(b *testing.B) {
 	c, consoles := mustConsoles(b, 3)
-	mustSeed(b, c.Node(0).Service)
+	uitest.MustSeed(b, c.Node(0).Service)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	leaderIdx := c.WaitForLeader()
