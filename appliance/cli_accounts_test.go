@@ -1,10 +1,9 @@
-package appliance
+package appliance_test
 
 import (
 	"bytes"
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -14,36 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigilarc/vigil/appliance"
+	"github.com/vigilarc/vigil/appliance/appliancetest"
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/ui/auth"
 )
-
-// mustOpenBareNode opens a real single-node appliance on loopback ports with
-// nothing made in it: no operator, no API token (mustOpenNode makes one,
-// which vigil token list would show).
-func mustOpenBareNode(t *testing.T) *Node {
-	t.Helper()
-	cfg := DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.Cluster.BindAddr = "127.0.0.1:0"
-	cfg.Broker.TCPAddr, cfg.Broker.WSAddr = "127.0.0.1:0", ""
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	n, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if _, err := n.Cluster().WaitForLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
 
 var loginCSRFRE = regexp.MustCompile(`name="csrf" value="([^"]*)"`)
 
@@ -51,7 +25,7 @@ var loginCSRFRE = regexp.MustCompile(`name="csrf" value="([^"]*)"`)
 // a browser does, and returns the status of the page it lands on: 200 when
 // signed in. It keeps the cookies itself, since net/http's jar sends no
 // Secure cookie over plain HTTP.
-func signInWithForm(t *testing.T, n *Node, user, password string) int {
+func signInWithForm(t *testing.T, n *appliance.Node, user, password string) int {
 	t.Helper()
 	base := "http://" + n.HTTPAddr()
 	client := &http.Client{Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -101,12 +75,12 @@ func signInWithForm(t *testing.T, n *Node, user, password string) int {
 // API; the secret is printed once, and the token works on the REST API
 // until it is disabled.
 func TestSetup_TokenCommand(t *testing.T) {
-	n := mustOpenBareNode(t)
+	n := appliancetest.MustNode(t, nil)
 	run := func(args ...string) (string, string, error) {
 		var out, errOut bytes.Buffer
-		err := TokenCommand(context.Background(), args, CommandEnv{
+		err := appliance.TokenCommand(context.Background(), args, appliance.CommandEnv{
 			Stdout: &out, Stderr: &errOut,
-			LoadConfig: func(string) (string, string, error) { return n.cfg.DataDir, n.HTTPAddr(), nil },
+			LoadConfig: func(string) (string, string, error) { return n.DataDir(), n.HTTPAddr(), nil },
 		})
 		return out.String(), errOut.String(), err
 	}
@@ -145,7 +119,7 @@ func TestSetup_TokenCommand(t *testing.T) {
 	if out, _, err := run("list"); err != nil || !strings.Contains(out, "disabled") {
 		t.Fatalf("list after disable: %v\n%s", err, out)
 	}
-	if _, _, err := run("create", "--name", "x", "--role", "root"); err != ErrUsage {
+	if _, _, err := run("create", "--name", "x", "--role", "root"); err != appliance.ErrUsage {
 		t.Fatalf("a bad role: %v", err)
 	}
 	if _, _, err := run("disable", "ffff"); err == nil || !strings.Contains(err.Error(), "no API token") {
@@ -154,8 +128,8 @@ func TestSetup_TokenCommand(t *testing.T) {
 }
 
 func TestSetup_OperatorCommand(t *testing.T) {
-	n := mustOpenBareNode(t)
-	dataDir := n.cfg.DataDir
+	n := appliancetest.MustNode(t, nil)
+	dataDir := n.DataDir()
 	if fi, err := os.Stat(filepath.Join(dataDir, auth.SetupTokenFileName)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("token file: %v %v", fi, err)
 	}
@@ -165,7 +139,7 @@ func TestSetup_OperatorCommand(t *testing.T) {
 	}
 	run := func(args ...string) (string, error) {
 		var out, errOut bytes.Buffer
-		err := OperatorCommand(context.Background(), args, CommandEnv{
+		err := appliance.OperatorCommand(context.Background(), args, appliance.CommandEnv{
 			Stdout: &out, Stderr: &errOut, Stdin: strings.NewReader("from stdin 12345\n"),
 			LoadConfig: func(string) (string, string, error) { return dataDir, n.HTTPAddr(), nil },
 		})
@@ -197,7 +171,7 @@ func TestSetup_OperatorCommand(t *testing.T) {
 	if out, err := run("create", "--id", "x", "--password-file", pw, "--role", "root"); err == nil {
 		t.Fatalf("a bad role: %s", out)
 	}
-	if _, err := run("frobnicate"); err != ErrUsage {
+	if _, err := run("frobnicate"); err != appliance.ErrUsage {
 		t.Fatalf("an unknown subcommand: %v", err)
 	}
 }

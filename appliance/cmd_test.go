@@ -1,14 +1,14 @@
-package appliance
+package appliance_test
 
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
+	"github.com/vigilarc/vigil/appliance"
+	"github.com/vigilarc/vigil/appliance/appliancetest"
 	"github.com/vigilarc/vigil/appliance/monitoring"
 )
 
@@ -36,35 +36,14 @@ func (l *lockedBuffer) String() string {
 func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errOut lockedBuffer
-	c := &cli{stdout: &out, stderr: &errOut, lookupEnv: envFrom(env)}
-	code := c.run(context.Background(), append([]string{"vigil"}, args...))
+	code := appliance.RunCLI(context.Background(), &out, &errOut, appliance.EnvFrom(env), append([]string{"vigil"}, args...))
 	return code, out.String(), errOut.String()
 }
 
-// mustOpenNode opens a real single-node appliance on loopback ports, with
-// an admin API token "test-admin": the command line talks to a whole node,
-// its HTTP address and its data directory.
-func mustOpenNode(t *testing.T) *Node {
+// mustOpenNode is appliancetest.MustNode with an admin API token "test-admin".
+func mustOpenNode(t *testing.T) *appliance.Node {
 	t.Helper()
-	cfg := DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.Cluster.BindAddr = "127.0.0.1:0"
-	cfg.Broker.TCPAddr, cfg.Broker.WSAddr = "127.0.0.1:0", ""
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	n, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if _, err := n.Cluster().WaitForLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
+	n := appliancetest.MustNode(t, nil)
 	if _, err := n.Service().CreateAPIToken(context.Background(), "test-token-test-admin", "test", "test-admin", monitoring.RoleAdmin); err != nil {
 		t.Fatalf("cannot make API token test-admin: %v", err)
 	}
@@ -77,17 +56,17 @@ func mustOpenNode(t *testing.T) *Node {
 // when refused.
 func TestCLI_TokensAndClientCommandsAuthorise(t *testing.T) {
 	n := mustOpenNode(t)
-	addr, dir := "http://"+n.HTTPAddr(), n.cfg.DataDir
+	addr, dir := "http://"+n.HTTPAddr(), n.DataDir()
 	local := []string{"--addr", addr, "--data-dir", dir}
 
 	code, out, errOut := runCLI(t, nil, append([]string{"token", "create", "--name", "ci-status", "--role", "operator"}, local...)...)
 	secret := strings.TrimSpace(out)
-	if code != exitOK || !strings.HasPrefix(secret, monitoring.APITokenPrefix) || strings.Count(out, "\n") != 1 || !strings.Contains(errOut, "shown this once") {
+	if code != appliance.ExitOK || !strings.HasPrefix(secret, monitoring.APITokenPrefix) || strings.Count(out, "\n") != 1 || !strings.Contains(errOut, "shown this once") {
 		t.Fatalf("token create: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	id, _, _ := monitoring.ParseAPIToken(secret)
 	code, out, errOut = runCLI(t, nil, append([]string{"token", "list"}, local...)...)
-	if code != exitOK || !strings.Contains(out, id) || !strings.Contains(out, "ci-status") || !strings.Contains(out, "test-admin") ||
+	if code != appliance.ExitOK || !strings.Contains(out, id) || !strings.Contains(out, "ci-status") || !strings.Contains(out, "test-admin") ||
 		strings.Contains(out, secret[len(secret)-20:]) {
 		t.Fatalf("token list: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
@@ -101,25 +80,25 @@ func TestCLI_TokensAndClientCommandsAuthorise(t *testing.T) {
 		{"--token", nil, []string{"status", "--addr", addr, "--data-dir", t.TempDir(), "--token", secret}},
 		{"$VIGIL_API_TOKEN", map[string]string{"VIGIL_API_TOKEN": secret}, []string{"status", "--addr", addr, "--data-dir", t.TempDir()}},
 	} {
-		if code, out, errOut := runCLI(t, tc.env, tc.args...); code != exitOK || !strings.Contains(out, "Leader:") {
+		if code, out, errOut := runCLI(t, tc.env, tc.args...); code != appliance.ExitOK || !strings.Contains(out, "Leader:") {
 			t.Errorf("status with %s: exit %d, stdout %q, stderr %q", tc.name, code, out, errOut)
 		}
 	}
 	code, _, errOut = runCLI(t, nil, "status", "--addr", addr, "--data-dir", t.TempDir())
-	if code != exitFailure || !strings.Contains(errOut, "HTTP 401") || !strings.Contains(errOut, "--token") || !strings.Contains(errOut, "setup token") {
+	if code != appliance.ExitFailure || !strings.Contains(errOut, "HTTP 401") || !strings.Contains(errOut, "--token") || !strings.Contains(errOut, "setup token") {
 		t.Errorf("status without a token: exit %d, stderr %q", code, errOut)
 	}
 	code, _, errOut = runCLI(t, nil, "cluster", "remove", "ghost", "--addr", addr, "--token", secret)
-	if code != exitFailure || !strings.Contains(errOut, "HTTP 403") || !strings.Contains(errOut, "needs the admin role") {
+	if code != appliance.ExitFailure || !strings.Contains(errOut, "HTTP 403") || !strings.Contains(errOut, "needs the admin role") {
 		t.Errorf("cluster remove with an operator's token: exit %d, stderr %q", code, errOut)
 	}
 
 	code, out, errOut = runCLI(t, nil, append([]string{"token", "disable", id}, local...)...)
-	if code != exitOK || !strings.Contains(out, "is disabled") {
+	if code != appliance.ExitOK || !strings.Contains(out, "is disabled") {
 		t.Fatalf("token disable: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	code, _, errOut = runCLI(t, nil, "status", "--addr", addr, "--token", secret)
-	if code != exitFailure || !strings.Contains(errOut, "disabled by local-setup") {
+	if code != appliance.ExitFailure || !strings.Contains(errOut, "disabled by local-setup") {
 		t.Errorf("status with a disabled token: exit %d, stderr %q", code, errOut)
 	}
 
@@ -127,7 +106,7 @@ func TestCLI_TokensAndClientCommandsAuthorise(t *testing.T) {
 		{"token"}, {"token", "create"}, {"token", "create", "--name", "x", "--role", "root"},
 		{"token", "disable"}, {"token", "list", "extra"}, {"token", "renew"}, {"token", "list", "--name", "x"},
 	} {
-		if code, _, errOut := runCLI(t, nil, append(args, local...)...); code != exitUsage {
+		if code, _, errOut := runCLI(t, nil, append(args, local...)...); code != appliance.ExitUsage {
 			t.Errorf("%v: exit %d, stderr %q; want a usage error", args, code, errOut)
 		}
 	}
@@ -143,15 +122,15 @@ func TestCLI_DevToolsAreCommands(t *testing.T) {
 		out  string // in stdout
 		err  string // in stderr
 	}{
-		{"help sim", []string{"help", "sim"}, exitOK, "Usage: vigil sim", ""},
-		{"sim -h", []string{"sim", "-h"}, exitOK, "", "Usage: vigil sim"},
-		{"sim refusal", []string{"sim", "--mode", "sleepy"}, exitUsage, "", "vigil sim: --mode"},
-		{"sim bad flag", []string{"sim", "--no-such-flag"}, exitUsage, "", "Usage: vigil sim"},
-		{"sim argument", []string{"sim", "extra"}, exitUsage, "", `unexpected argument "extra"`},
-		{"help devcluster", []string{"help", "devcluster"}, exitOK, "Usage: vigil devcluster", ""},
-		{"devcluster -h", []string{"devcluster", "-h"}, exitOK, "", "(default \"info\")"},
-		{"devcluster log level", []string{"devcluster", "--log-level", "loud"}, exitUsage, "", "vigil devcluster: --log-level: must be debug, info, warn or error"},
-		{"devcluster ports", []string{"devcluster", "--mqtt-port", "8082"}, exitUsage, "", "--mqtt-port 8082 and --http-port 8081 ranges overlap"},
+		{"help sim", []string{"help", "sim"}, appliance.ExitOK, "Usage: vigil sim", ""},
+		{"sim -h", []string{"sim", "-h"}, appliance.ExitOK, "", "Usage: vigil sim"},
+		{"sim refusal", []string{"sim", "--mode", "sleepy"}, appliance.ExitUsage, "", "vigil sim: --mode"},
+		{"sim bad flag", []string{"sim", "--no-such-flag"}, appliance.ExitUsage, "", "Usage: vigil sim"},
+		{"sim argument", []string{"sim", "extra"}, appliance.ExitUsage, "", `unexpected argument "extra"`},
+		{"help devcluster", []string{"help", "devcluster"}, appliance.ExitOK, "Usage: vigil devcluster", ""},
+		{"devcluster -h", []string{"devcluster", "-h"}, appliance.ExitOK, "", "(default \"info\")"},
+		{"devcluster log level", []string{"devcluster", "--log-level", "loud"}, appliance.ExitUsage, "", "vigil devcluster: --log-level: must be debug, info, warn or error"},
+		{"devcluster ports", []string{"devcluster", "--mqtt-port", "8082"}, appliance.ExitUsage, "", "--mqtt-port 8082 and --http-port 8081 ranges overlap"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, errOut := runCLI(t, nil, tc.args...)

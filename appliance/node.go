@@ -281,6 +281,9 @@ func (n *Node) servePprof(addr string) {
 	n.logger.Warn("serving Go profiles (debug.pprof_addr)", "addr", "http://"+ln.Addr().String()+"/debug/pprof/")
 }
 
+// DataDir returns the node's data directory (data_dir).
+func (n *Node) DataDir() string { return n.cfg.DataDir }
+
 // HTTPAddr returns the address the API listens on, once open.
 func (n *Node) HTTPAddr() string {
 	n.mu.Lock()

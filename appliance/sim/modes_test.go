@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigilarc/vigil/appliance/appliancetest"
+
 	"github.com/vigilarc/vigil/cluster/clustertest"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
@@ -86,7 +88,7 @@ func run(t *testing.T, s *sim.Simulator) (stop func() error) {
 }
 
 func TestSimulator_IdleDevicesSpreadHeartbeatAndReconnect(t *testing.T) {
-	n := mustNode(t)
+	n := appliancetest.MustNode(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	// Provision without an API takes the token from $VIGIL_API_TOKEN.
@@ -151,7 +153,7 @@ func TestSimulator_IdleDevicesSpreadHeartbeatAndReconnect(t *testing.T) {
 }
 
 func TestSimulator_AlarmLoop(t *testing.T) {
-	n := mustNode(t)
+	n := appliancetest.MustNode(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	creds, err := sim.ProvisionWith(ctx, mustAPI(t, n), "a", "r1", 3, rand.New(rand.NewPCG(1, 2)))

@@ -4,43 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vigilarc/vigil/appliance/appliancetest"
+
 	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/appliance/sim"
 )
-
-// mustNode opens a real single-node appliance with its broker on free
-// ports.
-func mustNode(t *testing.T) *appliance.Node {
-	t.Helper()
-	cfg := appliance.DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.Cluster.BindAddr = "127.0.0.1:0"
-	cfg.Broker.TCPAddr, cfg.Broker.WSAddr = "127.0.0.1:0", ""
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	n, err := appliance.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if _, err := n.Cluster().WaitForLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
 
 // mustAPI makes an admin API token on n and returns n's API with it, for
 // provisioning.
@@ -88,7 +63,7 @@ const testScenario = `
 `
 
 func TestSimulator_ScenarioAgainstNode(t *testing.T) {
-	n := mustNode(t)
+	n := appliancetest.MustNode(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	creds, err := sim.ProvisionWith(ctx, mustAPI(t, n), "t", "r1", 3, rand.New(rand.NewPCG(1, 2)))
@@ -174,7 +149,7 @@ func TestSimulator_ScenarioAgainstNode(t *testing.T) {
 }
 
 func TestSimulator_RandomRun(t *testing.T) {
-	n := mustNode(t)
+	n := appliancetest.MustNode(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	creds, err := sim.ProvisionWith(ctx, mustAPI(t, n), "r", "r1", 3, rand.New(rand.NewPCG(1, 2)))

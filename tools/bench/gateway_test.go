@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vigilarc/vigil/appliance/appliancetest"
 
 	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/sim"
@@ -80,25 +81,8 @@ func buildVigil(t *testing.T) string {
 // would an API token (a node whose API is open ignores it).
 func mustNode(t *testing.T) (*appliance.Node, string) {
 	t.Helper()
-	cfg := appliance.DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.Cluster.BindAddr = "127.0.0.1:0"
-	cfg.Broker.TCPAddr, cfg.Broker.WSAddr = "127.0.0.1:0", ""
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	n, err := appliance.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if _, err := n.Cluster().WaitForLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
+	cfg := appliancetest.Config(t)
+	n := appliancetest.MustNode(t, &cfg)
 	tok, err := os.ReadFile(filepath.Join(cfg.DataDir, auth.SetupTokenFileName))
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigilarc/vigil/appliance/appliancetest"
+
 	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/appliance/sim"
@@ -78,32 +80,6 @@ func runSim(ctx context.Context, stdout, stderr io.Writer, vars map[string]strin
 	return exitFailure
 }
 
-// mustOpenNode opens a real single-node appliance with its broker on free
-// ports.
-func mustOpenNode(t *testing.T) *appliance.Node {
-	t.Helper()
-	cfg := appliance.DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.Cluster.BindAddr = "127.0.0.1:0"
-	cfg.Broker.TCPAddr, cfg.Broker.WSAddr = "127.0.0.1:0", ""
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	n, err := appliance.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if _, err := n.Cluster().WaitForLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 // mustToken makes an API token with role on n and returns its secret.
 func mustToken(t *testing.T, n *appliance.Node, name string, role monitoring.OperatorRole) string {
 	t.Helper()
@@ -161,7 +137,7 @@ func TestSimCmd_RefusesBadFlags(t *testing.T) {
 // With --status-json, stdout is only status lines, the last one done: the
 // bench's idle-device children are read this way.
 func TestSimCmd_IdleStatusJSON(t *testing.T) {
-	n := mustOpenNode(t)
+	n := appliancetest.MustNode(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	admin := mustToken(t, n, "test-admin", monitoring.RoleAdmin)
@@ -205,7 +181,7 @@ func TestSimCmd_IdleStatusJSON(t *testing.T) {
 // refused with a message that says what to give; --token or
 // $VIGIL_API_TOKEN with an admin token provisions.
 func TestSimCmd_ProvisionNeedsAnAdminToken(t *testing.T) {
-	n := mustOpenNode(t)
+	n := appliancetest.MustNode(t, nil)
 	admin := mustToken(t, n, "test-admin", monitoring.RoleAdmin)
 	op := mustToken(t, n, "sim-operator", monitoring.RoleOperator)
 	args := []string{"--api", n.HTTPAddr(), "--brokers", n.BrokerAddr(), "--mode", "idle", "--devices", "1",

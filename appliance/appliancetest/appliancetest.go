@@ -1,0 +1,62 @@
+// Package appliancetest opens whole Vigil appliances inside a test: the
+// configuration, the cluster member, the broker and the HTTP surface,
+// wired by appliance.Node exactly as `vigil serve` wires them, on loopback
+// ports and a data directory under t.TempDir(). It is for the tests of
+// what drives a whole appliance from outside (the simulator, its command,
+// the bench); the tests of the parts use cluster/clustertest,
+// appliance/monitoring/monitoringtest and ui/uitest instead.
+package appliancetest
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/vigilarc/vigil/appliance"
+)
+
+// LeaderTimeout bounds the wait for a new single-node cluster to elect
+// itself.
+const LeaderTimeout = 20 * time.Second
+
+// Config returns an appliance configuration for a test: loopback ports
+// chosen by the system, the MQTT listener on TCP only, the data under
+// t.TempDir(), and silent logs unless VIGIL_TEST_LOG is set.
+func Config(t testing.TB) appliance.Config {
+	cfg := appliance.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.Cluster.BindAddr = "127.0.0.1:0"
+	cfg.Broker.TCPAddr, cfg.Broker.WSAddr = "127.0.0.1:0", ""
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	if os.Getenv("VIGIL_TEST_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return cfg
+}
+
+// MustNode opens a single-node appliance on cfg (Config(t) when nil) and
+// returns once it leads its cluster. It is closed when the test ends.
+func MustNode(t testing.TB, cfg *appliance.Config) *appliance.Node {
+	t.Helper()
+	c := Config(t)
+	if cfg != nil {
+		c = *cfg
+	}
+	n, err := appliance.New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), LeaderTimeout)
+	defer cancel()
+	if _, err := n.Cluster().WaitForLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
