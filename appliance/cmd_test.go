@@ -1,10 +1,8 @@
 package appliance_test
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/vigilarc/vigil/appliance"
@@ -12,30 +10,11 @@ import (
 	"github.com/vigilarc/vigil/appliance/monitoring"
 )
 
-// lockedBuffer is a bytes.Buffer that loggers may write to from several
-// goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // runCLI runs the vigil command line with args and env, and returns the
 // exit code, stdout and stderr.
 func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, string) {
 	t.Helper()
-	var out, errOut lockedBuffer
+	var out, errOut appliancetest.Buffer
 	code := appliance.RunCLI(context.Background(), &out, &errOut, appliance.EnvFrom(env), append([]string{"vigil"}, args...))
 	return code, out.String(), errOut.String()
 }

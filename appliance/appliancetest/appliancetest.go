@@ -8,9 +8,11 @@
 package appliancetest
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,4 +61,23 @@ func MustNode(t testing.TB, cfg *appliance.Config) *appliance.Node {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// Buffer is a bytes.Buffer that a command's outputs and loggers may write
+// to from several goroutines while the test reads it.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *Buffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *Buffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -30,20 +30,31 @@ func NewSession(t *testing.T, base string) *Session {
 }
 
 // Do sends a request with the session's cookies and the same-origin
-// Origin header for a POST, unless headers say otherwise, and keeps the
-// cookies it is given.
+// Origin header for a POST, unless headers say otherwise (an empty value
+// removes a header), and keeps the cookies it is given.
 func (s *Session) Do(method, path string, form url.Values, headers map[string]string) (*http.Response, string) {
 	s.t.Helper()
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
+	if form == nil {
+		return s.send(method, path, nil, "", headers, true)
 	}
+	return s.send(method, path, strings.NewReader(form.Encode()), "application/x-www-form-urlencoded", headers, true)
+}
+
+// DoBody is Do with a raw body (JSON for the REST API); it keeps no
+// cookie from the reply.
+func (s *Session) DoBody(method, path, body string, headers map[string]string) (*http.Response, string) {
+	s.t.Helper()
+	return s.send(method, path, strings.NewReader(body), "", headers, false)
+}
+
+func (s *Session) send(method, path string, body io.Reader, contentType string, headers map[string]string, keep bool) (*http.Response, string) {
+	s.t.Helper()
 	req, err := http.NewRequest(method, s.base+path, body)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	if method == http.MethodPost {
 		req.Header.Set("Origin", s.base)
@@ -69,41 +80,15 @@ func (s *Session) Do(method, path string, form url.Values, headers map[string]st
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	for _, c := range resp.Cookies() {
+		if !keep {
+			break
+		}
 		if c.MaxAge < 0 || c.Value == "" {
 			delete(s.Cookies, c.Name)
 		} else {
 			s.Cookies[c.Name] = c.Value
 		}
 	}
-	return resp, string(b)
-}
-
-// DoBody is Do with a raw body (JSON for the REST API).
-func (s *Session) DoBody(method, path, body string, headers map[string]string) (*http.Response, string) {
-	s.t.Helper()
-	req, err := http.NewRequest(method, s.base+path, strings.NewReader(body))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	if method == http.MethodPost {
-		req.Header.Set("Origin", s.base)
-	}
-	var parts []string
-	for k, v := range s.Cookies {
-		parts = append(parts, k+"="+v)
-	}
-	if len(parts) > 0 {
-		req.Header.Set("Cookie", strings.Join(parts, "; "))
-	}
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
 	return resp, string(b)
 }
 

@@ -1,7 +1,6 @@
 package simcmd_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -90,25 +88,6 @@ func mustToken(t *testing.T, n *appliance.Node, name string, role monitoring.Ope
 	return made.Secret
 }
 
-// lockedBuffer is a bytes.Buffer the simulator's loggers may write to from
-// several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestSimCmd_RefusesBadFlags(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -124,7 +103,7 @@ func TestSimCmd_RefusesBadFlags(t *testing.T) {
 		{"negative status interval", []string{"--status-every", "-1s"}, "--status-every"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var out, errOut lockedBuffer
+			var out, errOut appliancetest.Buffer
 			// No --api is reachable: a refusal must come before provisioning.
 			code := runSim(context.Background(), &out, &errOut, nil, append([]string{"--api", "127.0.0.1:1"}, tc.args...)...)
 			if code != exitUsage || !strings.Contains(errOut.String(), tc.want) {
@@ -149,7 +128,7 @@ func TestSimCmd_IdleStatusJSON(t *testing.T) {
 	if err := sim.WriteCredentials(path, creds); err != nil {
 		t.Fatal(err)
 	}
-	var out, errOut lockedBuffer
+	var out, errOut appliancetest.Buffer
 	code := runSim(ctx, &out, &errOut, nil, []string{"--mode", "idle", "--provision=false", "--credentials", path, "--devices", "2",
 		"--brokers", n.BrokerAddr(), "--heartbeat-interval", "100ms", "--location-interval", "0", "--telemetry-qos", "1",
 		"--duration", "1500ms", "--status-every", "200ms", "--status-json"}...)
@@ -199,7 +178,7 @@ func TestSimCmd_ProvisionNeedsAnAdminToken(t *testing.T) {
 		{"an admin's token", nil, map[string]string{sim.TokenEnv: admin}, exitOK, []string{"simulating 1 devices"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var out, errOut lockedBuffer
+			var out, errOut appliancetest.Buffer
 			code := runSim(context.Background(), &out, &errOut, tc.env, append(append([]string{}, args...), tc.extra...)...)
 			all := out.String() + errOut.String()
 			if code != tc.code {
