@@ -8,7 +8,7 @@
 // (devices that only send heartbeats, for the memory and connection load
 // of a fleet at rest); and alarms (a closed loop of alarms, each raised as
 // soon as the last one is PUBACKed, for alarm latency and throughput). The
-// benchmarks (appliance/bench) use the last two. It can first provision an
+// benchmarks (tools/bench) use the last two. It can first provision an
 // organisation, workers with PINs and devices with their secrets through a
 // node's HTTP API.
 //
