@@ -294,9 +294,36 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if err := n.Open(ctx); err != nil {
 		return err
 	}
+	c.announce(ctx, n)
 	<-ctx.Done()
 	cfg.Logger.Info("stopping: signal received")
 	return n.Close()
+}
+
+// announceWait bounds how long serve waits, before it says what to do
+// next, for the node to know a leader and hold what it has committed.
+const announceWait = 10 * time.Second
+
+// announce tells whoever started the node where its console is and, on a
+// new installation, the exact command that makes the first administrator.
+// A node that cannot read the cluster's accounts in time (it is joining,
+// or has no quorum) says only where the console is.
+func (c *cli) announce(ctx context.Context, n *Node) {
+	fmt.Fprintf(c.stdout, "vigil: node %s is up; the operator console is at %s/ui/\n", n.Cluster().ID(), n.ConsoleURL())
+	wctx, cancel := context.WithTimeout(ctx, announceWait)
+	defer cancel()
+	if _, err := n.Cluster().WaitForLeader(wctx); err != nil {
+		return
+	}
+	if err := n.Cluster().WaitApplied(wctx); err != nil {
+		return
+	}
+	if ops, err := n.Service().Operators(); err != nil || len(ops) > 0 {
+		return
+	}
+	fmt.Fprintf(c.stdout, "vigil: no operator account exists yet. Make the first administrator on this appliance, as this user:\n"+
+		"  vigil operator create --admin --id ID --name \"FULL NAME\" --password-file - --data-dir %s --addr %s\n",
+		n.DataDir(), localURL(n.HTTPAddr()))
 }
 
 // ---- client commands ----

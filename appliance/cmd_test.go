@@ -1,13 +1,19 @@
 package appliance_test
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/appliancetest"
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/cluster/clustertest"
 )
 
 // runCLI runs the vigil command line with args and env, and returns the
@@ -117,5 +123,45 @@ func TestCLI_DevToolsAreCommands(t *testing.T) {
 				t.Errorf("exit %d, stdout %q, stderr %q; want %d, %q and %q", code, out, errOut, tc.code, tc.out, tc.err)
 			}
 		})
+	}
+}
+
+// A bare vigil serve on a new data directory says where the console is
+// and prints the exact command that makes the first administrator, which
+// works as printed (with a password file instead of standard input).
+func TestCLI_ServeSaysHowToMakeTheFirstAdmin(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut appliancetest.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- appliance.RunCLI(ctx, &out, &errOut, appliance.EnvFrom(nil), []string{"vigil", "serve", "--data-dir", dir,
+			"--http-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--mqtt-ws-addr", "", "--log-level", "warn"})
+	}()
+	const hint = "vigil operator create --admin --id ID --name \"FULL NAME\" --password-file - "
+	clustertest.PollUntil(t, 30*time.Second, "the first-admin hint", func() bool { return strings.Contains(out.String(), hint) })
+	if !regexp.MustCompile(`vigil: node \S+ is up; the operator console is at http://127\.0\.0\.1:\d+/ui/`).MatchString(out.String()) {
+		t.Fatalf("no console URL in:\n%s", out.String())
+	}
+	_, rest, _ := strings.Cut(out.String(), hint)
+	line, _, _ := strings.Cut(rest, "\n")
+	args := strings.Fields(line) // --data-dir DIR --addr URL
+	if len(args) != 4 || args[0] != "--data-dir" || args[1] != dir || args[2] != "--addr" {
+		t.Fatalf("the printed command ends with %q", line)
+	}
+	pw := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pw, []byte("a long first passphrase\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var cmdOut bytes.Buffer
+	err := appliance.OperatorCommand(ctx, append([]string{"create", "--admin", "--id", "ada", "--name", "Ada Lovelace", "--password-file", pw}, args...),
+		appliance.CommandEnv{Stdout: &cmdOut, Stderr: &cmdOut, LoadConfig: func(string) (string, string, error) { return "", "", nil }})
+	if err != nil || !strings.Contains(cmdOut.String(), "operator ada (Ada Lovelace, admin, enabled) created") {
+		t.Fatalf("the printed command: %v\n%s", err, cmdOut.String())
+	}
+	cancel()
+	if code := <-done; code != appliance.ExitOK {
+		t.Fatalf("serve exited %d:\n%s", code, errOut.String())
 	}
 }

@@ -44,7 +44,8 @@ type Node struct {
 	broker  *broker.Broker
 	web     *server.Server // the HTTP surface: console, REST API, their authentication
 
-	openedAt time.Time // when the cluster node opened; read by downNodes
+	openedAt  time.Time // when the cluster node opened; read by downNodes
+	publicURL string    // the console's origin as browsers reach it, once open
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -142,10 +143,11 @@ func (n *Node) Open(ctx context.Context) error {
 		n.cluster.Close()
 		return fmt.Errorf("cannot open the MQTT broker: %w", err)
 	}
+	n.publicURL = n.consoleURL(ln.Addr().String())
 	n.web, err = server.New(server.Config{
 		NodeID: n.cluster.ID(), DataDir: n.cfg.DataDir, InsecureCookies: n.cfg.Console.InsecureCookies,
 		SessionTTL: n.cfg.Console.SessionTTL, AllowedOrigins: n.cfg.Console.AllowedOrigins,
-		PublicURL: n.consoleURL(ln.Addr().String()), MQTTURLs: n.mqttURLs(), Logger: n.logger,
+		PublicURL: n.publicURL, MQTTURLs: n.mqttURLs(), Logger: n.logger,
 	}, n.service, clusterView{n.cluster})
 	if err == nil {
 		err = n.web.Open(ctx)
@@ -279,6 +281,14 @@ func (n *Node) servePprof(addr string) {
 		}
 	}()
 	n.logger.Warn("serving Go profiles (debug.pprof_addr)", "addr", "http://"+ln.Addr().String()+"/debug/pprof/")
+}
+
+// ConsoleURL returns the console's origin as browsers reach it
+// (console.public_url, else http:// and the HTTP address), once open.
+func (n *Node) ConsoleURL() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.publicURL
 }
 
 // DataDir returns the node's data directory (data_dir).

@@ -225,6 +225,9 @@ func (c *Console) Close() {
 
 // Mount adds the console's routes to r, under Prefix.
 func (c *Console) Mount(r gin.IRouter) {
+	// The appliance's bare address leads to the console: what IT types
+	// first into a browser after `vigil serve` prints it.
+	r.GET("/", func(ctx *gin.Context) { ctx.Redirect(http.StatusFound, Prefix+"/") })
 	g := r.Group(Prefix, c.securityHeaders)
 	g.StaticFS("/static", http.FS(mustSub(staticFS, "static")))
 	g.GET("/login", c.loginPage)

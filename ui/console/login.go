@@ -24,6 +24,9 @@ type loginView struct {
 	Next     string
 	Error    string
 	Insecure bool
+	// NoAccounts is set while no operator account exists at all: the page
+	// then says how to make the first administrator.
+	NoAccounts bool
 }
 
 // safeNext returns next if it is a path inside the console, else the
@@ -52,9 +55,10 @@ func (co *Console) loginPage(c *gin.Context) {
 func (co *Console) renderLogin(c *gin.Context, status int, user, msg, next string) {
 	tok := ui.RandomToken()
 	co.auth.SetCookie(c, auth.LoginCSRFCookie, tok, 3600)
+	ops, err := co.svc.Operators()
 	co.render(c, status, "login", loginView{
 		pageBase: co.base(c, "Sign in"), CSRF: tok, User: user, Next: next, Error: msg,
-		Insecure: co.auth.InsecureCookies(),
+		Insecure: co.auth.InsecureCookies(), NoAccounts: err == nil && len(ops) == 0,
 	})
 }
 

@@ -355,6 +355,7 @@ var consoleRoutes = map[string]string{
 	"POST /ui/setup/tokens":                  "bearer",
 	"POST /ui/setup/tokens/:id/disable":      "bearer",
 	"GET /ui/alive":                          "public",
+	"GET /":                                  "public",
 	"POST /ui/resume":                        "public",
 }
 
@@ -399,6 +400,9 @@ func TestSecurity_EveryRouteRefusesAnonymousCallers(t *testing.T) {
 				// signs nobody in.
 				if r == "POST /ui/resume" && (resp.StatusCode != http.StatusUnauthorized || len(anon.Cookies) != 0 || !strings.Contains(body, "Sign in")) {
 					t.Errorf("%s with a made-up ticket: %d, cookies %v", r, resp.StatusCode, anon.Cookies)
+				}
+				if r == "GET /" && (resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/ui/") {
+					t.Errorf("%s: %d to %q, want 302 to /ui/", r, resp.StatusCode, resp.Header.Get("Location"))
 				}
 				if r == "GET /ui/alive" && (resp.StatusCode != http.StatusOK || !strings.Contains(body, `"ok":true`)) {
 					t.Errorf("%s: %d %s", r, resp.StatusCode, body)
