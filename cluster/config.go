@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -64,6 +65,24 @@ type Config struct {
 	// Join lists cluster addresses of existing members to join through when
 	// this node has no state.
 	Join []string
+
+	// ServerTLS, with ClientTLS, turns on mutual TLS on the cluster port:
+	// every accepted connection must complete a TLS handshake with this
+	// configuration before it may say anything. It must require and verify
+	// client certificates (ClientAuth tls.RequireAndVerifyClientCert, and
+	// ClientCAs the cluster's own CA). Both nil, the port is plain TCP.
+	ServerTLS *tls.Config
+	// ClientTLS is what this node dials its peers with, for Raft and the
+	// RPC, when ServerTLS is set: its own certificate, and RootCAs to verify
+	// theirs (or InsecureSkipVerify with a VerifyConnection that verifies
+	// them itself). An empty ServerName is the host of the address dialled.
+	ClientTLS *tls.Config
+	// VerifyPeer, if set, is called with the state of every TLS connection
+	// once its handshake has verified the peer's certificate, accepted and
+	// dialled alike; an error refuses the peer and closes the connection.
+	// It lets the caller refuse a certificate that is valid but no longer
+	// wanted (a removed member's). It requires ServerTLS and ClientTLS.
+	VerifyPeer func(tls.ConnectionState) error
 
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
@@ -142,6 +161,42 @@ func (c Config) Validate() error {
 	}
 	if c.MaxAppendEntries < 0 || c.MaxAppendEntries > 1024 {
 		return fmt.Errorf("cluster: max_append_entries %d is outside 1..1024", c.MaxAppendEntries)
+	}
+	return c.validateTLS()
+}
+
+// validateTLS refuses a TLS configuration that would let a peer in without
+// a certificate from the cluster's CA.
+func (c Config) validateTLS() error {
+	switch {
+	case c.ServerTLS == nil && c.ClientTLS == nil:
+		if c.VerifyPeer != nil {
+			return errors.New("cluster: verify_peer is set but server_tls and client_tls are not: it is called only on TLS connections")
+		}
+		return nil
+	case c.ServerTLS == nil:
+		return errors.New("cluster: client_tls is set but server_tls is not: set both or neither")
+	case c.ClientTLS == nil:
+		return errors.New("cluster: server_tls is set but client_tls is not: set both or neither")
+	}
+	s, cl := c.ServerTLS, c.ClientTLS
+	if s.ClientAuth != tls.RequireAndVerifyClientCert {
+		return fmt.Errorf("cluster: server_tls.ClientAuth is %v: it must be RequireAndVerifyClientCert, or a peer without a certificate from the cluster's CA gets in", s.ClientAuth)
+	}
+	if s.ClientCAs == nil && s.GetConfigForClient == nil {
+		return errors.New("cluster: server_tls.ClientCAs is nil: peers' certificates would be verified against the system's roots, not the cluster's CA")
+	}
+	if len(s.Certificates) == 0 && s.GetCertificate == nil && s.GetConfigForClient == nil {
+		return errors.New("cluster: server_tls has no certificate (Certificates or GetCertificate)")
+	}
+	if len(cl.Certificates) == 0 && cl.GetClientCertificate == nil {
+		return errors.New("cluster: client_tls has no certificate (Certificates or GetClientCertificate): peers would refuse this node")
+	}
+	if cl.InsecureSkipVerify && cl.VerifyConnection == nil && cl.VerifyPeerCertificate == nil {
+		return errors.New("cluster: client_tls.InsecureSkipVerify is set without a VerifyConnection or VerifyPeerCertificate: peers would not be verified")
+	}
+	if !cl.InsecureSkipVerify && cl.RootCAs == nil {
+		return errors.New("cluster: client_tls.RootCAs is nil: peers' certificates would be verified against the system's roots, not the cluster's CA")
 	}
 	return nil
 }

@@ -7,6 +7,8 @@
 // which carries Raft and the cluster RPC multiplexed by a first byte. Apply
 // returns only after the command is committed (on disk on a quorum) and
 // applied by the leader, so whatever a caller reports as saved is saved.
+// With Config.ServerTLS and ClientTLS the port is mutual TLS: only peers
+// with a certificate from the cluster's CA are heard.
 //
 // Commands carry IDs: applying an ID twice returns the first result, so a
 // caller may retry after any failure, including ErrUnknownOutcome.

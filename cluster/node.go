@@ -112,8 +112,9 @@ func (n *Node) Open(ctx context.Context) (err error) {
 		return err
 	}
 	n.addr = adv.String()
-	n.mux = newMux(ln, adv, n.logger)
-	n.client = newRPCClient(DefaultDialTimeout, 64)
+	t := newMuxTLS(n.cfg)
+	n.mux = newMux(ln, adv, t, n.logger)
+	n.client = newRPCClient(DefaultDialTimeout, 64, t)
 	n.server = newRPCServer(n.handleRPC)
 	n.mux.serve(n.server.serveConn)
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{

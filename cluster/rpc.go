@@ -124,14 +124,15 @@ var errNotSent = errors.New("request not sent")
 type rpcClient struct {
 	dialTimeout time.Duration
 	maxIdle     int
+	tls         *muxTLS // nil: plain TCP
 
 	mu     sync.Mutex
 	idle   map[string][]*rpcConn
 	closed bool
 }
 
-func newRPCClient(dialTimeout time.Duration, maxIdle int) *rpcClient {
-	return &rpcClient{dialTimeout: dialTimeout, maxIdle: maxIdle, idle: make(map[string][]*rpcConn)}
+func newRPCClient(dialTimeout time.Duration, maxIdle int, t *muxTLS) *rpcClient {
+	return &rpcClient{dialTimeout: dialTimeout, maxIdle: maxIdle, tls: t, idle: make(map[string][]*rpcConn)}
 }
 
 func (c *rpcClient) get(addr string) (*rpcConn, error) {
@@ -147,7 +148,7 @@ func (c *rpcClient) get(addr string) (*rpcConn, error) {
 		return rc, nil
 	}
 	c.mu.Unlock()
-	conn, err := dialMux(addr, muxRPC, c.dialTimeout)
+	conn, err := dialMux(addr, muxRPC, c.dialTimeout, c.tls)
 	if err != nil {
 		return nil, err
 	}

@@ -20,8 +20,12 @@ const (
 	muxRPC  byte = 2 // Vigil's cluster RPC (rpc.go)
 )
 
+// tlsHandshakeRecord is the first byte of a TLS ClientHello: a peer with TLS
+// on dialling a node with it off.
+const tlsHandshakeRecord byte = 22
+
 // muxHeaderTimeout bounds how long an accepted connection may take to say
-// which protocol it speaks.
+// which protocol it speaks, its TLS handshake included.
 const muxHeaderTimeout = 5 * time.Second
 
 // mux accepts connections on the cluster port and hands each to Raft or to
@@ -30,6 +34,7 @@ type mux struct {
 	ln        net.Listener
 	advertise net.Addr
 	logger    *slog.Logger
+	tls       *muxTLS // nil: plain TCP
 	raftConns chan net.Conn
 	rpc       func(net.Conn)
 
@@ -38,11 +43,12 @@ type mux struct {
 	wg        sync.WaitGroup
 }
 
-func newMux(ln net.Listener, advertise net.Addr, logger *slog.Logger) *mux {
+func newMux(ln net.Listener, advertise net.Addr, t *muxTLS, logger *slog.Logger) *mux {
 	return &mux{
 		ln:        ln,
 		advertise: advertise,
 		logger:    logger,
+		tls:       t,
 		raftConns: make(chan net.Conn, 16),
 		closed:    make(chan struct{}),
 	}
@@ -83,13 +89,24 @@ func (m *mux) route(conn net.Conn) {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	_ = conn.SetReadDeadline(time.Now().Add(muxHeaderTimeout))
 	var b [1]byte
-	if _, err := io.ReadFull(conn, b[:]); err != nil {
-		conn.Close()
-		return
+	if m.tls != nil {
+		// The handshake too is bounded: a silent or slow outsider costs one
+		// goroutine for muxHeaderTimeout at most.
+		_ = conn.SetDeadline(time.Now().Add(muxHeaderTimeout))
+		var ok bool
+		if conn, b[0], ok = m.tls.accept(conn, m.logger); !ok {
+			return
+		}
+		_ = conn.SetDeadline(time.Time{})
+	} else {
+		_ = conn.SetReadDeadline(time.Now().Add(muxHeaderTimeout))
+		if _, err := io.ReadFull(conn, b[:]); err != nil {
+			conn.Close()
+			return
+		}
+		_ = conn.SetReadDeadline(time.Time{})
 	}
-	_ = conn.SetReadDeadline(time.Time{})
 	switch b[0] {
 	case muxRaft:
 		select {
@@ -99,6 +116,9 @@ func (m *mux) route(conn net.Conn) {
 		}
 	case muxRPC:
 		m.rpc(conn)
+	case tlsHandshakeRecord:
+		m.logger.Warn("cluster port: a peer speaks TLS but this node has no TLS configured", "remote", conn.RemoteAddr().String())
+		conn.Close()
 	default:
 		m.logger.Warn("cluster port: unknown protocol byte", "byte", b[0], "remote", conn.RemoteAddr().String())
 		conn.Close()
@@ -116,8 +136,12 @@ func (m *mux) Close() error {
 	return err
 }
 
-// dial opens a connection of the given protocol to addr.
-func dialMux(addr string, proto byte, timeout time.Duration) (net.Conn, error) {
+// dialMux opens a connection of the given protocol to addr, over TLS when t
+// is not nil.
+func dialMux(addr string, proto byte, timeout time.Duration, t *muxTLS) (net.Conn, error) {
+	if t != nil {
+		return t.dial(addr, proto, timeout)
+	}
 	conn, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
 		return nil, err
@@ -152,5 +176,5 @@ func (l raftLayer) Close() error   { return l.m.Close() }
 func (l raftLayer) Addr() net.Addr { return l.m.advertise }
 
 func (l raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return dialMux(string(addr), muxRaft, timeout)
+	return dialMux(string(addr), muxRaft, timeout, l.m.tls)
 }
