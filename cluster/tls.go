@@ -125,11 +125,10 @@ func (t *muxTLS) dial(addr string, proto byte, timeout time.Duration) (net.Conn,
 	}
 	var b [1]byte
 	if _, err := io.ReadFull(tc, b[:]); err != nil {
+		// A close, a reset or a TLS alert, depending on the timing and on
+		// which check failed: all mean the same to the caller.
 		conn.Close()
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("peer closed the connection after the TLS handshake: it refused this node's certificate")
-		}
-		return nil, fmt.Errorf("peer refused the connection: %w", err)
+		return nil, fmt.Errorf("no answer after the TLS handshake (has the peer refused this node's certificate?): %w", err)
 	}
 	if b[0] != proto {
 		conn.Close()
