@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -44,8 +45,18 @@ const (
 
 // Config configures the gateway.
 type Config struct {
-	TCPAddr       string        // host:port of the MQTT listener; "" disables it
-	WSAddr        string        // host:port of the MQTT over WebSocket listener; "" disables it
+	TCPAddr string // host:port of the MQTT listener; "" disables it
+	WSAddr  string // host:port of the MQTT over WebSocket listener; "" disables it
+	// TLSAddr is the host:port of the MQTT over TLS listener (8883 by
+	// convention); "" disables it. It needs TLS.
+	TLSAddr string
+	// WSSAddr is the host:port of the MQTT over secure WebSocket listener;
+	// "" disables it. It needs TLS.
+	WSSAddr string
+	// TLS is the server side of TLSAddr and WSSAddr: the certificate
+	// devices see. Nil means neither may be set. A MinVersion below TLS 1.2
+	// is raised to it (tls.go).
+	TLS           *tls.Config
 	NodeID        string        // this node's cluster ID, recorded with device telemetry
 	CommitTimeout time.Duration // 0 means DefaultCommitTimeout
 	// TelemetryFlush is how often telemetry and presence are written; 0
@@ -120,6 +131,7 @@ type Broker struct {
 
 	server *mqtt.Server
 	tcp    *listeners.TCP
+	tlsTCP *listeners.TCP  // MQTT over TLS, when Config.TLSAddr is set
 	ctx    context.Context // cancelled by Close: ends ingest in flight
 	cancel context.CancelFunc
 	hooks  sync.WaitGroup // OnPublish calls in flight
@@ -164,6 +176,9 @@ func (b *Broker) Open(context.Context) error {
 	if b.opened {
 		return errors.New("broker: already opened")
 	}
+	if err := b.cfg.Validate(); err != nil {
+		return err
+	}
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumClientWritesPending = DefaultWritesPending
 	caps.MaximumPacketSize = DefaultMaxPacket
@@ -194,6 +209,10 @@ func (b *Broker) Open(context.Context) error {
 			return fmt.Errorf("cannot listen for MQTT on %s: %w", b.cfg.TCPAddr, err)
 		}
 	}
+	if err := b.addTLSListeners(s); err != nil {
+		s.Close()
+		return err
+	}
 	if b.cfg.WSAddr != "" {
 		// mochi's WebSocket listener accepts any Origin: devices are not
 		// browsers, and they authenticate with their own secret.
@@ -213,7 +232,7 @@ func (b *Broker) Open(context.Context) error {
 	go b.markStale(time.Now())
 	b.downDone = make(chan struct{})
 	go b.runDownlink(b.svc.Subscribe(eventBuffer))
-	b.logger.Info("mqtt broker open", "tcp", b.TCPAddr(), "ws", b.cfg.WSAddr)
+	b.logger.Info("mqtt broker open", "tcp", b.TCPAddr(), "ws", b.cfg.WSAddr, "tls", b.TLSAddr(), "wss", b.cfg.WSSAddr)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -144,6 +145,13 @@ func connect(t *testing.T, addr, id, secret string) (*device, error) {
 // (tcp://host:port or ws://host:port). It returns the CONNECT's error.
 func dial(t *testing.T, url, id, secret string) (*device, error) {
 	t.Helper()
+	return dialTLS(t, url, id, secret, nil)
+}
+
+// dialTLS is dial with tc as the client's TLS configuration, for
+// tls://host:port and wss://host:port; nil means paho's default.
+func dialTLS(t *testing.T, url, id, secret string, tc *tls.Config) (*device, error) {
+	t.Helper()
 	d := &device{t: t, replies: make(chan []byte, 64), session: make(chan []byte, 64), lost: make(chan error, 1)}
 	opts := paho.NewClientOptions().AddBroker(url).SetClientID(id).SetUsername(id).SetPassword(secret).
 		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectRetry(false).SetCleanSession(true).SetConnectTimeout(10 * time.Second).
@@ -153,6 +161,9 @@ func dial(t *testing.T, url, id, secret string) (*device, error) {
 			default:
 			}
 		})
+	if tc != nil {
+		opts.SetTLSConfig(tc)
+	}
 	d.c = paho.NewClient(opts)
 	tok := d.c.Connect()
 	if !tok.WaitTimeout(15 * time.Second) {
@@ -176,7 +187,13 @@ func mustDevice(t *testing.T, addr, id, secret string) *device {
 // down/reply and down/session.
 func mustDial(t *testing.T, url, id, secret string) *device {
 	t.Helper()
-	d, err := dial(t, url, id, secret)
+	return mustDialTLS(t, url, id, secret, nil)
+}
+
+// mustDialTLS is mustDial with tc as the client's TLS configuration.
+func mustDialTLS(t *testing.T, url, id, secret string, tc *tls.Config) *device {
+	t.Helper()
+	d, err := dialTLS(t, url, id, secret, tc)
 	if err != nil {
 		t.Fatalf("connect %s to %s: %v", id, url, err)
 	}

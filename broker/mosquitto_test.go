@@ -34,7 +34,8 @@ func mustMosquitto(t *testing.T) {
 type mosquittoDevice struct {
 	host, port     string
 	device, secret string
-	protocol       string // mosquitto's -V: mqttv311 or mqttv5
+	protocol       string   // mosquitto's -V: mqttv311 or mqttv5
+	flags          []string // more connection flags, such as --cafile
 }
 
 func newMosquittoDevice(t *testing.T, addr, device, secret, protocol string) *mosquittoDevice {
@@ -53,7 +54,8 @@ func (d *mosquittoDevice) run(t *testing.T, client string, args ...string) (stdo
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	argv := append([]string{"-V", d.protocol, "-h", d.host, "-p", d.port,
-		"-i", d.device, "-u", d.device, "-P", d.secret}, args...)
+		"-i", d.device, "-u", d.device, "-P", d.secret}, d.flags...)
+	argv = append(argv, args...)
 	var out, errOut bytes.Buffer
 	cmd := exec.CommandContext(ctx, client, argv...)
 	cmd.Stdout, cmd.Stderr = &out, &errOut
