@@ -184,7 +184,7 @@ func usageErr(fs *flag.FlagSet, format string, a ...any) error {
 // serveOptions are the flags of vigil serve.
 type serveOptions struct {
 	config, dataDir, nodeID, clusterAddr, advertiseAddr, httpAddr, logLevel string
-	mqttAddr, mqttWSAddr                                                    string
+	mqttAddr, mqttWSAddr, mqttTLSAddr, mqttWSSAddr, mqttCert, mqttKey       string
 	bootstrap                                                               bool
 	bootstrapExpect, join                                                   string
 }
@@ -201,6 +201,10 @@ func serveFlags(out io.Writer) (*flag.FlagSet, *serveOptions) {
 	fs.StringVar(&o.httpAddr, "http-addr", "", "HTTP API `host:port` (http_addr; default "+DefaultHTTPAddr+")")
 	fs.StringVar(&o.mqttAddr, "mqtt-addr", "", "MQTT `host:port` for devices, empty to disable (broker.tcp_addr; default "+broker.DefaultTCPAddr+")")
 	fs.StringVar(&o.mqttWSAddr, "mqtt-ws-addr", "", "MQTT over WebSocket `host:port`, empty to disable (broker.ws_addr; default "+broker.DefaultWSAddr+")")
+	fs.StringVar(&o.mqttTLSAddr, "mqtt-tls-addr", "", "MQTT over TLS `host:port`, such as :8883 (broker.tls_addr; default none)")
+	fs.StringVar(&o.mqttWSSAddr, "mqtt-wss-addr", "", "MQTT over secure WebSocket `host:port` (broker.wss_addr; default none)")
+	fs.StringVar(&o.mqttCert, "mqtt-tls-cert", "", "PEM certificate `file` of the MQTT TLS listeners (broker.tls_cert_file)")
+	fs.StringVar(&o.mqttKey, "mqtt-tls-key", "", "PEM key `file` of the MQTT TLS listeners (broker.tls_key_file)")
 	fs.StringVar(&o.logLevel, "log-level", "", "debug, info, warn or error (log_level; default "+DefaultLogLevel+")")
 	fs.BoolVar(&o.bootstrap, "bootstrap", false, "start a new single-node cluster if the data directory is new (cluster.bootstrap)")
 	fs.StringVar(&o.bootstrapExpect, "bootstrap-expect", "", "comma-separated cluster `addresses` of all initial voters, this node's included (cluster.bootstrap_expect)")
@@ -263,6 +267,10 @@ func loadServeConfig(args []string, lookupEnv func(string) (string, bool), out i
 		"log-level":      &cfg.LogLevel,
 		"mqtt-addr":      &cfg.Broker.TCPAddr,
 		"mqtt-ws-addr":   &cfg.Broker.WSAddr,
+		"mqtt-tls-addr":  &cfg.Broker.TLSAddr,
+		"mqtt-wss-addr":  &cfg.Broker.WSSAddr,
+		"mqtt-tls-cert":  &cfg.Broker.TLSCertFile,
+		"mqtt-tls-key":   &cfg.Broker.TLSKeyFile,
 	} {
 		if set[name] {
 			*dst = fs.Lookup(name).Value.String()

@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -153,6 +154,25 @@ type BrokerConfig struct {
 	// disables it.
 	WSAddr string `yaml:"ws_addr"`
 
+	// TLSAddr is the host:port of the MQTT over TLS listener (port 8883 by
+	// convention), so that device secrets do not cross the network in
+	// clear. Empty, the default, disables it. It needs tls_cert_file and
+	// tls_key_file.
+	TLSAddr string `yaml:"tls_addr"`
+
+	// WSSAddr is the host:port of the MQTT over secure WebSocket (wss://)
+	// listener. Empty, the default, disables it. It needs tls_cert_file
+	// and tls_key_file.
+	WSSAddr string `yaml:"wss_addr"`
+
+	// TLSCertFile is the PEM file of the certificate that tls_addr and
+	// wss_addr present to devices, followed by any intermediate CA
+	// certificates. It is read once, when the node starts.
+	TLSCertFile string `yaml:"tls_cert_file"`
+
+	// TLSKeyFile is the PEM file of the private key of tls_cert_file.
+	TLSKeyFile string `yaml:"tls_key_file"`
+
 	// CommitTimeout bounds the wait for the cluster to commit a device's
 	// alarm or session event; after it the device gets no PUBACK and its
 	// connection is dropped, so that it retries.
@@ -256,6 +276,9 @@ func (c BrokerConfig) validate() error {
 			return err
 		}
 	}
+	if err := c.validateTLS(); err != nil {
+		return err
+	}
 	if c.CommitTimeout <= 0 {
 		return fieldErr("broker.commit_timeout", c.CommitTimeout.String(), "must be positive")
 	}
@@ -269,6 +292,50 @@ func (c BrokerConfig) validate() error {
 		return fieldErr("broker.replica_wait", c.ReplicaWait.String(), "must be from 0 to broker.commit_timeout")
 	}
 	return nil
+}
+
+// validateTLS checks the TLS listeners and their certificate: an address
+// needs both files, the files need an address, and the pair must load.
+func (c BrokerConfig) validateTLS() error {
+	for _, a := range []struct{ field, addr string }{{"broker.tls_addr", c.TLSAddr}, {"broker.wss_addr", c.WSSAddr}} {
+		if a.addr == "" {
+			continue
+		}
+		if err := checkHostPort(a.field, a.addr, true); err != nil {
+			return err
+		}
+		if c.TLSCertFile == "" {
+			return fieldErr("broker.tls_cert_file", "", "is required when %s is set", a.field)
+		}
+		if c.TLSKeyFile == "" {
+			return fieldErr("broker.tls_key_file", "", "is required when %s is set", a.field)
+		}
+	}
+	if c.TLSAddr == "" && c.WSSAddr == "" {
+		for _, f := range []struct{ field, file string }{{"broker.tls_cert_file", c.TLSCertFile}, {"broker.tls_key_file", c.TLSKeyFile}} {
+			if f.file != "" {
+				return fieldErr(f.field, f.file, "is set but neither broker.tls_addr nor broker.wss_addr is")
+			}
+		}
+		return nil
+	}
+	_, err := c.loadTLS()
+	return err
+}
+
+// loadTLS reads the certificate and key of the TLS listeners. Its error
+// names the field of the file at fault.
+func (c BrokerConfig) loadTLS() (*tls.Config, error) {
+	for _, f := range []struct{ field, file string }{{"broker.tls_cert_file", c.TLSCertFile}, {"broker.tls_key_file", c.TLSKeyFile}} {
+		if _, err := os.ReadFile(f.file); err != nil {
+			return nil, fieldErr(f.field, f.file, "cannot be read: %v", err)
+		}
+	}
+	pair, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+	if err != nil {
+		return nil, fieldErr("broker.tls_cert_file", c.TLSCertFile, "and broker.tls_key_file %q are not a certificate and its key: %v", c.TLSKeyFile, err)
+	}
+	return &tls.Config{MinVersion: broker.MinTLSVersion, Certificates: []tls.Certificate{pair}}, nil
 }
 
 // DefaultConfig returns the configuration of a single-node appliance that

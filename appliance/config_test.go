@@ -3,12 +3,15 @@ package appliance
 import (
 	"bytes"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigilarc/vigil/provisioning"
 )
 
 func mustWriteFile(t *testing.T, text string) string {
@@ -203,5 +206,95 @@ func TestConfig_KeysAndEnvNames(t *testing.T) {
 	}
 	if c.Cluster.TrailingLogs != 77 || c.NodeID != "node-a" || c.LogLevel != "error" || c.Cluster.bootstrap() {
 		t.Fatalf("applyEnv result: %+v", c)
+	}
+}
+
+// mustTLSFiles writes a certificate for 127.0.0.1 and its key as PEM
+// files, signed by a throwaway CA, and returns their paths.
+func mustTLSFiles(t *testing.T, name string) (certFile, keyFile string) {
+	t.Helper()
+	now := time.Now()
+	ca, err := provisioning.NewCA("test-cluster", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := ca.IssueNode(name, provisioning.NodeNames{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := n.Key.PEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	if err := os.WriteFile(certFile, n.CertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// The MQTT TLS listeners are off unless configured, and a TLS setting
+// that cannot work is refused naming the field and the file.
+func TestConfig_BrokerTLSRefusals(t *testing.T) {
+	cert, key := mustTLSFiles(t, "a")
+	otherCert, _ := mustTLSFiles(t, "b")
+	garbage := mustWriteFile(t, "not PEM\n")
+	missing := filepath.Join(t.TempDir(), "missing.pem")
+
+	d := DefaultConfig().Broker
+	if d.TLSAddr != "" || d.WSSAddr != "" || d.TLSCertFile != "" || d.TLSKeyFile != "" {
+		t.Fatalf("default broker TLS settings %+v, want none", d)
+	}
+	for _, tc := range []struct {
+		name                string
+		addr, wss, crt, key string
+		want                []string // in the error; none means accepted
+	}{
+		{name: "tls address with its files", addr: ":8883", crt: cert, key: key},
+		{name: "wss address with its files", wss: "127.0.0.1:8884", crt: cert, key: key},
+		{name: "tls address without files", addr: ":8883", want: []string{"broker.tls_cert_file", "broker.tls_addr"}},
+		{name: "wss address without files", wss: ":8884", want: []string{"broker.tls_cert_file", "broker.wss_addr"}},
+		{name: "tls address without key", addr: ":8883", crt: cert, want: []string{"broker.tls_key_file", "broker.tls_addr"}},
+		{name: "tls address without port", addr: "127.0.0.1", crt: cert, key: key, want: []string{"broker.tls_addr"}},
+		{name: "certificate without address", crt: cert, key: key, want: []string{"broker.tls_cert_file", cert, "neither"}},
+		{name: "key without address", key: key, want: []string{"broker.tls_key_file", key}},
+		{name: "unreadable certificate", addr: ":8883", crt: missing, key: key, want: []string{"broker.tls_cert_file", missing, "cannot be read"}},
+		{name: "unreadable key", addr: ":8883", crt: cert, key: missing, want: []string{"broker.tls_key_file", missing, "cannot be read"}},
+		{name: "certificate not PEM", addr: ":8883", crt: garbage, key: key, want: []string{"broker.tls_cert_file", garbage}},
+		{name: "key of another certificate", addr: ":8883", crt: otherCert, key: key, want: []string{"broker.tls_cert_file", otherCert, key}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{
+				"VIGIL_BROKER_TLS_ADDR": tc.addr, "VIGIL_BROKER_WSS_ADDR": tc.wss,
+				"VIGIL_BROKER_TLS_CERT_FILE": tc.crt, "VIGIL_BROKER_TLS_KEY_FILE": tc.key,
+			}
+			_, err := loadServeConfig(nil, envFrom(env), &bytes.Buffer{})
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error %v, want a *FieldError", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Fatalf("error %q does not name %q", err, w)
+				}
+			}
+		})
+	}
+	// The flags set the same fields.
+	c, err := loadServeConfig([]string{"--mqtt-tls-addr", "127.0.0.1:8883", "--mqtt-wss-addr", "127.0.0.1:8884",
+		"--mqtt-tls-cert", cert, "--mqtt-tls-key", key}, envFrom(nil), &bytes.Buffer{})
+	if err != nil || c.Broker.TLSAddr != "127.0.0.1:8883" || c.Broker.WSSAddr != "127.0.0.1:8884" ||
+		c.Broker.TLSCertFile != cert || c.Broker.TLSKeyFile != key {
+		t.Fatalf("from flags: %+v, %v", c.Broker, err)
 	}
 }

@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -131,8 +132,16 @@ func (n *Node) Open(ctx context.Context) error {
 	if n.cfg.Broker.ReplicaWait > 0 {
 		waitReplicas = n.cluster.WaitReplicas
 	}
+	var serverTLS *tls.Config
+	if n.cfg.Broker.TLSAddr != "" || n.cfg.Broker.WSSAddr != "" {
+		var err error
+		if serverTLS, err = n.cfg.Broker.loadTLS(); err != nil {
+			return fmt.Errorf("cannot load the MQTT TLS certificate: %w", err)
+		}
+	}
 	n.broker = broker.New(broker.Config{
 		TCPAddr: n.cfg.Broker.TCPAddr, WSAddr: n.cfg.Broker.WSAddr,
+		TLSAddr: n.cfg.Broker.TLSAddr, WSSAddr: n.cfg.Broker.WSSAddr, TLS: serverTLS,
 		NodeID: n.cluster.ID(), CommitTimeout: n.cfg.Broker.CommitTimeout,
 		TelemetryFlush: n.cfg.Broker.TelemetryFlush, WaitApplied: n.cluster.WaitApplied,
 		WaitReplicas: waitReplicas, ReplicaWait: n.cfg.Broker.ReplicaWait,
@@ -240,6 +249,14 @@ func (n *Node) mqttURLs() []string {
 	if a := n.cfg.Broker.WSAddr; a != "" {
 		if _, port, _ := net.SplitHostPort(a); port != "0" {
 			out = append(out, "ws://"+n.reachable(a))
+		}
+	}
+	if a := n.broker.TLSAddr(); a != "" {
+		out = append(out, "mqtts://"+n.reachable(a))
+	}
+	if a := n.cfg.Broker.WSSAddr; a != "" {
+		if _, port, _ := net.SplitHostPort(a); port != "0" {
+			out = append(out, "wss://"+n.reachable(a))
 		}
 	}
 	return out
