@@ -178,7 +178,8 @@ func TestBroker_TLSRefusals(t *testing.T) {
 		})
 	}
 	t.Run("TLS 1.1", func(t *testing.T) {
-		c, err := tls.Dial("tcp", n.tlsAddr, &tls.Config{RootCAs: n.roots, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", n.tlsAddr,
+			&tls.Config{RootCAs: n.roots, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
 		if err == nil {
 			c.Close()
 			t.Fatal("TLS 1.1 handshake accepted")
