@@ -240,6 +240,10 @@
       for (const r of s.rows) alarms.set(r.id, r);
       setConn(true, "live");
       changed(null);
+      // A board change between the page's render and this stream (or
+      // while it was reconnecting) sent no "board" event here: fetch the
+      // board again now that every later change will.
+      if (page === "sessions" || page === "cluster") refreshSoon();
     });
     es.addEventListener("alarm", (ev) => {
       const m = JSON.parse(ev.data);
