@@ -136,6 +136,20 @@ func (ca *CA) KeyPEM() ([]byte, error) {
 	return keyPEM(ca.key)
 }
 
+// derivedKey is a key for purpose derived from the CA's private key, which
+// must be held: SHA-256 of the purpose and the private scalar.
+func (ca *CA) derivedKey(purpose string) []byte {
+	d, err := ca.key.Bytes()
+	if err != nil {
+		panic("provisioning: the CA key has no scalar: " + err.Error())
+	}
+	h := sha256.New()
+	h.Write([]byte(purpose))
+	h.Write([]byte{0})
+	h.Write(d)
+	return h.Sum(nil)
+}
+
 // Pool is a certificate pool holding only this CA.
 func (ca *CA) Pool() *x509.CertPool {
 	p := x509.NewCertPool()

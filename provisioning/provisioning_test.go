@@ -139,7 +139,7 @@ func TestCA_RefusesBadRequests(t *testing.T) {
 
 func TestJoinToken_RoundTripAndRefusals(t *testing.T) {
 	ca := mustCA(t, "c-north")
-	tok, err := provisioning.NewJoinToken(ca, []string{"10.0.0.11:8443", "vigil-2.site.example:8443"}, 0, now)
+	tok, err := provisioning.NewJoinToken(ca, []string{"10.0.0.11:8443", "vigil-2.site.example:8443"}, 0, 0, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,20 +149,56 @@ func TestJoinToken_RoundTripAndRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.ClusterID != "c-north" || got.CAFingerprint != ca.Fingerprint() || len(got.Addrs) != 2 || got.ID != tok.ID ||
-		got.Secret != tok.Secret || !got.Expires.Equal(now.Add(provisioning.DefaultJoinTokenTTL)) {
+		got.Secret != tok.Secret || !got.Expires.Equal(now.Add(provisioning.DefaultJoinTokenTTL)) || got.Uses != 1 {
 		t.Fatalf("parsed %+v, want %+v", got, tok)
 	}
 	if got.Expired(now.Add(59*time.Minute)) || !got.Expired(now.Add(time.Hour)) {
 		t.Error("expiry")
 	}
-	if !provisioning.CheckSecret(tok.SecretHash(), got.Secret) || provisioning.CheckSecret(tok.SecretHash(), got.Secret[1:]+"0") ||
-		provisioning.CheckSecret(nil, got.Secret) {
-		t.Error("CheckSecret")
+	if err := ca.CheckJoinToken(got, now); err != nil {
+		t.Errorf("the CA refuses its own token: %v", err)
 	}
-	if _, err := provisioning.NewJoinToken(ca, nil, provisioning.MaxJoinTokenTTL+time.Second, now); err == nil {
+	// Every field the secret vouches for is checked: a token changed in
+	// any of them, or made by another CA, is refused.
+	other := mustCA(t, "c-north")
+	forged, _ := provisioning.NewJoinToken(other, nil, 0, 0, now)
+	for _, tc := range []struct {
+		name   string
+		change func(*provisioning.JoinToken)
+		at     time.Time
+		says   string
+	}{
+		{"more uses", func(j *provisioning.JoinToken) { j.Uses = 16 }, now, "secret is wrong"},
+		{"later expiry", func(j *provisioning.JoinToken) { j.Expires = j.Expires.Add(time.Hour) }, now, "secret is wrong"},
+		{"other ID", func(j *provisioning.JoinToken) { j.ID = "0123456789abcdef" }, now, "secret is wrong"},
+		{"other secret", func(j *provisioning.JoinToken) { j.Secret = strings.Repeat("0", 64) }, now, "secret is wrong"},
+		{"other CA's token", func(j *provisioning.JoinToken) { *j = *forged }, now, "pins another CA"},
+		{"other cluster", func(j *provisioning.JoinToken) { j.ClusterID = "c-south" }, now, "cluster"},
+		{"expired", func(*provisioning.JoinToken) {}, now.Add(time.Hour), "expired"},
+	} {
+		j := *got
+		tc.change(&j)
+		if err := ca.CheckJoinToken(&j, tc.at); !errors.Is(err, provisioning.ErrBadJoinToken) || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%s: %v, want it to say %q", tc.name, err, tc.says)
+		}
+	}
+	certOnly, err := provisioning.LoadCA(ca.CertPEM(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := provisioning.NewJoinToken(certOnly, nil, 0, 0, now); err == nil {
+		t.Error("a token made without the CA key")
+	}
+	if err := certOnly.CheckJoinToken(got, now); err == nil {
+		t.Error("a token checked without the CA key")
+	}
+	if _, err := provisioning.NewJoinToken(ca, nil, provisioning.MaxJoinTokenTTL+time.Second, 0, now); err == nil {
 		t.Error("a token longer-lived than the limit")
 	}
-	if _, err := provisioning.NewJoinToken(ca, []string{"no-port"}, 0, now); err == nil {
+	if _, err := provisioning.NewJoinToken(ca, nil, 0, provisioning.MaxJoinTokenUses+1, now); err == nil {
+		t.Error("a token with more uses than the limit")
+	}
+	if _, err := provisioning.NewJoinToken(ca, []string{"no-port"}, 0, 0, now); err == nil {
 		t.Error("a token with an address without a port")
 	}
 
@@ -173,7 +209,7 @@ func TestJoinToken_RoundTripAndRefusals(t *testing.T) {
 		{"not base64", provisioning.JoinTokenPrefix + "!!!", "cut short or changed"},
 		{"too long", provisioning.JoinTokenPrefix + strings.Repeat("A", provisioning.MaxJoinTokenLen), "longer than"},
 		{"unknown field", enc(`{"c":"c-north","x":1}`), "unknown field"},
-		{"bad fingerprint", enc(`{"c":"c-north","f":"abc","i":"0123456789abcdef","s":"` + strings.Repeat("ab", 32) + `","e":1900000000}`), "fingerprint"},
+		{"bad fingerprint", enc(`{"c":"c-north","f":"abc","i":"0123456789abcdef","s":"` + strings.Repeat("ab", 32) + `","e":1900000000,"n":1}`), "fingerprint"},
 		{"bad cluster", enc(`{"c":"a/b","f":"` + ca.Fingerprint() + `","i":"0123456789abcdef","s":"` + strings.Repeat("ab", 32) + `","e":1900000000}`), "cluster ID"},
 		{"bad address", enc(`{"c":"c-north","f":"` + ca.Fingerprint() + `","a":["x:0"],"i":"0123456789abcdef","s":"` + strings.Repeat("ab", 32) + `","e":1900000000}`), "address"},
 		{"short secret", enc(`{"c":"c-north","f":"` + ca.Fingerprint() + `","i":"0123456789abcdef","s":"ab","e":1900000000}`), "secret"},
@@ -279,7 +315,7 @@ func TestPeerTLS_OnlyMembersOfTheClusterTalk(t *testing.T) {
 func TestJoinClientTLS_PinsTheCA(t *testing.T) {
 	ca := mustCA(t, "c-north")
 	member := mustNode(t, ca, "node-a")
-	tok, err := provisioning.NewJoinToken(ca, []string{"127.0.0.1:8443"}, 0, time.Now())
+	tok, err := provisioning.NewJoinToken(ca, []string{"127.0.0.1:8443"}, 0, 0, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
