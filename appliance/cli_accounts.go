@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -13,11 +15,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/provisioning"
 	"github.com/vigilarc/vigil/ui/auth"
 	"github.com/vigilarc/vigil/ui/console"
 )
@@ -33,6 +37,8 @@ type CommandEnv struct {
 	// LoadConfig returns the data directory and HTTP address of the node
 	// configured by the file at path (none when empty), with the VIGIL_
 	// environment applied.
+	// LoadConfig returns the node's data directory and HTTP address,
+	// https:// before it when the node speaks HTTPS.
 	LoadConfig func(path string) (dataDir, httpAddr string, err error)
 	// Getenv reads an environment variable.
 	Getenv func(string) string
@@ -245,20 +251,39 @@ func newSetupClient(env CommandEnv, config, dataDirFlag, addr string) (*setupCli
 	if err != nil {
 		return nil, err
 	}
-	return &setupClient{base: strings.TrimRight(base, "/"), token: tok, http: &http.Client{Timeout: commandTimeout}}, nil
+	return &setupClient{base: strings.TrimRight(base, "/"), token: tok,
+		http: &http.Client{Timeout: commandTimeout, Transport: &http.Transport{TLSClientConfig: nodeClientTLS(dataDir)}}}, nil
+}
+
+// nodeClientTLS is how a command on an appliance trusts the node's HTTPS:
+// the system's roots (for a customer's certificate) and the cluster CA
+// kept in the data directory.
+func nodeClientTLS(dataDir string) *tls.Config {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if b, err := os.ReadFile(filepath.Join(dataDir, provisioning.TrustDir, "ca.crt")); err == nil {
+		pool.AppendCertsFromPEM(b)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
 }
 
 // localURL is the URL that reaches a node listening on addr from the same
 // machine: a wildcard address is reached on loopback.
 func localURL(addr string) string {
+	scheme := "http"
+	if s, rest, ok := strings.Cut(addr, "://"); ok {
+		scheme, addr = s, rest
+	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "http://" + addr
+		return scheme + "://" + addr
 	}
 	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
 func (s *setupClient) do(ctx context.Context, method, path string, body, out any) error {

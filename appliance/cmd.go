@@ -49,11 +49,13 @@ Usage:
   vigil <command> [arguments]
 
 Commands:
+  init         set up the first appliance of a new cluster (its CA) and print a join token
+  join         join this new appliance to a cluster with a join token
   serve        run this appliance's node
   status       show a node's view of the cluster
   cluster      change cluster membership (join, remove)
   operator     manage console operator accounts (the first admin at set-up)
-  token        manage the REST API's tokens (create, list, disable)
+  token        manage the REST API's tokens (create, list, disable), or make a join token (token join)
   devcluster   run a three-node cluster on this machine for development
   sim          simulate devices against the brokers, for demos and load
   version      print the version
@@ -92,7 +94,15 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		err = c.clusterCmd(ctx, rest)
 	case "operator":
 		err = OperatorCommand(ctx, rest, c.operatorEnv())
+	case "init":
+		err = c.initCmd(ctx, rest)
+	case "join":
+		err = c.joinCmd(ctx, rest)
 	case "token":
+		if len(rest) > 0 && rest[0] == "join" {
+			err = c.trustTokenCmd(rest[1:])
+			break
+		}
 		err = TokenCommand(ctx, rest, c.operatorEnv())
 	case "devcluster":
 		err = devcluster.Command(ctx, rest, c.devclusterEnv())
@@ -183,10 +193,10 @@ func usageErr(fs *flag.FlagSet, format string, a ...any) error {
 
 // serveOptions are the flags of vigil serve.
 type serveOptions struct {
-	config, dataDir, nodeID, clusterAddr, advertiseAddr, httpAddr, logLevel string
-	mqttAddr, mqttWSAddr, mqttTLSAddr, mqttWSSAddr, mqttCert, mqttKey       string
-	bootstrap                                                               bool
-	bootstrapExpect, join                                                   string
+	config, dataDir, nodeID, clusterAddr, advertiseAddr, httpAddr, httpTLS, httpCert, httpKey, logLevel string
+	mqttAddr, mqttWSAddr, mqttTLSAddr, mqttWSSAddr, mqttCert, mqttKey                                   string
+	bootstrap                                                                                           bool
+	bootstrapExpect, join                                                                               string
 }
 
 func serveFlags(out io.Writer) (*flag.FlagSet, *serveOptions) {
@@ -199,6 +209,9 @@ func serveFlags(out io.Writer) (*flag.FlagSet, *serveOptions) {
 	fs.StringVar(&o.clusterAddr, "cluster-addr", "", "cluster port `host:port` to listen on (cluster.bind_addr; default "+DefaultClusterAddr+")")
 	fs.StringVar(&o.advertiseAddr, "advertise-addr", "", "cluster `host:port` that peers dial (cluster.advertise_addr; default the cluster address)")
 	fs.StringVar(&o.httpAddr, "http-addr", "", "HTTP API `host:port` (http_addr; default "+DefaultHTTPAddr+")")
+	fs.StringVar(&o.httpTLS, "http-tls", "", "HTTPS on http_addr: auto (outside loopback), on or off (http_tls; default auto)")
+	fs.StringVar(&o.httpCert, "http-tls-cert", "", "PEM certificate `file` from the customer's CA for the console and API (http_tls_cert_file)")
+	fs.StringVar(&o.httpKey, "http-tls-key", "", "PEM key `file` of --http-tls-cert (http_tls_key_file)")
 	fs.StringVar(&o.mqttAddr, "mqtt-addr", "", "MQTT `host:port` for devices, empty to disable (broker.tcp_addr; default "+broker.DefaultTCPAddr+")")
 	fs.StringVar(&o.mqttWSAddr, "mqtt-ws-addr", "", "MQTT over WebSocket `host:port`, empty to disable (broker.ws_addr; default "+broker.DefaultWSAddr+")")
 	fs.StringVar(&o.mqttTLSAddr, "mqtt-tls-addr", "", "MQTT over TLS `host:port`, such as :8883 (broker.tls_addr; default none)")
@@ -237,13 +250,27 @@ Flags:
 // result.
 func loadServeConfig(args []string, lookupEnv func(string) (string, bool), out io.Writer) (Config, error) {
 	fs, o := serveFlags(out)
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return Config{}, err
-	}
-	if len(pos) > 0 {
+	cfg, pos, err := parseConfigFlags(fs, o, args, lookupEnv)
+	if err == nil && len(pos) > 0 {
 		return Config{}, usageErr(fs, "unexpected argument %q", pos[0])
 	}
+	return cfg, err
+}
+
+// parseConfigFlags parses args with fs (serveFlags' flags, and any a
+// command adds) and returns the configuration they give, validated, and
+// the positional arguments.
+func parseConfigFlags(fs *flag.FlagSet, o *serveOptions, args []string, lookupEnv func(string) (string, bool)) (Config, []string, error) {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return Config{}, nil, err
+	}
+	cfg, err := o.build(fs, lookupEnv)
+	return cfg, pos, err
+}
+
+// build builds the configuration from the parsed flags.
+func (o *serveOptions) build(fs *flag.FlagSet, lookupEnv func(string) (string, bool)) (Config, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
@@ -264,6 +291,9 @@ func loadServeConfig(args []string, lookupEnv func(string) (string, bool), out i
 		"cluster-addr":   &cfg.Cluster.BindAddr,
 		"advertise-addr": &cfg.Cluster.AdvertiseAddr,
 		"http-addr":      &cfg.HTTPAddr,
+		"http-tls":       &cfg.HTTPTLS,
+		"http-tls-cert":  &cfg.HTTPTLSCertFile,
+		"http-tls-key":   &cfg.HTTPTLSKeyFile,
 		"log-level":      &cfg.LogLevel,
 		"mqtt-addr":      &cfg.Broker.TCPAddr,
 		"mqtt-ws-addr":   &cfg.Broker.WSAddr,
@@ -331,7 +361,7 @@ func (c *cli) announce(ctx context.Context, n *Node) {
 	}
 	fmt.Fprintf(c.stdout, "vigil: no operator account exists yet. Make the first administrator on this appliance, as this user:\n"+
 		"  vigil operator create --admin --id ID --name \"FULL NAME\" --password-file - --data-dir %s --addr %s\n",
-		n.DataDir(), localURL(n.HTTPAddr()))
+		n.DataDir(), localURL(n.httpScheme()+"://"+n.HTTPAddr()))
 }
 
 // ---- client commands ----
@@ -677,6 +707,9 @@ func (c *cli) operatorEnv() CommandEnv {
 		Getenv: func(k string) string { v, _ := c.lookupEnv(k); return v },
 		LoadConfig: func(path string) (string, string, error) {
 			cfg, err := LoadConfig(path, c.lookupEnv)
+			if err == nil && cfg.httpsOn() {
+				return cfg.DataDir, "https://" + cfg.HTTPAddr, nil
+			}
 			return cfg.DataDir, cfg.HTTPAddr, err
 		},
 	}

@@ -60,6 +60,22 @@ type Config struct {
 	// TLS reverse proxy, or keep it on a management network.
 	HTTPAddr string `yaml:"http_addr"`
 
+	// HTTPTLS says whether http_addr speaks HTTPS: "auto" (the default)
+	// does outside loopback, "on" always, "off" never (for a TLS reverse
+	// proxy in front). HTTPS uses the node's certificate from the cluster
+	// CA unless http_tls_cert_file is set. A plain HTTP request to an HTTPS
+	// port is redirected to HTTPS.
+	HTTPTLS string `yaml:"http_tls"`
+
+	// HTTPTLSCertFile is the PEM file of a certificate from the customer's
+	// own CA for the console and API, followed by any intermediates; empty
+	// means the node's certificate from the cluster CA. A joining
+	// appliance is always shown the cluster's.
+	HTTPTLSCertFile string `yaml:"http_tls_cert_file"`
+
+	// HTTPTLSKeyFile is the PEM file of http_tls_cert_file's key.
+	HTTPTLSKeyFile string `yaml:"http_tls_key_file"`
+
 	// LogLevel is the lowest level logged to stderr: debug, info, warn or
 	// error.
 	LogLevel string `yaml:"log_level"`
@@ -396,6 +412,9 @@ func (c Config) Validate() error {
 	if err := checkHostPort("http_addr", c.HTTPAddr, true); err != nil {
 		return err
 	}
+	if err := c.validateHTTPTLS(); err != nil {
+		return err
+	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return fieldErr("log_level", c.LogLevel, "%v", err)
 	}
@@ -409,6 +428,28 @@ func (c Config) Validate() error {
 		return err
 	}
 	return c.Broker.validate()
+}
+
+// validateHTTPTLS checks http_tls and the customer's certificate.
+func (c Config) validateHTTPTLS() error {
+	switch c.HTTPTLS {
+	case "", "auto", "on", "off":
+	default:
+		return fieldErr("http_tls", c.HTTPTLS, "must be auto, on or off")
+	}
+	if (c.HTTPTLSCertFile == "") != (c.HTTPTLSKeyFile == "") {
+		return fieldErr("http_tls_cert_file", c.HTTPTLSCertFile, "and http_tls_key_file go together: set both or neither")
+	}
+	if c.HTTPTLSCertFile == "" {
+		return nil
+	}
+	if c.HTTPTLS == "off" {
+		return fieldErr("http_tls_cert_file", c.HTTPTLSCertFile, "is set but http_tls is off")
+	}
+	if _, err := tls.LoadX509KeyPair(c.HTTPTLSCertFile, c.HTTPTLSKeyFile); err != nil {
+		return fieldErr("http_tls_cert_file", c.HTTPTLSCertFile, "and http_tls_key_file %q are not a certificate and its key: %v", c.HTTPTLSKeyFile, err)
+	}
+	return nil
 }
 
 func (c ClusterConfig) validate() error {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/broker"
 	"github.com/vigilarc/vigil/cluster"
+	"github.com/vigilarc/vigil/provisioning"
 	"github.com/vigilarc/vigil/ui/server"
 )
 
@@ -41,6 +43,8 @@ type Node struct {
 	fsm     *monitoring.FSM
 	cluster *cluster.Node
 	service *monitoring.Service
+	trust   *peerTrust // the cluster port's certificates
+	nodeID  string     // from New, before the cluster node opens
 	sched   *monitoring.Scheduler
 	broker  *broker.Broker
 	web     *server.Server // the HTTP surface: console, REST API, their authentication
@@ -48,10 +52,12 @@ type Node struct {
 	openedAt  time.Time // when the cluster node opened; read by downNodes
 	publicURL string    // the console's origin as browsers reach it, once open
 
-	httpLn  net.Listener
-	httpSrv *http.Server
-	pprof   *http.Server // debug.pprof_addr; nil when off
-	wg      sync.WaitGroup
+	httpLn   net.Listener
+	httpSrv  *http.Server
+	sniff    *sniffListener // https: splits TLS from plain connections; nil for plain HTTP
+	redirect *http.Server   // https: answers plain requests with a redirect
+	pprof    *http.Server   // debug.pprof_addr; nil when off
+	wg       sync.WaitGroup
 
 	mu        sync.Mutex // guards opened
 	opened    bool
@@ -59,7 +65,8 @@ type Node struct {
 	closeErr  error
 }
 
-// New returns a node for cfg. It validates cfg and does no I/O.
+// New returns a node for cfg. It validates cfg and reads the node's ID and
+// trust from its data directory; it writes nothing.
 func New(cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -68,13 +75,39 @@ func New(cfg Config) (*Node, error) {
 	if logger == nil {
 		logger = newLogger(os.Stderr, cfg.LogLevel)
 	}
-	fsm := monitoring.NewFSM()
-	cn, err := cluster.New(cfg.clusterConfig(logger), fsm)
+	trust, err := loadTrust(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
+	id, err := nodeIdentity(cfg, trust)
+	if err != nil {
+		return nil, err
+	}
+	pt := &peerTrust{}
+	ccfg := cfg.clusterConfig(logger)
+	if ccfg.Bootstrap && cfg.Cluster.Bootstrap == nil {
+		// A node that joined with a token never starts a cluster of its
+		// own: until it is a voter it dials the members it was given.
+		joined, err := readJoined(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		if len(joined) > 0 {
+			ccfg.Bootstrap, ccfg.Join = false, joined
+		}
+	}
+	ccfg.NodeID, ccfg.ServerTLS, ccfg.ClientTLS = id, pt.serverTLS(), pt.clientTLS()
+	fsm := monitoring.NewFSM()
+	cn, err := cluster.New(ccfg, fsm)
+	if err != nil {
+		return nil, err
+	}
+	pt.allow = memberCheck(cn)
+	if trust != nil {
+		pt.set(trust)
+	}
 	svc := monitoring.NewService(cn, fsm, logger.With(logKeySystem, "monitoring"))
-	n := &Node{cfg: cfg, logger: logger, fsm: fsm, cluster: cn, service: svc}
+	n := &Node{cfg: cfg, logger: logger, fsm: fsm, cluster: cn, service: svc, trust: pt, nodeID: id}
 	n.sched = monitoring.NewScheduler(svc, cn.IsLeader, monitoring.SchedulerConfig{Logger: logger, DownNodes: n.downNodes})
 	return n, nil
 }
@@ -112,6 +145,9 @@ func (n *Node) Open(ctx context.Context) error {
 	defer n.mu.Unlock()
 	if n.opened {
 		return errors.New("appliance: node already opened")
+	}
+	if err := n.ensureTrust(); err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
 	if err != nil {
@@ -152,6 +188,16 @@ func (n *Node) Open(ctx context.Context) error {
 		n.cluster.Close()
 		return fmt.Errorf("cannot open the MQTT broker: %w", err)
 	}
+	var httpsCfg *tls.Config
+	if n.cfg.httpsOn() {
+		if httpsCfg, err = n.httpsConfig(); err != nil {
+			ln.Close()
+			n.broker.Close()
+			n.sched.Close()
+			n.cluster.Close()
+			return err
+		}
+	}
 	n.publicURL = n.consoleURL(ln.Addr().String())
 	n.web, err = server.New(server.Config{
 		NodeID: n.cluster.ID(), DataDir: n.cfg.DataDir, InsecureCookies: n.cfg.Console.InsecureCookies,
@@ -169,8 +215,24 @@ func (n *Node) Open(ctx context.Context) error {
 		return fmt.Errorf("cannot open the operator console: %w", err)
 	}
 	n.httpLn = ln
+	mux := http.NewServeMux()
+	mux.HandleFunc(provisioning.JoinPath, n.serveJoin)
+	mux.Handle("/", n.web.Handler())
+	var serveLn net.Listener = ln
+	if n.cfg.httpsOn() {
+		sl := newSniffListener(ln, httpsCfg, n.logger)
+		serveLn = sl.secure
+		n.redirect = &http.Server{Handler: http.HandlerFunc(redirectToHTTPS), ReadHeaderTimeout: DefaultHTTPReadHeaderTimeout,
+			ErrorLog: slog.NewLogLogger(n.logger.With(logKeySystem, "http").Handler(), slog.LevelDebug)}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			_ = n.redirect.Serve(sl.plain)
+		}()
+		n.sniff = sl
+	}
 	n.httpSrv = &http.Server{
-		Handler:           n.web.Handler(),
+		Handler:           mux,
 		ReadHeaderTimeout: DefaultHTTPReadHeaderTimeout,
 		ReadTimeout:       DefaultHTTPReadTimeout,
 		IdleTimeout:       DefaultHTTPIdleTimeout,
@@ -179,7 +241,7 @@ func (n *Node) Open(ctx context.Context) error {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := n.httpSrv.Serve(serveLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.logger.Error("http server stopped", logKeyError, err)
 		}
 	}()
@@ -188,8 +250,36 @@ func (n *Node) Open(ctx context.Context) error {
 	}
 	n.opened = true
 	n.logger.Info("vigil node open",
-		logKeyHTTP, "http://"+ln.Addr().String(),
+		logKeyHTTP, n.publicURL,
 		logKeyCluster, n.cluster.Addr())
+	return nil
+}
+
+// ensureTrust makes sure the node has its certificate before the cluster
+// port opens: a single appliance's first boot makes its cluster's CA; a
+// node that is to form or join a cluster of several must have been given
+// its trust by vigil init or vigil join.
+func (n *Node) ensureTrust() error {
+	t, _, _ := n.trust.get()
+	if t == nil {
+		if !n.cfg.Cluster.bootstrap() {
+			mode := "cluster.join"
+			if len(n.cfg.Cluster.BootstrapExpect) > 0 {
+				mode = "cluster.bootstrap_expect"
+			}
+			return fmt.Errorf("%s: this node has no cluster certificate in %s: run vigil init on the first appliance and vigil join <token> on this one (docs/install.md)",
+				mode, filepath.Join(n.cfg.DataDir, provisioning.TrustDir))
+		}
+		var err error
+		if t, err = firstBootTrust(n.cfg, n.nodeID); err != nil {
+			return fmt.Errorf("cannot make this appliance's cluster certificate: %w", err)
+		}
+		n.trust.set(t)
+		n.logger.Info("made a new cluster CA and this node's certificate (first boot)", "cluster_id", t.CA.ClusterID,
+			"ca_fingerprint", t.CA.Fingerprint(), "dir", filepath.Join(n.cfg.DataDir, provisioning.TrustDir))
+	}
+	n.logger.Info("cluster port speaks mutual TLS", "cluster_id", t.CA.ClusterID, "ca_fingerprint", t.CA.Fingerprint()[:16],
+		"certificate_until", certExpiry(t.Node.Cert), "holds_ca_key", t.CA.CanSign())
 	return nil
 }
 
@@ -209,6 +299,10 @@ func (n *Node) Close() error {
 		}
 		n.web.Close() // ends the console's event streams, which Shutdown would wait for
 		ctx, cancel := context.WithTimeout(context.Background(), DefaultShutdownTimeout)
+		if n.sniff != nil {
+			n.sniff.Close()
+			n.redirect.Close()
+		}
 		if err := n.httpSrv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("cannot stop http server cleanly: %w", err))
 			n.httpSrv.Close()
@@ -236,6 +330,9 @@ func (n *Node) Close() error {
 func (n *Node) consoleURL(httpAddr string) string {
 	if u := n.cfg.Console.PublicURL; u != "" {
 		return strings.TrimSuffix(u, "/")
+	}
+	if n.cfg.httpsOn() {
+		return "https://" + n.reachable(httpAddr)
 	}
 	return "http://" + n.reachable(httpAddr)
 }
@@ -306,6 +403,14 @@ func (n *Node) ConsoleURL() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.publicURL
+}
+
+// httpScheme is "https" when http_addr speaks HTTPS, else "http".
+func (n *Node) httpScheme() string {
+	if n.cfg.httpsOn() {
+		return "https"
+	}
+	return "http"
 }
 
 // DataDir returns the node's data directory (data_dir).

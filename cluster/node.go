@@ -586,7 +586,7 @@ func (n *Node) handleRPC(ctx context.Context, req *rpcRequest) *rpcResponse {
 		}
 		resp.Index, err = n.localReadIndex()
 	case opJoin:
-		err = n.addVoterLocal(req.NodeID, req.Addr)
+		err = n.addServerLocal(req.NodeID, req.Addr, !req.Nonvoter)
 	case opRemove:
 		err = n.removeLocal(req.NodeID)
 	case opHello:
@@ -604,7 +604,38 @@ func (n *Node) handleRPC(ctx context.Context, req *rpcRequest) *rpcResponse {
 
 // Join adds the node id at addr as a voter, through the leader.
 func (n *Node) Join(ctx context.Context, id, addr string) error {
-	return n.membership(ctx, &rpcRequest{Op: opJoin, NodeID: id, Addr: addr}, func() error { return n.addVoterLocal(id, addr) })
+	return n.membership(ctx, &rpcRequest{Op: opJoin, NodeID: id, Addr: addr}, func() error { return n.addServerLocal(id, addr, true) })
+}
+
+// AddNonvoter adds the node id at addr as a non-voter, through the leader:
+// it receives the log but does not count towards a quorum until it joins
+// as a voter (its own join does that once it runs). A member that is
+// already in the configuration is left as it is.
+func (n *Node) AddNonvoter(ctx context.Context, id, addr string) error {
+	return n.membership(ctx, &rpcRequest{Op: opJoin, NodeID: id, Addr: addr, Nonvoter: true}, func() error { return n.addServerLocal(id, addr, false) })
+}
+
+// Server is one server of the Raft configuration.
+type Server struct {
+	ID, Addr string
+	Voter    bool
+}
+
+// Configuration returns the servers of the latest Raft configuration this
+// node knows, committed or not; none before the cluster has formed.
+func (n *Node) Configuration() ([]Server, error) {
+	if n.raft == nil {
+		return nil, ErrNoLeader
+	}
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, mapRaftError(err, false)
+	}
+	var out []Server
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Server{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	return out, nil
 }
 
 // Remove removes the node id from the cluster, through the leader. A node is
@@ -632,7 +663,7 @@ func (n *Node) membership(ctx context.Context, req *rpcRequest, local func() err
 	})
 }
 
-func (n *Node) addVoterLocal(id, addr string) error {
+func (n *Node) addServerLocal(id, addr string, voter bool) error {
 	if id == "" || addr == "" {
 		return errors.New("join needs a node ID and an address")
 	}
@@ -642,8 +673,10 @@ func (n *Node) addVoterLocal(id, addr string) error {
 	}
 	for _, s := range f.Configuration().Servers {
 		switch {
-		case string(s.ID) == id && string(s.Address) == addr:
+		case string(s.ID) == id && string(s.Address) == addr && (s.Suffrage == raft.Voter || !voter):
 			return nil // already a member
+		case string(s.ID) == id && string(s.Address) == addr:
+			// A non-voter promoted: AddVoter changes its suffrage.
 		case string(s.ID) == id || string(s.Address) == addr:
 			// The same appliance with a new address, or a new appliance at
 			// an old address: the old entry goes first.
@@ -651,6 +684,10 @@ func (n *Node) addVoterLocal(id, addr string) error {
 				return mapRaftError(err, false)
 			}
 		}
+	}
+	if !voter {
+		n.logger.Info("adding non-voter", "id", id, "addr", addr)
+		return mapRaftError(n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error(), false)
 	}
 	n.logger.Info("adding voter", "id", id, "addr", addr)
 	return mapRaftError(n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error(), false)

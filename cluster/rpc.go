@@ -50,6 +50,7 @@ type rpcRequest struct {
 	NodeID   string
 	Addr     string
 	FromNode string
+	Nonvoter bool // opJoin: add the node as a non-voter (it votes once promoted)
 }
 
 type rpcResponse struct {

@@ -148,16 +148,16 @@ func (t *Trust) Save(dataDir string) error {
 		}{caKeyFile, caKey, 0o600})
 	}
 	for _, f := range files {
-		if err := writeFile(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
+		if err := WriteFile(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
 			return err
 		}
 	}
 	return syncDir(dir)
 }
 
-// writeFile writes data to path through a temporary file, synced and
-// renamed into place.
-func writeFile(path string, data []byte, mode os.FileMode) error {
+// WriteFile writes data to path through a temporary file, synced and
+// renamed into place, so that a crash leaves the old file or the new one.
+func WriteFile(path string, data []byte, mode os.FileMode) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
 	if err != nil {
@@ -233,4 +233,37 @@ func tokenAEAD(t *JoinToken) (cipher.AEAD, error) {
 		return nil, err
 	}
 	return cipher.NewGCM(b)
+}
+
+// ProvisionNodes makes a new cluster's trust for several appliances at
+// once, with no network: a CA for clusterID, and for each node ID a
+// certificate, saved with the CA key into its data directory (dataDirs,
+// by node ID). It is for a cluster whose data directories one operator
+// prepares on one machine: vigil devcluster, and test harnesses that start
+// appliances exactly as IT would after vigil init and vigil join. It
+// returns the CA.
+func ProvisionNodes(clusterID string, dataDirs map[string]string, names NodeNames, now time.Time) (*CA, error) {
+	ca, err := NewCA(clusterID, now)
+	if err != nil {
+		return nil, err
+	}
+	for id, dir := range dataDirs {
+		if err := ca.ProvisionNode(id, dir, names, now); err != nil {
+			return nil, err
+		}
+	}
+	return ca, nil
+}
+
+// ProvisionNode signs a certificate for node nodeID and saves it, with the
+// CA (and its key, when held), into the data directory dataDir.
+func (ca *CA) ProvisionNode(nodeID, dataDir string, names NodeNames, now time.Time) error {
+	n, err := ca.IssueNode(nodeID, names, now)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return err
+	}
+	return (&Trust{CA: ca, Node: n}).Save(dataDir)
 }

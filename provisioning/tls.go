@@ -88,6 +88,11 @@ func ServerTLS(ca *CA, node *NodeCert) *tls.Config {
 	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{chainCertificate(node, ca)}}
 }
 
+// JoinALPN is the application protocol a joining appliance offers, so that
+// a member's HTTPS listener presents the cluster's chain to it even when
+// the listener has a certificate of the customer's own CA for browsers.
+const JoinALPN = "vigil-join/1"
+
 // JoinClientTLS is the configuration a joining appliance, which has no
 // certificate yet, uses to reach a member: it trusts the member only if
 // the chain it presents ends in the CA whose fingerprint the join token
@@ -95,6 +100,7 @@ func ServerTLS(ca *CA, node *NodeCert) *tls.Config {
 func JoinClientTLS(t *JoinToken) *tls.Config {
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS12,
+		NextProtos:         []string{JoinALPN},
 		InsecureSkipVerify: true, // checked below against the pinned CA
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			var ca *x509.Certificate

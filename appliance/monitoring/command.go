@@ -95,6 +95,9 @@ const (
 	// CmdDisableAPIToken disables a token for the REST API. Body:
 	// disableAPITokenCmd (apitoken.go).
 	CmdDisableAPIToken CmdType = 30
+	// CmdUseJoinToken counts one use of a join token by a joining
+	// appliance. Body: useJoinTokenCmd (jointoken.go).
+	CmdUseJoinToken CmdType = 31
 )
 
 var cmdNames = map[CmdType]string{
@@ -128,6 +131,7 @@ var cmdNames = map[CmdType]string{
 	CmdPutConsoleNode:     "CmdPutConsoleNode",
 	CmdCreateAPIToken:     "CmdCreateAPIToken",
 	CmdDisableAPIToken:    "CmdDisableAPIToken",
+	CmdUseJoinToken:       "CmdUseJoinToken",
 }
 
 // String returns the command type's name for messages.

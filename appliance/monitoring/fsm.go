@@ -68,6 +68,7 @@ func init() {
 		CmdRedeemResumeTicket: applyRedeemResumeTicket,
 		CmdEndSessionFamily:   applyEndSessionFamily,
 		CmdPutConsoleNode:     applyPutConsoleNode,
+		CmdUseJoinToken:       applyUseJoinToken,
 		CmdCreateAPIToken:     applyCreateAPIToken,
 		CmdDisableAPIToken:    applyDisableAPIToken,
 	}

@@ -1,0 +1,281 @@
+package appliance
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/vigilarc/vigil/provisioning"
+)
+
+// vigil init, vigil join and vigil token join: how IT gives appliances
+// their trust (docs/install.md). init makes the cluster's CA on the first
+// appliance and prints a join token; join, on each other appliance, uses
+// the token to get a certificate from a member and records the members to
+// join through; serve then runs the node. A token is made offline from the
+// CA key (provisioning: its secret is an HMAC under it), so init and
+// token join need no running node.
+
+// joinedFile, in TrustDir, records the members an appliance that joined
+// with a token dials until it is a voter: a node whose trust came from a
+// join never starts a cluster of its own.
+const joinedFile = "joined.json"
+
+// joinedRecord is joinedFile's content.
+type joinedRecord struct {
+	ClusterID string   `json:"cluster_id"`
+	Members   []string `json:"members"` // cluster addresses
+	At        string   `json:"at"`
+}
+
+// readJoined returns the members recorded by vigil join, nil when the
+// node did not join with a token.
+func readJoined(dataDir string) ([]string, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, provisioning.TrustDir, joinedFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r joinedRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", joinedFile, err)
+	}
+	return r.Members, nil
+}
+
+// hasState reports whether dataDir already holds a cluster node's state.
+func hasState(dataDir string) bool {
+	_, err := os.Stat(filepath.Join(dataDir, "raft"))
+	return err == nil
+}
+
+// joinTokenOptions are the join token flags of init and token join.
+type joinTokenOptions struct {
+	ttl  time.Duration
+	uses int
+}
+
+func addTokenFlags(fs *flag.FlagSet, o *joinTokenOptions, usesHelp string) {
+	fs.DurationVar(&o.ttl, "token-ttl", provisioning.DefaultJoinTokenTTL, "how long the join token lasts (at most a week)")
+	fs.IntVar(&o.uses, "token-uses", 0, usesHelp)
+}
+
+func (c *cli) initCmd(_ context.Context, args []string) error {
+	fs, o := serveFlags(c.stderr)
+	fs.Init("init", flag.ContinueOnError)
+	var expect int
+	var to joinTokenOptions
+	fs.IntVar(&expect, "expect", 3, "how many appliances the cluster will have: the join token lets the others join")
+	addTokenFlags(fs, &to, "how many appliances the join token lets join (default --expect minus one)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: vigil init [--expect 3] [serve's flags]
+
+Sets up the first appliance of a new cluster: makes the cluster's CA and
+this appliance's certificate in <data_dir>/tls, and prints a join token
+for the others (vigil join). Then start it with vigil serve. It takes the
+same configuration as vigil serve (--config, flags, VIGIL_ variables).
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	cfg, pos, err := parseConfigFlags(fs, o, args, c.lookupEnv)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErr(fs, "unexpected argument %q", pos[0])
+	}
+	if expect < 1 || expect > 7 {
+		return usageErr(fs, "--expect %d: a cluster has 1 to 7 appliances (3 is the design)", expect)
+	}
+	if to.uses == 0 {
+		to.uses = max(expect-1, 1)
+	}
+	if t, err := loadTrust(cfg.DataDir); err != nil || t != nil {
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("%s already holds the trust of cluster %s: this appliance is set up (make another join token with vigil token join)",
+			filepath.Join(cfg.DataDir, provisioning.TrustDir), t.CA.ClusterID)
+	}
+	if hasState(cfg.DataDir) {
+		return fmt.Errorf("%s already holds a node's state: vigil init is for a new appliance", cfg.DataDir)
+	}
+	id, err := nodeIdentity(cfg, nil)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, "node-id"), []byte(id+"\n"), 0o640); err != nil {
+		return fmt.Errorf("cannot write the node ID: %w", err)
+	}
+	t, err := provisioning.InitTrust(uuid.NewString(), id, nodeNames(cfg), time.Now())
+	if err != nil {
+		return err
+	}
+	if err := t.Save(cfg.DataDir); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "vigil: this appliance (node %s) is the first of cluster %s.\n", id, t.CA.ClusterID)
+	fmt.Fprintf(c.stdout, "  the cluster CA is %s (SHA-256 %s);\n  install it on operator PCs and devices (docs/install.md).\n",
+		filepath.Join(cfg.DataDir, provisioning.TrustDir, "ca.crt"), t.CA.Fingerprint())
+	if expect == 1 {
+		fmt.Fprintln(c.stdout, "Start it with: vigil serve (with the same configuration).")
+		return nil
+	}
+	return c.printJoinToken(cfg, t, to)
+}
+
+// printJoinToken makes a join token of t for the appliances to come and
+// prints it with what to do with it.
+func (c *cli) printJoinToken(cfg Config, t *provisioning.Trust, to joinTokenOptions) error {
+	addr := joinAddr(cfg)
+	tok, err := provisioning.NewJoinToken(t.CA, []string{addr}, to.ttl, to.uses, time.Now())
+	if err != nil {
+		return err
+	}
+	if !cfg.httpsOn() {
+		fmt.Fprintf(c.stderr, "vigil: warning: http_addr %s speaks plain HTTP (http_tls %q), but appliances join over HTTPS: set http_tls: on, or a LAN http_addr\n",
+			cfg.HTTPAddr, cfg.HTTPTLS)
+	}
+	fmt.Fprintf(c.stdout, "Join token for %d appliance(s), valid until %s:\n\n%s\n\n", tok.Uses, tok.Expires.Local().Format(time.RFC1123), tok)
+	fmt.Fprintf(c.stdout, "On each other appliance run:  vigil join <token>   then  vigil serve\n"+
+		"(each with its own configuration). They reach this one at https://%s while this one runs vigil serve.\n"+
+		"Keep the token secret: until it expires or is used up, it lets an appliance join.\n", addr)
+	return nil
+}
+
+// joinAddr is the address at which joiners reach this node's HTTPS:
+// http_addr, a wildcard host replaced by the cluster address's host.
+func joinAddr(cfg Config) string {
+	host, port, _ := net.SplitHostPort(cfg.HTTPAddr)
+	if isWildcard(host) {
+		adv := cfg.Cluster.AdvertiseAddr
+		if adv == "" {
+			adv = cfg.Cluster.BindAddr
+		}
+		if h, _, err := net.SplitHostPort(adv); err == nil && !isWildcard(h) {
+			host = h
+		}
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func (c *cli) joinCmd(ctx context.Context, args []string) error {
+	fs, o := serveFlags(c.stderr)
+	fs.Init("join", flag.ContinueOnError)
+	var via string
+	fs.StringVar(&via, "via", "", "comma-separated `addresses` (host:port of a member's HTTPS) to try before the token's")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: vigil join <token> [serve's flags]
+
+Joins this new appliance to a cluster: makes its key, asks a member (at the
+token's addresses) to sign its certificate, checking that the member
+presents the CA the token pins, and keeps the certificate in
+<data_dir>/tls. Then start it with vigil serve: it catches up and becomes
+a voter. It takes the same configuration as vigil serve.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	cfg, pos, err := parseConfigFlags(fs, o, args, c.lookupEnv)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErr(fs, "give the join token that vigil init or vigil token join printed")
+	}
+	tok, err := provisioning.ParseJoinToken(pos[0])
+	if err != nil {
+		return err
+	}
+	if tok.Expired(time.Now()) {
+		return fmt.Errorf("the join token expired at %s: make a new one on a member with vigil token join", tok.Expires.Local().Format(time.RFC1123))
+	}
+	if t, err := loadTrust(cfg.DataDir); err != nil || t != nil {
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("%s already holds the trust of cluster %s: this appliance is set up", filepath.Join(cfg.DataDir, provisioning.TrustDir), t.CA.ClusterID)
+	}
+	if hasState(cfg.DataDir) {
+		return fmt.Errorf("%s already holds a node's state: vigil join is for a new appliance (remove the directory to start again)", cfg.DataDir)
+	}
+	clusterAddr := cfg.Cluster.AdvertiseAddr
+	if clusterAddr == "" {
+		clusterAddr = cfg.Cluster.BindAddr
+	}
+	id, err := nodeIdentity(cfg, nil)
+	if err != nil {
+		return err
+	}
+	key, err := provisioning.NewNodeKey()
+	if err != nil {
+		return err
+	}
+	name, _ := os.Hostname()
+	addrs := append(splitList(via), tok.Addrs...)
+	jctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	t, members, err := provisioning.Join(jctx, tok, key, nodeNames(cfg),
+		provisioning.JoinRequest{NodeID: id, Name: name, ClusterAddr: clusterAddr}, addrs)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, "node-id"), []byte(id+"\n"), 0o640); err != nil {
+		return fmt.Errorf("cannot write the node ID: %w", err)
+	}
+	if err := t.Save(cfg.DataDir); err != nil {
+		return err
+	}
+	rec, _ := json.MarshalIndent(joinedRecord{ClusterID: t.CA.ClusterID, Members: joinMembers(members, id), At: time.Now().UTC().Format(time.RFC3339)}, "", "  ")
+	if err := provisioning.WriteFile(filepath.Join(cfg.DataDir, provisioning.TrustDir, joinedFile), rec, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "vigil: this appliance (node %s) has joined cluster %s; its certificate is in %s.\n"+
+		"Start it with: vigil serve (with the same configuration). It catches up from the others and then votes.\n",
+		id, t.CA.ClusterID, filepath.Join(cfg.DataDir, provisioning.TrustDir))
+	return nil
+}
+
+// trustTokenCmd is vigil token join: a new join token, made from the CA
+// key in this appliance's data directory.
+func (c *cli) trustTokenCmd(args []string) error {
+	fs, o := serveFlags(c.stderr)
+	fs.Init("token join", flag.ContinueOnError)
+	var to joinTokenOptions
+	addTokenFlags(fs, &to, "how many appliances the join token lets join (default 1)")
+	cfg, pos, err := parseConfigFlags(fs, o, args, c.lookupEnv)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErr(fs, "unexpected argument %q", pos[0])
+	}
+	t, err := provisioning.LoadTrust(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if !t.CA.CanSign() {
+		return errors.New("this appliance does not hold the CA key: make the token on another member")
+	}
+	return c.printJoinToken(cfg, t, to)
+}

@@ -1,0 +1,215 @@
+package appliance
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/vigilarc/vigil/cluster"
+	"github.com/vigilarc/vigil/provisioning"
+)
+
+// The node's trust (provisioning/DESIGN.md): its certificate from the
+// cluster's CA, kept in data_dir/tls. The cluster port speaks mutual TLS
+// with it, always: a peer must present a certificate of this cluster's CA
+// that names a current member. A single appliance that starts with no
+// trust makes its own cluster CA (the first boot); a node that is to form
+// or join a cluster of several must be given its trust first, by vigil
+// init and vigil join.
+
+// nodeIdentity returns the ID the node runs under: the one its data
+// directory keeps (node-id, or its certificate), else node_id, else a new
+// UUID. It only reads.
+func nodeIdentity(cfg Config, trust *provisioning.Trust) (string, error) {
+	kept := ""
+	if b, err := os.ReadFile(filepath.Join(cfg.DataDir, "node-id")); err == nil {
+		kept = strings.TrimSpace(string(b))
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("cannot read the node ID: %w", err)
+	}
+	if trust != nil {
+		if kept != "" && kept != trust.NodeID() {
+			return "", fmt.Errorf("the node certificate in %s names node %q, but the data directory is node %q's",
+				filepath.Join(cfg.DataDir, provisioning.TrustDir), trust.NodeID(), kept)
+		}
+		kept = trust.NodeID()
+	}
+	switch {
+	case kept != "" && cfg.NodeID != "" && cfg.NodeID != kept:
+		return "", fieldErr("node_id", cfg.NodeID, "does not match %q, which the data directory %s belongs to", kept, cfg.DataDir)
+	case kept != "":
+		return kept, nil
+	case cfg.NodeID != "":
+		return cfg.NodeID, nil
+	}
+	return uuid.NewString(), nil
+}
+
+// loadTrust reads the node's trust; nil, nil when it has none yet.
+func loadTrust(dataDir string) (*provisioning.Trust, error) {
+	t, err := provisioning.LoadTrust(dataDir)
+	if errors.Is(err, provisioning.ErrNoTrust) {
+		return nil, nil
+	}
+	return t, err
+}
+
+// peerTrust holds the trust that the cluster port's TLS uses. The
+// configurations given to the cluster read it at each handshake, so the
+// node can make its trust in Open (a first boot) after New built the
+// cluster node, and a renewed certificate takes effect on the next
+// connection.
+type peerTrust struct {
+	mu     sync.RWMutex
+	trust  *provisioning.Trust
+	server *tls.Config
+	client *tls.Config
+	allow  func(nodeID string) error
+}
+
+// set installs t.
+func (p *peerTrust) set(t *provisioning.Trust) {
+	s, c := provisioning.PeerTLS(t.CA, t.Node, p.allow)
+	p.mu.Lock()
+	p.trust, p.server, p.client = t, s, c
+	p.mu.Unlock()
+}
+
+func (p *peerTrust) get() (*provisioning.Trust, *tls.Config, *tls.Config) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.trust, p.server, p.client
+}
+
+var errNoTrust = errors.New("this node has no cluster certificate yet")
+
+// serverTLS is the cluster port's server configuration: TLS 1.3 and a
+// client certificate required, both checked by the configuration of the
+// trust in place (provisioning.PeerTLS).
+func (p *peerTrust) serverTLS() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		ClientAuth: tls.RequireAndVerifyClientCert,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			if _, s, _ := p.get(); s != nil {
+				return s, nil
+			}
+			return nil, errNoTrust
+		},
+	}
+}
+
+// clientTLS is what the node dials its peers with.
+func (p *peerTrust) clientTLS() *tls.Config {
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		InsecureSkipVerify: true, // VerifyConnection checks the chain and the node, not the address
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			_, _, c := p.get()
+			if c == nil {
+				return nil, errNoTrust
+			}
+			return &c.Certificates[0], nil
+		},
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			_, _, c := p.get()
+			if c == nil {
+				return errNoTrust
+			}
+			return c.VerifyConnection(cs)
+		},
+	}
+}
+
+// memberCheck is the cluster port's answer to "may node id talk to us?":
+// yes while the cluster has not formed (the initial voters of
+// bootstrap_expect find each other, and a joiner hears from the leader
+// before it knows the configuration), otherwise only a server of the
+// current configuration. A removed member is refused from the moment its
+// removal is in this node's log.
+func memberCheck(c *cluster.Node) func(id string) error {
+	return func(id string) error {
+		servers, err := c.Configuration()
+		if err != nil {
+			if errors.Is(err, cluster.ErrNoLeader) {
+				return nil // Raft is starting: the port is served before it exists
+			}
+			return fmt.Errorf("cannot read the cluster's members: %w", err)
+		}
+		if len(servers) == 0 || slices.ContainsFunc(servers, func(s cluster.Server) bool { return s.ID == id }) {
+			return nil
+		}
+		return errors.New("it is not a member of this cluster (removed, or never joined)")
+	}
+}
+
+// nodeNames are the names and addresses the node's certificate is made
+// for: its host name, localhost, the host of its cluster and HTTP
+// addresses, and the addresses of its interfaces, so that browsers and
+// devices reach it by any of them.
+func nodeNames(cfg Config) provisioning.NodeNames {
+	var names provisioning.NodeNames
+	addDNS := func(h string) {
+		if h != "" && net.ParseIP(h) == nil && !slices.Contains(names.DNS, h) && len(names.DNS) < 8 {
+			names.DNS = append(names.DNS, h)
+		}
+	}
+	addIP := func(ip net.IP) {
+		if ip != nil && !ip.IsUnspecified() && !slices.ContainsFunc(names.IPs, ip.Equal) && len(names.IPs) < 16 {
+			names.IPs = append(names.IPs, ip)
+		}
+	}
+	if h, err := os.Hostname(); err == nil {
+		addDNS(h)
+	}
+	addDNS("localhost")
+	for _, a := range []string{cfg.Cluster.AdvertiseAddr, cfg.Cluster.BindAddr, cfg.HTTPAddr} {
+		if h, _, err := net.SplitHostPort(a); err == nil {
+			if ip := net.ParseIP(h); ip != nil {
+				addIP(ip)
+			} else {
+				addDNS(h)
+			}
+		}
+	}
+	addIP(net.IPv4(127, 0, 0, 1))
+	addIP(net.IPv6loopback)
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLinkLocalUnicast() {
+				addIP(ipn.IP)
+			}
+		}
+	}
+	return names
+}
+
+// firstBootTrust makes the trust of a single appliance starting for the
+// first time: a new cluster CA and its certificate, saved in its data
+// directory.
+func firstBootTrust(cfg Config, nodeID string) (*provisioning.Trust, error) {
+	t, err := provisioning.InitTrust(uuid.NewString(), nodeID, nodeNames(cfg), time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("cannot make data_dir %s: %w", cfg.DataDir, err)
+	}
+	if err := t.Save(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// certExpiry says when t's node certificate ends, for the log.
+func certExpiry(c *x509.Certificate) string { return c.NotAfter.UTC().Format(time.DateOnly) }

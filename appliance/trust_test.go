@@ -1,0 +1,254 @@
+package appliance_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigilarc/vigil/appliance"
+	"github.com/vigilarc/vigil/appliance/appliancetest"
+	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/cluster/clustertest"
+	"github.com/vigilarc/vigil/provisioning"
+)
+
+// box is one appliance of a test installation: its addresses and data
+// directory, as IT would configure it.
+type box struct {
+	dir, clusterAddr, httpAddr string
+	node                       *appliance.Node
+}
+
+func newBox(t *testing.T) *box {
+	return &box{dir: t.TempDir(), clusterAddr: clustertest.FreeAddr(t), httpAddr: clustertest.FreeAddr(t)}
+}
+
+// flags are the command-line flags that configure b.
+func (b *box) flags() []string {
+	return []string{"--data-dir", b.dir, "--cluster-addr", b.clusterAddr, "--http-addr", b.httpAddr, "--http-tls", "on",
+		"--mqtt-addr", "127.0.0.1:0", "--mqtt-ws-addr", ""}
+}
+
+// serve opens b's node with the configuration of its flags.
+func (b *box) serve(t *testing.T) {
+	t.Helper()
+	cfg := appliancetest.Config(t)
+	cfg.DataDir, cfg.Cluster.BindAddr, cfg.HTTPAddr, cfg.HTTPTLS = b.dir, b.clusterAddr, b.httpAddr, "on"
+	n, err := appliance.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	b.node = n
+}
+
+var tokenRE = regexp.MustCompile(provisioning.JoinTokenPrefix + `[A-Za-z0-9_-]+`)
+
+func voters(t *testing.T, n *appliance.Node) int {
+	servers, err := n.Cluster().Configuration()
+	if err != nil {
+		return 0
+	}
+	v := 0
+	for _, s := range servers {
+		if s.Voter {
+			v++
+		}
+	}
+	return v
+}
+
+// peerDial opens a connection to a cluster port as a peer with tr would,
+// and returns the error of the handshake and the protocol byte's echo.
+func peerDial(addr string, client *tls.Config) error {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 3 * time.Second}, "tcp", addr, client)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := conn.Write([]byte{1}); err != nil {
+		return err
+	}
+	b := make([]byte, 1)
+	if _, err := conn.Read(b); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Three appliances become one cluster the way IT sets them up: vigil init
+// on the first, which prints a join token; vigil serve; vigil join with the
+// token on the others, then vigil serve. The cluster port then speaks
+// mutual TLS only with members: no certificate, another cluster's, or a
+// removed member's gets nothing; a used-up token is refused; and the
+// console's port redirects plain HTTP to HTTPS.
+func TestTrust_InitJoinServe(t *testing.T) {
+	boxes := []*box{newBox(t), newBox(t), newBox(t)}
+	code, out, errOut := runCLI(t, nil, append([]string{"init", "--expect", "3"}, boxes[0].flags()...)...)
+	if code != appliance.ExitOK {
+		t.Fatalf("init: exit %d: %s %s", code, out, errOut)
+	}
+	token := tokenRE.FindString(out)
+	if token == "" || !strings.Contains(out, "Join token for 2 appliance(s)") || !strings.Contains(out, "vigil join") {
+		t.Fatalf("init printed no join token for two: %s", out)
+	}
+	if code, _, errOut := runCLI(t, nil, append([]string{"init"}, boxes[0].flags()...)...); code == appliance.ExitOK || !strings.Contains(errOut, "already holds the trust") {
+		t.Fatalf("a second init: exit %d, %s", code, errOut)
+	}
+	boxes[0].serve(t)
+	first := boxes[0].node
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := first.Cluster().WaitForLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, b := range boxes[1:] {
+		code, out, errOut := runCLI(t, nil, append([]string{"join", token}, b.flags()...)...)
+		if code != appliance.ExitOK || !strings.Contains(out, "has joined cluster") {
+			t.Fatalf("join: exit %d: %s %s", code, out, errOut)
+		}
+		b.serve(t)
+	}
+	clustertest.PollUntil(t, 30*time.Second, "three voters on every node", func() bool {
+		for _, b := range boxes {
+			if voters(t, b.node) != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	// A write through the last to join is on the first.
+	if _, err := boxes[2].node.Service().PutOrganisation(context.Background(), "org-trust", "test", monitoring.Organisation{ID: "org-north", Name: "North Council"}); err != nil {
+		t.Fatal(err)
+	}
+	clustertest.PollUntil(t, 10*time.Second, "the organisation on the first node", func() bool {
+		_, err := first.Service().Organisation("org-north")
+		return err == nil
+	})
+
+	// The token let two appliances join: a third use is refused.
+	extra := newBox(t)
+	code, _, errOut = runCLI(t, nil, append([]string{"join", token}, extra.flags()...)...)
+	if code == appliance.ExitOK || !strings.Contains(errOut, "used 2 of 2 times") {
+		t.Fatalf("a used-up token: exit %d, %s", code, errOut)
+	}
+	// A token changed to allow more uses is refused by its secret.
+	tok, _ := provisioning.ParseJoinToken(token)
+	tok.Uses = 16
+	code, _, errOut = runCLI(t, nil, append([]string{"join", tok.String()}, extra.flags()...)...)
+	if code == appliance.ExitOK || !strings.Contains(errOut, "secret is wrong") {
+		t.Fatalf("a changed token: exit %d, %s", code, errOut)
+	}
+	// Nothing of the refused joins is left in the cluster.
+	if servers, _ := first.Cluster().Configuration(); len(servers) != 3 {
+		t.Fatalf("after refused joins the cluster has %d servers", len(servers))
+	}
+
+	// The cluster port: a member's certificate is let in.
+	trust := func(b *box) *provisioning.Trust {
+		tr, err := provisioning.LoadTrust(b.dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+	_, member := provisioning.PeerTLS(trust(boxes[1]).CA, trust(boxes[1]).Node, nil)
+	if err := peerDial(boxes[0].clusterAddr, member); err != nil {
+		t.Fatalf("a member refused: %v", err)
+	}
+	// No certificate: refused at the handshake.
+	if err := peerDial(boxes[0].clusterAddr, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}); err == nil {
+		t.Fatal("a peer with no certificate was let in")
+	}
+	// Another cluster's CA, naming this cluster and a member's ID: refused.
+	forgedCA, _ := provisioning.NewCA(trust(boxes[0]).CA.ClusterID, time.Now())
+	forged, _ := forgedCA.IssueNode(trust(boxes[1]).NodeID(), provisioning.NodeNames{}, time.Now())
+	_, forgedClient := provisioning.PeerTLS(forgedCA, forged, nil)
+	forgedClient.VerifyConnection = nil // the outsider does not check the server either
+	if err := peerDial(boxes[0].clusterAddr, forgedClient); err == nil {
+		t.Fatal("a certificate of another CA was let in")
+	}
+	// The extra appliance's data directory holds no trust: its failed joins
+	// wrote nothing.
+	if _, err := provisioning.LoadTrust(extra.dir); !errors.Is(err, provisioning.ErrNoTrust) {
+		t.Fatalf("a refused joiner kept trust: %v", err)
+	}
+
+	// A removed member's valid certificate stops working.
+	removed := boxes[2]
+	removedTrust := trust(removed)
+	removed.node.Close()
+	if err := first.Cluster().Remove(context.Background(), removedTrust.NodeID()); err != nil {
+		t.Fatal(err)
+	}
+	_, removedClient := provisioning.PeerTLS(removedTrust.CA, removedTrust.Node, nil)
+	clustertest.PollUntil(t, 10*time.Second, "the removed member refused by both", func() bool {
+		return peerDial(boxes[0].clusterAddr, removedClient) != nil && peerDial(boxes[1].clusterAddr, removedClient) != nil
+	})
+
+	// The console's port: HTTPS with the node's certificate from the
+	// cluster CA, and plain HTTP redirected to it.
+	pool := x509.NewCertPool()
+	pool.AddCert(trust(boxes[0]).CA.Cert)
+	secure := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := secure.Get("https://" + boxes[0].httpAddr + "/ui/login")
+	if err != nil {
+		t.Fatalf("the console over HTTPS with the cluster CA: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the console over HTTPS: %s", resp.Status)
+	}
+	plain := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err = plain.Get("http://" + boxes[0].httpAddr + "/ui/alarms?x=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != "https://"+boxes[0].httpAddr+"/ui/alarms?x=1" {
+		t.Fatalf("plain HTTP: %s to %q", resp.Status, resp.Header.Get("Location"))
+	}
+	if !strings.HasPrefix(first.ConsoleURL(), "https://") {
+		t.Fatalf("console URL %s", first.ConsoleURL())
+	}
+}
+
+// A node told to form or join a cluster of several, with no trust of its
+// own, refuses to start and says what to run; a single appliance's first
+// boot makes its own CA.
+func TestTrust_NodeWithoutTrust(t *testing.T) {
+	cfg := appliancetest.Config(t)
+	cfg.Cluster.BindAddr = clustertest.FreeAddr(t)
+	cfg.Cluster.BootstrapExpect = []string{cfg.Cluster.BindAddr, "127.0.0.1:1", "127.0.0.1:2"}
+	n, err := appliance.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = n.Open(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "vigil init") || !strings.Contains(err.Error(), "cluster.bootstrap_expect") {
+		t.Fatalf("open without trust: %v", err)
+	}
+
+	single := appliancetest.MustNode(t, nil)
+	tr, err := provisioning.LoadTrust(single.DataDir())
+	if err != nil || tr.NodeID() != single.Cluster().ID() || !tr.CA.CanSign() {
+		t.Fatalf("a first boot's trust: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(single.DataDir(), provisioning.TrustDir, "ca.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("ca.key: %v", err)
+	}
+}
