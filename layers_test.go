@@ -43,6 +43,10 @@ var forbidden = []struct {
 		"the console and the broker are siblings: both call the Service"},
 	{"provisioning", []string{"cluster", "broker", "ui", "appliance/monitoring"}, false, nil,
 		"provisioning makes certificates and TLS settings; the appliance hands them to the parts (its tests try them on a real cluster port)"},
+	// Of Vigil, discovery imports provisioning alone (and zeroconf): the
+	// appliance wires it, and its namespace tests run the package itself.
+	{"provisioning/discovery", []string{"cluster", "broker", "ui", "appliance"}, true, nil,
+		"discovery only announces and browses; the appliance decides what a found peer is for"},
 	{"appliance/sim", []string{"cluster"}, false, nil,
 		"the simulator is a client: it talks to the appliances over MQTT and HTTP"},
 }
