@@ -16,4 +16,7 @@
 //	node.go    node keys, certificate requests, certificates and identities
 //	token.go   join tokens: their text form and how they are checked
 //	tls.go     the TLS configurations built from all of it
+//
+// Package discovery, below, finds the other appliances on the LAN with
+// multicast DNS, as a hint of where to dial: it trusts nothing it finds.
 package provisioning
