@@ -458,6 +458,18 @@ func addAuthFlags(fs *flag.FlagSet) *authOptions {
 // token. Without any, the requests go without one, and the node's 401 says
 // so.
 func (c *cli) authorise(client *apiClient, o *authOptions) error {
+	// HTTPS: trust the cluster CA of the local node's data directory.
+	tlsDir := o.dataDir
+	if tlsDir == "" {
+		path := o.config
+		if path == "" {
+			path, _ = c.lookupEnv(EnvPrefix + "CONFIG")
+		}
+		if cfg, err := LoadConfig(path, c.lookupEnv); err == nil {
+			tlsDir = cfg.DataDir
+		}
+	}
+	client.http.Transport = &http.Transport{TLSClientConfig: nodeClientTLS(tlsDir)}
 	if o.token != "" {
 		client.token, client.tokenNote = o.token, "from --token"
 		return nil

@@ -10,11 +10,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/vigilarc/vigil/provisioning"
+	"github.com/vigilarc/vigil/provisioning/discovery"
 )
 
 // vigil init, vigil join and vigil token join: how IT gives appliances
@@ -62,13 +65,15 @@ func hasState(dataDir string) bool {
 
 // joinTokenOptions are the join token flags of init and token join.
 type joinTokenOptions struct {
-	ttl  time.Duration
-	uses int
+	ttl     time.Duration
+	uses    int
+	noAddrs bool
 }
 
 func addTokenFlags(fs *flag.FlagSet, o *joinTokenOptions, usesHelp string) {
 	fs.DurationVar(&o.ttl, "token-ttl", provisioning.DefaultJoinTokenTTL, "how long the join token lasts (at most a week)")
 	fs.IntVar(&o.uses, "token-uses", 0, usesHelp)
+	fs.BoolVar(&o.noAddrs, "token-no-addrs", false, "put no address in the join token: joiners find the members with discovery")
 }
 
 func (c *cli) initCmd(_ context.Context, args []string) error {
@@ -144,7 +149,11 @@ Flags:
 // prints it with what to do with it.
 func (c *cli) printJoinToken(cfg Config, t *provisioning.Trust, to joinTokenOptions) error {
 	addr := joinAddr(cfg)
-	tok, err := provisioning.NewJoinToken(t.CA, []string{addr}, to.ttl, to.uses, time.Now())
+	var addrs []string
+	if addr != "" && !to.noAddrs {
+		addrs = []string{addr}
+	}
+	tok, err := provisioning.NewJoinToken(t.CA, addrs, to.ttl, to.uses, time.Now())
 	if err != nil {
 		return err
 	}
@@ -154,9 +163,16 @@ func (c *cli) printJoinToken(cfg Config, t *provisioning.Trust, to joinTokenOpti
 	}
 	fmt.Fprintf(c.stdout, "Join token for %d appliance(s), valid until %s:\n\n%s\n\n", tok.Uses, tok.Expires.Local().Format(time.RFC1123), tok)
 	fmt.Fprintf(c.stdout, "On each other appliance run:  vigil join <token>   then  vigil serve\n"+
-		"(each with its own configuration). They reach this one at https://%s while this one runs vigil serve.\n"+
-		"Keep the token secret: until it expires or is used up, it lets an appliance join.\n", addr)
+		"(each with its own configuration). They reach this one at %s while this one runs vigil serve.\n"+
+		"Keep the token secret: until it expires or is used up, it lets an appliance join.\n", reachText(addrs))
 	return nil
+}
+
+func reachText(addrs []string) string {
+	if len(addrs) == 0 {
+		return "the address discovery finds on the LAN"
+	}
+	return "https://" + strings.Join(addrs, ", https://")
 }
 
 // joinAddr is the address at which joiners reach this node's HTTPS:
@@ -168,9 +184,11 @@ func joinAddr(cfg Config) string {
 		if adv == "" {
 			adv = cfg.Cluster.BindAddr
 		}
-		if h, _, err := net.SplitHostPort(adv); err == nil && !isWildcard(h) {
-			host = h
+		h, _, err := net.SplitHostPort(adv)
+		if err != nil || isWildcard(h) {
+			return "" // no address to give: joiners find the node with discovery
 		}
+		host = h
 	}
 	return net.JoinHostPort(host, port)
 }
@@ -232,8 +250,24 @@ Flags:
 	addrs := append(splitList(via), tok.Addrs...)
 	jctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	t, members, err := provisioning.Join(jctx, tok, key, nodeNames(cfg),
-		provisioning.JoinRequest{NodeID: id, Name: name, ClusterAddr: clusterAddr}, addrs)
+	req := provisioning.JoinRequest{NodeID: id, Name: name, ClusterAddr: clusterAddr}
+	var t *provisioning.Trust
+	var members []provisioning.JoinMember
+	var refused *provisioning.RefusedJoinError
+	if len(addrs) > 0 {
+		t, members, err = provisioning.Join(jctx, tok, key, nodeNames(cfg), req, addrs)
+	}
+	if (len(addrs) == 0 || err != nil && !errors.As(err, &refused)) && cfg.Discovery.Mode != "off" {
+		// The token's addresses did not answer (or it has none): look on
+		// the LAN for the members of its cluster. What answers must still
+		// present the pinned CA.
+		found := c.discover(jctx, cfg, tok.ClusterID)
+		if len(found) > 0 {
+			t, members, err = provisioning.Join(jctx, tok, key, nodeNames(cfg), req, found)
+		} else if err == nil {
+			err = errors.New("the token carries no member address and discovery found no member of its cluster on the LAN: give one with --via")
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -254,6 +288,39 @@ Flags:
 		"Start it with: vigil serve (with the same configuration). It catches up from the others and then votes.\n",
 		id, t.CA.ClusterID, filepath.Join(cfg.DataDir, provisioning.TrustDir))
 	return nil
+}
+
+// discover looks on the LAN for members of clusterID and returns their
+// HTTPS addresses.
+func (c *cli) discover(ctx context.Context, cfg Config, clusterID string) []string {
+	var ifaces []net.Interface
+	for _, name := range cfg.Discovery.Interfaces {
+		if i, err := net.InterfaceByName(name); err == nil {
+			ifaces = append(ifaces, *i)
+		}
+	}
+	var out []string
+	for attempt := 0; attempt < 3 && len(out) == 0; attempt++ {
+		bctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		peers, err := discovery.Browse(bctx, clusterID, ifaces)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(c.stderr, "vigil join: discovery: %v\n", err)
+			return nil
+		}
+		for _, p := range peers {
+			if p.State != discovery.StateMember {
+				continue
+			}
+			for _, ip := range p.Addrs {
+				out = append(out, net.JoinHostPort(ip.String(), strconv.Itoa(p.Port)))
+			}
+		}
+	}
+	if len(out) > 0 {
+		fmt.Fprintf(c.stdout, "vigil join: found members of cluster %s on the LAN: %s\n", clusterID, strings.Join(out, ", "))
+	}
+	return out
 }
 
 // trustTokenCmd is vigil token join: a new join token, made from the CA

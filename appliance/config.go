@@ -90,6 +90,9 @@ type Config struct {
 	// http_addr (docs/console.md).
 	Console ConsoleConfig `yaml:"console"`
 
+	// Discovery configures how appliances find each other on the LAN.
+	Discovery DiscoveryConfig `yaml:"discovery"`
+
 	// Debug holds diagnostic settings; all are off by default.
 	Debug DebugConfig `yaml:"debug"`
 
@@ -159,6 +162,39 @@ type ClusterConfig struct {
 	// that a follower a little behind catches up from the log rather than
 	// from a whole snapshot.
 	TrailingLogs uint64 `yaml:"trailing_logs"`
+}
+
+// DiscoveryConfig configures discovery: each node announces itself on the
+// LAN with mDNS (service _vigil._tcp, its cluster ID, node ID, name and
+// state), and vigil join looks there for the members of its token's
+// cluster when the token's addresses do not answer. A discovered peer is
+// only a hint of where to dial: it must still present the CA the token
+// pins (provisioning/DESIGN.md). Static addresses always work.
+type DiscoveryConfig struct {
+	// Mode is "auto" (the default: on unless the cluster port is on
+	// loopback), "on" or "off".
+	Mode string `yaml:"mode"`
+
+	// Interfaces names the network interfaces to announce on; empty means
+	// every multicast interface that is up.
+	Interfaces []string `yaml:"interfaces"`
+}
+
+// discoveryOn reports whether the node announces itself and looks for
+// peers with mDNS.
+func (c Config) discoveryOn() bool {
+	switch c.Discovery.Mode {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	host, _, err := net.SplitHostPort(c.Cluster.BindAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host != "localhost" && (ip == nil || !ip.IsLoopback())
 }
 
 // BrokerConfig configures the MQTT gateway (docs/device-protocol.md).
@@ -414,6 +450,11 @@ func (c Config) Validate() error {
 	}
 	if err := c.validateHTTPTLS(); err != nil {
 		return err
+	}
+	switch c.Discovery.Mode {
+	case "", "auto", "on", "off":
+	default:
+		return fieldErr("discovery.mode", c.Discovery.Mode, "must be auto, on or off")
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return fieldErr("log_level", c.LogLevel, "%v", err)

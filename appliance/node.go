@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/vigilarc/vigil/broker"
 	"github.com/vigilarc/vigil/cluster"
 	"github.com/vigilarc/vigil/provisioning"
+	"github.com/vigilarc/vigil/provisioning/discovery"
 	"github.com/vigilarc/vigil/ui/server"
 )
 
@@ -54,9 +56,10 @@ type Node struct {
 
 	httpLn   net.Listener
 	httpSrv  *http.Server
-	sniff    *sniffListener // https: splits TLS from plain connections; nil for plain HTTP
-	redirect *http.Server   // https: answers plain requests with a redirect
-	pprof    *http.Server   // debug.pprof_addr; nil when off
+	sniff    *sniffListener        // https: splits TLS from plain connections; nil for plain HTTP
+	redirect *http.Server          // https: answers plain requests with a redirect
+	pprof    *http.Server          // debug.pprof_addr; nil when off
+	adv      *discovery.Advertiser // the mDNS announcement; nil when discovery is off
 	wg       sync.WaitGroup
 
 	mu        sync.Mutex // guards opened
@@ -248,6 +251,9 @@ func (n *Node) Open(ctx context.Context) error {
 	if a := n.cfg.Debug.PprofAddr; a != "" {
 		n.servePprof(a)
 	}
+	if n.cfg.discoveryOn() {
+		n.advertise(ln.Addr())
+	}
 	n.opened = true
 	n.logger.Info("vigil node open",
 		logKeyHTTP, n.publicURL,
@@ -296,6 +302,9 @@ func (n *Node) Close() error {
 		var errs []error
 		if n.pprof != nil {
 			n.pprof.Close()
+		}
+		if n.adv != nil {
+			n.adv.Close()
 		}
 		n.web.Close() // ends the console's event streams, which Shutdown would wait for
 		ctx, cancel := context.WithTimeout(context.Background(), DefaultShutdownTimeout)
@@ -370,6 +379,35 @@ func (n *Node) reachable(addr string) string {
 		return net.JoinHostPort(h, port)
 	}
 	return addr
+}
+
+// advertise announces the node on the LAN (discovery). It only logs a
+// failure: static addresses still work without it.
+func (n *Node) advertise(httpAddr net.Addr) {
+	t, _, _ := n.trust.get()
+	name, _ := os.Hostname()
+	if len(name) > discovery.MaxNameLen {
+		name = name[:discovery.MaxNameLen]
+	}
+	a := discovery.Announcement{ClusterID: t.CA.ClusterID, NodeID: n.cluster.ID(), Name: name, State: discovery.StateMember,
+		Port: portOf(httpAddr.String()), ClusterPort: portOf(n.cluster.Addr()), Interfaces: n.cfg.Discovery.Interfaces}
+	adv, err := discovery.Advertise(a, n.logger.With(logKeySystem, "discovery"))
+	if err != nil {
+		n.logger.Warn("cannot announce this node on the LAN (discovery); static addresses still work", logKeyError, err)
+		return
+	}
+	n.adv = adv
+	n.logger.Info("announcing this node on the LAN", "service", discovery.Service, "cluster_id", a.ClusterID)
+}
+
+// portOf is the port of host:port, 0 when there is none.
+func portOf(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	port, _ := strconv.Atoi(p)
+	return port
 }
 
 // servePprof serves Go's runtime profiles on addr (debug.pprof_addr). It
