@@ -99,7 +99,7 @@ func New(cfg Config) (*Node, error) {
 			ccfg.Bootstrap, ccfg.Join = false, joined
 		}
 	}
-	ccfg.NodeID, ccfg.ServerTLS, ccfg.ClientTLS = id, pt.serverTLS(), pt.clientTLS()
+	ccfg.NodeID, ccfg.ServerTLS, ccfg.ClientTLS, ccfg.VerifyPeer = id, pt.serverTLS(), pt.clientTLS(), pt.verifyPeer
 	fsm := monitoring.NewFSM()
 	cn, err := cluster.New(ccfg, fsm)
 	if err != nil {

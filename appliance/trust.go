@@ -93,6 +93,30 @@ func (p *peerTrust) get() (*provisioning.Trust, *tls.Config, *tls.Config) {
 
 var errNoTrust = errors.New("this node has no cluster certificate yet")
 
+// verifyPeer asks the member check about the node that a connection's
+// certificate names: the cluster asks it again about open connections, so
+// a removed member loses those too.
+func (p *peerTrust) verifyPeer(cs tls.ConnectionState) error {
+	t, _, _ := p.get()
+	if t == nil {
+		return errNoTrust
+	}
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("the peer sent no certificate")
+	}
+	id, err := provisioning.NodeIdentity(cs.PeerCertificates[0], t.CA.ClusterID)
+	if err != nil {
+		return err
+	}
+	if p.allow == nil {
+		return nil
+	}
+	if err := p.allow(id); err != nil {
+		return fmt.Errorf("node %s: %w", id, err)
+	}
+	return nil
+}
+
 // serverTLS is the cluster port's server configuration: TLS 1.3 and a
 // client certificate required, both checked by the configuration of the
 // trust in place (provisioning.PeerTLS).

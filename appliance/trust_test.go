@@ -188,17 +188,33 @@ func TestTrust_InitJoinServe(t *testing.T) {
 		t.Fatalf("a refused joiner kept trust: %v", err)
 	}
 
-	// A removed member's valid certificate stops working.
+	// A removed member's valid certificate stops working, and the
+	// connections it already had are closed.
 	removed := boxes[2]
 	removedTrust := trust(removed)
+	_, removedClient := provisioning.PeerTLS(removedTrust.CA, removedTrust.Node, nil)
+	open, err := tls.DialWithDialer(&net.Dialer{Timeout: 3 * time.Second}, "tcp", boxes[0].clusterAddr, removedClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	if _, err := open.Write([]byte{1}); err != nil { // the cluster RPC's protocol byte
+		t.Fatal(err)
+	}
+	if _, err := open.Read(make([]byte, 1)); err != nil {
+		t.Fatalf("a member's connection was not accepted: %v", err)
+	}
 	removed.node.Close()
 	if err := first.Cluster().Remove(context.Background(), removedTrust.NodeID()); err != nil {
 		t.Fatal(err)
 	}
-	_, removedClient := provisioning.PeerTLS(removedTrust.CA, removedTrust.Node, nil)
 	clustertest.PollUntil(t, 10*time.Second, "the removed member refused by both", func() bool {
 		return peerDial(boxes[0].clusterAddr, removedClient) != nil && peerDial(boxes[1].clusterAddr, removedClient) != nil
 	})
+	open.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := open.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the removed member's open connection was not closed: %v", err)
+	}
 
 	// The console's port: HTTPS with the node's certificate from the
 	// cluster CA, and plain HTTP redirected to it.

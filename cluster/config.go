@@ -81,7 +81,9 @@ type Config struct {
 	// once its handshake has verified the peer's certificate, accepted and
 	// dialled alike; an error refuses the peer and closes the connection.
 	// It lets the caller refuse a certificate that is valid but no longer
-	// wanted (a removed member's). It requires ServerTLS and ClientTLS.
+	// wanted (a removed member's). It is asked again about every open
+	// connection each StatusInterval, and a connection it then refuses is
+	// closed. It requires ServerTLS and ClientTLS.
 	VerifyPeer func(tls.ConnectionState) error
 
 	HeartbeatTimeout   time.Duration

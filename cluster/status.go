@@ -109,6 +109,9 @@ func (n *Node) statusLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		if n.mux != nil && n.mux.tls != nil {
+			n.mux.tls.recheck(n.logger)
+		}
 		f := n.raft.GetConfiguration()
 		if f.Error() != nil {
 			continue

@@ -34,6 +34,68 @@ type muxTLS struct {
 	verify func(tls.ConnectionState) error // may be nil
 
 	refused refusalLog
+
+	// live holds the open connections that passed the checks, so that
+	// recheck can close those whose peer is no longer wanted.
+	liveMu sync.Mutex
+	live   map[*liveConn]struct{}
+}
+
+// liveConn is a checked TLS connection, forgotten by its muxTLS when
+// closed.
+type liveConn struct {
+	*tls.Conn
+	t    *muxTLS
+	once sync.Once
+}
+
+func (c *liveConn) Close() error {
+	c.once.Do(func() {
+		c.t.liveMu.Lock()
+		delete(c.t.live, c)
+		c.t.liveMu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// track records tc as live and returns the connection to hand on.
+func (t *muxTLS) track(tc *tls.Conn) net.Conn {
+	if t.verify == nil {
+		return tc
+	}
+	c := &liveConn{Conn: tc, t: t}
+	t.liveMu.Lock()
+	if t.live == nil {
+		t.live = make(map[*liveConn]struct{})
+	}
+	t.live[c] = struct{}{}
+	t.liveMu.Unlock()
+	return c
+}
+
+// recheck asks VerifyPeer again about every open connection and closes
+// those it now refuses: a member removed from the cluster loses the
+// connections it already had, not only new ones. It returns how many it
+// closed.
+func (t *muxTLS) recheck(logger *slog.Logger) int {
+	if t.verify == nil {
+		return 0
+	}
+	t.liveMu.Lock()
+	conns := make([]*liveConn, 0, len(t.live))
+	for c := range t.live {
+		conns = append(conns, c)
+	}
+	t.liveMu.Unlock()
+	closed := 0
+	for _, c := range conns {
+		if err := t.verify(c.ConnectionState()); err != nil {
+			logger.Warn("cluster port: closing a connection whose peer is no longer accepted", "remote", c.RemoteAddr().String(), "error", err)
+			c.Close()
+			closed++
+		}
+	}
+	return closed
 }
 
 // newMuxTLS returns the port's TLS from cfg, nil when it is off.
@@ -69,7 +131,7 @@ func (t *muxTLS) accept(conn net.Conn, logger *slog.Logger) (net.Conn, byte, boo
 			return nil, 0, false
 		}
 	}
-	return tc, b[0], true
+	return t.track(tc), b[0], true
 }
 
 // check refuses a handshake's peer: a server's peer must have presented a
@@ -135,7 +197,7 @@ func (t *muxTLS) dial(addr string, proto byte, timeout time.Duration) (net.Conn,
 		return nil, fmt.Errorf("peer answered protocol byte %d with %d", proto, b[0])
 	}
 	_ = conn.SetDeadline(time.Time{})
-	return tc, nil
+	return t.track(tc), nil
 }
 
 // refusalLog logs refused TLS connections: each at debug level, and a
