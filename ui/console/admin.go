@@ -12,9 +12,10 @@ package console
 
 import (
 	"cmp"
-	"encoding/json"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -26,6 +27,7 @@ import (
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/ui"
 	"github.com/vigilarc/vigil/ui/auth"
+	"github.com/vigilarc/vigil/ui/enrol"
 )
 
 // Blank rows each list form offers for new entries.
@@ -534,80 +536,43 @@ type adminDeviceView struct {
 	Saved             bool
 }
 
-// credentials are a device's new secret and its configuration bundle.
+// credentials are a device's new secret and its configuration bundle, as
+// JSON and as a QR code.
 type credentials struct {
-	Secret   string
-	Bundle   string // JSON
-	FileName string
+	Secret     string
+	Bundle     string // indented JSON
+	FileName   string
+	QR         template.URL // a data: URI of the QR code's PNG; empty when it cannot be made
+	QRFileName string
+	QRError    string // why there is no QR code
 }
 
-// deviceBundle is the configuration bundle of an enrolled device: what
-// its app or firmware needs to connect (docs/device-protocol.md).
-type deviceBundle struct {
-	Format            string   `json:"format"`
-	DeviceID          string   `json:"device_id"`
-	ClientID          string   `json:"mqtt_client_id"`
-	Username          string   `json:"mqtt_username"`
-	Password          string   `json:"mqtt_password"`
-	Brokers           []string `json:"mqtt_brokers"` // every node's listeners: try the next if one fails
-	UpTopic           string   `json:"up_topic"`
-	DownTopic         string   `json:"down_topic"`
-	HeartbeatInterval string   `json:"heartbeat_interval"`
-	LocationInterval  string   `json:"location_interval"`
-	OrgID             string   `json:"org_id"`
-	WorkerID          string   `json:"worker_id,omitempty"`
-	IssuedAt          string   `json:"issued_at"`
-	Protocol          string   `json:"protocol"`
-}
-
-// bundle returns the configuration bundle of device d with secret.
-func (co *Console) bundle(d *monitoring.Device, secret string) *credentials {
-	b := deviceBundle{Format: "vigil-device-config/1", DeviceID: d.ID, ClientID: d.ID, Username: d.ID, Password: secret,
-		UpTopic: "vigil/v1/d/" + d.ID + "/up/<type>", DownTopic: "vigil/v1/d/" + d.ID + "/down/#",
-		HeartbeatInterval: fmtDur(monitoring.DefaultHeartbeatInterval), LocationInterval: fmtDur(monitoring.DefaultLocationInterval),
-		OrgID: d.OrgID, WorkerID: d.WorkerID, IssuedAt: time.Now().UTC().Format(time.RFC3339), Protocol: "vigil device protocol v1, MQTT 3.1.1 or 5, QoS 1"}
-	if o, err := co.svc.Organisation(d.OrgID); err == nil {
-		if o.HeartbeatInterval > 0 {
-			b.HeartbeatInterval = fmtDur(o.HeartbeatInterval)
-		}
-		if o.LocationInterval > 0 {
-			b.LocationInterval = fmtDur(o.LocationInterval)
-		}
-	}
-	seen := map[string]bool{}
+// DeviceBundle returns the configuration bundle of device d with its new
+// secret: the MQTT listeners of every node of the cluster, TLS first, and
+// the CA certificate of Config.CACertPEM.
+func (co *Console) DeviceBundle(d *monitoring.Device, secret string) *enrol.Bundle {
+	var brokers []string
 	for _, n := range co.consoleNodes() {
-		for _, u := range n.MQTT {
-			if !seen[u] {
-				seen[u] = true
-				b.Brokers = append(b.Brokers, u)
-			}
-		}
+		brokers = append(brokers, n.MQTT...)
 	}
-	for _, u := range co.cfg.MQTTURLs {
-		if !seen[u] {
-			seen[u] = true
-			b.Brokers = append(b.Brokers, u)
-		}
-	}
-	if b.Brokers == nil {
-		b.Brokers = []string{}
-	}
-	var buf strings.Builder
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false) // the page escapes it; the file is read by a device
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(b)
-	return &credentials{Secret: secret, Bundle: strings.TrimSpace(buf.String()), FileName: "vigil-device-" + safeFileName(d.ID) + ".json"}
+	org, _ := co.svc.Organisation(d.OrgID) // nil: the default intervals
+	return enrol.New(d, secret, org, append(brokers, co.cfg.MQTTURLs...), co.cfg.CACertPEM, time.Now())
 }
 
-// safeFileName keeps the letters, digits, dots, dashes and underscores of s.
-func safeFileName(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 128 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-", r)) {
-			return r
-		}
-		return '_'
-	}, s)
+// bundle returns the credentials of device d with secret.
+func (co *Console) bundle(d *monitoring.Device, secret string) *credentials {
+	b := co.DeviceBundle(d, secret)
+	cr := &credentials{Secret: secret, Bundle: string(b.JSON()), FileName: b.FileName(".json"), QRFileName: b.FileName(".png")}
+	png, err := b.QRPNG()
+	if err != nil {
+		co.logger.Error("no QR code of the device's bundle", "device", d.ID, "error", err)
+		cr.QRError = "No QR code: " + err.Error() + ". Use the file instead."
+		return cr
+	}
+	// A data: URI in an <img> is refused by html/template unless typed
+	// as trusted; this is our own PNG, encoded here.
+	cr.QR = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png))
+	return cr
 }
 
 // deviceForm fills the form's lists.

@@ -17,6 +17,7 @@ import (
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/ui"
 	"github.com/vigilarc/vigil/ui/auth"
+	"github.com/vigilarc/vigil/ui/enrol"
 )
 
 // Defaults of the console.
@@ -142,6 +143,11 @@ type Config struct {
 	// as "tcp://10.0.0.5:1883": registered with PublicURL, and written into
 	// the configuration of enrolled devices.
 	MQTTURLs []string
+	// CACertPEM is the CA certificate (PEM) that devices verify the TLS
+	// MQTT listeners (mqtts://, wss://) with, written into the
+	// configuration of enrolled devices; nil writes none. It must hold
+	// CERTIFICATE blocks only (enrol.CheckCACert).
+	CACertPEM []byte
 	// Cluster reports the cluster for the cluster page and the hand-over;
 	// nil shows this node alone.
 	Cluster ClusterStatus
@@ -178,6 +184,11 @@ func New(cfg Config, svc Service, a *auth.Auth) (*Console, error) {
 	}
 	if cfg.SessionTTL < 0 || cfg.SessionTTL > monitoring.MaxSessionTTL {
 		return nil, fmt.Errorf("console: session TTL %s is outside 0..%s", cfg.SessionTTL, monitoring.MaxSessionTTL)
+	}
+	if len(cfg.CACertPEM) > 0 {
+		if err := enrol.CheckCACert(cfg.CACertPEM); err != nil {
+			return nil, fmt.Errorf("console: CACertPEM: %w", err)
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

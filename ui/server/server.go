@@ -48,6 +48,10 @@ type Config struct {
 	PublicURL string
 	// MQTTURLs are the node's MQTT listeners as devices reach them.
 	MQTTURLs []string
+	// CACertPEM is the CA certificate (PEM) of the TLS MQTT listeners,
+	// written into enrolled devices' configuration bundles; nil writes
+	// none (console.Config.CACertPEM).
+	CACertPEM []byte
 	// Logger receives the logs, each part's with its "system" attribute;
 	// nil discards them.
 	Logger *slog.Logger
@@ -87,7 +91,7 @@ func New(cfg Config, svc Service, c ui.Cluster) (*Server, error) {
 	a := auth.New(ac, svc)
 	co, err := console.New(console.Config{
 		NodeID: cfg.NodeID, SessionTTL: cfg.SessionTTL, AllowedOrigins: cfg.AllowedOrigins,
-		PublicURL: cfg.PublicURL, MQTTURLs: cfg.MQTTURLs, Cluster: c,
+		PublicURL: cfg.PublicURL, MQTTURLs: cfg.MQTTURLs, CACertPEM: cfg.CACertPEM, Cluster: c,
 		Logger: logger.With(logKeySystem, "console"),
 	}, svc, a)
 	if err != nil {

@@ -31,6 +31,9 @@ type Options struct {
 	NoPublicURL bool
 	// MQTTURLs are written into enrolled devices' configuration.
 	MQTTURLs []string
+	// CACertPEM is written into enrolled devices' configuration as their
+	// brokers' CA certificate.
+	CACertPEM []byte
 }
 
 // Server is one node's HTTP surface, serving on a loopback port until the
@@ -59,6 +62,7 @@ func MustServe(t testing.TB, n *monitoringtest.Node, opts Options) *Server {
 	cfg := server.Config{
 		NodeID: n.ID(), DataDir: s.DataDir, InsecureCookies: opts.InsecureCookies,
 		SessionTTL: opts.SessionTTL, AllowedOrigins: opts.AllowedOrigins, MQTTURLs: opts.MQTTURLs,
+		CACertPEM: opts.CACertPEM,
 	}
 	if !opts.NoPublicURL {
 		cfg.PublicURL = s.URL
