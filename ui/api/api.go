@@ -109,6 +109,7 @@ var _ Service = (*monitoring.Service)(nil)
 type api struct {
 	cluster ui.Cluster
 	svc     Service
+	bundles Bundler // nil: a new device secret comes without its bundle
 	logger  *slog.Logger
 }
 
@@ -121,13 +122,14 @@ type groups struct {
 
 // New returns the HTTP handler of the API over this node's cluster member
 // c and the monitoring Service svc, every route behind az's APIAuth.
-// mounts add more routes to the same engine (the operator console).
-func New(c ui.Cluster, svc Service, az *auth.Auth, logger *slog.Logger, mounts ...func(gin.IRouter)) http.Handler {
+// bundles makes the devices' configuration bundles (nil: a new secret comes
+// alone). mounts add more routes to the same engine (the operator console).
+func New(c ui.Cluster, svc Service, az *auth.Auth, bundles Bundler, logger *slog.Logger, mounts ...func(gin.IRouter)) http.Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	gin.SetMode(gin.ReleaseMode)
-	h := &api{cluster: c, svc: svc, logger: logger}
+	h := &api{cluster: c, svc: svc, bundles: bundles, logger: logger}
 	r := gin.New()
 	_ = r.SetTrustedProxies(nil) // never believe X-Forwarded-For
 	r.HandleMethodNotAllowed = true

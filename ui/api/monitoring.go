@@ -29,6 +29,7 @@ import (
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/ui/auth"
+	"github.com/vigilarc/vigil/ui/enrol"
 )
 
 // Limits of the monitoring routes.
@@ -414,22 +415,78 @@ func (a *api) getDevice(c *gin.Context) {
 }
 
 // DeviceSecretResponse is the reply to POST /api/v1/devices/:id/secret. The
-// secret is the device's MQTT password; it is shown this once.
+// secret is the device's MQTT password; it is shown this once, alone and
+// in the device's configuration bundle.
 type DeviceSecretResponse struct {
-	DeviceID string `json:"device_id"`
-	Secret   string `json:"secret"`
+	DeviceID string        `json:"device_id"`
+	Secret   string        `json:"secret"`
+	Bundle   *enrol.Bundle `json:"bundle,omitempty"` // what the device needs to connect (docs/device-protocol.md)
 }
 
+// Bundler makes the configuration bundle of a device with its new secret;
+// the console is one.
+type Bundler interface {
+	DeviceBundle(d *monitoring.Device, secret string) *enrol.Bundle
+}
+
+// Reply formats of POST /api/v1/devices/:id/secret.
+const (
+	mimePNG     = "image/png"
+	formatQuery = "format" // ?format=json (the default) or ?format=qr
+	formatQR    = "qr"
+	formatJSON  = "json"
+)
+
 // POST /api/v1/devices/:id/secret {"id","actor"}: make a new secret for the
-// device; the old one stops working.
+// device; the old one stops working. The reply is JSON with the secret and
+// the configuration bundle, or, with ?format=qr or Accept: image/png, the
+// PNG of the bundle's QR code.
 func (a *api) setDeviceSecret(c *gin.Context) {
+	asQR := false
+	switch f := c.Query(formatQuery); f {
+	case formatQR:
+		asQR = true
+	case formatJSON:
+	case "":
+		asQR = c.NegotiateFormat(gin.MIMEJSON, mimePNG) == mimePNG
+	default:
+		badRequest(c, formatQuery, fmt.Sprintf("format %q is neither %q nor %q", f, formatJSON, formatQR))
+		return
+	}
+	if asQR && a.bundles == nil {
+		c.JSON(http.StatusNotAcceptable, ErrorResponse{Error: "this node makes no configuration bundles: ask for JSON"})
+		return
+	}
 	var req Command
 	if !bindCommand(c, &req, &req) {
 		return
 	}
 	deviceID := c.Param("id")
 	secret, err := a.svc.SetDeviceSecret(c.Request.Context(), req.ID, req.Actor, deviceID)
-	reply(c, http.StatusOK, DeviceSecretResponse{DeviceID: deviceID, Secret: secret}, err)
+	if err != nil {
+		writeServiceError(c, err)
+		return
+	}
+	out := DeviceSecretResponse{DeviceID: deviceID, Secret: secret}
+	if d, err := a.svc.Device(deviceID); err == nil && a.bundles != nil {
+		out.Bundle = a.bundles.DeviceBundle(d, secret)
+	}
+	c.Header("Cache-Control", "no-store")
+	if !asQR {
+		c.JSON(http.StatusOK, out)
+		return
+	}
+	if out.Bundle == nil {
+		writeError(c, fmt.Errorf("the secret was issued, but device %q cannot be read to make its bundle: ask again for JSON with a new id", deviceID))
+		return
+	}
+	png, err := out.Bundle.QRPNG()
+	if err != nil {
+		writeError(c, fmt.Errorf("the secret was issued, but %w: ask again for JSON with a new id", err))
+		return
+	}
+	c.Header("Content-Disposition", `attachment; filename="`+out.Bundle.FileName(".png")+`"`)
+	c.Data(http.StatusOK, mimePNG, png)
 }
 
 // POST /api/v1/sessions: start a session.

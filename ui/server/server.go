@@ -67,6 +67,9 @@ type Service interface {
 
 var _ Service = (*monitoring.Service)(nil)
 
+// The console makes the devices' configuration bundles for the API too.
+var _ api.Bundler = (*console.Console)(nil)
+
 // Server is one node's HTTP surface.
 type Server struct {
 	auth    *auth.Auth
@@ -98,7 +101,7 @@ func New(cfg Config, svc Service, c ui.Cluster) (*Server, error) {
 		return nil, err
 	}
 	return &Server{auth: a, console: co,
-		handler: api.New(c, svc, a, logger.With(logKeySystem, "http"), co.Mount)}, nil
+		handler: api.New(c, svc, a, co, logger.With(logKeySystem, "http"), co.Mount)}, nil
 }
 
 // Open writes the setup token and starts the console's event streams,
