@@ -208,13 +208,13 @@ type BrokerConfig struct {
 
 	// TLSAddr is the host:port of the MQTT over TLS listener (port 8883 by
 	// convention), so that device secrets do not cross the network in
-	// clear. Empty, the default, disables it. It needs tls_cert_file and
-	// tls_key_file.
+	// clear. Empty, the default, disables it. It presents tls_cert_file,
+	// or the node's certificate from the cluster CA when that is empty.
 	TLSAddr string `yaml:"tls_addr"`
 
 	// WSSAddr is the host:port of the MQTT over secure WebSocket (wss://)
-	// listener. Empty, the default, disables it. It needs tls_cert_file
-	// and tls_key_file.
+	// listener. Empty, the default, disables it. It presents the same
+	// certificate as tls_addr.
 	WSSAddr string `yaml:"wss_addr"`
 
 	// TLSCertFile is the PEM file of the certificate that tls_addr and
@@ -356,12 +356,15 @@ func (c BrokerConfig) validateTLS() error {
 		if err := checkHostPort(a.field, a.addr, true); err != nil {
 			return err
 		}
-		if c.TLSCertFile == "" {
-			return fieldErr("broker.tls_cert_file", "", "is required when %s is set", a.field)
-		}
-		if c.TLSKeyFile == "" {
-			return fieldErr("broker.tls_key_file", "", "is required when %s is set", a.field)
-		}
+	}
+	switch {
+	case c.TLSCertFile != "" && c.TLSKeyFile == "":
+		return fieldErr("broker.tls_key_file", "", "is required with broker.tls_cert_file %q (or set neither, for the node's certificate from the cluster CA)", c.TLSCertFile)
+	case c.TLSCertFile == "" && c.TLSKeyFile != "":
+		return fieldErr("broker.tls_cert_file", "", "is required with broker.tls_key_file %q (or set neither, for the node's certificate from the cluster CA)", c.TLSKeyFile)
+	}
+	if c.TLSCertFile == "" {
+		return nil
 	}
 	if c.TLSAddr == "" && c.WSSAddr == "" {
 		for _, f := range []struct{ field, file string }{{"broker.tls_cert_file", c.TLSCertFile}, {"broker.tls_key_file", c.TLSKeyFile}} {

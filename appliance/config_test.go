@@ -256,12 +256,14 @@ func TestConfig_BrokerTLSRefusals(t *testing.T) {
 	}{
 		{name: "tls address with its files", addr: ":8883", crt: cert, key: key},
 		{name: "wss address with its files", wss: "127.0.0.1:8884", crt: cert, key: key},
-		{name: "tls address without files", addr: ":8883", want: []string{"broker.tls_cert_file", "broker.tls_addr"}},
-		{name: "wss address without files", wss: ":8884", want: []string{"broker.tls_cert_file", "broker.wss_addr"}},
-		{name: "tls address without key", addr: ":8883", crt: cert, want: []string{"broker.tls_key_file", "broker.tls_addr"}},
+		// Without files, the listeners present the node's certificate
+		// from the cluster CA.
+		{name: "tls address without files", addr: ":8883"},
+		{name: "wss address without files", wss: ":8884"},
+		{name: "tls address without key", addr: ":8883", crt: cert, want: []string{"broker.tls_key_file", cert}},
 		{name: "tls address without port", addr: "127.0.0.1", crt: cert, key: key, want: []string{"broker.tls_addr"}},
 		{name: "certificate without address", crt: cert, key: key, want: []string{"broker.tls_cert_file", cert, "neither"}},
-		{name: "key without address", key: key, want: []string{"broker.tls_key_file", key}},
+		{name: "key without certificate", key: key, want: []string{"broker.tls_cert_file", "broker.tls_key_file", key}},
 		{name: "unreadable certificate", addr: ":8883", crt: missing, key: key, want: []string{"broker.tls_cert_file", missing, "cannot be read"}},
 		{name: "unreadable key", addr: ":8883", crt: cert, key: missing, want: []string{"broker.tls_key_file", missing, "cannot be read"}},
 		{name: "certificate not PEM", addr: ":8883", crt: garbage, key: key, want: []string{"broker.tls_cert_file", garbage}},

@@ -173,11 +173,16 @@ func (n *Node) Open(ctx context.Context) error {
 	}
 	var serverTLS *tls.Config
 	if n.cfg.Broker.TLSAddr != "" || n.cfg.Broker.WSSAddr != "" {
-		var err error
-		if serverTLS, err = n.cfg.Broker.loadTLS(); err != nil {
-			return fmt.Errorf("cannot load the MQTT TLS certificate: %w", err)
+		if n.cfg.Broker.TLSCertFile == "" {
+			serverTLS = n.nodeCertTLS()
+		} else {
+			var err error
+			if serverTLS, err = n.cfg.Broker.loadTLS(); err != nil {
+				return fmt.Errorf("cannot load the MQTT TLS certificate: %w", err)
+			}
 		}
 	}
+	n.warnPlainMQTT()
 	n.broker = broker.New(broker.Config{
 		TCPAddr: n.cfg.Broker.TCPAddr, WSAddr: n.cfg.Broker.WSAddr,
 		TLSAddr: n.cfg.Broker.TLSAddr, WSSAddr: n.cfg.Broker.WSSAddr, TLS: serverTLS,
@@ -205,7 +210,7 @@ func (n *Node) Open(ctx context.Context) error {
 	n.web, err = server.New(server.Config{
 		NodeID: n.cluster.ID(), DataDir: n.cfg.DataDir, InsecureCookies: n.cfg.Console.InsecureCookies,
 		SessionTTL: n.cfg.Console.SessionTTL, AllowedOrigins: n.cfg.Console.AllowedOrigins,
-		PublicURL: n.publicURL, MQTTURLs: n.mqttURLs(), Logger: n.logger,
+		PublicURL: n.publicURL, MQTTURLs: n.mqttURLs(), CACertPEM: n.brokerCA(), Logger: n.logger,
 	}, n.service, clusterView{n.cluster})
 	if err == nil {
 		err = n.web.Open(ctx)
@@ -379,6 +384,61 @@ func (n *Node) reachable(addr string) string {
 		return net.JoinHostPort(h, port)
 	}
 	return addr
+}
+
+// brokerCA is the CA certificate that devices verify the TLS MQTT
+// listeners with, for their enrolment bundles: the cluster CA when the
+// listeners present the node's certificate; none for a customer's
+// certificate (devices trust the customer's CA as they already do) or
+// when there is no TLS listener.
+func (n *Node) brokerCA() []byte {
+	if n.cfg.Broker.TLSAddr == "" && n.cfg.Broker.WSSAddr == "" || n.cfg.Broker.TLSCertFile != "" {
+		return nil
+	}
+	t, _, _ := n.trust.get()
+	return t.CA.CertPEM()
+}
+
+// nodeCertTLS is a TLS server configuration presenting the node's
+// certificate from the cluster CA, with the CA after it, read at each
+// handshake so that a renewed certificate takes effect at once.
+func (n *Node) nodeCertTLS() *tls.Config {
+	return &tls.Config{
+		MinVersion: broker.MinTLSVersion,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			t, _, _ := n.trust.get()
+			if t == nil {
+				return nil, errNoTrust
+			}
+			c := provisioning.ServerTLS(t.CA, t.Node).Certificates[0]
+			return &c, nil
+		},
+	}
+}
+
+// warnPlainMQTT warns about each plain MQTT listener on an address other
+// machines reach: device secrets cross the network in clear there. The
+// cluster page shows the same from the node's registered listeners.
+func (n *Node) warnPlainMQTT() {
+	for _, l := range []struct{ key, addr string }{{"broker.tcp_addr", n.cfg.Broker.TCPAddr}, {"broker.ws_addr", n.cfg.Broker.WSAddr}} {
+		if l.addr != "" && !isLoopbackAddr(l.addr) {
+			n.logger.Warn("plain MQTT listener on the network: device secrets and alarms cross it in clear; use broker.tls_addr (docs/install.md)",
+				"setting", l.key, "addr", l.addr)
+		}
+	}
+}
+
+// isLoopbackAddr reports whether host:port is on loopback only.
+func isLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // advertise announces the node on the LAN (discovery). It only logs a

@@ -5,11 +5,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -267,4 +269,47 @@ func TestTrust_NodeWithoutTrust(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(single.DataDir(), provisioning.TrustDir, "ca.key")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("ca.key: %v", err)
 	}
+}
+
+// The MQTT over TLS listener, with no certificate file configured,
+// presents the node's certificate from the cluster CA: a device that
+// trusts only that CA (the ca_cert of its enrolment bundle) verifies it by
+// the address it dials, and speaks MQTT inside.
+func TestTrust_MQTTOverTLSWithTheNodeCertificate(t *testing.T) {
+	cfg := appliancetest.Config(t)
+	cfg.Broker.TLSAddr = "127.0.0.1:0"
+	n := appliancetest.MustNode(t, &cfg)
+	caPEM, err := os.ReadFile(filepath.Join(n.DataDir(), provisioning.TrustDir, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	addr := n.Broker().TLSAddr()
+	host, _, _ := net.SplitHostPort(addr)
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 3 * time.Second}, "tcp", addr, &tls.Config{RootCAs: pool, ServerName: host})
+	if err != nil {
+		t.Fatalf("a device trusting the cluster CA cannot verify the broker: %v", err)
+	}
+	defer conn.Close()
+	// MQTT 3.1.1 CONNECT of an unknown device: the broker answers CONNACK
+	// with "bad user name or password" (4) inside TLS.
+	connect := []byte{0x10, 0, 0, 4, 'M', 'Q', 'T', 'T', 4, 0xC2, 0, 30, 0, 5, 'd', 'e', 'v', '-', 'x', 0, 5, 'd', 'e', 'v', '-', 'x', 0, 2, 'n', 'o'}
+	connect[1] = byte(len(connect) - 2)
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Write(connect); err != nil {
+		t.Fatal(err)
+	}
+	ack := make([]byte, 4)
+	if _, err := io.ReadFull(conn, ack); err != nil {
+		t.Fatalf("no CONNACK over TLS: %v", err)
+	}
+	if ack[0] != 0x20 || ack[3] == 0 {
+		t.Fatalf("CONNACK % x, want a refusal of the unknown device", ack)
+	}
+	// The node registers the listener, so enrolment bundles carry it.
+	clustertest.PollUntil(t, 10*time.Second, "the TLS listener registered", func() bool {
+		cn, err := n.Service().ConsoleNode(n.Cluster().ID())
+		return err == nil && slices.Contains(cn.MQTT, "mqtts://"+addr)
+	})
 }

@@ -72,8 +72,8 @@ func validMQTTURL(field, u string) error {
 		return invalid(field, "is longer than %d bytes", maxNodeURLLen)
 	case err != nil:
 		return invalid(field, "is not a URL: %v", err)
-	case !slices.Contains([]string{"tcp", "ssl", "ws", "wss"}, p.Scheme), p.Host == "", p.Port() == "", p.User != nil:
-		return invalid(field, "%q must be tcp://, ssl://, ws:// or wss:// host:port", u)
+	case !slices.Contains([]string{"tcp", "ssl", "mqtts", "ws", "wss"}, p.Scheme), p.Host == "", p.Port() == "", p.User != nil:
+		return invalid(field, "%q must be tcp://, ssl://, mqtts://, ws:// or wss:// host:port", u)
 	}
 	return nil
 }

@@ -7,7 +7,9 @@ package console
 
 import (
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -29,6 +31,7 @@ type clusterView struct {
 	Quorum      int
 	Connected   int // devices connected, through any node
 	Elsewhere   int // connected through a node that is not a member
+	PlainMQTT   int // nodes with a plain MQTT listener on the network
 	DevicesErr  string
 	SnapshotIdx uint64
 }
@@ -39,6 +42,7 @@ type nodeRow struct {
 	Addr        string
 	URL         string // its console, if registered
 	MQTT        []string
+	Plain       []string // MQTT listeners without TLS on an address other machines reach
 	Self        bool
 	Leader      bool
 	Voter       bool
@@ -48,6 +52,24 @@ type nodeRow struct {
 	Applied     uint64
 	Lag         uint64 // log entries behind the most advanced node known
 	Devices     int
+}
+
+// plainListeners are the MQTT listeners of urls that speak without TLS on
+// an address other than loopback: there, device secrets and alarms cross
+// the network in clear.
+func plainListeners(urls []string) []string {
+	var out []string
+	for _, u := range urls {
+		p, err := url.Parse(u)
+		if err != nil || (p.Scheme != "tcp" && p.Scheme != "ws") {
+			continue
+		}
+		if ip := net.ParseIP(p.Hostname()); p.Hostname() == "localhost" || ip != nil && ip.IsLoopback() {
+			continue
+		}
+		out = append(out, u)
+	}
+	return out
 }
 
 // GET /ui/cluster
@@ -112,6 +134,10 @@ func (co *Console) clusterPage(c *gin.Context) {
 			if m.Reachable {
 				v.VotersUp++
 			}
+		}
+		r.Plain = plainListeners(r.MQTT)
+		if len(r.Plain) > 0 {
+			v.PlainMQTT++
 		}
 		v.Nodes = append(v.Nodes, r)
 	}

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -173,5 +174,16 @@ func TestTimeLeftAndFmtDur(t *testing.T) {
 		if got := fmtDur(d); got != want {
 			t.Errorf("fmtDur(%s) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// The cluster page warns of MQTT listeners without TLS that other machines
+// reach, and of no others.
+func TestPlainListeners(t *testing.T) {
+	got := plainListeners([]string{"tcp://10.0.0.5:1883", "tcp://127.0.0.1:1883", "mqtts://10.0.0.5:8883",
+		"ws://[::1]:1884", "ws://vigil-1.site.example:1884", "wss://10.0.0.5:8884", "tcp://localhost:1883"})
+	want := []string{"tcp://10.0.0.5:1883", "ws://vigil-1.site.example:1884"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("plain listeners %v, want %v", got, want)
 	}
 }
