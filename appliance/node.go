@@ -60,6 +60,7 @@ type Node struct {
 	redirect *http.Server          // https: answers plain requests with a redirect
 	pprof    *http.Server          // debug.pprof_addr; nil when off
 	adv      *discovery.Advertiser // the mDNS announcement; nil when discovery is off
+	stop     chan struct{}         // closed by Close: ends the node's own loops
 	wg       sync.WaitGroup
 
 	mu        sync.Mutex // guards opened
@@ -151,6 +152,9 @@ func (n *Node) Open(ctx context.Context) error {
 	}
 	if err := n.ensureTrust(); err != nil {
 		return err
+	}
+	if _, err := n.renewCertificate(time.Now()); err != nil {
+		n.logger.Warn("cannot renew this node's certificate", logKeyError, err)
 	}
 	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
 	if err != nil {
@@ -259,6 +263,12 @@ func (n *Node) Open(ctx context.Context) error {
 	if n.cfg.discoveryOn() {
 		n.advertise(ln.Addr())
 	}
+	n.stop = make(chan struct{})
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.renewLoop(n.stop)
+	}()
 	n.opened = true
 	n.logger.Info("vigil node open",
 		logKeyHTTP, n.publicURL,
@@ -311,6 +321,7 @@ func (n *Node) Close() error {
 		if n.adv != nil {
 			n.adv.Close()
 		}
+		close(n.stop)
 		n.web.Close() // ends the console's event streams, which Shutdown would wait for
 		ctx, cancel := context.WithTimeout(context.Background(), DefaultShutdownTimeout)
 		if n.sniff != nil {

@@ -235,5 +235,60 @@ func firstBootTrust(cfg Config, nodeID string) (*provisioning.Trust, error) {
 	return t, nil
 }
 
+// Certificate renewal (rotation without downtime). A node that holds the
+// CA key renews its own certificate once two thirds of its life have
+// passed: a new key and certificate, saved whole, then used from the next
+// handshake on every port; connections open on the old one go on until
+// they close. Peers accept both, as both are the CA's and name the node.
+const (
+	renewCheckInterval = time.Hour
+	renewAfterFraction = 3 // renew when less than 1/renewAfterFraction of the life is left
+)
+
+// renewDue reports whether a certificate from notBefore to notAfter should
+// be renewed at now.
+func renewDue(notBefore, notAfter, now time.Time) bool {
+	return notAfter.Sub(now) < notAfter.Sub(notBefore)/renewAfterFraction
+}
+
+// renewCertificate renews the node's certificate when it is due and the
+// node holds the CA key; it returns whether it did.
+func (n *Node) renewCertificate(now time.Time) (bool, error) {
+	t, _, _ := n.trust.get()
+	if t == nil || !renewDue(t.Node.Cert.NotBefore, t.Node.Cert.NotAfter, now) {
+		return false, nil
+	}
+	if !t.CA.CanSign() {
+		return false, fmt.Errorf("the node certificate ends on %s and this node does not hold the CA key to renew it: join it again with a token", certExpiry(t.Node.Cert))
+	}
+	nc, err := t.CA.IssueNode(t.NodeID(), nodeNames(n.cfg), now)
+	if err != nil {
+		return false, err
+	}
+	renewed := &provisioning.Trust{CA: t.CA, Node: nc}
+	if err := renewed.Save(n.cfg.DataDir); err != nil {
+		return false, err
+	}
+	n.trust.set(renewed)
+	n.logger.Info("renewed this node's certificate", "was_until", certExpiry(t.Node.Cert), "now_until", certExpiry(nc.Cert))
+	return true, nil
+}
+
+// renewLoop checks the certificate at start and every renewCheckInterval.
+func (n *Node) renewLoop(done <-chan struct{}) {
+	tick := time.NewTicker(renewCheckInterval)
+	defer tick.Stop()
+	for {
+		if _, err := n.renewCertificate(time.Now()); err != nil {
+			n.logger.Warn("cannot renew this node's certificate", logKeyError, err)
+		}
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
 // certExpiry says when t's node certificate ends, for the log.
 func certExpiry(c *x509.Certificate) string { return c.NotAfter.UTC().Format(time.DateOnly) }

@@ -313,3 +313,39 @@ func TestTrust_MQTTOverTLSWithTheNodeCertificate(t *testing.T) {
 		return err == nil && slices.Contains(cn.MQTT, "mqtts://"+addr)
 	})
 }
+
+// A node whose certificate has less than a third of its life left renews
+// it when it starts (and hourly after): a new certificate of the same CA,
+// naming the same node, saved and presented from the next handshake.
+func TestTrust_CertificateRenewed(t *testing.T) {
+	cfg := appliancetest.Config(t)
+	old := time.Now().Add(-300 * 24 * time.Hour)
+	ca, err := provisioning.NewCA("c-renew", old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.ProvisionNode("node-renew", cfg.DataDir, provisioning.NodeNames{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}, old); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := provisioning.LoadTrust(cfg.DataDir)
+	cfg.HTTPTLS = "on"
+	n := appliancetest.MustNode(t, &cfg)
+	after, err := provisioning.LoadTrust(cfg.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.NodeID() != "node-renew" || n.Cluster().ID() != "node-renew" || after.CA.Fingerprint() != ca.Fingerprint() {
+		t.Fatalf("renewed trust names %s of CA %s", after.NodeID(), after.CA.Fingerprint())
+	}
+	if !after.Node.Cert.NotAfter.After(before.Node.Cert.NotAfter.Add(200*24*time.Hour)) {
+		t.Fatalf("the certificate was not renewed: it ends %s (was %s)", after.Node.Cert.NotAfter, before.Node.Cert.NotAfter)
+	}
+	conn, err := tls.Dial("tcp", n.HTTPAddr(), &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if got := conn.ConnectionState().PeerCertificates[0]; !got.Equal(after.Node.Cert) {
+		t.Fatalf("HTTPS presents the certificate ending %s, not the renewed one", got.NotAfter)
+	}
+}
