@@ -193,10 +193,10 @@ func usageErr(fs *flag.FlagSet, format string, a ...any) error {
 
 // serveOptions are the flags of vigil serve.
 type serveOptions struct {
-	config, dataDir, nodeID, clusterAddr, advertiseAddr, httpAddr, httpTLS, httpCert, httpKey, logLevel string
-	mqttAddr, mqttWSAddr, mqttTLSAddr, mqttWSSAddr, mqttCert, mqttKey                                   string
-	bootstrap                                                                                           bool
-	bootstrapExpect, join                                                                               string
+	config, dataDir, nodeID, nodeName, clusterAddr, advertiseAddr, httpAddr, httpTLS, httpCert, httpKey, logLevel string
+	mqttAddr, mqttWSAddr, mqttTLSAddr, mqttWSSAddr, mqttCert, mqttKey                                             string
+	bootstrap                                                                                                     bool
+	bootstrapExpect, join                                                                                         string
 }
 
 func serveFlags(out io.Writer) (*flag.FlagSet, *serveOptions) {
@@ -205,6 +205,7 @@ func serveFlags(out io.Writer) (*flag.FlagSet, *serveOptions) {
 	fs.SetOutput(out)
 	fs.StringVar(&o.config, "config", "", "YAML configuration `file` (default $VIGIL_CONFIG, else none)")
 	fs.StringVar(&o.dataDir, "data-dir", "", "data `directory` (data_dir; default "+DefaultDataDir+")")
+	fs.StringVar(&o.nodeName, "node-name", "", "readable `name` of the node on the cluster page and the LAN (node_name; default the host name)")
 	fs.StringVar(&o.nodeID, "node-id", "", "node `ID` for a new data directory (node_id; default a new UUID)")
 	fs.StringVar(&o.clusterAddr, "cluster-addr", "", "cluster port `host:port` to listen on (cluster.bind_addr; default "+DefaultClusterAddr+")")
 	fs.StringVar(&o.advertiseAddr, "advertise-addr", "", "cluster `host:port` that peers dial (cluster.advertise_addr; default the cluster address)")
@@ -288,6 +289,7 @@ func (o *serveOptions) build(fs *flag.FlagSet, lookupEnv func(string) (string, b
 	for name, dst := range map[string]*string{
 		"data-dir":       &cfg.DataDir,
 		"node-id":        &cfg.NodeID,
+		"node-name":      &cfg.NodeName,
 		"cluster-addr":   &cfg.Cluster.BindAddr,
 		"advertise-addr": &cfg.Cluster.AdvertiseAddr,
 		"http-addr":      &cfg.HTTPAddr,

@@ -54,6 +54,11 @@ type Config struct {
 	// address changes.
 	NodeID string `yaml:"node_id"`
 
+	// NodeName is the node's readable name, shown beside its ID on the
+	// console's cluster page and announced on the LAN. Empty means the
+	// host name.
+	NodeName string `yaml:"node_name"`
+
 	// HTTPAddr is the host:port of the HTTP surface: the operator console
 	// under /ui/ and the REST API under /api/v1, both authenticated
 	// (ui/auth). It speaks plain HTTP until TLS arrives: put it behind a
@@ -450,6 +455,9 @@ func (c Config) Validate() error {
 	}
 	if err := checkHostPort("http_addr", c.HTTPAddr, true); err != nil {
 		return err
+	}
+	if len(c.NodeName) > 63 || strings.IndexFunc(c.NodeName, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+		return fieldErr("node_name", c.NodeName, "must be at most 63 characters, none of them control characters")
 	}
 	if err := c.validateHTTPTLS(); err != nil {
 		return err

@@ -212,7 +212,7 @@ func (n *Node) Open(ctx context.Context) error {
 	}
 	n.publicURL = n.consoleURL(ln.Addr().String())
 	n.web, err = server.New(server.Config{
-		NodeID: n.cluster.ID(), DataDir: n.cfg.DataDir, InsecureCookies: n.cfg.Console.InsecureCookies,
+		NodeID: n.cluster.ID(), NodeName: n.name(), DataDir: n.cfg.DataDir, InsecureCookies: n.cfg.Console.InsecureCookies,
 		SessionTTL: n.cfg.Console.SessionTTL, AllowedOrigins: n.cfg.Console.AllowedOrigins,
 		PublicURL: n.publicURL, MQTTURLs: n.mqttURLs(), CACertPEM: n.brokerCA(), Logger: n.logger,
 	}, n.service, clusterView{n.cluster})
@@ -456,7 +456,7 @@ func isLoopbackAddr(addr string) bool {
 // failure: static addresses still work without it.
 func (n *Node) advertise(httpAddr net.Addr) {
 	t, _, _ := n.trust.get()
-	name, _ := os.Hostname()
+	name := n.name()
 	if len(name) > discovery.MaxNameLen {
 		name = name[:discovery.MaxNameLen]
 	}
@@ -512,6 +512,18 @@ func (n *Node) ConsoleURL() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.publicURL
+}
+
+// name is the node's readable name: node_name, else the host name.
+func (n *Node) name() string {
+	if n.cfg.NodeName != "" {
+		return n.cfg.NodeName
+	}
+	h, _ := os.Hostname()
+	if len(h) > 63 {
+		h = h[:63]
+	}
+	return h
 }
 
 // httpScheme is "https" when http_addr speaks HTTPS, else "http".

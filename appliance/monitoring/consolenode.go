@@ -10,6 +10,7 @@ package monitoring
 //	consolenode/<node id>    ConsoleNode
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -28,11 +29,15 @@ const pConsoleNode = "consolenode/"
 const (
 	MaxConsoleNodeURLs = 8
 	maxNodeURLLen      = 300
+	maxNodeNameLen     = 63
 )
 
 // ConsoleNode is where one node serves the console and its MQTT listeners.
 type ConsoleNode struct {
 	NodeID string `json:"node_id"`
+	// Name is the node's readable name (the appliance's host name), for
+	// people; empty when it gave none.
+	Name string `json:"name,omitempty"`
 	// URL is the console's origin as browsers reach it, such as
 	// "https://vigil-1.example.org".
 	URL string `json:"url"`
@@ -86,6 +91,9 @@ func validateConsoleNode(n *ConsoleNode) error {
 	if err := validConsoleURL("node.url", n.URL); err != nil {
 		return err
 	}
+	if len(n.Name) > maxNodeNameLen || strings.IndexFunc(n.Name, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+		return invalid("node.name", "must be at most %d characters, none of them control characters", maxNodeNameLen)
+	}
 	if len(n.MQTT) > MaxConsoleNodeURLs {
 		return invalid("node.mqtt", "lists more than %d addresses", MaxConsoleNodeURLs)
 	}
@@ -118,8 +126,8 @@ func applyPutConsoleNode(c *applyCtx, body []byte) ([]byte, error) {
 	if err := putJSON(c.txn, pConsoleNode+n.NodeID, &n); err != nil {
 		return nil, err
 	}
-	if !found || old.URL != n.URL || !slices.Equal(old.MQTT, n.MQTT) {
-		detail := fmt.Sprintf("console at %s, MQTT at %s", n.URL, strings.Join(n.MQTT, " "))
+	if !found || old.URL != n.URL || old.Name != n.Name || !slices.Equal(old.MQTT, n.MQTT) {
+		detail := fmt.Sprintf("%s: console at %s, MQTT at %s", cmp.Or(n.Name, "unnamed"), n.URL, strings.Join(n.MQTT, " "))
 		if err := c.audit(CmdPutConsoleNode, "node/"+n.NodeID, detail); err != nil {
 			return nil, err
 		}

@@ -181,12 +181,13 @@ func TestSessionFamily_SignOutEndsEveryHandOver(t *testing.T) {
 
 func TestConsoleNode_RegisterAndValidate(t *testing.T) {
 	e := mustOperatorEnv(t)
-	n := ConsoleNode{NodeID: "node-1", URL: "https://vigil-1.example.org/", MQTT: []string{"tcp://10.0.0.5:1883", "wss://vigil-1.example.org:8884"}}
+	n := ConsoleNode{NodeID: "node-1", Name: "vigil-1", URL: "https://vigil-1.example.org/",
+		MQTT: []string{"tcp://10.0.0.5:1883", "wss://vigil-1.example.org:8884", "mqtts://10.0.0.5:8883"}}
 	var got ConsoleNode
 	if err := json.Unmarshal(e.must(CmdPutConsoleNode, putConsoleNodeCmd{Header: e.hdr(), Node: n}), &got); err != nil {
 		t.Fatal(err)
 	}
-	if got.URL != "https://vigil-1.example.org" || !got.UpdatedAt.Equal(e.now) {
+	if got.URL != "https://vigil-1.example.org" || got.Name != "vigil-1" || len(got.MQTT) != 3 || !got.UpdatedAt.Equal(e.now) {
 		t.Fatalf("stored %+v", got)
 	}
 	for _, tc := range []struct {
@@ -200,6 +201,8 @@ func TestConsoleNode_RegisterAndValidate(t *testing.T) {
 		{"user info", func(n *ConsoleNode) { n.URL = "https://a@x.example" }, "node.url"},
 		{"no port", func(n *ConsoleNode) { n.MQTT = []string{"tcp://10.0.0.5"} }, "node.mqtt[0]"},
 		{"http broker", func(n *ConsoleNode) { n.MQTT = []string{"http://10.0.0.5:80"} }, "node.mqtt[0]"},
+		{"a long name", func(n *ConsoleNode) { n.Name = strings.Repeat("v", 64) }, "node.name"},
+		{"a name with a newline", func(n *ConsoleNode) { n.Name = "vigil-1\nforged log line" }, "node.name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := n

@@ -39,6 +39,7 @@ type clusterView struct {
 // nodeRow is one member of the cluster.
 type nodeRow struct {
 	ID          string
+	Name        string // its readable name, if registered
 	Addr        string
 	URL         string // its console, if registered
 	MQTT        []string
@@ -89,8 +90,9 @@ func (co *Console) clusterPage(c *gin.Context) {
 	}
 	urls := map[string]string{}
 	mqtt := map[string][]string{}
+	names := map[string]string{}
 	for _, n := range co.consoleNodes() {
-		urls[n.NodeID], mqtt[n.NodeID] = n.URL, n.MQTT
+		urls[n.NodeID], mqtt[n.NodeID], names[n.NodeID] = n.URL, n.MQTT, n.Name
 	}
 	if co.cfg.Cluster == nil {
 		v.Nodes = []nodeRow{{ID: co.cfg.NodeID, Self: true, Leader: true, Voter: true, Health: "this node", HealthClass: "ok",
@@ -108,7 +110,7 @@ func (co *Console) clusterPage(c *gin.Context) {
 	members := map[string]bool{}
 	for _, m := range st.Members {
 		members[m.ID] = true
-		r := nodeRow{ID: m.ID, Addr: m.Addr, URL: urls[m.ID], MQTT: mqtt[m.ID], Self: m.Self, Leader: m.Leader, Voter: m.Voter,
+		r := nodeRow{ID: m.ID, Name: names[m.ID], Addr: m.Addr, URL: urls[m.ID], MQTT: mqtt[m.ID], Self: m.Self, Leader: m.Leader, Voter: m.Voter,
 			State: m.State, Applied: m.AppliedIndex, Devices: perNode[m.ID]}
 		if r.State == "" {
 			r.State = "unknown"

@@ -127,6 +127,9 @@ var _ Service = (*monitoring.Service)(nil)
 type Config struct {
 	// NodeID names this node in the page footer and the audit log.
 	NodeID string
+	// NodeName is this node's readable name (its host name), shown beside
+	// its ID.
+	NodeName string
 	// SessionTTL is how long a sign-in lasts; 0 means DefaultSessionTTL.
 	SessionTTL time.Duration
 	// AllowedOrigins lists origins ("https://vigil.example.org") of a

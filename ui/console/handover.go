@@ -69,7 +69,7 @@ func validOrigin(o string) bool { return len(o) <= 300 && originRE.MatchString(o
 // register records this node's console and MQTT addresses in the
 // replicated state, retrying until the cluster takes it or ctx ends.
 func (co *Console) register(ctx context.Context) {
-	n := monitoring.ConsoleNode{NodeID: co.cfg.NodeID, URL: co.cfg.PublicURL, MQTT: co.cfg.MQTTURLs}
+	n := monitoring.ConsoleNode{NodeID: co.cfg.NodeID, Name: co.cfg.NodeName, URL: co.cfg.PublicURL, MQTT: co.cfg.MQTTURLs}
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		_, err := co.svc.RegisterConsoleNode(cctx, "console-node/"+co.cfg.NodeID+"/"+ui.RandomToken(), n)

@@ -31,6 +31,8 @@ type Config struct {
 	// NodeID names this node: in the console's footer, the audit log, and
 	// as the setup token's principal.
 	NodeID string
+	// NodeName is the node's readable name (its host name).
+	NodeName string
 	// DataDir is the node's data directory, where Open writes the setup
 	// token (auth.SetupTokenFileName); empty writes none.
 	DataDir string
@@ -93,7 +95,7 @@ func New(cfg Config, svc Service, c ui.Cluster) (*Server, error) {
 	}
 	a := auth.New(ac, svc)
 	co, err := console.New(console.Config{
-		NodeID: cfg.NodeID, SessionTTL: cfg.SessionTTL, AllowedOrigins: cfg.AllowedOrigins,
+		NodeID: cfg.NodeID, NodeName: cfg.NodeName, SessionTTL: cfg.SessionTTL, AllowedOrigins: cfg.AllowedOrigins,
 		PublicURL: cfg.PublicURL, MQTTURLs: cfg.MQTTURLs, CACertPEM: cfg.CACertPEM, Cluster: c,
 		Logger: logger.With(logKeySystem, "console"),
 	}, svc, a)
