@@ -54,6 +54,7 @@ Commands:
   serve        run this appliance's node
   status       show a node's view of the cluster
   cluster      change cluster membership (join, remove)
+  replace-node remove a failed appliance and print a join token for its replacement
   operator     manage console operator accounts (the first admin at set-up)
   token        manage the REST API's tokens (create, list, disable), or make a join token (token join)
   devcluster   run a three-node cluster on this machine for development
@@ -98,6 +99,8 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		err = c.initCmd(ctx, rest)
 	case "join":
 		err = c.joinCmd(ctx, rest)
+	case "replace-node":
+		err = c.replaceNodeCmd(ctx, rest)
 	case "token":
 		if len(rest) > 0 && rest[0] == "join" {
 			err = c.trustTokenCmd(rest[1:])

@@ -2,20 +2,25 @@ package appliance
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io/fs"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/vigilarc/vigil/cluster"
 	"github.com/vigilarc/vigil/provisioning"
 	"github.com/vigilarc/vigil/provisioning/discovery"
 )
@@ -345,4 +350,127 @@ func (c *cli) trustTokenCmd(args []string) error {
 		return errors.New("this appliance does not hold the CA key: make the token on another member")
 	}
 	return c.printJoinToken(cfg, t, to)
+}
+
+// replaceNodeCmd is vigil replace-node: on a live member, remove a dead
+// member and make a join token for the appliance that replaces it
+// (docs/install.md, "Replacing a failed appliance").
+func (c *cli) replaceNodeCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("replace-node", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	addr := addrFlag(fs, c.lookupEnv)
+	auth := addAuthFlags(fs)
+	force := fs.Bool("force", false, "remove the node even though it still answers")
+	var to joinTokenOptions
+	addTokenFlags(fs, &to, "how many appliances the join token lets join (default 1)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: vigil replace-node OLD-ID [--config FILE | --data-dir DIR] [--addr URL]
+
+Run on a live appliance that holds the CA key. Removes the failed member
+OLD-ID from the cluster (its certificate is refused from then on, even if
+the box comes back), then prints a join token for its replacement: run
+vigil join <token> and vigil serve on the new appliance. A member that
+still answers is not removed without --force.
+
+`+clientAuthHelp+`
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErr(fs, "give the ID of the node to replace (vigil status lists them)")
+	}
+	old := pos[0]
+	path := auth.config
+	if path == "" {
+		path, _ = c.lookupEnv(EnvPrefix + "CONFIG")
+	}
+	cfg, err := LoadConfig(path, c.lookupEnv)
+	if err != nil {
+		return err
+	}
+	if auth.dataDir != "" {
+		cfg.DataDir = auth.dataDir
+	}
+	t, err := provisioning.LoadTrust(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if !t.CA.CanSign() {
+		return errors.New("this appliance does not hold the CA key: run replace-node on another member")
+	}
+	if t.NodeID() == old {
+		return fmt.Errorf("%s is this appliance: run replace-node on a live member", old)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	base := *addr
+	if !set["addr"] {
+		if _, env := c.lookupEnv(EnvPrefix + "ADDR"); !env {
+			scheme := "http"
+			if cfg.httpsOn() {
+				scheme = "https"
+			}
+			base = localURL(scheme + "://" + cfg.HTTPAddr)
+		}
+	}
+	client, err := newAPIClient(base, DefaultClientTimeout)
+	if err != nil {
+		return err
+	}
+	if err := c.authorise(client, auth); err != nil {
+		return err
+	}
+	// The token names the address this command reached the node at.
+	if u, err := url.Parse(client.base); err == nil && u.Host != "" {
+		cfg.HTTPAddr = u.Host
+		if u.Scheme == "https" {
+			cfg.HTTPTLS = "on"
+		}
+	}
+	body, err := client.do(ctx, http.MethodGet, "/api/v1/cluster/status", nil)
+	if err != nil {
+		return err
+	}
+	var st cluster.Status
+	if err := json.Unmarshal(body, &st); err != nil {
+		return fmt.Errorf("the node's status: %w", err)
+	}
+	i := slices.IndexFunc(st.Members, func(m cluster.Member) bool { return m.ID == old })
+	if i < 0 {
+		return fmt.Errorf("%s is not a member of the cluster (vigil status lists the members)", old)
+	}
+	if m := st.Members[i]; !*force && (m.Reachable || probeMember(m.Addr, t) == nil) {
+		return fmt.Errorf("%s (%s) still answers: it is not dead. Stop it first, or give --force", old, m.Addr)
+	}
+	if _, err := client.do(ctx, http.MethodDelete, "/api/v1/cluster/members/"+url.PathEscape(old), nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "vigil: node %s removed from cluster %s; its certificate is refused from now on.\n", old, t.CA.ClusterID)
+	if to.uses == 0 {
+		to.uses = 1
+	}
+	return c.printJoinToken(cfg, t, to)
+}
+
+// probeMember reports whether the member at addr completes a cluster-port
+// handshake with this appliance's certificate, and answers the protocol
+// byte: nil means it is up.
+func probeMember(addr string, t *provisioning.Trust) error {
+	_, client := provisioning.PeerTLS(t.CA, t.Node, nil)
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 3 * time.Second}, "tcp", addr, client)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := conn.Write([]byte{1}); err != nil { // the cluster RPC's protocol byte
+		return err
+	}
+	_, err = conn.Read(make([]byte, 1))
+	return err
 }

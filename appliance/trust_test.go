@@ -19,6 +19,7 @@ import (
 	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/appliance/appliancetest"
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/cluster"
 	"github.com/vigilarc/vigil/cluster/clustertest"
 	"github.com/vigilarc/vigil/provisioning"
 )
@@ -206,9 +207,23 @@ func TestTrust_InitJoinServe(t *testing.T) {
 	if _, err := open.Read(make([]byte, 1)); err != nil {
 		t.Fatalf("a member's connection was not accepted: %v", err)
 	}
+	// vigil replace-node on the first appliance: a member that still
+	// answers is not removed; once it is down, it is, and a token for its
+	// replacement is printed.
+	replace := []string{"replace-node", removedTrust.NodeID(), "--data-dir", boxes[0].dir, "--addr", "https://" + boxes[0].httpAddr}
+	if code, _, errOut := runCLI(t, nil, replace...); code == appliance.ExitOK || !strings.Contains(errOut, "still answers") {
+		t.Fatalf("replace-node of a live member: exit %d, %s", code, errOut)
+	}
 	removed.node.Close()
-	if err := first.Cluster().Remove(context.Background(), removedTrust.NodeID()); err != nil {
-		t.Fatal(err)
+	var replaceOut string
+	clustertest.PollUntil(t, 20*time.Second, "replace-node once the member is down", func() bool {
+		code, out, _ := runCLI(t, nil, replace...)
+		replaceOut = out
+		return code == appliance.ExitOK
+	})
+	replacementToken := tokenRE.FindString(replaceOut)
+	if !strings.Contains(replaceOut, "removed from cluster") || replacementToken == "" {
+		t.Fatalf("replace-node printed %s", replaceOut)
 	}
 	clustertest.PollUntil(t, 10*time.Second, "the removed member refused by both", func() bool {
 		return peerDial(boxes[0].clusterAddr, removedClient) != nil && peerDial(boxes[1].clusterAddr, removedClient) != nil
@@ -217,6 +232,19 @@ func TestTrust_InitJoinServe(t *testing.T) {
 	if _, err := open.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("the removed member's open connection was not closed: %v", err)
 	}
+
+	// The replacement joins with that token and the cluster has three
+	// voters again.
+	replacement := newBox(t)
+	if code, out, errOut := runCLI(t, nil, append([]string{"join", replacementToken}, replacement.flags()...)...); code != appliance.ExitOK {
+		t.Fatalf("the replacement's join: exit %d: %s %s", code, out, errOut)
+	}
+	replacement.serve(t)
+	clustertest.PollUntil(t, 30*time.Second, "three voters with the replacement", func() bool {
+		servers, err := first.Cluster().Configuration()
+		return err == nil && len(servers) == 3 && voters(t, first) == 3 &&
+			slices.ContainsFunc(servers, func(s cluster.Server) bool { return s.ID == replacement.node.Cluster().ID() })
+	})
 
 	// The console's port: HTTPS with the node's certificate from the
 	// cluster CA, and plain HTTP redirected to it.
@@ -337,7 +365,7 @@ func TestTrust_CertificateRenewed(t *testing.T) {
 	if after.NodeID() != "node-renew" || n.Cluster().ID() != "node-renew" || after.CA.Fingerprint() != ca.Fingerprint() {
 		t.Fatalf("renewed trust names %s of CA %s", after.NodeID(), after.CA.Fingerprint())
 	}
-	if !after.Node.Cert.NotAfter.After(before.Node.Cert.NotAfter.Add(200*24*time.Hour)) {
+	if !after.Node.Cert.NotAfter.After(before.Node.Cert.NotAfter.Add(200 * 24 * time.Hour)) {
 		t.Fatalf("the certificate was not renewed: it ends %s (was %s)", after.Node.Cert.NotAfter, before.Node.Cert.NotAfter)
 	}
 	conn, err := tls.Dial("tcp", n.HTTPAddr(), &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"})
