@@ -377,3 +377,50 @@ func TestTrust_CertificateRenewed(t *testing.T) {
 		t.Fatalf("HTTPS presents the certificate ending %s, not the renewed one", got.NotAfter)
 	}
 }
+
+// With a certificate from the customer's own CA on the console's port,
+// browsers get that one, and a joining appliance, which asks for the
+// cluster's chain with ALPN, still gets the CA its token pins.
+func TestTrust_CustomerCertificateAndJoin(t *testing.T) {
+	now := time.Now()
+	customer, err := provisioning.NewCA("customer-it", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := customer.IssueNode("console", provisioning.NodeNames{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "console.crt"), filepath.Join(dir, "console.key")
+	keyPEM, _ := cc.Key.PEM()
+	if os.WriteFile(certFile, cc.CertPEM(), 0o644) != nil || os.WriteFile(keyFile, keyPEM, 0o600) != nil {
+		t.Fatal("cannot write the customer's certificate")
+	}
+	cfg := appliancetest.Config(t)
+	cfg.HTTPTLS, cfg.HTTPTLSCertFile, cfg.HTTPTLSKeyFile = "on", certFile, keyFile
+	n := appliancetest.MustNode(t, &cfg)
+
+	browser, err := tls.Dial("tcp", n.HTTPAddr(), &tls.Config{RootCAs: customer.Pool(), ServerName: "127.0.0.1"})
+	if err != nil {
+		t.Fatalf("a browser trusting the customer's CA: %v", err)
+	}
+	browser.Close()
+
+	tr, err := provisioning.LoadTrust(n.DataDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := provisioning.NewJoinToken(tr.CA, []string{n.HTTPAddr()}, 0, 0, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	joiner, err := tls.Dial("tcp", n.HTTPAddr(), provisioning.JoinClientTLS(tok))
+	if err != nil {
+		t.Fatalf("a joiner pinning the cluster CA: %v", err)
+	}
+	defer joiner.Close()
+	if got := joiner.ConnectionState().PeerCertificates[0]; !got.Equal(tr.Node.Cert) {
+		t.Fatalf("the joiner was shown %s, not the node's certificate", got.Subject)
+	}
+}
