@@ -214,7 +214,7 @@ func (n *Node) Open(ctx context.Context) error {
 	n.web, err = server.New(server.Config{
 		NodeID: n.cluster.ID(), NodeName: n.name(), DataDir: n.cfg.DataDir, InsecureCookies: n.cfg.Console.InsecureCookies,
 		SessionTTL: n.cfg.Console.SessionTTL, AllowedOrigins: n.cfg.Console.AllowedOrigins,
-		PublicURL: n.publicURL, MQTTURLs: n.mqttURLs(), CACertPEM: n.brokerCA(), Logger: n.logger,
+		PublicURL: n.publicURL, MQTTURLs: n.mqttURLs(), CACertPEM: n.brokerCA(), ClusterCAPEM: n.clusterCA(), Logger: n.logger,
 	}, n.service, clusterView{n.cluster})
 	if err == nil {
 		err = n.web.Open(ctx)
@@ -406,6 +406,12 @@ func (n *Node) brokerCA() []byte {
 	if n.cfg.Broker.TLSAddr == "" && n.cfg.Broker.WSSAddr == "" || n.cfg.Broker.TLSCertFile != "" {
 		return nil
 	}
+	t, _, _ := n.trust.get()
+	return t.CA.CertPEM()
+}
+
+// clusterCA is the cluster CA's certificate, for operator PCs.
+func (n *Node) clusterCA() []byte {
 	t, _, _ := n.trust.get()
 	return t.CA.CertPEM()
 }

@@ -259,6 +259,16 @@ func TestTrust_InitJoinServe(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("the console over HTTPS: %s", resp.Status)
 	}
+	// Operator PCs fetch the CA to install from /ui/ca.crt.
+	resp, err = secure.Get("https://" + boxes[0].httpAddr + "/ui/ca.crt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caBody, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(caBody) != string(trust(boxes[0]).CA.CertPEM()) {
+		t.Fatalf("/ui/ca.crt: %s, %d bytes", resp.Status, len(caBody))
+	}
 	plain := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err = plain.Get("http://" + boxes[0].httpAddr + "/ui/alarms?x=1")
 	if err != nil {

@@ -6,10 +6,13 @@ package console
 // it, and refreshes itself every few seconds.
 
 import (
+	"crypto/sha256"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -34,6 +37,9 @@ type clusterView struct {
 	PlainMQTT   int // nodes with a plain MQTT listener on the network
 	DevicesErr  string
 	SnapshotIdx uint64
+	// CAFingerprint is the SHA-256 of the cluster CA that operator PCs
+	// install, hex in pairs; empty when the node serves none.
+	CAFingerprint string
 }
 
 // nodeRow is one member of the cluster.
@@ -73,9 +79,36 @@ func plainListeners(urls []string) []string {
 	return out
 }
 
+// GET /ui/ca.crt: the cluster CA's certificate, for operator PCs to
+// install (docs/install.md). It is public; a PC checks it by the
+// fingerprint IT was given, not by where it came from.
+func (co *Console) caCert(c *gin.Context) {
+	if len(co.cfg.ClusterCAPEM) == 0 {
+		c.String(http.StatusNotFound, "this node serves no cluster CA certificate")
+		return
+	}
+	c.Header("Content-Disposition", `attachment; filename="vigil-cluster-ca.crt"`)
+	c.Data(http.StatusOK, "application/x-x509-ca-cert", co.cfg.ClusterCAPEM)
+}
+
+// caFingerprint is the SHA-256 of the first certificate of pemBytes, hex
+// in colon-separated pairs as operating systems show it.
+func caFingerprint(pemBytes []byte) string {
+	b, _ := pem.Decode(pemBytes)
+	if b == nil {
+		return ""
+	}
+	sum := sha256.Sum256(b.Bytes)
+	parts := make([]string, len(sum))
+	for i, x := range sum {
+		parts[i] = fmt.Sprintf("%02X", x)
+	}
+	return strings.Join(parts, ":")
+}
+
 // GET /ui/cluster
 func (co *Console) clusterPage(c *gin.Context) {
-	v := clusterView{pageBase: co.base(c, "Cluster")}
+	v := clusterView{pageBase: co.base(c, "Cluster"), CAFingerprint: caFingerprint(co.cfg.ClusterCAPEM)}
 	v.Page, v.Section = "cluster", "cluster"
 	perNode := map[string]int{}
 	if devices, err := co.svc.Devices(); err != nil {

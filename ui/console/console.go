@@ -151,6 +151,11 @@ type Config struct {
 	// configuration of enrolled devices; nil writes none. It must hold
 	// CERTIFICATE blocks only (enrol.CheckCACert).
 	CACertPEM []byte
+	// ClusterCAPEM is the cluster CA's certificate (PEM), which operator
+	// PCs install to trust the console's HTTPS: served at /ui/ca.crt, and
+	// its fingerprint shown on the cluster page. It must hold CERTIFICATE
+	// blocks only; nil serves none.
+	ClusterCAPEM []byte
 	// Cluster reports the cluster for the cluster page and the hand-over;
 	// nil shows this node alone.
 	Cluster ClusterStatus
@@ -191,6 +196,11 @@ func New(cfg Config, svc Service, a *auth.Auth) (*Console, error) {
 	if len(cfg.CACertPEM) > 0 {
 		if err := enrol.CheckCACert(cfg.CACertPEM); err != nil {
 			return nil, fmt.Errorf("console: CACertPEM: %w", err)
+		}
+	}
+	if len(cfg.ClusterCAPEM) > 0 {
+		if err := enrol.CheckCACert(cfg.ClusterCAPEM); err != nil {
+			return nil, fmt.Errorf("console: ClusterCAPEM: %w", err)
 		}
 	}
 	if cfg.Logger == nil {
@@ -247,6 +257,7 @@ func (c *Console) Mount(r gin.IRouter) {
 	g.GET("/login", c.loginPage)
 	g.POST("/login", c.auth.CheckOrigin(), c.loginPost)
 	c.setupRoutes(g.Group("/setup")) // setup.go: a bearer token, no cookies
+	g.GET("/ca.crt", c.caCert)       // clusterpage.go: anonymous, a public certificate
 	g.GET("/alive", c.alive)         // handover.go: anonymous, for pages on other nodes
 	g.POST("/resume", c.resumePost)  // handover.go: a ticket from a page on another node
 

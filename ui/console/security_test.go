@@ -354,6 +354,7 @@ var consoleRoutes = map[string]string{
 	"GET /ui/setup/tokens":                   "bearer",
 	"POST /ui/setup/tokens":                  "bearer",
 	"POST /ui/setup/tokens/:id/disable":      "bearer",
+	"GET /ui/ca.crt":                         "public",
 	"GET /ui/alive":                          "public",
 	"GET /":                                  "public",
 	"POST /ui/resume":                        "public",

@@ -54,6 +54,9 @@ type Config struct {
 	// written into enrolled devices' configuration bundles; nil writes
 	// none (console.Config.CACertPEM).
 	CACertPEM []byte
+	// ClusterCAPEM is the cluster CA's certificate that operator PCs
+	// install (console.Config.ClusterCAPEM).
+	ClusterCAPEM []byte
 	// Logger receives the logs, each part's with its "system" attribute;
 	// nil discards them.
 	Logger *slog.Logger
@@ -96,7 +99,7 @@ func New(cfg Config, svc Service, c ui.Cluster) (*Server, error) {
 	a := auth.New(ac, svc)
 	co, err := console.New(console.Config{
 		NodeID: cfg.NodeID, NodeName: cfg.NodeName, SessionTTL: cfg.SessionTTL, AllowedOrigins: cfg.AllowedOrigins,
-		PublicURL: cfg.PublicURL, MQTTURLs: cfg.MQTTURLs, CACertPEM: cfg.CACertPEM, Cluster: c,
+		PublicURL: cfg.PublicURL, MQTTURLs: cfg.MQTTURLs, CACertPEM: cfg.CACertPEM, ClusterCAPEM: cfg.ClusterCAPEM, Cluster: c,
 		Logger: logger.With(logKeySystem, "console"),
 	}, svc, a)
 	if err != nil {
