@@ -6,7 +6,8 @@
 // It starts three real vigil serve processes on loopback. Each child is
 // this same executable, with its own data directory, cluster port and HTTP
 // port; they form one cluster with bootstrap-expect, exactly as three
-// appliances would. With --demo (make run) it then provisions invented
+// appliances would, with the trust devcluster gives their data
+// directories on the first run (trust.go). With --demo (make run) it then provisions invented
 // customers, workers and devices and runs the device simulator against the
 // three brokers until Ctrl-C (demo.go in appliance/sim holds the data).
 //
@@ -38,6 +39,7 @@ import (
 	"time"
 
 	"github.com/vigilarc/vigil/appliance/sim"
+	"github.com/vigilarc/vigil/provisioning"
 	"github.com/vigilarc/vigil/ui"
 	"github.com/vigilarc/vigil/ui/auth"
 )
@@ -121,9 +123,10 @@ func devclusterFlags(out io.Writer, defaultLogLevel string) (*flag.FlagSet, *dev
 
 Runs a three-node Vigil cluster on 127.0.0.1 for development: three vigil
 serve processes, each with its own data directory under --dir, forming one
-cluster with bootstrap-expect. Their logs are prefixed with the node name.
-Ctrl-C stops all three cleanly; data is kept for the next run. Delete --dir
-to start afresh.
+cluster with bootstrap-expect. On the first run it makes the cluster's CA
+and each node's certificate (<data dir>/tls), as vigil init and vigil join
+would. Their logs are prefixed with the node name. Ctrl-C stops all three
+cleanly; data is kept for the next run. Delete --dir to start afresh.
 
 With --demo, once the cluster has a leader, it makes an admin API token
 (written to --dir/api-token.txt), creates three invented customers
@@ -231,6 +234,13 @@ func Command(ctx context.Context, args []string, env Env) error {
 		}
 		nodes[i] = n
 		peers = append(peers, n.clusterAddr)
+	}
+	made, err := ensureTrust(nodes, o.dir)
+	if err != nil {
+		return err
+	}
+	if made {
+		fmt.Fprintf(env.Stdout, "vigil devcluster: made a cluster CA and the three nodes' certificates in each <data dir>/%s\n", provisioning.TrustDir)
 	}
 
 	var outMu sync.Mutex

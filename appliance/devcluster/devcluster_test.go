@@ -8,9 +8,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/vigilarc/vigil/provisioning"
 )
 
 // errUsage is what testEnv's UsageError and ParseArgs return.
@@ -97,5 +102,64 @@ func TestPrefixWriter_WholeLines(t *testing.T) {
 	want := "node1 | first line\nnode1 | second line\nnode1 | third line\n"
 	if out.String() != want {
 		t.Errorf("wrote %q, want %q", out.String(), want)
+	}
+}
+
+// The first run gives the three nodes their trust from one new CA; a later
+// run keeps it; a mix of nodes with and without trust, or of different
+// CAs, is refused with what to do.
+func TestEnsureTrust_FirstRunOnly(t *testing.T) {
+	newNodes := func(t *testing.T) ([]*devNode, string) {
+		dir := t.TempDir()
+		var nodes []*devNode
+		for i := range devNodes {
+			name := fmt.Sprintf("node%d", i+1)
+			nodes = append(nodes, &devNode{name: name, dataDir: filepath.Join(dir, name)})
+		}
+		return nodes, dir
+	}
+	t.Run("first and second run", func(t *testing.T) {
+		nodes, dir := newNodes(t)
+		if made, err := ensureTrust(nodes, dir); !made || err != nil {
+			t.Fatalf("first run: made %v, %v", made, err)
+		}
+		var ca string
+		for _, n := range nodes {
+			tr, err := provisioning.LoadTrust(n.dataDir)
+			if err != nil || tr.NodeID() != n.name || (ca != "" && tr.CA.Fingerprint() != ca) {
+				t.Fatalf("%s: %v", n.name, err)
+			}
+			ca = tr.CA.Fingerprint()
+		}
+		if made, err := ensureTrust(nodes, dir); made || err != nil {
+			t.Fatalf("second run: made %v, %v", made, err)
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		mess func(t *testing.T, nodes []*devNode)
+		want string
+	}{
+		{"one without trust", func(t *testing.T, nodes []*devNode) {
+			os.RemoveAll(filepath.Join(nodes[1].dataDir, provisioning.TrustDir))
+		}, "node1, node3 hold(s) cluster trust in <data dir>/tls but node2 not"},
+		{"another cluster's CA", func(t *testing.T, nodes []*devNode) {
+			os.RemoveAll(nodes[2].dataDir)
+			if _, err := provisioning.ProvisionNodes("other", map[string]string{"node3": nodes[2].dataDir}, devNames, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}, "node1 and node3 hold the trust of different cluster CAs"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nodes, dir := newNodes(t)
+			if _, err := ensureTrust(nodes, dir); err != nil {
+				t.Fatal(err)
+			}
+			tc.mess(t, nodes)
+			_, err := ensureTrust(nodes, dir)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "delete "+dir) {
+				t.Errorf("error %v, want one saying %q and to delete %s", err, tc.want, dir)
+			}
+		})
 	}
 }
