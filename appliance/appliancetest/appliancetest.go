@@ -11,12 +11,16 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/vigilarc/vigil/appliance"
+	"github.com/vigilarc/vigil/provisioning"
 )
 
 // LeaderTimeout bounds the wait for a new single-node cluster to elect
@@ -61,6 +65,26 @@ func MustNode(t testing.TB, cfg *appliance.Config) *appliance.Node {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// LoopbackNames are the names of a test node's certificate: it is reached
+// on loopback only.
+var LoopbackNames = provisioning.NodeNames{DNS: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}}
+
+// Provision gives the data directories of a new cluster's appliances
+// their trust before they first start, as vigil init and vigil join would:
+// a new cluster CA, and in each directory (dirs, by node ID) the CA with
+// its key and a certificate for that node ID, made for LoopbackNames. The
+// appliances then start with cluster.bootstrap_expect, their node ID
+// given or read from the certificate. It returns the CA, which can make
+// join tokens (provisioning.NewJoinToken) for more appliances.
+func Provision(t testing.TB, dirs map[string]string) *provisioning.CA {
+	t.Helper()
+	ca, err := provisioning.ProvisionNodes(uuid.NewString(), dirs, LoopbackNames, time.Now())
+	if err != nil {
+		t.Fatalf("cannot provision the nodes' trust: %v", err)
+	}
+	return ca
 }
 
 // Buffer is a bytes.Buffer that a command's outputs and loggers may write
