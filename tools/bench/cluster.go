@@ -18,6 +18,7 @@ import (
 
 	"github.com/vigilarc/vigil/appliance"
 	"github.com/vigilarc/vigil/cluster"
+	"github.com/vigilarc/vigil/provisioning"
 )
 
 const (
@@ -60,8 +61,9 @@ type localCluster struct {
 	apiToken string
 }
 
-// newLocalCluster chooses ports and data directories under root; it starts
-// nothing.
+// newLocalCluster chooses ports and data directories under root and gives
+// the directories their trust (a new cluster CA and each node's
+// certificate, as vigil init and vigil join would); it starts nothing.
 func newLocalCluster(vigil, root string) (*localCluster, error) {
 	ports, err := freePorts(4 * clusterSize)
 	if err != nil {
@@ -83,6 +85,14 @@ func newLocalCluster(vigil, root string) (*localCluster, error) {
 		peers = append(peers, n.clusterAddr)
 	}
 	c.peers = strings.Join(peers, ",")
+	dirs := map[string]string{}
+	for _, n := range c.nodes {
+		dirs[n.name] = n.dataDir
+	}
+	names := provisioning.NodeNames{DNS: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	if _, err := provisioning.ProvisionNodes("bench", dirs, names, time.Now()); err != nil {
+		return nil, fmt.Errorf("cannot give the nodes their trust: %w", err)
+	}
 	return c, nil
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/vigilarc/vigil/appliance"
+	"github.com/vigilarc/vigil/appliance/appliancetest"
 	"github.com/vigilarc/vigil/cluster/clustertest"
 	"github.com/vigilarc/vigil/ui"
 	"github.com/vigilarc/vigil/ui/auth"
@@ -110,6 +111,11 @@ func mustVigilCluster(t *testing.T, bin string) []*vigilProc {
 			env = append(env, kv)
 		}
 	}
+	dirs := map[string]string{}
+	for i := range 3 {
+		dirs[fmt.Sprintf("node%d", i+1)] = filepath.Join(root, fmt.Sprintf("node%d", i+1))
+	}
+	appliancetest.Provision(t, dirs) // their trust, as vigil init and vigil join give it
 	procs := make([]*vigilProc, 3)
 	for i := range procs {
 		p := &vigilProc{id: fmt.Sprintf("node%d", i+1), dataDir: filepath.Join(root, fmt.Sprintf("node%d", i+1)),

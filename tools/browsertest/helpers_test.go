@@ -13,6 +13,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/vigilarc/vigil/appliance"
+	"github.com/vigilarc/vigil/appliance/appliancetest"
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/broker"
 	"github.com/vigilarc/vigil/cluster/clustertest"
@@ -45,11 +46,22 @@ func mustNodes(t testing.TB, n int) []*appliance.Node {
 	for i := range addrs {
 		addrs[i] = clustertest.FreeAddr(t)
 	}
+	cfgs := make([]appliance.Config, n)
+	dirs := map[string]string{}
+	for i := range cfgs {
+		cfgs[i] = testConfig(t, addrs[i])
+		dirs[fmt.Sprintf("node%d", i+1)] = cfgs[i].DataDir
+	}
+	if n > 1 {
+		// Their trust, as vigil init and vigil join give it; a single
+		// appliance makes its own at its first boot.
+		appliancetest.Provision(t, dirs)
+	}
 	nodes := make([]*appliance.Node, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range nodes {
-		cfg := testConfig(t, addrs[i])
+		cfg := cfgs[i]
 		if n > 1 {
 			cfg.Cluster.BootstrapExpect = addrs
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/vigilarc/vigil/cluster/clustertest"
 
 	"github.com/vigilarc/vigil/appliance"
+	"github.com/vigilarc/vigil/appliance/appliancetest"
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/cluster"
 	vapi "github.com/vigilarc/vigil/ui/api"
@@ -422,6 +423,12 @@ func mustStartCluster(t *testing.T, bin string, n int, env ...string) *testClust
 	root := t.TempDir()
 	c := &testCluster{t: t, http: httpAddrs, mqtt: mqttAddrs, api: newAPI(statusTimeout)}
 	t.Cleanup(c.api.close)
+	dirs := map[string]string{}
+	for i := range n {
+		name := fmt.Sprintf("node%d", i+1)
+		dirs[name] = filepath.Join(root, name)
+	}
+	appliancetest.Provision(t, dirs) // their trust, as vigil init and vigil join give it
 	for i := range n {
 		name := fmt.Sprintf("node%d", i+1)
 		registerNode(t, httpAddrs[i], filepath.Join(root, name))
