@@ -19,6 +19,7 @@ import (
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/cluster"
+	"github.com/vigilarc/vigil/provisioning"
 	"github.com/vigilarc/vigil/ui/auth"
 	"github.com/vigilarc/vigil/ui/console"
 )
@@ -43,7 +44,8 @@ const (
 // Cluster is the three nodes of a run.
 type Cluster struct {
 	nodes []*node
-	http  *http.Client
+	ca    *provisioning.CA // the cluster's, with its key: it makes the join tokens
+	http  *http.Client     // trusts ca
 	// token is the admin API token every request sends, once obtainToken
 	// has made it (before the load starts); until then each request sends
 	// its node's own setup token.
@@ -51,11 +53,14 @@ type Cluster struct {
 }
 
 // newCluster returns a cluster of one node per namespace of nw, running
-// vigil with their data and logs under dir; it starts nothing.
-func newCluster(vigil, dir string, nw *Network) *Cluster {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 8
-	c := &Cluster{http: &http.Client{Transport: tr}}
+// vigil with their data and logs under dir, and its new CA; it writes and
+// starts nothing.
+func newCluster(vigil, dir string, nw *Network) (*Cluster, error) {
+	ca, err := provisioning.NewCA(fmt.Sprintf("chaos-%s", filepath.Base(dir)), time.Now())
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{ca: ca, http: newHTTPClient(ca, 0)}
 	var addrs []string
 	for i := range nw.nodes {
 		n := &node{slot: i, name: fmt.Sprintf("n%d", i+1), ns: nw.Namespace(i), ip: nw.NodeIP(i), vigil: vigil}
@@ -66,13 +71,17 @@ func newCluster(vigil, dir string, nw *Network) *Cluster {
 		addrs = append(addrs, n.clusterAddr())
 	}
 	for _, n := range c.nodes {
-		n.args = n.serveArgs(addrs, nil)
+		n.args = n.serveArgs(addrs)
 	}
-	return c
+	return c, nil
 }
 
-// start starts every node and waits until they have formed one cluster.
+// start gives every node its trust, starts them and waits until they have
+// formed one cluster.
 func (c *Cluster) start(ctx context.Context) error {
+	if err := c.provisionTrust(); err != nil {
+		return err
+	}
 	for _, n := range c.nodes {
 		if err := n.start(); err != nil {
 			return err
@@ -96,7 +105,7 @@ func (c *Cluster) killAll() error {
 func (c *Cluster) getJSON(ctx context.Context, n *node, path string, timeout time.Duration, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.httpAddr()+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.url()+path, nil)
 	if err != nil {
 		return err
 	}
@@ -129,7 +138,7 @@ func (c *Cluster) send(ctx context.Context, n *node, method, path string, timeou
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+n.httpAddr()+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, n.url()+path, rd)
 	if err != nil {
 		return err
 	}
@@ -190,7 +199,7 @@ func (c *Cluster) obtainToken(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, formTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+n.httpAddr()+console.Prefix+"/setup/tokens", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.url()+console.Prefix+"/setup/tokens", bytes.NewReader(body))
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,9 @@
 // A run makes a small network of Linux namespaces (netns.go): three real
 // vigil processes, each in its own namespace with its own address, joined
 // through a bridge; the harness and its simulated devices sit in the root
-// namespace and reach the nodes over that network. It forms the cluster,
+// namespace and reach the nodes over that network, their API over HTTPS
+// (trust.go: the nodes' certificates come from the run's cluster CA, a
+// replacement's with a join token). It forms the cluster,
 // provisions devices, and starts the device simulator (appliance/sim) on
 // all three brokers with a load drawn from the seed (load.go): most devices
 // raise alarms, a few run timed sessions and let some run out. An operator

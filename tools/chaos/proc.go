@@ -56,11 +56,14 @@ func (n *node) clusterAddr() string { return fmt.Sprintf("%s:%d", n.ip, ClusterP
 func (n *node) httpAddr() string    { return fmt.Sprintf("%s:%d", n.ip, HTTPPort) }
 func (n *node) mqttAddr() string    { return fmt.Sprintf("%s:%d", n.ip, MQTTPort) }
 
-// serveArgs returns the arguments of vigil serve for the node's current
-// member: form the cluster with bootstrap-expect (the first members), or
-// join through the others (a replacement).
-func (n *node) serveArgs(bootstrap, join []string) []string {
-	args := []string{"serve",
+// url is the node's HTTPS API: its address is not loopback, so it speaks
+// HTTPS (http_tls auto) with its certificate from the cluster CA.
+func (n *node) url() string { return "https://" + n.httpAddr() }
+
+// configArgs are the flags that configure the node's current member, for
+// vigil serve and vigil join alike.
+func (n *node) configArgs() []string {
+	return []string{
 		"--data-dir", n.dataDir,
 		"--node-id", n.id,
 		"--cluster-addr", n.clusterAddr(),
@@ -69,10 +72,18 @@ func (n *node) serveArgs(bootstrap, join []string) []string {
 		"--mqtt-ws-addr", "",
 		"--log-level", "info",
 	}
+}
+
+// serveArgs returns the arguments of vigil serve for the node's current
+// member: form the cluster with bootstrap-expect (the first members), or,
+// with none, run a member that joined with vigil join, which recorded the
+// members to dial in its data directory (a replacement).
+func (n *node) serveArgs(bootstrap []string) []string {
+	args := append([]string{"serve"}, n.configArgs()...)
 	if len(bootstrap) > 0 {
-		return append(args, "--bootstrap-expect", strings.Join(bootstrap, ","))
+		args = append(args, "--bootstrap-expect", strings.Join(bootstrap, ","))
 	}
-	return append(args, "--join", strings.Join(join, ","))
+	return args
 }
 
 // start starts the process in its namespace, its output appended to its log.

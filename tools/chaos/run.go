@@ -141,7 +141,9 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	if err := h.nw.Up(ctx); err != nil {
 		return nil, fmt.Errorf("cannot make the network: %w", err)
 	}
-	h.c = newCluster(o.Vigil, dir, h.nw)
+	if h.c, err = newCluster(o.Vigil, dir, h.nw); err != nil {
+		return nil, errors.Join(err, h.nw.Down())
+	}
 	defer func() {
 		if kerr := h.c.killAll(); kerr != nil {
 			err = errors.Join(err, kerr)
@@ -277,7 +279,7 @@ func (h *harness) provision(ctx context.Context, load *Load, dir string) (*sim.S
 	}
 	run := fmt.Sprintf("s%d", h.o.Seed)
 	rng := rand.New(rand.NewPCG(h.o.Seed, 0x9e0))
-	creds, err := sim.ProvisionWith(ctx, sim.API{URL: "http://" + leader.httpAddr(), Token: h.c.token}, devicePrefix, run, load.Devices, rng)
+	creds, err := sim.ProvisionWith(ctx, sim.API{URL: leader.url(), Token: h.c.token, Client: newHTTPClient(h.c.ca, 15*time.Second)}, devicePrefix, run, load.Devices, rng)
 	if err != nil {
 		return nil, fmt.Errorf("cannot provision the devices: %w", err)
 	}
@@ -365,7 +367,11 @@ func (h *harness) inject(ctx context.Context, f Fault) (rec FaultRecord) {
 		errs = append(errs, h.replace(heal, target))
 		rec.NewID = target.id
 		sleepCtx(ctx, f.Hold-time.Since(rec.Injected))
-		errs = append(errs, target.start())
+		if err := h.c.join(heal, target); err != nil {
+			errs = append(errs, err)
+		} else {
+			errs = append(errs, target.start())
+		}
 	}
 	rec.Healed = time.Now()
 	if err := errors.Join(errs...); err != nil {
@@ -400,8 +406,8 @@ func (h *harness) inject(ctx context.Context, f Fault) (rec FaultRecord) {
 }
 
 // replace removes the killed node n from the membership through a live
-// node, wipes its data and gives its slot a new member ID that joins
-// through the others; the caller starts it.
+// node, wipes its data and gives its slot a new member ID; the caller
+// joins it with a join token (Cluster.join) and starts it.
 func (h *harness) replace(ctx context.Context, n *node) error {
 	err := pollUntil(ctx, removeTimeout, func() bool {
 		for _, o := range h.c.others(n) {
@@ -419,11 +425,7 @@ func (h *harness) replace(ctx context.Context, n *node) error {
 	}
 	n.gen++
 	n.id = fmt.Sprintf("%s-r%d", n.name, n.gen)
-	var join []string
-	for _, o := range h.c.others(n) {
-		join = append(join, o.clusterAddr())
-	}
-	n.args = n.serveArgs(nil, join)
+	n.args = n.serveArgs(nil)
 	return nil
 }
 
