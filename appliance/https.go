@@ -95,18 +95,31 @@ func newSniffListener(ln net.Listener, cfg *tls.Config, logger *slog.Logger) *sn
 	return s
 }
 
+// Backoff of a failed accept: it starts at acceptRetryMin and doubles up
+// to acceptRetryMax, as http.Server's.
+const (
+	acceptRetryMin = 5 * time.Millisecond
+	acceptRetryMax = time.Second
+)
+
 func (s *sniffListener) run() {
+	var delay time.Duration
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				s.Close()
+				return
 			}
-			s.Close()
-			return
+			// A passing failure, such as too many open files: wait and
+			// accept again. Closing would leave the node running with no
+			// console and no API until it restarts.
+			delay = min(max(2*delay, acceptRetryMin), acceptRetryMax)
+			s.logger.Warn("cannot accept a connection on http_addr; retrying", logKeyError, err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
 		}
+		delay = 0
 		go s.classify(c)
 	}
 }
