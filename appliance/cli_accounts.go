@@ -36,9 +36,8 @@ type CommandEnv struct {
 	Stdin          io.Reader
 	// LoadConfig returns the data directory and HTTP address of the node
 	// configured by the file at path (none when empty), with the VIGIL_
-	// environment applied.
-	// LoadConfig returns the node's data directory and HTTP address,
-	// https:// before it when the node speaks HTTPS.
+	// environment applied; the address has https:// before it when the
+	// node speaks HTTPS.
 	LoadConfig func(path string) (dataDir, httpAddr string, err error)
 	// Getenv reads an environment variable.
 	Getenv func(string) string
