@@ -68,7 +68,8 @@ lint: tools
 	cd tools && $(GO) vet ./... && $(GOBIN)/staticcheck ./...
 
 ## deps: install the system packages the tests use (mosquitto_pub, _sub and _rr
-## for broker/mosquitto_test.go; chromium for the console's browser tests,
+## for broker/mosquitto_test.go; chromium for the console's browser tests, and
+## libnss3-tools' certutil, which installs the cluster CA in the test browser,
 ## tools/browsertest); does nothing when they are there
 DEPS_SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 deps:
@@ -76,6 +77,8 @@ deps:
 	{ $(DEPS_SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(DEPS_SUDO) apt-get install -y -qq mosquitto-clients >/dev/null; }
 	@command -v chromium >/dev/null || \
 	{ $(DEPS_SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(DEPS_SUDO) apt-get install -y -qq chromium >/dev/null; }
+	@command -v certutil >/dev/null || \
+	{ $(DEPS_SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(DEPS_SUDO) apt-get install -y -qq libnss3-tools >/dev/null; }
 
 ## tools: install the linters the project uses
 tools:
