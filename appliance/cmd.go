@@ -330,6 +330,17 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg.Logger = newLogger(c.stderr, cfg.LogLevel)
+	if cfg.Cluster.JoinToken != "" {
+		// cluster.join_token: a new appliance joins on its first start, as
+		// vigil join would; afterwards the token is not needed.
+		if t, err := loadTrust(cfg.DataDir); err != nil {
+			return err
+		} else if t == nil {
+			if err := c.joinWithToken(ctx, cfg, cfg.Cluster.JoinToken, nil); err != nil {
+				return fmt.Errorf("cluster.join_token: %w", err)
+			}
+		}
+	}
 	n, err := New(cfg)
 	if err != nil {
 		return err

@@ -223,7 +223,14 @@ Flags:
 	if len(pos) != 1 {
 		return usageErr(fs, "give the join token that vigil init or vigil token join printed")
 	}
-	tok, err := provisioning.ParseJoinToken(pos[0])
+	return c.joinWithToken(ctx, cfg, pos[0], splitList(via))
+}
+
+// joinWithToken joins the appliance of cfg, which has no trust yet, to the
+// cluster of the join token text, through via and the token's addresses,
+// then the LAN's (discovery), and saves its trust.
+func (c *cli) joinWithToken(ctx context.Context, cfg Config, text string, via []string) error {
+	tok, err := provisioning.ParseJoinToken(text)
 	if err != nil {
 		return err
 	}
@@ -251,8 +258,11 @@ Flags:
 	if err != nil {
 		return err
 	}
-	name, _ := os.Hostname()
-	addrs := append(splitList(via), tok.Addrs...)
+	name := cfg.NodeName
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	addrs := append(via, tok.Addrs...)
 	jctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	req := provisioning.JoinRequest{NodeID: id, Name: name, ClusterAddr: clusterAddr}

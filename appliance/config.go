@@ -19,6 +19,7 @@ import (
 
 	"github.com/vigilarc/vigil/broker"
 	"github.com/vigilarc/vigil/cluster"
+	"github.com/vigilarc/vigil/provisioning"
 	"github.com/vigilarc/vigil/ui/console"
 )
 
@@ -133,6 +134,13 @@ type ClusterConfig struct {
 	// Join lists cluster addresses of existing members. A new node asks
 	// them to add it as a voter until one does.
 	Join []string `yaml:"join"`
+
+	// JoinToken is a join token (vigil init or vigil token join printed
+	// it). A node with no trust yet joins the token's cluster on its first
+	// start, exactly as vigil join would, then serves; once it has its
+	// certificate the token is ignored. For unattended installs; keep the
+	// file readable by Vigil's user only.
+	JoinToken string `yaml:"join_token"`
 
 	// HeartbeatTimeout is how long a follower waits without hearing from
 	// the leader before it starts an election.
@@ -461,6 +469,11 @@ func (c Config) Validate() error {
 	}
 	if err := c.validateHTTPTLS(); err != nil {
 		return err
+	}
+	if c.Cluster.JoinToken != "" {
+		if _, err := provisioning.ParseJoinToken(c.Cluster.JoinToken); err != nil {
+			return fieldErr("cluster.join_token", "", "%v", err)
+		}
 	}
 	switch c.Discovery.Mode {
 	case "", "auto", "on", "off":

@@ -434,3 +434,63 @@ func TestTrust_CustomerCertificateAndJoin(t *testing.T) {
 		t.Fatalf("the joiner was shown %s, not the node's certificate", got.Subject)
 	}
 }
+
+// A join token in the configuration (cluster.join_token) joins a new
+// appliance on its first vigil serve, unattended; on later starts, with
+// its certificate in place, the used-up token is ignored.
+func TestTrust_JoinTokenInTheConfiguration(t *testing.T) {
+	first, second := newBox(t), newBox(t)
+	code, out, errOut := runCLI(t, nil, append([]string{"init", "--expect", "2"}, first.flags()...)...)
+	token := tokenRE.FindString(out)
+	if code != appliance.ExitOK || token == "" {
+		t.Fatalf("init: exit %d: %s %s", code, out, errOut)
+	}
+	first.serve(t)
+	env := map[string]string{"VIGIL_CLUSTER_JOIN_TOKEN": token}
+	serve := func() (stop func() int) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan int, 1)
+		var out, errOut appliancetest.Buffer
+		go func() {
+			done <- appliance.RunCLI(ctx, &out, &errOut, appliance.EnvFrom(env), append([]string{"vigil", "serve"}, second.flags()...))
+		}()
+		return func() int {
+			cancel()
+			select {
+			case code := <-done:
+				if code != appliance.ExitOK {
+					t.Logf("serve: %s %s", out.String(), errOut.String())
+				}
+				return code
+			case <-time.After(30 * time.Second):
+				t.Fatal("vigil serve did not stop")
+				return -1
+			}
+		}
+	}
+	stop := serve()
+	clustertest.PollUntil(t, 30*time.Second, "two voters", func() bool { return voters(t, first.node) == 2 })
+	if code := stop(); code != appliance.ExitOK {
+		t.Fatalf("serve with a join token exited %d", code)
+	}
+	// Again, with the token used up: it starts from its own trust.
+	stop = serve()
+	clustertest.PollUntil(t, 30*time.Second, "the second node back", func() bool {
+		st := first.node.Cluster().Status()
+		for _, m := range st.Members {
+			if !m.Self && !m.Reachable {
+				return false
+			}
+		}
+		return len(st.Members) == 2
+	})
+	if code := stop(); code != appliance.ExitOK {
+		t.Fatalf("the restart with a used-up token exited %d", code)
+	}
+	// A token in the configuration that is not a token is refused by name,
+	// without echoing it.
+	code, _, errOut = runCLI(t, map[string]string{"VIGIL_CLUSTER_JOIN_TOKEN": "vjt1_not-a-token-secret"}, append([]string{"serve"}, newBox(t).flags()...)...)
+	if code == appliance.ExitOK || !strings.Contains(errOut, "cluster.join_token") || strings.Contains(errOut, "not-a-token-secret") {
+		t.Fatalf("a bad join_token: exit %d, %s", code, errOut)
+	}
+}
