@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -26,9 +28,10 @@ import (
 //     joiner tries another);
 //  2. the request: a node ID that is not already a member, a cluster
 //     address a peer can dial, a certificate request that checks;
-//  3. the use counted in the cluster (monitoring.UseJoinToken), which
-//     refuses a token used up;
-//  4. the certificate signed, and the node added as a non-voter, so that
+//  3. the certificate signed (a request that cannot be signed uses
+//     nothing up), then the use counted in the cluster
+//     (monitoring.UseJoinToken), which refuses a token used up;
+//  4. the node added as a non-voter, so that
 //     the members' certificate check lets it in and the leader sends it
 //     the log; it makes itself a voter once it runs;
 //  5. the answer: the certificate, the CA, the CA key sealed under the
@@ -39,10 +42,34 @@ import (
 // joinTimeout bounds the cluster work of one join.
 const joinTimeout = 20 * time.Second
 
+// joinRefusals logs refused joins: each at debug level, and a warning at
+// most once a minute with the count since the last, so that an outsider
+// posting rubbish to the endpoint cannot flood the log.
+type joinRefusals struct {
+	mu     sync.Mutex
+	last   time.Time
+	missed int
+}
+
+func (j *joinRefusals) log(logger *slog.Logger, remote, reason string) {
+	logger.Debug("refused an appliance's join", "remote", remote, "reason", reason)
+	j.mu.Lock()
+	j.missed++
+	now := time.Now()
+	if !j.last.IsZero() && now.Sub(j.last) < time.Minute {
+		j.mu.Unlock()
+		return
+	}
+	count := j.missed
+	j.last, j.missed = now, 0
+	j.mu.Unlock()
+	logger.Warn("refused joins (more are logged at debug level)", "count", count, "last_remote", remote, "last_reason", reason)
+}
+
 func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request) {
 	refuse := func(status int, format string, a ...any) {
 		reason := fmt.Sprintf(format, a...)
-		n.logger.Warn("refused an appliance's join", "remote", r.RemoteAddr, "reason", reason)
+		n.joinRefused.log(n.logger, r.RemoteAddr, reason)
 		provisioning.JoinRefusal(w, status, reason)
 	}
 	switch {
@@ -94,6 +121,13 @@ func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// Signed before the use is counted, so that a request that cannot be
+	// signed uses nothing up; the certificate goes out only once counted.
+	cert, err := trust.CA.SignRequest(req.CSR, req.NodeID, time.Now())
+	if err != nil {
+		refuse(http.StatusBadRequest, "%v", err)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), joinTimeout)
 	defer cancel()
 	if _, err := n.service.UseJoinToken(ctx, "join-"+tok.ID+"-"+req.NodeID, tok.ID, tok.Uses, tok.Expires,
@@ -103,11 +137,6 @@ func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		refuse(http.StatusServiceUnavailable, "the cluster cannot record the join now: %v", err)
-		return
-	}
-	cert, err := trust.CA.SignRequest(req.CSR, req.NodeID, time.Now())
-	if err != nil {
-		refuse(http.StatusBadRequest, "%v", err)
 		return
 	}
 	if err := n.cluster.AddNonvoter(ctx, req.NodeID, req.ClusterAddr); err != nil {

@@ -61,7 +61,9 @@ type Node struct {
 	pprof    *http.Server          // debug.pprof_addr; nil when off
 	adv      *discovery.Advertiser // the mDNS announcement; nil when discovery is off
 	stop     chan struct{}         // closed by Close: ends the node's own loops
-	wg       sync.WaitGroup
+
+	joinRefused joinRefusals // refused joins, for the log
+	wg          sync.WaitGroup
 
 	mu        sync.Mutex // guards opened
 	opened    bool

@@ -494,3 +494,55 @@ func TestTrust_JoinTokenInTheConfiguration(t *testing.T) {
 		t.Fatalf("a bad join_token: exit %d, %s", code, errOut)
 	}
 }
+
+// The join endpoint is open to anyone on the LAN: whatever an outsider
+// posts gets a refusal that names the problem, and changes nothing.
+func TestTrust_JoinEndpointRefusesRubbish(t *testing.T) {
+	cfg := appliancetest.Config(t)
+	cfg.HTTPTLS = "on"
+	n := appliancetest.MustNode(t, &cfg)
+	tr, err := provisioning.LoadTrust(n.DataDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: tr.CA.Pool(), ServerName: "127.0.0.1"}}}
+	url := "https://" + n.HTTPAddr() + provisioning.JoinPath
+	other, _ := provisioning.NewCA(tr.CA.ClusterID, time.Now())
+	foreign, _ := provisioning.NewJoinToken(other, nil, 0, 0, time.Now())
+	good, _ := provisioning.NewJoinToken(tr.CA, nil, 0, 0, time.Now())
+	for _, tc := range []struct {
+		name, method, body string
+		status             int
+		says               string
+	}{
+		{"a GET", http.MethodGet, "", http.StatusMethodNotAllowed, "POST"},
+		{"not JSON", http.MethodPost, "<xml/>", http.StatusBadRequest, "not a join request"},
+		{"an unknown field", http.MethodPost, `{"token":"x","admin":true}`, http.StatusBadRequest, "unknown field"},
+		{"not a token", http.MethodPost, `{"token":"hello"}`, http.StatusBadRequest, "not a valid join token"},
+		{"another CA's token", http.MethodPost, `{"token":"` + foreign.String() + `"}`, http.StatusForbidden, "pins another CA"},
+		{"a good token, a member's ID", http.MethodPost, `{"token":"` + good.String() + `","node_id":"` + n.Cluster().ID() +
+			`","cluster_addr":"10.9.9.9:7000","csr":"AAAA"}`, http.StatusConflict, "already a member"},
+		{"a good token, a wildcard address", http.MethodPost, `{"token":"` + good.String() + `","node_id":"n-x","cluster_addr":"0.0.0.0:7000","csr":"AAAA"}`,
+			http.StatusBadRequest, "wildcard"},
+		{"a good token, a request that is not a CSR", http.MethodPost, `{"token":"` + good.String() + `","node_id":"n-x","cluster_addr":"10.9.9.9:7000","csr":"AAAA"}`,
+			http.StatusBadRequest, "certificate request"},
+		{"too big", http.MethodPost, `{"token":"` + strings.Repeat("A", provisioning.MaxJoinMessage) + `"}`, http.StatusBadRequest, "too large"},
+	} {
+		req, _ := http.NewRequest(tc.method, url, strings.NewReader(tc.body))
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || !strings.Contains(string(body), tc.says) {
+			t.Errorf("%s: %d %s, want %d saying %q", tc.name, resp.StatusCode, body, tc.status, tc.says)
+		}
+	}
+	if servers, _ := n.Cluster().Configuration(); len(servers) != 1 {
+		t.Fatalf("the configuration has %d servers after rubbish", len(servers))
+	}
+	if uses, _ := n.Service().JoinTokenUses(); len(uses) != 0 {
+		t.Fatalf("rubbish counted token uses: %+v", uses)
+	}
+}
