@@ -141,8 +141,8 @@ Flags:
 		return err
 	}
 	fmt.Fprintf(c.stdout, "vigil: this appliance (node %s) is the first of cluster %s.\n", id, t.CA.ClusterID)
-	fmt.Fprintf(c.stdout, "  the cluster CA is %s (SHA-256 %s);\n  install it on operator PCs and devices (docs/install.md).\n",
-		filepath.Join(cfg.DataDir, provisioning.TrustDir, "ca.crt"), t.CA.Fingerprint())
+	fmt.Fprintf(c.stdout, "  the cluster CA is %s, SHA-256 fingerprint\n    %s\n  Note the fingerprint: operator PCs check it when they install the CA (docs/install.md).\n",
+		filepath.Join(cfg.DataDir, provisioning.TrustDir, "ca.crt"), provisioning.DisplayFingerprint(t.CA.Fingerprint()))
 	if expect == 1 {
 		fmt.Fprintln(c.stdout, "Start it with: vigil serve (with the same configuration).")
 		return nil

@@ -121,6 +121,19 @@ func Fingerprint(c *x509.Certificate) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// DisplayFingerprint is a hex fingerprint as operating systems show one:
+// upper case, in colon-separated pairs ("5C:5F:7C:...").
+func DisplayFingerprint(hexFP string) string {
+	var b strings.Builder
+	for i := 0; i+1 < len(hexFP); i += 2 {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		b.WriteString(strings.ToUpper(hexFP[i : i+2]))
+	}
+	return b.String()
+}
+
 // CertPEM is the CA certificate as PEM: what operator PCs and devices
 // install to trust the appliances.
 func (ca *CA) CertPEM() []byte {

@@ -42,8 +42,9 @@ func (h *host) run(bin string, args ...string) (string, error) {
 	return string(out), err
 }
 
-// serve starts vigil serve in the host's namespace.
-func (h *host) serve(t *testing.T, bin string) {
+// serve starts vigil serve in the host's namespace; it is stopped when
+// the test ends, or with kill.
+func (h *host) serve(t *testing.T, bin string) (kill func()) {
 	t.Helper()
 	f, err := os.OpenFile(h.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -57,16 +58,20 @@ func (h *host) serve(t *testing.T, bin string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
 		select {
 		case <-done:
 		case <-time.After(stopTimeout):
 			cmd.Process.Kill()
 		}
 	})
+	return func() {
+		cmd.Process.Kill()
+		<-done
+	}
 }
 
 // status is the host's node's view of the cluster, through vigil status
@@ -126,7 +131,9 @@ func TestLAN_ThreeAppliancesFormAClusterWithDiscoveryAndTokens(t *testing.T) {
 	}
 	hosts[0].serve(t, bin)
 
-	for _, h := range hosts[1:3] {
+	kills := make([]func(), 3)
+	kills[0] = func() {}
+	for i, h := range hosts[1:3] {
 		var out string
 		var err error
 		// The first appliance may still be starting: IT would run join again.
@@ -137,7 +144,7 @@ func TestLAN_ThreeAppliancesFormAClusterWithDiscoveryAndTokens(t *testing.T) {
 		if !strings.Contains(out, "found members of cluster") || !strings.Contains(out, hosts[0].ip()+":8443") {
 			t.Fatalf("join did not find the first appliance on the LAN: %s", out)
 		}
-		h.serve(t, bin)
+		kills[i+1] = h.serve(t, bin)
 	}
 
 	var st *cluster.Status
@@ -200,12 +207,57 @@ func TestLAN_ThreeAppliancesFormAClusterWithDiscoveryAndTokens(t *testing.T) {
 	if err != nil || len(s.Members) != 3 || s.Term != termBefore {
 		t.Fatalf("after the outsider: %v, %d members, term %d (was %d)", err, len(s.Members), s.Term, termBefore)
 	}
+
+	// The third appliance dies and is replaced: vigil replace-node on the
+	// first removes it and prints a token, on which the fourth host joins.
+	// The removed appliance's certificate, still valid, is then refused by
+	// both members.
+	gone, err := provisioning.LoadTrust(hosts[2].dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kills[2]()
+	var replaceOut string
+	clustertest.PollUntil(t, 30*time.Second, "replace-node once the third is down", func() bool {
+		replaceOut, err = hosts[0].run(bin, "replace-node", gone.NodeID(), "--data-dir", hosts[0].dir, "--addr", "https://"+hosts[0].ip()+":8443")
+		return err == nil
+	})
+	token = joinTokenRE.FindString(replaceOut)
+	if token == "" {
+		t.Fatalf("replace-node printed no token: %s", replaceOut)
+	}
+	for _, h := range hosts[:2] {
+		cmd := nw.Command(3, os.Args[0], "-test.run=^TestHelperOutsider$", "-test.v")
+		cmd.Env = append(os.Environ(), "VIGIL_OUTSIDER_ADDR="+h.ip()+":7000", "VIGIL_OUTSIDER_CLUSTER="+clusterID,
+			"VIGIL_OUTSIDER_MEMBER="+st.Members[0].ID, "VIGIL_OUTSIDER_REMOVED="+hosts[2].dir)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "outsider refused") {
+			t.Fatalf("the removed member against %s: %v\n%s", h.ip(), err, out)
+		}
+	}
+	if out, err := hosts[3].run(bin, append([]string{"join", token}, hosts[3].flags()...)...); err != nil {
+		t.Fatalf("the replacement's join: %v: %s", err, out)
+	}
+	hosts[3].serve(t, bin)
+	clustertest.PollUntil(t, 60*time.Second, "three voters again, the replacement among them", func() bool {
+		s, err := hosts[0].status(bin)
+		if err != nil || len(s.Members) != 3 {
+			return false
+		}
+		for _, m := range s.Members {
+			if !m.Voter || m.ID == gone.NodeID() {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // TestHelperOutsider is the outsider of the LAN test, run in its own
 // namespace: it speaks to a member's cluster port as a process that is not
-// a member would, and prints "outsider refused" if every attempt got
-// nothing.
+// a member would (and, given VIGIL_OUTSIDER_REMOVED, as a removed member
+// with its certificate), and prints "outsider refused" if every attempt
+// got nothing.
 func TestHelperOutsider(t *testing.T) {
 	addr := os.Getenv("VIGIL_OUTSIDER_ADDR")
 	if addr == "" {
@@ -239,6 +291,20 @@ func TestHelperOutsider(t *testing.T) {
 		&tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}); err == nil {
 		if answered(conn, []byte{0}) {
 			t.Fatal("TLS with no certificate got an answer")
+		}
+	}
+	// 4. A removed member, with its own valid certificate: refused at the
+	// handshake, or closed before the protocol byte is answered.
+	if dir := os.Getenv("VIGIL_OUTSIDER_REMOVED"); dir != "" {
+		tr, err := provisioning.LoadTrust(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, removed := provisioning.PeerTLS(tr.CA, tr.Node, nil)
+		if conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 3 * time.Second}, "tcp", addr, removed); err == nil {
+			if answered(conn, []byte{1}) {
+				t.Fatal("the removed member's certificate got an answer")
+			}
 		}
 	}
 	// 3. TLS with a certificate of another CA that names this cluster and
