@@ -82,6 +82,12 @@ type Config struct {
 	// HTTPTLSKeyFile is the PEM file of http_tls_cert_file's key.
 	HTTPTLSKeyFile string `yaml:"http_tls_key_file"`
 
+	// SiteNames are more DNS names that browsers and devices reach this
+	// appliance by (a site name such as vigil.council.example), put in
+	// the node's certificate beside its host name and addresses. A node
+	// whose certificate lacks one renews it at start.
+	SiteNames []string `yaml:"site_names"`
+
 	// LogLevel is the lowest level logged to stderr: debug, info, warn or
 	// error.
 	LogLevel string `yaml:"log_level"`
@@ -470,6 +476,14 @@ func (c Config) Validate() error {
 	if err := c.validateHTTPTLS(); err != nil {
 		return err
 	}
+	if len(c.SiteNames) > 8 {
+		return fieldErr("site_names", strings.Join(c.SiteNames, ","), "lists more than 8 names")
+	}
+	for _, n := range c.SiteNames {
+		if !validDNSName(n) {
+			return fieldErr("site_names", n, "is not a DNS name (letters, digits, '-' and '.', at most 253 characters)")
+		}
+	}
 	if c.Cluster.JoinToken != "" {
 		if _, err := provisioning.ParseJoinToken(c.Cluster.JoinToken); err != nil {
 			return fieldErr("cluster.join_token", "", "%v", err)
@@ -493,6 +507,25 @@ func (c Config) Validate() error {
 		return err
 	}
 	return c.Broker.validate()
+}
+
+// validDNSName reports whether n is a host name: dot-separated labels of
+// letters, digits and '-', not beginning or ending with '-'.
+func validDNSName(n string) bool {
+	if n == "" || len(n) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(n, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // validateHTTPTLS checks http_tls and the customer's certificate.

@@ -193,6 +193,9 @@ func nodeNames(cfg Config) provisioning.NodeNames {
 			names.IPs = append(names.IPs, ip)
 		}
 	}
+	for _, s := range cfg.SiteNames {
+		addDNS(s)
+	}
 	if h, err := os.Hostname(); err == nil {
 		addDNS(h)
 	}
@@ -255,10 +258,14 @@ func renewDue(notBefore, notAfter, now time.Time) bool {
 // node holds the CA key; it returns whether it did.
 func (n *Node) renewCertificate(now time.Time) (bool, error) {
 	t, _, _ := n.trust.get()
-	if t == nil || !renewDue(t.Node.Cert.NotBefore, t.Node.Cert.NotAfter, now) {
+	missing := missingNames(t, n.cfg.SiteNames)
+	if t == nil || !renewDue(t.Node.Cert.NotBefore, t.Node.Cert.NotAfter, now) && len(missing) == 0 {
 		return false, nil
 	}
 	if !t.CA.CanSign() {
+		if len(missing) > 0 {
+			return false, fmt.Errorf("the node certificate does not name site_names %s, and this node does not hold the CA key to make one that does", strings.Join(missing, ", "))
+		}
 		return false, fmt.Errorf("the node certificate ends on %s and this node does not hold the CA key to renew it: join it again with a token", certExpiry(t.Node.Cert))
 	}
 	nc, err := t.CA.IssueNode(t.NodeID(), nodeNames(n.cfg), now)
@@ -270,8 +277,23 @@ func (n *Node) renewCertificate(now time.Time) (bool, error) {
 		return false, err
 	}
 	n.trust.set(renewed)
-	n.logger.Info("renewed this node's certificate", "was_until", certExpiry(t.Node.Cert), "now_until", certExpiry(nc.Cert))
+	n.logger.Info("renewed this node's certificate", "was_until", certExpiry(t.Node.Cert), "now_until", certExpiry(nc.Cert),
+		"names", strings.Join(nc.Cert.DNSNames, ","), "added", strings.Join(missing, ","))
 	return true, nil
+}
+
+// missingNames are the site names the node's certificate does not name.
+func missingNames(t *provisioning.Trust, names []string) []string {
+	if t == nil {
+		return nil
+	}
+	var out []string
+	for _, s := range names {
+		if !slices.ContainsFunc(t.Node.Cert.DNSNames, func(d string) bool { return strings.EqualFold(d, s) }) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // renewLoop checks the certificate at start and every renewCheckInterval.

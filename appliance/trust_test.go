@@ -546,3 +546,32 @@ func TestTrust_JoinEndpointRefusesRubbish(t *testing.T) {
 		t.Fatalf("rubbish counted token uses: %+v", uses)
 	}
 }
+
+// A site name added to the configuration (site_names) is put in the
+// node's certificate at the next start: browsers reach the console by it.
+func TestTrust_SiteNameAddedToTheCertificate(t *testing.T) {
+	cfg := appliancetest.Config(t)
+	cfg.HTTPTLS = "on"
+	n := appliancetest.MustNode(t, &cfg)
+	n.Close()
+	cfg.SiteNames = []string{"vigil.council.example"}
+	cfg.HTTPAddr = "127.0.0.1:0"
+	n = appliancetest.MustNode(t, &cfg)
+	tr, err := provisioning.LoadTrust(cfg.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(tr.Node.Cert.DNSNames, "vigil.council.example") {
+		t.Fatalf("the certificate names %v", tr.Node.Cert.DNSNames)
+	}
+	conn, err := tls.Dial("tcp", n.HTTPAddr(), &tls.Config{RootCAs: tr.CA.Pool(), ServerName: "vigil.council.example"})
+	if err != nil {
+		t.Fatalf("a browser reaching it by the site name: %v", err)
+	}
+	conn.Close()
+	// A name that is not a DNS name is refused by name.
+	cfg.SiteNames = []string{"vigil council"}
+	if _, err := appliance.New(cfg); err == nil || !strings.Contains(err.Error(), "site_names") {
+		t.Fatalf("a bad site name: %v", err)
+	}
+}
