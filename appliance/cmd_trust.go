@@ -62,6 +62,18 @@ func readJoined(dataDir string) ([]string, error) {
 	return r.Members, nil
 }
 
+// writeNodeID keeps the node's ID in its new data directory, where the
+// cluster node reads it (and its certificate names it).
+func writeNodeID(dataDir, id string) error {
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return err
+	}
+	if err := provisioning.WriteFile(filepath.Join(dataDir, "node-id"), []byte(id+"\n"), 0o640); err != nil {
+		return fmt.Errorf("cannot write the node ID: %w", err)
+	}
+	return nil
+}
+
 // hasState reports whether dataDir already holds a cluster node's state.
 func hasState(dataDir string) bool {
 	_, err := os.Stat(filepath.Join(dataDir, "raft"))
@@ -127,11 +139,8 @@ Flags:
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+	if err := writeNodeID(cfg.DataDir, id); err != nil {
 		return err
-	}
-	if err := os.WriteFile(filepath.Join(cfg.DataDir, "node-id"), []byte(id+"\n"), 0o640); err != nil {
-		return fmt.Errorf("cannot write the node ID: %w", err)
 	}
 	t, err := provisioning.InitTrust(uuid.NewString(), id, nodeNames(cfg), time.Now())
 	if err != nil {
@@ -286,11 +295,8 @@ func (c *cli) joinWithToken(ctx context.Context, cfg Config, text string, via []
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+	if err := writeNodeID(cfg.DataDir, id); err != nil {
 		return err
-	}
-	if err := os.WriteFile(filepath.Join(cfg.DataDir, "node-id"), []byte(id+"\n"), 0o640); err != nil {
-		return fmt.Errorf("cannot write the node ID: %w", err)
 	}
 	if err := t.Save(cfg.DataDir); err != nil {
 		return err

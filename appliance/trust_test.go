@@ -46,15 +46,7 @@ func (b *box) serve(t *testing.T) {
 	t.Helper()
 	cfg := appliancetest.Config(t)
 	cfg.DataDir, cfg.Cluster.BindAddr, cfg.HTTPAddr, cfg.HTTPTLS = b.dir, b.clusterAddr, b.httpAddr, "on"
-	n, err := appliance.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	b.node = n
+	b.node = appliancetest.MustNode(t, &cfg)
 }
 
 var tokenRE = regexp.MustCompile(provisioning.JoinTokenPrefix + `[A-Za-z0-9_-]+`)
@@ -113,11 +105,6 @@ func TestTrust_InitJoinServe(t *testing.T) {
 	}
 	boxes[0].serve(t)
 	first := boxes[0].node
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if _, err := first.Cluster().WaitForLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
 
 	for _, b := range boxes[1:] {
 		code, out, errOut := runCLI(t, nil, append([]string{"join", token}, b.flags()...)...)

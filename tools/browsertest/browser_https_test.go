@@ -16,7 +16,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/vigilarc/vigil/appliance"
+	"github.com/vigilarc/vigil/appliance/appliancetest"
 	"github.com/vigilarc/vigil/cluster/clustertest"
 	"github.com/vigilarc/vigil/provisioning"
 )
@@ -93,19 +93,7 @@ func TestBrowser_ConsoleOverHTTPSWithTheClusterCA(t *testing.T) {
 	certutil := certutilPath(t)
 	cfg := testConfig(t, clustertest.FreeAddr(t))
 	cfg.HTTPAddr = ip + ":0" // http_tls auto: HTTPS, as on any LAN address
-	n, err := appliance.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if _, err := n.Cluster().WaitForLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
+	n := appliancetest.MustNode(t, &cfg)
 	mustAdmin(t, n.Service())
 	base := "https://" + n.HTTPAddr()
 	if n.ConsoleURL() != base {
