@@ -38,6 +38,7 @@ type node struct {
 	clusterAddr string
 	httpAddr    string
 	mqttAddr    string // the broker's TCP listener, for the gateway section
+	mqttTLSAddr string // its MQTT over TLS listener, with the node's certificate
 	pprofAddr   string // Go's profiles, served when the cluster's pprof is set
 }
 
@@ -65,7 +66,8 @@ type localCluster struct {
 // the directories their trust (a new cluster CA and each node's
 // certificate, as vigil init and vigil join would); it starts nothing.
 func newLocalCluster(vigil, root string) (*localCluster, error) {
-	ports, err := freePorts(4 * clusterSize)
+	const perNode = 5
+	ports, err := freePorts(perNode * clusterSize)
 	if err != nil {
 		return nil, err
 	}
@@ -74,10 +76,11 @@ func newLocalCluster(vigil, root string) (*localCluster, error) {
 	for i := range clusterSize {
 		n := &node{
 			proc:        proc{name: fmt.Sprintf("node%d", i+1)},
-			clusterAddr: fmt.Sprintf("127.0.0.1:%d", ports[4*i]),
-			httpAddr:    fmt.Sprintf("127.0.0.1:%d", ports[4*i+1]),
-			mqttAddr:    fmt.Sprintf("127.0.0.1:%d", ports[4*i+2]),
-			pprofAddr:   fmt.Sprintf("127.0.0.1:%d", ports[4*i+3]),
+			clusterAddr: fmt.Sprintf("127.0.0.1:%d", ports[perNode*i]),
+			httpAddr:    fmt.Sprintf("127.0.0.1:%d", ports[perNode*i+1]),
+			mqttAddr:    fmt.Sprintf("127.0.0.1:%d", ports[perNode*i+2]),
+			pprofAddr:   fmt.Sprintf("127.0.0.1:%d", ports[perNode*i+3]),
+			mqttTLSAddr: fmt.Sprintf("127.0.0.1:%d", ports[perNode*i+4]),
 		}
 		n.dataDir = filepath.Join(root, n.name)
 		n.logPath = filepath.Join(root, n.name+".log")
@@ -118,6 +121,7 @@ func (c *localCluster) start(n *node) error {
 		"--cluster-addr", n.clusterAddr,
 		"--http-addr", n.httpAddr,
 		"--mqtt-addr", n.mqttAddr,
+		"--mqtt-tls-addr", n.mqttTLSAddr,
 		"--mqtt-ws-addr", "",
 		"--bootstrap-expect", c.peers,
 		"--log-level", "warn",

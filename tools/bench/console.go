@@ -409,7 +409,7 @@ func runConsole(ctx context.Context, c *localCluster, creds []sim.Credential, pr
 func consoleProbes(ctx context.Context, c *localCluster, leader *node, streams []*sseStream, probe sim.Credential, samples int, name string) (consoleRun, error) {
 	run := consoleRun{name: name, samples: samples}
 	replies := make(chan deviceReply, 16)
-	dev, err := connectDevice(ctx, leader.mqttAddr, probe, false, nil, func(r deviceReply) {
+	dev, err := connectDevice(ctx, leader.mqttAddr, nil, probe, false, nil, func(r deviceReply) {
 		select {
 		case replies <- r:
 		default:

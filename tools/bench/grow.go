@@ -83,7 +83,7 @@ type pacedFleet struct {
 func connectFleet(ctx context.Context, creds []sim.Credential, brokers []string) (*pacedFleet, error) {
 	f := &pacedFleet{devs: make([]*benchDevice, len(creds))}
 	err := forEach(ctx, len(creds), connectsInFlight, func(i int) error {
-		d, err := connectDevice(ctx, brokers[i%len(brokers)], creds[i], true, &f.lost, func(r deviceReply) {
+		d, err := connectDevice(ctx, brokers[i%len(brokers)], nil, creds[i], true, &f.lost, func(r deviceReply) {
 			if !r.OK {
 				f.refused.Add(1)
 			}

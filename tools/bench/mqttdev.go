@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"sync/atomic"
@@ -38,13 +39,19 @@ type benchDevice struct {
 	lost   *atomic.Int64 // connections lost, shared by a fleet
 }
 
-// connectDevice connects cred's device to the broker at addr and
-// subscribes to its down/reply, handing each reply to onReply (which paho
-// calls from its own goroutines). With reconnect set, paho reconnects a
-// lost connection by itself.
-func connectDevice(ctx context.Context, addr string, cred sim.Credential, reconnect bool, lost *atomic.Int64, onReply func(deviceReply)) (*benchDevice, error) {
+// connectDevice connects cred's device to the broker at addr, over TLS
+// with tlsCfg unless it is nil, and subscribes to its down/reply, handing
+// each reply to onReply (which paho calls from its own goroutines); with
+// onReply nil it subscribes to nothing. With reconnect set, paho
+// reconnects a lost connection by itself.
+func connectDevice(ctx context.Context, addr string, tlsCfg *tls.Config, cred sim.Credential, reconnect bool, lost *atomic.Int64, onReply func(deviceReply)) (*benchDevice, error) {
+	scheme := "tcp://"
+	if tlsCfg != nil {
+		scheme = "ssl://"
+	}
 	opts := paho.NewClientOptions().
-		AddBroker("tcp://" + addr).
+		AddBroker(scheme + addr).
+		SetTLSConfig(tlsCfg).
 		SetClientID(cred.DeviceID).
 		SetUsername(cred.DeviceID).
 		SetPassword(cred.Secret).
