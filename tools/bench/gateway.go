@@ -10,6 +10,8 @@ package main
 //     (gwprovision.go);
 //   - commit to console: from an alarm's PUBACK to its event on each
 //     node's operator console stream (console.go);
+//   - the cost of TLS: a connect storm and the alarm load on plain MQTT
+//     and on MQTT over TLS (tlscost.go);
 //   - durable alarm ingest at 1, 16, 256 and 1,024 devices on Vigil, on
 //     Mosquitto and as etcd puts (ingest.go);
 //   - failover under alarm load, then under etcd puts (failover_alarm.go);
@@ -19,7 +21,8 @@ package main
 //
 // The devices are appliance/sim's, as vigil sim runs them (real paho MQTT
 // clients speaking device protocol v1), but for the console probe and the
-// paced alarms, which are the bench's own paho clients (mqttdev.go).
+// paced alarms and the TLS part, which are the bench's own paho clients
+// (mqttdev.go).
 
 import (
 	"context"
@@ -82,7 +85,7 @@ const (
 	partConns    = "conns"
 )
 
-var gatewayParts = []string{partConsole, partIngest, partFailover, partGrow, partConns}
+var gatewayParts = []string{partConsole, partIngest, partFailover, partGrow, partConns, partTLS}
 
 // gwLevel is one run of the simulator's alarm loop.
 type gwLevel struct {
@@ -112,6 +115,8 @@ type gatewayPlan struct {
 	growDevices    []int
 	growRates      []float64
 	growDur        time.Duration
+	tlsStorm       int // devices of each connect storm of the TLS part
+	tlsAlarmRounds int // alarm loads per transport of the TLS part
 	pprofDir       string
 	replicaWait    string // broker.replica_wait of the nodes; "" for their default
 }
@@ -126,6 +131,7 @@ func newGatewayPlan(o options) gatewayPlan {
 		provisionSeq: gwProvisionSeq, provisionConc: gwProvisionClients,
 		consoleSamples: consoleSamples, failoverRounds: failoverRounds,
 		growDevices: growDevices, growRates: growRates, growDur: growDuration,
+		tlsStorm: tlsStormDevices, tlsAlarmRounds: tlsAlarmRounds,
 		pprofDir: o.pprofDir, replicaWait: o.replicaWait,
 	}
 	if o.quick {
@@ -134,6 +140,7 @@ func newGatewayPlan(o options) gatewayPlan {
 		p.baselineWait, p.provisionSeq = gwBaselineWaitQuick, gwProvisionSeqQuick
 		p.consoleSamples, p.failoverRounds = consoleSamplesQuick, 1
 		p.growDevices, p.growRates, p.growDur = growDevicesQuick, growRatesQuick, growDurationQuick
+		p.tlsStorm, p.tlsAlarmRounds = tlsStormDevicesQuick, 1
 	}
 	if o.duration > 0 {
 		p.dur = o.duration
@@ -171,6 +178,9 @@ func (p gatewayPlan) devicesNeeded() int {
 		if p.idle.max {
 			n = max(n, openFileLimit()-fileMargin)
 		}
+	}
+	if p.parts[partTLS] {
+		n = max(n, tlsDevicesNeeded(p.tlsStorm))
 	}
 	return n + 1
 }
@@ -217,6 +227,7 @@ type gatewayReport struct {
 	failover *failoverReport
 	grow     *growReport
 	conns    []connResult // Vigil's node, then Mosquitto
+	tls      *tlsReport
 }
 
 // runGateway runs the gateway section on a new cluster in dir. It returns
@@ -267,6 +278,13 @@ func runGateway(ctx context.Context, vigil, dir string, plan gatewayPlan) (*gate
 	if plan.parts[partConsole] {
 		progress("console: %d probe alarms followed to the three consoles, quiet and under load", plan.consoleSamples)
 		if g.console, err = runConsole(ctx, c, creds, probe, plan.consoleSamples, plan.warmup); err != nil {
+			return g, err
+		}
+	}
+	// Before the other parts: the storms' devices, the last of creds,
+	// must not have connected to the node yet.
+	if plan.parts[partTLS] {
+		if g.tls, err = runTLS(ctx, c, creds, plan); err != nil {
 			return g, err
 		}
 	}

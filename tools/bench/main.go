@@ -24,13 +24,16 @@
 //  5. the floor: this disk's fsync latency (measure.go);
 //  6. how cost grows: latency as the fleet (1,000 to 15,000 devices) and
 //     the alarm rate (10 to 10,000 per second) grow (grow.go);
+//  7. the cost of TLS: per CONNECT and per alarm, MQTT over TLS beside
+//     plain MQTT (tlscost.go);
 //
 // and, from before the comparison, the commit path through the HTTP API
 // (commits of 1 KB records at 1, 16 and 256 clients, failover, disk use)
 // and the cost of provisioning devices.
 //
 // -only names the parts to run: cluster (the HTTP commit path), and the
-// gateway's console, ingest, failover, grow and conns (gateway: all five).
+// gateway's console, ingest, failover, grow, conns and tls (gateway: all
+// six).
 //
 // The nodes are real vigil serve processes (the binary given by -vigil) on
 // 127.0.0.1 with temporary data directories, and the peers real mosquitto
@@ -157,7 +160,7 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the data directories and node logs")
 	flag.StringVar(&o.dir, "dir", os.TempDir(), "`directory` to create the data directories in; its disk is the one measured")
 	flag.StringVar(&o.only, "only", "", "run only these comma-separated `parts`: cluster (HTTP commit path, failover, disk), "+
-		"console, ingest, failover, grow, conns, or gateway (all but cluster)")
+		"console, ingest, failover, grow, conns, tls, or gateway (all but cluster)")
 	flag.IntVar(&o.idleDevices, "idle-devices", 0, "`number` of idle devices for the connections' memory figure (default 10000, 2000 with -quick)")
 	flag.DurationVar(&o.settle, "settle", 0, "`time` the idle devices run before the memory is read (default 60s, 10s with -quick)")
 	flag.StringVar(&o.pprofDir, "pprof", "", "save CPU and heap profiles of the gateway's nodes in `directory`")
@@ -468,6 +471,9 @@ func (rep *report) write(w io.Writer) {
 	}
 	if g != nil {
 		g.writeProvisioning(w, &detail)
+	}
+	if g != nil && g.tls != nil {
+		fmt.Fprintln(w, tlsSummaryLine(g.tls))
 	}
 	fmt.Fprintln(w, detail.String())
 	fmt.Fprintln(w, summaryLine(g))

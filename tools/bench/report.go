@@ -178,7 +178,8 @@ func (g *gatewayReport) writeGoals(w io.Writer) {
 	fmt.Fprintf(w, "\n")
 }
 
-// write prints sections 1, 2, 3, 4 and 6 and adds their figures to line.
+// write prints sections 1, 2, 3, 4, 6 and 7 and adds the figures of the
+// first five to line (section 7 has its own line, tlsSummaryLine).
 func (g *gatewayReport) write(w io.Writer, line *strings.Builder) {
 	if g.ingest != nil {
 		g.writeIngest(w, line)
@@ -194,6 +195,9 @@ func (g *gatewayReport) write(w io.Writer, line *strings.Builder) {
 	}
 	if g.grow != nil {
 		g.writeGrow(w, line)
+	}
+	if g.tls != nil {
+		g.writeTLS(w)
 	}
 }
 

@@ -14,9 +14,10 @@ func TestParseParts(t *testing.T) {
 		want []string
 		bad  bool
 	}{
-		{"", []string{partCluster, partConsole, partIngest, partFailover, partGrow, partConns}, false},
+		{"", []string{partCluster, partConsole, partIngest, partFailover, partGrow, partConns, partTLS}, false},
 		{"cluster", []string{partCluster}, false},
-		{"gateway", []string{partConsole, partIngest, partFailover, partGrow, partConns}, false},
+		{"gateway", []string{partConsole, partIngest, partFailover, partGrow, partConns, partTLS}, false},
+		{"tls", []string{partTLS}, false},
 		{"ingest, failover", []string{partIngest, partFailover}, false},
 		{"ingest,nonsense", nil, true},
 	} {
