@@ -6,6 +6,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"time"
 )
@@ -20,7 +21,11 @@ func tlsShare(plain, withTLS time.Duration, ok bool) string {
 	if !ok || withTLS <= 0 {
 		return "NA"
 	}
-	return fmt.Sprintf("%.0f", 100*float64(withTLS-plain)/float64(withTLS))
+	v := math.Round(100 * float64(withTLS-plain) / float64(withTLS))
+	if v == 0 {
+		return "0" // not "-0"
+	}
+	return fmt.Sprintf("%.0f", v)
 }
 
 // diffMs formats b - a in milliseconds with three decimals, signed, or

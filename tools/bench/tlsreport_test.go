@@ -51,7 +51,8 @@ func TestTLSShare(t *testing.T) {
 	}{
 		{msN(10), msN(12.5), true, "20"},
 		{msN(1), msN(4), true, "75"},
-		{msN(2), msN(1.6), true, "-25"}, // noise: TLS measured cheaper
+		{msN(2), msN(1.6), true, "-25"},   // noise: TLS measured cheaper
+		{msN(4.74), msN(4.72), true, "0"}, // not "-0"
 		{msN(1), 0, true, "NA"},
 		{msN(1), msN(2), false, "NA"},
 	} {
