@@ -194,7 +194,7 @@ func clusterCATLS(dataDir string) (*tls.Config, error) {
 
 // describeHandshake makes one TLS connection to addr with cfg and
 // describes what was negotiated: "TLS 1.3, TLS_AES_128_GCM_SHA256,
-// ECDSA P-256 certificate".
+// X25519MLKEM768 key exchange, ECDSA P-256 certificate".
 func describeHandshake(ctx context.Context, addr string, cfg *tls.Config) (string, error) {
 	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: deviceConnectTimeout}, Config: cfg}
 	c, err := d.DialContext(ctx, "tcp", addr)
@@ -212,7 +212,7 @@ func describeHandshake(ctx context.Context, addr string, cfg *tls.Config) (strin
 			key = fmt.Sprintf("RSA %d", k.N.BitLen())
 		}
 	}
-	return fmt.Sprintf("%s, %s, %s certificate", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite), key), nil
+	return fmt.Sprintf("%s, %s, %s key exchange, %s certificate", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite), st.CurveID, key), nil
 }
 
 // runTLS measures the cost of TLS on c. creds must hold at least

@@ -157,7 +157,7 @@ func TestClusterCATLS_VerifiesTheNodeCertificate(t *testing.T) {
 		t.Fatal("the devices skip verification")
 	}
 	got, err := describeHandshake(t.Context(), ln.Addr().String(), cfg)
-	if err != nil || !strings.HasPrefix(got, "TLS 1.3, ") || !strings.HasSuffix(got, "ECDSA P-256 certificate") {
+	if err != nil || !strings.HasPrefix(got, "TLS 1.3, ") || !strings.Contains(got, " key exchange, ") || !strings.HasSuffix(got, "ECDSA P-256 certificate") {
 		t.Errorf("describeHandshake = %q, %v", got, err)
 	}
 	// Another cluster's CA does not vouch for this node.
