@@ -19,7 +19,6 @@ import (
 
 	"github.com/vigilarc/vigil/appliance/devcluster"
 	"github.com/vigilarc/vigil/appliance/sim/simcmd"
-	"github.com/vigilarc/vigil/broker"
 	"github.com/vigilarc/vigil/cluster"
 	"github.com/vigilarc/vigil/ui/api"
 	"github.com/vigilarc/vigil/ui/auth"
@@ -216,8 +215,8 @@ func serveFlags(out io.Writer) (*flag.FlagSet, *serveOptions) {
 	fs.StringVar(&o.httpTLS, "http-tls", "", "HTTPS on http_addr: auto (outside loopback), on or off (http_tls; default auto)")
 	fs.StringVar(&o.httpCert, "http-tls-cert", "", "PEM certificate `file` from the customer's CA for the console and API (http_tls_cert_file)")
 	fs.StringVar(&o.httpKey, "http-tls-key", "", "PEM key `file` of --http-tls-cert (http_tls_key_file)")
-	fs.StringVar(&o.mqttAddr, "mqtt-addr", "", "MQTT `host:port` for devices, empty to disable (broker.tcp_addr; default "+broker.DefaultTCPAddr+")")
-	fs.StringVar(&o.mqttWSAddr, "mqtt-ws-addr", "", "MQTT over WebSocket `host:port`, empty to disable (broker.ws_addr; default "+broker.DefaultWSAddr+")")
+	fs.StringVar(&o.mqttAddr, "mqtt-addr", "", "plain MQTT `host:port` for devices (broker.tcp_addr; default none: use --mqtt-tls-addr on a network)")
+	fs.StringVar(&o.mqttWSAddr, "mqtt-ws-addr", "", "plain MQTT over WebSocket `host:port` (broker.ws_addr; default none)")
 	fs.StringVar(&o.mqttTLSAddr, "mqtt-tls-addr", "", "MQTT over TLS `host:port`, such as :8883 (broker.tls_addr; default none)")
 	fs.StringVar(&o.mqttWSSAddr, "mqtt-wss-addr", "", "MQTT over secure WebSocket `host:port` (broker.wss_addr; default none)")
 	fs.StringVar(&o.mqttCert, "mqtt-tls-cert", "", "PEM certificate `file` of the MQTT TLS listeners (broker.tls_cert_file)")

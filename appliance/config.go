@@ -218,11 +218,14 @@ func (c Config) discoveryOn() bool {
 
 // BrokerConfig configures the MQTT gateway (docs/device-protocol.md).
 type BrokerConfig struct {
-	// TCPAddr is the host:port of the MQTT listener. Empty disables it.
+	// TCPAddr is the host:port of the plain MQTT listener. Empty, the
+	// default, disables it: plain MQTT carries device secrets in clear, so
+	// it is only on where the configuration asks for it (and warned of
+	// when other machines can reach it).
 	TCPAddr string `yaml:"tcp_addr"`
 
-	// WSAddr is the host:port of the MQTT over WebSocket listener. Empty
-	// disables it.
+	// WSAddr is the host:port of the plain MQTT over WebSocket listener.
+	// Empty, the default, disables it.
 	WSAddr string `yaml:"ws_addr"`
 
 	// TLSAddr is the host:port of the MQTT over TLS listener (port 8883 by
@@ -434,8 +437,11 @@ func DefaultConfig() Config {
 		},
 		Console: ConsoleConfig{SessionTTL: console.DefaultSessionTTL},
 		Broker: BrokerConfig{
-			TCPAddr:        broker.DefaultTCPAddr,
-			WSAddr:         broker.DefaultWSAddr,
+			// No MQTT listener unless the configuration names one: plain
+			// MQTT carries device secrets and alarms in clear, so it is
+			// never on by default (docs/install.md).
+			TCPAddr: "",
+			WSAddr:  "",
 			CommitTimeout:  broker.DefaultCommitTimeout,
 			TelemetryFlush: broker.DefaultTelemetryFlush,
 			NodeDownAfter:  DefaultNodeDownAfter,

@@ -189,6 +189,7 @@ func (n *Node) Open(ctx context.Context) error {
 		}
 	}
 	n.warnPlainMQTT()
+	n.warnNoMQTT()
 	n.broker = broker.New(broker.Config{
 		TCPAddr: n.cfg.Broker.TCPAddr, WSAddr: n.cfg.Broker.WSAddr,
 		TLSAddr: n.cfg.Broker.TLSAddr, WSSAddr: n.cfg.Broker.WSSAddr, TLS: serverTLS,
@@ -444,6 +445,15 @@ func (n *Node) warnPlainMQTT() {
 			n.logger.Warn("plain MQTT listener on the network: device secrets and alarms cross it in clear; use broker.tls_addr (docs/install.md)",
 				"setting", l.key, "addr", l.addr)
 		}
+	}
+}
+
+// warnNoMQTT says so when no MQTT listener is configured: devices cannot
+// connect to this node.
+func (n *Node) warnNoMQTT() {
+	b := n.cfg.Broker
+	if b.TCPAddr == "" && b.WSAddr == "" && b.TLSAddr == "" && b.WSSAddr == "" {
+		n.logger.Warn("no MQTT listener is configured: devices cannot connect to this node; set broker.tls_addr (docs/install.md)")
 	}
 }
 

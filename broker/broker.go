@@ -18,8 +18,6 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultTCPAddr = "127.0.0.1:1883"
-	DefaultWSAddr  = "127.0.0.1:1884"
 	// DefaultCommitTimeout bounds the wait for the cluster to commit one
 	// device event before the gateway gives up, sends no PUBACK and drops
 	// the connection.
