@@ -3,7 +3,9 @@ package systemtest
 import (
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/vigilarc/vigil/cluster"
 	"github.com/vigilarc/vigil/cluster/clustertest"
@@ -253,6 +257,27 @@ func TestLAN_ThreeAppliancesFormAClusterWithDiscoveryAndTokens(t *testing.T) {
 	})
 }
 
+// plainRaftLayer is a raft.StreamLayer that dials plain TCP and writes the
+// cluster port's Raft byte first: how an outsider speaks Raft to it.
+type plainRaftLayer struct{}
+
+func (plainRaftLayer) Accept() (net.Conn, error) {
+	return nil, errors.New("the outsider accepts nothing")
+}
+func (plainRaftLayer) Close() error   { return nil }
+func (plainRaftLayer) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(10, 0, 0, 66), Port: 7000} }
+func (plainRaftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	conn, err := net.DialTimeout("tcp", string(addr), timeout)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.Write([]byte{1}); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
 // TestHelperOutsider is the outsider of the LAN test, run in its own
 // namespace: it speaks to a member's cluster port as a process that is not
 // a member would (and, given VIGIL_OUTSIDER_REMOVED, as a removed member
@@ -285,6 +310,21 @@ func TestHelperOutsider(t *testing.T) {
 		if answered(conn, append([]byte{b}, []byte("\x81\xa4Term\xcd\xff\xff")...)) {
 			t.Fatalf("plain bytes starting %d got an answer", b)
 		}
+	}
+	// 1b. The attack of issue 15, as it was made: hashicorp/raft's own
+	// transport sends an AppendEntries with a far higher term, after the
+	// cluster port's Raft byte (1), as a member would before the port had
+	// TLS. It gets no answer, and no member's term moves (the parent test
+	// checks the terms).
+	trans := raft.NewNetworkTransport(&plainRaftLayer{}, 1, 3*time.Second, io.Discard)
+	defer trans.Close()
+	var resp raft.AppendEntriesResponse
+	err := trans.AppendEntries(raft.ServerID(member), raft.ServerAddress(addr), &raft.AppendEntriesRequest{
+		RPCHeader: raft.RPCHeader{ID: []byte("outsider"), Addr: []byte("10.0.0.66:7000")},
+		Term:      1 << 40, Leader: []byte("10.0.0.66:7000"), LeaderCommitIndex: 1 << 40,
+	}, &resp)
+	if err == nil {
+		t.Fatalf("an AppendEntries from outside was answered: %+v", resp)
 	}
 	// 2. TLS with no certificate.
 	if conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 3 * time.Second}, "tcp", addr,
