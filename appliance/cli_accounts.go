@@ -375,6 +375,11 @@ const tokenUsage = `Usage:
   vigil token create --name NAME [--role ROLE]
   vigil token list
   vigil token disable ID
+  vigil token join [--token-uses N] [--token-ttl 1h] [serve's flags]
+
+join makes a join token for new appliances (docs/install.md), from the CA
+key in this appliance's data directory; it needs no running node. The
+others below are the REST API's.
 
 Manages the REST API's tokens (docs/api.md) through the node running on
 this appliance, as vigil operator does: run it on the appliance, as the user

@@ -154,6 +154,23 @@ func (c *cli) help(args []string) error {
 	case "sim":
 		simcmd.Usage(c.stdout, c.simEnv())
 		return nil
+	case "init", "join", "replace-node":
+		// Their flags are made by the command itself: ask it for -h, on
+		// stdout.
+		h := &cli{stdout: c.stdout, stderr: c.stdout, lookupEnv: c.lookupEnv}
+		var err error
+		switch args[0] {
+		case "init":
+			err = h.initCmd(context.Background(), []string{"-h"})
+		case "join":
+			err = h.joinCmd(context.Background(), []string{"-h"})
+		default:
+			err = h.replaceNodeCmd(context.Background(), []string{"-h"})
+		}
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
 	case "version":
 		fmt.Fprintln(c.stdout, "Usage: vigil version\n\nPrints the version, the commit it was built from and the Go version.")
 		return nil
