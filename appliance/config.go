@@ -440,8 +440,8 @@ func DefaultConfig() Config {
 			// No MQTT listener unless the configuration names one: plain
 			// MQTT carries device secrets and alarms in clear, so it is
 			// never on by default (docs/install.md).
-			TCPAddr: "",
-			WSAddr:  "",
+			TCPAddr:        "",
+			WSAddr:         "",
 			CommitTimeout:  broker.DefaultCommitTimeout,
 			TelemetryFlush: broker.DefaultTelemetryFlush,
 			NodeDownAfter:  DefaultNodeDownAfter,
