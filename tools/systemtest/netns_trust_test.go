@@ -321,7 +321,7 @@ func TestHelperOutsider(t *testing.T) {
 	var resp raft.AppendEntriesResponse
 	err := trans.AppendEntries(raft.ServerID(member), raft.ServerAddress(addr), &raft.AppendEntriesRequest{
 		RPCHeader: raft.RPCHeader{ID: []byte("outsider"), Addr: []byte("10.0.0.66:7000")},
-		Term:      1 << 40, Leader: []byte("10.0.0.66:7000"), LeaderCommitIndex: 1 << 40,
+		Term:      1 << 40, LeaderCommitIndex: 1 << 40,
 	}, &resp)
 	if err == nil {
 		t.Fatalf("an AppendEntries from outside was answered: %+v", resp)
