@@ -37,6 +37,16 @@ const (
 	DefaultStatusInterval    = time.Second
 	DefaultGCInterval        = time.Minute
 
+	// DefaultMinFreeBytes is the free space under which a node refuses
+	// writes (Config.MinFreeBytes). Half of it is the headroom kept for
+	// what Badger may still write once writes are refused: a memtable's
+	// write-ahead file is mapped at 16 MiB, and flushes and compactions of
+	// both databases write tables of up to a few tens of MiB.
+	DefaultMinFreeBytes = 256 << 20
+	// DiskCheckInterval is how often a node reads the free space of its
+	// data directory, besides before each command and snapshot.
+	DiskCheckInterval = time.Second
+
 	// MaxCommandSize is the largest command Apply accepts. Commands are small
 	// records; bulk data (audio) is chunked by the caller.
 	MaxCommandSize = 256 << 10
@@ -100,6 +110,11 @@ type Config struct {
 	StatusInterval time.Duration
 	// GCInterval is how often Badger garbage collection runs.
 	GCInterval time.Duration
+	// MinFreeBytes is the free space of the data directory's file system
+	// under which the node refuses new commands with ErrDiskFull and takes
+	// no snapshot; under half of it the Raft log refuses appends too. Zero
+	// means DefaultMinFreeBytes; a negative value turns the check off.
+	MinFreeBytes int64
 
 	Logger *slog.Logger
 }
@@ -127,6 +142,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = DefaultTrailingLogs
+	}
+	if c.MinFreeBytes == 0 {
+		c.MinFreeBytes = DefaultMinFreeBytes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -28,4 +28,11 @@ var (
 
 	// ErrCommandTooLarge is returned when a command exceeds MaxCommandSize.
 	ErrCommandTooLarge = errors.New("command too large")
+
+	// ErrDiskFull is returned when a command is refused because the free
+	// space of a data directory is under Config.MinFreeBytes: this node's, or
+	// the leader's, or that of so many voters that no quorum could store it.
+	// Nothing was written; the same command may be retried once space is
+	// freed.
+	ErrDiskFull = errors.New("disk nearly full: writes refused")
 )

@@ -106,6 +106,10 @@ type LogStore struct {
 	// gcMu makes RunGC run one at a time.
 	gcMu sync.Mutex
 
+	// guard, if set, refuses appends and deletions when the disk is nearly
+	// full (disk.go): Badger would crash on a full disk, not fail.
+	guard *diskGuard
+
 	// afterChunk, if set, is called after each intermediate commit of a batch
 	// too large for one transaction. Tests use it to crash mid-batch.
 	afterChunk func(commits int)
@@ -243,6 +247,9 @@ func (s *LogStore) StoreLogs(logs []*raft.Log) error {
 		lo, hi = min(lo, l.Index), max(hi, l.Index)
 	}
 
+	if err := s.guard.refuseLogWrite(); err != nil {
+		return fmt.Errorf("cannot store %d log entries at %d: %w", len(logs), lo, err)
+	}
 	unlock, err := s.lockWrite()
 	if err != nil {
 		return err
@@ -325,7 +332,14 @@ func (s *LogStore) lockWrite() (unlock func(), err error) {
 }
 
 // DeleteRange deletes the entries with indexes in [min, max].
+//
+// It too is refused on a nearly full disk: a deletion writes tombstones, and
+// a follower that truncated a conflicting tail and then could not store the
+// new entries would leave Raft's idea of its last entry wrong.
 func (s *LogStore) DeleteRange(minIdx, maxIdx uint64) error {
+	if err := s.guard.refuseLogWrite(); err != nil {
+		return fmt.Errorf("cannot delete log entries %d to %d: %w", minIdx, maxIdx, err)
+	}
 	unlock, err := s.lockWrite()
 	if err != nil {
 		return err
@@ -532,7 +546,9 @@ func (s *LogStore) rollbackPending() error {
 	return nil
 }
 
-// Set stores a stable-store value.
+// Set stores a stable-store value. It is never refused for lack of disk
+// space: hashicorp/raft panics when it cannot store the current term, and
+// the few bytes of a term or a vote fit the headroom kept under the floor.
 func (s *LogStore) Set(key, val []byte) error {
 	if err := s.acquire(); err != nil {
 		return err

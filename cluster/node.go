@@ -34,7 +34,8 @@ type Node struct {
 
 	logs   *LogStore
 	state  *badger.DB
-	snaps  *raft.FileSnapshotStore
+	snaps  *guardedSnapshots
+	disk   *diskGuard // nil when Config.MinFreeBytes is negative
 	fsm    *fsm
 	mux    *mux
 	trans  *raft.NetworkTransport
@@ -86,15 +87,31 @@ func (n *Node) Open(ctx context.Context) (err error) {
 	}
 	n.logger = n.logger.With("node", n.id)
 
+	if n.cfg.MinFreeBytes > 0 {
+		n.disk = newDiskGuard(n.cfg.DataDir, uint64(n.cfg.MinFreeBytes), n.logger)
+		// Under half the floor even Raft's own writes at start (a term, a
+		// vote) could meet a full disk, which Badger answers with SIGBUS:
+		// refuse to start, saying why, rather than crash.
+		if err := n.disk.refuseLogWrite(); err != nil {
+			return fmt.Errorf("cannot start: %w", err)
+		}
+	}
 	if n.logs, err = OpenLogStore(filepath.Join(n.cfg.DataDir, "raft"), n.logger); err != nil {
 		return fmt.Errorf("cannot open raft log: %w", err)
 	}
+	n.logs.guard = n.disk
 	if n.state, err = openBadger(badgerOptions(filepath.Join(n.cfg.DataDir, "state"), false, n.logger), n.logger); err != nil {
 		return fmt.Errorf("cannot open state: %w", err)
 	}
-	if n.snaps, err = raft.NewFileSnapshotStoreWithLogger(filepath.Join(n.cfg.DataDir, "snapshots"), DefaultSnapshotRetain, newHCLogger(n.logger, "snapshot")); err != nil {
+	snapDir := filepath.Join(n.cfg.DataDir, "snapshots")
+	if err := removePartialSnapshots(snapDir, n.logger); err != nil {
+		return err
+	}
+	files, err := raft.NewFileSnapshotStoreWithLogger(snapDir, DefaultSnapshotRetain, newHCLogger(n.logger, "snapshot"))
+	if err != nil {
 		return fmt.Errorf("cannot open snapshot store: %w", err)
 	}
+	n.snaps = &guardedSnapshots{FileSnapshotStore: files, dir: snapDir, guard: n.disk, logger: n.logger}
 	if n.fsm, err = newFSM(n.state, n.sm); err != nil {
 		return err
 	}
@@ -174,6 +191,9 @@ func (n *Node) Open(ctx context.Context) (err error) {
 	}
 	n.goLoop(func() { n.statusLoop(runCtx) })
 	n.goLoop(func() { n.gcLoop(runCtx) })
+	if n.disk != nil {
+		n.goLoop(func() { n.disk.loop(runCtx, DiskCheckInterval) })
+	}
 	return nil
 }
 
@@ -313,10 +333,16 @@ func (n *Node) WaitForLeader(ctx context.Context) (string, error) {
 	}
 }
 
-// Snapshot asks Raft to take a snapshot now (and so truncate the log).
+// Snapshot asks Raft to take a snapshot now (and so truncate the log). It
+// fails with ErrDiskFull, taking none, when a snapshot would leave less than
+// the free-space floor.
 func (n *Node) Snapshot() error {
+	// Checked here too: Raft reports the store's refusal only as text.
+	if err := n.snaps.refuse(); err != nil {
+		return err
+	}
 	err := n.raft.Snapshot().Error()
-	if err == nil {
+	if err == nil && !n.disk.isFull() {
 		n.logs.RunGC()
 	}
 	return err
@@ -420,6 +446,11 @@ func (n *Node) Apply(ctx context.Context, id string, data []byte) (Result, error
 	if len(data)+len(id) > MaxCommandSize {
 		return Result{}, fmt.Errorf("%w: %d bytes, limit %d", ErrCommandTooLarge, len(data)+len(id), MaxCommandSize)
 	}
+	// A node whose disk is nearly full could not store the command, nor
+	// apply it to its state, so it would not see its own write: refuse.
+	if err := n.disk.refuseCommand(); err != nil {
+		return Result{}, fmt.Errorf("node %s: %w", n.id, err)
+	}
 	ctx, cancel := n.withDeadline(ctx)
 	defer cancel()
 	payload := encodeEnvelope(id, data)
@@ -508,6 +539,9 @@ func (n *Node) applyLocal(ctx context.Context, payload []byte) (Result, error) {
 	timeout := time.Until(deadlineOf(ctx))
 	if timeout <= 0 {
 		return Result{}, ErrNoLeader
+	}
+	if err := n.refuseForDisk(); err != nil {
+		return Result{}, err
 	}
 	f := n.raft.Apply(payload, timeout)
 	done := make(chan struct{})
@@ -792,6 +826,9 @@ func (n *Node) gcLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if n.disk.isFull() {
+				continue // a flatten or a value log rewrite needs room first
+			}
 			n.logs.RunGC()
 			for n.state.RunValueLogGC(0.5) == nil {
 			}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 )
@@ -40,6 +41,7 @@ const (
 	codeRefused
 	codeClosed
 	codeOther
+	codeDiskFull
 )
 
 type rpcRequest struct {
@@ -79,6 +81,8 @@ func errorToResponse(err error, r *rpcResponse) {
 		r.Code = codeUnknownOutcome
 	case errors.Is(err, ErrClosed):
 		r.Code = codeClosed
+	case errors.Is(err, ErrDiskFull):
+		r.Code = codeDiskFull
 	default:
 		r.Code = codeOther
 	}
@@ -99,6 +103,8 @@ func responseError(r *rpcResponse) error {
 		return ErrUnknownOutcome
 	case codeClosed:
 		return fmt.Errorf("remote node: %w", ErrClosed)
+	case codeDiskFull:
+		return fmt.Errorf("remote node: %w (%s)", ErrDiskFull, strings.TrimPrefix(r.Msg, ErrDiskFull.Error()+": "))
 	default:
 		return fmt.Errorf("remote node: %s", r.Msg)
 	}

@@ -24,6 +24,9 @@ type Status struct {
 	LastContact  string    `json:"last_contact"` // a follower's last contact with the leader
 	Members      []Member  `json:"members"`
 	Time         time.Time `json:"time"`
+	// Disk is this node's free space against its floor; nil when the
+	// check is off (Config.MinFreeBytes negative).
+	Disk *DiskStatus `json:"disk,omitempty"`
 }
 
 // Member is one server in the Raft configuration, with what this node last
@@ -39,6 +42,9 @@ type Member struct {
 	AppliedIndex  uint64  `json:"applied_index"`
 	LastContact   *string `json:"last_contact,omitempty"` // RFC 3339 time of the last answer
 	LastContactMS int64   `json:"last_contact_ago_ms"`    // -1 when never heard from
+	// Disk is the member's free space as it last reported it; nil when
+	// never heard from or its check is off.
+	Disk *DiskStatus `json:"disk,omitempty"`
 }
 
 // PeerStatus is the last answer from one peer.
@@ -64,6 +70,7 @@ func (n *Node) Status() Status {
 		LastLogIndex: n.raft.LastIndex(),
 		LastContact:  stats["last_contact"],
 		Time:         time.Now().UTC(),
+		Disk:         n.disk.status(),
 	}
 	// From Raft's own record: listing the snapshot store would read the
 	// disk, and warn about a snapshot being written, on every call.
@@ -85,12 +92,13 @@ func (n *Node) Status() Status {
 		}
 		if m.Self {
 			m.Reachable, m.State, m.AppliedIndex, m.LastContactMS = true, st.State, st.AppliedIndex, 0
+			m.Disk = st.Disk
 		} else if p := n.peers[m.ID]; p != nil && !p.At.IsZero() {
 			at := p.At.UTC().Format(time.RFC3339Nano)
 			m.LastContact = &at
 			m.LastContactMS = time.Since(p.At).Milliseconds()
 			m.Reachable = p.Err == nil && m.LastContactMS < int64(3*n.cfg.StatusInterval/time.Millisecond)
-			m.State, m.AppliedIndex = p.Status.State, p.Status.AppliedIndex
+			m.State, m.AppliedIndex, m.Disk = p.Status.State, p.Status.AppliedIndex, p.Status.Disk
 		}
 		st.Members = append(st.Members, m)
 	}
