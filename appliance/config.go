@@ -181,6 +181,13 @@ type ClusterConfig struct {
 	// that a follower a little behind catches up from the log rather than
 	// from a whole snapshot.
 	TrailingLogs uint64 `yaml:"trailing_logs"`
+
+	// MinFreeBytes is the free space of the data directory's file system,
+	// in bytes, under which the node refuses writes (the API answers 507,
+	// a device gets no PUBACK) and takes no snapshot, until space is freed;
+	// under half of it the node does not start. Negative turns the check
+	// off. Default 256 MiB (docs/reliability.md, "Disk full").
+	MinFreeBytes int64 `yaml:"min_free_bytes"`
 }
 
 // DiscoveryConfig configures discovery: each node announces itself on the
@@ -434,6 +441,7 @@ func DefaultConfig() Config {
 			SnapshotThreshold:  cluster.DefaultSnapshotThreshold,
 			SnapshotInterval:   cluster.DefaultSnapshotInterval,
 			TrailingLogs:       cluster.DefaultTrailingLogs,
+			MinFreeBytes:       cluster.DefaultMinFreeBytes,
 		},
 		Console: ConsoleConfig{SessionTTL: console.DefaultSessionTTL},
 		Broker: BrokerConfig{
@@ -652,6 +660,7 @@ func (c Config) clusterConfig(logger *slog.Logger) cluster.Config {
 		SnapshotThreshold:  c.Cluster.SnapshotThreshold,
 		SnapshotInterval:   c.Cluster.SnapshotInterval,
 		TrailingLogs:       c.Cluster.TrailingLogs,
+		MinFreeBytes:       c.Cluster.MinFreeBytes,
 		ApplyTimeout:       c.Cluster.ApplyTimeout,
 		Logger:             logger,
 	}
@@ -832,6 +841,12 @@ func setString(v reflect.Value, s string) error {
 			return err
 		}
 		v.SetInt(int64(n))
+	case int64:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return err
+		}
+		v.SetInt(n)
 	case uint64:
 		n, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
