@@ -23,6 +23,9 @@ var (
 	ErrClusterClosed = cluster.ErrClosed
 	// ErrCommandTooLarge: the command is larger than the cluster carries.
 	ErrCommandTooLarge = cluster.ErrCommandTooLarge
+	// ErrDiskFull: a node's disk is nearly full and writes are refused
+	// until space is freed; nothing was written.
+	ErrDiskFull = cluster.ErrDiskFull
 )
 
 // Sentinel errors of the monitoring package. Compare with errors.Is; a

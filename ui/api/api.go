@@ -285,6 +285,9 @@ func writeError(c *gin.Context, err error) {
 	case errors.Is(err, monitoring.ErrUnknownOutcome):
 		c.JSON(http.StatusGatewayTimeout, ErrorResponse{Error: "the outcome is unknown: the command may or may not have been applied; " +
 			"retry with the same id, which is safe and returns the first result"})
+	case errors.Is(err, monitoring.ErrDiskFull):
+		// Not 503: a retry succeeds only once space is freed on a node.
+		c.JSON(http.StatusInsufficientStorage, ErrorResponse{Error: err.Error()})
 	case errors.Is(err, monitoring.ErrNoLeader), errors.Is(err, monitoring.ErrNotLeader), errors.Is(err, monitoring.ErrClusterClosed):
 		c.Header("Retry-After", strconv.Itoa(RetryAfterSeconds))
 		c.JSON(http.StatusServiceUnavailable, ErrorResponse{Error: "no leader: the cluster has no quorum or is electing a leader; retry shortly (" + err.Error() + ")"})

@@ -1,0 +1,65 @@
+package api_test
+
+import (
+	"errors"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/appliance/monitoring/monitoringtest"
+	"github.com/vigilarc/vigil/cluster"
+	"github.com/vigilarc/vigil/cluster/clustertest"
+	"github.com/vigilarc/vigil/ui/uitest"
+)
+
+// A node whose disk is nearly full answers a write with 507 Insufficient
+// Storage saying so, still answers reads, and accepts writes again once
+// space is freed. The node's data directory is a small tmpfs (root only).
+func TestAPI_DiskFullIs507(t *testing.T) {
+	fs := t.TempDir()
+	if err := syscall.Mount("tmpfs", fs, "tmpfs", 0, "size="+strconv.Itoa(64<<20)); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() {
+		if syscall.Unmount(fs, 0) != nil {
+			_ = exec.Command("umount", "-l", fs).Run()
+		}
+	})
+	const floor = 24 << 20
+	svc := monitoringtest.MustService(t, monitoringtest.Options{Tweak: func(c *cluster.Config) {
+		c.DataDir = filepath.Join(fs, "node")
+		c.MinFreeBytes = floor
+	}})
+	n := &apiNode{Server: uitest.MustServe(t, svc, uitest.Options{})}
+	n.admin = mustToken(t, n, "test-admin", monitoring.RoleAdmin)
+
+	filler := filepath.Join(fs, "filler")
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(fs, &st); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filler, make([]byte, int64(st.Bavail)*st.Bsize-(floor-4<<20)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	create := func(id string) (int, string) {
+		return send(t, n, "POST", "/api/v1/operators", obj{"id": "mk-" + id, "operator": obj{"id": id, "name": id, "role": "supervisor"},
+			"password": id + "'s long passphrase", "create": true}, nil)
+	}
+	if code, raw := create("ray"); code != http.StatusInsufficientStorage {
+		t.Fatalf("write on a nearly full disk: %d %s, want 507", code, raw)
+	}
+	mustSend(t, n, 200, "GET", "/api/v1/alarms", nil, nil)
+	if err := os.Remove(filler); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	clustertest.PollUntil(t, 10*time.Second, "writes accepted once space is freed", func() bool {
+		code, _ := create("ray")
+		return code == http.StatusCreated
+	})
+}
