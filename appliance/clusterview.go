@@ -21,15 +21,29 @@ func (v clusterView) Status() ui.ClusterStatus { return uiStatus(v.Node.Status()
 func uiStatus(st cluster.Status) ui.ClusterStatus {
 	members := make([]ui.ClusterMember, len(st.Members))
 	for i, m := range st.Members {
-		members[i] = ui.ClusterMember(m)
+		members[i] = ui.ClusterMember{
+			ID: m.ID, Addr: m.Addr, Voter: m.Voter, Self: m.Self, Leader: m.Leader, Reachable: m.Reachable,
+			State: m.State, AppliedIndex: m.AppliedIndex, LastContact: m.LastContact, LastContactMS: m.LastContactMS,
+			Disk: uiDisk(m.Disk),
+		}
 	}
 	out := ui.ClusterStatus{
 		NodeID: st.NodeID, Addr: st.Addr, State: st.State, LeaderID: st.LeaderID, LeaderAddr: st.LeaderAddr,
 		Term: st.Term, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, LastLogIndex: st.LastLogIndex,
 		LastSnapshot: st.LastSnapshot, LastContact: st.LastContact, Members: members, Time: st.Time,
+		Disk: uiDisk(st.Disk),
 	}
 	if st.Members == nil {
 		out.Members = nil
 	}
 	return out
+}
+
+// uiDisk converts a disk status; nil stays nil.
+func uiDisk(d *cluster.DiskStatus) *ui.DiskStatus {
+	if d == nil {
+		return nil
+	}
+	c := ui.DiskStatus(*d)
+	return &c
 }

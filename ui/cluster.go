@@ -36,6 +36,7 @@ type ClusterStatus struct {
 	LastContact  string          `json:"last_contact"` // a follower's last contact with the leader
 	Members      []ClusterMember `json:"members"`
 	Time         time.Time       `json:"time"`
+	Disk         *DiskStatus     `json:"disk,omitempty"` // this node's free space; nil when not checked
 }
 
 // ClusterMember is one server in the cluster's configuration, with what
@@ -51,4 +52,16 @@ type ClusterMember struct {
 	AppliedIndex  uint64  `json:"applied_index"`
 	LastContact   *string `json:"last_contact,omitempty"` // RFC 3339 time of the last answer
 	LastContactMS int64   `json:"last_contact_ago_ms"`    // -1 when never heard from
+	// Disk is the member's free space as it last reported it; nil when
+	// never heard from or not checked.
+	Disk *DiskStatus `json:"disk,omitempty"`
+}
+
+// DiskStatus is a node's free space against the floor under which it
+// refuses writes.
+type DiskStatus struct {
+	FreeBytes  uint64 `json:"free_bytes"`
+	TotalBytes uint64 `json:"total_bytes"`
+	FloorBytes uint64 `json:"floor_bytes"`
+	Full       bool   `json:"full"` // under the floor: writes refused
 }
