@@ -37,6 +37,9 @@ type clusterView struct {
 	PlainMQTT   int // nodes with a plain MQTT listener on the network
 	DevicesErr  string
 	SnapshotIdx uint64
+	// DiskFull lists the nodes whose disk is under its free-space floor:
+	// they refuse writes until space is freed.
+	DiskFull []diskAlarm
 	// CAFingerprint is the SHA-256 of the cluster CA that operator PCs
 	// install, hex in pairs; empty when the node serves none.
 	CAFingerprint string
@@ -60,6 +63,16 @@ type nodeRow struct {
 	Lag         uint64 // log entries behind the most advanced node known
 	Devices     int
 }
+
+// diskAlarm is a node whose disk is nearly full.
+type diskAlarm struct {
+	Node  string // its name, or its ID
+	Free  string
+	Floor string
+}
+
+// mib formats bytes in MiB for the disk banner.
+func mib(b uint64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
 
 // plainListeners are the MQTT listeners of urls that speak without TLS on
 // an address other than loopback: there, device secrets and alarms cross
@@ -169,6 +182,13 @@ func (co *Console) clusterPage(c *gin.Context) {
 			if m.Reachable {
 				v.VotersUp++
 			}
+		}
+		if m.Disk != nil && m.Disk.Full {
+			name := r.Name
+			if name == "" {
+				name = m.ID
+			}
+			v.DiskFull = append(v.DiskFull, diskAlarm{Node: name, Free: mib(m.Disk.FreeBytes), Floor: mib(m.Disk.FloorBytes)})
 		}
 		r.Plain = plainListeners(r.MQTT)
 		if len(r.Plain) > 0 {
