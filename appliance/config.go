@@ -17,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/broker"
 	"github.com/vigilarc/vigil/cluster"
 	"github.com/vigilarc/vigil/provisioning"
@@ -484,8 +485,8 @@ func (c Config) Validate() error {
 	if err := checkHostPort("http_addr", c.HTTPAddr, true); err != nil {
 		return err
 	}
-	if len(c.NodeName) > 63 || strings.IndexFunc(c.NodeName, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
-		return fieldErr("node_name", c.NodeName, "must be at most 63 characters, none of them control characters")
+	if _, hidden := monitoring.HiddenChar(c.NodeName); len(c.NodeName) > 63 || hidden {
+		return fieldErr("node_name", c.NodeName, "must be at most 63 characters, none of them control or formatting characters (such as a right-to-left override)")
 	}
 	if err := c.validateHTTPTLS(); err != nil {
 		return err

@@ -150,6 +150,7 @@ func TestConfig_ErrorsNameTheField(t *testing.T) {
 		{name: "expect list with a duplicate", args: []string{"--bootstrap-expect", "127.0.0.1:7000,127.0.0.1:7000"}, wantField: "listed twice"},
 		{name: "bootstrap and join in one file", file: "cluster:\n  bootstrap: true\n  join: [10.0.0.1:7000]\n", wantField: "cluster.bootstrap"},
 		{name: "empty data dir", args: []string{"--data-dir", " "}, wantField: "data_dir"},
+		{name: "node name with a right-to-left override", args: []string{"--node-name", "node\u202eevil"}, wantField: "node_name"},
 		{name: "replica wait beyond the commit timeout", env: map[string]string{"VIGIL_BROKER_REPLICA_WAIT": "6s"}, wantField: "broker.replica_wait"},
 		{name: "stray argument", args: []string{"now"}, wantField: `unexpected argument "now"`},
 	}

@@ -91,8 +91,11 @@ func validateConsoleNode(n *ConsoleNode) error {
 	if err := validConsoleURL("node.url", n.URL); err != nil {
 		return err
 	}
-	if len(n.Name) > maxNodeNameLen || strings.IndexFunc(n.Name, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
-		return invalid("node.name", "must be at most %d characters, none of them control characters", maxNodeNameLen)
+	if len(n.Name) > maxNodeNameLen {
+		return invalid("node.name", "is %d bytes, longer than %d", len(n.Name), maxNodeNameLen)
+	}
+	if err := validDisplay("node.name", n.Name); err != nil {
+		return err
 	}
 	if len(n.MQTT) > MaxConsoleNodeURLs {
 		return invalid("node.mqtt", "lists more than %d addresses", MaxConsoleNodeURLs)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Limits of directory fields.
@@ -43,6 +44,35 @@ func validName(field, s string) error {
 	case len(s) > MaxNameLen:
 		return invalid(field, "is %d bytes, longer than %d", len(s), MaxNameLen)
 	}
+	return validDisplay(field, s)
+}
+
+// HiddenChar returns the first character of s that a name shown to
+// operators must not hold, and whether there is one: a control character
+// (Unicode category Cc, such as a newline or an escape), a format
+// character (Cf: the bidirectional overrides and isolates U+202A to U+202E
+// and U+2066 to U+2069, zero-width characters, soft hyphens), or a line
+// or paragraph separator. Each can hide, reorder or forge what the
+// console shows beside the name.
+func HiddenChar(s string) (rune, bool) {
+	i := strings.IndexFunc(s, func(r rune) bool {
+		return unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zl, unicode.Zp)
+	})
+	if i < 0 {
+		return 0, false
+	}
+	r, _ := utf8.DecodeRuneInString(s[i:])
+	return r, true
+}
+
+func hasHidden(s string) bool { _, ok := HiddenChar(s); return ok }
+
+// validDisplay reports why s, a name or label shown to operators, holds a
+// character it must not (HiddenChar).
+func validDisplay(field, s string) error {
+	if r, ok := HiddenChar(s); ok {
+		return invalid(field, "contains the character %U, a control or formatting character (such as a right-to-left override) that would hide or reorder what operators read", r)
+	}
 	return nil
 }
 
@@ -61,6 +91,9 @@ func validContacts(field string, cs []Contact) error {
 		}
 		if strings.TrimSpace(c.Phone) == "" {
 			return invalid(f+".phone", "must not be empty")
+		}
+		if err := validDisplay(f+".phone", c.Phone); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -193,6 +226,16 @@ func validateWorker(w *Worker) error {
 		return err
 	}
 	for _, f := range []struct{ field, v string }{
+		{"worker.phone", w.Phone}, {"worker.team", w.Team},
+	} {
+		if len(f.v) > MaxNameLen {
+			return invalid(f.field, "is %d bytes, longer than %d", len(f.v), MaxNameLen)
+		}
+		if err := validDisplay(f.field, f.v); err != nil {
+			return err
+		}
+	}
+	for _, f := range []struct{ field, v string }{
 		{"worker.important.medical", w.Important.Medical},
 		{"worker.important.special_handling", w.Important.SpecialHandling},
 		{"worker.important.duress_word", w.Important.DuressWord},
@@ -211,6 +254,9 @@ func validateWorker(w *Worker) error {
 		}
 		if strings.TrimSpace(u.URN) == "" {
 			return invalid(f+".urn", "must not be empty")
+		}
+		if err := validDisplay(f+".urn", u.URN); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -318,6 +364,9 @@ func applyPutDevice(c *applyCtx, body []byte) ([]byte, error) {
 	}
 	if len(d.Label) > MaxNameLen {
 		return nil, invalid("device.label", "is longer than %d bytes", MaxNameLen)
+	}
+	if err := validDisplay("device.label", d.Label); err != nil {
+		return nil, err
 	}
 	if _, err := getOrg(c.txn, d.OrgID); err != nil {
 		return nil, err

@@ -326,3 +326,65 @@ func TestDirectory_DeviceStatusLatestWins(t *testing.T) {
 		t.Fatalf("new device battery %d, want -1 (unknown)", d.Battery)
 	}
 }
+
+// TestDirectory_HiddenCharactersRefused: a name an operator reads refuses
+// control characters and the Unicode format characters that reorder or
+// hide text (a right-to-left override makes "Bob\u202eCOD.exe" read as
+// "Bobexe.DOC"), naming the field; the same name without them is stored.
+func TestDirectory_HiddenCharactersRefused(t *testing.T) {
+	e := mustOperatorEnv(t)
+	e.seed()
+	h := e.hdr()
+	for _, bad := range []struct{ name, s string }{
+		{"newline", "Bob\nAlarm closed"},
+		{"escape", "Bob\x1b[31m"},
+		{"delete", "Bob\x7f"},
+		{"C1 control", "Bob\u0085"},
+		{"right-to-left override", "Bob\u202eCOD.exe"},
+		{"left-to-right embedding", "Bob\u202a"},
+		{"pop directional formatting", "Bob\u202c"},
+		{"right-to-left isolate", "Bob\u2067x\u2069"},
+		{"first strong isolate", "Bob\u2068"},
+		{"zero-width space", "B\u200bob"},
+		{"byte order mark", "\ufeffBob"},
+		{"line separator", "Bob\u2028x"},
+	} {
+		for _, tc := range []struct {
+			what  string
+			typ   CmdType
+			body  any
+			field string
+		}{
+			{"org name", CmdPutOrganisation, putOrganisationCmd{Header: h, Org: Organisation{ID: "o9", Name: bad.s}}, "org.name"},
+			{"org contact", CmdPutOrganisation, putOrganisationCmd{Header: h, Org: Organisation{ID: "o9", Name: "x", Contacts: []Contact{{Name: bad.s, Phone: "1"}}}}, "org.contacts[0].name"},
+			{"org step", CmdPutOrganisation, putOrganisationCmd{Header: h, Org: Organisation{ID: "o9", Name: "x", ProcedureSteps: []ProcedureStep{{Title: bad.s}}}}, "org.procedure_steps[0].title"},
+			{"worker name", CmdPutWorker, putWorkerCmd{Header: h, Worker: Worker{ID: "w9", Name: bad.s, OrgID: "o1"}}, "worker.name"},
+			{"worker team", CmdPutWorker, putWorkerCmd{Header: h, Worker: Worker{ID: "w9", Name: "n", Team: bad.s, OrgID: "o1"}}, "worker.team"},
+			{"worker phone", CmdPutWorker, putWorkerCmd{Header: h, Worker: Worker{ID: "w9", Name: "n", Phone: bad.s, OrgID: "o1"}}, "worker.phone"},
+			{"worker contact phone", CmdPutWorker, putWorkerCmd{Header: h, Worker: Worker{ID: "w9", Name: "n", OrgID: "o1", Contacts: []Contact{{Name: "Boss", Phone: bad.s}}}}, "worker.contacts[0].phone"},
+			{"worker URN force", CmdPutWorker, putWorkerCmd{Header: h, Worker: Worker{ID: "w9", Name: "n", OrgID: "o1", URNs: []PoliceURN{{Force: bad.s, URN: "1"}}}}, "worker.urns[0].force"},
+			{"device label", CmdPutDevice, putDeviceCmd{Header: h, Device: Device{ID: "d9", Kind: DevicePooled, OrgID: "o1", Label: bad.s}}, "device.label"},
+			{"operator name", CmdPutOperator, putOperatorCmd{Header: h, Create: true, PasswordHash: testSafeHash, Operator: Operator{ID: "x9", Name: bad.s, Role: RoleOperator}}, "operator.name"},
+			{"console node name", CmdPutConsoleNode, putConsoleNodeCmd{Header: h, Node: ConsoleNode{NodeID: "n9", Name: bad.s, URL: "https://n9.example.org"}}, "node.name"},
+		} {
+			t.Run(bad.name+"/"+tc.what, func(t *testing.T) {
+				e.t = t
+				re := e.refused(tc.typ, tc.body, CodeInvalid, tc.field)
+				if !strings.Contains(re.Msg, "U+") {
+					t.Fatalf("the refusal %q does not say which character", re.Msg)
+				}
+			})
+		}
+	}
+	e.t = t
+	e.must(CmdPutWorker, putWorkerCmd{Header: h, Worker: Worker{ID: "w9", Name: "Zoë O'Brien-Łukasz שלום", Team: "Night", OrgID: "o1"}})
+}
+
+func TestHiddenChar(t *testing.T) {
+	for s, want := range map[string]rune{"Bob\u202eX": 0x202e, "a\tb": '\t', "plain": 0, "Zoë שלום 日本": 0} {
+		r, ok := HiddenChar(s)
+		if r != want || ok != (want != 0) {
+			t.Errorf("HiddenChar(%q) = %U, %v; want %U", s, r, ok, want)
+		}
+	}
+}

@@ -105,6 +105,8 @@ func validateJoinTokenUse(cmd *useJoinTokenCmd) error {
 		return invalid("expires", "must be set")
 	case len(cmd.Name) > 63:
 		return invalid("name", "is longer than 63 bytes")
+	case hasHidden(cmd.Name):
+		return validDisplay("name", cmd.Name)
 	case cmd.ClusterAddr == "" || len(cmd.ClusterAddr) > 300:
 		return invalid("cluster_addr", "must be host:port")
 	}
