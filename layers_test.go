@@ -47,6 +47,8 @@ var forbidden = []struct {
 	// appliance wires it, and its namespace tests run the package itself.
 	{"provisioning/discovery", []string{"cluster", "broker", "ui", "appliance"}, true, nil,
 		"discovery only announces and browses; the appliance decides what a found peer is for"},
+	{"internal/strictjson", []string{""}, true, nil,
+		"the strict JSON decoder is a leaf that the API and the device protocol share"},
 	{"appliance/sim", []string{"cluster"}, false, nil,
 		"the simulator is a client: it talks to the appliances over MQTT and HTTP"},
 }
