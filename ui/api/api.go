@@ -13,7 +13,7 @@
 package api
 
 import (
-	"encoding/json"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +26,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/internal/strictjson"
 	"github.com/vigilarc/vigil/ui"
 	"github.com/vigilarc/vigil/ui/auth"
 )
@@ -249,27 +250,69 @@ func (a *api) getDiagRecords(c *gin.Context) {
 	c.JSON(http.StatusOK, DiagRecordsResponse{Consistency: consistency, Records: recs})
 }
 
-// bindJSON decodes the request body into v, refusing unknown fields, and
-// replies 400 when it cannot.
+// bindJSON decodes the request body, one JSON object, into v, and replies
+// 400 or 413 when it cannot. The decoding is strict (strictjson): unknown
+// fields, a key given twice, a key that matches a field only when case is
+// ignored, and anything after the object are refused, naming the key.
 func bindJSON(c *gin.Context, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, MaxRequestBody))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil && dec.More() {
-		err = errors.New("more than one JSON value")
+	if c.Request.ContentLength > MaxRequestBody {
+		tooLarge(c, c.Request.Body, c.GetHeader("Expect") == "")
+		return false
 	}
+	body := c.Request.Body
+	data, err := io.ReadAll(http.MaxBytesReader(c.Writer, body, MaxRequestBody))
 	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		tooLarge(c, body, true)
+		return false
+	case err != nil:
+		badRequest(c, "body", "the body could not be read: "+err.Error())
+		return false
+	case len(bytes.TrimSpace(data)) == 0:
+		badRequest(c, "body", "body is empty: send a JSON object")
+		return false
+	}
+	err = strictjson.Unmarshal(data, v, strictjson.Options{DisallowUnknownFields: true})
+	var se *strictjson.Error
 	switch {
 	case err == nil:
 		return true
-	case errors.As(err, &tooBig):
-		c.JSON(http.StatusRequestEntityTooLarge, ErrorResponse{Error: fmt.Sprintf("body is larger than %d bytes", MaxRequestBody)})
-	case errors.Is(err, io.EOF):
-		badRequest(c, "body", "body is empty: send a JSON object")
+	case errors.As(err, &se) && se.Key != "":
+		badRequest(c, se.Key, "body: "+err.Error())
 	default:
 		badRequest(c, "body", "body is not the expected JSON object: "+err.Error())
 	}
 	return false
+}
+
+// Reading what is left of a body over the limit.
+const (
+	// drainBytes is the most of the rest of a body too large that the API
+	// reads and drops after its 413.
+	drainBytes = 32 << 20
+	// drainTime is how long it reads it at most.
+	drainTime = 5 * time.Second
+)
+
+// tooLarge replies 413 naming the limit and closes the connection. With
+// drain, it first reads and drops what the client still sends of body (at
+// most drainBytes, for at most drainTime): a server that closes a
+// connection with unread data resets it, and a client that sends its
+// whole body before reading the reply would see the reset and not the
+// 413. A client that waits for "100 Continue" sends nothing more, so there
+// is nothing to drain.
+func tooLarge(c *gin.Context, body io.Reader, drain bool) {
+	c.Header("Connection", "close")
+	c.JSON(http.StatusRequestEntityTooLarge, ErrorResponse{Field: "body",
+		Error: fmt.Sprintf("body: the body is larger than the limit of %d bytes (1 MiB)", MaxRequestBody)})
+	if !drain {
+		return
+	}
+	rc := http.NewResponseController(c.Writer)
+	_ = rc.Flush()
+	_ = rc.SetReadDeadline(time.Now().Add(drainTime))
+	_, _ = io.CopyN(io.Discard, body, drainBytes)
 }
 
 func badRequest(c *gin.Context, field, msg string) {

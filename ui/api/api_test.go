@@ -1,9 +1,15 @@
 package api_test
 
 import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vigilarc/vigil/ui"
 	"github.com/vigilarc/vigil/ui/api"
@@ -48,8 +54,12 @@ func TestAPI_BadRequestsNameTheProblem(t *testing.T) {
 		{"not json", "POST", "/api/v1/diag/records", `{"id":`, 400, "body", "not the expected JSON"},
 		{"unknown field", "POST", "/api/v1/diag/records", `{"id":"a","key":"k","colour":"red"}`, 400, "body", "colour"},
 		{"empty body", "POST", "/api/v1/diag/records", ``, 400, "body", "body is empty"},
-		{"two values", "POST", "/api/v1/diag/records", `{"id":"a","key":"k"} {}`, 400, "body", "more than one"},
-		{"too large", "POST", "/api/v1/diag/records", `{"id":"a","key":"k","value":"` + strings.Repeat("v", api.MaxRequestBody) + `"}`, 413, "", "larger than"},
+		{"two values", "POST", "/api/v1/diag/records", `{"id":"a","key":"k"} {}`, 400, "body", "more after the JSON value"},
+		{"stray bracket", "POST", "/api/v1/diag/records", `{"id":"a","key":"k"}]`, 400, "body", "more after the JSON value"},
+		{"stray brace", "POST", "/api/v1/diag/records", `{"id":"a","key":"k"}}`, 400, "body", "more after the JSON value"},
+		{"duplicate key", "POST", "/api/v1/diag/records", `{"id":"a","key":"k","key":"other"}`, 400, "key", "appears twice"},
+		{"key in capitals", "POST", "/api/v1/diag/records", `{"id":"a","KEY":"k"}`, 400, "KEY", `case-sensitive: write "key"`},
+		{"too large", "POST", "/api/v1/diag/records", `{"id":"a","key":"k","value":"` + strings.Repeat("v", api.MaxRequestBody) + `"}`, 413, "body", "larger than the limit of 1048576 bytes"},
 		{"bad consistency", "GET", "/api/v1/diag/records?consistency=eventual", "", 400, "consistency", `"eventual"`},
 		{"join without id", "POST", "/api/v1/cluster/members", `{"addr":"127.0.0.1:9"}`, 400, "id", "id is required"},
 		{"join with bad addr", "POST", "/api/v1/cluster/members", `{"id":"n2","addr":"nowhere"}`, 400, "addr", "host:port"},
@@ -82,5 +92,80 @@ func TestAPI_ClusterStatus(t *testing.T) {
 	if st.State != "Leader" || st.LeaderID != st.NodeID || len(st.Members) != 1 || !st.Members[0].Self ||
 		st.CommitIndex == 0 || st.AppliedIndex < st.CommitIndex-1 || st.Term == 0 {
 		t.Fatalf("status = %+v", st)
+	}
+}
+
+// TestAPI_BodyOverLimitGets413: a client that sends its whole body before
+// reading the reply, as many do, reads a 413 that names the limit rather
+// than a connection reset; one that asks for "100 Continue" gets the 413
+// at once and sends nothing.
+func TestAPI_BodyOverLimitGets413(t *testing.T) {
+	n := mustServe(t)
+	addr := strings.TrimPrefix(n.URL, "http://")
+	const size = 8 << 20
+	for _, tc := range []struct {
+		name   string
+		header string
+		frame  func(w io.Writer, chunk []byte) error
+		end    string
+	}{
+		{"content length", fmt.Sprintf("Content-Length: %d\r\n", size),
+			func(w io.Writer, chunk []byte) error { _, err := w.Write(chunk); return err }, ""},
+		{"chunked", "Transfer-Encoding: chunked\r\n",
+			func(w io.Writer, chunk []byte) error { _, err := fmt.Fprintf(w, "%x\r\n%s\r\n", len(chunk), chunk); return err }, "0\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+			head := "POST /api/v1/diag/records HTTP/1.1\r\nHost: vigil\r\nAuthorization: Bearer " + adminToken(t, n) +
+				"\r\nContent-Type: application/json\r\n" + tc.header + "\r\n"
+			if _, err := io.WriteString(conn, head); err != nil {
+				t.Fatal(err)
+			}
+			chunk := []byte(strings.Repeat(" ", 64<<10))
+			for sent := 0; sent < size; sent += len(chunk) {
+				if err := tc.frame(conn, chunk); err != nil {
+					t.Fatalf("the connection broke after %d bytes of the body: %v", sent, err)
+				}
+			}
+			if _, err := io.WriteString(conn, tc.end); err != nil {
+				t.Fatal(err)
+			}
+			mustRead413(t, bufio.NewReader(conn))
+		})
+	}
+	t.Run("expect 100-continue", func(t *testing.T) {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+		head := fmt.Sprintf("POST /api/v1/diag/records HTTP/1.1\r\nHost: vigil\r\nAuthorization: Bearer %s\r\n"+
+			"Content-Type: application/json\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", adminToken(t, n), size)
+		if _, err := io.WriteString(conn, head); err != nil {
+			t.Fatal(err)
+		}
+		mustRead413(t, bufio.NewReader(conn))
+	})
+}
+
+func mustRead413(t *testing.T, r *bufio.Reader) {
+	t.Helper()
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatalf("no reply: %v", err)
+	}
+	defer resp.Body.Close()
+	var e api.ErrorResponse
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+		t.Fatalf("%d: the reply is not JSON: %v", resp.StatusCode, err)
+	}
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || e.Field != "body" || !strings.Contains(e.Error, "1048576") {
+		t.Fatalf("got %d %+v; want 413 naming the body and its limit", resp.StatusCode, e)
 	}
 }
