@@ -574,6 +574,10 @@ func (a *api) raiseAlarm(c *gin.Context) {
 			badRequest(c, "device_time", fmt.Sprintf("device_time %q is not an RFC 3339 time", req.DeviceTime))
 			return
 		}
+		if err := monitoring.CheckDeviceTime("device_time", t, time.Now()); err != nil {
+			badRequest(c, "device_time", err.Error())
+			return
+		}
 		rr.DeviceTime = t
 	}
 	out, err := a.svc.RaiseAlarm(c.Request.Context(), req.ID, req.Actor, rr)
@@ -717,15 +721,21 @@ func bindCommandFor(c *gin.Context, req any, cmd *Command, forDevice bool) bool 
 	return false
 }
 
-// parseDuration parses s, a Go duration, into d; empty leaves d as it is.
-// It replies 400 naming field and returns false when s is not a duration.
+// parseDuration parses s, a Go duration more than 0, into d; empty leaves
+// d as it is. It replies 400 naming field and returns false when s is not
+// a duration, or is 0 or negative: "0s" would silently mean the default
+// (or nothing), which leaving the field out says.
 func parseDuration(c *gin.Context, field, s string, d *time.Duration) bool {
 	if s == "" {
 		return true
 	}
 	v, err := time.ParseDuration(s)
-	if err != nil {
+	switch {
+	case err != nil:
 		badRequest(c, field, fmt.Sprintf(`%s %q is not a duration: write it as "45m", "2s" or "1h30m"`, field, s))
+		return false
+	case v <= 0:
+		badRequest(c, field, fmt.Sprintf(`%s %q must be more than 0: leave the field out for the default`, field, s))
 		return false
 	}
 	*d = v
