@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -134,7 +135,7 @@ func New(c ui.Cluster, svc Service, az *auth.Auth, bundles Bundler, logger *slog
 	r := gin.New()
 	_ = r.SetTrustedProxies(nil) // never believe X-Forwarded-For
 	r.HandleMethodNotAllowed = true
-	r.Use(requestLogger(logger), gin.Recovery())
+	r.Use(requestLogger(logger), gin.Recovery(), securityHeaders)
 	r.NoRoute(func(c *gin.Context) {
 		c.JSON(http.StatusNotFound, ErrorResponse{Error: "no such route: " + c.Request.URL.Path})
 	})
@@ -339,6 +340,32 @@ func writeError(c *gin.Context, err error) {
 	default:
 		c.JSON(http.StatusInternalServerError, ErrorResponse{Error: err.Error()})
 	}
+}
+
+// Prefix begins the path of every API route.
+const Prefix = "/api/"
+
+// contentSecurityPolicy lets a browser do nothing with a reply of the API:
+// JSON, audio and images are data, never pages.
+const contentSecurityPolicy = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+// securityHeaders sets the headers every reply under Prefix carries,
+// refusals included: the console's baseline (ui/console), with a policy
+// that allows nothing, and no caching, since every reply is for the caller
+// it authenticated (or says why it did not).
+func securityHeaders(c *gin.Context) {
+	if !strings.HasPrefix(c.Request.URL.Path, Prefix) {
+		c.Next()
+		return
+	}
+	h := c.Writer.Header()
+	h.Set("Content-Security-Policy", contentSecurityPolicy)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cross-Origin-Resource-Policy", "same-origin")
+	h.Set("Cache-Control", "no-store")
+	c.Next()
 }
 
 // requestLogger logs each request with slog: successful reads at debug

@@ -169,3 +169,45 @@ func mustRead413(t *testing.T, r *bufio.Reader) {
 		t.Fatalf("got %d %+v; want 413 naming the body and its limit", resp.StatusCode, e)
 	}
 }
+
+// TestAPI_SecurityHeaders: every reply under /api/v1, to every route, an
+// unknown path and a refused caller alike, carries the baseline security
+// headers and is not cached.
+func TestAPI_SecurityHeaders(t *testing.T) {
+	n := mustServe(t)
+	want := map[string]string{
+		"X-Content-Type-Options":  "nosniff",
+		"Cache-Control":           "no-store",
+		"Referrer-Policy":         "no-referrer",
+		"X-Frame-Options":         "DENY",
+		"Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+	}
+	check := func(t *testing.T, method, path, token string) {
+		t.Helper()
+		req, err := http.NewRequest(method, n.URL+path, strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		for k, v := range want {
+			if got := resp.Header.Get(k); !strings.HasPrefix(got, v) {
+				t.Errorf("%s %s (%d): %s is %q; want %q", method, path, resp.StatusCode, k, got, v)
+			}
+		}
+	}
+	for _, r := range apiRoutes(t, n) {
+		method, path, _ := strings.Cut(r, " ")
+		path = routeParamRE.ReplaceAllString(path, "walk-$1")
+		check(t, method, path, adminToken(t, n))
+		check(t, method, path, "")
+	}
+	check(t, "GET", "/api/v1/nothing", adminToken(t, n))
+	check(t, "PUT", "/api/v1/diag/records", adminToken(t, n))
+}
