@@ -112,7 +112,10 @@ func TestAPI_BodyOverLimitGets413(t *testing.T) {
 		{"content length", fmt.Sprintf("Content-Length: %d\r\n", size),
 			func(w io.Writer, chunk []byte) error { _, err := w.Write(chunk); return err }, ""},
 		{"chunked", "Transfer-Encoding: chunked\r\n",
-			func(w io.Writer, chunk []byte) error { _, err := fmt.Fprintf(w, "%x\r\n%s\r\n", len(chunk), chunk); return err }, "0\r\n\r\n"},
+			func(w io.Writer, chunk []byte) error {
+				_, err := fmt.Fprintf(w, "%x\r\n%s\r\n", len(chunk), chunk)
+				return err
+			}, "0\r\n\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			conn, err := net.Dial("tcp", addr)
