@@ -65,10 +65,10 @@ func readJoined(dataDir string) ([]string, error) {
 // writeNodeID keeps the node's ID in its new data directory, where the
 // cluster node reads it (and its certificate names it).
 func writeNodeID(dataDir, id string) error {
-	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+	if err := os.MkdirAll(dataDir, dataDirMode); err != nil {
 		return err
 	}
-	if err := provisioning.WriteFile(filepath.Join(dataDir, "node-id"), []byte(id+"\n"), 0o640); err != nil {
+	if err := provisioning.WriteFile(filepath.Join(dataDir, "node-id"), []byte(id+"\n"), 0o600); err != nil {
 		return fmt.Errorf("cannot write the node ID: %w", err)
 	}
 	return nil
@@ -302,7 +302,7 @@ func (c *cli) joinWithToken(ctx context.Context, cfg Config, text string, via []
 		return err
 	}
 	rec, _ := json.MarshalIndent(joinedRecord{ClusterID: t.CA.ClusterID, Members: joinMembers(members, id), At: time.Now().UTC().Format(time.RFC3339)}, "", "  ")
-	if err := provisioning.WriteFile(filepath.Join(cfg.DataDir, provisioning.TrustDir, joinedFile), rec, 0o644); err != nil {
+	if err := provisioning.WriteFile(filepath.Join(cfg.DataDir, provisioning.TrustDir, joinedFile), rec, 0o600); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "vigil: this appliance (node %s) has joined cluster %s; its certificate is in %s.\n"+

@@ -152,6 +152,9 @@ func (n *Node) Open(ctx context.Context) error {
 	if n.opened {
 		return errors.New("appliance: node already opened")
 	}
+	if err := secureDataDir(n.cfg.DataDir, n.logger); err != nil {
+		return err
+	}
 	if err := n.ensureTrust(); err != nil {
 		return err
 	}

@@ -229,7 +229,7 @@ func firstBootTrust(cfg Config, nodeID string) (*provisioning.Trust, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+	if err := os.MkdirAll(cfg.DataDir, dataDirMode); err != nil {
 		return nil, fmt.Errorf("cannot make data_dir %s: %w", cfg.DataDir, err)
 	}
 	if err := t.Save(cfg.DataDir); err != nil {
