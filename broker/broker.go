@@ -181,6 +181,9 @@ func (b *Broker) Open(context.Context) error {
 	caps.MaximumClientWritesPending = DefaultWritesPending
 	caps.MaximumPacketSize = DefaultMaxPacket
 	caps.MaximumSessionExpiryInterval = DefaultSessionExpiry
+	// Nothing is retained: the protocol sends nothing retained, and a
+	// retained message is memory any device could fill (DESIGN.md, Access).
+	caps.RetainAvailable = 0
 	s := mqtt.New(&mqtt.Options{
 		Capabilities:             caps,
 		ClientNetWriteBufferSize: DefaultClientBuffer,
@@ -188,8 +191,11 @@ func (b *Broker) Open(context.Context) error {
 		InlineClient:             true, // replies are published by the broker itself
 		Logger:                   b.logger,
 	})
-	if err := s.AddHook(&accessHook{b: b}, nil); err != nil {
+	if err := s.AddHook(&accessHook{b: b, s: s}, nil); err != nil {
 		return fmt.Errorf("cannot add access hook: %w", err)
+	}
+	if err := s.AddHook(&conformanceHook{}, nil); err != nil {
+		return fmt.Errorf("cannot add conformance hook: %w", err)
 	}
 	if err := s.AddHook(&ingestHook{b: b}, nil); err != nil {
 		return fmt.Errorf("cannot add ingest hook: %w", err)
