@@ -31,8 +31,10 @@ func (h *accessHook) Provides(b byte) bool {
 // to any other device by dropping its connection. A retained will is
 // refused before this, by mochi, since nothing is retained
 // (Capabilities.RetainAvailable is 0). It runs before the password is
-// checked, so a refusal tells nothing about the device.
+// checked, so a refusal tells nothing about the device. The connection
+// has sent its CONNECT: it no longer counts as pending (listen.go).
 func (h *accessHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
+	connected(cl) // no longer pending (listen.go)
 	if atomic.LoadUint32(&cl.Properties.Will.Flag) == 0 || ownTopic(cl, cl.Properties.Will.TopicName, true) {
 		return nil
 	}

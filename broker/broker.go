@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +73,18 @@ type Config struct {
 	WaitReplicas func(context.Context) (confirmed, voters int)
 	// ReplicaWait bounds WaitReplicas; 0 means DefaultReplicaWait.
 	ReplicaWait time.Duration
+	// ConnectTimeout is how long a new TCP or TLS connection may take to
+	// send its CONNECT; 0 means DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+	// MaxPending bounds the TCP and TLS connections of this node that have
+	// not sent CONNECT yet; 0 means DefaultMaxPending.
+	MaxPending int
+	// MaxPendingPerAddr bounds them per remote IP address; 0 means
+	// DefaultMaxPendingPerAddr.
+	MaxPendingPerAddr int
+	// Listen, if set, replaces net.Listen for the TCP and TLS listeners
+	// (tests give it a listener that fails).
+	Listen func(network, address string) (net.Listener, error)
 }
 
 // Service is what the gateway needs from the monitoring Service.
@@ -109,6 +122,18 @@ type Stats struct {
 	ShortOfReplicas uint64
 	ErrorReplies    uint64 // messages answered with an error reply (and PUBACKed)
 
+	// AcceptErrors counts failed accepts on the TCP and TLS listeners
+	// (out of file descriptors, say); each is retried after a pause.
+	AcceptErrors uint64
+	// ListenersFailing is the number of those listeners whose last accept
+	// failed: devices cannot connect to them now.
+	ListenersFailing int
+	// Pending is the number of connections that have not sent CONNECT yet.
+	Pending int
+	// PendingRefused counts connections closed as soon as accepted because
+	// MaxPending or MaxPendingPerAddr was reached.
+	PendingRefused uint64
+
 	Connected        int    // device connections held now
 	TelemetryQueued  int    // devices whose telemetry waits for the next flush
 	TelemetryWritten uint64 // device reports written to the cluster
@@ -118,6 +143,8 @@ type Stats struct {
 
 type counters struct {
 	authRefused, aclRefused, committed, unavailable, errorReplies, shortOfReplicas atomic.Uint64
+	acceptErrors                                                                   atomic.Uint64
+	acceptFailing                                                                  atomic.Int64 // listeners whose last accept failed
 }
 
 // Broker is the gateway of one node.
@@ -128,8 +155,9 @@ type Broker struct {
 	stats  counters
 
 	server *mqtt.Server
-	tcp    *listeners.TCP
-	tlsTCP *listeners.TCP  // MQTT over TLS, when Config.TLSAddr is set
+	gate   *gate           // connections that have not sent CONNECT yet (listen.go)
+	tcp    *listeners.Net  // over a guarded listener (listen.go)
+	tlsTCP *listeners.Net  // MQTT over TLS, when Config.TLSAddr is set
 	ctx    context.Context // cancelled by Close: ends ingest in flight
 	cancel context.CancelFunc
 	hooks  sync.WaitGroup // OnPublish calls in flight
@@ -161,8 +189,18 @@ func New(cfg Config, svc Service, logger *slog.Logger) *Broker {
 	if cfg.CommitTimeout <= 0 {
 		cfg.CommitTimeout = DefaultCommitTimeout
 	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = DefaultConnectTimeout
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = DefaultMaxPending
+	}
+	if cfg.MaxPendingPerAddr <= 0 {
+		cfg.MaxPendingPerAddr = DefaultMaxPendingPerAddr
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	b := &Broker{cfg: cfg, svc: svc, logger: logger, ctx: ctx, cancel: cancel}
+	b := &Broker{cfg: cfg, svc: svc, logger: logger, ctx: ctx, cancel: cancel,
+		gate: newGate(cfg.MaxPending, cfg.MaxPendingPerAddr, cfg.ConnectTimeout)}
 	b.tel = newTelemetry(b, cfg.TelemetryFlush)
 	return b
 }
@@ -208,10 +246,11 @@ func (b *Broker) Open(context.Context) error {
 		return fmt.Errorf("cannot add presence hook: %w", err)
 	}
 	if b.cfg.TCPAddr != "" {
-		b.tcp = listeners.NewTCP(listeners.Config{ID: "tcp", Address: b.cfg.TCPAddr})
-		if err := s.AddListener(b.tcp); err != nil {
+		l, err := b.listenTCP(s, "tcp", b.cfg.TCPAddr, nil)
+		if err != nil {
 			return fmt.Errorf("cannot listen for MQTT on %s: %w", b.cfg.TCPAddr, err)
 		}
+		b.tcp = l
 	}
 	if err := b.addTLSListeners(s); err != nil {
 		s.Close()
@@ -278,6 +317,11 @@ func (b *Broker) Stats() Stats {
 		Unavailable:     b.stats.unavailable.Load(),
 		ErrorReplies:    b.stats.errorReplies.Load(),
 		ShortOfReplicas: b.stats.shortOfReplicas.Load(),
+
+		AcceptErrors:     b.stats.acceptErrors.Load(),
+		ListenersFailing: int(b.stats.acceptFailing.Load()),
+		Pending:          b.gate.count(),
+		PendingRefused:   b.gate.refused.Load(),
 
 		Connected:        b.connected(),
 		TelemetryQueued:  b.tel.queued(),

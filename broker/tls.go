@@ -43,10 +43,11 @@ func (b *Broker) serverTLS() *tls.Config {
 // listeners' clients: mochi's hooks are server-wide.
 func (b *Broker) addTLSListeners(s *mqtt.Server) error {
 	if b.cfg.TLSAddr != "" {
-		b.tlsTCP = listeners.NewTCP(listeners.Config{ID: "tls", Address: b.cfg.TLSAddr, TLSConfig: b.serverTLS()})
-		if err := s.AddListener(b.tlsTCP); err != nil {
+		l, err := b.listenTCP(s, "tls", b.cfg.TLSAddr, b.serverTLS())
+		if err != nil {
 			return fmt.Errorf("cannot listen for MQTT over TLS on %s: %w", b.cfg.TLSAddr, err)
 		}
+		b.tlsTCP = l
 	}
 	if b.cfg.WSSAddr != "" {
 		// The WebSocket listener binds in Serve, not here: a busy port is
