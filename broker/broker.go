@@ -232,7 +232,7 @@ func (b *Broker) Open(context.Context) error {
 	if err := s.AddHook(&accessHook{b: b, s: s}, nil); err != nil {
 		return fmt.Errorf("cannot add access hook: %w", err)
 	}
-	if err := s.AddHook(&conformanceHook{}, nil); err != nil {
+	if err := s.AddHook(&conformanceHook{maxPacket: caps.MaximumPacketSize}, nil); err != nil {
 		return fmt.Errorf("cannot add conformance hook: %w", err)
 	}
 	if err := s.AddHook(&ingestHook{b: b}, nil); err != nil {
