@@ -359,8 +359,8 @@ func (s *setupClient) list(ctx context.Context, w io.Writer) error {
 		switch {
 		case o.Disabled:
 			state = "disabled"
-		case o.Locked(now):
-			state = "locked until " + o.LockedUntil.Local().Format("15:04")
+		case o.BackedOff(now):
+			state = "slowed until " + o.BackoffUntil().Local().Format("15:04:05")
 		}
 		last := "never"
 		if !o.LastLoginAt.IsZero() {

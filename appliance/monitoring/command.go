@@ -98,6 +98,11 @@ const (
 	// CmdUseJoinToken counts one use of a join token by a joining
 	// appliance. Body: useJoinTokenCmd (jointoken.go).
 	CmdUseJoinToken CmdType = 31
+	// CmdOperatorSignIn records a console sign-in attempt under the
+	// back-off rules (wrong passwords slow down browsers the account does
+	// not know; no lockout), with the outcome of the password check made
+	// before proposing. Body: operatorSignInCmd (signin.go).
+	CmdOperatorSignIn CmdType = 32
 )
 
 var cmdNames = map[CmdType]string{
@@ -132,6 +137,7 @@ var cmdNames = map[CmdType]string{
 	CmdCreateAPIToken:     "CmdCreateAPIToken",
 	CmdDisableAPIToken:    "CmdDisableAPIToken",
 	CmdUseJoinToken:       "CmdUseJoinToken",
+	CmdOperatorSignIn:     "CmdOperatorSignIn",
 }
 
 // String returns the command type's name for messages.

@@ -100,7 +100,7 @@ func (s *Service) SetDeviceSecret(ctx context.Context, cmdID, actor, deviceID st
 		return "", fmt.Errorf("cannot make a device secret: %w", err)
 	}
 	secret := base64.RawURLEncoding.EncodeToString(raw)
-	hash, err := hashWith(DeviceSecretParams, secret)
+	hash, err := s.hashSecret(ctx, DeviceSecretParams, secret)
 	if err != nil {
 		return "", err
 	}
@@ -118,14 +118,22 @@ func (s *Service) SetDeviceSecret(ctx context.Context, cmdID, actor, deviceID st
 	return secret, nil
 }
 
-// CheckDeviceSecret reports whether secret is deviceID's current secret,
-// reading this node's state. A device without a secret matches nothing.
-// A successful check is remembered for the life of the process, per device
-// and stored hash, so a device that reconnects costs a SHA-256, not an
-// argon2id hash.
+// CheckDeviceSecret reports whether secret is deviceID's current secret
+// (AuthenticateDevice, with no deadline but the pool's wait).
 func (s *Service) CheckDeviceSecret(deviceID, secret string) bool {
+	return s.AuthenticateDevice(context.Background(), deviceID, secret) == nil
+}
+
+// AuthenticateDevice checks that secret is deviceID's current secret,
+// reading this node's state, and returns nil, ErrBadDeviceSecret (an
+// unknown device, one without a secret, or a wrong secret, not told
+// apart), or ErrBusy when the node's hash pool has no place for this
+// anonymous check in time. A successful check is remembered for the life
+// of the process, per device and stored hash, so a device that reconnects
+// costs a SHA-256, not an argon2id hash, and never waits for the pool.
+func (s *Service) AuthenticateDevice(ctx context.Context, deviceID, secret string) error {
 	if deviceID == "" || secret == "" || len(secret) > MaxDeviceSecretLen {
-		return false
+		return ErrBadDeviceSecret
 	}
 	var rec deviceSecret
 	var found bool
@@ -137,18 +145,26 @@ func (s *Service) CheckDeviceSecret(deviceID, secret string) bool {
 		// The same work as a real check, so that timing does not tell
 		// which device IDs have secrets.
 		p := DeviceSecretParams
-		argon2.IDKey([]byte(secret), dummySalt, p.Time, p.Memory, p.Threads, p.KeyLen)
-		return false
+		if err := s.hashes.run(ctx, hashAnonymous, func() {
+			argon2.IDKey([]byte(secret), dummySalt, p.Time, p.Memory, p.Threads, p.KeyLen)
+		}); err != nil {
+			return err
+		}
+		return ErrBadDeviceSecret
 	}
 	digest := sha256.Sum256([]byte(secret))
 	if s.secrets.match(deviceID, rec.Hash, digest) {
-		return true
+		return nil
 	}
-	if !checkPIN(rec.Hash, secret) {
-		return false
+	var ok bool
+	if err := s.hashes.run(ctx, hashAnonymous, func() { ok = checkPIN(rec.Hash, secret) }); err != nil {
+		return err
+	}
+	if !ok {
+		return ErrBadDeviceSecret
 	}
 	s.secrets.remember(deviceID, rec.Hash, digest)
-	return true
+	return nil
 }
 
 // secretCache remembers, per device, the stored hash and the SHA-256 of

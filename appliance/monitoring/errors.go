@@ -33,6 +33,13 @@ var (
 var (
 	// ErrMalformedCommand refuses a command whose body cannot be decoded.
 	ErrMalformedCommand = errors.New("malformed command")
+	// ErrBusy refuses a password, PIN or secret check for a caller not yet
+	// authenticated when the node's hash pool is full (hashpool.go): try
+	// again in a moment.
+	ErrBusy = errors.New("too many password checks at once on this node")
+	// ErrBadDeviceSecret refuses a device whose ID is unknown or whose
+	// secret is wrong; the two are not told apart.
+	ErrBadDeviceSecret = errors.New("unknown device or wrong secret")
 
 	ErrNotFound       = &RuleError{Code: CodeNotFound}       // no such organisation, worker, device, session or alarm
 	ErrInvalid        = &RuleError{Code: CodeInvalid}        // a field is missing or wrong

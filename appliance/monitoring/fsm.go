@@ -63,6 +63,7 @@ func init() {
 		CmdNodeDown:           applyNodeDown,
 		CmdPutOperator:        applyPutOperator,
 		CmdOperatorLogin:      applyOperatorLogin,
+		CmdOperatorSignIn:     applyOperatorSignIn,
 		CmdOperatorLogout:     applyOperatorLogout,
 		CmdIssueResumeTicket:  applyIssueResumeTicket,
 		CmdRedeemResumeTicket: applyRedeemResumeTicket,

@@ -70,9 +70,12 @@ func (r OperatorRole) AtLeast(min OperatorRole) bool { return r.Valid() && r.ran
 // them changes what replaying the log gives, so they change only with a new
 // command type.
 const (
-	// MaxFailedLogins wrong passwords in a row lock an account...
+	// MaxFailedLogins wrong passwords in a row locked an account for
+	// LockoutDuration under CmdOperatorLogin, which the Service no longer
+	// proposes: a lockout let anyone lock the real user out. The rules
+	// stay for replaying older logs; CmdOperatorSignIn slows guessing
+	// instead (signin.go).
 	MaxFailedLogins = 5
-	// ...for LockoutDuration, on every node.
 	LockoutDuration = 15 * time.Minute
 	// MaxOperatorSessions is how many sessions an operator may hold at
 	// once; a new sign-in beyond it ends the oldest.
@@ -129,22 +132,27 @@ type Operator struct {
 	PasswordHash    string    `json:"password_hash,omitempty"`
 	PasswordVersion uint64    `json:"password_version"`
 	PasswordSetAt   time.Time `json:"password_set_at,omitzero"`
-	// FailedLogins counts wrong passwords since the last sign-in or lockout;
-	// at MaxFailedLogins the account is locked until LockedUntil.
-	FailedLogins int       `json:"failed_logins"`
-	LockedUntil  time.Time `json:"locked_until,omitzero"`
-	LastLoginAt  time.Time `json:"last_login_at,omitzero"`
-	CreatedAt    time.Time `json:"created_at"`
-	UpdatedAt    time.Time `json:"updated_at"`
+	// FailedLogins counts wrong passwords since the last sign-in, the
+	// last at LastFailedLoginAt: they slow down the next attempts
+	// (BackoffUntil). LockedUntil is a lockout made by CmdOperatorLogin
+	// before the back-off replaced it.
+	FailedLogins      int       `json:"failed_logins"`
+	LastFailedLoginAt time.Time `json:"last_failed_login_at,omitzero"`
+	LockedUntil       time.Time `json:"locked_until,omitzero"`
+	// KnownBrowsers are the browsers that signed in to the account lately
+	// (signin.go): they are never slowed down.
+	KnownBrowsers []KnownBrowser `json:"known_browsers,omitempty"`
+	LastLoginAt   time.Time      `json:"last_login_at,omitzero"`
+	CreatedAt     time.Time      `json:"created_at"`
+	UpdatedAt     time.Time      `json:"updated_at"`
 }
 
-// Locked reports whether the account is locked at t.
-func (o *Operator) Locked(t time.Time) bool { return t.Before(o.LockedUntil) }
-
-// publicOperator returns a copy of o without its password hash.
+// publicOperator returns a copy of o without its password hash and its
+// known browsers.
 func publicOperator(o *Operator) *Operator {
 	p := *o
 	p.PasswordHash = ""
+	p.KnownBrowsers = nil
 	return &p
 }
 
@@ -328,12 +336,12 @@ func applyPutOperator(c *applyCtx, body []byte) ([]byte, error) {
 		o.PasswordHash = cmd.PasswordHash
 		o.PasswordVersion++
 		o.PasswordSetAt = c.now()
-		o.FailedLogins, o.LockedUntil = 0, time.Time{}
+		o.FailedLogins, o.LockedUntil, o.LastFailedLoginAt = 0, time.Time{}, time.Time{}
 		changes = append(changes, fmt.Sprintf("password set (version %d)", o.PasswordVersion))
 		endSessions = endSessions || found
 	}
 	if cmd.Unlock && (o.FailedLogins != 0 || !o.LockedUntil.IsZero()) {
-		o.FailedLogins, o.LockedUntil = 0, time.Time{}
+		o.FailedLogins, o.LockedUntil, o.LastFailedLoginAt = 0, time.Time{}, time.Time{}
 		changes = append(changes, "unlocked")
 	}
 	o.UpdatedAt = c.now()
@@ -442,7 +450,7 @@ func applyOperatorLogin(c *applyCtx, body []byte) ([]byte, error) {
 	case o.Disabled:
 		res.Outcome = loginDisabled
 		return json.Marshal(res)
-	case o.Locked(c.now()):
+	case c.now().Before(o.LockedUntil):
 		res.Outcome = loginLocked
 		return json.Marshal(res)
 	case cmd.PasswordVersion != o.PasswordVersion:
@@ -477,6 +485,19 @@ func applyOperatorLogin(c *applyCtx, body []byte) ([]byte, error) {
 		}
 		return json.Marshal(res)
 	}
+	sess, err := startOperatorSession(c, CmdOperatorLogin, o, cmd.SessionHash, cmd.ExpiresAt, cmd.Remote)
+	if err != nil {
+		return nil, err
+	}
+	res.Outcome, res.FailedLogins, res.LockedUntil, res.Session = loginSignedIn, 0, time.Time{}, sess
+	return json.Marshal(res)
+}
+
+// startOperatorSession makes the session of a right password: it removes
+// the operator's expired and ended sessions and, beyond
+// MaxOperatorSessions, its oldest, clears the failed sign-ins, and writes
+// the operator (with any other change the caller made to o) and the audit.
+func startOperatorSession(c *applyCtx, kind CmdType, o *Operator, sessionHash string, expiresAt time.Time, remote string) (*OperatorSession, error) {
 	sessions, err := operatorSessions(c.txn, o.ID)
 	if err != nil {
 		return nil, err
@@ -502,23 +523,22 @@ func applyOperatorLogin(c *applyCtx, body []byte) ([]byte, error) {
 			live--
 		}
 	}
-	s := &OperatorSession{Hash: cmd.SessionHash, OperatorID: o.ID, CreatedAt: c.now(), ExpiresAt: cmd.ExpiresAt,
-		Node: c.hdr.Node, Remote: cmd.Remote}
+	s := &OperatorSession{Hash: sessionHash, OperatorID: o.ID, CreatedAt: c.now(), ExpiresAt: expiresAt,
+		Node: c.hdr.Node, Remote: remote}
 	if err := putJSON(c.txn, pOperatorSession+s.Hash, s); err != nil {
 		return nil, err
 	}
 	if err := setIndex(c.txn, []byte(sessionIndexKey(s))); err != nil {
 		return nil, err
 	}
-	o.FailedLogins, o.LockedUntil, o.LastLoginAt, o.UpdatedAt = 0, time.Time{}, c.now(), c.now()
+	o.FailedLogins, o.LockedUntil, o.LastFailedLoginAt, o.LastLoginAt, o.UpdatedAt = 0, time.Time{}, time.Time{}, c.now(), c.now()
 	if err := putJSON(c.txn, pOperator+o.ID, o); err != nil {
 		return nil, err
 	}
-	if err := c.audit(CmdOperatorLogin, "operator/"+o.ID, fmt.Sprintf("signed in from %s through %s", cmd.Remote, c.hdr.Node)); err != nil {
+	if err := c.audit(kind, "operator/"+o.ID, fmt.Sprintf("signed in from %s through %s", remote, c.hdr.Node)); err != nil {
 		return nil, err
 	}
-	res.Outcome, res.FailedLogins, res.LockedUntil, res.Session = loginSignedIn, 0, time.Time{}, s
-	return json.Marshal(res)
+	return s, nil
 }
 
 // applyOperatorLogout ends a session. Ending an ended session changes
@@ -596,7 +616,7 @@ func (s *Service) PutOperator(ctx context.Context, cmdID, actor string, req PutO
 		if err := validatePassword(req.Password); err != nil {
 			return nil, err
 		}
-		h, err := hashWith(passwordParams, req.Password)
+		h, err := s.hashSecret(ctx, passwordParams, req.Password)
 		if err != nil {
 			return nil, err
 		}
@@ -615,6 +635,10 @@ type LoginRequest struct {
 	Password   string
 	Remote     string        // the browser's IP address, for the audit log
 	TTL        time.Duration // how long the session lasts, at most MaxSessionTTL
+	// BrowserToken is the browser's known-browser token, if it has one
+	// (SignIn.BrowserToken of an earlier sign-in): a browser that signed
+	// in to the account lately is never slowed down by wrong passwords.
+	BrowserToken string
 }
 
 // SignIn is a successful sign-in: the token goes to the browser and is
@@ -623,6 +647,10 @@ type SignIn struct {
 	Token    string
 	Operator *Operator // without its password hash
 	Session  *OperatorSession
+	// BrowserToken is the browser's known-browser token, to keep in a
+	// long-lived cookie and give back in LoginRequest.BrowserToken: the
+	// one it gave if well formed, else a new one.
+	BrowserToken string
 }
 
 // sessionTokenBytes is the length of a session token before encoding.
@@ -635,18 +663,27 @@ func hashSessionToken(token string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// LoginFailedText is the one answer to a refused sign-in, whether the
+// account is unknown, the password wrong, or the account slowed down by
+// wrong passwords: they are not told apart.
+const LoginFailedText = "wrong user name or password; after several wrong passwords an account makes " +
+	"browsers that have not signed in to it wait a while"
+
 // Login checks an operator's password and, if it is right, starts a
-// console session valid on every node. A wrong password is counted in the
-// replicated state, and the MaxFailedLogins-th in a row locks the account
-// for LockoutDuration. Errors: ErrLoginFailed for an unknown operator or a
-// wrong password (not told apart, and taking the same time), ErrLocked
-// (with the time it ends) while locked, ErrDisabled for a disabled account
-// once the password is right.
+// console session valid on every node. Wrong passwords are counted in the
+// replicated state; after FreeFailedLogins of them in a row, browsers the
+// account does not know wait loginBackoff after each before their
+// passwords are accepted again, while a browser that signed in to the
+// account within KnownBrowserTTL (req.BrowserToken) never waits. Errors:
+// ErrLoginFailed for an unknown operator, a wrong password or a slowed-down
+// attempt (not told apart, and taking the same time: one hash each);
+// ErrDisabled for a disabled account once the password is right; ErrBusy
+// when the node's hash pool has no place for the check in time.
 func (s *Service) Login(ctx context.Context, cmdID string, req LoginRequest) (*SignIn, error) {
 	if req.TTL <= 0 || req.TTL > MaxSessionTTL {
 		return nil, invalid("ttl", "a session lasts more than 0 and at most %s", MaxSessionTTL)
 	}
-	failed := ruleErr(CodeLoginFailed, "", "wrong user name or password")
+	failed := ruleErr(CodeLoginFailed, "", LoginFailedText)
 	if req.OperatorID == "" || req.Password == "" || len(req.Password) > MaxPasswordLen || validID("operator_id", req.OperatorID) != nil {
 		return nil, failed
 	}
@@ -661,36 +698,54 @@ func (s *Service) Login(ctx context.Context, cmdID string, req LoginRequest) (*S
 	}
 	if isNotFoundErr(err) {
 		p := passwordParams // the same work as a real check
-		argon2.IDKey([]byte(req.Password), dummySalt, p.Time, p.Memory, p.Threads, p.KeyLen)
+		if err := s.hashes.run(ctx, hashAnonymous, func() {
+			argon2.IDKey([]byte(req.Password), dummySalt, p.Time, p.Memory, p.Threads, p.KeyLen)
+		}); err != nil {
+			return nil, err
+		}
 		return nil, failed
 	}
 	if err != nil {
 		return nil, err
 	}
 	now := s.Now()
-	if o.Locked(now) {
-		// No check while locked: guessing must wait.
-		return nil, lockedErr(o.LockedUntil)
+	browser := hashBrowserToken(req.BrowserToken)
+	known := o.knowsBrowser(browser, now)
+	prio := hashAnonymous
+	if known {
+		prio = hashTrusted // a browser that signed in before goes first
 	}
-	ok := checkPIN(o.PasswordHash, req.Password)
+	var ok bool
+	if err := s.hashes.run(ctx, prio, func() { ok = checkPIN(o.PasswordHash, req.Password) }); err != nil {
+		return nil, err
+	}
+	if !known && o.BackedOff(now) {
+		// Checked all the same, so that this takes as long as a wrong
+		// password; neither counted nor replicated.
+		return nil, failed
+	}
 	if o.Disabled {
 		if !ok {
 			return nil, failed
 		}
 		return nil, ruleErr(CodeDisabled, "", "the account %q is disabled: ask a supervisor", o.ID)
 	}
-	cmd := operatorLoginCmd{Header: s.header(req.OperatorID), OperatorID: o.ID, PasswordOK: ok,
+	cmd := operatorSignInCmd{Header: s.header(req.OperatorID), OperatorID: o.ID, PasswordOK: ok,
 		PasswordVersion: o.PasswordVersion, Remote: req.Remote}
-	var token string
+	var token, browserToken string
 	if ok {
-		raw := make([]byte, sessionTokenBytes)
-		if _, err := rand.Read(raw); err != nil {
-			return nil, fmt.Errorf("cannot make a session token: %w", err)
+		browserToken = req.BrowserToken
+		if browser == "" {
+			browserToken = randomToken(browserTokenBytes)
+			browser = hashBrowserToken(browserToken)
 		}
-		token = base64.RawURLEncoding.EncodeToString(raw)
+		token = randomToken(sessionTokenBytes)
 		cmd.SessionHash, cmd.ExpiresAt = hashSessionToken(token), cmd.At.Add(req.TTL)
 	}
-	res, err := s.propose(ctx, cmdID, CmdOperatorLogin, cmd)
+	if browser != "" {
+		cmd.BrowserHash = browser
+	}
+	res, err := s.propose(ctx, cmdID, CmdOperatorSignIn, cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -703,24 +758,27 @@ func (s *Service) Login(ctx context.Context, cmdID string, req LoginRequest) (*S
 		if r.Session == nil || r.Session.Hash != cmd.SessionHash {
 			return nil, ruleErr(CodeConflict, "id", "command %q signed in before; sign in again with a new command ID", cmdID)
 		}
-		return &SignIn{Token: token, Operator: publicOperator(o), Session: r.Session}, nil
-	case loginLocked:
-		return nil, lockedErr(r.LockedUntil)
+		return &SignIn{Token: token, Operator: publicOperator(o), Session: r.Session, BrowserToken: browserToken}, nil
 	case loginDisabled:
 		return nil, ruleErr(CodeDisabled, "", "the account %q is disabled: ask a supervisor", o.ID)
 	}
 	return nil, failed
 }
 
+// randomToken returns n random bytes, base64url. crypto/rand does not fail
+// on Linux.
+func randomToken(n int) string {
+	raw := make([]byte, n)
+	if _, err := rand.Read(raw); err != nil {
+		panic("monitoring: no randomness: " + err.Error())
+	}
+	return base64.RawURLEncoding.EncodeToString(raw)
+}
+
 // appliedWaiter is a Cluster that can catch up with the leader before a
 // local read.
 type appliedWaiter interface {
 	WaitApplied(ctx context.Context) error
-}
-
-func lockedErr(until time.Time) *RuleError {
-	return ruleErr(CodeLocked, "", "too many wrong passwords: the account is locked until %s UTC",
-		until.UTC().Format("15:04:05"))
 }
 
 func isNotFoundErr(err error) bool {
@@ -799,7 +857,7 @@ func (s *Service) Operator(id string) (*Operator, error) {
 // Operators returns every operator, by ID, without password hashes.
 func (s *Service) Operators() ([]Operator, error) {
 	return listRecords(s, pOperator, func(o *Operator) bool {
-		o.PasswordHash = ""
+		o.PasswordHash, o.KnownBrowsers = "", nil
 		return true
 	})
 }

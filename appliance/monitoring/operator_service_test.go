@@ -15,7 +15,7 @@ import (
 	"github.com/vigilarc/vigil/cluster/clustertest"
 )
 
-func TestOperatorService_LoginLockoutAndSessions(t *testing.T) {
+func TestOperatorService_LoginBackoffAndSessions(t *testing.T) {
 	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 	n := mustSingle(t, now)
 	svc := n.Service
@@ -59,25 +59,35 @@ func TestOperatorService_LoginLockoutAndSessions(t *testing.T) {
 	if !errors.Is(errUnknown, monitoring.ErrLoginFailed) || !errors.Is(errWrong, monitoring.ErrLoginFailed) || errUnknown.Error() != errWrong.Error() {
 		t.Fatalf("unknown: %v; wrong: %v", errUnknown, errWrong)
 	}
-	for i := 2; i < monitoring.MaxFailedLogins; i++ {
-		if _, err := svc.Login(ctx, fmt.Sprint("w", i), wrong); !errors.Is(err, monitoring.ErrLoginFailed) {
+	// Wrong passwords slow down browsers the account does not know; the
+	// answer stays the same as for an unknown account.
+	for i := 2; i <= monitoring.FreeFailedLogins+2; i++ {
+		if _, err := svc.Login(ctx, fmt.Sprint("w", i), wrong); !errors.Is(err, monitoring.ErrLoginFailed) || err.Error() != errUnknown.Error() {
 			t.Fatalf("wrong %d: %v", i, err)
 		}
 	}
-	if _, err := svc.Login(ctx, "w5", wrong); !errors.Is(err, monitoring.ErrLocked) || !strings.Contains(err.Error(), "09:15:00") {
-		t.Fatalf("the fifth wrong password: %v", err)
+	if _, err := svc.Login(ctx, "r1", req); !errors.Is(err, monitoring.ErrLoginFailed) || err.Error() != errUnknown.Error() {
+		t.Fatalf("the right password from an unknown browser while slowed down: %v", err)
 	}
-	if _, err := svc.Login(ctx, "r1", req); !errors.Is(err, monitoring.ErrLocked) {
-		t.Fatalf("the right password while locked: %v", err)
+	// The browser that signed in before is never slowed down: no lockout
+	// keeps the real user out.
+	if in.BrowserToken == "" {
+		t.Fatal("no known-browser token after a sign-in")
 	}
-	// The session made before stays valid; the lockout is about signing in.
+	known := req
+	known.BrowserToken = in.BrowserToken
+	inKnown, err := svc.Login(ctx, "r1k", known)
+	if err != nil || inKnown.BrowserToken != in.BrowserToken {
+		t.Fatalf("the right password from the known browser: %+v, %v", inKnown, err)
+	}
+	// The session made before stays valid.
 	if _, _, err := svc.Authenticate(in.Token); err != nil {
 		t.Fatal(err)
 	}
 	svc.Now = func() time.Time { return now.Add(monitoring.LockoutDuration) }
 	in2, err := svc.Login(ctx, "r2", req)
 	if err != nil {
-		t.Fatalf("after the lockout: %v", err)
+		t.Fatalf("after a sign-in cleared the count: %v", err)
 	}
 	// A retry with the same command ID cannot hand out the token again.
 	if _, err := svc.Login(ctx, "r2", req); !monitoring.IsCode(err, monitoring.CodeConflict) {
@@ -122,14 +132,19 @@ func TestOperatorService_LoginLockoutAndSessions(t *testing.T) {
 	}
 }
 
-// TestOperatorCluster_LockoutAndSessionsOnEveryNode: wrong passwords
-// through one node lock the account on the others, and a session made
-// through one node is valid on the others and ends on all of them.
-func TestOperatorCluster_LockoutAndSessionsOnEveryNode(t *testing.T) {
+// TestOperatorCluster_BackoffAndSessionsOnEveryNode: wrong passwords
+// through one node slow down unknown browsers on the others, the known
+// browser signs in through every node, and a session made through one node
+// is valid on the others and ends on all of them.
+func TestOperatorCluster_BackoffAndSessionsOnEveryNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a three-node cluster")
 	}
-	nodes := monitoringtest.MustCluster(t, 3, monitoringtest.Options{}).Nodes()
+	// One clock, stopped, so that the back-off lasts the whole test.
+	now := time.Now().UTC()
+	nodes := monitoringtest.MustCluster(t, 3, monitoringtest.Options{
+		Setup: func(s *monitoring.Service) { s.Now = func() time.Time { return now } },
+	}).Nodes()
 	ctx := context.Background()
 	if _, err := nodes[0].Service.PutOperator(ctx, "op", "setup", monitoring.PutOperatorRequest{ID: "sam", Name: "Sam", Role: monitoring.RoleSupervisor,
 		Password: "a long passphrase", Create: true}); err != nil {
@@ -148,7 +163,7 @@ func TestOperatorCluster_LockoutAndSessionsOnEveryNode(t *testing.T) {
 	}
 	wrong := req
 	wrong.Password = "not the passphrase"
-	for i := range monitoring.MaxFailedLogins {
+	for i := range monitoring.FreeFailedLogins + 1 {
 		n := nodes[i%3]
 		clustertest.PollUntil(t, 10*time.Second, "the failure count to reach the node", func() bool {
 			var o *monitoring.Operator
@@ -159,11 +174,19 @@ func TestOperatorCluster_LockoutAndSessionsOnEveryNode(t *testing.T) {
 			t.Fatal("a wrong password signed in")
 		}
 	}
+	known := req
+	known.BrowserToken = in.BrowserToken
 	for i, n := range nodes {
-		clustertest.PollUntil(t, 10*time.Second, fmt.Sprint("the lockout on node ", i), func() bool {
+		clustertest.PollUntil(t, 10*time.Second, fmt.Sprint("the back-off on node ", i), func() bool {
 			_, err := n.Service.Login(ctx, fmt.Sprint("right", i), req)
-			return errors.Is(err, monitoring.ErrLocked)
+			return errors.Is(err, monitoring.ErrLoginFailed)
 		})
+		if _, err := n.Service.Login(ctx, fmt.Sprint("known", i), known); err != nil {
+			t.Fatalf("the known browser through node %d: %v", i, err)
+		}
+		for j := range monitoring.FreeFailedLogins + 1 { // slowed down again for the next node
+			_, _ = n.Service.Login(ctx, fmt.Sprint("wrong", i, j), wrong)
+		}
 	}
 	if err := nodes[2].Service.Logout(ctx, "out", in.Token); err != nil {
 		t.Fatal(err)

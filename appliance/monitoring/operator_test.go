@@ -124,7 +124,7 @@ func TestOperatorLogin_LocksAfterFiveWrongPasswords(t *testing.T) {
 	if r.Outcome != loginLocked || !r.LockedUntil.Equal(start.Add(LockoutDuration)) {
 		t.Fatalf("the %dth wrong password: %+v, want locked until %s", MaxFailedLogins, r, start.Add(LockoutDuration))
 	}
-	if o := e.operator("olivia"); !o.Locked(start) || o.FailedLogins != 0 {
+	if o := e.operator("olivia"); !start.Before(o.LockedUntil) || o.FailedLogins != 0 {
 		t.Fatalf("operator after lockout: %+v", o)
 	}
 	// While locked, even the right password signs nobody in, and nothing
@@ -155,7 +155,7 @@ func TestOperatorLogin_LocksAfterFiveWrongPasswords(t *testing.T) {
 		e.login("olivia", false, 1, "")
 	}
 	e.must(CmdPutOperator, putOperatorCmd{Header: e.hdr(), Unlock: true, Operator: Operator{ID: "olivia", Name: "Olivia Hart", Role: RoleOperator}})
-	if o := e.operator("olivia"); o.Locked(e.now) {
+	if o := e.operator("olivia"); e.now.Before(o.LockedUntil) {
 		t.Fatalf("unlock left %+v", o)
 	}
 }
@@ -305,5 +305,81 @@ func (g *gen) stepOperator() {
 			h = g.pick(live)
 		}
 		g.add(CmdOperatorLogout, operatorLogoutCmd{Header: g.hdr(id), SessionHash: h})
+	}
+}
+
+func TestOperatorSignIn_BackoffSparesKnownBrowsers(t *testing.T) {
+	e := mustOperatorEnv(t)
+	browser, stranger := testSessionHash(90), testSessionHash(91)
+	signIn := func(browserHash string, ok bool, n int) loginResult {
+		t.Helper()
+		cmd := operatorSignInCmd{Header: e.hdr(), OperatorID: "olivia", PasswordOK: ok, PasswordVersion: 1,
+			BrowserHash: browserHash, Remote: "192.0.2.7"}
+		if ok {
+			cmd.SessionHash, cmd.ExpiresAt = testSessionHash(n), e.now.Add(time.Hour)
+		}
+		var r loginResult
+		if err := json.Unmarshal(e.must(CmdOperatorSignIn, cmd), &r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := signIn(browser, true, 1); r.Outcome != loginSignedIn {
+		t.Fatalf("first sign-in: %+v", r)
+	}
+	// An attempt during the back-off is not counted: wait it out each time.
+	for i := 1; i <= FreeFailedLogins+5; i++ {
+		e.now = e.now.Add(loginBackoff(i - 1))
+		if r := signIn(stranger, false, 0); r.Outcome != loginWrongPassword || r.FailedLogins != i {
+			t.Fatalf("wrong password %d: %+v", i, r)
+		}
+	}
+	o := e.operator("olivia")
+	wantUntil := e.now.Add(loginBackoff(FreeFailedLogins + 5))
+	if !o.BackoffUntil().Equal(wantUntil) || !o.LockedUntil.IsZero() {
+		t.Fatalf("back-off until %s, want %s; locked until %s", o.BackoffUntil(), wantUntil, o.LockedUntil)
+	}
+	// The stranger's right password waits, and nothing is written.
+	before := e.dump()
+	if r := signIn(stranger, true, 2); r.Outcome != loginBackedOff || r.Session != nil {
+		t.Fatalf("an unknown browser while backed off: %+v", r)
+	}
+	if e.dump() != before {
+		t.Fatal("a backed-off attempt changed the state")
+	}
+	// The known browser is let in at once and clears the count.
+	if r := signIn(browser, true, 3); r.Outcome != loginSignedIn {
+		t.Fatalf("the known browser while backed off: %+v", r)
+	}
+	if o := e.operator("olivia"); o.FailedLogins != 0 || o.BackedOff(e.now) || len(o.KnownBrowsers) != 1 {
+		t.Fatalf("after the known browser signed in: %+v", o)
+	}
+	// After the back-off, the stranger's right password works.
+	for range FreeFailedLogins {
+		signIn(stranger, false, 0)
+	}
+	if r := signIn(stranger, false, 0); r.Outcome != loginBackedOff || r.FailedLogins != FreeFailedLogins {
+		t.Fatalf("a wrong password during the back-off: %+v", r)
+	}
+	e.now = e.now.Add(loginBackoff(FreeFailedLogins))
+	if r := signIn(stranger, true, 4); r.Outcome != loginSignedIn {
+		t.Fatalf("after the back-off: %+v", r)
+	}
+	if o := e.operator("olivia"); len(o.KnownBrowsers) != 2 {
+		t.Fatalf("known browsers: %+v", o.KnownBrowsers)
+	}
+}
+
+func TestLoginBackoff_Grows(t *testing.T) {
+	for _, tc := range []struct {
+		failed int
+		want   time.Duration
+	}{
+		{0, 0}, {FreeFailedLogins - 1, 0}, {FreeFailedLogins, time.Second}, {FreeFailedLogins + 1, 2 * time.Second},
+		{FreeFailedLogins + 4, 16 * time.Second}, {FreeFailedLogins + 30, MaxLoginBackoff}, {1 << 20, MaxLoginBackoff},
+	} {
+		if got := loginBackoff(tc.failed); got != tc.want {
+			t.Errorf("loginBackoff(%d) = %s, want %s", tc.failed, got, tc.want)
+		}
 	}
 }

@@ -235,7 +235,7 @@ func (g *gen) stepResume() {
 			if err := json.Unmarshal(val, &o); err != nil {
 				return false, err
 			}
-			if !o.Disabled && !o.Locked(g.now) {
+			if !o.Disabled && !g.now.Before(o.LockedUntil) {
 				ops = append(ops, &o)
 			}
 			return true, nil

@@ -39,6 +39,7 @@ type Service struct {
 	NewID func() string
 
 	secrets secretCache // successful device secret checks (devicesecret.go)
+	hashes  *hashPool   // every password, PIN and secret hash (hashpool.go)
 }
 
 // NewService returns the Service over a cluster node hosting fsm.
@@ -48,8 +49,9 @@ func NewService(c Cluster, fsm *FSM, logger *slog.Logger) *Service {
 	}
 	return &Service{
 		cluster: c, fsm: fsm, logger: logger,
-		Now:   func() time.Time { return time.Now().UTC() },
-		NewID: func() string { return uuid.NewString() },
+		Now:    func() time.Time { return time.Now().UTC() },
+		NewID:  func() string { return uuid.NewString() },
+		hashes: newHashPool(0, DefaultHashWait),
 	}
 }
 

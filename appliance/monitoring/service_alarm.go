@@ -146,8 +146,12 @@ func (s *Service) CancelAlarm(ctx context.Context, cmdID, actor, alarmID, pin st
 	if w.SafePINHash == "" {
 		return CancelReply{}, invalid("pin", "the worker has no Safe PIN: an operator must close the alarm")
 	}
+	outcome, err := s.checkWorkerPINs(ctx, w, pin)
+	if err != nil {
+		return CancelReply{}, err
+	}
 	cmd := cancelAlarmCmd{
-		Header: s.header(actor), AlarmID: alarmID, PIN: checkPINs(w, pin), PINVersion: w.PINVersion,
+		Header: s.header(actor), AlarmID: alarmID, PIN: outcome, PINVersion: w.PINVersion,
 		DuressAlarmID: s.NewID(), // always made, so the command looks the same whichever PIN
 	}
 	res, err := s.propose(ctx, cmdID, CmdCancelAlarm, cmd)

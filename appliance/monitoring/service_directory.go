@@ -66,12 +66,12 @@ func (s *Service) SetPINs(ctx context.Context, cmdID, actor, workerID, safePIN, 
 	cmd := setPINsCmd{Header: s.header(actor), WorkerID: workerID}
 	var err error
 	if safePIN != "" {
-		if cmd.SafePINHash, err = hashPIN(safePIN); err != nil {
+		if cmd.SafePINHash, err = s.hashSecret(ctx, pinParams, safePIN); err != nil {
 			return 0, err
 		}
 	}
 	if duressPIN != "" {
-		if cmd.DuressPINHash, err = hashPIN(duressPIN); err != nil {
+		if cmd.DuressPINHash, err = s.hashSecret(ctx, pinParams, duressPIN); err != nil {
 			return 0, err
 		}
 	}

@@ -159,7 +159,9 @@ func (s *Service) sessionAction(ctx context.Context, cmdID, actor, sessionID, pi
 	switch {
 	case w.SafePINHash == "":
 	case pin != "":
-		outcome = checkPINs(w, pin)
+		if outcome, err = s.checkWorkerPINs(ctx, w, pin); err != nil {
+			return SessionReply{}, err
+		}
 	default:
 		return SessionReply{}, invalid("pin", "a PIN is required")
 	}

@@ -717,8 +717,8 @@ func (co *Console) loadOperatorsView(c *gin.Context, edit string) *adminOperator
 		switch {
 		case o.Disabled:
 			r.State = "disabled"
-		case o.Locked(now):
-			r.State = "locked until " + o.LockedUntil.Local().Format("15:04")
+		case o.BackedOff(now):
+			r.State = "wrong passwords: new browsers wait until " + o.BackoffUntil().Local().Format("15:04:05")
 		}
 		v.Operators = append(v.Operators, r)
 		if o.ID == edit {
