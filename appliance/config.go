@@ -292,6 +292,13 @@ type ConsoleConfig struct {
 	// a reverse proxy that changes the Host header.
 	AllowedOrigins []string `yaml:"allowed_origins"`
 
+	// TrustedProxies lists the reverse proxies in front of the console,
+	// as CIDRs ("10.0.0.0/24") or addresses ("127.0.0.1"): only from
+	// these is X-Forwarded-For believed for the client's address, which
+	// the sign-in limits count and the audit log records. Empty, the
+	// default, believes no header.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+
 	// PublicURL is the origin browsers reach this node's console at, such
 	// as "https://vigil-1.example.org" (a reverse proxy's). A page moves to
 	// it when its own node stops. Empty means http:// and http_addr.
@@ -311,6 +318,11 @@ func (c ConsoleConfig) validate(httpAddr string) error {
 	for _, o := range c.AllowedOrigins {
 		if !strings.HasPrefix(o, "https://") && !strings.HasPrefix(o, "http://") || strings.Count(o, "/") != 2 {
 			return fieldErr("console.allowed_origins", o, "must be scheme://host[:port], such as https://vigil.example.org")
+		}
+	}
+	for _, p := range c.TrustedProxies {
+		if _, _, err := net.ParseCIDR(p); err != nil && net.ParseIP(p) == nil {
+			return fieldErr("console.trusted_proxies", p, "must be a CIDR such as 10.0.0.0/24 or an address such as 127.0.0.1")
 		}
 	}
 	if o := strings.TrimSuffix(c.PublicURL, "/"); o != "" {

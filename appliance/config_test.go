@@ -153,6 +153,7 @@ func TestConfig_ErrorsNameTheField(t *testing.T) {
 		{name: "node name with a right-to-left override", args: []string{"--node-name", "node\u202eevil"}, wantField: "node_name"},
 		{name: "replica wait beyond the commit timeout", env: map[string]string{"VIGIL_BROKER_REPLICA_WAIT": "6s"}, wantField: "broker.replica_wait"},
 		{name: "stray argument", args: []string{"now"}, wantField: `unexpected argument "now"`},
+		{name: "trusted proxy not an address", file: "console:\n  trusted_proxies: [proxy.example.org]\n", wantField: "console.trusted_proxies"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

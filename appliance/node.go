@@ -219,7 +219,7 @@ func (n *Node) Open(ctx context.Context) error {
 	n.publicURL = n.consoleURL(ln.Addr().String())
 	n.web, err = server.New(server.Config{
 		NodeID: n.cluster.ID(), NodeName: n.name(), DataDir: n.cfg.DataDir, InsecureCookies: n.cfg.Console.InsecureCookies,
-		SessionTTL: n.cfg.Console.SessionTTL, AllowedOrigins: n.cfg.Console.AllowedOrigins,
+		SessionTTL: n.cfg.Console.SessionTTL, AllowedOrigins: n.cfg.Console.AllowedOrigins, TrustedProxies: n.cfg.Console.TrustedProxies,
 		PublicURL: n.publicURL, MQTTURLs: n.mqttURLs(), CACertPEM: n.brokerCA(), ClusterCAPEM: n.clusterCA(), Logger: n.logger,
 	}, n.service, clusterView{n.cluster})
 	if err == nil {

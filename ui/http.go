@@ -62,9 +62,14 @@ func Refuse(c *gin.Context, status int, msg string) {
 	_, _ = c.Writer.WriteString(msg + "\n")
 }
 
-// RemoteIP is the address the request came from. Proxies are not trusted
-// (gin's trusted proxies are off), so this is the TCP peer.
+// RemoteIP is the address the request came from: the TCP peer, or, when
+// the peer is one of the engine's trusted proxies (auth.Config's
+// TrustedProxies), the client its X-Forwarded-For header names (the
+// right-most address that is not a trusted proxy).
 func RemoteIP(c *gin.Context) string {
+	if ip := c.ClientIP(); ip != "" {
+		return ip
+	}
 	host, _, err := net.SplitHostPort(c.Request.RemoteAddr)
 	if err != nil {
 		return c.Request.RemoteAddr

@@ -133,7 +133,14 @@ func New(c ui.Cluster, svc Service, az *auth.Auth, bundles Bundler, logger *slog
 	gin.SetMode(gin.ReleaseMode)
 	h := &api{cluster: c, svc: svc, bundles: bundles, logger: logger}
 	r := gin.New()
-	_ = r.SetTrustedProxies(nil) // never believe X-Forwarded-For
+	// X-Forwarded-For names the client only when the peer is one of the
+	// trusted proxies (ui.RemoteIP); the list was validated with the
+	// configuration, so an error here leaves none trusted.
+	r.RemoteIPHeaders = []string{"X-Forwarded-For"}
+	if err := r.SetTrustedProxies(az.TrustedProxies()); err != nil {
+		logger.Error("console.trusted_proxies refused: no proxy is trusted", "error", err)
+		_ = r.SetTrustedProxies(nil)
+	}
 	r.HandleMethodNotAllowed = true
 	r.Use(requestLogger(logger), gin.Recovery(), securityHeaders)
 	r.NoRoute(func(c *gin.Context) {

@@ -41,7 +41,11 @@ const (
 	// SessionCookie holds a console sign-in's session token.
 	SessionCookie = "vigil_session"
 	// LoginCSRFCookie holds the sign-in form's CSRF token.
-	LoginCSRFCookie    = "vigil_login"
+	LoginCSRFCookie = "vigil_login"
+	// BrowserCookie holds the browser's known-browser token: a browser
+	// that signed in to an account before is not slowed down by wrong
+	// passwords (monitoring.LoginRequest.BrowserToken).
+	BrowserCookie      = "vigil_browser"
 	secureCookiePrefix = "__Host-"
 	operatorContextKey = "vigil.operator"
 	sessionContextKey  = "vigil.session"
@@ -60,6 +64,11 @@ type Config struct {
 	// state-changing requests besides the request's own host, for a reverse
 	// proxy that changes the Host header.
 	AllowedOrigins []string
+	// TrustedProxies lists the reverse proxies (CIDRs or addresses) whose
+	// X-Forwarded-For header names the client: the address the per-address
+	// limits count and the audit log records. A request from any other
+	// peer is taken to come from that peer, whatever its headers say.
+	TrustedProxies []string
 	// SetupTokenFile is where Open writes this node's setup token
 	// (setup.go); empty disables the setup token.
 	SetupTokenFile string
@@ -114,6 +123,10 @@ func (a *Auth) Open() error {
 	a.setupMu.Unlock()
 	return nil
 }
+
+// TrustedProxies returns Config.TrustedProxies, for the engine that takes
+// the client's address from X-Forwarded-For (ui.RemoteIP).
+func (a *Auth) TrustedProxies() []string { return a.cfg.TrustedProxies }
 
 // InsecureCookies reports whether the cookies go without the Secure flag.
 func (a *Auth) InsecureCookies() bool { return a.cfg.InsecureCookies }

@@ -46,6 +46,7 @@ type Accounts interface {
 	Authenticate(token string) (*monitoring.Operator, *monitoring.OperatorSession, error)
 	PutOperator(ctx context.Context, cmdID, actor string, req monitoring.PutOperatorRequest) (*monitoring.Operator, error)
 	Operators() ([]monitoring.Operator, error)
+	KnowsBrowser(operatorID, browserToken string) bool
 }
 
 // Tokens is what the REST API's authentication and the local setup API

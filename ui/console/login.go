@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -62,13 +63,20 @@ func (co *Console) renderLogin(c *gin.Context, status int, user, msg, next strin
 	})
 }
 
+// loginFailedMessage is the one answer to a refused sign-in: an unknown
+// account, a wrong password and an account slowed down by wrong passwords
+// get the same status and the same text.
+const loginFailedMessage = "Wrong user name or password. After several wrong passwords, an account makes " +
+	"browsers that have not signed in to it before wait a while: try again in a few minutes, " +
+	"or from a computer you have signed in from."
+
 // POST /ui/login: user, password, csrf, next.
 func (co *Console) loginPost(c *gin.Context) {
 	user := strings.TrimSpace(c.PostForm("user"))
 	pw := c.PostForm("password")
 	next := safeNext(c.PostForm("next"))
 	if len(user) > maxLoginFieldLength || len(pw) > monitoring.MaxPasswordLen {
-		co.renderLogin(c, http.StatusBadRequest, "", "Wrong user name or password.", next)
+		co.renderLogin(c, http.StatusUnauthorized, "", loginFailedMessage, next)
 		return
 	}
 	cookie := co.auth.Cookie(c, auth.LoginCSRFCookie)
@@ -76,34 +84,48 @@ func (co *Console) loginPost(c *gin.Context) {
 		co.renderLogin(c, http.StatusForbidden, user, "The sign-in form had expired. Please sign in again.", next)
 		return
 	}
-	if ok, wait := co.auth.AllowLogin(ui.RemoteIP(c)); !ok {
-		c.Header("Retry-After", wait)
-		co.renderLogin(c, http.StatusTooManyRequests, user, "Too many sign-in attempts from this computer. Wait "+wait+" seconds and try again.", next)
-		return
+	remote := ui.RemoteIP(c)
+	browser := co.auth.Cookie(c, auth.BrowserCookie)
+	// A browser that signed in to this account before is not counted
+	// against its address: others behind the same address (a NAT, a
+	// proxy) may be guessing.
+	if !co.svc.KnowsBrowser(user, browser) {
+		if ok, wait := co.auth.AllowLogin(remote); !ok {
+			c.Header("Retry-After", wait)
+			co.renderLogin(c, http.StatusTooManyRequests, user, "Too many sign-in attempts from this address. Wait "+wait+
+				" seconds and try again; a browser that has signed in to this account before is not held back.", next)
+			return
+		}
 	}
 	in, err := co.svc.Login(c.Request.Context(), ui.RandomToken(), monitoring.LoginRequest{
-		OperatorID: user, Password: pw, Remote: ui.RemoteIP(c), TTL: co.cfg.SessionTTL,
+		OperatorID: user, Password: pw, Remote: remote, TTL: co.cfg.SessionTTL, BrowserToken: browser,
 	})
 	if err != nil {
 		status, msg := ui.ErrorStatus(err), ui.ErrorText(err)
 		switch {
 		case errors.Is(err, monitoring.ErrLoginFailed):
-			msg = "Wrong user name or password."
-		case errors.Is(err, monitoring.ErrLocked):
-			msg = "This account is locked after too many wrong passwords. " + msg + ". A supervisor or administrator can unlock it."
+			status, msg = http.StatusUnauthorized, loginFailedMessage
+		case errors.Is(err, monitoring.ErrBusy):
+			c.Header("Retry-After", strconv.Itoa(busyRetryAfter))
+			msg = "The appliance is busy checking other sign-ins. Try again in a few seconds."
 		case status == http.StatusServiceUnavailable:
 			msg = "Cannot sign in now: the cluster did not answer (fewer than two appliances up?). Try again in a moment; " +
 				"operators already signed in keep working."
 		}
-		co.logger.Info("console sign-in refused", "user", user, "remote", ui.RemoteIP(c), "error", err)
+		co.logger.Info("console sign-in refused", "user", user, "remote", remote, "error", err)
 		co.renderLogin(c, status, user, msg, next)
 		return
 	}
 	co.auth.SetCookie(c, auth.LoginCSRFCookie, "", -1)
 	co.auth.SetCookie(c, auth.SessionCookie, in.Token, int(co.cfg.SessionTTL.Seconds()))
-	co.logger.Info("console sign-in", "operator", in.Operator.ID, "remote", ui.RemoteIP(c))
+	co.auth.SetCookie(c, auth.BrowserCookie, in.BrowserToken, int(monitoring.KnownBrowserTTL.Seconds()))
+	co.logger.Info("console sign-in", "operator", in.Operator.ID, "remote", remote)
 	c.Redirect(http.StatusSeeOther, next)
 }
+
+// busyRetryAfter is the Retry-After, in seconds, of a sign-in refused
+// because the node's password checks are all taken.
+const busyRetryAfter = 3
 
 // POST /ui/logout
 func (co *Console) logout(c *gin.Context) {

@@ -583,41 +583,107 @@ func TestSecurity_SessionCookieAndSignOut(t *testing.T) {
 	}
 }
 
-func TestSecurity_LockoutAndRateLimit(t *testing.T) {
+// signInAs posts the sign-in form with a fresh form token and returns the
+// status and the page.
+func signInAs(s *uitest.Session, user, password string, headers map[string]string) (int, string) {
+	_, page := s.Do(http.MethodGet, "/ui/login", nil, headers)
+	resp, body := s.Do(http.MethodPost, "/ui/login", url.Values{"user": {user}, "password": {password}, "csrf": {uitest.FormCSRF(page)}}, headers)
+	return resp.StatusCode, body
+}
+
+// TestSecurity_BackoffSparesTheRealUser: wrong passwords from an attacker
+// slow the account down but never keep out the real user in a browser
+// that signed in before, even with the right password from the attacker's
+// address spent; unknown, wrong and slowed-down get one answer.
+func TestSecurity_BackoffSparesTheRealUser(t *testing.T) {
 	e := mustSecurityEnv(t)
-	s := uitest.NewSession(t, e.srv.URL)
-	for i := range monitoring.MaxFailedLogins - 1 {
-		if code := s.SignIn("sam", "not the password"); code != http.StatusUnauthorized {
-			t.Fatalf("wrong password %d: %d", i+1, code)
+	sam := uitest.NewSession(t, e.srv.URL)
+	if code := sam.SignIn("sam", uitest.SamPassword); code != http.StatusOK {
+		t.Fatalf("sam's first sign-in: %d", code)
+	}
+	if sam.Cookies["__Host-"+auth.BrowserCookie] == "" {
+		t.Fatalf("no known-browser cookie after signing in: %v", sam.Cookies)
+	}
+	attacker := uitest.NewSession(t, e.srv.URL)
+	unknownCode, unknownPage := signInAs(attacker, "nobody", "not the password", nil)
+	answer := "After several wrong passwords"
+	if unknownCode != http.StatusUnauthorized || !strings.Contains(unknownPage, answer) {
+		t.Fatalf("an unknown user: %d %s", unknownCode, unknownPage)
+	}
+	for i := range monitoring.FreeFailedLogins + 1 { // within the address's ten attempts
+		code, page := signInAs(attacker, "sam", "not the password", nil)
+		if code != unknownCode || !strings.Contains(page, answer) || strings.Contains(page, "locked") {
+			t.Fatalf("wrong password %d: %d, want the unknown user's answer:\n%s", i+1, code, page)
 		}
 	}
-	_, page := s.Do(http.MethodGet, "/ui/login", nil, nil)
-	tok := uitest.FormCSRF(page)
-	resp, body := s.Do(http.MethodPost, "/ui/login", url.Values{"user": {"sam"}, "password": {"still wrong"}, "csrf": {tok}}, nil)
-	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "locked") {
-		t.Fatalf("the fifth wrong password: %d %s", resp.StatusCode, body)
+	// The right password from the attacker's browser waits...
+	if code, page := signInAs(attacker, "sam", uitest.SamPassword, nil); code != unknownCode || !strings.Contains(page, answer) {
+		t.Fatalf("the right password from an unknown browser while slowed down: %d %s", code, page)
 	}
-	if code := s.SignIn("sam", uitest.SamPassword); code != http.StatusForbidden {
-		t.Fatalf("the right password while locked: %d", code)
+	// ...but Sam's own browser gets in, its session over.
+	delete(sam.Cookies, "__Host-"+auth.SessionCookie)
+	if code := sam.SignIn("sam", uitest.SamPassword); code != http.StatusOK {
+		t.Fatalf("sam's browser after the attacker's guesses: %d", code)
 	}
-	// Olivia is not locked, but this address has used its attempts.
+	// The attacker spends this address's sign-in attempts; Sam, on the
+	// same address, is still let in.
 	for i := 0; ; i++ {
-		code := s.SignIn("olivia", "wrong again")
-		if code == http.StatusTooManyRequests {
+		if code, _ := signInAs(attacker, "olivia", "wrong again", nil); code == http.StatusTooManyRequests {
 			break
 		}
 		if i > 20 {
-			t.Fatal("no rate limit after 20 attempts")
+			t.Fatal("no per-address limit after 20 attempts")
 		}
 	}
-	a, err := e.svc.Operators()
+	delete(sam.Cookies, "__Host-"+auth.SessionCookie)
+	if code := sam.SignIn("sam", uitest.SamPassword); code != http.StatusOK {
+		t.Fatalf("sam's browser behind the attacker's address: %d", code)
+	}
+	ops, err := e.svc.Operators()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, o := range a {
-		if o.ID == "olivia" && o.FailedLogins >= monitoring.MaxFailedLogins {
+	for _, o := range ops {
+		if o.ID == "olivia" && o.FailedLogins > 20 {
 			t.Fatalf("rate-limited attempts were counted: %+v", o)
 		}
+		if !o.LockedUntil.IsZero() {
+			t.Fatalf("an account was locked: %+v", o)
+		}
+	}
+}
+
+// TestSecurity_TrustedProxyNamesTheClient: behind a trusted proxy the
+// per-address limit counts the client X-Forwarded-For names, so one
+// guesser does not use up every operator's attempts; from a peer that is
+// not trusted the header is ignored.
+func TestSecurity_TrustedProxyNamesTheClient(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		proxies []string
+		want    int // the other client's status once the guesser is limited
+	}{
+		{"trusted loopback proxy", []string{"127.0.0.1/32"}, http.StatusUnauthorized},
+		{"no trusted proxy", nil, http.StatusTooManyRequests},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := uitest.MustServe(t, monitoringtest.MustService(t, monitoringtest.Options{}), uitest.Options{TrustedProxies: tc.proxies})
+			uitest.MustSeed(t, srv.Node.Service)
+			guesser := uitest.NewSession(t, srv.URL)
+			for i := 0; ; i++ {
+				code, _ := signInAs(guesser, "olivia", "a wrong guess", map[string]string{"X-Forwarded-For": "192.0.2.66"})
+				if code == http.StatusTooManyRequests {
+					break
+				}
+				if i > 20 {
+					t.Fatal("no per-address limit after 20 attempts")
+				}
+			}
+			other := uitest.NewSession(t, srv.URL)
+			if code, _ := signInAs(other, "olivia", "a typo", map[string]string{"X-Forwarded-For": "192.0.2.7"}); code != tc.want {
+				t.Fatalf("another client: %d, want %d", code, tc.want)
+			}
+		})
 	}
 }
 

@@ -45,6 +45,9 @@ type Config struct {
 	// AllowedOrigins lists the origins of a reverse proxy in front of the
 	// console, accepted on state-changing requests.
 	AllowedOrigins []string
+	// TrustedProxies lists the reverse proxies (CIDRs or addresses) whose
+	// X-Forwarded-For names the client (auth.Config.TrustedProxies).
+	TrustedProxies []string
 	// PublicURL is this node's console origin as browsers reach it; the
 	// console registers it for the hand-over (console.Config.PublicURL).
 	PublicURL string
@@ -91,7 +94,7 @@ func New(cfg Config, svc Service, c ui.Cluster) (*Server, error) {
 	}
 	ac := auth.Config{
 		NodeID: cfg.NodeID, InsecureCookies: cfg.InsecureCookies, AllowedOrigins: cfg.AllowedOrigins,
-		LoginPath: console.LoginPath, HomePath: console.HomePath,
+		TrustedProxies: cfg.TrustedProxies, LoginPath: console.LoginPath, HomePath: console.HomePath,
 	}
 	if cfg.DataDir != "" {
 		ac.SetupTokenFile = filepath.Join(cfg.DataDir, auth.SetupTokenFileName)

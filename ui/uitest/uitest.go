@@ -27,6 +27,9 @@ type Options struct {
 	InsecureCookies bool
 	SessionTTL      time.Duration
 	AllowedOrigins  []string
+	// TrustedProxies are the proxies whose X-Forwarded-For is believed
+	// (server.Config.TrustedProxies).
+	TrustedProxies []string
 	// NoPublicURL leaves the console unregistered for the hand-over.
 	NoPublicURL bool
 	// MQTTURLs are written into enrolled devices' configuration.
@@ -62,7 +65,7 @@ func MustServe(t testing.TB, n *monitoringtest.Node, opts Options) *Server {
 	cfg := server.Config{
 		NodeID: n.ID(), DataDir: s.DataDir, InsecureCookies: opts.InsecureCookies,
 		SessionTTL: opts.SessionTTL, AllowedOrigins: opts.AllowedOrigins, MQTTURLs: opts.MQTTURLs,
-		CACertPEM: opts.CACertPEM,
+		CACertPEM: opts.CACertPEM, TrustedProxies: opts.TrustedProxies,
 	}
 	if !opts.NoPublicURL {
 		cfg.PublicURL = s.URL
