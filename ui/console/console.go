@@ -253,7 +253,7 @@ func (c *Console) Mount(r gin.IRouter) {
 	// The appliance's bare address leads to the console: what IT types
 	// first into a browser after `vigil serve` prints it.
 	r.GET("/", func(ctx *gin.Context) { ctx.Redirect(http.StatusFound, Prefix+"/") })
-	g := r.Group(Prefix, c.securityHeaders)
+	g := r.Group(Prefix, c.securityHeaders, c.limitForms) // limits.go
 	g.StaticFS("/static", http.FS(mustSub(staticFS, "static")))
 	g.GET("/login", c.loginPage)
 	g.POST("/login", c.auth.CheckOrigin(), c.loginPost)
