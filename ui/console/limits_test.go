@@ -76,13 +76,14 @@ func TestLimits_AnonymousUploadsRefusedBeforeReading(t *testing.T) {
 	}
 	const mp = "multipart/form-data; boundary=xyz"
 	big := int64(50 << 20)
-	body := io.MultiReader(strings.NewReader("--xyz\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n\r\n"), &zeros{big})
-	code, text, took := post(body, big+100, mp)
+	head := "--xyz\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n\r\n"
+	body := io.MultiReader(strings.NewReader(head), &zeros{big})
+	code, text, took := post(body, int64(len(head))+big, mp)
 	if code != http.StatusRequestEntityTooLarge || !strings.Contains(text, "larger than the console takes") || took > 5*time.Second {
 		t.Fatalf("50 MB multipart: %d %q after %s, want 413 at once", code, text, took)
 	}
 	// The length unknown (chunked): refused for being multipart.
-	body = io.MultiReader(strings.NewReader("--xyz\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n\r\n"), &zeros{big})
+	body = io.MultiReader(strings.NewReader(head), &zeros{big})
 	if code, text, took := post(body, -1, mp); code != http.StatusUnsupportedMediaType || !strings.Contains(text, "multipart") || took > 5*time.Second {
 		t.Fatalf("chunked multipart: %d %q after %s, want 415", code, text, took)
 	}
