@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -23,25 +22,6 @@ const (
 	testFSSize = 64 << 20
 	testFloor  = 24 << 20
 )
-
-// mustTmpfs mounts a tmpfs of size bytes on a new directory and unmounts it
-// when the test ends, after the nodes on it are stopped (cleanups run last
-// registered first: call it before starting them). It skips the test where
-// mounting is not allowed (not root, or in a container without the right).
-func mustTmpfs(t *testing.T, size int) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+strconv.Itoa(size)); err != nil {
-		t.Skipf("cannot mount a tmpfs for a small file system: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			// Still busy: lazily, so the temporary directory can go.
-			_ = exec.Command("umount", "-l", dir).Run()
-		}
-	})
-	return dir
-}
 
 func freeBytes(t *testing.T, dir string) int64 {
 	t.Helper()
@@ -91,7 +71,7 @@ func tryApply(n *cluster.Node, id, key, val string) error {
 // it in its status, refuses to start (rather than crash) while under half
 // the floor, and accepts writes again by itself once space is freed.
 func TestNode_DiskFullRefusesWrites(t *testing.T) {
-	fs := mustTmpfs(t, testFSSize)
+	fs := clustertest.MustTmpfs(t, testFSSize)
 	c := mustCluster(t, 1, func(cfg *cluster.Config) {
 		cfg.DataDir = filepath.Join(fs, "node")
 		cfg.MinFreeBytes = testFloor
@@ -165,7 +145,7 @@ func TestNode_DiskFullRefusesWrites(t *testing.T) {
 func TestCluster_FollowerDiskFull(t *testing.T) {
 	var dirs []string
 	for range 3 {
-		dirs = append(dirs, mustTmpfs(t, testFSSize))
+		dirs = append(dirs, clustertest.MustTmpfs(t, testFSSize))
 	}
 	i := 0
 	c := mustCluster(t, 3, func(cfg *cluster.Config) {
@@ -243,7 +223,7 @@ func TestNode_RemovesPartialSnapshots(t *testing.T) {
 // ErrDiskFull; before the floor, Badger ran into the full file system and
 // the process died of SIGBUS.
 func TestNode_WritesUntilDiskFull(t *testing.T) {
-	fs := mustTmpfs(t, testFSSize)
+	fs := clustertest.MustTmpfs(t, testFSSize)
 	c := mustCluster(t, 1, func(cfg *cluster.Config) {
 		cfg.DataDir = filepath.Join(fs, "node")
 		cfg.MinFreeBytes = testFloor

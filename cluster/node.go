@@ -658,7 +658,7 @@ type Server struct {
 // Configuration returns the servers of the latest Raft configuration this
 // node knows, committed or not; none before the cluster has formed.
 func (n *Node) Configuration() ([]Server, error) {
-	if n.raft == nil {
+	if !n.opened.Load() { // n.raft is set before opened, and read only after
 		return nil, ErrNoLeader
 	}
 	f := n.raft.GetConfiguration()

@@ -22,7 +22,10 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
+	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -358,4 +361,24 @@ func (c *Cluster[S]) WaitConverged() {
 		}
 		return true
 	})
+}
+
+// MustTmpfs mounts a tmpfs of size bytes on a new directory, a small file
+// system for the tests of a full disk, and unmounts it when the test ends,
+// after the nodes on it are stopped (cleanups run last registered first:
+// call it before starting them). It skips the test where mounting is not
+// allowed (not root, or in a container without the right).
+func MustTmpfs(t testing.TB, size int) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+strconv.Itoa(size)); err != nil {
+		t.Skipf("cannot mount a tmpfs for a small file system: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, 0); err != nil {
+			// Still busy: lazily, so the temporary directory can go.
+			_ = exec.Command("umount", "-l", dir).Run()
+		}
+	})
+	return dir
 }

@@ -4,16 +4,13 @@ import (
 	"errors"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/appliance/monitoring/monitoringtest"
-	"github.com/vigilarc/vigil/cluster"
 	"github.com/vigilarc/vigil/cluster/clustertest"
 	"github.com/vigilarc/vigil/ui/uitest"
 )
@@ -22,20 +19,9 @@ import (
 // Storage saying so, still answers reads, and accepts writes again once
 // space is freed. The node's data directory is a small tmpfs (root only).
 func TestAPI_DiskFullIs507(t *testing.T) {
-	fs := t.TempDir()
-	if err := syscall.Mount("tmpfs", fs, "tmpfs", 0, "size="+strconv.Itoa(64<<20)); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v", err)
-	}
-	t.Cleanup(func() {
-		if syscall.Unmount(fs, 0) != nil {
-			_ = exec.Command("umount", "-l", fs).Run()
-		}
-	})
+	fs := clustertest.MustTmpfs(t, 64<<20)
 	const floor = 24 << 20
-	svc := monitoringtest.MustService(t, monitoringtest.Options{Tweak: func(c *cluster.Config) {
-		c.DataDir = filepath.Join(fs, "node")
-		c.MinFreeBytes = floor
-	}})
+	svc := monitoringtest.MustService(t, monitoringtest.Options{DataDirs: fs, MinFreeBytes: floor})
 	n := &apiNode{Server: uitest.MustServe(t, svc, uitest.Options{})}
 	n.admin = mustToken(t, n, "test-admin", monitoring.RoleAdmin)
 

@@ -3,16 +3,13 @@ package console_test
 import (
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vigilarc/vigil/appliance/monitoring/monitoringtest"
-	"github.com/vigilarc/vigil/cluster"
 	"github.com/vigilarc/vigil/cluster/clustertest"
 	"github.com/vigilarc/vigil/ui/uitest"
 )
@@ -21,20 +18,9 @@ import (
 // its writes are refused, and drops it once space is freed. The node's
 // data directory is a small tmpfs (root only).
 func TestClusterPage_DiskFullBanner(t *testing.T) {
-	fs := t.TempDir()
-	if err := syscall.Mount("tmpfs", fs, "tmpfs", 0, "size="+strconv.Itoa(64<<20)); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v", err)
-	}
-	t.Cleanup(func() {
-		if syscall.Unmount(fs, 0) != nil {
-			_ = exec.Command("umount", "-l", fs).Run()
-		}
-	})
+	fs := clustertest.MustTmpfs(t, 64<<20)
 	const floor = 24 << 20
-	n := monitoringtest.MustService(t, monitoringtest.Options{Tweak: func(c *cluster.Config) {
-		c.DataDir = filepath.Join(fs, "node")
-		c.MinFreeBytes = floor
-	}})
+	n := monitoringtest.MustService(t, monitoringtest.Options{DataDirs: fs, MinFreeBytes: floor})
 	srv := uitest.MustServe(t, n, uitest.Options{})
 	uitest.MustSeed(t, n.Service)
 	s := uitest.NewSession(t, srv.URL)

@@ -17,6 +17,8 @@ package monitoringtest
 
 import (
 	"context"
+	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
@@ -39,6 +41,34 @@ type Options struct {
 	// Tweak, if set, changes each node's cluster configuration
 	// (clustertest.NodeConfig) before its first start.
 	Tweak func(*cluster.Config)
+	// DataDirs, if set, is the directory that holds the nodes' data
+	// directories (node0, node1, ...), such as a small file system
+	// (clustertest.MustTmpfs): for the tests of the HTTP surface, which
+	// do not name the cluster's configuration.
+	DataDirs string
+	// MinFreeBytes, if set, is each node's free-space floor
+	// (cluster.Config.MinFreeBytes).
+	MinFreeBytes int64
+}
+
+// tweak is Tweak with DataDirs and MinFreeBytes applied first.
+func (o Options) tweak() func(*cluster.Config) {
+	if o.DataDirs == "" && o.MinFreeBytes == 0 {
+		return o.Tweak
+	}
+	i := 0
+	return func(c *cluster.Config) {
+		if o.DataDirs != "" {
+			c.DataDir = filepath.Join(o.DataDirs, "node"+strconv.Itoa(i))
+			i++
+		}
+		if o.MinFreeBytes != 0 {
+			c.MinFreeBytes = o.MinFreeBytes
+		}
+		if o.Tweak != nil {
+			o.Tweak(c)
+		}
+	}
 }
 
 // Node is one start of a node: the cluster member, the state machine it
@@ -98,7 +128,7 @@ func MustService(t testing.TB, opts Options) *Node {
 // agree on a leader.
 func MustCluster(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, opts: opts, c: clustertest.MustCluster(t, n, monitoring.NewFSM, opts.Tweak)}
+	c := &Cluster{t: t, opts: opts, c: clustertest.MustCluster(t, n, monitoring.NewFSM, opts.tweak())}
 	// Registered after the cluster's own cleanup, so it runs first: the
 	// schedulers stop before their nodes.
 	t.Cleanup(func() {
