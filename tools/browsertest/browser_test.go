@@ -275,7 +275,7 @@ func TestBrowser_AlarmEndToEnd(t *testing.T) {
 	olivia.waitJS("the sign-in page", `location.pathname === "/ui/login" && location.search.includes("next=")`)
 	olivia.Do("fill a wrong password", chromedp.SetValue(chromedp.ID("user"), "olivia"), chromedp.SetValue(chromedp.ID("password"), "not my password"))
 	olivia.clickAndLoad(`#login-form button[type=submit]`)
-	olivia.waitJS("the refusal", `(document.getElementById("login-error") || {}).textContent === "Wrong user name or password."`)
+	olivia.waitJS("the refusal", `((document.getElementById("login-error") || {}).textContent || "").startsWith("Wrong user name or password.")`)
 	olivia.shot("01-sign-in-refused")
 	olivia.SignIn("olivia", uitest.OliviaPassword)
 	olivia.waitJS("an empty queue", `!document.getElementById("queue-empty").hidden && document.title.startsWith("(0)")`)
