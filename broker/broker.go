@@ -227,7 +227,7 @@ func (b *Broker) Open(context.Context) error {
 		ClientNetWriteBufferSize: DefaultClientBuffer,
 		ClientNetReadBufferSize:  DefaultClientBuffer,
 		InlineClient:             true, // replies are published by the broker itself
-		Logger:                   b.logger,
+		Logger:                   slog.New(mochiHandler{b.logger.Handler()}),
 	})
 	if err := s.AddHook(&accessHook{b: b, s: s}, nil); err != nil {
 		return fmt.Errorf("cannot add access hook: %w", err)
