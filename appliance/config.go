@@ -63,8 +63,8 @@ type Config struct {
 
 	// HTTPAddr is the host:port of the HTTP surface: the operator console
 	// under /ui/ and the REST API under /api/v1, both authenticated
-	// (ui/auth). It speaks plain HTTP until TLS arrives: put it behind a
-	// TLS reverse proxy, or keep it on a management network.
+	// (ui/auth), and the endpoint where new appliances join. It speaks
+	// HTTPS outside loopback (http_tls).
 	HTTPAddr string `yaml:"http_addr"`
 
 	// HTTPTLS says whether http_addr speaks HTTPS: "auto" (the default)
@@ -216,12 +216,7 @@ func (c Config) discoveryOn() bool {
 	case "off":
 		return false
 	}
-	host, _, err := net.SplitHostPort(c.Cluster.BindAddr)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return host != "localhost" && (ip == nil || !ip.IsLoopback())
+	return !isLoopbackAddr(c.Cluster.BindAddr)
 }
 
 // BrokerConfig configures the MQTT gateway (docs/device-protocol.md).
@@ -307,8 +302,7 @@ type ConsoleConfig struct {
 
 func (c ConsoleConfig) validate(httpAddr string) error {
 	if c.InsecureCookies {
-		host, _, _ := net.SplitHostPort(httpAddr)
-		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		if !isLoopbackAddr(httpAddr) {
 			return fieldErr("console.insecure_cookies", "true", "is only allowed when http_addr is a loopback address, not %q", httpAddr)
 		}
 	}
@@ -348,8 +342,7 @@ func (c DebugConfig) validate() error {
 	if err := checkHostPort("debug.pprof_addr", c.PprofAddr, true); err != nil {
 		return err
 	}
-	host, _, _ := net.SplitHostPort(c.PprofAddr)
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+	if !isLoopbackAddr(c.PprofAddr) {
 		return fieldErr("debug.pprof_addr", c.PprofAddr, "must be a loopback address: the profiles show the node's memory")
 	}
 	return nil
@@ -899,4 +892,17 @@ func parseLevel(s string) (slog.Level, error) {
 		return l, errors.New("must be debug, info, warn or error")
 	}
 	return l, nil
+}
+
+// isLoopbackAddr reports whether host:port is on loopback only.
+func isLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

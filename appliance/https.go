@@ -39,15 +39,7 @@ func (c Config) httpsOn() bool {
 	case "off":
 		return false
 	}
-	host, _, err := net.SplitHostPort(c.HTTPAddr)
-	if err != nil {
-		return true
-	}
-	if host == "localhost" {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip == nil || !ip.IsLoopback()
+	return !isLoopbackAddr(c.HTTPAddr)
 }
 
 // httpsConfig is the HTTPS listener's configuration: the customer's

@@ -460,19 +460,6 @@ func (n *Node) warnNoMQTT() {
 	}
 }
 
-// isLoopbackAddr reports whether host:port is on loopback only.
-func isLoopbackAddr(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 // advertise announces the node on the LAN (discovery). It only logs a
 // failure: static addresses still work without it.
 func (n *Node) advertise(httpAddr net.Addr) {

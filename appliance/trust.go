@@ -79,7 +79,10 @@ type peerTrust struct {
 
 // set installs t.
 func (p *peerTrust) set(t *provisioning.Trust) {
-	s, c := provisioning.PeerTLS(t.CA, t.Node, p.allow)
+	// No allow here: the member check is VerifyPeer (verifyPeer), which
+	// the cluster runs after every handshake and again on open
+	// connections; PeerTLS checks the chain and the node's name.
+	s, c := provisioning.PeerTLS(t.CA, t.Node, nil)
 	p.mu.Lock()
 	p.trust, p.server, p.client = t, s, c
 	p.mu.Unlock()
