@@ -206,6 +206,7 @@ func (n *Node) Open(ctx context.Context) error {
 		n.cluster.Close()
 		return fmt.Errorf("cannot open the MQTT broker: %w", err)
 	}
+	n.cluster.SetProblems(n.broker.Problems)
 	var httpsCfg *tls.Config
 	if n.cfg.httpsOn() {
 		if httpsCfg, err = n.httpsConfig(); err != nil {

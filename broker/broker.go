@@ -155,12 +155,15 @@ type Broker struct {
 	stats  counters
 
 	server *mqtt.Server
-	gate   *gate           // connections that have not sent CONNECT yet (listen.go)
-	tcp    *listeners.Net  // over a guarded listener (listen.go)
-	tlsTCP *listeners.Net  // MQTT over TLS, when Config.TLSAddr is set
-	ctx    context.Context // cancelled by Close: ends ingest in flight
-	cancel context.CancelFunc
-	hooks  sync.WaitGroup // OnPublish calls in flight
+	gate   *gate // connections that have not sent CONNECT yet (listen.go)
+
+	listenersMu sync.Mutex
+	guarded     []*guardedListener // the TCP and TLS listeners' guards (listen.go)
+	tcp         *listeners.Net     // over a guarded listener (listen.go)
+	tlsTCP      *listeners.Net     // MQTT over TLS, when Config.TLSAddr is set
+	ctx         context.Context    // cancelled by Close: ends ingest in flight
+	cancel      context.CancelFunc
+	hooks       sync.WaitGroup // OnPublish calls in flight
 
 	downDone chan struct{} // closed when runDownlink returned
 

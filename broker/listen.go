@@ -47,7 +47,8 @@ type gate struct {
 	pending int
 	byAddr  map[string]int
 
-	refused atomic.Uint64 // connections closed at once: a bound was reached
+	refused     atomic.Uint64 // connections closed at once: a bound was reached
+	lastRefused atomic.Int64  // when the last was, Unix nanoseconds
 }
 
 func newGate(max, perAddr int, timeout time.Duration) *gate {
@@ -65,6 +66,7 @@ func (g *gate) admit(c net.Conn) (*pendingConn, bool) {
 	if g.pending >= g.max || g.byAddr[addr] >= g.perAddr {
 		g.mu.Unlock()
 		g.refused.Add(1)
+		g.lastRefused.Store(time.Now().UnixNano())
 		return nil, false
 	}
 	g.pending++
@@ -132,10 +134,64 @@ type guardedListener struct {
 	b    *Broker
 	done chan struct{}
 	once sync.Once
+
+	// While accepts fail: since when, how many, and the last error; for
+	// Broker.Problems.
+	failingMu    sync.Mutex
+	failingSince time.Time
+	failures     int
+	lastErr      error
 }
 
 func (b *Broker) guard(id string, l net.Listener) *guardedListener {
-	return &guardedListener{Listener: l, id: id, g: b.gate, b: b, done: make(chan struct{})}
+	gl := &guardedListener{Listener: l, id: id, g: b.gate, b: b, done: make(chan struct{})}
+	b.listenersMu.Lock()
+	b.guarded = append(b.guarded, gl)
+	b.listenersMu.Unlock()
+	return gl
+}
+
+// failing reports whether accepts fail now, since when, how many have and
+// the last error.
+func (l *guardedListener) failing() (since time.Time, failures int, last error) {
+	l.failingMu.Lock()
+	defer l.failingMu.Unlock()
+	return l.failingSince, l.failures, l.lastErr
+}
+
+func (l *guardedListener) noteFailure(failures int, since time.Time, err error) {
+	l.failingMu.Lock()
+	defer l.failingMu.Unlock()
+	l.failingSince, l.failures, l.lastErr = since, failures, err
+}
+
+// problemWindow is how long after its last refusal the gate's cap still
+// shows as a problem.
+const problemWindow = time.Minute
+
+// Problems describes, for the people who look after the cluster, what is
+// wrong with this broker's listeners now: one that cannot accept, and
+// connections refused at the cap of those not yet sent CONNECT in the
+// last minute (a flood of idle connections, or too small a cap). Nil when
+// all is well.
+func (b *Broker) Problems() []string {
+	var out []string
+	b.listenersMu.Lock()
+	guarded := append([]*guardedListener(nil), b.guarded...)
+	b.listenersMu.Unlock()
+	for _, l := range guarded {
+		if since, n, err := l.failing(); n > 0 {
+			out = append(out, fmt.Sprintf("MQTT listener %s cannot accept connections since %s (%d failed accepts; last: %v); it keeps retrying",
+				l.id, since.UTC().Format(time.RFC3339), n, err))
+		}
+	}
+	if last := b.gate.lastRefused.Load(); last != 0 {
+		if ago := time.Since(time.Unix(0, last)); ago < problemWindow {
+			out = append(out, fmt.Sprintf("MQTT connections refused at the cap of %d waiting for CONNECT (%d per address), the last %s ago; %d refused since start",
+				b.gate.max, b.gate.perAddr, ago.Round(time.Second), b.gate.refused.Load()))
+		}
+	}
+	return out
 }
 
 func (l *guardedListener) Accept() (net.Conn, error) {
@@ -160,6 +216,7 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 				l.b.logger.Error("mqtt listener cannot accept connections; retrying", "listener", l.id, "error", err)
 			}
 			failures++
+			l.noteFailure(failures, failedSince, err)
 			wait = min(max(2*wait, acceptRetryFirst), acceptRetryMax)
 			select {
 			case <-l.done:
@@ -173,6 +230,7 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 			l.b.logger.Warn("mqtt listener accepts connections again", "listener", l.id,
 				"failed_accepts", failures, "after", time.Since(failedSince))
 			failures, wait = 0, 0
+			l.noteFailure(0, time.Time{}, nil)
 		}
 		pc, ok := l.g.admit(c)
 		if !ok {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -102,6 +103,9 @@ func TestBroker_IdleConnectionsBounded(t *testing.T) {
 			if s := b.Stats(); s.PendingRefused != extra || s.Pending != want {
 				t.Errorf("stats: %d refused, %d pending; want %d and %d", s.PendingRefused, s.Pending, extra, want)
 			}
+			if p := b.Problems(); len(p) != 1 || !strings.Contains(p[0], "refused at the cap") {
+				t.Errorf("problems %q: want the refusals at the cap", p)
+			}
 			// mochi's Close waits for connections it is reading a CONNECT
 			// from, and the race detector takes that wait for a race with
 			// the connection's start (Add inside the connection's
@@ -150,9 +154,9 @@ func (l *failingListener) Accept() (net.Conn, error) {
 
 // An accept error (the node out of file descriptors for a moment) does
 // not stop the MQTT listener: mochi's own accept loop returns at the first
-// one. The failure is counted and the listener accepts devices again.
+// one. The failure is counted, reported as a problem (the cluster page
+// shows it) while it lasts, and the listener accepts devices again.
 func TestBroker_ListenerSurvivesAcceptErrors(t *testing.T) {
-	const failures = 3
 	var fl *failingListener
 	b := mustHostileBroker(t, twoDevices(), func(c *broker.Config) {
 		c.Listen = func(network, addr string) (net.Listener, error) {
@@ -161,13 +165,23 @@ func TestBroker_ListenerSurvivesAcceptErrors(t *testing.T) {
 				return nil, err
 			}
 			fl = &failingListener{Listener: l}
-			fl.fail.Store(failures)
+			fl.fail.Store(1 << 30)
 			return fl, nil
 		}
 	})
+	clustertest.PollUntil(t, waitTimeout, "the failing listener reported", func() bool {
+		p := b.Problems()
+		return len(p) == 1 && strings.Contains(p[0], "cannot accept connections") && strings.Contains(p[0], "too many open files")
+	})
+	if s := b.Stats(); s.AcceptErrors == 0 || s.ListenersFailing != 1 {
+		t.Errorf("stats while failing: %d accept errors, %d listeners failing; want some and 1", s.AcceptErrors, s.ListenersFailing)
+	}
+	fl.fail.Store(0)
 	mustConnectFrom(t, "127.0.0.1", b.TCPAddr())
-	s := b.Stats()
-	if s.AcceptErrors != failures || s.ListenersFailing != 0 {
-		t.Errorf("stats: %d accept errors, %d listeners failing; want %d and 0", s.AcceptErrors, s.ListenersFailing, failures)
+	if s := b.Stats(); s.ListenersFailing != 0 {
+		t.Errorf("stats after: %d listeners failing, want 0", s.ListenersFailing)
+	}
+	if p := b.Problems(); len(p) != 0 {
+		t.Errorf("problems after the listener recovered: %q", p)
 	}
 }

@@ -55,8 +55,20 @@ func (h *presenceHook) Provides(b byte) bool {
 // OnSessionEstablished runs once the CONNACK is sent. A device that
 // connects again to this node replaces its connection here (mochi has
 // taken the old one over).
+//
+// A device whose CONNECT was still being checked when the broker began
+// to close is dropped here: mochi's Close disconnects the clients it has
+// registered and then waits for every connection, so one that registered
+// just after would stay connected, its keepalives answered, and the close
+// would wait for it for ever. The broker's context ends before mochi's
+// Close begins, and mochi registers the client before this hook runs, so
+// each such client is either seen by the Close or stops itself here.
 func (h *presenceHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if cl.Net.Inline {
+		return
+	}
+	if h.b.ctx.Err() != nil {
+		cl.Stop(packets.ErrServerShuttingDown)
 		return
 	}
 	device := string(cl.Properties.Username)

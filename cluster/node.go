@@ -49,6 +49,8 @@ type Node struct {
 	replicasMu sync.Mutex
 	replicas   map[string]*replicaWatch // by node ID (replicas.go)
 
+	problems atomic.Pointer[func() []string] // SetProblems
+
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once

@@ -27,6 +27,10 @@ type Status struct {
 	// Disk is this node's free space against its floor; nil when the
 	// check is off (Config.MinFreeBytes negative).
 	Disk *DiskStatus `json:"disk,omitempty"`
+	// Problems are what this node's services report as wrong with them
+	// now (SetProblems), for the people who look after the cluster: an
+	// MQTT listener that cannot accept, say. Empty when all is well.
+	Problems []string `json:"problems,omitempty"`
 }
 
 // Member is one server in the Raft configuration, with what this node last
@@ -45,6 +49,8 @@ type Member struct {
 	// Disk is the member's free space as it last reported it; nil when
 	// never heard from or its check is off.
 	Disk *DiskStatus `json:"disk,omitempty"`
+	// Problems are the member's Status.Problems as it last reported them.
+	Problems []string `json:"problems,omitempty"`
 }
 
 // PeerStatus is the last answer from one peer.
@@ -72,6 +78,9 @@ func (n *Node) Status() Status {
 		Time:         time.Now().UTC(),
 		Disk:         n.disk.status(),
 	}
+	if f := n.problems.Load(); f != nil {
+		st.Problems = (*f)()
+	}
 	// From Raft's own record: listing the snapshot store would read the
 	// disk, and warn about a snapshot being written, on every call.
 	st.LastSnapshot, _ = strconv.ParseUint(stats["last_snapshot_index"], 10, 64)
@@ -92,19 +101,29 @@ func (n *Node) Status() Status {
 		}
 		if m.Self {
 			m.Reachable, m.State, m.AppliedIndex, m.LastContactMS = true, st.State, st.AppliedIndex, 0
-			m.Disk = st.Disk
+			m.Disk, m.Problems = st.Disk, st.Problems
 		} else if p := n.peers[m.ID]; p != nil && !p.At.IsZero() {
 			at := p.At.UTC().Format(time.RFC3339Nano)
 			m.LastContact = &at
 			m.LastContactMS = time.Since(p.At).Milliseconds()
 			m.Reachable = p.Err == nil && m.LastContactMS < int64(3*n.cfg.StatusInterval/time.Millisecond)
 			m.State, m.AppliedIndex, m.Disk = p.Status.State, p.Status.AppliedIndex, p.Status.Disk
+			if m.Reachable {
+				m.Problems = p.Status.Problems
+			}
 		}
 		st.Members = append(st.Members, m)
 	}
 	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].Addr < st.Members[j].Addr })
 	return st
 }
+
+// SetProblems sets the function Status calls for this node's problems:
+// the cluster knows nothing of the services beside it (the broker's
+// listeners), so the appliance tells it what to report. Members pass
+// their problems to each other with their status, so every node's cluster
+// page shows them all.
+func (n *Node) SetProblems(f func() []string) { n.problems.Store(&f) }
 
 // statusLoop asks every other member for its status, so each node knows when
 // it last heard from each peer and how far behind each one is.

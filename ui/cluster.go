@@ -36,7 +36,8 @@ type ClusterStatus struct {
 	LastContact  string          `json:"last_contact"` // a follower's last contact with the leader
 	Members      []ClusterMember `json:"members"`
 	Time         time.Time       `json:"time"`
-	Disk         *DiskStatus     `json:"disk,omitempty"` // this node's free space; nil when not checked
+	Disk         *DiskStatus     `json:"disk,omitempty"`     // this node's free space; nil when not checked
+	Problems     []string        `json:"problems,omitempty"` // what this node's services report as wrong now
 }
 
 // ClusterMember is one server in the cluster's configuration, with what
@@ -55,6 +56,9 @@ type ClusterMember struct {
 	// Disk is the member's free space as it last reported it; nil when
 	// never heard from or not checked.
 	Disk *DiskStatus `json:"disk,omitempty"`
+	// Problems are what the member's services reported as wrong when it
+	// last answered: an MQTT listener that cannot accept, say.
+	Problems []string `json:"problems,omitempty"`
 }
 
 // DiskStatus is a node's free space against the floor under which it

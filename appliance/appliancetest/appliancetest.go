@@ -20,12 +20,17 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/vigilarc/vigil/appliance"
+	"github.com/vigilarc/vigil/cluster/clustertest"
 	"github.com/vigilarc/vigil/provisioning"
 )
 
 // LeaderTimeout bounds the wait for a new single-node cluster to elect
 // itself.
 const LeaderTimeout = 20 * time.Second
+
+// CloseTimeout bounds a test appliance's close when the test ends: a close
+// that hangs fails the test with where it waits (clustertest.CloseWithin).
+const CloseTimeout = 2 * time.Minute
 
 // Config returns an appliance configuration for a test: loopback ports
 // chosen by the system, the MQTT listener on TCP only, the data under
@@ -58,7 +63,7 @@ func MustNode(t testing.TB, cfg *appliance.Config) *appliance.Node {
 	if err := n.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { n.Close() })
+	t.Cleanup(func() { clustertest.CloseWithin(t, "the appliance", CloseTimeout, func() { n.Close() }) })
 	ctx, cancel := context.WithTimeout(context.Background(), LeaderTimeout)
 	defer cancel()
 	if _, err := n.Cluster().WaitForLeader(ctx); err != nil {

@@ -23,7 +23,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -381,4 +383,58 @@ func MustTmpfs(t testing.TB, size int) string {
 		}
 	})
 	return dir
+}
+
+// CloseWithin runs stop, and fails the test if it has not returned
+// within d, printing where this process's goroutines wait: a close that
+// hangs would otherwise hold the test binary until its timeout, and the
+// whole dump printed then is too long to read in a CI log. The dump keeps
+// the goroutines in Vigil's code and its servers' (mochi, raft, badger,
+// net/http), each cut to its first frames.
+func CloseWithin(t testing.TB, what string, d time.Duration, stop func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); stop() }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Errorf("%s did not close within %s; its goroutines:\n%s", what, d, Goroutines(8))
+	}
+}
+
+// Goroutines returns the stacks of this process's goroutines that pass
+// through Vigil's code, mochi, raft or badger, each cut to its first
+// frames (function and file:line), without arguments.
+func Goroutines(frames int) string {
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out strings.Builder
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if !strings.Contains(g, "vigilarc/vigil") && !strings.Contains(g, "mochi-mqtt") &&
+			!strings.Contains(g, "hashicorp/raft") && !strings.Contains(g, "dgraph-io/badger") {
+			continue
+		}
+		if strings.Contains(g, "clustertest.Goroutines") {
+			continue
+		}
+		lines := strings.Split(g, "\n")
+		out.WriteString(lines[0] + "\n")
+		kept := 0
+		for i := 1; i+1 < len(lines) && kept < frames; i += 2 {
+			fn := lines[i]
+			if p := strings.LastIndex(fn, "("); p > 0 {
+				fn = fn[:p]
+			}
+			loc := strings.TrimSpace(lines[i+1])
+			if p := strings.LastIndex(loc, " +0x"); p > 0 {
+				loc = loc[:p]
+			}
+			if p := strings.LastIndex(loc, "/"); p > 0 {
+				loc = loc[p+1:]
+			}
+			fmt.Fprintf(&out, "\t%s %s\n", fn, loc)
+			kept++
+		}
+	}
+	return out.String()
 }

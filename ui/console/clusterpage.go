@@ -40,6 +40,9 @@ type clusterView struct {
 	// DiskFull lists the nodes whose disk is under its free-space floor:
 	// they refuse writes until space is freed.
 	DiskFull []diskAlarm
+	// Problems are what the members' services report as wrong (an MQTT
+	// listener that cannot accept, connections refused at a cap), by node.
+	Problems []nodeProblem
 	// CAFingerprint is the SHA-256 of the cluster CA that operator PCs
 	// install, hex in pairs; empty when the node serves none.
 	CAFingerprint string
@@ -63,6 +66,9 @@ type nodeRow struct {
 	Lag         uint64 // log entries behind the most advanced node known
 	Devices     int
 }
+
+// nodeProblem is one problem a member reported.
+type nodeProblem struct{ Node, Text string }
 
 // diskAlarm is a node whose disk is nearly full.
 type diskAlarm struct {
@@ -189,6 +195,13 @@ func (co *Console) clusterPage(c *gin.Context) {
 				name = m.ID
 			}
 			v.DiskFull = append(v.DiskFull, diskAlarm{Node: name, Free: mib(m.Disk.FreeBytes), Floor: mib(m.Disk.FloorBytes)})
+		}
+		for _, p := range m.Problems {
+			name := r.Name
+			if name == "" {
+				name = m.ID
+			}
+			v.Problems = append(v.Problems, nodeProblem{Node: name, Text: p})
 		}
 		r.Plain = plainListeners(r.MQTT)
 		if len(r.Plain) > 0 {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -54,5 +55,45 @@ func TestClusterPage_DiskFullBanner(t *testing.T) {
 	}
 	clustertest.PollUntil(t, 5*time.Second, "the banner gone", func() bool {
 		return !strings.Contains(page(), `id="disk-full"`)
+	})
+}
+
+// What a member's services report as wrong (its MQTT listener cannot
+// accept, say) reaches the other members with its status and shows on
+// their cluster pages, until the member reports it no more.
+func TestClusterPage_MemberProblems(t *testing.T) {
+	c := monitoringtest.MustCluster(t, 3, monitoringtest.Options{})
+	c.WaitConverged()
+	srv := uitest.MustServe(t, c.Node(0), uitest.Options{})
+	uitest.MustSeed(t, c.Leader().Service)
+	s := uitest.NewSession(t, srv.URL)
+	clustertest.PollUntil(t, 10*time.Second, "signed in", func() bool {
+		return s.SignIn("olivia", uitest.OliviaPassword) == http.StatusOK
+	})
+	page := func() string {
+		resp, body := s.Do(http.MethodGet, "/ui/cluster", nil, nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("cluster page: %d", resp.StatusCode)
+		}
+		return body
+	}
+	const problem = "MQTT listener tls cannot accept connections since 2026-12-07T10:00:00Z (12 failed accepts; last: accept4: too many open files); it keeps retrying"
+	var on atomic.Bool
+	on.Store(true)
+	c.Node(2).Cluster.SetProblems(func() []string {
+		if on.Load() {
+			return []string{problem}
+		}
+		return nil
+	})
+	other := c.Node(2).ID()
+	clustertest.PollUntil(t, 10*time.Second, "the member's problem on another member's page", func() bool {
+		b := page()
+		return strings.Contains(b, `class="alarm-box node-problem"`) && strings.Contains(b, other) &&
+			strings.Contains(b, "too many open files")
+	})
+	on.Store(false)
+	clustertest.PollUntil(t, 10*time.Second, "the problem gone", func() bool {
+		return !strings.Contains(page(), "node-problem")
 	})
 }
