@@ -100,7 +100,7 @@ type AudioChunkRequest struct {
 	Codec      AudioCodec `json:"codec"`
 	SampleRate int        `json:"sample_rate,omitempty"` // Hz; required for pcm_s16le
 	Channels   int        `json:"channels,omitempty"`    // required for pcm_s16le
-	DeviceTime time.Time  `json:"device_time,omitempty"` // the device's clock
+	DeviceTime time.Time  `json:"device_time,omitzero"`  // the device's clock
 	Data       []byte     `json:"data"`                  // the audio as it is (base64 in JSON)
 }
 
@@ -124,7 +124,7 @@ type AudioChunk struct {
 	Seq        uint64    `json:"seq"`
 	Index      uint64    `json:"index"` // the Raft index that wrote it
 	At         time.Time `json:"at"`    // when Vigil stored it
-	DeviceTime time.Time `json:"device_time,omitempty"`
+	DeviceTime time.Time `json:"device_time,omitzero"`
 	Data       []byte    `json:"data"`
 }
 
@@ -166,8 +166,8 @@ type AudioInfo struct {
 	Duration        time.Duration `json:"duration_ns"`
 	FirstAt         time.Time     `json:"first_at"` // when Vigil stored the first chunk to arrive
 	LastAt          time.Time     `json:"last_at"`
-	FirstDeviceTime time.Time     `json:"first_device_time,omitempty"`
-	LastDeviceTime  time.Time     `json:"last_device_time,omitempty"`
+	FirstDeviceTime time.Time     `json:"first_device_time,omitzero"`
+	LastDeviceTime  time.Time     `json:"last_device_time,omitzero"`
 	// Index is the Raft index of the newest chunk. Chunks are never
 	// changed or removed, so the chunks with an index up to Index are
 	// exactly Chunks chunks of Bytes bytes: a reader can serve a file that

@@ -268,7 +268,7 @@ type RaiseAlarmCmd struct {
 	DeviceID   string    `json:"device_id,omitempty"`
 	WorkerID   string    `json:"worker_id,omitempty"` // else the device's worker
 	SessionID  string    `json:"session_id,omitempty"`
-	DeviceTime time.Time `json:"device_time,omitempty"`
+	DeviceTime time.Time `json:"device_time,omitzero"`
 	Location   *Location `json:"location,omitempty"`
 }
 

@@ -72,7 +72,7 @@ type Location struct {
 	Lon      float64   `json:"lon"`
 	Accuracy float64   `json:"accuracy_m,omitempty"` // radius in metres
 	Source   string    `json:"source,omitempty"`     // gps, wifi, cell, manual
-	At       time.Time `json:"at,omitempty"`
+	At       time.Time `json:"at,omitzero"`
 	Address  string    `json:"address,omitempty"` // as the worker typed it, for a session
 }
 
@@ -182,7 +182,7 @@ type Device struct {
 	Battery   int        `json:"battery"`             // percent, -1 unknown
 	Firmware  string     `json:"firmware,omitempty"`
 	Location  *Location  `json:"location,omitempty"` // the last fix
-	LastSeen  time.Time  `json:"last_seen,omitempty"`
+	LastSeen  time.Time  `json:"last_seen,omitzero"`
 	Connected bool       `json:"connected"`
 	Node      string     `json:"node,omitempty"` // the node holding its connection, or that held the last one
 	// ConnectedAt is when the connection on Node was made.
@@ -215,13 +215,13 @@ type Session struct {
 	StartedAt       time.Time     `json:"started_at"`
 	EndsAt          time.Time     `json:"ends_at"` // expected end
 	CheckInInterval time.Duration `json:"checkin_interval_ns,omitempty"`
-	NextDue         time.Time     `json:"next_due"`              // the timer: end or next check-in
-	GraceUntil      time.Time     `json:"grace_until,omitempty"` // set while overdue
+	NextDue         time.Time     `json:"next_due"`             // the timer: end or next check-in
+	GraceUntil      time.Time     `json:"grace_until,omitzero"` // set while overdue
 	Location        *Location     `json:"location,omitempty"`
 	Update          string        `json:"update,omitempty"` // the Update message
-	LastCheckIn     time.Time     `json:"last_checkin,omitempty"`
+	LastCheckIn     time.Time     `json:"last_checkin,omitzero"`
 	AlarmID         string        `json:"alarm_id,omitempty"` // the missed-check-in alarm
-	EndedAt         time.Time     `json:"ended_at,omitempty"`
+	EndedAt         time.Time     `json:"ended_at,omitzero"`
 	// Seq counts timer changes; deadline IDs include it, so a deadline
 	// fires at most once and a stale one is recognised.
 	Seq uint64 `json:"seq"`
@@ -239,16 +239,16 @@ type Alarm struct {
 	SessionID  string      `json:"session_id,omitempty"`
 	IncidentID string      `json:"incident_id"` // related alarms share one; the first alarm's ID
 	RaisedAt   time.Time   `json:"raised_at"`   // Vigil's time
-	DeviceTime time.Time   `json:"device_time,omitempty"`
+	DeviceTime time.Time   `json:"device_time,omitzero"`
 	Location   *Location   `json:"location,omitempty"`
 	// DoNotCall: duress and discreet alarms. Calling the worker could put
 	// them in danger.
 	DoNotCall  bool       `json:"do_not_call"`
 	Silent     bool       `json:"silent"` // nothing is sent to the device that an onlooker could see
 	AckBy      string     `json:"ack_by,omitempty"`
-	AckAt      time.Time  `json:"ack_at,omitempty"`
+	AckAt      time.Time  `json:"ack_at,omitzero"`
 	ClosedBy   string     `json:"closed_by,omitempty"`
-	ClosedAt   time.Time  `json:"closed_at,omitempty"`
+	ClosedAt   time.Time  `json:"closed_at,omitzero"`
 	Resolution Resolution `json:"resolution,omitempty"`
 	CloseNote  string     `json:"close_note,omitempty"`
 	Reopened   int        `json:"reopened"`

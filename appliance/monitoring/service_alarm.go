@@ -23,8 +23,8 @@ type RaiseAlarmRequest struct {
 	DeviceID   string    `json:"device_id,omitempty"`
 	WorkerID   string    `json:"worker_id,omitempty"` // else the device's worker
 	SessionID  string    `json:"session_id,omitempty"`
-	DeviceTime time.Time `json:"device_time,omitempty"` // the device's own clock
-	Location   *Location `json:"location,omitempty"`    // else the device's last fix
+	DeviceTime time.Time `json:"device_time,omitzero"` // the device's own clock
+	Location   *Location `json:"location,omitempty"`   // else the device's last fix
 }
 
 // RaiseAlarm raises an alarm; cmdID is the device's event ID (or the

@@ -25,7 +25,7 @@ type Attempt struct {
 	// Sent is when the PUBLISH was handed to the client.
 	Sent time.Time `json:"sent"`
 	// Acked is when the PUBACK arrived; nil if it did not.
-	Acked *time.Time `json:"acked,omitempty"`
+	Acked *time.Time `json:"acked,omitzero"`
 	// Error says why the attempt was not acked.
 	Error string `json:"error,omitempty"`
 	// Reply is "ok" or the error code of the event's down/reply, if one

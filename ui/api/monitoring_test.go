@@ -190,6 +190,11 @@ func TestAPIMonitoring_SessionAndAlarmLifecycle(t *testing.T) {
 	if alarm.Status != monitoring.StatusRaised || alarm.WorkerID != "w1" || alarm.SessionID != sess.ID {
 		t.Fatalf("alarm = %+v", alarm)
 	}
+	// Times not set yet are absent, not the zero time.
+	if raw := mustSend(t, n, 200, "GET", "/api/v1/alarms/"+alarm.ID, nil, nil); strings.Contains(raw, "0001-01-01") ||
+		strings.Contains(raw, `"ack_at"`) || strings.Contains(raw, `"closed_at"`) || !strings.Contains(raw, `"raised_at"`) {
+		t.Errorf("a new alarm: %s; want raised_at and no ack_at, closed_at or zero time", raw)
+	}
 	var again monitoring.Alarm
 	mustSend(t, n, 201, "POST", "/api/v1/alarms", obj{"id": "c-raise", "actor": "device", "type": "red_alert", "device_id": "d1", "session_id": sess.ID}, &again)
 	if again.ID != alarm.ID {

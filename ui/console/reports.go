@@ -94,6 +94,9 @@ func period(c *gin.Context) (from, to time.Time, org string, err error) {
 	return from, to, org, nil
 }
 
+// noFigure stands for a share, mean or median of no alarms.
+const noFigure = "—"
+
 func percentOf(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) }
 
 // GET /ui/reports?from=&to=&org=
@@ -124,8 +127,17 @@ func (co *Console) reportsPage(c *gin.Context) {
 		v.Error = ui.ErrorText(err)
 	} else {
 		k := v.KPIs
-		v.Share1, v.Share2 = percentOf(k.AckWithin10s), percentOf(k.AckWithin40s)
-		v.MedianAck, v.MeanAck, v.MedianDone = secs(k.MedianToAck), secs(k.MeanToAck), ago(k.MedianToClose)
+		// A figure of nothing is a dash, not 0.0 s or 100 %.
+		v.Share1, v.Share2, v.MedianAck, v.MeanAck, v.MedianDone = noFigure, noFigure, noFigure, noFigure, noFigure
+		if k.TargetBase > 0 {
+			v.Share1, v.Share2 = percentOf(k.AckWithin10s), percentOf(k.AckWithin40s)
+		}
+		if k.Acknowledged > 0 {
+			v.MedianAck, v.MeanAck = secs(k.MedianToAck), secs(k.MeanToAck)
+		}
+		if k.Closed > 0 {
+			v.MedianDone = ago(k.MedianToClose)
+		}
 	}
 	alarms, more, err := co.svc.AlarmsRaised(org, from, to, 0)
 	if err != nil && v.Error == "" {
