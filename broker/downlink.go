@@ -142,6 +142,13 @@ func alarmNotice(e monitoring.Event) string {
 	if a.Silent {
 		return "" // duress, discreet panic: nothing an onlooker could see
 	}
+	if a.CancelledOnDevice() {
+		// The device was told the alarm is cancelled, whichever PIN: what
+		// operators do with it afterwards (take it, close it once the
+		// worker is confirmed safe) is not shown, or a Safe-PIN reset
+		// would look different from a Duress-PIN one.
+		return ""
+	}
 	switch e.Type {
 	case monitoring.EventAlarmRaised:
 		return AlarmNoticeReceived

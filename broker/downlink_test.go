@@ -79,7 +79,7 @@ func TestDownlink_AlarmLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	no.alarm(id, broker.AlarmNoticeAcknowledged)
-	if _, err := svc.Close(ctx, "close-1", "op1", id, monitoring.ResolutionWorkerSafe, "called back"); err != nil {
+	if _, err := svc.Close(ctx, "close-1", "op1", id, monitoring.ResolutionWorkerSafe, monitoring.ConfirmedByWorker, "called back"); err != nil {
 		t.Fatal(err)
 	}
 	no.alarm(id, broker.AlarmNoticeClosed)
@@ -117,7 +117,7 @@ func TestDownlink_SilentAlarmsSendNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i == 0 {
-			if _, err := svc.Close(ctx, "close-"+a.ID, "op1", a.ID, monitoring.ResolutionIncidentHandled, ""); err != nil {
+			if _, err := svc.Close(ctx, "close-"+a.ID, "op1", a.ID, monitoring.ResolutionIncidentHandled, monitoring.ConfirmedByPolice, ""); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -152,19 +152,26 @@ func TestDownlink_DuressCancelLooksLikeSafeCancel(t *testing.T) {
 		}
 		no.alarm(id, broker.AlarmNoticeClosed)
 	}
-	// Operators deal with the duress-cancelled alarm and the duress alarm.
+	// Operators deal with the alarm reset with the Safe PIN (it waits for
+	// them to confirm the worker is safe), the duress-cancelled alarm and
+	// the duress alarm; the device hears nothing of it, whichever PIN.
 	open, err := svc.OpenAlarms()
-	if err != nil || len(open) != 2 {
-		t.Fatalf("%d open alarms (%v), want 2", len(open), err)
+	if err != nil || len(open) != 3 {
+		t.Fatalf("%d open alarms (%v), want 3", len(open), err)
 	}
 	for _, a := range open {
 		if _, err := svc.Acknowledge(ctx, "ack-"+a.ID, "op1", a.ID, false); err != nil {
 			t.Fatal(err)
 		}
 	}
+	for _, a := range open {
+		if _, err := svc.Close(ctx, "close-"+a.ID, "op1", a.ID, monitoring.ResolutionWorkerSafe, monitoring.ConfirmedByPolice, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
 	select {
 	case b := <-no.alarms:
-		t.Fatalf("down/alarm after a duress cancel: %s", b)
+		t.Fatalf("down/alarm after a cancel: %s", b)
 	case <-time.After(time.Second):
 	}
 	id := raise(t, d, f, "a2", "red_alert")

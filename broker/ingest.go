@@ -188,7 +188,7 @@ func mayBeStale(err error) bool {
 		return false
 	}
 	switch re.Code {
-	case monitoring.CodeInvalid, monitoring.CodeNeedResolution:
+	case monitoring.CodeInvalid, monitoring.CodeNeedResolution, monitoring.CodeNeedConfirmation:
 		return false
 	}
 	return true

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -468,7 +469,40 @@ func applyLogAction(c *applyCtx, body []byte) ([]byte, error) {
 	return saveAlarm(c, a, CmdLogAction, EventAlarmUpdated, entry, string(te.Kind))
 }
 
+// applyCloseAlarm closes an alarm under the rules before the close rule: a
+// resolution, and no confirmation. The Service proposes
+// CmdCloseAlarmConfirmed instead; this stays for replaying older logs.
 func applyCloseAlarm(c *applyCtx, body []byte) ([]byte, error) {
+	return applyClose(c, body, false)
+}
+
+// applyCloseAlarmConfirmed closes an alarm with a resolution and how the
+// worker's safety was confirmed.
+func applyCloseAlarmConfirmed(c *applyCtx, body []byte) ([]byte, error) {
+	return applyClose(c, body, true)
+}
+
+// checkConfirmation checks the confirmation of an operator's close.
+func checkConfirmation(conf Confirmation) error {
+	switch {
+	case conf == "":
+		return ruleErr(CodeNeedConfirmation, "confirmation",
+			"closing an alarm needs how the worker's safety was confirmed: one of %s", confirmationList())
+	case !slices.Contains(Confirmations, conf):
+		return invalid("confirmation", "%q is not a confirmation: use one of %s", conf, confirmationList())
+	}
+	return nil
+}
+
+func confirmationList() string {
+	s := make([]string, len(Confirmations))
+	for i, c := range Confirmations {
+		s[i] = string(c)
+	}
+	return strings.Join(s, ", ")
+}
+
+func applyClose(c *applyCtx, body []byte, confirmed bool) ([]byte, error) {
 	var r CloseAlarmCmd
 	if err := c.decode(body, &r); err != nil {
 		return nil, err
@@ -479,6 +513,13 @@ func applyCloseAlarm(c *applyCtx, body []byte) ([]byte, error) {
 			"closing an alarm needs a resolution: one of %s", resolutionList())
 	case !validResolution(r.Resolution):
 		return nil, invalid("resolution", "%q is not a resolution: use one of %s", r.Resolution, resolutionList())
+	}
+	if confirmed {
+		if err := checkConfirmation(r.Confirmation); err != nil {
+			return nil, err
+		}
+	} else {
+		r.Confirmation = ""
 	}
 	a, err := loadAlarm(c.txn, r.AlarmID)
 	if err != nil {
@@ -496,13 +537,17 @@ func applyCloseAlarm(c *applyCtx, body []byte) ([]byte, error) {
 	if err := c.txn.Delete(openKey(a)); err != nil {
 		return nil, err
 	}
-	a.Status, a.Resolution, a.CloseNote = StatusClosed, r.Resolution, r.Note
+	a.Status, a.Resolution, a.CloseNote, a.Confirmation = StatusClosed, r.Resolution, r.Note, r.Confirmation
 	a.ClosedBy, a.ClosedAt = c.hdr.Actor, c.now()
-	entry, err := c.addTimeline(a, TimelineEntry{Kind: ActionClosed, Outcome: string(r.Resolution), Text: r.Note})
+	entry, err := c.addTimeline(a, TimelineEntry{Kind: ActionClosed, Outcome: string(r.Resolution), Confirmation: r.Confirmation, Text: r.Note})
 	if err != nil {
 		return nil, err
 	}
-	return saveAlarm(c, a, CmdCloseAlarm, EventAlarmClosed, entry, "resolution="+string(r.Resolution))
+	cmd, detail := CmdCloseAlarm, "resolution="+string(r.Resolution)
+	if confirmed {
+		cmd, detail = CmdCloseAlarmConfirmed, detail+", confirmation="+string(r.Confirmation)
+	}
+	return saveAlarm(c, a, cmd, EventAlarmClosed, entry, detail)
 }
 
 func applyReopenAlarm(c *applyCtx, body []byte) ([]byte, error) {
@@ -522,7 +567,8 @@ func applyReopenAlarm(c *applyCtx, body []byte) ([]byte, error) {
 	}
 	a.Status, a.AckBy = StatusAcknowledged, c.hdr.Actor
 	a.Reopened++
-	a.Resolution, a.CloseNote, a.ClosedBy, a.ClosedAt = "", "", "", time.Time{}
+	a.Resolution, a.CloseNote, a.ClosedBy, a.ClosedAt, a.Confirmation = "", "", "", time.Time{}, ""
+	a.ResetAt = time.Time{} // the device may cancel it again, and no reset waits for confirmation
 	if err := setIndex(c.txn, openKey(a)); err != nil {
 		return nil, err
 	}

@@ -389,6 +389,11 @@ func TestAlarm_Refusals(t *testing.T) {
 	closeWith := func(id string, r Resolution) step {
 		return step{CmdCloseAlarm, func(e *alarmEnv) any { return CloseAlarmCmd{Header: e.hdr("olivia"), AlarmID: id, Resolution: r} }}
 	}
+	closeConfirmed := func(id string, r Resolution, c Confirmation) step {
+		return step{CmdCloseAlarmConfirmed, func(e *alarmEnv) any {
+			return CloseAlarmCmd{Header: e.hdr("olivia"), AlarmID: id, Resolution: r, Confirmation: c}
+		}}
+	}
 	reopen := func(id, reason string) step {
 		return step{CmdReopenAlarm, func(e *alarmEnv) any { return reopenAlarmCmd{Header: e.hdr("olivia"), AlarmID: id, Reason: reason} }}
 	}
@@ -446,6 +451,14 @@ func TestAlarm_Refusals(t *testing.T) {
 		{"close an unacknowledged alarm", []step{red}, closeWith("a1", ResolutionWorkerSafe), CodeConflict, "alarm_id", "acknowledged"},
 		{"close a closed alarm", closed, closeWith("a1", ResolutionWorkerSafe), CodeAlarmClosed, "alarm_id", ""},
 		{"close an unknown alarm", nil, closeWith("zz", ResolutionWorkerSafe), CodeNotFound, "alarm_id", ""},
+		{"close without how safety was confirmed", acked, closeConfirmed("a1", ResolutionWorkerSafe, ""), CodeNeedConfirmation, "confirmation",
+			"worker_confirmed, contact_confirmed, police_attended, in_person"},
+		{"close a false alarm without a confirmation", acked, closeConfirmed("a1", ResolutionFalseAlarm, ""), CodeNeedConfirmation, "confirmation", ""},
+		{"close a test without a confirmation", acked, closeConfirmed("a1", ResolutionTest, ""), CodeNeedConfirmation, "confirmation", ""},
+		{"close with an unknown confirmation", acked, closeConfirmed("a1", ResolutionWorkerSafe, "hunch"), CodeInvalid, "confirmation", "hunch"},
+		{"an operator's close as an accidental press", acked, closeConfirmed("a1", ResolutionFalseAlarm, ConfirmedAccidentalPress), CodeInvalid, "confirmation", "accidental_press"},
+		{"close confirmed, without a resolution", acked, closeConfirmed("a1", "", ConfirmedByWorker), CodeNeedResolution, "resolution", ""},
+		{"close confirmed, unacknowledged", []step{red}, closeConfirmed("a1", ResolutionWorkerSafe, ConfirmedByWorker), CodeConflict, "alarm_id", "acknowledged"},
 
 		{"reopen without a reason", closed, reopen("a1", " "), CodeInvalid, "reason", ""},
 		{"reopen an open alarm", acked, reopen("a1", "why not"), CodeConflict, "alarm_id", "not closed"},
@@ -676,15 +689,18 @@ func TestService_RaiseAlarmReplay(t *testing.T) {
 	if _, err := s.LogAction(ctx, "log-1", "olivia", first.ID, TimelineEntry{Kind: ActionNote, Text: "called manager"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Close(ctx, "close-1", "olivia", first.ID, "", ""); !errors.Is(err, ErrNeedResolution) {
+	if _, err := s.Close(ctx, "close-1", "olivia", first.ID, "", ConfirmedByWorker, ""); !errors.Is(err, ErrNeedResolution) {
 		t.Fatalf("close without a resolution = %v", err)
 	}
-	closed, err := s.Close(ctx, "close-2", "olivia", first.ID, ResolutionFalseAlarm, "pocket press")
+	if _, err := s.Close(ctx, "close-1b", "olivia", first.ID, ResolutionFalseAlarm, "", "pocket press"); !errors.Is(err, ErrNeedConfirmation) {
+		t.Fatalf("close without a confirmation = %v", err)
+	}
+	closed, err := s.Close(ctx, "close-2", "olivia", first.ID, ResolutionFalseAlarm, ConfirmedByWorker, "pocket press")
 	if err != nil || closed.Status != StatusClosed {
 		t.Fatalf("close = %+v, %v", closed, err)
 	}
 	// A replayed close returns the first result, not "already closed".
-	if again, err := s.Close(ctx, "close-2", "olivia", first.ID, ResolutionFalseAlarm, "pocket press"); err != nil || !equalJSON(t, again, closed) {
+	if again, err := s.Close(ctx, "close-2", "olivia", first.ID, ResolutionFalseAlarm, ConfirmedByWorker, "pocket press"); err != nil || !equalJSON(t, again, closed) {
 		t.Fatalf("replayed close = %+v, %v", again, err)
 	}
 	if _, err := s.Reopen(ctx, "reopen-1", "olivia", first.ID, ""); !errors.Is(err, ErrInvalid) {
@@ -739,13 +755,21 @@ func TestService_ValidatesBeforeProposing(t *testing.T) {
 			return err
 		}, CodeInvalid, "entry.route"},
 		{"close without a resolution", func() error {
-			_, err := s.Close(ctx, "c", "olivia", "a1", "", "")
+			_, err := s.Close(ctx, "c", "olivia", "a1", "", ConfirmedByWorker, "")
 			return err
 		}, CodeNeedResolution, "resolution"},
 		{"close with an unknown resolution", func() error {
-			_, err := s.Close(ctx, "c", "olivia", "a1", "meh", "")
+			_, err := s.Close(ctx, "c", "olivia", "a1", "meh", ConfirmedByWorker, "")
 			return err
 		}, CodeInvalid, "resolution"},
+		{"close without a confirmation", func() error {
+			_, err := s.Close(ctx, "c", "olivia", "a1", ResolutionWorkerSafe, "", "")
+			return err
+		}, CodeNeedConfirmation, "confirmation"},
+		{"close confirmed by an accidental press", func() error {
+			_, err := s.Close(ctx, "c", "olivia", "a1", ResolutionFalseAlarm, ConfirmedAccidentalPress, "")
+			return err
+		}, CodeInvalid, "confirmation"},
 		{"reopen without a reason", func() error {
 			_, err := s.Reopen(ctx, "c", "olivia", "a1", "")
 			return err

@@ -1,15 +1,25 @@
 package monitoring
 
-// Cancelling an alarm from the worker's device with a PIN (a false alarm).
+// Cancelling (resetting) an alarm from the worker's device with a PIN.
 //
-// The Safe PIN closes the alarm as a false alarm. The Duress PIN gets the
-// same reply, byte for byte, but the alarm stays open for the operators,
-// becomes do-not-call and silent, and a silent duress alarm joins its
-// incident: the worker is being made to cancel. A wrong PIN is counted on
-// the worker and changes nothing else.
+// The close rule (CmdResetAlarm): no alarm is closed without an operator
+// confirming that the worker is safe or the incident was dealt with. The
+// Safe PIN tells the device the alarm is cancelled, and leaves it open for
+// the operators, marked as reset by the worker (ResetAt) and at a lower
+// urgency, until an operator calls the worker back, confirms they are safe
+// and closes it. Only an organisation's accidental-press window, when set,
+// lets a Safe-PIN reset close an alarm no operator has taken yet, as a
+// false alarm, by itself. The Duress PIN gets the same reply, byte for
+// byte, but the alarm becomes do-not-call and silent, and a silent duress
+// alarm joins its incident: the worker is being made to cancel. A wrong
+// PIN is counted on the worker and changes nothing else.
+//
+// CmdCancelAlarm, whose Safe PIN closed the alarm as a false alarm with no
+// operator involved, stays for replaying older logs.
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -66,7 +76,7 @@ func checkCancel(a *Alarm, deviceID string) error {
 		return invalid("actor", "an alarm is cancelled by its device: the actor is \"device:<id>\"")
 	case a.DeviceID != deviceID:
 		return ruleErr(CodeConflict, "alarm_id", "alarm %s is not an alarm of device %s; only its own device can cancel it", a.ID, deviceID)
-	case a.Status == StatusClosed || a.DuressCancel:
+	case a.Status == StatusClosed || a.CancelledOnDevice():
 		return alarmClosedForDevice(a)
 	case a.Type == AlarmDuress:
 		// A duress alarm never reaches the device; only operators close it.
@@ -77,10 +87,31 @@ func checkCancel(a *Alarm, deviceID string) error {
 	return nil
 }
 
-// applyCancelAlarm cancels an alarm with the PIN outcome the Service found.
-// A wrong PIN is not a refusal (a refusal cannot write): it is counted on
-// the worker and answered with WrongPIN.
-func applyCancelAlarm(c *applyCtx, body []byte) ([]byte, error) {
+// applyCancelAlarm cancels an alarm under the rules before the close rule:
+// the Safe PIN closes it. It stays for replaying older logs.
+func applyCancelAlarm(c *applyCtx, body []byte) ([]byte, error) { return applyCancel(c, body, false) }
+
+// applyResetAlarm cancels an alarm under the close rule: the Safe PIN
+// leaves it open, awaiting confirmation.
+func applyResetAlarm(c *applyCtx, body []byte) ([]byte, error) { return applyCancel(c, body, true) }
+
+// Timeline texts of a reset under the close rule.
+const (
+	resetSafeText = "reset by the worker with the Safe PIN: the device shows the alarm as cancelled; " +
+		"call the worker to confirm they are safe before closing"
+	resetWindowText = "reset by the worker with the Safe PIN %s after the raise, within the organisation's " +
+		"accidental-press window of %s and before any operator took it: closed as a false alarm"
+)
+
+// applyCancel cancels an alarm with the PIN outcome the Service found;
+// reset says the close rule applies (CmdResetAlarm). A wrong PIN is not a
+// refusal (a refusal cannot write): it is counted on the worker and
+// answered with WrongPIN.
+func applyCancel(c *applyCtx, body []byte, reset bool) ([]byte, error) {
+	cmdType := CmdCancelAlarm
+	if reset {
+		cmdType = CmdResetAlarm
+	}
 	var cmd cancelAlarmCmd
 	if err := c.decode(body, &cmd); err != nil {
 		return nil, err
@@ -123,7 +154,7 @@ func applyCancelAlarm(c *applyCtx, body []byte) ([]byte, error) {
 			return nil, err
 		}
 		detail := fmt.Sprintf("wrong PIN to cancel alarm %s (%d since the last right one)", a.ID, w.WrongPINs)
-		if err := c.audit(CmdCancelAlarm, "worker/"+w.ID, detail); err != nil {
+		if err := c.audit(cmdType, "worker/"+w.ID, detail); err != nil {
 			return nil, err
 		}
 		ev := *a
@@ -147,6 +178,9 @@ func applyCancelAlarm(c *applyCtx, body []byte) ([]byte, error) {
 		}
 	}
 	// What the device is told: the same for both PINs.
+	if reset {
+		a.CancelledAt = now
+	}
 	cancelled := Alarm{ID: a.ID, DeviceID: a.DeviceID, WorkerID: a.WorkerID}
 	c.emit(Event{Type: EventAlarmCancelled, Alarm: &cancelled})
 	if cmd.PIN == pinDuress {
@@ -156,10 +190,33 @@ func applyCancelAlarm(c *applyCtx, body []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if _, err := saveAlarm(c, a, CmdCancelAlarm, EventAlarmUpdated, entry, "duress PIN: alarm "+cmd.DuressAlarmID); err != nil {
+		if _, err := saveAlarm(c, a, cmdType, EventAlarmUpdated, entry, "duress PIN: alarm "+cmd.DuressAlarmID); err != nil {
 			return nil, err
 		}
 		return json.Marshal(reply)
+	}
+	closeText, confirmation := cancelSafeText, Confirmation("")
+	if reset {
+		org, err := getOrg(c.txn, a.OrgID)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		after := now.Sub(a.RaisedAt)
+		if org == nil || org.AccidentalPressWindow <= 0 || after > org.AccidentalPressWindow || a.Status != StatusRaised {
+			// The close rule: the alarm stays open until an operator
+			// confirms the worker is safe.
+			a.ResetAt = now
+			entry, err := c.addTimeline(a, TimelineEntry{Kind: ActionWorkerReset, Text: resetSafeText})
+			if err != nil {
+				return nil, err
+			}
+			if _, err := saveAlarm(c, a, cmdType, EventAlarmUpdated, entry, "reset by the worker (Safe PIN): awaiting confirmation"); err != nil {
+				return nil, err
+			}
+			return json.Marshal(reply)
+		}
+		closeText = fmt.Sprintf(resetWindowText, after.Round(100*time.Millisecond), org.AccidentalPressWindow)
+		confirmation, a.ResetAt = ConfirmedAccidentalPress, now
 	}
 	if err := clearOwnedDeadline(c, alarmOwner(a.ID), DeadlineAckOverdue); err != nil {
 		return nil, err
@@ -167,13 +224,13 @@ func applyCancelAlarm(c *applyCtx, body []byte) ([]byte, error) {
 	if err := c.txn.Delete(openKey(a)); err != nil {
 		return nil, err
 	}
-	a.Status, a.Resolution, a.CloseNote = StatusClosed, ResolutionFalseAlarm, cancelSafeText
+	a.Status, a.Resolution, a.CloseNote, a.Confirmation = StatusClosed, ResolutionFalseAlarm, closeText, confirmation
 	a.ClosedBy, a.ClosedAt = c.hdr.Actor, now
-	entry, err := c.addTimeline(a, TimelineEntry{Kind: ActionClosed, Outcome: string(ResolutionFalseAlarm), Text: cancelSafeText})
+	entry, err := c.addTimeline(a, TimelineEntry{Kind: ActionClosed, Outcome: string(ResolutionFalseAlarm), Confirmation: confirmation, Text: closeText})
 	if err != nil {
 		return nil, err
 	}
-	if _, err := saveAlarm(c, a, CmdCancelAlarm, EventAlarmClosed, entry, "resolution=false_alarm, by the worker"); err != nil {
+	if _, err := saveAlarm(c, a, cmdType, EventAlarmClosed, entry, "resolution=false_alarm, by the worker"); err != nil {
 		return nil, err
 	}
 	return json.Marshal(reply)

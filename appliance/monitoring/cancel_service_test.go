@@ -35,8 +35,11 @@ func TestCancelAlarmService(t *testing.T) {
 	if !bytes.Equal(replies[0], replies[1]) {
 		t.Fatalf("replies differ:\nsafe   %s\nduress %s", replies[0], replies[1])
 	}
-	if q, _ := nodes[0].Service.OpenAlarms(); len(q) != 0 {
-		t.Fatalf("safe: open queue %+v", q)
+	// The close rule: the Safe PIN leaves the alarm open, reset by the
+	// worker, until an operator confirms they are safe.
+	if q, _ := nodes[0].Service.OpenAlarms(); len(q) != 1 || !q[0].AwaitingConfirmation() || q[0].DoNotCall || q[0].Silent ||
+		q[0].Status != monitoring.StatusRaised {
+		t.Fatalf("safe: open queue %+v; want the alarm, raised, reset and awaiting confirmation", q)
 	}
 	q, _ := nodes[1].Service.OpenAlarms()
 	if len(q) != 2 || q[0].IncidentID != q[1].IncidentID {

@@ -103,41 +103,55 @@ const (
 	// not know; no lockout), with the outcome of the password check made
 	// before proposing. Body: operatorSignInCmd (signin.go).
 	CmdOperatorSignIn CmdType = 32
+	// CmdResetAlarm is a worker's cancel of an alarm from the device under
+	// the close rule: the Safe PIN leaves the alarm open, awaiting an
+	// operator's confirmation that the worker is safe (unless within the
+	// organisation's accidental-press window); the Duress PIN as under
+	// CmdCancelAlarm, which the Service no longer proposes (its Safe PIN
+	// closed the alarm with no operator). Body: cancelAlarmCmd (cancel.go).
+	CmdResetAlarm CmdType = 34
+	// CmdCloseAlarmConfirmed closes an alarm with a resolution and how the
+	// worker's safety was confirmed, which is required; CmdCloseAlarm,
+	// which the Service no longer proposes, needed none. Body:
+	// CloseAlarmCmd.
+	CmdCloseAlarmConfirmed CmdType = 35
 )
 
 var cmdNames = map[CmdType]string{
-	CmdDiagRecord:         "CmdDiagRecord",
-	CmdPutOrganisation:    "CmdPutOrganisation",
-	CmdPutWorker:          "CmdPutWorker",
-	CmdSetPINs:            "CmdSetPINs",
-	CmdPutDevice:          "CmdPutDevice",
-	CmdStartSession:       "CmdStartSession",
-	CmdSessionAction:      "CmdSessionAction",
-	CmdFireDeadline:       "CmdFireDeadline",
-	CmdRaiseAlarm:         "CmdRaiseAlarm",
-	CmdAcknowledge:        "CmdAcknowledge",
-	CmdLogAction:          "CmdLogAction",
-	CmdCloseAlarm:         "CmdCloseAlarm",
-	CmdReopenAlarm:        "CmdReopenAlarm",
-	CmdDeviceStatus:       "CmdDeviceStatus",
-	CmdCancelAlarm:        "CmdCancelAlarm",
-	CmdSetDeviceSecret:    "CmdSetDeviceSecret",
-	CmdAudioChunk:         "CmdAudioChunk",
-	CmdDevicePrompt:       "CmdDevicePrompt",
-	CmdPromptAnswer:       "CmdPromptAnswer",
-	CmdPostUpdate:         "CmdPostUpdate",
-	CmdNodeDown:           "CmdNodeDown",
-	CmdPutOperator:        "CmdPutOperator",
-	CmdOperatorLogin:      "CmdOperatorLogin",
-	CmdOperatorLogout:     "CmdOperatorLogout",
-	CmdIssueResumeTicket:  "CmdIssueResumeTicket",
-	CmdRedeemResumeTicket: "CmdRedeemResumeTicket",
-	CmdEndSessionFamily:   "CmdEndSessionFamily",
-	CmdPutConsoleNode:     "CmdPutConsoleNode",
-	CmdCreateAPIToken:     "CmdCreateAPIToken",
-	CmdDisableAPIToken:    "CmdDisableAPIToken",
-	CmdUseJoinToken:       "CmdUseJoinToken",
-	CmdOperatorSignIn:     "CmdOperatorSignIn",
+	CmdDiagRecord:          "CmdDiagRecord",
+	CmdPutOrganisation:     "CmdPutOrganisation",
+	CmdPutWorker:           "CmdPutWorker",
+	CmdSetPINs:             "CmdSetPINs",
+	CmdPutDevice:           "CmdPutDevice",
+	CmdStartSession:        "CmdStartSession",
+	CmdSessionAction:       "CmdSessionAction",
+	CmdFireDeadline:        "CmdFireDeadline",
+	CmdRaiseAlarm:          "CmdRaiseAlarm",
+	CmdAcknowledge:         "CmdAcknowledge",
+	CmdLogAction:           "CmdLogAction",
+	CmdCloseAlarm:          "CmdCloseAlarm",
+	CmdReopenAlarm:         "CmdReopenAlarm",
+	CmdDeviceStatus:        "CmdDeviceStatus",
+	CmdCancelAlarm:         "CmdCancelAlarm",
+	CmdSetDeviceSecret:     "CmdSetDeviceSecret",
+	CmdAudioChunk:          "CmdAudioChunk",
+	CmdDevicePrompt:        "CmdDevicePrompt",
+	CmdPromptAnswer:        "CmdPromptAnswer",
+	CmdPostUpdate:          "CmdPostUpdate",
+	CmdNodeDown:            "CmdNodeDown",
+	CmdPutOperator:         "CmdPutOperator",
+	CmdOperatorLogin:       "CmdOperatorLogin",
+	CmdOperatorLogout:      "CmdOperatorLogout",
+	CmdIssueResumeTicket:   "CmdIssueResumeTicket",
+	CmdRedeemResumeTicket:  "CmdRedeemResumeTicket",
+	CmdEndSessionFamily:    "CmdEndSessionFamily",
+	CmdPutConsoleNode:      "CmdPutConsoleNode",
+	CmdCreateAPIToken:      "CmdCreateAPIToken",
+	CmdDisableAPIToken:     "CmdDisableAPIToken",
+	CmdUseJoinToken:        "CmdUseJoinToken",
+	CmdOperatorSignIn:      "CmdOperatorSignIn",
+	CmdResetAlarm:          "CmdResetAlarm",
+	CmdCloseAlarmConfirmed: "CmdCloseAlarmConfirmed",
 }
 
 // String returns the command type's name for messages.
@@ -293,6 +307,8 @@ type CloseAlarmCmd struct {
 	AlarmID    string     `json:"alarm_id"`
 	Resolution Resolution `json:"resolution"`
 	Note       string     `json:"note,omitempty"`
+	// Confirmation is required by CmdCloseAlarmConfirmed.
+	Confirmation Confirmation `json:"confirmation,omitempty"`
 }
 
 // reopenAlarmCmd reopens a closed alarm.

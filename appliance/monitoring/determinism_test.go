@@ -242,7 +242,12 @@ func (g *gen) step() {
 		g.add(CmdLogAction, logActionCmd{Header: g.hdr(op), AlarmID: g.alarm(), Entry: e})
 	case n < 66:
 		res := Resolution(g.pick([]string{"worker_safe", "incident_handled", "false_alarm", "test", "", "bored"}))
-		g.add(CmdCloseAlarm, CloseAlarmCmd{Header: g.hdr(op), AlarmID: g.alarm(), Resolution: res, Note: "n"})
+		if g.r.IntN(3) == 0 { // the rule before confirmations, for older logs
+			g.add(CmdCloseAlarm, CloseAlarmCmd{Header: g.hdr(op), AlarmID: g.alarm(), Resolution: res, Note: "n"})
+			return
+		}
+		conf := Confirmation(g.pick([]string{"worker_confirmed", "contact_confirmed", "police_attended", "in_person", "", "accidental_press", "hunch"}))
+		g.add(CmdCloseAlarmConfirmed, CloseAlarmCmd{Header: g.hdr(op), AlarmID: g.alarm(), Resolution: res, Confirmation: conf, Note: "n"})
 	case n < 71:
 		g.add(CmdReopenAlarm, reopenAlarmCmd{Header: g.hdr(op), AlarmID: g.pick(g.alarms), Reason: g.pick([]string{"", "rang back"})})
 	case n < 79:
@@ -337,14 +342,19 @@ func (g *gen) step() {
 			}
 			duress := g.id("cduress")
 			g.alarms = append(g.alarms, duress)
-			g.add(CmdCancelAlarm, cancelAlarmCmd{Header: g.hdr("device:" + device), AlarmID: id,
+			cancel := CmdResetAlarm
+			if g.r.IntN(2) == 0 { // the rule before the reset, for older logs
+				cancel = CmdCancelAlarm
+			}
+			g.add(cancel, cancelAlarmCmd{Header: g.hdr("device:" + device), AlarmID: id,
 				PIN: []pinOutcome{pinNone, pinSafe, pinSafe, pinDuress, pinDuress, pinWrong}[g.r.IntN(6)], PINVersion: uint64(min(1, g.r.IntN(4))),
 				DuressAlarmID: duress})
 			return
 		}
 		// Directory changes under way: priorities, a reassigned device.
 		if g.r.IntN(2) == 0 {
-			o := Organisation{ID: g.pick(genOrgs), Name: "Renamed", Priorities: map[AlarmType]int{AlarmRedAlert: 1 + g.r.IntN(3)}}
+			o := Organisation{ID: g.pick(genOrgs), Name: "Renamed", Priorities: map[AlarmType]int{AlarmRedAlert: 1 + g.r.IntN(3)},
+				AccidentalPressWindow: []time.Duration{0, 0, 10 * time.Second, time.Hour}[g.r.IntN(4)]}
 			g.add(CmdPutOrganisation, putOrganisationCmd{Header: g.hdr("admin"), Org: o})
 		} else {
 			d := genDevices[g.r.IntN(len(genDevices))]
@@ -600,8 +610,8 @@ func TestReplicas_SameStateWhateverTheBatching(t *testing.T) {
 	}
 	// The generator must reach both sides of every alarm rule and the
 	// session commands, or the property says little.
-	for _, c := range []CmdType{CmdRaiseAlarm, CmdAcknowledge, CmdLogAction, CmdCloseAlarm, CmdReopenAlarm,
-		CmdStartSession, CmdSessionAction, CmdCancelAlarm, CmdDevicePrompt, CmdPromptAnswer, CmdPostUpdate, CmdNodeDown,
+	for _, c := range []CmdType{CmdRaiseAlarm, CmdAcknowledge, CmdLogAction, CmdCloseAlarm, CmdCloseAlarmConfirmed, CmdReopenAlarm,
+		CmdStartSession, CmdSessionAction, CmdCancelAlarm, CmdResetAlarm, CmdDevicePrompt, CmdPromptAnswer, CmdPostUpdate, CmdNodeDown,
 		CmdPutOperator, CmdOperatorLogin, CmdOperatorLogout,
 		CmdIssueResumeTicket, CmdRedeemResumeTicket, CmdEndSessionFamily, CmdPutConsoleNode,
 		CmdCreateAPIToken, CmdDisableAPIToken} {
@@ -627,7 +637,7 @@ func TestReplicas_LinkedAndDuressAlarmsOccur(t *testing.T) {
 	// sessions, so the property covers those paths too.
 	g := &gen{t: t, r: rand.New(rand.NewPCG(3, 3^0x9e3779b97f4a7c15)), now: t0, a: newReplica(t)}
 	g.setup()
-	for range 300 {
+	for range 400 {
 		g.step()
 	}
 	linked, sessionAlarms := 0, 0

@@ -136,6 +136,10 @@ func validateOrganisation(o *Organisation) error {
 	if err := validDeviceIntervals(o); err != nil {
 		return err
 	}
+	if o.AccidentalPressWindow < 0 || o.AccidentalPressWindow > MaxAccidentalPressWindow {
+		return invalid("org.accidental_press_window_ns", "%s is outside 0..%s (0: every reset waits for an operator)",
+			o.AccidentalPressWindow, MaxAccidentalPressWindow)
+	}
 	if o.DefaultSession > MaxSessionDuration {
 		return invalid("org.default_session_ns", "is longer than %s", MaxSessionDuration)
 	}

@@ -46,9 +46,12 @@ var (
 	ErrConflict       = &RuleError{Code: CodeConflict}       // the change contradicts the current state
 	ErrAlarmClosed    = &RuleError{Code: CodeAlarmClosed}    // the alarm is closed
 	ErrNeedResolution = &RuleError{Code: CodeNeedResolution} // closing needs a resolution
-	ErrWrongPIN       = &RuleError{Code: CodeWrongPIN}       // the PIN matched neither PIN
-	ErrStalePIN       = &RuleError{Code: CodeStalePIN}       // the PINs changed since they were checked
-	ErrSessionEnded   = &RuleError{Code: CodeSessionEnded}   // the session has ended
+	// ErrNeedConfirmation: closing needs how the worker's safety was
+	// confirmed.
+	ErrNeedConfirmation = &RuleError{Code: CodeNeedConfirmation}
+	ErrWrongPIN         = &RuleError{Code: CodeWrongPIN}     // the PIN matched neither PIN
+	ErrStalePIN         = &RuleError{Code: CodeStalePIN}     // the PINs changed since they were checked
+	ErrSessionEnded     = &RuleError{Code: CodeSessionEnded} // the session has ended
 )
 
 // Code names a rule that refused a command. The codes are part of the API:
@@ -65,6 +68,9 @@ const (
 	CodeWrongPIN       Code = "wrong_pin"
 	CodeStalePIN       Code = "stale_pin"
 	CodeSessionEnded   Code = "session_ended"
+	// CodeNeedConfirmation: a close without how the worker's safety was
+	// confirmed.
+	CodeNeedConfirmation Code = "confirmation_required"
 )
 
 // RuleError is a refusal by a rule of the domain. The state machine returns

@@ -66,6 +66,36 @@ const (
 // Resolutions lists every resolution.
 var Resolutions = []Resolution{ResolutionWorkerSafe, ResolutionIncidentHandled, ResolutionFalseAlarm, ResolutionTest}
 
+// Confirmation is how an operator confirmed, before closing an alarm, that
+// the worker is safe or the incident was dealt with. Every close names one
+// (CmdCloseAlarmConfirmed): no alarm is closed on a worker's reset alone,
+// nor as a false alarm or a test without someone confirming it.
+type Confirmation string
+
+// Confirmations an operator can record.
+const (
+	// ConfirmedByWorker: the operator spoke to the worker, who confirmed
+	// they are safe (a call back after a reset, or the worker calling in).
+	ConfirmedByWorker Confirmation = "worker_confirmed"
+	// ConfirmedByContact: an escalation contact confirmed the worker's
+	// welfare.
+	ConfirmedByContact Confirmation = "contact_confirmed"
+	// ConfirmedByPolice: the police or site security attended and dealt
+	// with the incident.
+	ConfirmedByPolice Confirmation = "police_attended"
+	// ConfirmedInPerson: someone with the worker (a manager, a colleague)
+	// confirmed in person.
+	ConfirmedInPerson Confirmation = "in_person"
+)
+
+// ConfirmedAccidentalPress is recorded by the system alone: the worker
+// reset the alarm with the Safe PIN within the organisation's
+// accidental-press window, before any operator took it.
+const ConfirmedAccidentalPress Confirmation = "accidental_press"
+
+// Confirmations lists what an operator may record.
+var Confirmations = []Confirmation{ConfirmedByWorker, ConfirmedByContact, ConfirmedByPolice, ConfirmedInPerson}
+
 // Location is a position fix.
 type Location struct {
 	Lat      float64   `json:"lat"`
@@ -107,7 +137,17 @@ type Organisation struct {
 	// DefaultHeartbeatInterval and DefaultLocationInterval.
 	HeartbeatInterval time.Duration `json:"heartbeat_interval_ns,omitempty"`
 	LocationInterval  time.Duration `json:"location_interval_ns,omitempty"`
+	// AccidentalPressWindow, when set, lets a worker's Safe-PIN reset
+	// within this time of the raise close the alarm as a false alarm by
+	// itself, if no operator has taken it yet. 0 (the default): every
+	// reset waits for an operator to confirm the worker is safe.
+	AccidentalPressWindow time.Duration `json:"accidental_press_window_ns,omitempty"`
 }
+
+// MaxAccidentalPressWindow bounds an organisation's accidental-press
+// window: beyond a minute a reset is no longer an accidental press that
+// the worker corrected at once.
+const MaxAccidentalPressWindow = time.Minute
 
 // Defaults of an organisation's timers.
 const (
@@ -257,7 +297,28 @@ type Alarm struct {
 	// the Duress PIN. The device was told it is cancelled, so to the device
 	// it stays closed; to operators it stays open.
 	DuressCancel bool `json:"duress_cancel,omitempty"`
+	// ResetAt is when the worker reset the alarm from the device with the
+	// Safe PIN (CmdResetAlarm). The device was told it is cancelled, as for
+	// the Duress PIN; the alarm stays open, at a lower urgency, until an
+	// operator confirms the worker is safe and closes it.
+	ResetAt time.Time `json:"reset_at,omitzero"`
+	// CancelledAt is when the device was told the alarm is cancelled,
+	// whichever PIN was entered (CmdResetAlarm); zero before the close
+	// rule.
+	CancelledAt time.Time `json:"cancelled_at,omitzero"`
+	// Confirmation is how the operator confirmed the worker safe (or the
+	// incident dealt with) when closing; empty for closes before the rule.
+	Confirmation Confirmation `json:"confirmation,omitempty"`
 }
+
+// AwaitingConfirmation reports whether the worker has reset a still open
+// alarm, which waits for an operator to confirm they are safe.
+func (a *Alarm) AwaitingConfirmation() bool { return !a.ResetAt.IsZero() && a.Status != StatusClosed }
+
+// CancelledOnDevice reports whether the device was told this alarm is
+// cancelled (either PIN: the device cannot tell which), so that, to the
+// device, it is over whatever the operators still do with it.
+func (a *Alarm) CancelledOnDevice() bool { return a.DuressCancel || !a.ResetAt.IsZero() }
 
 // ActionKind is a kind of timeline entry.
 type ActionKind string
@@ -276,6 +337,9 @@ const (
 	ActionClosed       ActionKind = "closed"
 	ActionReopened     ActionKind = "reopened"
 	ActionLinked       ActionKind = "linked" // joined to an incident
+	// ActionWorkerReset: the worker reset the alarm with the Safe PIN; it
+	// waits for an operator to confirm they are safe (CmdResetAlarm).
+	ActionWorkerReset ActionKind = "worker_reset"
 )
 
 // TimelineEntry is one action on an alarm.
@@ -291,6 +355,8 @@ type TimelineEntry struct {
 	Reference string     `json:"reference,omitempty"`
 	Contact   string     `json:"contact,omitempty"`
 	Text      string     `json:"text,omitempty"`
+	// Confirmation: how the worker's safety was confirmed (a close).
+	Confirmation Confirmation `json:"confirmation,omitempty"`
 }
 
 // AuditRecord is one change, as the append-only audit log keeps it.

@@ -73,8 +73,9 @@ func (s *Service) LogAction(ctx context.Context, cmdID, operator, alarmID string
 	return s.proposeAlarm(ctx, cmdID, CmdLogAction, &cmd)
 }
 
-// Close closes an acknowledged alarm with a resolution, which is required.
-func (s *Service) Close(ctx context.Context, cmdID, operator, alarmID string, resolution Resolution, note string) (*Alarm, error) {
+// Close closes an acknowledged alarm with a resolution and how the
+// worker's safety was confirmed (the close rule), both required.
+func (s *Service) Close(ctx context.Context, cmdID, operator, alarmID string, resolution Resolution, confirmation Confirmation, note string) (*Alarm, error) {
 	if err := checkOperator(operator, alarmID); err != nil {
 		return nil, err
 	}
@@ -85,8 +86,11 @@ func (s *Service) Close(ctx context.Context, cmdID, operator, alarmID string, re
 	case !validResolution(resolution):
 		return nil, invalid("resolution", "%q is not a resolution: use one of %s", resolution, resolutionList())
 	}
-	cmd := CloseAlarmCmd{Header: s.header(operator), AlarmID: alarmID, Resolution: resolution, Note: note}
-	return s.proposeAlarm(ctx, cmdID, CmdCloseAlarm, &cmd)
+	if err := checkConfirmation(confirmation); err != nil {
+		return nil, err
+	}
+	cmd := CloseAlarmCmd{Header: s.header(operator), AlarmID: alarmID, Resolution: resolution, Note: note, Confirmation: confirmation}
+	return s.proposeAlarm(ctx, cmdID, CmdCloseAlarmConfirmed, &cmd)
 }
 
 // Reopen reopens a closed alarm, acknowledged by operator; reason is
@@ -102,12 +106,15 @@ func (s *Service) Reopen(ctx context.Context, cmdID, operator, alarmID, reason s
 	return s.proposeAlarm(ctx, cmdID, CmdReopenAlarm, &cmd)
 }
 
-// CancelAlarm cancels an alarm from the worker's device (actor
-// "device:<id>", the alarm's own device) as a false alarm. pin is checked
-// against both of the worker's PINs (always both: the time taken must not
-// reveal which matched). The Safe PIN closes the alarm; the Duress PIN gets
-// the same reply, byte for byte, but leaves the alarm open for operators
-// and raises a silent duress alarm in its incident. A wrong PIN returns a
+// CancelAlarm cancels (resets) an alarm from the worker's device (actor
+// "device:<id>", the alarm's own device). pin is checked against both of
+// the worker's PINs (always both: the time taken must not reveal which
+// matched). The Safe PIN tells the device the alarm is cancelled and
+// leaves it open, reset by the worker, until an operator confirms the
+// worker is safe and closes it (within an organisation's accidental-press
+// window, it closes it as a false alarm); the Duress PIN gets the same
+// reply, byte for byte, but makes the alarm silent and do-not-call and
+// raises a silent duress alarm in its incident. A wrong PIN returns a
 // *RuleError with CodeWrongPIN and is counted; the alarm is unchanged. A
 // worker without a Safe PIN cannot cancel: an operator closes the alarm.
 func (s *Service) CancelAlarm(ctx context.Context, cmdID, actor, alarmID, pin string) (CancelReply, error) {
@@ -133,7 +140,7 @@ func (s *Service) CancelAlarm(ctx context.Context, cmdID, actor, alarmID, pin st
 		if err := checkCancel(a, deviceID); err != nil {
 			// A resend of the cancel that closed it gets its first reply
 			// from propose.
-			if resent, rerr := cluster.CommandApplied(txn, CmdCancelAlarm.String()+"/"+cmdID); rerr != nil || !resent {
+			if resent, rerr := cluster.CommandApplied(txn, CmdResetAlarm.String()+"/"+cmdID); rerr != nil || !resent {
 				return cmp.Or(rerr, err)
 			}
 		}
@@ -154,7 +161,7 @@ func (s *Service) CancelAlarm(ctx context.Context, cmdID, actor, alarmID, pin st
 		Header: s.header(actor), AlarmID: alarmID, PIN: outcome, PINVersion: w.PINVersion,
 		DuressAlarmID: s.NewID(), // always made, so the command looks the same whichever PIN
 	}
-	res, err := s.propose(ctx, cmdID, CmdCancelAlarm, cmd)
+	res, err := s.propose(ctx, cmdID, CmdResetAlarm, cmd)
 	if err != nil {
 		return CancelReply{}, err
 	}

@@ -372,7 +372,7 @@ func TestBrowser_AlarmEndToEnd(t *testing.T) {
 
 	// Closing needs a resolution: the server refuses without one (the
 	// form's own check is taken away to show it).
-	olivia.Do("close without a resolution", chromedp.Evaluate[chromedp.Void](`document.getElementById("resolution").removeAttribute("required")`),
+	olivia.Do("close without a resolution", chromedp.Evaluate[chromedp.Void](`document.getElementById("resolution").removeAttribute("required"); document.getElementById("confirmation").removeAttribute("required")`),
 		chromedp.Click(chromedp.ID("close-btn")))
 	olivia.waitJS("the refusal shown", `!document.getElementById("action-error").hidden && document.getElementById("action-error").textContent.includes("choose a resolution") && `+
 		`document.querySelector("#close-form + .form-error").textContent.includes("choose a resolution")`)
@@ -380,7 +380,7 @@ func TestBrowser_AlarmEndToEnd(t *testing.T) {
 	if a, err := svc.Alarm(alarmA); err != nil || a.Status == "closed" {
 		t.Fatalf("closed without a resolution: %+v %v", a, err)
 	}
-	olivia.Do("close as worker safe", chromedp.SetValue(chromedp.ID("resolution"), "worker_safe"),
+	olivia.Do("close as worker safe", chromedp.SetValue(chromedp.ID("resolution"), "worker_safe"), chromedp.SetValue(chromedp.ID("confirmation"), "police_attended"),
 		chromedp.SetValue(chromedp.ID("close-note"), "Amira safe, police attended."), chromedp.Click(chromedp.ID("close-btn")))
 	olivia.waitJS("the alarm closed", `document.getElementById("alarm-status") && document.getElementById("alarm-status").textContent.includes("Closed")`)
 	sam.waitJS("the closed alarm gone from Sam's queue", rowOf(alarmA)+` === null && document.querySelectorAll("#queue-body tr").length === 2`)

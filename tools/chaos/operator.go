@@ -117,7 +117,7 @@ func (o *operator) handle(ctx context.Context, n *node, a monitoring.Alarm) bool
 		return false
 	}
 	closeReq := api.CloseRequest{Command: api.Command{ID: "op-close-" + a.ID, Actor: OperatorActor},
-		Resolution: monitoring.ResolutionFalseAlarm, Note: "closed by the chaos harness"}
+		Resolution: monitoring.ResolutionFalseAlarm, Confirmation: monitoring.ConfirmedByWorker, Note: "closed by the chaos harness"}
 	o.mu.Lock()
 	o.tried[a.ID] = true
 	o.mu.Unlock()

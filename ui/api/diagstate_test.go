@@ -27,7 +27,7 @@ func TestAPIDiagState_ReadsTheClusterRecords(t *testing.T) {
 	mustSend(t, n, 201, "POST", "/api/v1/alarms", obj{"id": "chk-1", "actor": "device:d1", "type": "red_alert", "device_id": "d1"}, &alarm)
 	// Closing an alarm nobody acknowledged is refused: a refusal has a
 	// record too.
-	if code, raw := send(t, n, "POST", "/api/v1/alarms/"+alarm.ID+"/close", obj{"id": "chk-2", "actor": "op1", "resolution": "false_alarm"}, nil); code != http.StatusConflict {
+	if code, raw := send(t, n, "POST", "/api/v1/alarms/"+alarm.ID+"/close", obj{"id": "chk-2", "actor": "op1", "resolution": "false_alarm", "confirmation": "worker_confirmed"}, nil); code != http.StatusConflict {
 		t.Fatalf("close of a raised alarm = %d %s, want 409", code, raw)
 	}
 
@@ -51,7 +51,7 @@ func TestAPIDiagState_ReadsTheClusterRecords(t *testing.T) {
 	// The Service prefixes the client's command ID with the command type.
 	var cmds, closes api.DiagCommandsResponse
 	mustSend(t, n, 200, "GET", "/api/v1/diag/commands?prefix=CmdRaiseAlarm/", nil, &cmds)
-	mustSend(t, n, 200, "GET", "/api/v1/diag/commands?prefix=CmdCloseAlarm/chk", nil, &closes)
+	mustSend(t, n, 200, "GET", "/api/v1/diag/commands?prefix=CmdCloseAlarmConfirmed/chk", nil, &closes)
 	if len(cmds.Commands) != 1 || len(closes.Commands) != 1 || cmds.AppliedIndex != st.AppliedIndex {
 		t.Fatalf("raises %+v, closes %+v: want one each, at index %d", cmds, closes, st.AppliedIndex)
 	}
@@ -60,7 +60,7 @@ func TestAPIDiagState_ReadsTheClusterRecords(t *testing.T) {
 	if err := json.Unmarshal(raised.Response, &got); err != nil || raised.ID != "CmdRaiseAlarm/chk-1" || raised.Refused != "" || got.ID != alarm.ID {
 		t.Errorf("record of the raise = %+v (%v), want alarm %s", raised, err, alarm.ID)
 	}
-	if refused.ID != "CmdCloseAlarm/chk-2" || !strings.Contains(refused.Refused, "acknowledged") || refused.Index <= raised.Index || refused.Response != nil {
+	if refused.ID != "CmdCloseAlarmConfirmed/chk-2" || !strings.Contains(refused.Refused, "acknowledged") || refused.Index <= raised.Index || refused.Response != nil {
 		t.Errorf("record of the refused close = %+v", refused)
 	}
 

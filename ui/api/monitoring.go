@@ -67,7 +67,7 @@ type monitoringService interface {
 	RaiseAlarm(ctx context.Context, cmdID, actor string, req monitoring.RaiseAlarmRequest) (*monitoring.Alarm, error)
 	Acknowledge(ctx context.Context, cmdID, operator, alarmID string, takeover bool) (*monitoring.Alarm, error)
 	LogAction(ctx context.Context, cmdID, operator, alarmID string, entry monitoring.TimelineEntry) (*monitoring.Alarm, error)
-	Close(ctx context.Context, cmdID, operator, alarmID string, resolution monitoring.Resolution, note string) (*monitoring.Alarm, error)
+	Close(ctx context.Context, cmdID, operator, alarmID string, resolution monitoring.Resolution, confirmation monitoring.Confirmation, note string) (*monitoring.Alarm, error)
 	Reopen(ctx context.Context, cmdID, operator, alarmID, reason string) (*monitoring.Alarm, error)
 	CancelAlarm(ctx context.Context, cmdID, actor, alarmID, pin string) (monitoring.CancelReply, error)
 	OpenAlarms() ([]monitoring.Alarm, error)
@@ -104,6 +104,11 @@ type OrganisationBody struct {
 	HeartbeatInterval string                       `json:"heartbeat_interval,omitempty"`
 	LocationInterval  string                       `json:"location_interval,omitempty"`
 	Priorities        map[monitoring.AlarmType]int `json:"priorities,omitempty"`
+	// AccidentalPressWindow lets a worker's Safe-PIN reset within this
+	// time of the raise close an alarm no operator has taken, as a false
+	// alarm; Go duration up to 1m, empty (the default) for none: every
+	// reset waits for an operator to confirm the worker is safe.
+	AccidentalPressWindow string `json:"accidental_press_window,omitempty"`
 }
 
 // OrganisationRequest is the body of POST /api/v1/organisations.
@@ -221,7 +226,10 @@ type ActionRequest struct {
 type CloseRequest struct {
 	Command
 	Resolution monitoring.Resolution `json:"resolution"`
-	Note       string                `json:"note,omitempty"`
+	// Confirmation is how the worker's safety was confirmed: required
+	// (worker_confirmed, contact_confirmed, police_attended, in_person).
+	Confirmation monitoring.Confirmation `json:"confirmation"`
+	Note         string                  `json:"note,omitempty"`
 }
 
 // ReopenRequest is the body of POST /api/v1/alarms/:id/reopen.
@@ -331,6 +339,7 @@ func (a *api) putOrganisation(c *gin.Context) {
 		{"org.offline_threshold", o.OfflineThreshold, &org.OfflineThreshold},
 		{"org.heartbeat_interval", o.HeartbeatInterval, &org.HeartbeatInterval},
 		{"org.location_interval", o.LocationInterval, &org.LocationInterval},
+		{"org.accidental_press_window", o.AccidentalPressWindow, &org.AccidentalPressWindow},
 	} {
 		if !parseDuration(c, d.field, d.v, d.to) {
 			return
@@ -631,13 +640,13 @@ func (a *api) logAction(c *gin.Context) {
 	reply(c, http.StatusOK, out, err)
 }
 
-// POST /api/v1/alarms/:id/close {"id","actor","resolution","note"}
+// POST /api/v1/alarms/:id/close {"id","actor","resolution","confirmation","note"}
 func (a *api) closeAlarm(c *gin.Context) {
 	var req CloseRequest
 	if !bindCommand(c, &req, &req.Command) {
 		return
 	}
-	out, err := a.svc.Close(c.Request.Context(), req.ID, req.Actor, c.Param("id"), req.Resolution, req.Note)
+	out, err := a.svc.Close(c.Request.Context(), req.ID, req.Actor, c.Param("id"), req.Resolution, req.Confirmation, req.Note)
 	reply(c, http.StatusOK, out, err)
 }
 
@@ -782,7 +791,7 @@ func writeServiceError(c *gin.Context, err error) {
 		status = http.StatusNotFound
 	case monitoring.CodeInvalid:
 		status = http.StatusBadRequest
-	case monitoring.CodeNeedResolution:
+	case monitoring.CodeNeedResolution, monitoring.CodeNeedConfirmation:
 		status = http.StatusUnprocessableEntity
 	case monitoring.CodeWrongPIN:
 		status = http.StatusForbidden

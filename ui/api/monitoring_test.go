@@ -220,10 +220,17 @@ func TestAPIMonitoring_SessionAndAlarmLifecycle(t *testing.T) {
 	if code, raw := sendAs(t, n, op1, "POST", alarmPath+"/close", obj{"id": "c-close-0"}, &e); code != http.StatusUnprocessableEntity || e.Field != "resolution" {
 		t.Fatalf("close without resolution: %d %s", code, raw)
 	}
+	// The close rule: a close names how the worker's safety was confirmed.
+	e = api.ErrorResponse{}
+	if code, raw := sendAs(t, n, op1, "POST", alarmPath+"/close", obj{"id": "c-close-1", "resolution": "worker_safe"}, &e); code != http.StatusUnprocessableEntity ||
+		e.Field != "confirmation" || e.Code != string(monitoring.CodeNeedConfirmation) || !strings.Contains(e.Error, "worker_confirmed") {
+		t.Fatalf("close without a confirmation: %d %s", code, raw)
+	}
 	var closed, closedAgain monitoring.Alarm
-	closeReq := obj{"id": "c-close", "resolution": "worker_safe", "note": "answered, all fine"}
+	closeReq := obj{"id": "c-close", "resolution": "worker_safe", "confirmation": "worker_confirmed", "note": "answered, all fine"}
 	first := mustSendAs(t, n, op1, 200, "POST", alarmPath+"/close", closeReq, &closed)
-	if closed.Status != monitoring.StatusClosed || closed.Resolution != monitoring.ResolutionWorkerSafe || closed.ClosedBy != "token:op1" {
+	if closed.Status != monitoring.StatusClosed || closed.Resolution != monitoring.ResolutionWorkerSafe || closed.ClosedBy != "token:op1" ||
+		closed.Confirmation != monitoring.ConfirmedByWorker {
 		t.Fatalf("closed = %+v", closed)
 	}
 	if replay := mustSendAs(t, n, op1, 200, "POST", alarmPath+"/close", closeReq, &closedAgain); replay != first {
@@ -350,11 +357,19 @@ func TestAPIMonitoring_CancelAlarm(t *testing.T) {
 	}
 	var queue api.AlarmsResponse
 	mustSend(t, n, 200, "GET", "/api/v1/alarms", nil, &queue)
-	if len(queue.Alarms) != 2 {
-		t.Fatalf("queue = %+v, want the man-down alarm and a duress alarm", queue)
+	// The Safe PIN's alarm stays, reset and awaiting an operator's
+	// confirmation (the close rule); the Duress PIN's, do-not-call, with
+	// its duress alarm.
+	if len(queue.Alarms) != 3 {
+		t.Fatalf("queue = %+v, want the reset red alert, the man-down alarm and a duress alarm", queue)
 	}
 	for _, a := range queue.Alarms {
-		if !a.DoNotCall || a.Status == monitoring.StatusClosed {
+		switch {
+		case a.ID == a1.ID:
+			if !a.AwaitingConfirmation() || a.DoNotCall || a.Status != monitoring.StatusRaised {
+				t.Fatalf("the alarm reset with the Safe PIN: %+v", a)
+			}
+		case !a.DoNotCall || a.Status == monitoring.StatusClosed:
 			t.Fatalf("queue alarm %+v", a)
 		}
 	}

@@ -51,6 +51,8 @@ type alarmView struct {
 	FormReason      string
 	Resolutions     []resolutionOption
 	Resolution      monitoring.Resolution
+	Confirmations   []option
+	Confirmation    monitoring.Confirmation
 	CallOutcomes    []option
 	ContactOutcomes []option
 	Routes          []option
@@ -183,6 +185,10 @@ func (co *Console) loadAlarmView(c *gin.Context, id string) (*alarmView, error) 
 	for _, r := range monitoring.Resolutions {
 		v.Resolutions = append(v.Resolutions, resolutionOption{Value: r, Label: resolutionLabels[r]})
 	}
+	v.Confirmations = make([]option, 0, len(monitoring.Confirmations))
+	for _, c := range monitoring.Confirmations {
+		v.Confirmations = append(v.Confirmations, option{Value: string(c), Label: confirmationLabels[c]})
+	}
 	v.CallOutcomes = []option{
 		{monitoring.CallAnsweredSafe, "Answered, safe"},
 		{monitoring.CallAnsweredNoSpeech, "Answered, no speech"},
@@ -224,6 +230,9 @@ func entryDetail(e monitoring.TimelineEntry) string {
 	if e.Outcome != "" {
 		if e.Kind == monitoring.ActionClosed {
 			parts = append(parts, resolutionLabels[monitoring.Resolution(e.Outcome)])
+			if e.Confirmation != "" {
+				parts = append(parts, confirmationLabels[e.Confirmation])
+			}
 		} else {
 			parts = append(parts, outcomeText(e.Outcome))
 		}
@@ -463,15 +472,16 @@ func (co *Console) logAction(c *gin.Context) {
 	co.done(c, a)
 }
 
-// POST /ui/alarms/:id/close: resolution (required), note.
+// POST /ui/alarms/:id/close: resolution and confirmation (required), note.
 func (co *Console) closeAlarm(c *gin.Context) {
 	res := monitoring.Resolution(c.PostForm("resolution"))
+	conf := monitoring.Confirmation(c.PostForm("confirmation"))
 	note := strings.TrimSpace(c.PostForm("note"))
-	if len(note) > monitoring.MaxTextLen || len(res) > maxShortField {
+	if len(note) > monitoring.MaxTextLen || len(res) > maxShortField || len(conf) > maxShortField {
 		co.failed(c, &monitoring.RuleError{Code: monitoring.CodeInvalid, Field: "note", Msg: "the note is too long"}, note, "", res)
 		return
 	}
-	a, err := co.svc.Close(c.Request.Context(), cmdID(c), auth.OperatorOf(c).ID, c.Param("id"), res, note)
+	a, err := co.svc.Close(c.Request.Context(), cmdID(c), auth.OperatorOf(c).ID, c.Param("id"), res, conf, note)
 	if err != nil {
 		co.failed(c, err, note, "", res)
 		return

@@ -72,7 +72,7 @@ type Monitoring interface {
 	AudioInfo(alarmID string) (*monitoring.AudioInfo, error)
 	Acknowledge(ctx context.Context, cmdID, operator, alarmID string, takeover bool) (*monitoring.Alarm, error)
 	LogAction(ctx context.Context, cmdID, operator, alarmID string, entry monitoring.TimelineEntry) (*monitoring.Alarm, error)
-	Close(ctx context.Context, cmdID, operator, alarmID string, resolution monitoring.Resolution, note string) (*monitoring.Alarm, error)
+	Close(ctx context.Context, cmdID, operator, alarmID string, resolution monitoring.Resolution, confirmation monitoring.Confirmation, note string) (*monitoring.Alarm, error)
 	Reopen(ctx context.Context, cmdID, operator, alarmID, reason string) (*monitoring.Alarm, error)
 }
 

@@ -73,11 +73,12 @@ var templateFuncs = template.FuncMap{
 	"statusLabel": func(s monitoring.AlarmStatus) string {
 		return statusLabels[s]
 	},
-	"resolutionLabel": func(r monitoring.Resolution) string { return resolutionLabels[r] },
-	"actionLabel":     func(k monitoring.ActionKind) string { return actionLabel(k) },
-	"ago":             func(t time.Time) string { return ago(time.Since(t)) },
-	"metres":          metres,
-	"coord":           func(f float64) string { return fmt.Sprintf("%.5f", f) },
+	"resolutionLabel":   func(r monitoring.Resolution) string { return resolutionLabels[r] },
+	"confirmationLabel": func(c monitoring.Confirmation) string { return confirmationLabels[c] },
+	"actionLabel":       func(k monitoring.ActionKind) string { return actionLabel(k) },
+	"ago":               func(t time.Time) string { return ago(time.Since(t)) },
+	"metres":            metres,
+	"coord":             func(f float64) string { return fmt.Sprintf("%.5f", f) },
 	"percent": func(n int) string {
 		if n < 0 {
 			return "unknown"
@@ -172,6 +173,18 @@ var statusLabels = map[monitoring.AlarmStatus]string{
 	monitoring.StatusClosed:       "Closed",
 }
 
+// resetStatusLabel is the status of an alarm the worker reset, which waits
+// for an operator to confirm they are safe.
+const resetStatusLabel = "Reset by worker: confirm safe"
+
+var confirmationLabels = map[monitoring.Confirmation]string{
+	monitoring.ConfirmedByWorker:        "I spoke to the worker: they confirmed they are safe",
+	monitoring.ConfirmedByContact:       "An escalation contact confirmed the worker's welfare",
+	monitoring.ConfirmedByPolice:        "The police or site security attended",
+	monitoring.ConfirmedInPerson:        "Someone with the worker confirmed in person",
+	monitoring.ConfirmedAccidentalPress: "Reset by the worker within the accidental-press window",
+}
+
 var resolutionLabels = map[monitoring.Resolution]string{
 	monitoring.ResolutionWorkerSafe:      "Worker confirmed safe",
 	monitoring.ResolutionIncidentHandled: "Incident dealt with (police or help attended)",
@@ -196,6 +209,7 @@ var actionLabels = map[monitoring.ActionKind]string{
 	monitoring.ActionAudioStarted: "Audio started",
 	monitoring.ActionPrompt:       "Prompt sent",
 	monitoring.ActionPromptAnswer: "Prompt answered",
+	monitoring.ActionWorkerReset:  "Reset by the worker",
 }
 
 func actionLabel(k monitoring.ActionKind) string {
@@ -232,6 +246,9 @@ type alarmRow struct {
 	AckByName   string                 `json:"ack_by_name,omitempty"`
 	Closed      bool                   `json:"closed"`
 	Linked      bool                   `json:"linked"` // part of an incident raised earlier
+	// Reset: the worker reset the alarm with the Safe PIN; it waits, at a
+	// lower urgency, for an operator to confirm they are safe.
+	Reset bool `json:"reset"`
 }
 
 // namer looks up the names the console shows, once per request or event.
@@ -308,7 +325,10 @@ func (n *namer) row(a *monitoring.Alarm) alarmRow {
 		Status: a.Status, StatusLabel: statusLabels[a.Status], DoNotCall: a.DoNotCall,
 		Duress: a.Type == monitoring.AlarmDuress || a.DuressCancel, RaisedAt: a.RaisedAt,
 		AckBy: a.AckBy, Closed: a.Status == monitoring.StatusClosed, Linked: a.IncidentID != a.ID,
-		Worker: "unknown worker", Org: "",
+		Worker: "unknown worker", Org: "", Reset: a.AwaitingConfirmation(),
+	}
+	if r.Reset {
+		r.StatusLabel = resetStatusLabel
 	}
 	if a.DuressCancel && a.Type != monitoring.AlarmDuress {
 		r.TypeLabel += " (DURESS PIN)"
@@ -337,6 +357,9 @@ func (r alarmRow) CSSClass() string {
 	}
 	if r.DoNotCall {
 		c = append(c, "dnc")
+	}
+	if r.Reset {
+		c = append(c, "reset")
 	}
 	return strings.Join(c, " ")
 }

@@ -131,7 +131,8 @@
   // ---- the open alarms, from the event stream ----
 
   function sortedRows() {
-    return Array.from(alarms.values()).sort((a, b) =>
+    // Alarms the worker reset wait, at a lower urgency, after the others.
+    return Array.from(alarms.values()).sort((a, b) => (a.reset ? 1 : 0) - (b.reset ? 1 : 0) ||
       a.priority - b.priority || Date.parse(a.raised_at) - Date.parse(b.raised_at) || (a.id < b.id ? -1 : 1));
   }
 
@@ -273,6 +274,7 @@
     const c = ["alarm", "type-" + r.type.replace(/_/g, "-"), "p" + Math.min(r.priority, 5), "status-" + r.status];
     if (r.duress) c.push("duress");
     if (r.do_not_call) c.push("dnc");
+    if (r.reset) c.push("reset");
     if (r.id === selectedID) c.push("selected");
     return c.join(" ");
   }
@@ -289,6 +291,7 @@
     a.href = "/ui/alarms/" + encodeURIComponent(r.id);
     type.appendChild(a);
     if (r.do_not_call) { type.appendChild(document.createTextNode(" ")); type.appendChild(el("span", "dnc-badge", "DO NOT CALL")); }
+    if (r.reset) { type.appendChild(document.createTextNode(" ")); type.appendChild(el("span", "reset-badge", "RESET: CONFIRM SAFE")); }
     tr.appendChild(type);
     tr.appendChild(el("td", "worker", r.worker));
     tr.appendChild(el("td", "org", r.org));

@@ -1,0 +1,77 @@
+package console_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/appliance/monitoring/monitoringtest"
+	"github.com/vigilarc/vigil/ui/uitest"
+)
+
+// An alarm the worker reset with the Safe PIN stays in the queue, after a
+// newer alarm, marked for confirmation; its page says to call the worker
+// back; and the close form refuses a close that does not say how the
+// worker's safety was confirmed.
+func TestConsole_ResetAlarmWaitsForConfirmation(t *testing.T) {
+	n := monitoringtest.MustService(t, monitoringtest.Options{})
+	srv := uitest.MustServe(t, n, uitest.Options{})
+	f := uitest.MustSeed(t, n.Service)
+	ctx := context.Background()
+	reset, err := n.Service.RaiseAlarm(ctx, "r1", "device:"+f.Amira.Device, monitoring.RaiseAlarmRequest{Type: monitoring.AlarmRedAlert, DeviceID: f.Amira.Device})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Service.CancelAlarm(ctx, "c1", "device:"+f.Amira.Device, reset.ID, "1111"); err != nil {
+		t.Fatal(err)
+	}
+	newer, err := n.Service.RaiseAlarm(ctx, "r2", "device:"+f.Ben.Device, monitoring.RaiseAlarmRequest{Type: monitoring.AlarmManDown, DeviceID: f.Ben.Device})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := uitest.NewSession(t, srv.URL)
+	if code := s.SignIn("olivia", uitest.OliviaPassword); code != http.StatusOK {
+		t.Fatalf("sign in: %d", code)
+	}
+	_, queue := s.Do(http.MethodGet, "/ui/", nil, nil)
+	iReset, iNewer := strings.Index(queue, `data-id="`+reset.ID+`"`), strings.Index(queue, `data-id="`+newer.ID+`"`)
+	if iReset < 0 || iNewer < 0 || iReset < iNewer {
+		t.Fatalf("queue: the reset alarm at %d, the newer alarm at %d; want both, the reset one after", iReset, iNewer)
+	}
+	row := queue[iReset:]
+	row = row[:strings.Index(row, "</tr>")]
+	if !strings.Contains(row, "RESET: CONFIRM SAFE") || !strings.Contains(row, "Reset by worker: confirm safe") {
+		t.Errorf("the reset alarm's row: %s", row)
+	}
+
+	page := "/ui/alarms/" + reset.ID
+	if _, body := s.Do(http.MethodGet, page, nil, nil); !strings.Contains(body, `id="reset"`) || !strings.Contains(body, "call them back") {
+		t.Errorf("the alarm page does not say the worker reset it")
+	}
+	post := func(action string, form url.Values) (int, string) {
+		form.Set("csrf", s.CSRF)
+		form.Set("cmd_id", action+"-"+reset.ID)
+		resp, body := s.Do(http.MethodPost, page+"/"+action, form, map[string]string{"Accept": "application/json"})
+		return resp.StatusCode, body
+	}
+	if code, body := post("acknowledge", url.Values{}); code != http.StatusOK {
+		t.Fatalf("acknowledge: %d %s", code, body)
+	}
+	if code, body := post("close", url.Values{"resolution": {"false_alarm"}}); code != http.StatusUnprocessableEntity ||
+		!strings.Contains(body, `"field":"confirmation"`) {
+		t.Fatalf("close without a confirmation: %d %s", code, body)
+	}
+	if a, err := n.Service.Alarm(reset.ID); err != nil || a.Status == monitoring.StatusClosed {
+		t.Fatalf("closed without a confirmation: %+v %v", a, err)
+	}
+	form := url.Values{"resolution": {"false_alarm"}, "confirmation": {"worker_confirmed"}, "note": {"rang back: pocket press"}}
+	if code, body := post("close", form); code != http.StatusOK {
+		t.Fatalf("close: %d %s", code, body)
+	}
+	if _, body := s.Do(http.MethodGet, page, nil, nil); !strings.Contains(body, "they confirmed they are safe") {
+		t.Errorf("the closed alarm's page does not say how safety was confirmed")
+	}
+}
