@@ -103,6 +103,11 @@ const (
 	// not know; no lockout), with the outcome of the password check made
 	// before proposing. Body: operatorSignInCmd (signin.go).
 	CmdOperatorSignIn CmdType = 32
+	// CmdDeviceFlooding records that a node refused a device's messages
+	// for going over its rate limits, and raises one device-flooding alarm
+	// for the operators (or notes a new flood on the one still open).
+	// Body: deviceFloodingCmd (flood.go).
+	CmdDeviceFlooding CmdType = 33
 	// CmdResetAlarm is a worker's cancel of an alarm from the device under
 	// the close rule: the Safe PIN leaves the alarm open, awaiting an
 	// operator's confirmation that the worker is safe (unless within the
@@ -150,6 +155,7 @@ var cmdNames = map[CmdType]string{
 	CmdDisableAPIToken:     "CmdDisableAPIToken",
 	CmdUseJoinToken:        "CmdUseJoinToken",
 	CmdOperatorSignIn:      "CmdOperatorSignIn",
+	CmdDeviceFlooding:      "CmdDeviceFlooding",
 	CmdResetAlarm:          "CmdResetAlarm",
 	CmdCloseAlarmConfirmed: "CmdCloseAlarmConfirmed",
 }

@@ -74,6 +74,7 @@ func init() {
 		CmdUseJoinToken:        applyUseJoinToken,
 		CmdCreateAPIToken:      applyCreateAPIToken,
 		CmdDisableAPIToken:     applyDisableAPIToken,
+		CmdDeviceFlooding:      applyDeviceFlooding,
 	}
 }
 

@@ -27,6 +27,7 @@ package monitoring
 //	prompt/<id>                                DevicePrompt: a prompt to a device and its answer (prompt.go)
 //	upd/<worker id>/<index>                    UpdateRecord: a worker's Update messages, the last MaxUpdateHistory (update.go)
 //	apitoken/<id>                              APIToken: a token for the REST API (apitoken.go)
+//	flood/<device id>                          floodRecord: the device's latest device-flooding alarm (flood.go)
 //	diag/...                                   the diagnostic journal (diag.go)
 
 import (

@@ -10,19 +10,20 @@ type AlarmType string
 
 // Alarm types.
 const (
-	AlarmRedAlert      AlarmType = "red_alert"      // the worker pressed the panic button
-	AlarmDiscreetPanic AlarmType = "discreet_panic" // a hidden gesture or button: do not call
-	AlarmManDown       AlarmType = "man_down"       // a fall, tilt or no movement
-	AlarmMissedCheckIn AlarmType = "missed_checkin" // a session timer ran out and the grace period passed
-	AlarmDuress        AlarmType = "duress"         // the Duress PIN was entered: silent, do not call
-	AlarmDeviceOffline AlarmType = "device_offline" // a device in a session stayed away too long
-	AlarmLowBattery    AlarmType = "low_battery"
-	AlarmTest          AlarmType = "test"
+	AlarmRedAlert       AlarmType = "red_alert"       // the worker pressed the panic button
+	AlarmDiscreetPanic  AlarmType = "discreet_panic"  // a hidden gesture or button: do not call
+	AlarmManDown        AlarmType = "man_down"        // a fall, tilt or no movement
+	AlarmMissedCheckIn  AlarmType = "missed_checkin"  // a session timer ran out and the grace period passed
+	AlarmDuress         AlarmType = "duress"          // the Duress PIN was entered: silent, do not call
+	AlarmDeviceOffline  AlarmType = "device_offline"  // a device in a session stayed away too long
+	AlarmDeviceFlooding AlarmType = "device_flooding" // a device went over its rate limits: technical, never sent to it (flood.go)
+	AlarmLowBattery     AlarmType = "low_battery"
+	AlarmTest           AlarmType = "test"
 )
 
 // AlarmTypes lists every alarm type, in the order the console shows them.
 var AlarmTypes = []AlarmType{AlarmRedAlert, AlarmDuress, AlarmDiscreetPanic, AlarmManDown,
-	AlarmMissedCheckIn, AlarmDeviceOffline, AlarmLowBattery, AlarmTest}
+	AlarmMissedCheckIn, AlarmDeviceOffline, AlarmDeviceFlooding, AlarmLowBattery, AlarmTest}
 
 // DefaultPriorities are the priorities of alarm types when the organisation
 // sets none. 1 is the most urgent.
@@ -33,8 +34,11 @@ var DefaultPriorities = map[AlarmType]int{
 	AlarmManDown:       1,
 	AlarmMissedCheckIn: 2,
 	AlarmDeviceOffline: 3,
-	AlarmLowBattery:    4,
-	AlarmTest:          5,
+	// After the alarms of a worker in danger: the flood's first alarm went
+	// through, and comes first in the queue.
+	AlarmDeviceFlooding: 3,
+	AlarmLowBattery:     4,
+	AlarmTest:           5,
 }
 
 // Priorities run from 1 (most urgent) to MaxPriority.

@@ -149,14 +149,15 @@ func metres(m float64) string {
 }
 
 var typeLabels = map[monitoring.AlarmType]string{
-	monitoring.AlarmRedAlert:      "Red alert",
-	monitoring.AlarmDuress:        "DURESS",
-	monitoring.AlarmDiscreetPanic: "Discreet panic",
-	monitoring.AlarmManDown:       "Man down",
-	monitoring.AlarmMissedCheckIn: "Missed check-in",
-	monitoring.AlarmDeviceOffline: "Device offline",
-	monitoring.AlarmLowBattery:    "Low battery",
-	monitoring.AlarmTest:          "Test",
+	monitoring.AlarmRedAlert:       "Red alert",
+	monitoring.AlarmDuress:         "DURESS",
+	monitoring.AlarmDiscreetPanic:  "Discreet panic",
+	monitoring.AlarmManDown:        "Man down",
+	monitoring.AlarmMissedCheckIn:  "Missed check-in",
+	monitoring.AlarmDeviceOffline:  "Device offline",
+	monitoring.AlarmDeviceFlooding: "Device flooding",
+	monitoring.AlarmLowBattery:     "Low battery",
+	monitoring.AlarmTest:           "Test",
 }
 
 func typeLabel(t monitoring.AlarmType) string {
@@ -210,6 +211,7 @@ var actionLabels = map[monitoring.ActionKind]string{
 	monitoring.ActionPrompt:       "Prompt sent",
 	monitoring.ActionPromptAnswer: "Prompt answered",
 	monitoring.ActionWorkerReset:  "Reset by the worker",
+	monitoring.ActionFlooding:     "Device flooding",
 }
 
 func actionLabel(k monitoring.ActionKind) string {
