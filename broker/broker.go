@@ -82,6 +82,21 @@ type Config struct {
 	// MaxPendingPerAddr bounds them per remote IP address; 0 means
 	// DefaultMaxPendingPerAddr.
 	MaxPendingPerAddr int
+	// MessagesPerMinute is the rate at which a device's message bucket
+	// refills, and MessageBurst its size: every message a device sends
+	// takes a token, and one sent with none left is refused (limit.go); 0
+	// means DefaultMessagesPerMinute and DefaultMessageBurst.
+	MessagesPerMinute int
+	MessageBurst      int
+	// AlarmsPerMinute and AlarmBurst are the same for the tighter bucket
+	// of the messages that can raise an alarm; 0 means
+	// DefaultAlarmsPerMinute and DefaultAlarmBurst.
+	AlarmsPerMinute int
+	AlarmBurst      int
+	// FloodQuiet is how long a device must go without a refusal before a
+	// new refusal is a new flood, reported to the operators again; 0
+	// means DefaultFloodQuiet.
+	FloodQuiet time.Duration
 	// Listen, if set, replaces net.Listen for the TCP and TLS listeners
 	// (tests give it a listener that fails).
 	Listen func(network, address string) (net.Listener, error)
@@ -104,6 +119,8 @@ type Service interface {
 	PostUpdate(ctx context.Context, cmdID, actor string, req monitoring.PostUpdateRequest) (*monitoring.UpdateRecord, error)
 	AppendAudio(ctx context.Context, cmdID, actor string, req monitoring.AudioChunkRequest) (*monitoring.AudioChunkResult, error)
 	MarkNodeDown(ctx context.Context, cmdID, actor, node string, before, at time.Time, reason string) (int, error)
+	ReportDeviceFlooding(ctx context.Context, cmdID, actor string, req monitoring.DeviceFloodingRequest) (*monitoring.DeviceFloodingResult, error)
+	CommandApplied(t monitoring.CmdType, cmdID string) (bool, error)
 	// Subscribe returns the events committed from now on (downlink.go).
 	Subscribe(buffer int) *monitoring.Subscription
 }
@@ -121,6 +138,24 @@ type Stats struct {
 	// quorum, not on all.
 	ShortOfReplicas uint64
 	ErrorReplies    uint64 // messages answered with an error reply (and PUBACKed)
+
+	// RateLimited counts messages refused by the per-device rate limits
+	// (a rate_limited reply, and PUBACKed); they are not in ErrorReplies.
+	RateLimited uint64
+	// RateLimitedDropped counts the messages refused by the rate limits
+	// whose reply could not be queued to the device (it was not reading
+	// them): no PUBACK, and the connection was dropped. Also in
+	// RateLimited.
+	RateLimitedDropped uint64
+	// Floods counts the floods begun on this node: a refusal after the
+	// device had none for FloodQuiet.
+	Floods uint64
+	// FloodReports counts the floods reported to the cluster (one
+	// DeviceFlooding command each).
+	FloodReports uint64
+	// Flooding is the number of devices whose flood is in progress: they
+	// had a refusal within FloodQuiet (Broker.Floods lists them).
+	Flooding int
 
 	// AcceptErrors counts failed accepts on the TCP and TLS listeners
 	// (out of file descriptors, say); each is retried after a pause.
@@ -143,7 +178,7 @@ type Stats struct {
 
 type counters struct {
 	authRefused, aclRefused, committed, unavailable, errorReplies, shortOfReplicas atomic.Uint64
-	acceptErrors                                                                   atomic.Uint64
+	acceptErrors, floodReports, rateLimitedDropped                                 atomic.Uint64
 	acceptFailing                                                                  atomic.Int64 // listeners whose last accept failed
 }
 
@@ -176,6 +211,9 @@ type Broker struct {
 
 	cmds *commandHook // down/config (commands.go)
 
+	limits     *limiter // per-device rate limits (limit.go)
+	replyWatch sync.Map // *mqtt.Client -> *atomic.Bool: a reply being sent, set if mochi dropped it
+
 	conns     conns      // device connections on this node (presence.go)
 	tel       *telemetry // telemetry and presence on their way to the cluster
 	staleDone chan struct{}
@@ -201,9 +239,11 @@ func New(cfg Config, svc Service, logger *slog.Logger) *Broker {
 	if cfg.MaxPendingPerAddr <= 0 {
 		cfg.MaxPendingPerAddr = DefaultMaxPendingPerAddr
 	}
+	cfg = cfg.withLimitDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{cfg: cfg, svc: svc, logger: logger, ctx: ctx, cancel: cancel,
-		gate: newGate(cfg.MaxPending, cfg.MaxPendingPerAddr, cfg.ConnectTimeout)}
+		gate:   newGate(cfg.MaxPending, cfg.MaxPendingPerAddr, cfg.ConnectTimeout),
+		limits: newLimiter(cfg, logger)}
 	b.tel = newTelemetry(b, cfg.TelemetryFlush)
 	return b
 }
@@ -321,6 +361,12 @@ func (b *Broker) Stats() Stats {
 		ErrorReplies:    b.stats.errorReplies.Load(),
 		ShortOfReplicas: b.stats.shortOfReplicas.Load(),
 
+		RateLimited:        b.limits.refused.Load(),
+		RateLimitedDropped: b.stats.rateLimitedDropped.Load(),
+		Floods:             b.limits.begun.Load(),
+		FloodReports:       b.stats.floodReports.Load(),
+		Flooding:           len(b.limits.inProgress(time.Now())),
+
 		AcceptErrors:     b.stats.acceptErrors.Load(),
 		ListenersFailing: int(b.stats.acceptFailing.Load()),
 		Pending:          b.gate.count(),
@@ -333,6 +379,10 @@ func (b *Broker) Stats() Stats {
 		TelemetryFailed:  b.tel.failed.Load(),
 	}
 }
+
+// Floods returns the floods in progress on this node: devices refused by
+// the rate limits within FloodQuiet, with the count of their refusals.
+func (b *Broker) Floods() []Flood { return b.limits.inProgress(time.Now()) }
 
 // connected counts the device connections held.
 func (b *Broker) connected() int {

@@ -78,7 +78,9 @@ func (b *Broker) downlink(e monitoring.Event) {
 	switch e.Type {
 	case monitoring.EventAlarmRaised, monitoring.EventAlarmUpdated, monitoring.EventAlarmClosed, monitoring.EventAlarmCancelled:
 		a := e.Alarm
-		if a == nil || a.DeviceID == "" {
+		if a == nil || a.DeviceID == "" || a.Type == monitoring.AlarmDeviceFlooding {
+			// A device-flooding alarm is about the device, for the
+			// operators: a stolen credential learns nothing from it.
 			return
 		}
 		if e.Type == monitoring.EventAlarmCancelled {

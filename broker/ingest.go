@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -25,6 +26,9 @@ type Reply struct {
 	Field   string          `json:"field,omitempty"` // on error: the field at fault, when one is
 	Error   string          `json:"error,omitempty"` // on error: what is wrong, for people
 	Result  json.RawMessage `json:"result,omitempty"`
+	// RetryAfter, with code rate_limited, is how many seconds to wait
+	// before sending the message again.
+	RetryAfter int `json:"retry_after_s,omitempty"`
 }
 
 // Codes of error replies made by the gateway itself.
@@ -47,7 +51,16 @@ var _ mqtt.Hook = (*ingestHook)(nil)
 
 func (h *ingestHook) ID() string { return "vigil-ingest" }
 
-func (h *ingestHook) Provides(b byte) bool { return b == mqtt.OnPublish }
+func (h *ingestHook) Provides(b byte) bool { return b == mqtt.OnPublish || b == mqtt.OnPublishDropped }
+
+// OnPublishDropped runs when mochi drops a message to cl because its
+// outbound queue is full, in the goroutine that published it. A reply
+// being watched (Broker.replyQueued) is marked as dropped.
+func (h *ingestHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	if v, ok := h.b.replyWatch.Load(cl); ok && pk.TopicName == DownTopic(cl.ID, "reply") {
+		v.(*atomic.Bool).Store(true)
+	}
+}
 
 // errUnavailable marks a failure to commit: the event may or may not be
 // committed, and the device must send it again.
@@ -68,6 +81,17 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	device := string(cl.Properties.Username)
 	start := time.Now()
 	msg, err := Decode(pk.TopicName, pk.Payload)
+	if refused, told := b.rateLimit(cl, device, msg, err); refused { // limit.go
+		if !told {
+			// The device could not be told that this message was not
+			// recorded: it must not get a PUBACK, which it would take
+			// for "saved". It sends it again once it has reconnected.
+			b.stats.rateLimitedDropped.Add(1)
+			h.disconnect(cl)
+			return pk, packets.ErrRejectPacket
+		}
+		return pk, packets.CodeSuccessIgnore
+	}
 	var result []byte
 	if err == nil {
 		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.CommitTimeout)
@@ -110,13 +134,18 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	} else {
 		b.stats.committed.Add(1)
 	}
-	out, mErr := json.Marshal(r)
-	if mErr != nil {
-		b.logger.Error("cannot encode reply", "error", mErr)
-	} else {
-		b.publish(device, "reply", out)
-	}
+	b.sendReply(device, r)
 	return pk, packets.CodeSuccessIgnore
+}
+
+// sendReply publishes r on the device's down/reply.
+func (b *Broker) sendReply(device string, r Reply) {
+	out, err := json.Marshal(r)
+	if err != nil {
+		b.logger.Error("cannot encode reply", "error", err)
+		return
+	}
+	b.publish(device, "reply", out)
 }
 
 // disconnect drops a device's connection from inside its own read loop.

@@ -13,8 +13,12 @@ import (
 const MinTLSVersion = tls.VersionTLS12
 
 // Validate returns a problem with c that Open would refuse, naming the
-// field: a TLS listener without a TLS configuration.
+// field: a TLS listener without a TLS configuration, or a rate limit out of
+// bounds (limit.go).
 func (c Config) Validate() error {
+	if err := c.validateLimits(); err != nil {
+		return err
+	}
 	if c.TLS != nil {
 		return nil
 	}

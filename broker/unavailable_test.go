@@ -65,6 +65,14 @@ func (f *fakeService) MarkNodeDown(context.Context, string, string, string, time
 	return 0, errNotInFake
 }
 
+func (f *fakeService) ReportDeviceFlooding(context.Context, string, string, monitoring.DeviceFloodingRequest) (*monitoring.DeviceFloodingResult, error) {
+	return nil, errNotInFake
+}
+
+// CommandApplied says no: the fake records nothing, so every alarm is new
+// to the rate limits.
+func (f *fakeService) CommandApplied(monitoring.CmdType, string) (bool, error) { return false, nil }
+
 func (f *fakeService) Organisation(string) (*monitoring.Organisation, error) {
 	return nil, errNotInFake
 }

@@ -78,8 +78,9 @@ func checkCancel(a *Alarm, deviceID string) error {
 		return ruleErr(CodeConflict, "alarm_id", "alarm %s is not an alarm of device %s; only its own device can cancel it", a.ID, deviceID)
 	case a.Status == StatusClosed || a.CancelledOnDevice():
 		return alarmClosedForDevice(a)
-	case a.Type == AlarmDuress:
-		// A duress alarm never reaches the device; only operators close it.
+	case a.Type == AlarmDuress, a.Type == AlarmDeviceFlooding:
+		// A duress alarm never reaches the device, nor does the alarm about
+		// a device that flooded (flood.go): only operators close them.
 		return ruleErr(CodeConflict, "alarm_id", "alarm %s cannot be cancelled from the device", a.ID)
 	case a.WorkerID == "":
 		return ruleErr(CodeConflict, "alarm_id", "alarm %s has no worker whose PIN could cancel it", a.ID)

@@ -75,6 +75,13 @@ func TestDeviceFlooding_OneAlarmPerFlood(t *testing.T) {
 		t.Fatalf("audit of the floods %+v", floodAudit)
 	}
 
+	// The device cannot cancel it, even with the worker's Safe PIN.
+	_, err = svc.CancelAlarm(ctx, "dev/d1/c-1", "device:d1", fl.ID, "1111")
+	var re *monitoring.RuleError
+	if !errors.As(err, &re) || re.Code != monitoring.CodeConflict {
+		t.Fatalf("device cancels the flooding alarm: %v, want conflict", err)
+	}
+
 	if _, err := svc.Acknowledge(ctx, "ack", "olivia", fl.ID, false); err != nil {
 		t.Fatal(err)
 	}
