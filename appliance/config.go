@@ -270,6 +270,32 @@ type BrokerConfig struct {
 	// node when the device hears it is saved. A node that does not answer
 	// in time is not waited for. 0 turns the wait off (PUBACK on quorum).
 	ReplicaWait time.Duration `yaml:"replica_wait"`
+
+	// MessagesPerMinute is how many messages of any kind each device may
+	// send a minute, after a burst of message_burst; a message beyond it is
+	// refused with a rate_limited reply and not recorded. Counted on each
+	// node for the devices connected to it (docs/reliability.md, "Limits").
+	MessagesPerMinute int `yaml:"messages_per_minute"`
+
+	// MessageBurst is how many messages a device may send at once (a full
+	// outbox resent after a failover) before messages_per_minute applies.
+	MessageBurst int `yaml:"message_burst"`
+
+	// AlarmsPerMinute is the same as messages_per_minute for the messages
+	// that can raise an alarm (alarm, alarm/cancel, session check-in,
+	// extend and end, prompt/answer), after a burst of alarm_burst. A resend
+	// of an event already recorded is not counted. At most
+	// messages_per_minute.
+	AlarmsPerMinute int `yaml:"alarms_per_minute"`
+
+	// AlarmBurst is how many alarm messages a device may send at once
+	// before alarms_per_minute applies. At most message_burst.
+	AlarmBurst int `yaml:"alarm_burst"`
+
+	// FloodQuiet is how long a device must go without a refused message
+	// before the next refusal is a new flood, reported to the operators
+	// again (one device-flooding alarm per flood).
+	FloodQuiet time.Duration `yaml:"flood_quiet"`
 }
 
 // ConsoleConfig configures the operator console (docs/console.md).
@@ -378,6 +404,26 @@ func (c BrokerConfig) validate() error {
 	if c.ReplicaWait < 0 || c.ReplicaWait > c.CommitTimeout {
 		return fieldErr("broker.replica_wait", c.ReplicaWait.String(), "must be from 0 to broker.commit_timeout")
 	}
+	return c.validateLimits()
+}
+
+// validateLimits checks the per-device rate limits: each within its
+// bounds, and the alarm limit no looser than the message limit (every
+// alarm message is a message too).
+func (c BrokerConfig) validateLimits() error {
+	itoa := strconv.Itoa
+	switch {
+	case c.MessagesPerMinute < 1 || c.MessagesPerMinute > broker.MaxMessagesPerMinute:
+		return fieldErr("broker.messages_per_minute", itoa(c.MessagesPerMinute), "must be from 1 to %d", broker.MaxMessagesPerMinute)
+	case c.MessageBurst < 1 || c.MessageBurst > broker.MaxBurst:
+		return fieldErr("broker.message_burst", itoa(c.MessageBurst), "must be from 1 to %d", broker.MaxBurst)
+	case c.AlarmsPerMinute < 1 || c.AlarmsPerMinute > c.MessagesPerMinute:
+		return fieldErr("broker.alarms_per_minute", itoa(c.AlarmsPerMinute), "must be from 1 to broker.messages_per_minute (%d)", c.MessagesPerMinute)
+	case c.AlarmBurst < 1 || c.AlarmBurst > c.MessageBurst:
+		return fieldErr("broker.alarm_burst", itoa(c.AlarmBurst), "must be from 1 to broker.message_burst (%d)", c.MessageBurst)
+	case c.FloodQuiet < broker.MinFloodQuiet || c.FloodQuiet > broker.MaxFloodQuiet:
+		return fieldErr("broker.flood_quiet", c.FloodQuiet.String(), "must be from %s to %s", broker.MinFloodQuiet, broker.MaxFloodQuiet)
+	}
 	return nil
 }
 
@@ -460,6 +506,12 @@ func DefaultConfig() Config {
 			TelemetryFlush: broker.DefaultTelemetryFlush,
 			NodeDownAfter:  DefaultNodeDownAfter,
 			ReplicaWait:    broker.DefaultReplicaWait,
+
+			MessagesPerMinute: broker.DefaultMessagesPerMinute,
+			MessageBurst:      broker.DefaultMessageBurst,
+			AlarmsPerMinute:   broker.DefaultAlarmsPerMinute,
+			AlarmBurst:        broker.DefaultAlarmBurst,
+			FloodQuiet:        broker.DefaultFloodQuiet,
 		},
 	}
 }

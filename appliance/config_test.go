@@ -152,6 +152,13 @@ func TestConfig_ErrorsNameTheField(t *testing.T) {
 		{name: "empty data dir", args: []string{"--data-dir", " "}, wantField: "data_dir"},
 		{name: "node name with a right-to-left override", args: []string{"--node-name", "node\u202eevil"}, wantField: "node_name"},
 		{name: "replica wait beyond the commit timeout", env: map[string]string{"VIGIL_BROKER_REPLICA_WAIT": "6s"}, wantField: "broker.replica_wait"},
+		{name: "no messages a minute", env: map[string]string{"VIGIL_BROKER_MESSAGES_PER_MINUTE": "0"}, wantField: "broker.messages_per_minute"},
+		{name: "messages a minute beyond the bound", env: map[string]string{"VIGIL_BROKER_MESSAGES_PER_MINUTE": "1000000"}, wantField: "broker.messages_per_minute"},
+		{name: "negative message burst", file: "broker:\n  message_burst: -1\n", wantField: "broker.message_burst"},
+		{name: "alarm rate above the message rate", file: "broker:\n  messages_per_minute: 30\n  alarms_per_minute: 31\n", wantField: "broker.alarms_per_minute"},
+		{name: "alarm burst above the message burst", env: map[string]string{"VIGIL_BROKER_ALARM_BURST": "101"}, wantField: "broker.alarm_burst"},
+		{name: "no alarm burst", env: map[string]string{"VIGIL_BROKER_ALARM_BURST": "0"}, wantField: "broker.alarm_burst"},
+		{name: "flood quiet too short", env: map[string]string{"VIGIL_BROKER_FLOOD_QUIET": "10ms"}, wantField: "broker.flood_quiet"},
 		{name: "stray argument", args: []string{"now"}, wantField: `unexpected argument "now"`},
 		{name: "trusted proxy not an address", file: "console:\n  trusted_proxies: [proxy.example.org]\n", wantField: "console.trusted_proxies"},
 	}

@@ -199,6 +199,9 @@ func (n *Node) Open(ctx context.Context) error {
 		NodeID: n.cluster.ID(), CommitTimeout: n.cfg.Broker.CommitTimeout,
 		TelemetryFlush: n.cfg.Broker.TelemetryFlush, WaitApplied: n.cluster.WaitApplied,
 		WaitReplicas: waitReplicas, ReplicaWait: n.cfg.Broker.ReplicaWait,
+		MessagesPerMinute: n.cfg.Broker.MessagesPerMinute, MessageBurst: n.cfg.Broker.MessageBurst,
+		AlarmsPerMinute: n.cfg.Broker.AlarmsPerMinute, AlarmBurst: n.cfg.Broker.AlarmBurst,
+		FloodQuiet: n.cfg.Broker.FloodQuiet,
 	}, n.service, n.logger.With(logKeySystem, "broker"))
 	if err := n.broker.Open(ctx); err != nil {
 		ln.Close()

@@ -13,10 +13,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/vigilarc/vigil/appliance"
+	"github.com/vigilarc/vigil/broker"
 	"github.com/vigilarc/vigil/cluster"
 	"github.com/vigilarc/vigil/provisioning"
 )
@@ -133,8 +135,22 @@ func (c *localCluster) start(n *node) error {
 	if c.pprof {
 		cmd.Env = append(cmd.Env, appliance.EnvName("debug.pprof_addr")+"="+n.pprofAddr)
 	}
+	cmd.Env = append(cmd.Env, unlimitedDevices()...)
 	cmd.Env = append(cmd.Env, c.env...)
 	return n.launch(cmd)
+}
+
+// unlimitedDevices returns the settings that raise the per-device rate
+// limits to their bounds: each bench device publishes its next alarm as
+// soon as the last is PUBACKed, far faster than any device may, to measure
+// the cluster, not the limits.
+func unlimitedDevices() []string {
+	return []string{
+		appliance.EnvName("broker.messages_per_minute") + "=" + strconv.Itoa(broker.MaxMessagesPerMinute),
+		appliance.EnvName("broker.message_burst") + "=" + strconv.Itoa(broker.MaxBurst),
+		appliance.EnvName("broker.alarms_per_minute") + "=" + strconv.Itoa(broker.MaxMessagesPerMinute),
+		appliance.EnvName("broker.alarm_burst") + "=" + strconv.Itoa(broker.MaxBurst),
+	}
 }
 
 // withoutVigilEnv drops VIGIL_ variables, which would override the flags.
