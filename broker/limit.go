@@ -217,12 +217,11 @@ func (l *limiter) admit(device string, alarm bool, now time.Time) verdict {
 			alarms: bucket{tokens: float64(l.alarmBurst), at: now}}
 		l.devices[device] = d
 	}
-	ok, wait := d.msgs.take(now, l.msgRate, l.msgBurst)
-	limit := monitoring.FloodLimitMessages
+	b, perSecond, burst, limit := &d.msgs, l.msgRate, l.msgBurst, monitoring.FloodLimitMessages
 	if alarm {
-		ok, wait = d.alarms.take(now, l.alarmRate, l.alarmBurst)
-		limit = monitoring.FloodLimitAlarms
+		b, perSecond, burst, limit = &d.alarms, l.alarmRate, l.alarmBurst, monitoring.FloodLimitAlarms
 	}
+	ok, wait := b.take(now, perSecond, burst)
 	if ok {
 		return verdict{ok: true}
 	}
