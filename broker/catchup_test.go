@@ -16,7 +16,9 @@ import (
 // through a follower's gateway: the follower may not have applied the
 // start yet, and must catch up rather than answer not_found.
 func TestIngest_FollowerCatchesUpWithASessionJustStarted(t *testing.T) {
-	nodes := mustThreeNodes(t)
+	// 40 session actions from one device in a few seconds, far beyond
+	// what a worker does and so beyond its alarm limit: raise it.
+	nodes := mustThreeNodesWith(t, func(c *broker.Config) { c.AlarmsPerMinute, c.AlarmBurst = 600, 100 })
 	leader, follower := mustLeaderAndFollower(t, nodes)
 	f := mustFixture(t, leader.Service, "catchup")
 	clustertest.PollUntil(t, 10*time.Second, "the follower has the device's secret", func() bool {

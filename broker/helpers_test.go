@@ -85,10 +85,17 @@ func mustNodeWith(t *testing.T, tweak func(*broker.Config), setup func(*monitori
 // and a gateway, and returns once all agree on a leader.
 func mustThreeNodes(t *testing.T) []*testNode {
 	t.Helper()
+	return mustThreeNodesWith(t, nil)
+}
+
+// mustThreeNodesWith is mustThreeNodes with tweak, if set, applied to each
+// gateway's configuration first.
+func mustThreeNodesWith(t *testing.T, tweak func(*broker.Config)) []*testNode {
+	t.Helper()
 	c := monitoringtest.MustCluster(t, 3, serviceOptions(nil))
 	nodes := make([]*testNode, c.Len())
 	for i, mn := range c.Nodes() {
-		n := &testNode{Node: mn, broker: mustBroker(t, mn, nil)}
+		n := &testNode{Node: mn, broker: mustBroker(t, mn, tweak)}
 		n.close = func() error { err := n.broker.Close(); c.Stop(i); return err }
 		nodes[i] = n
 	}
