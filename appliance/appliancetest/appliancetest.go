@@ -20,6 +20,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/vigilarc/vigil/appliance"
+	"github.com/vigilarc/vigil/broker"
 	"github.com/vigilarc/vigil/cluster/clustertest"
 	"github.com/vigilarc/vigil/provisioning"
 )
@@ -46,6 +47,14 @@ func Config(t testing.TB) appliance.Config {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return cfg
+}
+
+// UnlimitedDevices raises c's per-device rate limits to their bounds, for
+// a test whose devices publish back to back to load the node, far faster
+// than any device may.
+func UnlimitedDevices(c *appliance.Config) {
+	c.Broker.MessagesPerMinute, c.Broker.MessageBurst = broker.MaxMessagesPerMinute, broker.MaxBurst
+	c.Broker.AlarmsPerMinute, c.Broker.AlarmBurst = broker.MaxMessagesPerMinute, broker.MaxBurst
 }
 
 // MustNode opens a single-node appliance on cfg (Config(t) when nil) and
