@@ -107,6 +107,8 @@ type Service interface {
 	CheckDeviceSecret(deviceID, secret string) bool
 	Device(id string) (*monitoring.Device, error)
 	Session(id string) (*monitoring.Session, error)
+	// DeviceView returns the state a connecting device is sent (resync.go).
+	DeviceView(deviceID string, since time.Time) (*monitoring.DeviceView, error)
 	RaiseAlarm(ctx context.Context, cmdID, actor string, req monitoring.RaiseAlarmRequest) (*monitoring.Alarm, error)
 	CancelAlarm(ctx context.Context, cmdID, actor, alarmID, pin string) (monitoring.CancelReply, error)
 	StartSession(ctx context.Context, cmdID, actor string, req monitoring.StartSessionRequest) (*monitoring.Session, error)
@@ -209,7 +211,8 @@ type Broker struct {
 
 	lastCancel cancelMark // used by the event loop only (downlink.go)
 
-	cmds *commandHook // down/config (commands.go)
+	cmds   *commandHook // down/config (commands.go)
+	resync *resyncHook  // the state of alarms and session on connect (resync.go)
 
 	limits     *limiter // per-device rate limits (limit.go)
 	replyWatch sync.Map // *mqtt.Client -> *atomic.Bool: a reply being sent, set if mochi dropped it
@@ -284,6 +287,10 @@ func (b *Broker) Open(context.Context) error {
 	b.cmds = newCommandHook(b)
 	if err := s.AddHook(b.cmds, nil); err != nil {
 		return fmt.Errorf("cannot add commands hook: %w", err)
+	}
+	b.resync = newResyncHook(b) // after the commands hook: down/config comes first
+	if err := s.AddHook(b.resync, nil); err != nil {
+		return fmt.Errorf("cannot add resync hook: %w", err)
 	}
 	if err := s.AddHook(&presenceHook{b: b}, nil); err != nil {
 		return fmt.Errorf("cannot add presence hook: %w", err)

@@ -8,7 +8,6 @@ package broker
 import (
 	"context"
 	"encoding/json"
-	"strings"
 	"sync"
 	"time"
 
@@ -172,20 +171,7 @@ func grantsConfig(device string, filters packets.Subscriptions, codes []byte) bo
 
 // matchesConfig reports whether filter, a filter the device may subscribe
 // to, matches its down/config topic.
-func matchesConfig(device, filter string) bool {
-	rest, ok := strings.CutPrefix(filter, DownTopic(device, ""))
-	if !ok {
-		return false
-	}
-	levels := strings.Split(rest, "/")
-	switch {
-	case levels[0] == "#":
-		return true
-	case levels[0] != DownConfig && levels[0] != "+":
-		return false
-	}
-	return len(levels) == 1 || (len(levels) == 2 && levels[1] == "#")
-}
+func matchesConfig(device, filter string) bool { return matchesDown(device, filter, DownConfig) }
 
 // sendConfig reads the device and its organisation from this node's state,
 // notes the organisation and publishes the configuration. h.mu is held.

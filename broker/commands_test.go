@@ -230,7 +230,11 @@ func TestCommands_ConfigOnKeptSubscription(t *testing.T) {
 	configs := make(chan []byte, 16)
 	opts := paho.NewClientOptions().AddBroker("tcp://" + n.BrokerAddr()).SetClientID(f.device).SetUsername(f.device).
 		SetPassword(f.secret).SetProtocolVersion(4).SetAutoReconnect(false).SetCleanSession(false).
-		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { configs <- m.Payload() })
+		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
+			if m.Topic() == broker.DownTopic(f.device, broker.DownConfig) { // down/# has the resync too
+				configs <- m.Payload()
+			}
+		})
 	var last time.Time
 	for i := range 2 {
 		c := paho.NewClient(opts)

@@ -120,7 +120,13 @@ func (b *Broker) downlink(e monitoring.Event) {
 		b.logger.Error("cannot encode a device notice", "device", device, "error", err)
 		return
 	}
-	b.publish(device, sub, payload)
+	if sub == DownPrompt {
+		b.publish(device, sub, payload)
+		return
+	}
+	// An alarm or a reminder: a resync of the device's connection may
+	// already have sent this event's outcome, or a newer one (resync.go).
+	b.resync.live(device, e.Index, func() { b.publish(device, sub, payload) })
 }
 
 // cancelMark names the last cancel seen by the event loop: the command's

@@ -36,6 +36,9 @@ func (f *fakeService) CheckDeviceSecret(deviceID, secret string) bool {
 }
 func (f *fakeService) Device(string) (*monitoring.Device, error)   { return nil, errNotInFake }
 func (f *fakeService) Session(string) (*monitoring.Session, error) { return nil, errNotInFake }
+func (f *fakeService) DeviceView(string, time.Time) (*monitoring.DeviceView, error) {
+	return nil, errNotInFake
+}
 func (f *fakeService) RaiseAlarm(ctx context.Context, cmdID, actor string, req monitoring.RaiseAlarmRequest) (*monitoring.Alarm, error) {
 	return f.raiseAlarm(ctx, cmdID, actor, req)
 }
