@@ -204,15 +204,18 @@ type NoSession struct {
 // resyncAlarms returns the notices a device is sent for its alarms, the
 // oldest raised first, at most MaxResyncAlarms: the open ones first, then
 // the closed ones most recently raised. It keeps the rule of the live
-// notices (alarmNotice): a silent alarm shows nothing, ever, except that
-// an alarm cancelled with the Duress PIN shows closed, when it was
-// cancelled, exactly as one cancelled with the Safe PIN.
+// notices (alarmNotice): a silent alarm shows nothing, ever, and an alarm
+// cancelled from the device shows closed, when it was cancelled, whichever
+// PIN (with the Safe PIN it stays open until an operator confirms the
+// worker is safe; with the Duress PIN it is silent).
 func resyncAlarms(alarms []monitoring.DeviceAlarm) []AlarmNotice {
 	var notes []AlarmNotice // the oldest raised first
 	for _, a := range alarms {
 		n := AlarmNotice{AlarmID: a.ID}
 		switch {
-		case a.DuressCancel:
+		case a.CancelledOnDevice():
+			// Either PIN: the device was told it is closed, when it was
+			// cancelled, whatever the operators have done since.
 			n.Status, n.TS = AlarmNoticeClosed, a.CancelledAt
 		case a.Silent:
 			continue // duress, discreet panic: nothing an onlooker could see

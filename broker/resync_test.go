@@ -121,7 +121,7 @@ func TestResync_AlarmHandledWhileAway(t *testing.T) {
 	wantAlarm(t, msgs, f.device, id, broker.AlarmNoticeAcknowledged, a.AckAt)
 	w.c.Disconnect(250)
 
-	if _, err := nodes[2].Service.Close(ctx, "close-away", "op1", id, monitoring.ResolutionWorkerSafe, "called back"); err != nil {
+	if _, err := nodes[2].Service.Close(ctx, "close-away", "op1", id, monitoring.ResolutionWorkerSafe, monitoring.ConfirmedByWorker, "called back"); err != nil {
 		t.Fatal(err)
 	}
 	mustOnAll(t, nodes, "the close", func(s *monitoring.Service) bool {
@@ -244,8 +244,9 @@ func TestResync_DuressStaysSilent(t *testing.T) {
 		w.c.Disconnect(250)
 
 		// Operators take every open alarm of the worker: the discreet
-		// panic, and with the Duress PIN the cancelled alarm and two duress
-		// alarms.
+		// panic and the cancelled alarm (with the Safe PIN it waits for
+		// them to confirm the worker is safe), and with the Duress PIN two
+		// duress alarms too.
 		open, err := svc.OpenAlarms()
 		if err != nil {
 			t.Fatal(err)
@@ -260,7 +261,7 @@ func TestResync_DuressStaysSilent(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if want := map[string]int{"1111": 1, "9999": 4}[pin]; len(silent) != want {
+		if want := map[string]int{"1111": 2, "9999": 4}[pin]; len(silent) != want {
 			t.Fatalf("PIN %s: %d open alarms of the device, want %d", pin, len(silent), want)
 		}
 

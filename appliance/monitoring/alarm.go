@@ -568,7 +568,9 @@ func applyReopenAlarm(c *applyCtx, body []byte) ([]byte, error) {
 	a.Status, a.AckBy = StatusAcknowledged, c.hdr.Actor
 	a.Reopened++
 	a.Resolution, a.CloseNote, a.ClosedBy, a.ClosedAt, a.Confirmation = "", "", "", time.Time{}, ""
-	a.ResetAt = time.Time{} // the device may cancel it again, and no reset waits for confirmation
+	if !a.DuressCancel { // the device may cancel it again, and no reset waits for confirmation
+		a.ResetAt, a.CancelledAt = time.Time{}, time.Time{}
+	}
 	if err := setIndex(c.txn, openKey(a)); err != nil {
 		return nil, err
 	}

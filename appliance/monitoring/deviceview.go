@@ -29,13 +29,12 @@ type DeviceView struct {
 	Session *Session
 }
 
-// DeviceAlarm is an alarm of a DeviceView.
+// DeviceAlarm is an alarm of a DeviceView. For an alarm the device was
+// told is cancelled (CancelledOnDevice), CancelledAt is always set: a
+// cancel with the Duress PIN recorded before CancelledAt existed has it
+// from its timeline.
 type DeviceAlarm struct {
 	Alarm
-	// CancelledAt is, for an alarm cancelled with the Duress PIN
-	// (DuressCancel), when the cancel took effect: the time the device was
-	// told it was closed. Zero otherwise.
-	CancelledAt time.Time
 }
 
 // DeviceView returns the device's view: its open alarms, its alarms raised
@@ -80,7 +79,7 @@ func deviceAlarms(txn *badger.Txn, deviceID string, since time.Time) ([]DeviceAl
 	var out []DeviceAlarm
 	add := func(a *Alarm) error {
 		da := DeviceAlarm{Alarm: *a}
-		if a.DuressCancel {
+		if a.DuressCancel && a.CancelledAt.IsZero() {
 			at, err := duressCancelTime(txn, a.ID)
 			if err != nil {
 				return err
