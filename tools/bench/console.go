@@ -71,6 +71,7 @@ type consoleNode struct {
 // consoleClient signs in and follows the consoles' event streams.
 type consoleClient struct {
 	http     *http.Client
+	user     string // the account, consoleOperator unless changed
 	password string
 }
 
@@ -83,18 +84,19 @@ func newConsoleClient() *consoleClient {
 			// does not follow it.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
+		user:     consoleOperator,
 		password: hex.EncodeToString(raw[:]),
 	}
 }
 
-// createOperator creates the bench's operator through n's local operator
-// API, authorised by the token n wrote in its data directory.
+// createOperator creates the bench's operator, cc.user, through n's local
+// operator API, authorised by the token n wrote in its data directory.
 func (cc *consoleClient) createOperator(ctx context.Context, n *node) error {
 	tok, err := os.ReadFile(filepath.Join(n.dataDir, auth.SetupTokenFileName))
 	if err != nil {
 		return fmt.Errorf("cannot read %s's console setup token: %w", n.name, err)
 	}
-	body, _ := json.Marshal(console.SetupOperatorRequest{ID: consoleOperator, Name: "Bench operator",
+	body, _ := json.Marshal(console.SetupOperatorRequest{ID: cc.user, Name: "Bench operator",
 		Role: monitoring.RoleOperator, Password: cc.password})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+n.httpAddr+console.Prefix+"/setup/operators", bytes.NewReader(body))
 	if err != nil {
@@ -143,7 +145,7 @@ func (cc *consoleClient) signIn(ctx context.Context, n *node) (*http.Cookie, err
 	if csrf == nil {
 		return nil, fmt.Errorf("%s's sign-in page (HTTP %d) set no vigil_login cookie", n.name, resp.StatusCode)
 	}
-	form := url.Values{"user": {consoleOperator}, "password": {cc.password}, "csrf": {csrf.Value}, "next": {console.Prefix + "/"}}
+	form := url.Values{"user": {cc.user}, "password": {cc.password}, "csrf": {csrf.Value}, "next": {console.Prefix + "/"}}
 	req, err = http.NewRequestWithContext(ctx, http.MethodPost, base+"/login", strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, err
