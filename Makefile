@@ -39,8 +39,9 @@ soak:
 ## bench: Vigil side by side with Mosquitto and etcd, on loopback
 ## (docs/performance.md); installs mosquitto and etcd-server from Debian's
 ## packages when they are missing. QUICK=1 for a short run; ONLY=cluster,
-## ONLY=gateway or a comma list of console, ingest, failover, grow, conns for
-## some parts; PPROF=dir saves the nodes' profiles
+## ONLY=gateway or a comma list of console, ingest, failover, grow, conns, tls
+## for some parts; ONLY=hostile for the hostile input (issue 16's cases, run
+## only when named); PPROF=dir saves the nodes' profiles
 bench: build
 	@sh tools/bench/peers.sh
 	cd tools && $(GO) build -o ../bin/bench ./bench

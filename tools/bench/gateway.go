@@ -117,6 +117,7 @@ type gatewayPlan struct {
 	growDur        time.Duration
 	tlsStorm       int // devices of each connect storm of the TLS part
 	tlsAlarmRounds int // alarm loads per transport of the TLS part
+	hostile        hostilePlan
 	pprofDir       string
 	replicaWait    string // broker.replica_wait of the nodes; "" for their default
 }
@@ -133,6 +134,7 @@ func newGatewayPlan(o options) gatewayPlan {
 		growDevices: growDevices, growRates: growRates, growDur: growDuration,
 		tlsStorm: tlsStormDevices, tlsAlarmRounds: tlsAlarmRounds,
 		pprofDir: o.pprofDir, replicaWait: o.replicaWait,
+		hostile: newHostilePlan(o.quick),
 	}
 	if o.quick {
 		p.warmup, p.dur = warmupQuick, loadDurationQuick
@@ -182,6 +184,9 @@ func (p gatewayPlan) devicesNeeded() int {
 	if p.parts[partTLS] {
 		n = max(n, tlsDevicesNeeded(p.tlsStorm))
 	}
+	if p.parts[partHostile] {
+		n = max(n, hostileDevices+1)
+	}
 	return n + 1
 }
 
@@ -228,6 +233,7 @@ type gatewayReport struct {
 	grow     *growReport
 	conns    []connResult // Vigil's node, then Mosquitto
 	tls      *tlsReport
+	hostile  *hostileReport
 }
 
 // runGateway runs the gateway section on a new cluster in dir. It returns
@@ -366,6 +372,12 @@ func runGateway(ctx context.Context, vigil, dir string, plan gatewayPlan) (*gate
 	// follows a node's crash would not be measured.
 	if plan.parts[partGrow] {
 		if g.grow, err = runGrow(ctx, c, vigil, dir, creds, plan); err != nil {
+			return g, err
+		}
+	}
+	// After everything: its floods leave alarms and refusals behind.
+	if plan.parts[partHostile] {
+		if g.hostile, err = runHostile(ctx, c, creds, plan.hostile); err != nil {
 			return g, err
 		}
 	}

@@ -33,7 +33,9 @@
 //
 // -only names the parts to run: cluster (the HTTP commit path), and the
 // gateway's console, ingest, failover, grow, conns and tls (gateway: all
-// six).
+// six); and hostile, which runs only when named: issue 16's hostile
+// input sent to one node, with its memory, the API's latency and a
+// legitimate device's alarms measured meanwhile (hostile.go).
 //
 // The nodes are real vigil serve processes (the binary given by -vigil) on
 // 127.0.0.1 with temporary data directories, and the peers real mosquitto
@@ -97,7 +99,8 @@ type options struct {
 }
 
 // The parts -only may name: the cluster section, each part of the gateway
-// section (gateway.go), or gateway for all of those.
+// section (gateway.go), or gateway for all of those; and the hostile input
+// (hostile.go), which runs only when named.
 const (
 	partCluster = "cluster"
 	partGateway = "gateway"
@@ -106,6 +109,7 @@ const (
 // parseParts parses -only: a comma-separated list of parts, empty for all.
 func parseParts(only string) (map[string]bool, error) {
 	all := append([]string{partCluster}, gatewayParts...)
+	valid := append(slices.Clone(all), partHostile)
 	parts := map[string]bool{}
 	if strings.TrimSpace(only) == "" {
 		for _, p := range all {
@@ -119,10 +123,10 @@ func parseParts(only string) (map[string]bool, error) {
 			for _, g := range gatewayParts {
 				parts[g] = true
 			}
-		case slices.Contains(all, p):
+		case slices.Contains(valid, p):
 			parts[p] = true
 		default:
-			return nil, fmt.Errorf("unknown part %q: want %s or %s", p, strings.Join(all, ", "), partGateway)
+			return nil, fmt.Errorf("unknown part %q: want %s or %s", p, strings.Join(valid, ", "), partGateway)
 		}
 	}
 	return parts, nil
@@ -147,9 +151,10 @@ func parseList[T int | float64](s string, parse func(string) (T, error)) ([]T, e
 	return out, nil
 }
 
-// anyGateway reports whether parts holds a part of the gateway section.
+// anyGateway reports whether parts holds a part of the gateway section or
+// the hostile input, which runs on the gateway's cluster.
 func anyGateway(parts map[string]bool) bool {
-	return slices.ContainsFunc(gatewayParts, func(p string) bool { return parts[p] })
+	return parts[partHostile] || slices.ContainsFunc(gatewayParts, func(p string) bool { return parts[p] })
 }
 
 func main() {
@@ -160,7 +165,7 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the data directories and node logs")
 	flag.StringVar(&o.dir, "dir", os.TempDir(), "`directory` to create the data directories in; its disk is the one measured")
 	flag.StringVar(&o.only, "only", "", "run only these comma-separated `parts`: cluster (HTTP commit path, failover, disk), "+
-		"console, ingest, failover, grow, conns, tls, or gateway (all but cluster)")
+		"console, ingest, failover, grow, conns, tls, or gateway (all but cluster and hostile); hostile (issue 16's cases) runs only when named")
 	flag.IntVar(&o.idleDevices, "idle-devices", 0, "`number` of idle devices for the connections' memory figure (default 10000, 2000 with -quick)")
 	flag.DurationVar(&o.settle, "settle", 0, "`time` the idle devices run before the memory is read (default 60s, 10s with -quick)")
 	flag.StringVar(&o.pprofDir, "pprof", "", "save CPU and heap profiles of the gateway's nodes in `directory`")
@@ -474,6 +479,9 @@ func (rep *report) write(w io.Writer) {
 	}
 	if g != nil && g.tls != nil {
 		fmt.Fprintln(w, tlsSummaryLine(g.tls))
+	}
+	if g != nil && g.hostile != nil {
+		fmt.Fprintln(w, hostileSummaryLine(g.hostile))
 	}
 	fmt.Fprintln(w, detail.String())
 	fmt.Fprintln(w, summaryLine(g))

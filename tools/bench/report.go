@@ -178,8 +178,9 @@ func (g *gatewayReport) writeGoals(w io.Writer) {
 	fmt.Fprintf(w, "\n")
 }
 
-// write prints sections 1, 2, 3, 4, 6 and 7 and adds the figures of the
-// first five to line (section 7 has its own line, tlsSummaryLine).
+// write prints sections 1, 2, 3, 4, 6 and 7, and the hostile input, and
+// adds the figures of the first five to line (section 7 and the hostile
+// input have their own lines, tlsSummaryLine and hostileSummaryLine).
 func (g *gatewayReport) write(w io.Writer, line *strings.Builder) {
 	if g.ingest != nil {
 		g.writeIngest(w, line)
@@ -198,6 +199,9 @@ func (g *gatewayReport) write(w io.Writer, line *strings.Builder) {
 	}
 	if g.tls != nil {
 		g.writeTLS(w)
+	}
+	if g.hostile != nil {
+		g.hostile.write(w)
 	}
 }
 

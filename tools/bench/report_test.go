@@ -19,6 +19,8 @@ func TestParseParts(t *testing.T) {
 		{"gateway", []string{partConsole, partIngest, partFailover, partGrow, partConns, partTLS}, false},
 		{"tls", []string{partTLS}, false},
 		{"ingest, failover", []string{partIngest, partFailover}, false},
+		{"hostile", []string{partHostile}, false},
+		{"gateway,hostile", []string{partConsole, partIngest, partFailover, partGrow, partConns, partTLS, partHostile}, false},
 		{"ingest,nonsense", nil, true},
 	} {
 		parts, err := parseParts(tc.only)
