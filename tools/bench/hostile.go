@@ -941,7 +941,7 @@ func (e apiError) String() string {
 	if e.jsonErr != nil {
 		return "no JSON: " + e.jsonErr.Error()
 	}
-	return fmt.Sprintf("field %q: %.90s", e.Field, e.Error)
+	return fmt.Sprintf("field %q: %s", e.Field, shorten(e.Error, 110))
 }
 
 func (h *hostileRun) hostileNames(ctx context.Context, hc *hostileCase) error {

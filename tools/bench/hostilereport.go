@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // mdCell makes s safe in a markdown table cell: a pipe is escaped, and a
@@ -26,6 +27,22 @@ func mdCell(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// shorten cuts s to at most n bytes at the last space before, and marks
+// the cut with "…".
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n-- // not inside a character
+	}
+	cut := s[:n]
+	if i := strings.LastIndexByte(cut, ' '); i > 0 {
+		cut = cut[:i]
+	}
+	return strings.TrimRight(cut, " ,;:") + "…"
 }
 
 // rssCell is "61.2 (58.0 → 59.1)": the peak, and before → after, in MiB.

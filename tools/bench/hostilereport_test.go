@@ -27,6 +27,25 @@ func TestMdCell(t *testing.T) {
 	}
 }
 
+func TestShorten(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"exactly ten", 11, "exactly ten"},
+		{"cut at the last space", 14, "cut at the…"},
+		{"a list, of words", 9, "a list…"},
+		{"nospacesatall", 5, "nospa…"},
+		{"ééé", 3, "é…"},
+	} {
+		if got := shorten(tc.in, tc.n); got != tc.want {
+			t.Errorf("shorten(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
+}
+
 func TestThousands(t *testing.T) {
 	for n, want := range map[int]string{0: "0", 999: "999", 1000: "1,000", 20000: "20,000", 1234567: "1,234,567", -2048: "-2,048"} {
 		if got := thousands(n); got != want {
