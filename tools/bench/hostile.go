@@ -25,10 +25,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,6 +39,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/vigilarc/vigil/appliance"
+	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/appliance/sim"
 	"github.com/vigilarc/vigil/broker"
 )
@@ -77,7 +81,9 @@ const (
 	hostileRSSEvery   = 50 * time.Millisecond
 	hostileAPIEvery   = 100 * time.Millisecond
 	hostileAPITimeout = 5 * time.Second
-	hostileLegitEvery = 500 * time.Millisecond
+	// hostileLegitEvery keeps the legitimate device under the default
+	// per-device alarm limit (20 a minute, a burst of 20) over the run.
+	hostileLegitEvery = 4 * time.Second
 	hostileLegitWait  = 5 * time.Second
 	// hostileBigPublish is the PUBLISH of case 8: more than the broker's
 	// packet limit.
@@ -167,6 +173,19 @@ type hostileRun struct {
 func runHostile(ctx context.Context, c *localCluster, creds []sim.Credential, plan hostilePlan) (*hostileReport, error) {
 	if len(creds) < hostileDevices+1 {
 		return nil, fmt.Errorf("hostile: %d devices wanted, %d provisioned", hostileDevices+1, len(creds))
+	}
+	// The other parts run the nodes with the per-device limits at their
+	// bounds (unlimitedDevices); these cases meet the defaults, as an
+	// appliance has them.
+	saved := c.env
+	progress("hostile: restarting the nodes with the default per-device limits")
+	c.stop()
+	c.env = append(slices.Clone(saved), defaultDeviceLimits()...)
+	if err := c.startAll(ctx); err != nil {
+		return nil, err
+	}
+	if err := c.barrier(ctx); err != nil {
+		return nil, err
 	}
 	leader, err := c.waitLeader(ctx, startTimeout)
 	if err != nil {
@@ -362,6 +381,50 @@ func (h *hostileRun) apiRead(ctx context.Context) (time.Duration, error) {
 		return d, fmt.Errorf("unexpected reply: %v", err)
 	}
 	return d, nil
+}
+
+// defaultDeviceLimits are the settings of the default per-device limits,
+// given explicitly: later settings win over unlimitedDevices'.
+func defaultDeviceLimits() []string {
+	return []string{
+		appliance.EnvName("broker.messages_per_minute") + "=" + strconv.Itoa(broker.DefaultMessagesPerMinute),
+		appliance.EnvName("broker.message_burst") + "=" + strconv.Itoa(broker.DefaultMessageBurst),
+		appliance.EnvName("broker.alarms_per_minute") + "=" + strconv.Itoa(broker.DefaultAlarmsPerMinute),
+		appliance.EnvName("broker.alarm_burst") + "=" + strconv.Itoa(broker.DefaultAlarmBurst),
+	}
+}
+
+// openAlarmsOf counts the open alarms of device in the queue, and among
+// them the device-flooding ones.
+func (h *hostileRun) openAlarmsOf(ctx context.Context, device string) (alarms, flooding int, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+h.nd.httpAddr+"/api/v1/alarms", nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	resp, err := vigilHTTP{client: h.api, apiToken: h.apiToken}.do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	var q struct {
+		Alarms []struct {
+			DeviceID string `json:"device_id"`
+			Type     string `json:"type"`
+		} `json:"alarms"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&q); err != nil || resp.StatusCode != http.StatusOK {
+		return 0, 0, fmt.Errorf("the open alarms: HTTP %d, %v", resp.StatusCode, err)
+	}
+	for _, a := range q.Alarms {
+		switch {
+		case a.DeviceID != device:
+		case a.Type == string(monitoring.AlarmDeviceFlooding):
+			flooding++
+		default:
+			alarms++
+		}
+	}
+	return alarms, flooding, nil
 }
 
 // legitAlarm raises one test alarm from the legitimate device and waits
@@ -851,10 +914,18 @@ send:
 	if n > 0 {
 		rate = float64(n) / ackedFor.Seconds()
 	}
-	hc.answer = fmt.Sprintf("%s alarms sent in %.1f s, %s PUBACKed, the last %.1f s after the first was sent (%.0f per second); %s",
-		thousands(sent), dur.Seconds(), thousands(int(n)), ackedFor.Seconds(), rate, conn)
-	// Nothing is documented yet: a per-device rate limit is being added.
-	hc.documented = true
+	recorded, flooding, err := h.openAlarmsOf(ctx, cred.DeviceID)
+	if err != nil {
+		return err
+	}
+	// The alarm bucket: its burst, and what it refills while the flood
+	// lasts; the rest is refused with rate_limited, and one flooding alarm
+	// is raised (docs/reliability.md, "Limits").
+	allowed := broker.DefaultAlarmBurst + int(math.Ceil(dur.Seconds()*broker.DefaultAlarmsPerMinute/60))
+	hc.answer = fmt.Sprintf("%s alarms sent in %.1f s, %s PUBACKed, the last %.1f s after the first was sent (%.0f per second); %s; "+
+		"%d recorded (the limit allows %d), the rest refused rate_limited; %d device-flooding alarm(s)",
+		thousands(sent), dur.Seconds(), thousands(int(n)), ackedFor.Seconds(), rate, conn, recorded, allowed, flooding)
+	hc.documented = recorded <= allowed && recorded >= broker.DefaultAlarmBurst && flooding == 1
 	return ctx.Err()
 }
 
