@@ -383,15 +383,61 @@ func applyAcknowledge(c *applyCtx, body []byte) ([]byte, error) {
 	return saveAlarm(c, a, CmdAcknowledge, EventAlarmUpdated, entry, detail)
 }
 
-// checkEntry checks an action an operator logs on alarm a.
-func checkEntry(a *Alarm, e TimelineEntry) error {
+// checkEntry checks an action an operator logs on alarm a, under the
+// rules of version rules (logActionCmd.Rules).
+func checkEntry(txn *badger.Txn, a *Alarm, e TimelineEntry, rules int) error {
 	if err := CheckAction(e); err != nil {
 		return err
 	}
-	if e.Kind == ActionCallWorker && a.DoNotCall {
+	if e.Kind != ActionCallWorker {
+		return nil
+	}
+	if a.DoNotCall {
 		return ruleErr(CodeConflict, "entry.kind", "do not call the worker: duress/discreet alarm")
 	}
+	if rules >= RulesIncidentDoNotCall {
+		if dnc, err := incidentDoNotCall(txn, a.IncidentID); err != nil {
+			return err
+		} else if dnc != "" {
+			return ruleErr(CodeConflict, "entry.kind", "do not call the worker: this alarm is in the incident of %s alarm %s", dncWhy(txn, dnc), dnc)
+		}
+	}
 	return nil
+}
+
+// incidentDoNotCall returns the ID of an alarm of the incident that is
+// do-not-call (duress, discreet, cancelled with the Duress PIN), or "".
+// Calling the worker about any alarm of that incident could put them in
+// danger: do-not-call is a property of the incident.
+func incidentDoNotCall(txn *badger.Txn, incidentID string) (string, error) {
+	if incidentID == "" {
+		return "", nil
+	}
+	var found string
+	err := scanPrefix(txn, pIncident+incidentID+"/", false, func(key, _ []byte) (bool, error) {
+		o, err := getAlarm(txn, lastSegment(key))
+		if err != nil {
+			return false, err
+		}
+		if o.DoNotCall {
+			found = o.ID
+			return false, nil
+		}
+		return true, nil
+	})
+	return found, err
+}
+
+// dncWhy names the kind of do-not-call alarm id, for a refusal.
+func dncWhy(txn *badger.Txn, id string) string {
+	o, err := getAlarm(txn, id)
+	switch {
+	case err != nil:
+		return "a do-not-call"
+	case o.Type == AlarmDuress || o.DuressCancel:
+		return "the duress"
+	}
+	return "the discreet"
 }
 
 // CheckAction checks the fields of an action an operator logs, whatever the
@@ -456,7 +502,7 @@ func applyLogAction(c *applyCtx, body []byte) ([]byte, error) {
 	case StatusRaised:
 		return nil, ruleErr(CodeConflict, "alarm_id", "alarm %s is not acknowledged: acknowledge it first", a.ID)
 	}
-	if err := checkEntry(a, r.Entry); err != nil {
+	if err := checkEntry(c.txn, a, r.Entry, r.Rules); err != nil {
 		return nil, err
 	}
 	te := r.Entry

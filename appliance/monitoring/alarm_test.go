@@ -386,6 +386,11 @@ func TestAlarm_Refusals(t *testing.T) {
 	logA := func(id string, te TimelineEntry) step {
 		return step{CmdLogAction, func(e *alarmEnv) any { return logActionCmd{Header: e.hdr("olivia"), AlarmID: id, Entry: te} }}
 	}
+	logRules := func(id string, te TimelineEntry) step {
+		return step{CmdLogAction, func(e *alarmEnv) any {
+			return logActionCmd{Header: e.hdr("olivia"), AlarmID: id, Entry: te, Rules: RulesIncidentDoNotCall}
+		}}
+	}
 	closeWith := func(id string, r Resolution) step {
 		return step{CmdCloseAlarm, func(e *alarmEnv) any { return CloseAlarmCmd{Header: e.hdr("olivia"), AlarmID: id, Resolution: r} }}
 	}
@@ -435,6 +440,10 @@ func TestAlarm_Refusals(t *testing.T) {
 			logA("a1", TimelineEntry{Kind: ActionCallWorker, Outcome: CallAnsweredSafe}), CodeConflict, "entry.kind", "do not call the worker"},
 		{"call the worker on a discreet panic", []step{raise("a1", AlarmDiscreetPanic, "d1"), ack("a1", "olivia")},
 			logA("a1", TimelineEntry{Kind: ActionCallWorker, Outcome: CallNoAnswer}), CodeConflict, "entry.kind", "do not call the worker"},
+		{"call the worker about an alarm linked to a duress alarm", []step{red, raise("a2", AlarmDuress, "d1"), ack("a1", "olivia")},
+			logRules("a1", TimelineEntry{Kind: ActionCallWorker, Outcome: CallAnsweredSafe}), CodeConflict, "entry.kind", "incident of the duress alarm a2"},
+		{"call the worker about an alarm linked to a discreet panic", []step{red, raise("a2", AlarmDiscreetPanic, "d1"), ack("a1", "olivia")},
+			logRules("a1", TimelineEntry{Kind: ActionCallWorker, Outcome: CallNoAnswer}), CodeConflict, "entry.kind", "incident of the discreet alarm a2"},
 		{"call without an outcome", acked, logA("a1", TimelineEntry{Kind: ActionCallWorker}), CodeInvalid, "entry.outcome", "answered_safe"},
 		{"call with an unknown outcome", acked, logA("a1", TimelineEntry{Kind: ActionCallWorker, Outcome: "maybe"}), CodeInvalid, "entry.outcome", "maybe"},
 		{"police without a force", acked, logA("a1", TimelineEntry{Kind: ActionPolice, Route: RouteURN}), CodeInvalid, "entry.force", ""},
@@ -801,3 +810,17 @@ func (c noCluster) LinearizableView(context.Context, func(*badger.Txn) error) er
 	return errors.New("no cluster")
 }
 func (c noCluster) ID() string { return "none" }
+
+// A log written before do-not-call became a property of the incident
+// replays as it was applied: a call on an alarm linked to a duress alarm,
+// logged under the older rules, is accepted.
+func TestLogAction_IncidentDoNotCallReplaysOlderLogs(t *testing.T) {
+	e := mustAlarmEnv(t)
+	e.must(CmdRaiseAlarm, RaiseAlarmCmd{Header: e.hdr("device:d1"), AlarmID: "a1", Type: AlarmRedAlert, DeviceID: "d1"})
+	e.must(CmdRaiseAlarm, RaiseAlarmCmd{Header: e.hdr("device:d1"), AlarmID: "a2", Type: AlarmDuress, DeviceID: "d1"})
+	e.must(CmdAcknowledge, AcknowledgeCmd{Header: e.hdr("olivia"), AlarmID: "a1"})
+	if a := e.alarm("a1"); a.IncidentID != e.alarm("a2").IncidentID || a.DoNotCall {
+		t.Fatalf("a1 %+v: want it in a2's incident, not do-not-call itself", a)
+	}
+	e.must(CmdLogAction, logActionCmd{Header: e.hdr("olivia"), AlarmID: "a1", Entry: TimelineEntry{Kind: ActionCallWorker, Outcome: CallNoAnswer}})
+}

@@ -305,7 +305,19 @@ type logActionCmd struct {
 	Header
 	AlarmID string        `json:"alarm_id"`
 	Entry   TimelineEntry `json:"entry"` // Kind and its fields; Index, At and Actor are filled in
+	// Rules is the version of the rules the command is applied under, so
+	// that a log written before a rule replays as it was applied:
+	// RulesIncidentDoNotCall and above refuse a call to the worker when
+	// any alarm of the incident is do-not-call. The Service sets the
+	// newest.
+	Rules int `json:"rules,omitempty"`
 }
+
+// Versions of logActionCmd's rules.
+const (
+	// RulesIncidentDoNotCall: do-not-call is a property of the incident.
+	RulesIncidentDoNotCall = 1
+)
 
 // CloseAlarmCmd closes an alarm.
 type CloseAlarmCmd struct {

@@ -239,7 +239,7 @@ func (g *gen) step() {
 			e.Contact = g.pick([]string{"manager", "next of kin"})
 			e.Text = g.pick([]string{"note", "tap twice", "siren"})
 		}
-		g.add(CmdLogAction, logActionCmd{Header: g.hdr(op), AlarmID: g.alarm(), Entry: e})
+		g.add(CmdLogAction, logActionCmd{Header: g.hdr(op), AlarmID: g.alarm(), Entry: e, Rules: g.r.IntN(2)})
 	case n < 66:
 		res := Resolution(g.pick([]string{"worker_safe", "incident_handled", "false_alarm", "test", "", "bored"}))
 		if g.r.IntN(3) == 0 { // the rule before confirmations, for older logs

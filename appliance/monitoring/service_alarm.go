@@ -69,7 +69,7 @@ func (s *Service) LogAction(ctx context.Context, cmdID, operator, alarmID string
 	if err := CheckAction(entry); err != nil {
 		return nil, err
 	}
-	cmd := logActionCmd{Header: s.header(operator), AlarmID: alarmID, Entry: entry}
+	cmd := logActionCmd{Header: s.header(operator), AlarmID: alarmID, Entry: entry, Rules: RulesIncidentDoNotCall}
 	return s.proposeAlarm(ctx, cmdID, CmdLogAction, &cmd)
 }
 
@@ -179,20 +179,47 @@ func (s *Service) CancelAlarm(ctx context.Context, cmdID, actor, alarmID, pin st
 func (s *Service) OpenAlarms() ([]Alarm, error) {
 	var out []Alarm
 	err := s.view(func(txn *badger.Txn) (err error) {
-		out, err = OpenAlarms(txn)
-		return err
+		if out, err = OpenAlarms(txn); err != nil {
+			return err
+		}
+		return markIncidentsDoNotCall(txn, out)
 	})
 	return out, err
 }
 
-// Alarm returns one alarm.
+// markIncidentsDoNotCall is markIncidentDoNotCall for each of alarms.
+func markIncidentsDoNotCall(txn *badger.Txn, alarms []Alarm) error {
+	for i := range alarms {
+		if err := markIncidentDoNotCall(txn, &alarms[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Alarm returns one alarm. It is do-not-call if any alarm of its incident
+// is (markIncidentDoNotCall).
 func (s *Service) Alarm(id string) (*Alarm, error) {
 	var out *Alarm
 	err := s.view(func(txn *badger.Txn) (err error) {
-		out, err = LookupAlarm(txn, id)
-		return err
+		if out, err = LookupAlarm(txn, id); err != nil {
+			return err
+		}
+		return markIncidentDoNotCall(txn, out)
 	})
 	return out, err
+}
+
+// markIncidentDoNotCall makes a, a copy read for a reader, do-not-call if
+// any alarm of its incident is: the state keeps each alarm's own flag, and
+// the rule that refuses a call (checkEntry) looks at the incident too.
+func markIncidentDoNotCall(txn *badger.Txn, a *Alarm) error {
+	if a.DoNotCall {
+		return nil
+	}
+	dnc, err := incidentDoNotCall(txn, a.IncidentID)
+	a.DoNotCall = dnc != ""
+	return err
 }
 
 // Timeline returns an alarm's timeline, in order.
@@ -209,8 +236,10 @@ func (s *Service) Timeline(alarmID string) ([]TimelineEntry, error) {
 func (s *Service) Incident(incidentID string) ([]Alarm, error) {
 	var out []Alarm
 	err := s.view(func(txn *badger.Txn) (err error) {
-		out, err = IncidentAlarms(txn, incidentID)
-		return err
+		if out, err = IncidentAlarms(txn, incidentID); err != nil {
+			return err
+		}
+		return markIncidentsDoNotCall(txn, out)
 	})
 	return out, err
 }

@@ -75,3 +75,52 @@ func TestConsole_ResetAlarmWaitsForConfirmation(t *testing.T) {
 		t.Errorf("the closed alarm's page does not say how safety was confirmed")
 	}
 }
+
+// Do-not-call is a property of the incident: an alarm linked to a duress
+// alarm shows DO NOT CALL, offers no call, and a call logged on it anyway
+// is refused.
+func TestConsole_DoNotCallAcrossTheIncident(t *testing.T) {
+	n := monitoringtest.MustService(t, monitoringtest.Options{})
+	srv := uitest.MustServe(t, n, uitest.Options{})
+	f := uitest.MustSeed(t, n.Service)
+	ctx := context.Background()
+	dev := "device:" + f.Amira.Device
+	missed, err := n.Service.RaiseAlarm(ctx, "r1", dev, monitoring.RaiseAlarmRequest{Type: monitoring.AlarmRedAlert, DeviceID: f.Amira.Device})
+	if err != nil {
+		t.Fatal(err)
+	}
+	duress, err := n.Service.RaiseAlarm(ctx, "r2", dev, monitoring.RaiseAlarmRequest{Type: monitoring.AlarmDuress, DeviceID: f.Amira.Device})
+	if err != nil || duress.IncidentID != missed.IncidentID {
+		t.Fatalf("the duress alarm %+v (%v): want it in %s's incident", duress, err, missed.ID)
+	}
+	s := uitest.NewSession(t, srv.URL)
+	if code := s.SignIn("olivia", uitest.OliviaPassword); code != http.StatusOK {
+		t.Fatalf("sign in: %d", code)
+	}
+	page := "/ui/alarms/" + missed.ID
+	post := func(action string, form url.Values) (int, string) {
+		form.Set("csrf", s.CSRF)
+		form.Set("cmd_id", action+"-"+missed.ID)
+		resp, body := s.Do(http.MethodPost, page+"/"+action, form, map[string]string{"Accept": "application/json"})
+		return resp.StatusCode, body
+	}
+	if code, body := post("acknowledge", url.Values{}); code != http.StatusOK {
+		t.Fatalf("acknowledge: %d %s", code, body)
+	}
+	_, body := s.Do(http.MethodGet, page, nil, nil)
+	if !strings.Contains(body, `id="dnc"`) || !strings.Contains(body, "in the incident of a duress or discreet alarm") {
+		t.Errorf("the linked alarm's page shows no DO NOT CALL banner")
+	}
+	if strings.Contains(body, `value="call_worker"`) || !strings.Contains(body, `class="dnc-inline"`) {
+		t.Errorf("the linked alarm's page offers a call to the worker")
+	}
+	if code, body := post("actions", url.Values{"kind": {"call_worker"}, "outcome": {"no_answer"}}); code != http.StatusConflict ||
+		!strings.Contains(body, "do not call the worker") {
+		t.Fatalf("a call logged on the linked alarm: %d %s; want 409 do not call", code, body)
+	}
+	_, queue := s.Do(http.MethodGet, "/ui/", nil, nil)
+	row := queue[strings.Index(queue, `data-id="`+missed.ID+`"`):]
+	if row = row[:strings.Index(row, "</tr>")]; !strings.Contains(row, "DO NOT CALL") {
+		t.Errorf("the linked alarm's queue row: %s", row)
+	}
+}
