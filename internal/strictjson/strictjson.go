@@ -46,6 +46,13 @@ type Options struct {
 	// DisallowUnknownFields refuses a key that is no field of the struct it
 	// is decoded into (json.Decoder.DisallowUnknownFields).
 	DisallowUnknownFields bool
+	// SkipUnknownFields leaves the value of a key that is no field of the
+	// struct it is decoded into unchecked but for its syntax and nesting:
+	// a key twice in it, or the unknown key itself twice, is not refused.
+	// The devices' payloads use it: firmware may send fields Vigil does not
+	// read, and a message must not be refused for what is in them.
+	// Ignored with DisallowUnknownFields.
+	SkipUnknownFields bool
 }
 
 // Unmarshal decodes data, one JSON value, into v as json.Unmarshal does,
@@ -58,7 +65,7 @@ func Unmarshal(data []byte, v any, opt Options) error {
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return errors.New("strictjson: Unmarshal needs a non-nil pointer")
 	}
-	if err := Check(data, rv.Type().Elem()); err != nil {
+	if err := check(data, rv.Type().Elem(), opt.SkipUnknownFields && !opt.DisallowUnknownFields); err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -71,10 +78,12 @@ func Unmarshal(data []byte, v any, opt Options) error {
 // Check checks data as Unmarshal does before decoding it into a value of
 // type t; t nil checks the duplicate keys, the nesting and the trailing
 // data alone.
-func Check(data []byte, t reflect.Type) error {
+func Check(data []byte, t reflect.Type) error { return check(data, t, false) }
+
+func check(data []byte, t reflect.Type, skipUnknown bool) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	c := checker{dec: dec}
+	c := checker{dec: dec, skipUnknown: skipUnknown}
 	if err := c.value(t, "", 0); err != nil {
 		return err
 	}
@@ -85,7 +94,8 @@ func Check(data []byte, t reflect.Type) error {
 }
 
 type checker struct {
-	dec *json.Decoder
+	dec         *json.Decoder
+	skipUnknown bool // Options.SkipUnknownFields
 }
 
 var (
@@ -141,6 +151,16 @@ func (c *checker) value(t reflect.Type, path string, depth int) error {
 			if path != "" {
 				at = path + "." + key
 			}
+			if c.skipUnknown && fields != nil {
+				if _, known := fields[key]; !known {
+					if _, folded := foldMatch(fields, key); !folded {
+						if err := c.skip(at, depth+1); err != nil {
+							return err
+						}
+						continue
+					}
+				}
+			}
 			if seen[key] {
 				return &Error{Key: at, Msg: "appears twice in one object"}
 			}
@@ -162,6 +182,31 @@ func (c *checker) value(t reflect.Type, path string, depth int) error {
 	}
 	_, err = c.dec.Token() // the closing delimiter
 	return err
+}
+
+// skip reads the next JSON value, at path, depth levels down, checking
+// only its nesting (the decoder checks its syntax).
+func (c *checker) skip(path string, depth int) error {
+	for open := 0; ; {
+		tok, err := c.dec.Token()
+		if err != nil {
+			return err
+		}
+		if d, ok := tok.(json.Delim); ok {
+			switch d {
+			case '[', '{':
+				if depth+open >= MaxDepth {
+					return &Error{Key: path, Msg: fmt.Sprintf("nests deeper than %d objects and arrays", MaxDepth)}
+				}
+				open++
+			default:
+				open--
+			}
+		}
+		if open == 0 {
+			return nil
+		}
+	}
 }
 
 // decodedAs is the type whose JSON shape a value of type t takes: t

@@ -3,6 +3,7 @@ package strictjson_test
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -98,18 +99,76 @@ func TestUnmarshal_SyntaxAndTypeErrorsPassThrough(t *testing.T) {
 	}
 }
 
+// SkipUnknownFields: what is under a key Vigil does not read is not
+// refused for its duplicates, but the keys it reads still are, and so are a
+// key in the wrong case, bad syntax and deep nesting anywhere.
+func TestUnmarshal_SkipUnknownFields(t *testing.T) {
+	skip := strictjson.Options{SkipUnknownFields: true}
+	for _, in := range []string{
+		`{"id":"a","v2":{"x":1,"x":2}}`,
+		`{"id":"a","pad":1,"pad":2}`,
+		`{"org":{"name":"o","extra":[{"k":1,"k":1}]}}`,
+	} {
+		var b body
+		if err := strictjson.Unmarshal([]byte(in), &b, skip); err != nil {
+			t.Errorf("Unmarshal(%s) = %v; want it taken", in, err)
+		} else if b.ID != "a" && b.Org == nil {
+			t.Errorf("Unmarshal(%s) decoded %+v", in, b)
+		}
+		if err := strictjson.Unmarshal([]byte(in), &b, strictjson.Options{}); err == nil {
+			t.Errorf("Unmarshal(%s) without SkipUnknownFields accepted it", in)
+		}
+	}
+	for _, tc := range []struct{ in, key string }{
+		{`{"id":"a","v2":{},"id":"b"}`, "id"},
+		{`{"ID":"a","v2":{}}`, "ID"},
+		{`{"v2":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, "v2"},
+		{`{"org":{"name":"a","v2":[` + strings.Repeat(`{"a":`, 70) + "1" + strings.Repeat("}", 70) + `]}}`, "org.v2"},
+	} {
+		var b body
+		err := strictjson.Unmarshal([]byte(tc.in), &b, skip)
+		var se *strictjson.Error
+		if !errors.As(err, &se) || se.Key != tc.key {
+			t.Errorf("Unmarshal(%.60s) = %v; want a *strictjson.Error for %q", tc.in, err, tc.key)
+		}
+	}
+	for _, in := range []string{`{"v2":{"x":}}`, `{"v2":[1,}`, `{"v2":{"x":1}`} {
+		var b body
+		if err := strictjson.Unmarshal([]byte(in), &b, skip); err == nil {
+			t.Errorf("Unmarshal(%s) accepted bad syntax under an unknown key", in)
+		}
+	}
+}
+
+// FuzzUnmarshal: what strictjson accepts, encoding/json reads the same
+// way; SkipUnknownFields accepts at least what the default options accept,
+// and reads it the same; a refusal of strictjson's own says why.
 func FuzzUnmarshal(f *testing.F) {
-	for _, s := range []string{`{"id":"a","contacts":[{"name":"x"}]}`, `{"ALARM_TYPE":1}`, `{"a":1,"a":2}`, `[]]`, `{"raw":[[[{}]]]}`} {
+	for _, s := range []string{`{"id":"a","contacts":[{"name":"x"}]}`, `{"ALARM_TYPE":1}`, `{"a":1,"a":2}`, `[]]`, `{"raw":[[[{}]]]}`,
+		`{"id":"a","v2":{"x":1,"x":2}}`, `{"org":{"name":"o","extra":[{"k":1,"k":1}]}}`, `{"labels":{"a":"1","a":"2"}}`, `{"at":"2026-01-02T03:04:05+01:00"}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var strict, loose body
+		var strict, skip, loose body
 		err := strictjson.Unmarshal(data, &strict, strictjson.Options{})
-		if err == nil {
-			// What strictjson accepts, encoding/json reads the same way.
-			if lerr := json.Unmarshal(data, &loose); lerr != nil {
-				t.Fatalf("strictjson accepted %q, encoding/json refused it: %v", data, lerr)
+		serr := strictjson.Unmarshal(data, &skip, strictjson.Options{SkipUnknownFields: true})
+		for _, e := range []error{err, serr} {
+			var se *strictjson.Error
+			if errors.As(e, &se) && se.Msg == "" {
+				t.Fatalf("refusal without a reason: %#v", se)
 			}
+		}
+		if err == nil && serr != nil {
+			t.Fatalf("SkipUnknownFields refused %q, which the default options accept: %v", data, serr)
+		}
+		if serr != nil {
+			return
+		}
+		if lerr := json.Unmarshal(data, &loose); lerr != nil {
+			t.Fatalf("strictjson accepted %q, encoding/json refused it: %v", data, lerr)
+		}
+		if !reflect.DeepEqual(skip, loose) || err == nil && !reflect.DeepEqual(strict, loose) {
+			t.Fatalf("%q read as %+v (strict %+v), encoding/json read %+v", data, skip, strict, loose)
 		}
 	})
 }
