@@ -4,7 +4,6 @@ package broker
 // is the reference for device makers; keep the two in step.
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/internal/strictjson"
 )
 
 // Topic layout of protocol v1.
@@ -111,7 +111,11 @@ type Message struct {
 	DeviceID string    // from the topic
 	Type     string    // from the topic, one of Types
 	EventID  string    // the device's ID of this event; the command ID
-	TS       time.Time // the device's clock
+	TS       time.Time // the device's clock; zero when ClockOff
+	// ClockOff says why the device's ts was dropped: it is outside the
+	// bounds of monitoring.CheckDeviceTime (a clock not set, or far ahead).
+	// The message is taken all the same, as if it had no device time.
+	ClockOff string
 
 	AlarmType       monitoring.AlarmType // alarm
 	Location        *monitoring.Location // alarm, session/start, location, heartbeat
@@ -171,10 +175,14 @@ func ParseTopic(topic string) (device, typ string, err error) {
 	return device, typ, nil
 }
 
-// Decode decodes a message published on topic. The error, a *DecodeError,
-// names the problem: a bad topic, an oversized payload, malformed JSON, an
-// unknown type, or a missing or invalid field. Unknown JSON fields are
-// ignored, so that devices may send more than v1 knows.
+// Decode decodes a message published on topic, received now. The error, a
+// *DecodeError, names the problem: a bad topic, an oversized payload,
+// malformed JSON (a key twice, or in the wrong case, is invalid_field naming
+// it), an unknown type, or a missing or invalid field. Unknown JSON fields
+// are ignored, whatever they hold, so that devices may send more than v1
+// knows. A ts out of monitoring.CheckDeviceTime's bounds is dropped, not
+// refused (Message.ClockOff): an alarm from a device whose clock is wrong
+// must still be raised.
 //
 // The checks run in a fixed order, which the error replies show: the topic,
 // the size, the JSON, event_id (so that the reply can carry it), the type,
@@ -182,6 +190,11 @@ func ParseTopic(topic string) (device, typ string, err error) {
 // fields (messageTypes). On an error the Message holds what was decoded
 // before it: the device, the type and, once checked, the event_id.
 func Decode(topic string, payload []byte) (Message, error) {
+	return decodeAt(topic, payload, time.Now())
+}
+
+// decodeAt is Decode with the receiving node's clock reading now.
+func decodeAt(topic string, payload []byte, now time.Time) (Message, error) {
 	var m Message
 	var err error
 	if m.DeviceID, m.Type, err = ParseTopic(topic); err != nil {
@@ -202,7 +215,7 @@ func Decode(topic string, payload []byte) (Message, error) {
 	if !known {
 		return m, decodeErr(CodeUnknownType, "", "%q is not a message type of protocol v1; known types: %s", m.Type, strings.Join(Types, ", "))
 	}
-	if err := decodeCommon(&m, &w); err != nil {
+	if err := decodeCommon(&m, &w, now); err != nil {
 		return m, err
 	}
 	if m, err = mt.decode(m, &w); err != nil {
@@ -247,23 +260,29 @@ var messageTypes = map[string]messageType{
 	TypePromptAnswer:   {decode: decodePromptAnswer},
 }
 
-// readWire reads payload, one JSON object, into w. A field of the wrong
-// JSON type is invalid_field naming it (the first one, if several are);
-// anything else that is not one JSON object, or is followed by more data,
-// is malformed_json.
+// readWire reads payload, one JSON object, into w, with strictjson: a key
+// twice in one object, or a key that matches a field only when case is
+// ignored, is invalid_field naming it; so is a field of the wrong JSON type
+// (the first one, if several are). Keys that are no field are skipped
+// unchecked. Anything else that is not one JSON object, or is followed by
+// more data, is malformed_json.
 func readWire(payload []byte, w *wire) error {
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	if err := dec.Decode(w); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			return decodeErr(CodeInvalidField, te.Field, "must be a JSON %s, not %s", jsonKind(te.Type.String()), te.Value)
+	err := strictjson.Unmarshal(payload, w, strictjson.Options{SkipUnknownFields: true})
+	if err == nil {
+		return nil
+	}
+	var se *strictjson.Error
+	if errors.As(err, &se) {
+		if se.Key == "" {
+			return decodeErr(CodeMalformedJSON, "", "the payload has data after the JSON object")
 		}
-		return decodeErr(CodeMalformedJSON, "", "the payload is not a JSON object: %v", err)
+		return decodeErr(CodeInvalidField, se.Key, "%s", se.Msg)
 	}
-	if dec.More() {
-		return decodeErr(CodeMalformedJSON, "", "the payload has data after the JSON object")
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		return decodeErr(CodeInvalidField, te.Field, "must be a JSON %s, not %s", jsonKind(te.Type.String()), te.Value)
 	}
-	return nil
+	return decodeErr(CodeMalformedJSON, "", "the payload is not a JSON object: %v", err)
 }
 
 // checkEventID checks the event_id every message needs: present, at most
@@ -285,16 +304,26 @@ func checkEventID(id *string) error {
 }
 
 // decodeCommon checks the fields any message may carry, whatever its type,
-// and sets them in m: ts, required and RFC 3339; location, when present
+// and sets them in m: ts, required and RFC 3339, and dropped (ClockOff) when
+// monitoring.CheckDeviceTime refuses it at now; location, when present
 // (checkLocation); battery, when present, a percentage. worker_id, pin and
 // firmware are taken as they are.
-func decodeCommon(m *Message, w *wire) error {
+//
+// A ts out of bounds is dropped rather than refused because a device's
+// clock goes wrong in the field (a battery run flat starts it in 1970),
+// where refusing would leave the worker's alarm unraised; a ts that is not
+// RFC 3339 at all is the firmware's fault, the same on every message, and
+// is found when the device is first tested.
+func decodeCommon(m *Message, w *wire, now time.Time) error {
 	var err error
 	if w.TS == nil || *w.TS == "" {
 		return decodeErr(CodeMissingField, "ts", "every message needs ts, the device's time in RFC 3339")
 	}
 	if m.TS, err = time.Parse(time.RFC3339Nano, *w.TS); err != nil {
 		return decodeErr(CodeInvalidField, "ts", "%q is not an RFC 3339 time such as 2025-01-02T15:04:05Z", *w.TS)
+	}
+	if err := monitoring.CheckDeviceTime("ts", m.TS, now); err != nil {
+		m.TS, m.ClockOff = time.Time{}, err.Error()
 	}
 	if w.Location != nil {
 		if m.Location, err = checkLocation(w.Location); err != nil {
@@ -331,7 +360,7 @@ func decodeAlarmCancel(m Message, w *wire) (Message, error) {
 }
 
 // decodeSessionStart checks a session/start's duration and checkin_interval,
-// when present, as Go durations not negative; session_id and update are
+// when present, as Go durations above zero; session_id and update are
 // optional and taken as they are.
 func decodeSessionStart(m Message, w *wire) (Message, error) {
 	var err error
@@ -361,8 +390,8 @@ func decodeSessionRef(m Message, w *wire) (Message, error) {
 }
 
 // decodeSessionExtend checks that a session/extend names its session, as
-// decodeSessionRef does, and then extend_by: present, and a Go duration not
-// negative.
+// decodeSessionRef does, and then extend_by: present, and a Go duration
+// above zero.
 func decodeSessionExtend(m Message, w *wire) (Message, error) {
 	m, err := decodeSessionRef(m, w)
 	if err != nil {
@@ -451,13 +480,15 @@ func checkLocation(l *Location) (*monitoring.Location, error) {
 	return &monitoring.Location{Lat: *l.Lat, Lon: *l.Lon, Accuracy: l.Accuracy, Source: l.Source, Address: l.Address}, nil
 }
 
-// parseDuration parses an optional Go duration ("45m", "1h30m").
+// parseDuration parses an optional Go duration ("45m", "1h30m"); absent
+// ("") is 0, the default, but a duration given must be above zero: "0s"
+// does not mean the default, as in the API.
 func parseDuration(field, s string) (time.Duration, error) {
 	if s == "" {
 		return 0, nil
 	}
 	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
+	if err != nil || d <= 0 {
 		return 0, decodeErr(CodeInvalidField, field, "%q is not a positive Go duration such as \"45m\" or \"1h30m\"", s)
 	}
 	return d, nil

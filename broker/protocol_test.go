@@ -2,6 +2,7 @@ package broker
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"reflect"
 	"slices"
@@ -25,6 +26,10 @@ type decodeCase struct {
 
 // decodeTS is the ts of payload, as Decode parses it.
 var decodeTS = time.Date(2025, 1, 2, 15, 4, 5, 0, time.UTC)
+
+// decodeNow is the receiving node's clock in the table's decodes, a minute
+// after decodeTS.
+var decodeNow = decodeTS.Add(time.Minute)
 
 // payload returns a message with event_id e1, ts decodeTS and the fields
 // given, as JSON members ("" for none).
@@ -130,9 +135,9 @@ var decodeCases = []decodeCase{
 	{name: "session/start empty strings", topic: UpTopic("d1", TypeSessionStart),
 		payload: payload(`"session_id":"","update":"","duration":"","checkin_interval":""`),
 		want:    accepted(TypeSessionStart, nil)},
-	{name: "session/start zero and compound durations", topic: UpTopic("d1", TypeSessionStart),
-		payload: payload(`"duration":"1h30m","checkin_interval":"0s"`),
-		want:    accepted(TypeSessionStart, func(m *Message) { m.Duration = 90 * time.Minute })},
+	{name: "session/start compound durations", topic: UpTopic("d1", TypeSessionStart),
+		payload: payload(`"duration":"1h30m","checkin_interval":"1m30s"`),
+		want:    accepted(TypeSessionStart, func(m *Message) { m.Duration, m.CheckInInterval = 90*time.Minute, 90*time.Second })},
 	{name: "session/start longest address", topic: UpTopic("d1", TypeSessionStart),
 		payload: payload(`"location":{"lat":0,"lon":0,"address":"` + longAddress + `"}`),
 		want: accepted(TypeSessionStart, func(m *Message) {
@@ -215,12 +220,12 @@ var decodeCases = []decodeCase{
 	{name: "unknown location fields ignored", topic: UpTopic("d1", TypeLocation),
 		payload: payload(`"location":{"lat":1,"lon":2,"alt":"high"}`),
 		want:    accepted(TypeLocation, func(m *Message) { m.Location = &monitoring.Location{Lat: 1, Lon: 2} })},
-	{name: "field names match without case", topic: UpTopic("d1", TypeBattery),
-		payload: `{"EVENT_ID":"e1","Ts":"2025-01-02T15:04:05Z","Battery":9}`,
-		want:    accepted(TypeBattery, func(m *Message) { m.Battery = ptr(9) })},
+	{name: "unknown fields ignored whatever they hold", topic: UpTopic("d1", TypeAlarm),
+		payload: payload(`"alarm_type":"test","diag":{"x":1,"x":2},"pad":1,"pad":2,"location":{"lat":1,"lon":2,"alt":{"m":1,"m":1}}`),
+		want: accepted(TypeAlarm, func(m *Message) {
+			m.AlarmType, m.Location = monitoring.AlarmTest, &monitoring.Location{Lat: 1, Lon: 2}
+		})},
 	{name: "white space around the object", topic: UpTopic("d1", TypeHeartbeat), payload: " \n\t" + payload("") + "\r\n ",
-		want: accepted(TypeHeartbeat, nil)},
-	{name: "a stray closing bracket after the object", topic: UpTopic("d1", TypeHeartbeat), payload: payload("") + "]",
 		want: accepted(TypeHeartbeat, nil)},
 	{name: "payload at the limit", topic: UpTopic("d1", TypeHeartbeat), payload: sizedPayload(MaxPayload, ""),
 		want: accepted(TypeHeartbeat, nil)},
@@ -273,6 +278,23 @@ var decodeCases = []decodeCase{
 		want: refused("d1", TypeHeartbeat, ""), err: malformed("the payload has data after the JSON object")},
 	{name: "a word after the object", topic: UpTopic("d1", TypeHeartbeat), payload: payload("") + ` x`,
 		want: refused("d1", TypeHeartbeat, ""), err: malformed("the payload has data after the JSON object")},
+	{name: "a stray closing bracket after the object", topic: UpTopic("d1", TypeHeartbeat), payload: payload("") + "]",
+		want: refused("d1", TypeHeartbeat, ""), err: malformed("the payload has data after the JSON object")},
+
+	// A key twice, or in the wrong case: the sender and Vigil could read
+	// the message differently (encoding/json took the last, or matched
+	// without case).
+	{name: "alarm_type twice", topic: UpTopic("d1", TypeAlarm), payload: payload(`"alarm_type":"test","alarm_type":"red_alert"`),
+		want: refused("d1", TypeAlarm, ""), err: invalid("alarm_type", "appears twice in one object")},
+	{name: "event_id twice", topic: UpTopic("d1", TypeAlarm), payload: `{"event_id":"e1","event_id":"e2","ts":"2025-01-02T15:04:05Z"}`,
+		want: refused("d1", TypeAlarm, ""), err: invalid("event_id", "appears twice in one object")},
+	{name: "location.lat twice", topic: UpTopic("d1", TypeLocation), payload: payload(`"location":{"lat":1,"lon":2,"lat":3}`),
+		want: refused("d1", TypeLocation, ""), err: invalid("location.lat", "appears twice in one object")},
+	{name: "a field in capitals", topic: UpTopic("d1", TypeBattery),
+		payload: `{"EVENT_ID":"e1","ts":"2025-01-02T15:04:05Z","battery":9}`,
+		want:    refused("d1", TypeBattery, ""), err: invalid("EVENT_ID", `is not a field; keys are case-sensitive: write "event_id"`)},
+	{name: "a field in another case beside it", topic: UpTopic("d1", TypeAlarm), payload: payload(`"alarm_type":"test","Alarm_Type":"red_alert"`),
+		want: refused("d1", TypeAlarm, ""), err: invalid("Alarm_Type", `is not a field; keys are case-sensitive: write "alarm_type"`)},
 	{name: "null payload", topic: UpTopic("d1", TypeHeartbeat), payload: `null`,
 		want: refused("d1", TypeHeartbeat, ""),
 		err:  missing("event_id", "every message needs an event_id, reused when retrying")},
@@ -349,6 +371,26 @@ var decodeCases = []decodeCase{
 	{name: "ts without a zone", topic: UpTopic("d1", TypeHeartbeat), payload: `{"event_id":"e1","ts":"2025-01-02T15:04:05"}`,
 		want: refused("d1", TypeHeartbeat, "e1"),
 		err:  invalid("ts", `"2025-01-02T15:04:05" is not an RFC 3339 time such as 2025-01-02T15:04:05Z`)},
+	{name: "ts 1970 dropped, the alarm taken", topic: UpTopic("d1", TypeAlarm),
+		payload: `{"event_id":"e1","ts":"1970-01-01T00:00:07Z","alarm_type":"red_alert"}`,
+		want: accepted(TypeAlarm, func(m *Message) {
+			m.TS, m.AlarmType = time.Time{}, monitoring.AlarmRedAlert
+			m.ClockOff = "ts 1970-01-01T00:00:07Z is before 2000-01-01T00:00:00Z: the device's clock is not set"
+		})},
+	{name: "ts 9999 dropped, the alarm taken", topic: UpTopic("d1", TypeAlarm),
+		payload: `{"event_id":"e1","ts":"9999-12-31T23:59:59Z","alarm_type":"man_down"}`,
+		want: accepted(TypeAlarm, func(m *Message) {
+			m.TS, m.AlarmType = time.Time{}, monitoring.AlarmManDown
+			m.ClockOff = "ts 9999-12-31T23:59:59Z is more than 24 hours ahead of this node's clock (2025-01-02T15:05:05Z): the device's clock is wrong"
+		})},
+	{name: "ts a day ahead taken", topic: UpTopic("d1", TypeHeartbeat), payload: `{"event_id":"e1","ts":"2025-01-03T15:05:05Z"}`,
+		want: accepted(TypeHeartbeat, func(m *Message) { m.TS = decodeNow.Add(monitoring.MaxDeviceClockAhead) })},
+	{name: "ts 1999 dropped from audio", topic: UpTopic("d1", TypeAudio),
+		payload: `{"event_id":"e1","ts":"1999-12-31T23:59:59Z","alarm_id":"7d4c","seq":1,"codec":"wav","data":"AAAA"}`,
+		want: accepted(TypeAudio, func(m *Message) {
+			m.TS, m.ClockOff = time.Time{}, "ts 1999-12-31T23:59:59Z is before 2000-01-01T00:00:00Z: the device's clock is not set"
+			m.Audio = monitoring.AudioChunkRequest{AlarmID: "7d4c", DeviceID: "d1", Seq: 1, Codec: monitoring.CodecWAV, Data: []byte{0, 0, 0}}
+		})},
 	{name: "ts checked before the type's fields", topic: UpTopic("d1", TypeAlarm), payload: `{"event_id":"e1","ts":"x"}`,
 		want: refused("d1", TypeAlarm, "e1"), err: invalid("ts", `"x" is not an RFC 3339 time such as 2025-01-02T15:04:05Z`)},
 
@@ -416,6 +458,12 @@ var decodeCases = []decodeCase{
 		want: refused("d1", TypeSessionStart, "e1"), err: invalid("duration", `"45"`+durationText)},
 	{name: "checkin_interval not a duration", topic: UpTopic("d1", TypeSessionStart), payload: payload(`"duration":"1h","checkin_interval":"often"`),
 		want: refused("d1", TypeSessionStart, "e1"), err: invalid("checkin_interval", `"often"`+durationText)},
+	{name: "duration zero", topic: UpTopic("d1", TypeSessionStart), payload: payload(`"duration":"0s"`),
+		want: refused("d1", TypeSessionStart, "e1"), err: invalid("duration", `"0s"`+durationText)},
+	{name: "checkin_interval zero", topic: UpTopic("d1", TypeSessionStart), payload: payload(`"checkin_interval":"0m"`),
+		want: refused("d1", TypeSessionStart, "e1"), err: invalid("checkin_interval", `"0m"`+durationText)},
+	{name: "checkin_interval negative", topic: UpTopic("d1", TypeSessionStart), payload: payload(`"checkin_interval":"-15m"`),
+		want: refused("d1", TypeSessionStart, "e1"), err: invalid("checkin_interval", `"-15m"`+durationText)},
 	{name: "duration checked before checkin_interval", topic: UpTopic("d1", TypeSessionStart),
 		payload: payload(`"checkin_interval":"often","duration":"soon"`),
 		want:    refused("d1", TypeSessionStart, "e1"), err: invalid("duration", `"soon"`+durationText)},
@@ -433,6 +481,8 @@ var decodeCases = []decodeCase{
 		want: refused("d1", TypeSessionExtend, "e1"), err: missing("extend_by", `how much longer, as a Go duration such as "30m"`)},
 	{name: "session/extend extend_by negative", topic: UpTopic("d1", TypeSessionExtend), payload: payload(`"session_id":"s","extend_by":"-1h"`),
 		want: refused("d1", TypeSessionExtend, "e1"), err: invalid("extend_by", `"-1h"`+durationText)},
+	{name: "session/extend extend_by zero", topic: UpTopic("d1", TypeSessionExtend), payload: payload(`"session_id":"s","extend_by":"0s"`),
+		want: refused("d1", TypeSessionExtend, "e1"), err: invalid("extend_by", `"0s"`+durationText)},
 	{name: "session/extend extend_by not a duration", topic: UpTopic("d1", TypeSessionExtend), payload: payload(`"session_id":"s","extend_by":"30"`),
 		want: refused("d1", TypeSessionExtend, "e1"), err: invalid("extend_by", `"30"`+durationText)},
 
@@ -514,7 +564,7 @@ func sameMessage(got, want Message) bool {
 func TestDecode_Table(t *testing.T) {
 	for _, tc := range decodeCases {
 		t.Run(tc.name, func(t *testing.T) {
-			m, err := Decode(tc.topic, []byte(tc.payload))
+			m, err := decodeAt(tc.topic, []byte(tc.payload), decodeNow)
 			if tc.err == nil {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -587,28 +637,36 @@ func TestDecodeError_Error(t *testing.T) {
 	}
 }
 
-// Decode never panics, refuses only with a complete *DecodeError, and
-// accepts only complete messages of a known type. The seeds are the table's
-// messages.
+// Decode never panics, refuses only with a complete *DecodeError (one that
+// names its field when the fault is a field's), and accepts only complete
+// messages of a known type, which read the same when encoded again. The
+// seeds are the table's messages; testdata/fuzz/FuzzDecode holds what the
+// fuzzer found.
 func FuzzDecode(f *testing.F) {
 	for _, tc := range decodeCases {
 		f.Add(tc.topic, []byte(tc.payload))
 	}
 	codes := []string{CodeBadTopic, CodeTooLarge, CodeMalformedJSON, CodeUnknownType, CodeMissingField, CodeInvalidField}
 	f.Fuzz(func(t *testing.T, topic string, payload []byte) {
-		m, err := Decode(topic, payload)
+		m, err := decodeAt(topic, payload, decodeNow)
 		if err != nil {
 			de, ok := err.(*DecodeError)
 			if !ok || !slices.Contains(codes, de.Code) || de.Msg == "" {
 				t.Fatalf("error %#v is not a complete DecodeError", err)
+			}
+			if de.Code == CodeMissingField && de.Field == "" {
+				t.Fatalf("missing_field without its field: %v", de)
 			}
 			if len(m.EventID) > MaxEventIDLen {
 				t.Fatalf("refused message keeps an event_id of %d bytes", len(m.EventID))
 			}
 			return
 		}
-		if m.EventID == "" || len(m.EventID) > MaxEventIDLen || m.TS.IsZero() || m.DeviceID == "" {
+		if m.EventID == "" || len(m.EventID) > MaxEventIDLen || m.TS.IsZero() != (m.ClockOff != "") || m.DeviceID == "" {
 			t.Fatalf("accepted an incomplete message %+v", m)
+		}
+		if !m.TS.IsZero() && monitoring.CheckDeviceTime("ts", m.TS, decodeNow) != nil {
+			t.Fatalf("accepted ts %v, out of bounds", m.TS)
 		}
 		if !slices.Contains(Types, m.Type) {
 			t.Fatalf("accepted a message of unknown type %q", m.Type)
@@ -619,10 +677,64 @@ func FuzzDecode(f *testing.F) {
 		if m.Battery != nil && (*m.Battery < 0 || *m.Battery > 100) {
 			t.Fatalf("battery %d", *m.Battery)
 		}
+		if m.Duration < 0 || m.CheckInInterval < 0 || m.ExtendBy < 0 || m.Type == TypeSessionExtend && m.ExtendBy == 0 {
+			t.Fatalf("durations %v, %v, %v", m.Duration, m.CheckInInterval, m.ExtendBy)
+		}
 		if len(payload) > MaxPayload && (m.Type != TypeAudio || len(payload) > MaxAudioPayload) {
 			t.Fatalf("accepted %d bytes of %s", len(payload), m.Type)
 		}
+		again, err := decodeAt(topic, encodeMessage(t, m), decodeNow)
+		if err != nil {
+			t.Fatalf("%+v, encoded again, is refused: %v", m, err)
+		}
+		if m.ClockOff != "" && again.ClockOff != "" {
+			m.ClockOff, again.ClockOff = "off", "off"
+		}
+		if !sameMessage(again, m) {
+			t.Fatalf("%+v, encoded again, reads as %+v", m, again)
+		}
 	})
+}
+
+// encodeMessage is the payload of m as a device would send it: every field
+// m holds, under its name in protocol v1. A ts that was dropped is sent as
+// 1970.
+func encodeMessage(t *testing.T, m Message) []byte {
+	t.Helper()
+	out := map[string]any{"event_id": m.EventID, "ts": m.TS.Format(time.RFC3339Nano)}
+	if m.ClockOff != "" {
+		out["ts"] = "1970-01-01T00:00:00Z"
+	}
+	set := func(k string, v any, ok bool) {
+		if ok {
+			out[k] = v
+		}
+	}
+	set("alarm_type", m.AlarmType, m.AlarmType != "")
+	set("location", m.Location, m.Location != nil)
+	set("worker_id", m.WorkerID, m.WorkerID != "")
+	set("session_id", m.SessionID, m.SessionID != "")
+	set("duration", m.Duration.String(), m.Duration != 0)
+	set("checkin_interval", m.CheckInInterval.String(), m.CheckInInterval != 0)
+	set("update", m.Update, m.Update != "")
+	set("extend_by", m.ExtendBy.String(), m.ExtendBy != 0)
+	set("alarm_id", m.AlarmID, m.AlarmID != "")
+	set("pin", m.PIN, m.PIN != "")
+	set("battery", m.Battery, m.Battery != nil)
+	set("firmware", m.Firmware, m.Firmware != "")
+	set("prompt_id", m.PromptID, m.PromptID != "")
+	set("answer", m.Answer, m.Answer != "")
+	if a := m.Audio; m.Type == TypeAudio {
+		out["alarm_id"], out["seq"], out["codec"] = a.AlarmID, a.Seq, a.Codec
+		out["data"] = base64.StdEncoding.EncodeToString(a.Data)
+		set("sample_rate", a.SampleRate, a.SampleRate != 0)
+		set("channels", a.Channels, a.Channels != 0)
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // The visit address a worker typed comes through with a session's start

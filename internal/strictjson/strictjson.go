@@ -85,6 +85,9 @@ func check(data []byte, t reflect.Type, skipUnknown bool) error {
 	dec.UseNumber()
 	c := checker{dec: dec, skipUnknown: skipUnknown}
 	if err := c.value(t, "", 0); err != nil {
+		if err == io.EOF && len(bytes.TrimSpace(data)) > 0 {
+			return io.ErrUnexpectedEOF // cut short, as encoding/json says it
+		}
 		return err
 	}
 	if _, err := dec.Token(); err != io.EOF {
