@@ -54,6 +54,9 @@ func decodeAudio(m Message, w *wire) (Message, error) {
 	if err != nil {
 		return m, decodeErr(CodeInvalidField, "data", "is not base64 (standard alphabet, with padding): %v", err)
 	}
+	if len(data) == 0 { // base64 skips line breaks: "\r\n" is no audio
+		return m, decodeErr(CodeInvalidField, "data", "holds no audio")
+	}
 	if len(data) > monitoring.MaxAudioChunkBytes {
 		return m, decodeErr(CodeInvalidField, "data", "holds %d bytes of audio, more than the %d a chunk may carry", len(data), monitoring.MaxAudioChunkBytes)
 	}

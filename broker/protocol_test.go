@@ -533,6 +533,8 @@ var decodeCases = []decodeCase{
 	{name: "audio data unpadded", topic: UpTopic("d1", TypeAudio), payload: payload(`"alarm_id":"a","seq":0,"codec":"wav","data":"AAA"`),
 		want: refused("d1", TypeAudio, "e1"),
 		err:  invalid("data", "is not base64 (standard alphabet, with padding): illegal base64 data at input byte 0")},
+	{name: "audio data only line breaks", topic: UpTopic("d1", TypeAudio), payload: payload(`"alarm_id":"a","seq":0,"codec":"wav","data":"\r\n"`),
+		want: refused("d1", TypeAudio, "e1"), err: invalid("data", "holds no audio")},
 	{name: "audio data too much", topic: UpTopic("d1", TypeAudio), payload: payload(`"alarm_id":"a","seq":0,"codec":"wav","data":"` + overData + `"`),
 		want: refused("d1", TypeAudio, "e1"),
 		err:  invalid("data", "holds 32769 bytes of audio, more than the 32768 a chunk may carry")},
