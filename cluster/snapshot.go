@@ -9,6 +9,7 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"math"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/raft"
@@ -105,6 +106,9 @@ func readSnapshot(r io.Reader, db *badger.DB) error {
 		if klen == 0 {
 			break
 		}
+		if klen > maxSnapKey {
+			return fmt.Errorf("snapshot key of %d bytes, more than %d", klen, maxSnapKey)
+		}
 		key := make([]byte, klen)
 		if _, err := io.ReadFull(cr, key); err != nil {
 			return fmt.Errorf("snapshot key: %w", err)
@@ -113,8 +117,8 @@ func readSnapshot(r io.Reader, db *badger.DB) error {
 		if err != nil {
 			return fmt.Errorf("snapshot record: %w", err)
 		}
-		val := make([]byte, vlen)
-		if _, err := io.ReadFull(cr, val); err != nil {
+		val, err := readN(cr, vlen)
+		if err != nil {
 			return fmt.Errorf("snapshot value: %w", err)
 		}
 		if err := wb.Set(key, val); err != nil {
@@ -129,6 +133,26 @@ func readSnapshot(r io.Reader, db *badger.DB) error {
 		return fmt.Errorf("snapshot checksum mismatch: %08x, want %08x", got, want)
 	}
 	return wb.Flush()
+}
+
+// maxSnapKey is the longest key a snapshot may hold: Badger's own limit.
+const maxSnapKey = 65000
+
+// readN reads n bytes from r. The length comes from the stream, so memory
+// grows with the bytes actually read: a corrupt length of terabytes ends
+// at the end of the stream, not in a make that kills the node.
+func readN(r io.Reader, n uint64) ([]byte, error) {
+	if n <= 64<<10 {
+		b := make([]byte, n)
+		_, err := io.ReadFull(r, b)
+		return b, err
+	}
+	var buf bytes.Buffer
+	got, err := io.CopyN(&buf, r, int64(min(n, math.MaxInt64)))
+	if err == io.EOF && uint64(got) < n {
+		err = io.ErrUnexpectedEOF
+	}
+	return buf.Bytes(), err
 }
 
 // crcReader checksums every byte read through it.
