@@ -33,7 +33,7 @@ type genCmd struct {
 // applies each command to replica A as it goes, so that it can pick
 // deadlines that exist in the state.
 type gen struct {
-	t       *testing.T
+	t       testing.TB
 	r       *rand.Rand
 	now     time.Time
 	a       *replica
@@ -58,7 +58,7 @@ type replica struct {
 	outcomes []string // per command: the response or the refusal
 }
 
-func newReplica(t *testing.T) *replica { return &replica{db: mustOpenDB(t), f: NewFSM()} }
+func newReplica(t testing.TB) *replica { return &replica{db: mustOpenDB(t), f: NewFSM()} }
 
 var (
 	genOrgs      = []string{"o1", "o2"}
@@ -116,7 +116,7 @@ func (g *gen) add(t CmdType, body any) {
 
 // applyOne applies one command in its own transaction, committing it
 // unless it was refused.
-func applyOne(t *testing.T, r *replica, index int, c genCmd) string {
+func applyOne(t testing.TB, r *replica, index int, c genCmd) string {
 	t.Helper()
 	txn := r.db.NewTransaction(true)
 	defer txn.Discard()

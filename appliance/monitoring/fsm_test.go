@@ -11,7 +11,7 @@ import (
 	"github.com/vigilarc/vigil/cluster"
 )
 
-func mustOpenDB(t *testing.T) *badger.DB {
+func mustOpenDB(t testing.TB) *badger.DB {
 	t.Helper()
 	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
 	if err != nil {
