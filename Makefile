@@ -10,7 +10,7 @@ GOBIN    := $(shell $(GO) env GOPATH)/bin
 
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build run test soak bench chaos lint tools deps clean
+.PHONY: all build run test soak bench chaos fuzz lint tools deps clean
 
 all: lint test build
 
@@ -59,6 +59,23 @@ chaos: build
 	{ $(DEPS_SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(DEPS_SUDO) apt-get install -y -qq iproute2 nftables >/dev/null; }
 	cd tools && $(GO) build -o ../bin/chaos ./chaos/cmd/chaos
 	./bin/chaos -vigil ./$(BIN) -faults $(FAULTS) $(if $(SEED),-seed $(SEED))
+
+## fuzz: every decoder's fuzz target, one after another, FUZZTIME each
+## (default 10m; make fuzz FUZZTIME=30s): device payloads, strict JSON (the
+## API's bodies), the cluster's envelope, command record and snapshot
+## restore, the state machine's commands, the config file and join tokens.
+## New inputs the fuzzer keeps are copied into the package's
+## testdata/fuzz/<target>/ for review and commit; a failure stops the run
+## with its input written there (tools/fuzz/run.sh). Not in CI; the
+## corpora run in `make test`.
+## FUZZFLAGS=-parallel=1 for one worker (default: one per CPU)
+FUZZTIME ?= 10m
+FUZZFLAGS ?=
+FUZZ_TARGETS := ./broker:FuzzDecode ./internal/strictjson:FuzzUnmarshal \
+	./cluster:FuzzDecodeEnvelope ./cluster:FuzzDecodeCmdRecord ./cluster:FuzzRestore \
+	./appliance/monitoring:FuzzApply ./appliance:FuzzLoadConfig ./provisioning:FuzzParseJoinToken
+fuzz:
+	@GO=$(GO) sh tools/fuzz/run.sh $(FUZZTIME) $(FUZZFLAGS) -- $(FUZZ_TARGETS)
 
 ## lint: gofmt, go vet and staticcheck
 lint: tools
