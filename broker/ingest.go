@@ -34,6 +34,10 @@ type Reply struct {
 // Codes of error replies made by the gateway itself.
 const (
 	CodeUnavailable = "unavailable" // not recorded now: send it again
+	// CodeDiskFull: not recorded, the cluster refuses writes for a disk
+	// nearly full; send it again (no PUBACK comes for an alarm or a
+	// session event).
+	CodeDiskFull = "disk_full"
 )
 
 // AlarmResult is the result of an alarm message.
@@ -124,6 +128,13 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		b.stats.unavailable.Add(1)
 		b.logger.Warn("device event not committed: no PUBACK, dropping the connection",
 			"device", device, "event_id", msg.EventID, "type", msg.Type, "error", err, "after", time.Since(start))
+		if errors.Is(err, monitoring.ErrDiskFull) {
+			// No PUBACK, as for any event not committed, but a reply that
+			// says why, written before the connection is dropped.
+			b.writeNow(cl, device, Reply{EventID: msg.EventID, Type: msg.Type, Code: CodeDiskFull,
+				Error: "not recorded: the cluster's disks are nearly full and it refuses writes; send it again, " +
+					"to another node if this one stays full"})
+		}
 		h.disconnect(cl)
 		return pk, packets.ErrRejectPacket
 	}
@@ -146,6 +157,29 @@ func (b *Broker) sendReply(device string, r Reply) {
 		return
 	}
 	b.publish(device, "reply", out)
+}
+
+// writeNow writes reply r to the device's connection at once, past the
+// outbound queue, when the device subscribes to its down/reply: the
+// connection is about to be dropped, and a reply queued would be lost with
+// it.
+func (b *Broker) writeNow(cl *mqtt.Client, device string, r Reply) {
+	subscribed := false
+	for filter := range cl.State.Subscriptions.GetAll() {
+		subscribed = subscribed || matchesDown(device, filter, "reply")
+	}
+	if !subscribed {
+		return
+	}
+	out, err := json.Marshal(r)
+	if err != nil {
+		b.logger.Error("cannot encode reply", "error", err)
+		return
+	}
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: DownTopic(device, "reply"), Payload: out}
+	if err := cl.WritePacket(pk); err != nil {
+		b.logger.Warn("cannot write a reply before dropping the connection", "device", device, "error", err)
+	}
 }
 
 // disconnect drops a device's connection from inside its own read loop.
@@ -189,6 +223,8 @@ func describe(err error) (code, field, text string) {
 		return string(re.Code), re.Field, re.Msg
 	case errors.As(err, &fe):
 		return string(monitoring.CodeInvalid), fe.Field, fe.Reason
+	case errors.Is(err, monitoring.ErrDiskFull):
+		return CodeDiskFull, "", err.Error()
 	}
 	return CodeUnavailable, "", err.Error()
 }
