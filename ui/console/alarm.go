@@ -489,6 +489,52 @@ func (co *Console) closeAlarm(c *gin.Context) {
 	co.done(c, a)
 }
 
+// consolePrompts are the prompts the alarm page offers, by kind: what the
+// worker's device shows.
+var consolePrompts = map[monitoring.PromptKind]string{
+	monitoring.PromptTapTwice: "Tap twice if you need help",
+	monitoring.PromptCallBack: "Call the monitoring centre",
+}
+
+// POST /ui/alarms/:id/prompt: kind (tap_twice or call_back). The prompt
+// goes to the alarm's device; it is refused while the worker has an open
+// silent alarm (the Service's rule), and the page offers none on a
+// do-not-call alarm.
+func (co *Console) prompt(c *gin.Context) {
+	kind := monitoring.PromptKind(c.PostForm("kind"))
+	if _, ok := consolePrompts[kind]; !ok {
+		co.failed(c, &monitoring.RuleError{Code: monitoring.CodeInvalid, Field: "kind", Msg: "ask the device to tap twice or to call back"}, "", "", "")
+		return
+	}
+	a, err := co.svc.Alarm(c.Param("id"))
+	if err != nil {
+		co.failed(c, err, "", "", "")
+		return
+	}
+	switch {
+	case a.DeviceID == "":
+		err = &monitoring.RuleError{Code: monitoring.CodeConflict, Field: "alarm_id", Msg: "this alarm has no device to ask"}
+	case a.DoNotCall:
+		err = &monitoring.RuleError{Code: monitoring.CodeConflict, Field: "kind", Msg: "do not prompt the device: an onlooker could see it (duress or discreet alarm in this incident)"}
+	case a.Status == monitoring.StatusClosed:
+		err = &monitoring.RuleError{Code: monitoring.CodeAlarmClosed, Field: "alarm_id", Msg: "the alarm is closed"}
+	}
+	if err != nil {
+		co.failed(c, err, "", "", "")
+		return
+	}
+	if _, err := co.svc.SendPrompt(c.Request.Context(), cmdID(c), auth.OperatorOf(c).ID, monitoring.PromptRequest{
+		DeviceID: a.DeviceID, AlarmID: a.ID, Kind: kind}); err != nil {
+		co.failed(c, err, "", "", "")
+		return
+	}
+	if a, err = co.svc.Alarm(a.ID); err != nil {
+		co.failed(c, err, "", "", "")
+		return
+	}
+	co.done(c, a)
+}
+
 // POST /ui/alarms/:id/reopen: reason (required); supervisors.
 func (co *Console) reopen(c *gin.Context) {
 	reason := strings.TrimSpace(c.PostForm("reason"))

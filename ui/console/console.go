@@ -74,6 +74,7 @@ type Monitoring interface {
 	LogAction(ctx context.Context, cmdID, operator, alarmID string, entry monitoring.TimelineEntry) (*monitoring.Alarm, error)
 	Close(ctx context.Context, cmdID, operator, alarmID string, resolution monitoring.Resolution, confirmation monitoring.Confirmation, note string) (*monitoring.Alarm, error)
 	Reopen(ctx context.Context, cmdID, operator, alarmID, reason string) (*monitoring.Alarm, error)
+	SendPrompt(ctx context.Context, cmdID, actor string, req monitoring.PromptRequest) (*monitoring.DevicePrompt, error)
 }
 
 // Directory is what the sessions board and the admin pages need from the
@@ -273,6 +274,7 @@ func (c *Console) Mount(r gin.IRouter) {
 	op.POST("/alarms/:id/actions", c.logAction)
 	op.POST("/alarms/:id/close", c.closeAlarm)
 	op.POST("/alarms/:id/reopen", c.auth.Require(monitoring.RoleSupervisor), c.reopen)
+	op.POST("/alarms/:id/prompt", c.prompt)
 	op.POST("/resume/ticket", c.resumeTicket) // handover.go
 	op.GET("/sessions", c.boardPage)          // board.go
 	op.GET("/cluster", c.clusterPage)         // clusterpage.go

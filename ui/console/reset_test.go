@@ -124,3 +124,50 @@ func TestConsole_DoNotCallAcrossTheIncident(t *testing.T) {
 		t.Errorf("the linked alarm's queue row: %s", row)
 	}
 }
+
+// The alarm page asks the device to tap twice; the prompt is on the
+// alarm's timeline. A do-not-call alarm offers no prompt, and one posted
+// anyway is refused: an onlooker could see it.
+func TestConsole_TapTwicePrompt(t *testing.T) {
+	n := monitoringtest.MustService(t, monitoringtest.Options{})
+	srv := uitest.MustServe(t, n, uitest.Options{})
+	f := uitest.MustSeed(t, n.Service)
+	ctx := context.Background()
+	red, err := n.Service.RaiseAlarm(ctx, "r1", "device:"+f.Amira.Device, monitoring.RaiseAlarmRequest{Type: monitoring.AlarmRedAlert, DeviceID: f.Amira.Device})
+	if err != nil {
+		t.Fatal(err)
+	}
+	discreet, err := n.Service.RaiseAlarm(ctx, "r2", "device:"+f.Ben.Device, monitoring.RaiseAlarmRequest{Type: monitoring.AlarmDiscreetPanic, DeviceID: f.Ben.Device})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := uitest.NewSession(t, srv.URL)
+	if code := s.SignIn("olivia", uitest.OliviaPassword); code != http.StatusOK {
+		t.Fatalf("sign in: %d", code)
+	}
+	prompt := func(id string) (int, string) {
+		form := url.Values{"kind": {"tap_twice"}, "csrf": {s.CSRF}, "cmd_id": {"tap-" + id}}
+		resp, body := s.Do(http.MethodPost, "/ui/alarms/"+id+"/prompt", form, map[string]string{"Accept": "application/json"})
+		return resp.StatusCode, body
+	}
+	if _, body := s.Do(http.MethodGet, "/ui/alarms/"+red.ID, nil, nil); !strings.Contains(body, `id="prompt-tap"`) {
+		t.Fatal("the alarm page offers no tap-twice prompt")
+	}
+	if code, body := prompt(red.ID); code != http.StatusOK {
+		t.Fatalf("tap twice: %d %s", code, body)
+	}
+	tl, err := n.Service.Timeline(red.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := tl[len(tl)-1]; last.Kind != monitoring.ActionPrompt || !strings.Contains(last.Text, "tap_twice") {
+		t.Fatalf("the last timeline entry %+v: want the prompt", last)
+	}
+
+	if _, body := s.Do(http.MethodGet, "/ui/alarms/"+discreet.ID, nil, nil); strings.Contains(body, `id="prompt-tap"`) {
+		t.Error("a discreet alarm's page offers a prompt")
+	}
+	if code, body := prompt(discreet.ID); code != http.StatusConflict || !strings.Contains(body, "onlooker") {
+		t.Fatalf("a prompt on a discreet alarm: %d %s; want 409", code, body)
+	}
+}
