@@ -161,7 +161,10 @@ func alarmNotice(e monitoring.Event) string {
 	case monitoring.EventAlarmRaised:
 		return AlarmNoticeReceived
 	case monitoring.EventAlarmUpdated:
-		if e.Entry != nil && e.Entry.Kind == monitoring.ActionAcknowledged {
+		// A reopened alarm is acknowledged again, by the operator who
+		// reopened it: the device, which showed it closed, learns it is
+		// being handled once more.
+		if e.Entry != nil && (e.Entry.Kind == monitoring.ActionAcknowledged || e.Entry.Kind == monitoring.ActionReopened) {
 			return AlarmNoticeAcknowledged
 		}
 	case monitoring.EventAlarmClosed:

@@ -64,7 +64,7 @@ func raise(t *testing.T, d *device, f fixture, eventID, typ string) string {
 }
 
 // A red alert's device hears that it was received, acknowledged by an
-// operator and closed.
+// operator and closed, and, reopened, that it is acknowledged again.
 func TestDownlink_AlarmLifecycle(t *testing.T) {
 	n := mustNode(t, nil)
 	svc := n.Service
@@ -83,6 +83,10 @@ func TestDownlink_AlarmLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	no.alarm(id, broker.AlarmNoticeClosed)
+	if _, err := svc.Reopen(ctx, "reopen-1", "sup1", id, "she rang again"); err != nil {
+		t.Fatal(err)
+	}
+	no.alarm(id, broker.AlarmNoticeAcknowledged)
 }
 
 // Silent alarms (discreet panic, the duress alarm of a session ended with

@@ -614,9 +614,9 @@ func applyReopenAlarm(c *applyCtx, body []byte) ([]byte, error) {
 	a.Status, a.AckBy = StatusAcknowledged, c.hdr.Actor
 	a.Reopened++
 	a.Resolution, a.CloseNote, a.ClosedBy, a.ClosedAt, a.Confirmation = "", "", "", time.Time{}, ""
-	if !a.DuressCancel { // the device may cancel it again, and no reset waits for confirmation
-		a.ResetAt, a.CancelledAt = time.Time{}, time.Time{}
-	}
+	// No reset waits for confirmation now; the device, told the alarm was
+	// cancelled, still hears nothing of it (CancelledAt stays).
+	a.ResetAt = time.Time{}
 	if err := setIndex(c.txn, openKey(a)); err != nil {
 		return nil, err
 	}

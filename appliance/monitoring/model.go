@@ -321,8 +321,11 @@ func (a *Alarm) AwaitingConfirmation() bool { return !a.ResetAt.IsZero() && a.St
 
 // CancelledOnDevice reports whether the device was told this alarm is
 // cancelled (either PIN: the device cannot tell which), so that, to the
-// device, it is over whatever the operators still do with it.
-func (a *Alarm) CancelledOnDevice() bool { return a.DuressCancel || !a.ResetAt.IsZero() }
+// device, it is over whatever the operators still do with it, a reopen
+// included.
+func (a *Alarm) CancelledOnDevice() bool {
+	return a.DuressCancel || !a.ResetAt.IsZero() || !a.CancelledAt.IsZero()
+}
 
 // ActionKind is a kind of timeline entry.
 type ActionKind string

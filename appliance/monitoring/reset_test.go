@@ -86,9 +86,11 @@ func TestResetAlarm_SafePINWaitsForAnOperator(t *testing.T) {
 	if a.Status != StatusClosed || a.Confirmation != ConfirmedByWorker || a.AwaitingConfirmation() {
 		t.Fatalf("closed: %+v", a)
 	}
-	// Reopened, it is no longer a reset: the device may cancel it again.
+	// Reopened, it no longer waits for a confirmation of that reset; the
+	// device, told it was cancelled, still hears nothing of it, as after
+	// the Duress PIN.
 	safe.must(CmdReopenAlarm, reopenAlarmCmd{Header: safe.hdr(), AlarmID: "a1", Reason: "she rang again"})
-	if a = safe.alarm("a1"); !a.ResetAt.IsZero() || a.Confirmation != "" || a.CancelledOnDevice() {
+	if a = safe.alarm("a1"); !a.ResetAt.IsZero() || a.Confirmation != "" || a.AwaitingConfirmation() || !a.CancelledOnDevice() {
 		t.Fatalf("reopened: %+v", a)
 	}
 }
