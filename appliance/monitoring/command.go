@@ -249,7 +249,19 @@ type sessionActionCmd struct {
 	PIN        pinOutcome        `json:"pin"`
 	PINVersion uint64            `json:"pin_version"`        // the hashes checked; a change since is refused
 	AlarmID    string            `json:"alarm_id,omitempty"` // for a duress alarm, made by the proposer
+	// Rules is the version of the rules the command is applied under
+	// (older logs replay as they were applied): RulesReleasePooled and
+	// above release a pooled device from its worker when the session ends.
+	Rules int `json:"rules,omitempty"`
 }
+
+// Versions of sessionActionCmd's rules.
+const (
+	// RulesReleasePooled: a pooled device is released when its session
+	// ends, so that an alarm between sessions names no one rather than the
+	// last worker.
+	RulesReleasePooled = 1
+)
 
 // Deadline is a time at which the leader must act. It is stored in the
 // state (ix/deadline/), so a new leader finds it.

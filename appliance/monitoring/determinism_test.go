@@ -263,7 +263,7 @@ func (g *gen) step() {
 	case n < 88:
 		pin := []pinOutcome{pinNone, pinSafe, pinDuress, pinWrong}[g.r.IntN(4)]
 		c := sessionActionCmd{Header: g.hdr("device"), SessionID: g.pick(g.session),
-			Action: []SessionActionKind{SessionCheckIn, SessionExtend, SessionEnd}[g.r.IntN(3)], PIN: pin}
+			Action: []SessionActionKind{SessionCheckIn, SessionExtend, SessionEnd}[g.r.IntN(3)], PIN: pin, Rules: g.r.IntN(2)}
 		if c.Action == SessionExtend {
 			c.ExtendBy = time.Duration(g.r.IntN(60)) * time.Minute
 		}

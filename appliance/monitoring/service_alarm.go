@@ -46,7 +46,31 @@ func (s *Service) RaiseAlarm(ctx context.Context, cmdID, actor string, req Raise
 		DeviceID: req.DeviceID, WorkerID: req.WorkerID, SessionID: req.SessionID,
 		DeviceTime: req.DeviceTime, Location: req.Location,
 	}
+	if cmd.SessionID == "" && cmd.DeviceID != "" {
+		cmd.SessionID = s.deviceSessionID(cmd.DeviceID)
+	}
 	return s.proposeAlarm(ctx, cmdID, CmdRaiseAlarm, &cmd)
+}
+
+// deviceSessionID returns the ID of the session that uses device now, as
+// this node knows it, or "": an alarm raised during a session carries the
+// session's ID, whatever the device said, so that the operator sees the
+// visit and its Update message. A session started a moment ago on another
+// node may not be here yet; the alarm is raised without it.
+func (s *Service) deviceSessionID(deviceID string) string {
+	var id string
+	_ = s.view(func(txn *badger.Txn) error {
+		d, err := getDevice(txn, deviceID)
+		if err != nil || d.WorkerID == "" {
+			return err
+		}
+		sess, err := workerSession(txn, d.WorkerID)
+		if err == nil && sess != nil && sess.DeviceID == deviceID {
+			id = sess.ID
+		}
+		return err
+	})
+	return id
 }
 
 // Acknowledge claims an alarm for operator. Acknowledging an alarm the

@@ -169,6 +169,7 @@ func (s *Service) sessionAction(ctx context.Context, cmdID, actor, sessionID, pi
 		Header: s.header(actor), SessionID: sessionID, Action: action, ExtendBy: extend,
 		PIN: outcome, PINVersion: w.PINVersion,
 		AlarmID: s.NewID(), // always made, so the command looks the same whichever PIN
+		Rules:   RulesReleasePooled,
 	}
 	res, err := s.propose(ctx, cmdID, CmdSessionAction, cmd)
 	if err != nil {

@@ -351,6 +351,11 @@ func applySessionAction(c *applyCtx, body []byte) ([]byte, error) {
 	if err := saveSession(c, s, &next); err != nil {
 		return nil, err
 	}
+	if next.Status == SessionEnded && cmd.Rules >= RulesReleasePooled {
+		if err := releasePooled(c, &next, now); err != nil {
+			return nil, err
+		}
+	}
 	// The audit record does not say which PIN: the duress alarm's own
 	// records say that, to those allowed to see alarms.
 	if err := c.audit(CmdSessionAction, "session/"+s.ID, string(cmd.Action)); err != nil {
@@ -362,6 +367,32 @@ func applySessionAction(c *applyCtx, body []byte) ([]byte, error) {
 	}
 	c.emit(Event{Type: ev, Session: &next})
 	return json.Marshal(replyOf(&next, cmd.Action, now))
+}
+
+// releasePooled releases the pooled device of session s, which has ended,
+// from its worker: until its next session it belongs to no one, and an
+// alarm from it says so instead of naming the last worker. The same
+// whichever PIN ended the session.
+func releasePooled(c *applyCtx, s *Session, now time.Time) error {
+	d, err := getDevice(c.txn, s.DeviceID)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if d.Kind != DevicePooled || d.WorkerID != s.WorkerID {
+		return nil
+	}
+	d.WorkerID, d.UpdatedAt = "", now
+	if err := putJSON(c.txn, pDevice+d.ID, d); err != nil {
+		return err
+	}
+	if err := c.audit(CmdSessionAction, "device/"+d.ID, "pooled device released from worker "+s.WorkerID+" at the end of session "+s.ID); err != nil {
+		return err
+	}
+	c.emit(Event{Type: EventDeviceUpdated, Device: d})
+	return nil
 }
 
 // sessionLocation is the best known position of a session's worker: the

@@ -512,3 +512,37 @@ func (f *fakeCluster) View(fn func(txn *badger.Txn) error) error {
 }
 
 func (f *fakeCluster) ID() string { return "fake" }
+
+// Under RulesReleasePooled a pooled device is released when its session
+// ends, whichever PIN ended it, so that an alarm between sessions names no
+// worker; a session ended under the older rules (a log written before)
+// leaves it with its last worker, as it did.
+func TestSession_PooledDeviceReleasedAtTheEnd(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		rules int
+		pin   pinOutcome
+		want  string
+	}{
+		{"Safe PIN", RulesReleasePooled, pinSafe, ""},
+		{"Duress PIN", RulesReleasePooled, pinDuress, ""},
+		{"older rules", 0, pinSafe, "w1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := mustDirEnv(t)
+			e.seed()
+			e.must(CmdSetPINs, setPINsCmd{Header: e.hdr(), WorkerID: "w1", SafePINHash: testSafeHash, DuressPINHash: testDuressHash})
+			e.start("s1", "w1", "p1", time.Hour, 0)
+			e.must(CmdSessionAction, sessionActionCmd{Header: e.hdr(), SessionID: "s1", Action: SessionEnd, PIN: tc.pin,
+				PINVersion: 1, AlarmID: "duress-s1", Rules: tc.rules})
+			if d := e.device("p1"); d.WorkerID != tc.want {
+				t.Fatalf("pooled device after the end: worker %q, want %q", d.WorkerID, tc.want)
+			}
+			// An alarm from it now names whom it does.
+			e.must(CmdRaiseAlarm, RaiseAlarmCmd{Header: e.hdr(), AlarmID: "a9", Type: AlarmRedAlert, DeviceID: "p1"})
+			if a := e.alarm("a9"); a.WorkerID != tc.want {
+				t.Fatalf("alarm from the pooled device names worker %q, want %q", a.WorkerID, tc.want)
+			}
+		})
+	}
+}

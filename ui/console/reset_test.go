@@ -171,3 +171,30 @@ func TestConsole_TapTwicePrompt(t *testing.T) {
 		t.Fatalf("a prompt on a discreet alarm: %d %s; want 409", code, body)
 	}
 }
+
+// An alarm from a pooled device between sessions names no worker, and its
+// page says why, rather than naming its last user.
+func TestConsole_PooledDeviceBetweenSessions(t *testing.T) {
+	n := monitoringtest.MustService(t, monitoringtest.Options{})
+	srv := uitest.MustServe(t, n, uitest.Options{})
+	uitest.MustSeed(t, n.Service)
+	ctx := context.Background()
+	if _, err := n.Service.PutDevice(ctx, "pool-1", "admin", monitoring.Device{ID: "pool-7", Kind: monitoring.DevicePooled, OrgID: "northcare"}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := n.Service.RaiseAlarm(ctx, "r1", "device:pool-7", monitoring.RaiseAlarmRequest{Type: monitoring.AlarmRedAlert, DeviceID: "pool-7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := uitest.NewSession(t, srv.URL)
+	if code := s.SignIn("olivia", uitest.OliviaPassword); code != http.StatusOK {
+		t.Fatalf("sign in: %d", code)
+	}
+	if _, body := s.Do(http.MethodGet, "/ui/alarms/"+a.ID, nil, nil); !strings.Contains(body, "A pooled device between sessions") {
+		t.Error("the alarm page does not say the pooled device is assigned to no one")
+	}
+	_, queue := s.Do(http.MethodGet, "/ui/", nil, nil)
+	if row := queue[strings.Index(queue, `data-id="`+a.ID+`"`):]; !strings.Contains(row[:strings.Index(row, "</tr>")], "assigned to no one") {
+		t.Error("the queue row does not say the device is assigned to no one")
+	}
+}

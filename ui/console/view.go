@@ -339,6 +339,8 @@ func (n *namer) row(a *monitoring.Alarm) alarmRow {
 		r.Worker = w.Name
 	} else if a.WorkerID != "" {
 		r.Worker = a.WorkerID
+	} else if a.DeviceID != "" {
+		r.Worker = "no worker: device " + a.DeviceID + " is assigned to no one"
 	}
 	if o := n.org(a.OrgID); o != nil {
 		r.Org = o.Name
