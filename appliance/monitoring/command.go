@@ -387,7 +387,19 @@ type DeviceStatus struct {
 type deviceStatusCmd struct {
 	Header
 	Devices []DeviceStatus `json:"devices"`
+	// Rules is the version of the rules the command is applied under
+	// (older logs replay as applied): RulesLowBattery and above raise a
+	// low-battery alarm for a battery reported under its organisation's
+	// level.
+	Rules int `json:"rules,omitempty"`
 }
+
+// Versions of deviceStatusCmd's rules.
+const (
+	// RulesLowBattery: a reported battery under the organisation's level
+	// raises one low-battery alarm per low spell.
+	RulesLowBattery = 1
+)
 
 // encode returns a command: the type byte, then body as JSON.
 func encode(t CmdType, body any) []byte {

@@ -207,7 +207,8 @@ func (g *gen) step() {
 				Before: before, GoneAt: before, Reason: reason})
 			return
 		}
-		g.add(CmdDeviceStatus, deviceStatusCmd{Header: g.hdr("broker"), Devices: batch})
+		// Both rules, without a draw that would change the rest of the sequence.
+		g.add(CmdDeviceStatus, deviceStatusCmd{Header: g.hdr("broker"), Devices: batch, Rules: len(batch) % 2})
 	case n < 25:
 		id := g.id("a")
 		if g.r.IntN(15) == 0 && len(g.alarms) > 0 {

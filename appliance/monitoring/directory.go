@@ -5,6 +5,7 @@ package monitoring
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -136,6 +137,9 @@ func validateOrganisation(o *Organisation) error {
 	if err := validDeviceIntervals(o); err != nil {
 		return err
 	}
+	if o.LowBattery < 0 || o.LowBattery > MaxLowBattery {
+		return invalid("org.low_battery_percent", "%d is outside 0..%d (0: the default, %d)", o.LowBattery, MaxLowBattery, DefaultLowBattery)
+	}
 	if o.AccidentalPressWindow < 0 || o.AccidentalPressWindow > MaxAccidentalPressWindow {
 		return invalid("org.accidental_press_window_ns", "%s is outside 0..%s (0: every reset waits for an operator)",
 			o.AccidentalPressWindow, MaxAccidentalPressWindow)
@@ -185,6 +189,37 @@ func validDeviceIntervals(o *Organisation) error {
 	}
 	if o.HeartbeatInterval != 0 && 2*o.HeartbeatInterval > offline {
 		return invalid("org.heartbeat_interval_ns", "%s is more than half the offline threshold of %s", o.HeartbeatInterval, offline)
+	}
+	return nil
+}
+
+// checkLowBattery raises a low-battery alarm for device d, whose battery
+// was just reported, when it is under its organisation's level and none
+// was raised for this low spell; and ends the spell once the battery is
+// back over the level by LowBatteryHysteresis. The alarm's ID comes from
+// the command's log index, the same on every node.
+func checkLowBattery(c *applyCtx, d *Device) error {
+	if d.Battery < 0 {
+		return nil // unknown
+	}
+	level := DefaultLowBattery
+	org, err := getOrg(c.txn, d.OrgID)
+	switch {
+	case err == nil && org.LowBattery > 0:
+		level = org.LowBattery
+	case err != nil && !errors.Is(err, ErrNotFound):
+		return err
+	}
+	switch {
+	case d.LowBatteryAlarm != "" && d.Battery >= level+LowBatteryHysteresis:
+		d.LowBatteryAlarm = ""
+	case d.LowBatteryAlarm == "" && d.Battery < level:
+		id := fmt.Sprintf("low-battery-%d-%s", c.entry.Index, d.ID)
+		if _, err := raiseAlarm(c, RaiseAlarmCmd{Header: c.hdr, AlarmID: id, Type: AlarmLowBattery, DeviceID: d.ID,
+			Location: d.Location}); err != nil {
+			return err
+		}
+		d.LowBatteryAlarm = id
 	}
 	return nil
 }
@@ -512,6 +547,11 @@ func applyDeviceStatus(c *applyCtx, body []byte) ([]byte, error) {
 	}
 	for _, id := range order {
 		d, p := changed[id], prev[id]
+		if cmd.Rules >= RulesLowBattery {
+			if err := checkLowBattery(c, d); err != nil {
+				return nil, err
+			}
+		}
 		if err := putJSON(c.txn, pDevice+id, d); err != nil {
 			return nil, err
 		}

@@ -146,7 +146,25 @@ type Organisation struct {
 	// itself, if no operator has taken it yet. 0 (the default): every
 	// reset waits for an operator to confirm the worker is safe.
 	AccidentalPressWindow time.Duration `json:"accidental_press_window_ns,omitempty"`
+	// LowBattery is the battery level, in percent, under which a device's
+	// report raises a low-battery alarm (once, until the battery is back
+	// over it by LowBatteryHysteresis); 0 means DefaultLowBattery.
+	LowBattery int `json:"low_battery_percent,omitempty"`
 }
+
+// Low-battery alarms raised from a device's reports.
+const (
+	// DefaultLowBattery is an organisation's low-battery level unless it
+	// sets one: below it a device may not last a shift.
+	DefaultLowBattery = 15
+	// MaxLowBattery bounds the level: above it, alarms for batteries that
+	// would last for hours.
+	MaxLowBattery = 50
+	// LowBatteryHysteresis is how far over the level a battery must be
+	// back before the next low reading raises a new alarm: a level read at
+	// 14, 15, 14 raises one alarm, not two.
+	LowBatteryHysteresis = 5
+)
 
 // MaxAccidentalPressWindow bounds an organisation's accidental-press
 // window: beyond a minute a reset is no longer an accidental press that
@@ -236,6 +254,10 @@ type Device struct {
 	DisconnectedAt   time.Time `json:"disconnected_at,omitzero"`
 	DisconnectReason string    `json:"disconnect_reason,omitempty"`
 	UpdatedAt        time.Time `json:"updated_at"`
+	// LowBatteryAlarm is the low-battery alarm raised by the device's
+	// reports for the battery's current low spell; cleared once the
+	// battery is back over the level.
+	LowBatteryAlarm string `json:"low_battery_alarm,omitempty"`
 }
 
 // SessionStatus is where a timed session is.

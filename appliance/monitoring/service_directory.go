@@ -120,7 +120,7 @@ func (s *Service) RecordDeviceStatus(ctx context.Context, cmdID, actor string, b
 			return 0, err
 		}
 	}
-	res, err := s.propose(ctx, cmdID, CmdDeviceStatus, deviceStatusCmd{Header: s.header(actor), Devices: batch})
+	res, err := s.propose(ctx, cmdID, CmdDeviceStatus, deviceStatusCmd{Header: s.header(actor), Devices: batch, Rules: RulesLowBattery})
 	if err != nil {
 		return 0, err
 	}

@@ -109,6 +109,9 @@ type OrganisationBody struct {
 	// alarm; Go duration up to 1m, empty (the default) for none: every
 	// reset waits for an operator to confirm the worker is safe.
 	AccidentalPressWindow string `json:"accidental_press_window,omitempty"`
+	// LowBattery is the battery level, in percent, under which a device's
+	// report raises a low-battery alarm; 0 or absent for the default (15).
+	LowBattery int `json:"low_battery_percent,omitempty"`
 }
 
 // OrganisationRequest is the body of POST /api/v1/organisations.
@@ -327,7 +330,7 @@ func (a *api) putOrganisation(c *gin.Context) {
 	o := req.Org
 	org := monitoring.Organisation{
 		ID: o.ID, Name: o.Name, Procedure: o.Procedure, ProcedureSteps: o.ProcedureSteps,
-		Contacts: o.Contacts, Priorities: o.Priorities,
+		Contacts: o.Contacts, Priorities: o.Priorities, LowBattery: o.LowBattery,
 	}
 	for _, d := range []struct {
 		field, v string
