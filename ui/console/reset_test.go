@@ -120,8 +120,12 @@ func TestConsole_DoNotCallAcrossTheIncident(t *testing.T) {
 	}
 	_, queue := s.Do(http.MethodGet, "/ui/", nil, nil)
 	row := queue[strings.Index(queue, `data-id="`+missed.ID+`"`):]
-	if row = row[:strings.Index(row, "</tr>")]; !strings.Contains(row, "DO NOT CALL") {
-		t.Errorf("the linked alarm's queue row: %s", row)
+	if row = row[:strings.Index(row, "</tr>")]; !strings.Contains(row, "DO NOT CALL") || strings.Contains(row, "LINKED") {
+		t.Errorf("the first alarm's queue row: %s; want DO NOT CALL, not linked", row)
+	}
+	row = queue[strings.Index(queue, `data-id="`+duress.ID+`"`):]
+	if row = row[:strings.Index(row, "</tr>")]; !strings.Contains(row, "↳ LINKED") {
+		t.Errorf("the duress alarm's queue row: %s; want it marked linked", row)
 	}
 }
 

@@ -292,6 +292,12 @@
     type.appendChild(a);
     if (r.do_not_call) { type.appendChild(document.createTextNode(" ")); type.appendChild(el("span", "dnc-badge", "DO NOT CALL")); }
     if (r.reset) { type.appendChild(document.createTextNode(" ")); type.appendChild(el("span", "reset-badge", "RESET: CONFIRM SAFE")); }
+    if (r.linked) {
+      const b = el("span", "linked-badge", "↳ LINKED");
+      b.title = "Part of an incident raised earlier: see the alarm's page";
+      type.appendChild(document.createTextNode(" "));
+      type.appendChild(b);
+    }
     tr.appendChild(type);
     tr.appendChild(el("td", "worker", r.worker));
     tr.appendChild(el("td", "org", r.org));
