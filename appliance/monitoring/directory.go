@@ -115,6 +115,9 @@ func validateOrganisation(o *Organisation) error {
 		if err := validName(fmt.Sprintf("org.procedure_steps[%d].title", i), s.Title); err != nil {
 			return err
 		}
+		if s.Action != "" && s.Action != ActionAcknowledged && !slices.Contains(LoggableActions, s.Action) {
+			return invalid(fmt.Sprintf("org.procedure_steps[%d].action", i), "%q is not an action an operator logs", s.Action)
+		}
 	}
 	if err := validContacts("org.contacts", o.Contacts); err != nil {
 		return err

@@ -121,6 +121,9 @@ type Contact struct {
 type ProcedureStep struct {
 	Title string `json:"title"`
 	Text  string `json:"text,omitempty"`
+	// Action, if set, is the timeline action that does the step (logging
+	// it ticks the step): one of LoggableActions, or acknowledged.
+	Action ActionKind `json:"action,omitempty"`
 }
 
 // Organisation is a customer: a hospital trust, a council department.

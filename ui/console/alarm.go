@@ -23,21 +23,22 @@ const (
 // alarmView is what the alarm page shows, most important first.
 type alarmView struct {
 	pageBase
-	Alarm    *monitoring.Alarm
-	Row      alarmRow
-	Worker   *monitoring.Worker
-	Org      *monitoring.Organisation
-	Device   *monitoring.Device
-	Session  *monitoring.Session
-	Incident []alarmRow // the other alarms of its incident
-	Timeline []timelineRow
-	Location *monitoring.Location // the newest fix known
-	Plot     *trailPlot
-	Update   *updateView
-	Audio    *audioView
-	Steps    []stepView
-	Contacts []contactView
-	URNs     []urnView
+	Alarm     *monitoring.Alarm
+	Row       alarmRow
+	Worker    *monitoring.Worker
+	Org       *monitoring.Organisation
+	Device    *monitoring.Device
+	Session   *monitoring.Session
+	Incident  []alarmRow // the other alarms of its incident
+	Timeline  []timelineRow
+	Location  *monitoring.Location // the newest fix known
+	Plot      *trailPlot
+	Update    *updateView
+	Audio     *audioView
+	Steps     []stepView
+	StepsLeft []string // the titles of the steps not done, for the close form
+	Contacts  []contactView
+	URNs      []urnView
 
 	Mine        bool   // the signed-in operator holds it
 	HeldBy      string // the name of the operator who holds it, if another
@@ -328,13 +329,48 @@ func (v *alarmView) procedure(tl []monitoring.TimelineEntry, names *namer) {
 	}
 	for i, s := range v.Org.ProcedureSteps {
 		st := stepView{N: i + 1, Title: s.Title, Text: s.Text, Note: stepNote(i+1, s.Title)}
+		action := s.Action
+		if action == "" {
+			action = stepAction(s.Title)
+		}
 		for _, e := range tl {
-			if e.Kind == monitoring.ActionNote && e.Text == st.Note {
+			if (e.Kind == monitoring.ActionNote && e.Text == st.Note) || (action != "" && e.Kind == action) {
 				st.Done, st.By, st.At = true, names.operator(e.Actor), e.At
+				break
 			}
 		}
 		v.Steps = append(v.Steps, st)
+		if !st.Done {
+			v.StepsLeft = append(v.StepsLeft, st.Title)
+		}
 	}
+}
+
+// stepWords tick a procedure step that names no action by the words of
+// its title: the action that does it. In order: the first match wins.
+var stepWords = []struct {
+	words  []string
+	action monitoring.ActionKind
+}{
+	{[]string{"acknowledge", "take the alarm"}, monitoring.ActionAcknowledged},
+	{[]string{"listen"}, monitoring.ActionListenIn},
+	{[]string{"location", "where the worker is"}, monitoring.ActionLocationOK},
+	{[]string{"police", "999", "urn"}, monitoring.ActionPolice},
+	{[]string{"escalation contact", "contacts", "next of kin", "manager"}, monitoring.ActionContact},
+	{[]string{"call the worker", "phone the worker", "call back", "ring the worker"}, monitoring.ActionCallWorker},
+}
+
+// stepAction returns the action a step's title names, or "".
+func stepAction(title string) monitoring.ActionKind {
+	t := strings.ToLower(title)
+	for _, sw := range stepWords {
+		for _, w := range sw.words {
+			if strings.Contains(t, w) {
+				return sw.action
+			}
+		}
+	}
+	return ""
 }
 
 // contacts lists the escalation contacts, in order (the worker's, else the

@@ -202,3 +202,49 @@ func TestConsole_PooledDeviceBetweenSessions(t *testing.T) {
 		t.Error("the queue row does not say the device is assigned to no one")
 	}
 }
+
+// The procedure's steps are ticked by the actions that do them (listening
+// in ticks "Listen in and assess"), and the close form lists the steps
+// left.
+func TestConsole_ProcedureTickedByActions(t *testing.T) {
+	n := monitoringtest.MustService(t, monitoringtest.Options{})
+	srv := uitest.MustServe(t, n, uitest.Options{})
+	f := uitest.MustSeed(t, n.Service)
+	ctx := context.Background()
+	a, err := n.Service.RaiseAlarm(ctx, "r1", "device:"+f.Amira.Device, monitoring.RaiseAlarmRequest{Type: monitoring.AlarmRedAlert, DeviceID: f.Amira.Device})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Service.Acknowledge(ctx, "ack", "olivia", a.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []monitoring.ActionKind{monitoring.ActionListenIn, monitoring.ActionCallWorker} {
+		e := monitoring.TimelineEntry{Kind: k}
+		if k == monitoring.ActionCallWorker {
+			e.Outcome = monitoring.CallAnsweredSafe
+		}
+		if _, err := n.Service.LogAction(ctx, "log-"+string(k), "olivia", a.ID, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := uitest.NewSession(t, srv.URL)
+	if code := s.SignIn("olivia", uitest.OliviaPassword); code != http.StatusOK {
+		t.Fatalf("sign in: %d", code)
+	}
+	_, body := s.Do(http.MethodGet, "/ui/alarms/"+a.ID, nil, nil)
+	proc := body[strings.Index(body, `id="procedure"`):]
+	proc = proc[:strings.Index(proc, "</section>")]
+	if n := strings.Count(proc, `aria-label="done"`); n != 2 {
+		t.Errorf("%d steps ticked, want 2 (listen in, call the worker):\n%s", n, proc)
+	}
+	left := body[strings.Index(body, `id="steps-left"`):]
+	left = left[:strings.Index(left, "</p>")]
+	for _, want := range []string{"Police if there is a threat now", "Call the escalation contacts in order", "Confirm welfare before closing"} {
+		if !strings.Contains(left, want) {
+			t.Errorf("the close form's steps left lack %q: %s", want, left)
+		}
+	}
+	if strings.Contains(left, "Listen in and assess") {
+		t.Errorf("the close form lists a step done: %s", left)
+	}
+}
