@@ -108,7 +108,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	pt.allow = memberCheck(cn)
+	pt.allow = memberCheck(cn.Configuration, cfg.DataDir, logger)
 	if trust != nil {
 		pt.set(trust)
 	}

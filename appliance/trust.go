@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -159,24 +161,107 @@ func (p *peerTrust) clientTLS() *tls.Config {
 }
 
 // memberCheck is the cluster port's answer to "may node id talk to us?":
-// yes while the cluster has not formed (the initial voters of
-// bootstrap_expect find each other, and a joiner hears from the leader
-// before it knows the configuration), otherwise only a server of the
-// current configuration. A removed member is refused from the moment its
-// removal is in this node's log.
-func memberCheck(c *cluster.Node) func(id string) error {
+// no only for a node this node has seen leave the cluster (a removed
+// member, whose certificate is still signed by the cluster CA and cannot
+// be revoked); yes for a current member, and for a node it has never seen
+// in a configuration: a member newer than this node's log, or a joiner
+// with a token, both holding a certificate of the cluster CA, which the
+// handshake has checked.
+//
+// Its first version refused every node outside this node's latest
+// configuration. A node that is behind reads an old configuration from
+// its log, and so refused the newer members, the leader among them: it
+// could never catch up (a replacement appliance joined while the log
+// still held the cluster's history, and refused the leader for good). The
+// members this node has seen are kept in data_dir/cluster-members, so a
+// removal still counts after a restart.
+func memberCheck(configuration func() ([]cluster.Server, error), dataDir string, logger *slog.Logger) func(id string) error {
+	seen := &seenMembers{path: filepath.Join(dataDir, seenMembersFile), logger: logger}
+	seen.load()
 	return func(id string) error {
-		servers, err := c.Configuration()
+		servers, err := configuration()
 		if err != nil {
 			if errors.Is(err, cluster.ErrNoLeader) {
 				return nil // Raft is starting: the port is served before it exists
 			}
 			return fmt.Errorf("cannot read the cluster's members: %w", err)
 		}
+		seen.add(servers)
 		if len(servers) == 0 || slices.ContainsFunc(servers, func(s cluster.Server) bool { return s.ID == id }) {
 			return nil
 		}
-		return errors.New("it is not a member of this cluster (removed, or never joined)")
+		if seen.has(id) {
+			return errors.New("it is not a member of this cluster any more (removed)")
+		}
+		return nil
+	}
+}
+
+// writeFileSynced writes path through a synced temporary file renamed
+// into place, and syncs the directory, so that the new file survives a
+// power cut.
+func writeFileSynced(path string, data []byte) error {
+	if err := provisioning.WriteFile(path, data, 0o600); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// seenMembersFile holds the IDs of the nodes a node has seen in its
+// cluster's configuration, one per line.
+const seenMembersFile = "cluster-members"
+
+// seenMembers are the node IDs seen in the cluster's configuration, kept
+// on disk.
+type seenMembers struct {
+	path   string
+	logger *slog.Logger
+	mu     sync.Mutex
+	ids    map[string]bool
+}
+
+func (m *seenMembers) load() {
+	m.ids = map[string]bool{}
+	b, err := os.ReadFile(m.path)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			m.logger.Warn("cannot read the members seen before; a member removed before this start is not refused", logKeyError, err)
+		}
+		return
+	}
+	for _, id := range strings.Fields(string(b)) {
+		m.ids[id] = true
+	}
+}
+
+func (m *seenMembers) has(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ids[id]
+}
+
+// add records the servers of a configuration; it writes the file, synced,
+// when one is new.
+func (m *seenMembers) add(servers []cluster.Server) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	added := false
+	for _, s := range servers {
+		if !m.ids[s.ID] {
+			m.ids[s.ID], added = true, true
+		}
+	}
+	if !added {
+		return
+	}
+	ids := slices.Sorted(maps.Keys(m.ids))
+	if err := writeFileSynced(m.path, []byte(strings.Join(ids, "\n")+"\n")); err != nil {
+		m.logger.Warn("cannot keep the members seen; a member removed now is refused until a restart only", logKeyError, err)
 	}
 }
 
