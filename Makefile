@@ -10,7 +10,7 @@ GOBIN    := $(shell $(GO) env GOPATH)/bin
 
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build run test soak bench chaos fuzz lint tools deps clean
+.PHONY: all build run test soak bench chaos chaos-powercut fuzz lint tools deps clean
 
 all: lint test build
 
@@ -48,17 +48,25 @@ bench: build
 	./bin/bench $(if $(QUICK),-quick) $(if $(ONLY),-only $(ONLY)) $(if $(PPROF),-pprof $(PPROF)) -vigil ./$(BIN)
 
 ## chaos: fault injection, as root: three nodes in their own network
-## namespaces under device load, a seeded schedule of faults (kill, pause,
-## isolate the leader, split 1|2, wipe and replace), then the check; exits
-## non-zero on a loss, a duplicate, a divergence or another broken promise.
-## SEED=n replays a run, FAULTS=200 is a long one (docs/reliability.md).
-## Installs iproute2 and nftables when they are missing.
+## namespaces under device load, each on a disk that can lose power (a FUSE
+## mount, tools/chaos/powerfs: needs /dev/fuse), a seeded schedule of
+## faults (kill, pause, isolate the leader, split 1|2, wipe and replace,
+## power cut of one node or of all three), then the check; exits non-zero
+## on a loss, a duplicate, a divergence or another broken promise. SEED=n
+## replays a run, FAULTS=200 is a long one, KINDS=powercut,powercut-all
+## draws from those kinds only (docs/reliability.md). Installs iproute2
+## and nftables when they are missing.
 FAULTS ?= 10
 chaos: build
 	@command -v ip >/dev/null && command -v nft >/dev/null || \
 	{ $(DEPS_SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(DEPS_SUDO) apt-get install -y -qq iproute2 nftables >/dev/null; }
 	cd tools && $(GO) build -o ../bin/chaos ./chaos/cmd/chaos
-	./bin/chaos -vigil ./$(BIN) -faults $(FAULTS) $(if $(SEED),-seed $(SEED))
+	./bin/chaos -vigil ./$(BIN) -faults $(FAULTS) $(if $(SEED),-seed $(SEED)) $(if $(KINDS),-kinds $(KINDS))
+
+## chaos-powercut: a run of 50 faults of every kind, power cuts among them
+## (two in seven): about 15 minutes. SEED=n replays one.
+chaos-powercut:
+	$(MAKE) chaos FAULTS=50
 
 ## fuzz: every decoder's fuzz target, one after another, FUZZTIME each
 ## (default 10m; make fuzz FUZZTIME=30s): device payloads, strict JSON (the

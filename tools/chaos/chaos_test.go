@@ -27,7 +27,8 @@ func TestPlan_SameSeedSameScheduleEveryKind(t *testing.T) {
 		switch {
 		case f.Kind == KindIsolateLeader && f.Role != RoleLeader,
 			(f.Kind == KindSplit || f.Kind == KindWipe) && f.Role != RoleAny,
-			(f.Kind == KindKill || f.Kind == KindPause) && f.Role == RoleAny:
+			f.Kind == KindPowercutAll && f.Role != RoleAll,
+			(f.Kind == KindKill || f.Kind == KindPause || f.Kind == KindPowercut) && f.Role != RoleLeader && f.Role != RoleFollower:
 			t.Errorf("fault %d: %s of role %s", f.N, f.Kind, f.Role)
 		}
 		if i%len(Kinds) == len(Kinds)-1 {

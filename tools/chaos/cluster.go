@@ -15,11 +15,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/cluster"
 	"github.com/vigilarc/vigil/provisioning"
+	"github.com/vigilarc/vigil/tools/chaos/powerfs"
 	"github.com/vigilarc/vigil/ui/auth"
 	"github.com/vigilarc/vigil/ui/console"
 )
@@ -65,7 +67,9 @@ func newCluster(vigil, dir string, nw *Network) (*Cluster, error) {
 	for i := range nw.nodes {
 		n := &node{slot: i, name: fmt.Sprintf("n%d", i+1), ns: nw.Namespace(i), ip: nw.NodeIP(i), vigil: vigil}
 		n.id = n.name
-		n.dataDir = filepath.Join(dir, n.name+"-data")
+		disk := filepath.Join(dir, n.name+"-disk")
+		n.diskOpts = powerfs.Options{Mountpoint: disk, Backing: disk + ".backing", Store: disk + ".store"}
+		n.dataDir = filepath.Join(disk, "data")
 		n.logPath = filepath.Join(dir, n.name+".log")
 		c.nodes = append(c.nodes, n)
 		addrs = append(addrs, n.clusterAddr())
@@ -76,11 +80,22 @@ func newCluster(vigil, dir string, nw *Network) (*Cluster, error) {
 	return c, nil
 }
 
-// start gives every node its trust, starts them and waits until they have
+// start mounts every node's disk, gives every node its trust (synced, as
+// an installer would leave it), starts them and waits until they have
 // formed one cluster.
 func (c *Cluster) start(ctx context.Context) error {
+	for _, n := range c.nodes {
+		if err := n.mountDisk(); err != nil {
+			return err
+		}
+	}
 	if err := c.provisionTrust(); err != nil {
 		return err
+	}
+	for _, n := range c.nodes {
+		if err := syncTree(n.dataDir); err != nil {
+			return fmt.Errorf("cannot sync %s's trust to its disk: %w", n.name, err)
+		}
 	}
 	for _, n := range c.nodes {
 		if err := n.start(); err != nil {
@@ -91,12 +106,26 @@ func (c *Cluster) start(ctx context.Context) error {
 	return err
 }
 
-// killAll SIGKILLs every node (resuming none: SIGKILL ends a stopped
-// process too).
+// killAll SIGKILLs every node at once, then waits until all have gone
+// (resuming none: SIGKILL ends a stopped process too).
 func (c *Cluster) killAll() error {
+	for _, n := range c.nodes {
+		if n.running() {
+			_ = n.run.cmd.Process.Signal(syscall.SIGKILL)
+		}
+	}
 	var errs []error
 	for _, n := range c.nodes {
 		errs = append(errs, n.kill())
+	}
+	return errors.Join(errs...)
+}
+
+// unmountDisks unmounts every node's disk in order; the nodes must not run.
+func (c *Cluster) unmountDisks() error {
+	var errs []error
+	for _, n := range c.nodes {
+		errs = append(errs, n.unmountDisk())
 	}
 	return errors.Join(errs...)
 }

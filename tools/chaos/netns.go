@@ -35,6 +35,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vigilarc/vigil/tools/chaos/powerfs"
 )
 
 // Names of the network's parts. A run's parts carry the harness's process
@@ -250,6 +252,9 @@ func CheckTools() error {
 			return fmt.Errorf("%s is not installed (Debian: apt-get install iproute2 nftables): %w", tool, err)
 		}
 	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		return fmt.Errorf("the nodes' disks are FUSE mounts (powerfs), and there is no /dev/fuse: %w", err)
+	}
 	return nil
 }
 
@@ -263,6 +268,19 @@ func CleanStale(ctx context.Context) ([]string, error) {
 	}
 	var removed []string
 	var errs []error
+	// The disks of the nodes of a harness that was killed: their server
+	// died with it, so nothing on them answers any more.
+	stale, err := powerfs.Stale()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, mp := range stale {
+		if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil {
+			errs = append(errs, fmt.Errorf("cannot detach %s: %w", mp, err))
+			continue
+		}
+		removed = append(removed, mp)
+	}
 	owners := map[int]bool{}
 	for _, l := range strings.Split(out, "\n") {
 		f := strings.Fields(l)

@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/vigilarc/vigil/appliance"
+	"github.com/vigilarc/vigil/tools/chaos/powerfs"
 )
 
 // Ports of every node, on its own address.
@@ -37,9 +39,13 @@ type node struct {
 	vigil   string // the executable
 	id      string // the current member's node ID
 	gen     int    // 0 for the first member of the slot, then one per replacement
-	dataDir string
+	dataDir string // inside the disk's mount
 	logPath string
-	args    []string // of vigil serve, for the current member
+	// diskOpts mount the node's disk: a powerfs whose power the harness
+	// can cut, mounted for the whole run; disk is the current mount.
+	diskOpts powerfs.Options
+	disk     *powerfs.FS
+	args     []string // of vigil serve, for the current member
 
 	run    *procRun
 	paused bool
@@ -179,12 +185,95 @@ func (n *node) resume() error {
 	return nil
 }
 
-// wipe removes the data directory; the process must not run.
+// wipe removes the data directory, durably: a new disk; the process must
+// not run.
 func (n *node) wipe() error {
 	if n.running() {
 		return errors.New("cannot wipe the data of a running node")
 	}
-	return os.RemoveAll(n.dataDir)
+	if err := os.RemoveAll(n.dataDir); err != nil {
+		return err
+	}
+	return syncPath(n.diskOpts.Mountpoint)
+}
+
+// mountDisk mounts the node's disk, taking whatever it holds as durable.
+func (n *node) mountDisk() error {
+	if n.disk != nil {
+		return fmt.Errorf("%s's disk is already mounted", n.name)
+	}
+	d, err := powerfs.Mount(n.diskOpts)
+	if err != nil {
+		return fmt.Errorf("cannot mount %s's disk: %w", n.name, err)
+	}
+	n.disk = d
+	return nil
+}
+
+// unmountDisk unmounts the node's disk in order, keeping what it holds;
+// the process must not run.
+func (n *node) unmountDisk() error {
+	if n.disk == nil {
+		return nil
+	}
+	d := n.disk
+	n.disk = nil
+	return d.Unmount()
+}
+
+// powerOff cuts the power of the node's disk: whatever was not synced is
+// lost, and added to loss. Kill the process first; mountDisk powers the
+// disk on again.
+func (n *node) powerOff(loss *powerfs.Loss) error {
+	if n.running() {
+		return fmt.Errorf("cannot cut the power of %s's disk while it runs", n.name)
+	}
+	if n.disk == nil {
+		return fmt.Errorf("%s's disk is not mounted", n.name)
+	}
+	d := n.disk
+	n.disk = nil
+	l, err := d.PowerOff()
+	loss.Files += l.Files
+	loss.Bytes += l.Bytes
+	if err != nil {
+		return fmt.Errorf("cannot cut the power of %s's disk: %w", n.name, err)
+	}
+	return nil
+}
+
+// syncTree syncs every file and directory under root, deepest first, the
+// way a careful installer leaves a disk it provisioned.
+func syncTree(root string) error {
+	var paths []string
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() || d.Type().IsRegular() {
+			paths = append(paths, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i := len(paths) - 1; i >= 0; i-- {
+		if err := syncPath(paths[i]); err != nil {
+			return err
+		}
+	}
+	return syncPath(filepath.Dir(root))
+}
+
+// syncPath fsyncs one file or directory.
+func syncPath(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 // childEnv is this process's environment without VIGIL_ variables, which

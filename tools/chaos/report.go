@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vigilarc/vigil/appliance/sim"
+	"github.com/vigilarc/vigil/tools/chaos/powerfs"
 )
 
 // afterRecovery is how long after the cluster is whole again a fault's
@@ -27,6 +28,8 @@ type FaultRecord struct {
 	WasLeader bool
 	Devices   int    // devices connected to the node hit when it was hit
 	NewID     string // the replacement's ID, for a wipe
+	// Unsynced is what a power cut threw away, summed over the disks cut.
+	Unsynced  powerfs.Loss
 	Injected  time.Time
 	Healed    time.Time
 	Recovered time.Time // when the cluster was whole again; zero if it was not

@@ -148,6 +148,9 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 		if kerr := h.c.killAll(); kerr != nil {
 			err = errors.Join(err, kerr)
 		}
+		if uerr := h.c.unmountDisks(); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("cannot unmount the nodes' disks: %w", uerr))
+		}
 		if derr := h.nw.Down(); derr != nil {
 			err = errors.Join(err, fmt.Errorf("cannot remove the network: %w", derr))
 		}
@@ -337,6 +340,15 @@ func (h *harness) inject(ctx context.Context, f Fault) (rec FaultRecord) {
 	if h.sim != nil {
 		rec.Devices = int(h.sim.Status().ByBroker[target.mqttAddr()])
 	}
+	if f.Role == RoleAll {
+		rec.Node, rec.NodeID = "all", strings.Join(h.c.memberIDs(), ",")
+		if h.sim != nil {
+			rec.Devices = 0
+			for _, n := range h.c.nodes {
+				rec.Devices += int(h.sim.Status().ByBroker[n.mqttAddr()])
+			}
+		}
+	}
 	// Healing must happen even when ctx ends during the hold.
 	heal := context.WithoutCancel(ctx)
 	var errs []error
@@ -361,6 +373,25 @@ func (h *harness) inject(ctx context.Context, f Fault) (rec FaultRecord) {
 		rec.Injected = time.Now()
 		sleepCtx(ctx, f.Hold)
 		errs = append(errs, h.nw.Unsplit(heal, target.slot))
+	case KindPowercut:
+		errs = append(errs, target.kill(), target.powerOff(&rec.Unsynced))
+		rec.Injected = time.Now()
+		errs = append(errs, target.mountDisk())
+		sleepCtx(ctx, f.Hold-time.Since(rec.Injected))
+		errs = append(errs, target.start())
+	case KindPowercutAll:
+		errs = append(errs, h.c.killAll())
+		for _, n := range h.c.nodes {
+			errs = append(errs, n.powerOff(&rec.Unsynced))
+		}
+		rec.Injected = time.Now()
+		for _, n := range h.c.nodes {
+			errs = append(errs, n.mountDisk())
+		}
+		sleepCtx(ctx, f.Hold-time.Since(rec.Injected))
+		for _, n := range h.c.nodes {
+			errs = append(errs, n.start())
+		}
 	case KindWipe:
 		errs = append(errs, target.kill())
 		rec.Injected = time.Now()
@@ -384,11 +415,11 @@ func (h *harness) inject(ctx context.Context, f Fault) (rec FaultRecord) {
 	}
 	if err != nil {
 		rec.Err = strings.TrimPrefix(rec.Err+"; ", "; ") + err.Error()
-		h.logf("fault %2d/%d %-14s %s: NOT RECOVERED: %s", f.N, h.o.Faults, f.Kind, target.name, rec.Err)
+		h.logf("fault %2d/%d %-14s %s: NOT RECOVERED: %s", f.N, h.o.Faults, f.Kind, rec.Node, rec.Err)
 		return rec
 	}
 	rec.Recovered, rec.LeaderNow, rec.Slowest = time.Now(), l.id, slowest
-	what := fmt.Sprintf("%s (%s", target.name, rec.NodeID)
+	what := fmt.Sprintf("%s (%s", rec.Node, rec.NodeID)
 	if rec.WasLeader {
 		what += ", leader"
 	}
@@ -397,8 +428,11 @@ func (h *harness) inject(ctx context.Context, f Fault) (rec FaultRecord) {
 		what += ", now " + rec.NewID
 	}
 	note := ""
+	if f.Kind == KindPowercut || f.Kind == KindPowercutAll {
+		note = fmt.Sprintf("; lost unsynced: %d bytes in %d files", rec.Unsynced.Bytes, rec.Unsynced.Files)
+	}
 	if rec.recovery() > slowRecovery {
-		note = " (longest: " + slowest + ")"
+		note += " (longest: " + slowest + ")"
 	}
 	h.logf("fault %2d/%d %-14s %-34s held %6s, whole again %6s after healing; leader %s%s",
 		f.N, h.o.Faults, f.Kind, what+")", ms(rec.Healed.Sub(rec.Injected)), ms(rec.recovery()), rec.LeaderNow, note)

@@ -32,10 +32,18 @@ const (
 	// live node, wipes its data directory and starts a new member with a
 	// new ID in its place, the way a failed appliance is swapped.
 	KindWipe Kind = "wipe"
+	// KindPowercut cuts a node's power (the leader or a follower): SIGKILL,
+	// then everything its disk (powerfs) held that was not synced is lost.
+	// It starts again on what was synced.
+	KindPowercut Kind = "powercut"
+	// KindPowercutAll cuts the power of all three nodes at once, the site's
+	// power failing: no quorum until they are back, but nothing they had
+	// acknowledged may be lost.
+	KindPowercutAll Kind = "powercut-all"
 )
 
 // Kinds is every kind of fault, in the order reports list them.
-var Kinds = []Kind{KindKill, KindPause, KindIsolateLeader, KindSplit, KindWipe}
+var Kinds = []Kind{KindKill, KindPause, KindIsolateLeader, KindSplit, KindWipe, KindPowercut, KindPowercutAll}
 
 // Role says which node a fault hits, resolved when it is injected.
 type Role string
@@ -45,6 +53,7 @@ const (
 	RoleLeader   Role = "leader"
 	RoleFollower Role = "follower"
 	RoleAny      Role = "any"
+	RoleAll      Role = "all" // every node at once
 )
 
 // Ranges of a schedule's times.
@@ -99,6 +108,8 @@ func Plan(seed uint64, n int, kinds []Kind) []Fault {
 			f.Role = RoleLeader
 		case KindSplit, KindWipe:
 			f.Role = RoleAny
+		case KindPowercutAll:
+			f.Role = RoleAll
 		default:
 			f.Role = RoleFollower
 			if rng.IntN(2) == 0 {

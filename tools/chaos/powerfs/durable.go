@@ -315,11 +315,35 @@ func (m *model) linkUp(path string, id fileID) error {
 	return nil
 }
 
-// powerOff makes every later sync fail; syncs under way finish first.
-func (m *model) powerOff() {
+// Loss is what a power cut threw away: the changes to files' data since
+// their last sync.
+type Loss struct {
+	Files int   // files with changes not synced
+	Bytes int64 // bytes written and not synced (truncations not counted)
+}
+
+// powerOff makes every later sync fail, once syncs under way have
+// finished, and returns what was not synced.
+func (m *model) powerOff() Loss {
 	m.power.Lock()
 	defer m.power.Unlock()
 	m.off = true
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var l Loss
+	for _, st := range m.files {
+		st.mu.Lock()
+		if len(st.dirty) > 0 {
+			l.Files++
+		}
+		for _, s := range st.dirty {
+			if s.hi != math.MaxInt64 {
+				l.Bytes += s.hi - s.lo
+			}
+		}
+		st.mu.Unlock()
+	}
+	return l
 }
 
 // rebuild replaces the backing directory by its durable state, and

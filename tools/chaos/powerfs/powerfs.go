@@ -166,16 +166,17 @@ func (f *FS) Options() Options { return f.o }
 // PowerOff cuts the power: from now on nothing the mount is asked to do
 // becomes durable, the FUSE connection is aborted (whatever the kernel
 // still held for it is dropped), the mount is detached, and the backing
-// directory is rebuilt from what was durable. Kill every process using
-// the mount first. Mount the same Options again to power on.
-func (f *FS) PowerOff() error {
+// directory is rebuilt from what was durable. It returns what was lost.
+// Kill every process using the mount first. Mount the same Options again
+// to power on.
+func (f *FS) PowerOff() (Loss, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.done {
-		return ErrUnmounted
+		return Loss{}, ErrUnmounted
 	}
 	f.done = true
-	f.model.powerOff()
+	loss := f.model.powerOff()
 	// Detach first: once no process holds the mount, the kernel tears it
 	// down; abort the connection too, in case one still does, so that
 	// nothing the kernel holds is ever written back. (What would be is
@@ -194,7 +195,7 @@ func (f *FS) PowerOff() error {
 	if err := f.model.rebuild(); err != nil {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	return loss, errors.Join(errs...)
 }
 
 // fusectlMagic is the type of the fusectl file system (statfs).

@@ -33,7 +33,7 @@ func run() int {
 	var (
 		o           chaos.Options
 		seed        = flag.Uint64("seed", 0, "seed of the schedule and the load (default: from the clock, printed)")
-		kinds       = flag.String("kinds", "", "comma-separated fault kinds to draw from (default all: kill, pause, isolate-leader, split, wipe)")
+		kinds       = flag.String("kinds", "", "comma-separated fault kinds to draw from (default all: kill, pause, isolate-leader, split, wipe, powercut, powercut-all)")
 		regressions = flag.Bool("regressions", false, "run every seed of tools/chaos/regressions.txt instead")
 	)
 	flag.StringVar(&o.Vigil, "vigil", "bin/vigil", "the vigil `executable` the nodes run (make build)")
