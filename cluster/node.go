@@ -856,14 +856,36 @@ func loadNodeID(dir, want string) (string, error) {
 	if id == "" {
 		id = uuid.NewString()
 	}
+	// Synced, renamed into place, and the rename synced: a node that lost
+	// power soon after its first start would otherwise come back without
+	// its ID, and take a new one next to a Raft log written under the old.
 	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o640); err != nil {
+	if err := writeSynced(tmp, []byte(id+"\n"), 0o640); err != nil {
 		return "", fmt.Errorf("cannot write node ID: %w", err)
 	}
 	if err := os.Rename(tmp, p); err != nil {
 		return "", fmt.Errorf("cannot write node ID: %w", err)
 	}
+	if err := syncDir(dir); err != nil {
+		return "", fmt.Errorf("cannot write node ID: %w", err)
+	}
 	return id, nil
+}
+
+// writeSynced writes data to a new file at path and syncs it.
+func writeSynced(path string, data []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func advertiseAddr(configured string, bound net.Addr) (net.Addr, error) {
