@@ -16,9 +16,13 @@
 // Then it injects faults from a schedule drawn from the seed (schedule.go),
 // one at a time, each healed and followed by a wait until the cluster is
 // whole again: SIGKILL a node and restart it, SIGSTOP a node and SIGCONT
-// it, cut the leader's link, split one node from the two others, and wipe
-// a node and replace it by a new member. The seed fixes the schedule and
-// the load, so a run can be replayed with its seed.
+// it, cut the leader's link, split one node from the two others, wipe
+// a node and replace it by a new member, and cut the power of one node or
+// of all three. Each node's data directory is on a disk of its own that
+// can lose power (package powerfs, a FUSE file system the harness
+// serves): a power cut SIGKILLs the node, throws away whatever its disk
+// had not synced, and starts the node again on the rest. The seed fixes
+// the schedule and the load, so a run can be replayed with its seed.
 //
 // Once the schedule is over, the load stops, every deadline due fires, and
 // the checker (check.go) reads every node's whole state through the
@@ -35,7 +39,7 @@
 // Every seed that once found a bug is kept in regressions.txt and run
 // again by TestChaos_Regressions.
 //
-// The harness needs root, iproute2 and nftables; make chaos runs it
-// (tools/chaos/cmd/chaos). docs/reliability.md says what is promised
-// and what the runs measured.
+// The harness needs root, iproute2, nftables and /dev/fuse; make chaos
+// runs it (tools/chaos/cmd/chaos). docs/reliability.md says what is
+// promised and what the runs measured.
 package chaos
