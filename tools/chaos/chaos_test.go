@@ -171,12 +171,13 @@ func TestResult_Line(t *testing.T) {
 }
 
 func TestParseRegressions(t *testing.T) {
-	got, err := parseRegressions("# header\n\n17 12  # lost an alarm\n99 200\n")
-	want := []Regression{{17, 12, "lost an alarm"}, {99, 200, ""}}
+	got, err := parseRegressions("# header\n\n17 12  # lost an alarm\n99 200\n5 3 powercut,kill # x\n6 2 all\n")
+	want := []Regression{{Seed: 17, Faults: 12, Kinds: FirstKinds, Note: "lost an alarm"}, {Seed: 99, Faults: 200, Kinds: FirstKinds},
+		{Seed: 5, Faults: 3, Kinds: []Kind{KindPowercut, KindKill}, Note: "x"}, {Seed: 6, Faults: 2, Kinds: Kinds}}
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("parse = %+v, %v", got, err)
 	}
-	for _, bad := range []string{"17", "x 3", "17 0", "17 3 4"} {
+	for _, bad := range []string{"17", "x 3", "17 0", "17 3 4", "17 3 reboot", "17 3 all 4"} {
 		if _, err := parseRegressions(bad); err == nil {
 			t.Errorf("%q parsed", bad)
 		}

@@ -37,12 +37,12 @@ func mustChaos(t *testing.T) string {
 }
 
 // runChaos runs one schedule and fails the test if it finds anything.
-func runChaos(t *testing.T, bin string, seed uint64, faults int) {
+func runChaos(t *testing.T, bin string, seed uint64, faults int, kinds []Kind) {
 	t.Helper()
 	var sb strings.Builder
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout+time.Duration(faults)*perFault)
 	defer cancel()
-	res, err := Run(ctx, Options{Vigil: bin, Seed: seed, Faults: faults, Dir: filepath.Join(t.TempDir(), "run"), Out: &sb})
+	res, err := Run(ctx, Options{Vigil: bin, Seed: seed, Faults: faults, Kinds: kinds, Dir: filepath.Join(t.TempDir(), "run"), Out: &sb})
 	if res != nil {
 		res.WriteReport(&sb)
 	}
@@ -58,7 +58,7 @@ func runChaos(t *testing.T, bin string, seed uint64, faults int) {
 // TestChaos_Short runs a tiny schedule, one fault of each kind but one.
 func TestChaos_Short(t *testing.T) {
 	bin := mustChaos(t)
-	runChaos(t, bin, 1, 3)
+	runChaos(t, bin, 1, 3, nil)
 }
 
 // TestChaos_Regressions runs again every seed that once found a bug.
@@ -74,7 +74,7 @@ func TestChaos_Regressions(t *testing.T) {
 	for _, r := range regs {
 		t.Run(fmt.Sprintf("seed_%d", r.Seed), func(t *testing.T) {
 			t.Logf("seed %d once found: %s", r.Seed, r.Note)
-			runChaos(t, bin, r.Seed, r.Faults)
+			runChaos(t, bin, r.Seed, r.Faults, r.Kinds)
 		})
 	}
 }

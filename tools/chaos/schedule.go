@@ -45,6 +45,11 @@ const (
 // Kinds is every kind of fault, in the order reports list them.
 var Kinds = []Kind{KindKill, KindPause, KindIsolateLeader, KindSplit, KindWipe, KindPowercut, KindPowercutAll}
 
+// FirstKinds are the kinds there were before the power cuts. A seed
+// recorded then replays its schedule only when drawn from these: Plan
+// shuffles the kinds it is given.
+var FirstKinds = []Kind{KindKill, KindPause, KindIsolateLeader, KindSplit, KindWipe}
+
 // Role says which node a fault hits, resolved when it is injected.
 type Role string
 

@@ -64,7 +64,7 @@ func run() int {
 		runs = nil
 		for _, r := range regs {
 			ro := o
-			ro.Seed, ro.Faults = r.Seed, r.Faults
+			ro.Seed, ro.Faults, ro.Kinds = r.Seed, r.Faults, r.Kinds
 			fmt.Printf("regression: seed %d, %d faults: %s\n", r.Seed, r.Faults, r.Note)
 			runs = append(runs, ro)
 		}
