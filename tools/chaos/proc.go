@@ -197,10 +197,17 @@ func (n *node) wipe() error {
 	return syncPath(n.diskOpts.Mountpoint)
 }
 
+// plainDisks is set when there is no FUSE: the nodes' disks are then plain
+// directories, and mountDisk only makes them.
+var plainDisks bool
+
 // mountDisk mounts the node's disk, taking whatever it holds as durable.
 func (n *node) mountDisk() error {
 	if n.disk != nil {
 		return fmt.Errorf("%s's disk is already mounted", n.name)
+	}
+	if plainDisks {
+		return os.MkdirAll(n.diskOpts.Mountpoint, 0o755)
 	}
 	d, err := powerfs.Mount(n.diskOpts)
 	if err != nil {
