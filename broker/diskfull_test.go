@@ -1,9 +1,6 @@
 package broker_test
 
 import (
-	"os"
-	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,14 +26,7 @@ func TestIngest_DiskFullRepliesAndWithholdsThePUBACK(t *testing.T) {
 	f := mustFixture(t, n.Service, "disk")
 	d := mustDevice(t, b.TCPAddr(), f.device, f.secret)
 
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(fs, &st); err != nil {
-		t.Fatal(err)
-	}
-	filler := filepath.Join(fs, "filler")
-	if err := os.WriteFile(filler, make([]byte, int64(st.Bavail)*st.Bsize-(floor-4<<20)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	release := clustertest.MustFill(t, fs, floor-4<<20)
 	clustertest.PollUntil(t, 5*time.Second, "the node sees its disk full", func() bool {
 		s := n.Cluster.Status()
 		return s.Disk != nil && s.Disk.Full
@@ -61,9 +51,7 @@ func TestIngest_DiskFullRepliesAndWithholdsThePUBACK(t *testing.T) {
 		t.Fatalf("%d alarms raised on a full disk", len(open))
 	}
 
-	if err := os.Remove(filler); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	clustertest.PollUntil(t, 5*time.Second, "the node sees space again", func() bool {
 		s := n.Cluster.Status()
 		return s.Disk != nil && !s.Disk.Full

@@ -16,6 +16,8 @@
 package clustertest
 
 import (
+	"path/filepath"
+	"errors"
 	"context"
 	"fmt"
 	"io"
@@ -437,4 +439,30 @@ func Goroutines(frames int) string {
 		}
 	}
 	return out.String()
+}
+
+// MustFill fills the file system of dir with a file until only free bytes
+// are left, and returns a function that removes the file again (it is also
+// removed when the test ends).
+func MustFill(t testing.TB, dir string, free uint64) (release func()) {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	avail := st.Bavail * uint64(st.Bsize)
+	if avail <= free {
+		t.Fatalf("%s has %d bytes free, not more than %d", dir, avail, free)
+	}
+	filler := filepath.Join(dir, "filler")
+	if err := os.WriteFile(filler, make([]byte, avail-free), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	release = func() {
+		if err := os.Remove(filler); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(release)
+	return release
 }

@@ -1,11 +1,7 @@
 package api_test
 
 import (
-	"errors"
 	"net/http"
-	"os"
-	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,14 +21,7 @@ func TestAPI_DiskFullIs507(t *testing.T) {
 	n := &apiNode{Server: uitest.MustServe(t, svc, uitest.Options{})}
 	n.admin = mustToken(t, n, "test-admin", monitoring.RoleAdmin)
 
-	filler := filepath.Join(fs, "filler")
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(fs, &st); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filler, make([]byte, int64(st.Bavail)*st.Bsize-(floor-4<<20)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	release := clustertest.MustFill(t, fs, floor-4<<20)
 	create := func(id string) (int, string) {
 		return send(t, n, "POST", "/api/v1/operators", obj{"id": "mk-" + id, "operator": obj{"id": id, "name": id, "role": "supervisor"},
 			"password": id + "'s long passphrase", "create": true}, nil)
@@ -41,9 +30,7 @@ func TestAPI_DiskFullIs507(t *testing.T) {
 		t.Fatalf("write on a nearly full disk: %d %s, want 507", code, raw)
 	}
 	mustSend(t, n, 200, "GET", "/api/v1/alarms", nil, nil)
-	if err := os.Remove(filler); err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Fatal(err)
-	}
+	release()
 	clustertest.PollUntil(t, 10*time.Second, "writes accepted once space is freed", func() bool {
 		code, _ := create("ray")
 		return code == http.StatusCreated

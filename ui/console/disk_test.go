@@ -2,11 +2,8 @@ package console_test
 
 import (
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -38,21 +35,12 @@ func TestClusterPage_DiskFullBanner(t *testing.T) {
 	if strings.Contains(page(), `id="disk-full"`) {
 		t.Fatal("disk banner with room to spare")
 	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(fs, &st); err != nil {
-		t.Fatal(err)
-	}
-	filler := filepath.Join(fs, "filler")
-	if err := os.WriteFile(filler, make([]byte, int64(st.Bavail)*st.Bsize-(floor-4<<20)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	release := clustertest.MustFill(t, fs, floor-4<<20)
 	clustertest.PollUntil(t, 5*time.Second, "the disk banner", func() bool {
 		b := page()
 		return strings.Contains(b, `id="disk-full"`) && strings.Contains(b, "writes refused")
 	})
-	if err := os.Remove(filler); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	clustertest.PollUntil(t, 5*time.Second, "the banner gone", func() bool {
 		return !strings.Contains(page(), `id="disk-full"`)
 	})

@@ -12,14 +12,26 @@ import (
 	"github.com/vigilarc/vigil/ui/uitest"
 )
 
+// oliviaConsole serves a console over a seeded single node, with olivia
+// (an operator) signed in.
+func oliviaConsole(t *testing.T) (*monitoringtest.Node, uitest.Fixture, *uitest.Session) {
+	t.Helper()
+	n := monitoringtest.MustService(t, monitoringtest.Options{})
+	srv := uitest.MustServe(t, n, uitest.Options{})
+	f := uitest.MustSeed(t, n.Service)
+	s := uitest.NewSession(t, srv.URL)
+	if code := s.SignIn("olivia", uitest.OliviaPassword); code != http.StatusOK {
+		t.Fatalf("sign in: %d", code)
+	}
+	return n, f, s
+}
+
 // An alarm the worker reset with the Safe PIN stays in the queue, after a
 // newer alarm, marked for confirmation; its page says to call the worker
 // back; and the close form refuses a close that does not say how the
 // worker's safety was confirmed.
 func TestConsole_ResetAlarmWaitsForConfirmation(t *testing.T) {
-	n := monitoringtest.MustService(t, monitoringtest.Options{})
-	srv := uitest.MustServe(t, n, uitest.Options{})
-	f := uitest.MustSeed(t, n.Service)
+	n, f, s := oliviaConsole(t)
 	ctx := context.Background()
 	reset, err := n.Service.RaiseAlarm(ctx, "r1", "device:"+f.Amira.Device, monitoring.RaiseAlarmRequest{Type: monitoring.AlarmRedAlert, DeviceID: f.Amira.Device})
 	if err != nil {
@@ -31,10 +43,6 @@ func TestConsole_ResetAlarmWaitsForConfirmation(t *testing.T) {
 	newer, err := n.Service.RaiseAlarm(ctx, "r2", "device:"+f.Ben.Device, monitoring.RaiseAlarmRequest{Type: monitoring.AlarmManDown, DeviceID: f.Ben.Device})
 	if err != nil {
 		t.Fatal(err)
-	}
-	s := uitest.NewSession(t, srv.URL)
-	if code := s.SignIn("olivia", uitest.OliviaPassword); code != http.StatusOK {
-		t.Fatalf("sign in: %d", code)
 	}
 	_, queue := s.Do(http.MethodGet, "/ui/", nil, nil)
 	iReset, iNewer := strings.Index(queue, `data-id="`+reset.ID+`"`), strings.Index(queue, `data-id="`+newer.ID+`"`)
@@ -80,9 +88,7 @@ func TestConsole_ResetAlarmWaitsForConfirmation(t *testing.T) {
 // alarm shows DO NOT CALL, offers no call, and a call logged on it anyway
 // is refused.
 func TestConsole_DoNotCallAcrossTheIncident(t *testing.T) {
-	n := monitoringtest.MustService(t, monitoringtest.Options{})
-	srv := uitest.MustServe(t, n, uitest.Options{})
-	f := uitest.MustSeed(t, n.Service)
+	n, f, s := oliviaConsole(t)
 	ctx := context.Background()
 	dev := "device:" + f.Amira.Device
 	missed, err := n.Service.RaiseAlarm(ctx, "r1", dev, monitoring.RaiseAlarmRequest{Type: monitoring.AlarmRedAlert, DeviceID: f.Amira.Device})
@@ -92,10 +98,6 @@ func TestConsole_DoNotCallAcrossTheIncident(t *testing.T) {
 	duress, err := n.Service.RaiseAlarm(ctx, "r2", dev, monitoring.RaiseAlarmRequest{Type: monitoring.AlarmDuress, DeviceID: f.Amira.Device})
 	if err != nil || duress.IncidentID != missed.IncidentID {
 		t.Fatalf("the duress alarm %+v (%v): want it in %s's incident", duress, err, missed.ID)
-	}
-	s := uitest.NewSession(t, srv.URL)
-	if code := s.SignIn("olivia", uitest.OliviaPassword); code != http.StatusOK {
-		t.Fatalf("sign in: %d", code)
 	}
 	page := "/ui/alarms/" + missed.ID
 	post := func(action string, form url.Values) (int, string) {
@@ -133,9 +135,7 @@ func TestConsole_DoNotCallAcrossTheIncident(t *testing.T) {
 // alarm's timeline. A do-not-call alarm offers no prompt, and one posted
 // anyway is refused: an onlooker could see it.
 func TestConsole_TapTwicePrompt(t *testing.T) {
-	n := monitoringtest.MustService(t, monitoringtest.Options{})
-	srv := uitest.MustServe(t, n, uitest.Options{})
-	f := uitest.MustSeed(t, n.Service)
+	n, f, s := oliviaConsole(t)
 	ctx := context.Background()
 	red, err := n.Service.RaiseAlarm(ctx, "r1", "device:"+f.Amira.Device, monitoring.RaiseAlarmRequest{Type: monitoring.AlarmRedAlert, DeviceID: f.Amira.Device})
 	if err != nil {
@@ -144,10 +144,6 @@ func TestConsole_TapTwicePrompt(t *testing.T) {
 	discreet, err := n.Service.RaiseAlarm(ctx, "r2", "device:"+f.Ben.Device, monitoring.RaiseAlarmRequest{Type: monitoring.AlarmDiscreetPanic, DeviceID: f.Ben.Device})
 	if err != nil {
 		t.Fatal(err)
-	}
-	s := uitest.NewSession(t, srv.URL)
-	if code := s.SignIn("olivia", uitest.OliviaPassword); code != http.StatusOK {
-		t.Fatalf("sign in: %d", code)
 	}
 	prompt := func(id string) (int, string) {
 		form := url.Values{"kind": {"tap_twice"}, "csrf": {s.CSRF}, "cmd_id": {"tap-" + id}}
@@ -179,9 +175,7 @@ func TestConsole_TapTwicePrompt(t *testing.T) {
 // An alarm from a pooled device between sessions names no worker, and its
 // page says why, rather than naming its last user.
 func TestConsole_PooledDeviceBetweenSessions(t *testing.T) {
-	n := monitoringtest.MustService(t, monitoringtest.Options{})
-	srv := uitest.MustServe(t, n, uitest.Options{})
-	uitest.MustSeed(t, n.Service)
+	n, _, s := oliviaConsole(t)
 	ctx := context.Background()
 	if _, err := n.Service.PutDevice(ctx, "pool-1", "admin", monitoring.Device{ID: "pool-7", Kind: monitoring.DevicePooled, OrgID: "northcare"}); err != nil {
 		t.Fatal(err)
@@ -189,10 +183,6 @@ func TestConsole_PooledDeviceBetweenSessions(t *testing.T) {
 	a, err := n.Service.RaiseAlarm(ctx, "r1", "device:pool-7", monitoring.RaiseAlarmRequest{Type: monitoring.AlarmRedAlert, DeviceID: "pool-7"})
 	if err != nil {
 		t.Fatal(err)
-	}
-	s := uitest.NewSession(t, srv.URL)
-	if code := s.SignIn("olivia", uitest.OliviaPassword); code != http.StatusOK {
-		t.Fatalf("sign in: %d", code)
 	}
 	if _, body := s.Do(http.MethodGet, "/ui/alarms/"+a.ID, nil, nil); !strings.Contains(body, "A pooled device between sessions") {
 		t.Error("the alarm page does not say the pooled device is assigned to no one")
@@ -207,9 +197,7 @@ func TestConsole_PooledDeviceBetweenSessions(t *testing.T) {
 // in ticks "Listen in and assess"), and the close form lists the steps
 // left.
 func TestConsole_ProcedureTickedByActions(t *testing.T) {
-	n := monitoringtest.MustService(t, monitoringtest.Options{})
-	srv := uitest.MustServe(t, n, uitest.Options{})
-	f := uitest.MustSeed(t, n.Service)
+	n, f, s := oliviaConsole(t)
 	ctx := context.Background()
 	a, err := n.Service.RaiseAlarm(ctx, "r1", "device:"+f.Amira.Device, monitoring.RaiseAlarmRequest{Type: monitoring.AlarmRedAlert, DeviceID: f.Amira.Device})
 	if err != nil {
@@ -226,10 +214,6 @@ func TestConsole_ProcedureTickedByActions(t *testing.T) {
 		if _, err := n.Service.LogAction(ctx, "log-"+string(k), "olivia", a.ID, e); err != nil {
 			t.Fatal(err)
 		}
-	}
-	s := uitest.NewSession(t, srv.URL)
-	if code := s.SignIn("olivia", uitest.OliviaPassword); code != http.StatusOK {
-		t.Fatalf("sign in: %d", code)
 	}
 	_, body := s.Do(http.MethodGet, "/ui/alarms/"+a.ID, nil, nil)
 	proc := body[strings.Index(body, `id="procedure"`):]
