@@ -16,15 +16,15 @@
 package clustertest
 
 import (
-	"path/filepath"
-	"errors"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
