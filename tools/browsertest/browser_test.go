@@ -356,8 +356,10 @@ func TestBrowser_AlarmEndToEnd(t *testing.T) {
 	olivia.Do("log a call", chromedp.Click(chromedp.CSS(`#actions button`)))
 	olivia.waitJS("the call", `document.querySelector("#timeline").textContent.includes("answered, safe")`)
 	olivia.waitJS("the page to settle", `window.vigilRefreshing === false`)
+	// Listening in and the call ticked their steps; one more by hand.
+	olivia.waitJS("the steps the actions did, ticked", `document.querySelectorAll("#procedure li.done").length === 2`)
 	olivia.Do("tick a procedure step", chromedp.Click(chromedp.CSS(`#procedure .check-btn`)))
-	olivia.waitJS("the step ticked", `document.querySelectorAll("#procedure li.done").length === 1`)
+	olivia.waitJS("the step ticked", `document.querySelectorAll("#procedure li.done").length === 3`)
 	olivia.waitJS("the page to settle", `window.vigilRefreshing === false`)
 	olivia.Do("log a contact", chromedp.Click(chromedp.CSS(`#contacts .contact-actions button`)))
 	olivia.waitJS("the contact's outcome", `document.querySelector("#contacts .last") && document.querySelector("#contacts .last").textContent.includes("Reached")`)
