@@ -23,7 +23,7 @@ func TestMemberCheck_RefusesOnlyMembersSeenToLeave(t *testing.T) {
 		}
 		return out
 	}
-	check := memberCheck(configuration, dir, slog.New(slog.DiscardHandler))
+	check, _ := memberCheck(configuration, dir, slog.New(slog.DiscardHandler))
 	// A node replaying the cluster's history: the first members, then a
 	// replacement of n2, while the leader is n3-r1, added later still.
 	for _, step := range []struct {
@@ -45,7 +45,7 @@ func TestMemberCheck_RefusesOnlyMembersSeenToLeave(t *testing.T) {
 		}
 	}
 	// After a restart, with the latest configuration alone.
-	check = memberCheck(configuration, dir, slog.New(slog.DiscardHandler))
+	check, _ = memberCheck(configuration, dir, slog.New(slog.DiscardHandler))
 	for id, ok := range map[string]bool{"n2": false, "n3": false, "n1": true, "n4-new": true} {
 		if err := check(id); (err == nil) != ok {
 			t.Errorf("after a restart, peer %s: %v, want allowed %v", id, err, ok)

@@ -108,7 +108,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	pt.allow = memberCheck(cn.Configuration, cfg.DataDir, logger)
+	pt.allow, pt.watch = memberCheck(cn.Configuration, cfg.DataDir, logger)
 	if trust != nil {
 		pt.set(trust)
 	}
@@ -279,6 +279,13 @@ func (n *Node) Open(ctx context.Context) error {
 		defer n.wg.Done()
 		n.renewLoop(n.stop)
 	}()
+	if n.trust.watch != nil {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.trust.watch(n.stop)
+		}()
+	}
 	n.opened = true
 	n.logger.Info("vigil node open",
 		logKeyHTTP, n.publicURL,

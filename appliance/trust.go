@@ -77,6 +77,9 @@ type peerTrust struct {
 	server *tls.Config
 	client *tls.Config
 	allow  func(nodeID string) error
+	// watch, set with allow, records the configuration's members as they
+	// change, until stop closes (memberCheck).
+	watch func(stop <-chan struct{})
 }
 
 // set installs t.
@@ -175,9 +178,27 @@ func (p *peerTrust) clientTLS() *tls.Config {
 // still held the cluster's history, and refused the leader for good). The
 // members this node has seen are kept in data_dir/cluster-members, so a
 // removal still counts after a restart.
-func memberCheck(configuration func() ([]cluster.Server, error), dataDir string, logger *slog.Logger) func(id string) error {
+//
+// The members are recorded at every check, and by watch, which reads the
+// configuration every memberWatchEvery: a member that joined and was
+// removed between two checks would otherwise never be seen.
+func memberCheck(configuration func() ([]cluster.Server, error), dataDir string, logger *slog.Logger) (check func(id string) error, watch func(stop <-chan struct{})) {
 	seen := &seenMembers{path: filepath.Join(dataDir, seenMembersFile), logger: logger}
 	seen.load()
+	watch = func(stop <-chan struct{}) {
+		t := time.NewTicker(memberWatchEvery)
+		defer t.Stop()
+		for {
+			if servers, err := configuration(); err == nil {
+				seen.add(servers)
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}
 	return func(id string) error {
 		servers, err := configuration()
 		if err != nil {
@@ -194,8 +215,12 @@ func memberCheck(configuration func() ([]cluster.Server, error), dataDir string,
 			return errors.New("it is not a member of this cluster any more (removed)")
 		}
 		return nil
-	}
+	}, watch
 }
+
+// memberWatchEvery is how often memberCheck's watch reads the
+// configuration.
+const memberWatchEvery = 100 * time.Millisecond
 
 // writeFileSynced writes path through a synced temporary file renamed
 // into place, and syncs the directory, so that the new file survives a
