@@ -211,12 +211,26 @@ func (s *Service) OpenAlarms() ([]Alarm, error) {
 	return out, err
 }
 
-// markIncidentsDoNotCall is markIncidentDoNotCall for each of alarms.
+// markIncidentsDoNotCall is markIncidentDoNotCall for each of alarms,
+// scanning each incident once: the queue often holds several alarms of
+// one incident.
 func markIncidentsDoNotCall(txn *badger.Txn, alarms []Alarm) error {
+	dnc := map[string]bool{}
 	for i := range alarms {
-		if err := markIncidentDoNotCall(txn, &alarms[i]); err != nil {
-			return err
+		a := &alarms[i]
+		if a.DoNotCall {
+			continue
 		}
+		v, ok := dnc[a.IncidentID]
+		if !ok {
+			id, err := incidentDoNotCall(txn, a.IncidentID)
+			if err != nil {
+				return err
+			}
+			v = id != ""
+			dnc[a.IncidentID] = v
+		}
+		a.DoNotCall = v
 	}
 	return nil
 }
