@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -53,17 +52,7 @@ func (co *Console) snapshot() (snapshot, error) {
 	for i := range alarms {
 		rows = append(rows, names.row(&alarms[i]))
 	}
-	// Alarms the worker reset wait, at a lower urgency, after the others
-	// (console.js sorts the same way).
-	slices.SortStableFunc(rows, func(a, b alarmRow) int {
-		switch {
-		case a.Reset == b.Reset:
-			return 0
-		case b.Reset:
-			return -1
-		}
-		return 1
-	})
+	sortRows(rows)
 	return snapshot{Now: time.Now().UTC(), Node: co.cfg.NodeID, Rows: rows}, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -251,6 +252,21 @@ type alarmRow struct {
 	// Reset: the worker reset the alarm with the Safe PIN; it waits, at a
 	// lower urgency, for an operator to confirm they are safe.
 	Reset bool `json:"reset"`
+	// IncidentID groups the row with the other open alarms of its
+	// incident: the queue shows them under the incident's most urgent one
+	// (sortRows, and console.js the same).
+	IncidentID string `json:"incident_id"`
+	// Where is the worker's last known place: the address they gave for
+	// the session, else the newest fix as coordinates; WhereAt is the
+	// fix's time. Empty when nothing is known.
+	Where   string    `json:"where,omitempty"`
+	WhereAt time.Time `json:"where_at,omitzero"`
+	// UpdateLeft: the worker left an Update message (for the session, or a
+	// standing one) that the operator must read.
+	UpdateLeft bool `json:"update_left"`
+	// Grouped: the row sits under another open alarm of its incident
+	// (sortRows); the browser works it out again as rows change.
+	Grouped bool `json:"-"`
 }
 
 // namer looks up the names the console shows, once per request or event.
@@ -350,7 +366,84 @@ func (n *namer) row(a *monitoring.Alarm) alarmRow {
 	if a.AckBy != "" {
 		r.AckByName = n.operator(a.AckBy)
 	}
+	r.IncidentID = a.IncidentID
+	if r.IncidentID == "" {
+		r.IncidentID = a.ID
+	}
+	var sess *monitoring.Session
+	if a.SessionID != "" {
+		if s, err := n.svc.Session(a.SessionID); err == nil {
+			sess = s
+		}
+	}
+	r.Where, r.WhereAt = n.where(a, sess)
+	if sess != nil && sess.Update != "" {
+		r.UpdateLeft = true
+	} else if w := n.worker(a.WorkerID); w != nil && w.LastUpdate != "" {
+		r.UpdateLeft = true
+	}
 	return r
+}
+
+// where returns the worker's last known place for alarm a: the address
+// typed for the session, the newest fix (the alarm's own, or the device's
+// later one) as coordinates, or both.
+func (n *namer) where(a *monitoring.Alarm, s *monitoring.Session) (string, time.Time) {
+	fix := a.Location
+	if a.DeviceID != "" {
+		if d, err := n.svc.Device(a.DeviceID); err == nil && d.Location != nil &&
+			(fix == nil || d.Location.At.After(fix.At)) {
+			fix = d.Location
+		}
+	}
+	var parts []string
+	if s != nil && s.Location != nil && s.Location.Address != "" {
+		parts = append(parts, s.Location.Address)
+	}
+	var at time.Time
+	if fix != nil {
+		c := fmt.Sprintf("%.5f, %.5f", fix.Lat, fix.Lon)
+		if fix.Accuracy > 0 {
+			c += fmt.Sprintf(" ±%.0f m", fix.Accuracy)
+		}
+		parts = append(parts, c)
+		at = fix.At
+	}
+	return strings.Join(parts, " · "), at
+}
+
+// sortRows orders the queue: the alarms the worker reset after the others,
+// then by priority, then oldest first; and the open alarms of one incident
+// together, under the incident's first alarm in that order. console.js
+// sorts the same way.
+func sortRows(rows []alarmRow) {
+	base := func(a, b alarmRow) int {
+		switch {
+		case a.Reset != b.Reset:
+			if a.Reset {
+				return 1
+			}
+			return -1
+		case a.Priority != b.Priority:
+			return a.Priority - b.Priority
+		case !a.RaisedAt.Equal(b.RaisedAt):
+			return a.RaisedAt.Compare(b.RaisedAt)
+		}
+		return strings.Compare(a.ID, b.ID)
+	}
+	slices.SortFunc(rows, base)
+	head := map[string]int{} // incident -> the position of its first row
+	for i, r := range rows {
+		if _, ok := head[r.IncidentID]; !ok {
+			head[r.IncidentID] = i
+		}
+	}
+	slices.SortStableFunc(rows, func(a, b alarmRow) int {
+		return head[a.IncidentID] - head[b.IncidentID]
+	})
+	for i := range rows {
+		rows[i].Grouped = i > 0 && rows[i-1].IncidentID == rows[i].IncidentID
+	}
 }
 
 // cssClass is the row's class list, for the queue template.
@@ -364,6 +457,9 @@ func (r alarmRow) CSSClass() string {
 	}
 	if r.Reset {
 		c = append(c, "reset")
+	}
+	if r.Grouped {
+		c = append(c, "grouped")
 	}
 	return strings.Join(c, " ")
 }

@@ -130,10 +130,19 @@
 
   // ---- the open alarms, from the event stream ----
 
+  // sortedRows orders the queue as the node does (sortRows in view.go):
+  // alarms the worker reset wait, at a lower urgency, after the others;
+  // then by priority, oldest first; and the open alarms of one incident
+  // together, under the first of them in that order (r.grouped).
   function sortedRows() {
-    // Alarms the worker reset wait, at a lower urgency, after the others.
-    return Array.from(alarms.values()).sort((a, b) => (a.reset ? 1 : 0) - (b.reset ? 1 : 0) ||
+    const rows = Array.from(alarms.values()).sort((a, b) => (a.reset ? 1 : 0) - (b.reset ? 1 : 0) ||
       a.priority - b.priority || Date.parse(a.raised_at) - Date.parse(b.raised_at) || (a.id < b.id ? -1 : 1));
+    const head = new Map();
+    rows.forEach((r, i) => { const k = r.incident_id || r.id; if (!head.has(k)) head.set(k, i); });
+    const pos = new Map(rows.map((r, i) => [r.id, i]));
+    rows.sort((a, b) => head.get(a.incident_id || a.id) - head.get(b.incident_id || b.id) || pos.get(a.id) - pos.get(b.id));
+    rows.forEach((r, i) => { r.grouped = i > 0 && (rows[i - 1].incident_id || rows[i - 1].id) === (r.incident_id || r.id); });
+    return rows;
   }
 
   function waitingRows() { return sortedRows().filter((r) => r.status === "raised"); }
@@ -275,6 +284,7 @@
     if (r.duress) c.push("duress");
     if (r.do_not_call) c.push("dnc");
     if (r.reset) c.push("reset");
+    if (r.grouped) c.push("grouped");
     if (r.id === selectedID) c.push("selected");
     return c.join(" ");
   }
@@ -299,7 +309,23 @@
       type.appendChild(b);
     }
     tr.appendChild(type);
-    tr.appendChild(el("td", "worker", r.worker));
+    const worker = el("td", "worker", r.worker);
+    if (r.update_left) {
+      const u = el("span", "update-badge", "UPDATE LEFT");
+      u.title = "The worker left an Update message: read it on the alarm's page";
+      worker.appendChild(document.createTextNode(" "));
+      worker.appendChild(u);
+    }
+    tr.appendChild(worker);
+    const where = el("td", "where", r.where || null);
+    if (!r.where) where.appendChild(el("span", "muted", "no location"));
+    else if (r.where_at) {
+      const fa = el("span", "fix-age", ago(now() - Date.parse(r.where_at)));
+      fa.dataset.since = r.where_at;
+      where.appendChild(document.createTextNode(" "));
+      where.appendChild(fa);
+    }
+    tr.appendChild(where);
     tr.appendChild(el("td", "org", r.org));
     const age = el("td", "age", ago(now() - Date.parse(r.raised_at)));
     age.dataset.since = r.raised_at;
