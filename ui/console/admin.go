@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -186,8 +187,12 @@ type adminOrgView struct {
 	Contacts                              []monitoring.Contact
 	DefaultSession, DefaultCheckIn, Grace string
 	Offline                               string
-	Saved                                 bool
-	Error, ErrorField                     string
+	// The devices' settings: the accidental-press window, the report
+	// intervals and the low-battery level, as typed.
+	Accidental, Heartbeat, LocationEvery string
+	LowBattery                           string
+	Saved                                bool
+	Error, ErrorField                    string
 }
 
 func (v *adminOrgView) pad() {
@@ -210,6 +215,10 @@ func (co *Console) adminOrg(c *gin.Context) {
 		v.Org, v.Title = *o, o.Name
 		v.Steps, v.Contacts = o.ProcedureSteps, o.Contacts
 		v.DefaultSession, v.DefaultCheckIn, v.Grace, v.Offline = fmtDur(o.DefaultSession), fmtDur(o.DefaultCheckIn), fmtDur(o.Grace), fmtDur(o.OfflineThreshold)
+		v.Accidental, v.Heartbeat, v.LocationEvery = fmtDur(o.AccidentalPressWindow), fmtDur(o.HeartbeatInterval), fmtDur(o.LocationInterval)
+		if o.LowBattery > 0 {
+			v.LowBattery = strconv.Itoa(o.LowBattery)
+		}
 	}
 	v.pad()
 	co.render(c, http.StatusOK, "admin_org", v)
@@ -251,6 +260,8 @@ func (co *Console) adminOrgPost(c *gin.Context) {
 	v.Org, v.Steps, v.Contacts = org, org.ProcedureSteps, org.Contacts
 	v.DefaultSession, v.DefaultCheckIn = c.PostForm("default_session"), c.PostForm("default_checkin")
 	v.Grace, v.Offline = c.PostForm("grace"), c.PostForm("offline_threshold")
+	v.Accidental, v.Heartbeat, v.LocationEvery = c.PostForm("accidental_press_window"), c.PostForm("heartbeat_interval"), c.PostForm("location_interval")
+	v.LowBattery = c.PostForm("low_battery_percent")
 	if err := tooLong(c); err != nil {
 		fail(err)
 		return
@@ -262,11 +273,23 @@ func (co *Console) adminOrgPost(c *gin.Context) {
 	}{
 		{&org.DefaultSession, "default_session", "Default session"}, {&org.DefaultCheckIn, "default_checkin", "Check-in interval"},
 		{&org.Grace, "grace", "Grace period"}, {&org.OfflineThreshold, "offline_threshold", "Offline threshold"},
+		{&org.AccidentalPressWindow, "accidental_press_window", "Accidental-press window"},
+		{&org.HeartbeatInterval, "heartbeat_interval", "Heartbeat interval"}, {&org.LocationInterval, "location_interval", "Location interval"},
 	} {
 		if *d.to, err = parseDur(c, d.name, d.label); err != nil {
 			fail(err)
 			return
 		}
+	}
+	org.LowBattery = 0
+	if lb := strings.TrimSpace(v.LowBattery); lb != "" {
+		n, err := strconv.Atoi(strings.TrimSuffix(lb, "%"))
+		if err != nil {
+			fail(&monitoring.RuleError{Code: monitoring.CodeInvalid, Field: "org.low_battery_percent",
+				Msg: fmt.Sprintf("Low-battery level: %q is not a whole number of percent (such as 15)", lb)})
+			return
+		}
+		org.LowBattery = n
 	}
 	if isNew {
 		if _, err := co.svc.Organisation(id); err == nil {
