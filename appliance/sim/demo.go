@@ -19,8 +19,13 @@ const DemoPrefix = "demo"
 // Defaults of the demo's simulator: livelier than DefaultConfig, so that
 // something happens while someone watches.
 const (
-	DefaultDemoDevices    = 6
-	DefaultDemoAlarmRate  = 6.0 // alarms per device per hour
+	DefaultDemoDevices = 6
+	// DefaultDemoAlarmRate: about nine alarms an hour from six devices,
+	// most of them reset by the worker within a minute (DemoResetShare):
+	// lively enough to watch, few enough to work.
+	DefaultDemoAlarmRate  = 1.5 // alarms per device per hour
+	DemoResetShare        = 0.6
+	DemoResetAfter        = 40 * time.Second
 	DefaultDemoSessionGap = 40 * time.Second
 	DefaultDemoSessionLen = 3 * time.Minute
 	DefaultDemoDrain      = 3 * time.Second
@@ -133,11 +138,13 @@ func ProvisionDemo(ctx context.Context, a API, run string, n int, rng *rand.Rand
 // DemoConfig returns the simulator configuration of the live demo for
 // creds against brokers: sessions every 40 s or so per device, about three
 // minutes long, check-ins every 45 s, and alarmRate random alarms per
-// device per hour.
+// device per hour, of which DemoResetShare of the red alerts and man-down
+// alarms are reset by the worker about DemoResetAfter later.
 func DemoConfig(brokers []string, creds []Credential, alarmRate float64) Config {
 	cfg := DefaultConfig()
 	cfg.Brokers, cfg.Credentials, cfg.AlarmRate = brokers, creds, alarmRate
 	cfg.SessionGap, cfg.SessionLength = DefaultDemoSessionGap, DefaultDemoSessionLen
 	cfg.DrainTimeout = DefaultDemoDrain
+	cfg.ResetShare, cfg.ResetAfter = DemoResetShare, DemoResetAfter
 	return cfg
 }

@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -37,17 +40,23 @@ type device struct {
 
 	broker     int // index into cfg.Brokers
 	client     paho.Client
-	connBroker int           // the broker client is connected to
-	gen        int           // connection generation, to ignore stale losses
-	conns      int           // connections made
-	lost       chan int      // generations whose connection was lost
-	replied    chan string   // event IDs whose down/reply arrived; nil when never awaited
-	outbox     []*event      // oldest first; only the head is in flight
-	seq        int           // last event number
-	loc        location      // current position
-	bat        int           // battery percent
-	steps      []Step        // this device's scenario steps, in time order
-	backoff    time.Duration // wait before the next connection attempt
+	connBroker int         // the broker client is connected to
+	gen        int         // connection generation, to ignore stale losses
+	conns      int         // connections made
+	lost       chan int    // generations whose connection was lost
+	replied    chan string // event IDs whose down/reply arrived; nil when never awaited
+	// alarmIDs maps the event IDs of alarms to the alarm IDs their
+	// replies gave, for the resets (ResetShare); the paho callback fills
+	// it, under mu.
+	mu       sync.Mutex
+	alarmIDs map[string]string
+	resets   []reset       // alarms the worker will reset, soonest first
+	outbox   []*event      // oldest first; only the head is in flight
+	seq      int           // last event number
+	loc      location      // current position
+	bat      int           // battery percent
+	steps    []Step        // this device's scenario steps, in time order
+	backoff  time.Duration // wait before the next connection attempt
 
 	session     string    // current session, "" when none
 	sessions    int       // sessions started
@@ -59,6 +68,21 @@ type device struct {
 	nextHB      time.Time
 	nextLoc     time.Time
 }
+
+// reset is an alarm the simulated worker resets with the Safe PIN at at:
+// an accidental press noticed, or a situation that calmed down.
+type reset struct {
+	event string // the alarm's event_id
+	at    time.Time
+	tries int
+}
+
+// resetRetry is how long a reset waits for its alarm's reply to come, and
+// resetTries how many times.
+const (
+	resetRetry = 5 * time.Second
+	resetTries = 6
+)
 
 func newDevice(s *Simulator, i int, cred Credential, start time.Time) *device {
 	rng := rngFor(s.cfg.Seed, i)
@@ -219,7 +243,11 @@ func (d *device) lostConnection(g int) {
 // none is set.
 func (d *device) nextWake() time.Time {
 	var next time.Time
-	for _, t := range []time.Time{d.nextHB, d.nextLoc, d.nextSession, d.nextCheckIn, d.sessionEnd, d.nextAlarm} {
+	var nextReset time.Time
+	if len(d.resets) > 0 {
+		nextReset = d.resets[0].at
+	}
+	for _, t := range []time.Time{d.nextHB, d.nextLoc, d.nextSession, d.nextCheckIn, d.sessionEnd, d.nextAlarm, nextReset} {
 		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
 			next = t
 		}
@@ -247,8 +275,36 @@ func (d *device) act(now time.Time) {
 		d.nextLoc = now.Add(d.cfg.LocationInterval)
 	}
 	if due(d.nextAlarm, now) {
-		d.alarm(d.cfg.alarmType(d.rng))
+		typ := d.cfg.alarmType(d.rng)
+		id := d.alarm(typ)
 		d.nextAlarm = d.alarmAfter(now)
+		if (typ == "red_alert" || typ == "man_down") && d.cfg.ResetShare > 0 && d.rng.Float64() < d.cfg.ResetShare {
+			d.mu.Lock()
+			if d.alarmIDs == nil {
+				d.alarmIDs = map[string]string{}
+			}
+			d.alarmIDs[id] = "" // the reply fills it in
+			d.mu.Unlock()
+			d.addReset(reset{event: id, at: now.Add(d.cfg.ResetAfter/2 + d.expRand(d.cfg.ResetAfter/2))})
+		}
+	}
+	for len(d.resets) > 0 && due(d.resets[0].at, now) {
+		r := d.resets[0]
+		d.resets = d.resets[1:]
+		d.mu.Lock()
+		alarm := d.alarmIDs[r.event]
+		if alarm != "" || r.tries >= resetTries {
+			delete(d.alarmIDs, r.event)
+		}
+		d.mu.Unlock()
+		switch {
+		case alarm != "":
+			d.enqueue("alarm/cancel", map[string]any{"alarm_id": alarm, "pin": d.cred.SafePIN})
+		case r.tries < resetTries: // no reply yet: the alarm is still in the outbox
+			r.tries++
+			r.at = now.Add(resetRetry)
+			d.addReset(r)
+		}
 	}
 	switch {
 	case d.session == "" && !d.nextSession.IsZero() && !now.Before(d.nextSession):
@@ -337,17 +393,25 @@ func (d *device) sessionAction(typ, pin, session, extendBy string) {
 	d.enqueue(typ, m)
 }
 
-func (d *device) alarm(typ string) {
+// alarm raises an alarm of type typ and returns its event_id.
+func (d *device) alarm(typ string) string {
 	m := map[string]any{"alarm_type": typ}
 	if d.positioned() {
 		d.loc = wander(d.rng, d.loc)
 		m["location"] = d.loc
 	}
-	d.enqueue("alarm", m)
+	return d.enqueue("alarm", m)
 }
 
-// enqueue adds an event to the outbox. Empty strings are left out.
-func (d *device) enqueue(typ string, fields map[string]any) {
+// addReset schedules r, keeping the resets soonest first.
+func (d *device) addReset(r reset) {
+	i := sort.Search(len(d.resets), func(i int) bool { return d.resets[i].at.After(r.at) })
+	d.resets = slices.Insert(d.resets, i, r)
+}
+
+// enqueue adds an event to the outbox and returns its event_id. Empty
+// strings are left out.
+func (d *device) enqueue(typ string, fields map[string]any) string {
 	m := map[string]any{"event_id": d.nextID("o"), "ts": time.Now().UTC().Format(time.RFC3339)}
 	for k, v := range fields {
 		if s, ok := v.(string); ok && s == "" {
@@ -357,6 +421,7 @@ func (d *device) enqueue(typ string, fields map[string]any) {
 	}
 	b, _ := json.Marshal(m)
 	d.outbox = append(d.outbox, &event{id: m["event_id"].(string), typ: typ, payload: b})
+	return m["event_id"].(string)
 }
 
 // heartbeat and location are telemetry: sent at TelemetryQoS when
@@ -556,8 +621,12 @@ func (d *device) dial(ctx context.Context, addr string) error {
 		}
 		var r struct {
 			EventID string `json:"event_id"`
+			Type    string `json:"type"`
 			OK      bool   `json:"ok"`
 			Code    string `json:"code"`
+			Result  struct {
+				AlarmID string `json:"alarm_id"`
+			} `json:"result"`
 		}
 		if json.Unmarshal(m.Payload(), &r) != nil {
 			return
@@ -578,6 +647,13 @@ func (d *device) dial(ctx context.Context, addr string) error {
 			code = r.Code
 		}
 		hist.reply(dev, r.EventID, code)
+		if r.OK && r.Type == "alarm" && r.Result.AlarmID != "" {
+			d.mu.Lock()
+			if _, wanted := d.alarmIDs[r.EventID]; wanted { // an alarm to reset
+				d.alarmIDs[r.EventID] = r.Result.AlarmID
+			}
+			d.mu.Unlock()
+		}
 		select {
 		case replied <- r.EventID:
 		default:

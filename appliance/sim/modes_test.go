@@ -263,6 +263,8 @@ func TestConfig_Refusals(t *testing.T) {
 		{"no keep-alive", func(c *sim.Config) { c.KeepAlive = 0 }, "keep-alive"},
 		{"negative connects in flight", func(c *sim.Config) { c.ConnectsInFlight = -1 }, "connects_in_flight"},
 		{"negative reply wait", func(c *sim.Config) { c.ReplyWait = -time.Second }, "reply wait"},
+		{"reset share over 1", func(c *sim.Config) { c.ResetShare, c.ResetAfter = 1.5, time.Second }, "reset_share"},
+		{"resets with no delay", func(c *sim.Config) { c.ResetShare = 0.5 }, "reset_after"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := sim.DefaultConfig()

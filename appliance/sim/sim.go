@@ -77,6 +77,14 @@ type Config struct {
 	// ModeAlarms, where a loop of real alarms would set acknowledgement
 	// deadlines and fill the operators' queue.
 	AlarmType string
+	// ResetShare is the share (0 to 1) of random red alerts and man-down
+	// alarms that the worker resets with the Safe PIN, ResetAfter after
+	// the raise on average (at least half of it): the pocket presses and
+	// the situations that calmed down that make up most of a real
+	// centre's alarms. Each stays in the queue until an operator confirms
+	// the worker safe.
+	ResetShare float64
+	ResetAfter time.Duration
 	// Scenario, if set, replaces random sessions and alarms by its steps
 	// (ModeRandom only).
 	Scenario *Scenario
@@ -169,6 +177,12 @@ func (c Config) Validate() error {
 		return errors.New("connects_in_flight: must not be negative")
 	case c.ReplyWait < 0, c.DrainTimeout < 0:
 		return errors.New("reply wait and drain timeout must not be negative")
+	case c.ResetShare < 0 || c.ResetShare > 1:
+		return fmt.Errorf("reset_share: %g, want 0 to 1", c.ResetShare)
+	case c.ResetShare > 0 && c.ResetAfter <= 0:
+		return errors.New("reset_after: must be positive when reset_share is set")
+	case c.ResetShare > 0 && c.ReplyWait == 0:
+		return errors.New("reset_share needs a reply wait: a reset needs the alarm's ID from its reply")
 	}
 	for _, s := range scenarioSteps(c.Scenario) {
 		if s.Device > len(c.Credentials) {

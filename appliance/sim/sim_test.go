@@ -191,6 +191,59 @@ func TestSimulator_RandomRun(t *testing.T) {
 	}
 }
 
+// With ResetShare, the simulated workers reset their red alerts and
+// man-down alarms with the Safe PIN: each stays open, waiting for an
+// operator to confirm the worker safe, as a real centre's queue does.
+func TestSimulator_WorkersResetAlarms(t *testing.T) {
+	n := appliancetest.MustNode(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	creds, err := sim.ProvisionWith(ctx, mustAPI(t, n), "x", "x1", 2, rand.New(rand.NewPCG(3, 4)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := sim.DefaultConfig()
+	cfg.Brokers = []string{n.BrokerAddr()}
+	cfg.Credentials, cfg.Duration = creds, 3*time.Second
+	cfg.AlarmRate, cfg.AlarmType = 3600, "red_alert"
+	cfg.ResetShare, cfg.ResetAfter = 1, 200*time.Millisecond
+	cfg.SessionGap = time.Hour // no sessions: only alarms and their resets
+	s, err := sim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var raised, cancels int
+	for _, a := range s.History().Attempts() {
+		switch {
+		case a.Type == "alarm" && a.Reply == "ok":
+			raised++
+		case a.Type == "alarm/cancel":
+			cancels++
+			if a.Reply != "ok" {
+				t.Errorf("%s %s: reply %q", a.Device, a.EventID, a.Reply)
+			}
+		}
+	}
+	open, err := n.Service().OpenAlarms()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reset int
+	for _, a := range open {
+		if a.AwaitingConfirmation() {
+			reset++
+		}
+	}
+	t.Logf("%d alarms raised, %d reset by the worker", raised, cancels)
+	if raised == 0 || cancels == 0 || reset != cancels || len(open) != raised {
+		t.Errorf("%d alarms raised, %d cancels sent; %d open, %d of them reset: want every alarm open and one reset per cancel",
+			raised, cancels, len(open), reset)
+	}
+}
+
 func TestParseScenario_Refusals(t *testing.T) {
 	for _, tc := range []struct{ name, yaml, want string }{
 		{"not a list", "at: 5s", "cannot decode"},
