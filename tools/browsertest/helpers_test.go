@@ -208,3 +208,19 @@ func (d *device) audio(alarmID string, seconds int) {
 			"sample_rate": rate, "channels": 1, "data": pcm})
 	}
 }
+
+// watch subscribes to the device's down/<sub> and returns its payloads.
+func (d *device) watch(sub string) <-chan []byte {
+	d.t.Helper()
+	ch := make(chan []byte, 16)
+	tok := d.c.Subscribe(broker.DownTopic(d.id, sub), 1, func(_ paho.Client, m paho.Message) {
+		select {
+		case ch <- m.Payload():
+		default:
+		}
+	})
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		d.t.Fatalf("subscribe to down/%s: %v", sub, tok.Error())
+	}
+	return ch
+}

@@ -144,6 +144,29 @@ func (h *hub) follow(ctx context.Context, sub *monitoring.Subscription) {
 	}
 }
 
+// incidentDoNotCall sends again the rows of the other open alarms of a's
+// incident, when a (raised, or cancelled with the Duress PIN) makes the
+// incident do-not-call: the queues must show DO NOT CALL on all of them
+// at once, not at the next change of each.
+func (h *hub) incidentDoNotCall(ev monitoring.Event, a *monitoring.Alarm, names *namer) {
+	if a.IncidentID == "" {
+		return
+	}
+	inc, err := h.svc.Incident(a.IncidentID)
+	if err != nil || len(inc) < 2 {
+		return
+	}
+	for i := range inc {
+		o := &inc[i]
+		if o.ID == a.ID || o.Status == monitoring.StatusClosed {
+			continue
+		}
+		if b, err := json.Marshal(alarmMessage{Event: monitoring.EventAlarmUpdated, Row: names.row(o)}); err == nil {
+			h.broadcast(sseMessage{event: "alarm", data: b})
+		}
+	}
+}
+
 // alarmMessage is the data of an "alarm" event: the alarm's queue row, and
 // what happened.
 type alarmMessage struct {
@@ -161,11 +184,24 @@ func (h *hub) handle(ev monitoring.Event) {
 			h.trails.add(ev.Alarm.DeviceID, *ev.Alarm.Location, ev.At)
 		}
 		names := newNamer(h.svc, nil)
-		b, err := json.Marshal(alarmMessage{Event: ev.Type, Row: names.row(ev.Alarm)})
+		a := ev.Alarm
+		if linked := a.IncidentID != "" && a.IncidentID != a.ID; linked && !a.DoNotCall {
+			// Do-not-call is a property of the incident: the event carries
+			// the alarm's own flag, the Service's read the incident's.
+			if cur, err := h.svc.Alarm(a.ID); err == nil && cur.DoNotCall {
+				c := *a
+				c.DoNotCall = true
+				a = &c
+			}
+		}
+		b, err := json.Marshal(alarmMessage{Event: ev.Type, Row: names.row(a)})
 		if err != nil {
 			return
 		}
 		h.broadcast(sseMessage{event: "alarm", data: b})
+		if a.DoNotCall && (ev.Type == monitoring.EventAlarmRaised || ev.Type == monitoring.EventAlarmCancelled) {
+			h.incidentDoNotCall(ev, a, names)
+		}
 	case monitoring.EventDeviceUpdated:
 		if ev.Device != nil && ev.Device.Location != nil {
 			h.trails.add(ev.Device.ID, *ev.Device.Location, ev.Device.LastSeen)
