@@ -100,6 +100,7 @@ func TestBrowser_TheRulesOfTheClose(t *testing.T) {
 	if tl, _ := svc.Timeline(alarmB); containsKind(tl, monitoring.ActionCallWorker) {
 		t.Fatal("the refused call is on the timeline")
 	}
+	olivia.waitJS("the Update Ben left for the visit", `document.getElementById("update-text").textContent.includes("7 Ash Grove")`)
 	olivia.shot("19-do-not-call-linked")
 
 	// Amira's reset alarm: take it, ask her device for two taps.

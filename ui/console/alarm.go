@@ -175,6 +175,15 @@ func (co *Console) loadAlarmView(c *gin.Context, id string) (*alarmView, error) 
 			v.Update = &updateView{Text: e.Text, At: e.At, Where: updateWhere(e.Reference)}
 		}
 	}
+	if v.Update == nil && a.IncidentID != "" && a.IncidentID != a.ID {
+		// A linked alarm raised outside the session shows the Update left
+		// for the session of its incident's first alarm: the same visit.
+		if first, err := co.svc.Alarm(a.IncidentID); err == nil && first.SessionID != "" && first.WorkerID == a.WorkerID {
+			if s, err := co.svc.Session(first.SessionID); err == nil && s.Update != "" {
+				v.Update = &updateView{Text: s.Update, Where: "for the session of the incident's first alarm"}
+			}
+		}
+	}
 	if v.Update == nil && v.Worker != nil && v.Worker.LastUpdate != "" {
 		v.Update = &updateView{Text: v.Worker.LastUpdate, At: v.Worker.LastUpdateAt, Where: "standing Update"}
 	}
