@@ -383,11 +383,20 @@ func applyAcknowledge(c *applyCtx, body []byte) ([]byte, error) {
 	return saveAlarm(c, a, CmdAcknowledge, EventAlarmUpdated, entry, detail)
 }
 
-// checkEntry checks an action an operator logs on alarm a, under the
-// rules of version rules (logActionCmd.Rules).
-func checkEntry(txn *badger.Txn, a *Alarm, e TimelineEntry, rules int) error {
-	if err := CheckAction(e); err != nil {
+// checkEntry checks an action an operator logs on alarm a at now, under
+// the rules of version rules (logActionCmd.Rules), and fills in what the
+// state machine adds to it: the URN a police call on the URN route quotes.
+func checkEntry(txn *badger.Txn, a *Alarm, e *TimelineEntry, rules int, now time.Time) error {
+	e.URN = ""
+	if err := CheckAction(*e); err != nil {
 		return err
+	}
+	if e.Kind == ActionPolice && e.Route == RouteURN && rules >= RulesURN {
+		urn, err := checkURN(txn, a, e.Force, now)
+		if err != nil {
+			return err
+		}
+		e.URN = urn
 	}
 	if e.Kind != ActionCallWorker {
 		return nil
@@ -502,10 +511,10 @@ func applyLogAction(c *applyCtx, body []byte) ([]byte, error) {
 	case StatusRaised:
 		return nil, ruleErr(CodeConflict, "alarm_id", "alarm %s is not acknowledged: acknowledge it first", a.ID)
 	}
-	if err := checkEntry(c.txn, a, r.Entry, r.Rules); err != nil {
+	te := r.Entry
+	if err := checkEntry(c.txn, a, &te, r.Rules, c.now()); err != nil {
 		return nil, err
 	}
-	te := r.Entry
 	te.Index, te.At, te.Actor, te.AlarmID = 0, time.Time{}, "", ""
 	a.Status = StatusInProgress
 	entry, err := c.addTimeline(a, te)

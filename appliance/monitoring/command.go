@@ -320,8 +320,10 @@ type logActionCmd struct {
 	// Rules is the version of the rules the command is applied under, so
 	// that a log written before a rule replays as it was applied:
 	// RulesIncidentDoNotCall and above refuse a call to the worker when
-	// any alarm of the incident is do-not-call. The Service sets the
-	// newest.
+	// any alarm of the incident is do-not-call; RulesURN and above refuse
+	// a police call on the URN route unless the alarm is eligible and the
+	// organisation holds an unexpired URN for the force (urn.go). The
+	// Service sets the newest.
 	Rules int `json:"rules,omitempty"`
 }
 
@@ -329,6 +331,9 @@ type logActionCmd struct {
 const (
 	// RulesIncidentDoNotCall: do-not-call is a property of the incident.
 	RulesIncidentDoNotCall = 1
+	// RulesURN: a police call on a lone-worker URN only for an eligible
+	// alarm (NPCC policy), quoting the organisation's URN for the force.
+	RulesURN = 2
 )
 
 // CloseAlarmCmd closes an alarm.

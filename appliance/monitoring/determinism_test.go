@@ -2,6 +2,7 @@ package monitoring
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -143,6 +144,12 @@ func (g *gen) setup() {
 		if i == 1 {
 			org.Priorities = map[AlarmType]int{AlarmLowBattery: 2, AlarmTest: 9, AlarmManDown: 3}
 		}
+		// URNs without new draws: o1 holds GMP's and the Met's, which
+		// expires during the run; o2 holds none.
+		if i == 0 {
+			org.URNs = []PoliceURN{{Force: "GMP", URN: "GMP-1", Expiry: t0.AddDate(1, 0, 0)},
+				{Force: "Met", URN: "MET-1", Expiry: t0.Add(20 * time.Minute)}}
+		}
 		g.add(CmdPutOrganisation, putOrganisationCmd{Header: g.hdr("admin"), Org: org})
 	}
 	for _, w := range genWorkerIDs {
@@ -240,7 +247,20 @@ func (g *gen) step() {
 			e.Contact = g.pick([]string{"manager", "next of kin"})
 			e.Text = g.pick([]string{"note", "tap twice", "siren"})
 		}
-		g.add(CmdLogAction, logActionCmd{Header: g.hdr(op), AlarmID: g.alarm(), Entry: e, Rules: g.r.IntN(2)})
+		// More police calls on the URN route, without new draws: half of
+		// the actions that need no checks become one.
+		switch e.Kind {
+		case ActionNote, ActionListenIn, ActionLocationOK, ActionDeviceCmd:
+			if len(g.cmds)%2 == 0 {
+				e.Kind, e.Route, e.Force = ActionPolice, RouteURN, cmp.Or(e.Force, "GMP")
+			}
+		}
+		// Every version of the rules, from the same draw as before.
+		rules := g.r.IntN(2)
+		if rules == 1 && len(g.alarms)%2 == 0 {
+			rules = RulesURN
+		}
+		g.add(CmdLogAction, logActionCmd{Header: g.hdr(op), AlarmID: g.alarm(), Entry: e, Rules: rules})
 	case n < 66:
 		res := Resolution(g.pick([]string{"worker_safe", "incident_handled", "false_alarm", "test", "", "bored"}))
 		if g.r.IntN(3) == 0 { // the rule before confirmations, for older logs
@@ -438,6 +458,10 @@ func (r *replica) hash(t *testing.T) ([]byte, string) {
 type replicaStats struct {
 	accepted, refused map[CmdType]int
 	fired             map[string]int // deadlines fired, by kind
+	// Police calls on the URN route: quoting the organisation's URN
+	// (RulesURN), accepted without one (older rules), and refused by the
+	// URN rule.
+	urnQuoted, urnUnquoted, urnRefused int
 }
 
 // checkReplicas generates n commands from seed, applies them on three
@@ -461,6 +485,9 @@ func checkReplicas(t *testing.T, seed uint64, n int) replicaStats {
 		}
 		if strings.HasPrefix(g.a.outcomes[i], "refused: ") {
 			st.refused[cmd.t]++
+			if strings.HasPrefix(g.a.outcomes[i], "refused: "+string(CodeURNRefused)) {
+				st.urnRefused++
+			}
 		} else {
 			st.accepted[cmd.t]++
 		}
@@ -477,6 +504,21 @@ func checkReplicas(t *testing.T, seed uint64, n int) replicaStats {
 	}
 	if err := g.a.db.View(checkAlarmInvariants); err != nil {
 		t.Fatalf("seed %d: %v", seed, err)
+	}
+	if err := g.a.db.View(func(txn *badger.Txn) error {
+		tl, err := listJSON[TimelineEntry](txn, pTimeline, 0)
+		for _, e := range tl {
+			switch {
+			case e.Kind != ActionPolice || e.Route != RouteURN:
+			case e.URN != "":
+				st.urnQuoted++
+			default:
+				st.urnUnquoted++
+			}
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
 	}
 	return st
 }
@@ -540,6 +582,11 @@ func checkAlarmInvariants(txn *badger.Txn) error {
 		}
 		if len(tl) != a.Actions || tl[0].Kind != ActionRaised {
 			return fmt.Errorf("alarm %s: %d actions, %d timeline entries", a.ID, a.Actions, len(tl))
+		}
+		for _, e := range tl {
+			if e.URN != "" && (e.Kind != ActionPolice || e.Route != RouteURN) {
+				return fmt.Errorf("alarm %s: a URN quoted on a %s entry by route %q", a.ID, e.Kind, e.Route)
+			}
 		}
 		if a.DoNotCall {
 			for _, e := range tl {
@@ -607,6 +654,9 @@ func TestReplicas_SameStateWhateverTheBatching(t *testing.T) {
 			for k, v := range st.fired {
 				total.fired[k] += v
 			}
+			total.urnQuoted += st.urnQuoted
+			total.urnUnquoted += st.urnUnquoted
+			total.urnRefused += st.urnRefused
 		})
 	}
 	// The generator must reach both sides of every alarm rule and the
@@ -620,6 +670,13 @@ func TestReplicas_SameStateWhateverTheBatching(t *testing.T) {
 			t.Errorf("%s: %d accepted, %d refused; want both", c, total.accepted[c], total.refused[c])
 		}
 	}
+	// Both versions of the URN rule: calls quoting a URN, refused ones,
+	// and ones accepted as older logs were.
+	if total.urnQuoted == 0 || total.urnUnquoted == 0 || total.urnRefused == 0 {
+		t.Errorf("URN calls: %d quoting a URN, %d under older rules, %d refused; want each",
+			total.urnQuoted, total.urnUnquoted, total.urnRefused)
+	}
+	t.Logf("URN calls: %d quoting a URN, %d under older rules, %d refused", total.urnQuoted, total.urnUnquoted, total.urnRefused)
 	if total.accepted[CmdFireDeadline] == 0 {
 		t.Errorf("no deadline fired")
 	}

@@ -153,6 +153,9 @@ func validateOrganisation(o *Organisation) error {
 	if err := validCheckInInterval("org.default_checkin_ns", o.DefaultCheckIn); err != nil {
 		return err
 	}
+	if err := validURNs("org.urns", o.URNs, true); err != nil {
+		return err
+	}
 	// Sorted, so the refusal is the same on every node whatever the map order.
 	types := make([]string, 0, len(o.Priorities))
 	for t := range o.Priorities {
@@ -289,16 +292,30 @@ func validateWorker(w *Worker) error {
 	if err := validContacts("worker.contacts", w.Contacts); err != nil {
 		return err
 	}
-	for i, u := range w.URNs {
-		f := fmt.Sprintf("worker.urns[%d]", i)
+	return validURNs("worker.urns", w.URNs, false)
+}
+
+// validURNs checks police URNs: a force and a URN, both shown to
+// operators; when org (an organisation's), also a URN no longer than a
+// name and an expiry date. A worker's, kept from before URNs moved to the
+// organisation, are checked as they always were.
+func validURNs(field string, us []PoliceURN, org bool) error {
+	for i, u := range us {
+		f := fmt.Sprintf("%s[%d]", field, i)
 		if err := validName(f+".force", u.Force); err != nil {
 			return err
 		}
 		if strings.TrimSpace(u.URN) == "" {
 			return invalid(f+".urn", "must not be empty")
 		}
+		if org && len(u.URN) > MaxNameLen {
+			return invalid(f+".urn", "is %d bytes, longer than %d", len(u.URN), MaxNameLen)
+		}
 		if err := validDisplay(f+".urn", u.URN); err != nil {
 			return err
+		}
+		if org && u.Expiry.IsZero() {
+			return invalid(f+".expiry", "the URN of %s needs its expiry date", u.Force)
 		}
 	}
 	return nil

@@ -52,6 +52,9 @@ var (
 	ErrWrongPIN         = &RuleError{Code: CodeWrongPIN}     // the PIN matched neither PIN
 	ErrStalePIN         = &RuleError{Code: CodeStalePIN}     // the PINs changed since they were checked
 	ErrSessionEnded     = &RuleError{Code: CodeSessionEnded} // the session has ended
+	// ErrURNRefused: no police call on a lone-worker URN for this alarm
+	// or force; 999 or 101 instead.
+	ErrURNRefused = &RuleError{Code: CodeURNRefused}
 )
 
 // Code names a rule that refused a command. The codes are part of the API:
@@ -71,6 +74,9 @@ const (
 	// CodeNeedConfirmation: a close without how the worker's safety was
 	// confirmed.
 	CodeNeedConfirmation Code = "confirmation_required"
+	// CodeURNRefused: a police call on a lone-worker URN for an alarm that
+	// is not eligible, or a force the organisation holds no valid URN for.
+	CodeURNRefused Code = "urn_refused"
 )
 
 // RuleError is a refusal by a rule of the domain. The state machine returns

@@ -153,6 +153,10 @@ type Organisation struct {
 	// report raises a low-battery alarm (once, until the battery is back
 	// over it by LowBatteryHysteresis); 0 means DefaultLowBattery.
 	LowBattery int `json:"low_battery_percent,omitempty"`
+	// URNs are the organisation's police lone-worker URNs (urn.go), any
+	// number per force (a renewal beside the URN it replaces): a police
+	// call on a URN quotes the one of the entry's force not yet expired.
+	URNs []PoliceURN `json:"urns,omitempty"`
 }
 
 // Low-battery alarms raised from a device's reports.
@@ -189,7 +193,8 @@ const (
 	MaxDeviceInterval        = 24 * time.Hour
 )
 
-// PoliceURN is the lone-worker URN of one police force.
+// PoliceURN is the lone-worker URN of one police force. It is used before
+// Expiry, not from then on.
 type PoliceURN struct {
 	Force  string    `json:"force"`
 	URN    string    `json:"urn"`
@@ -212,7 +217,10 @@ type Worker struct {
 	Team      string        `json:"team,omitempty"`
 	Important ImportantInfo `json:"important"`
 	Contacts  []Contact     `json:"contacts,omitempty"` // ordered; empty means the organisation's
-	URNs      []PoliceURN   `json:"urns,omitempty"`
+	// URNs were kept per worker before they moved to the organisation
+	// (Organisation.URNs); they still decode and are shown, but a police
+	// call does not use them.
+	URNs []PoliceURN `json:"urns,omitempty"`
 	// The PINs, only as slow hashes (pin.go). PINVersion changes whenever
 	// either PIN is set, so a check made against old hashes is refused.
 	SafePINHash   string    `json:"safe_pin_hash,omitempty"`
@@ -376,17 +384,20 @@ const (
 
 // TimelineEntry is one action on an alarm.
 type TimelineEntry struct {
-	Index     uint64     `json:"index"` // the Raft index that wrote it
-	AlarmID   string     `json:"alarm_id"`
-	Kind      ActionKind `json:"kind"`
-	At        time.Time  `json:"at"`
-	Actor     string     `json:"actor"` // operator, "device" or "system"
-	Outcome   string     `json:"outcome,omitempty"`
-	Force     string     `json:"force,omitempty"`
-	Route     string     `json:"route,omitempty"` // urn, 999 or 101
-	Reference string     `json:"reference,omitempty"`
-	Contact   string     `json:"contact,omitempty"`
-	Text      string     `json:"text,omitempty"`
+	Index   uint64     `json:"index"` // the Raft index that wrote it
+	AlarmID string     `json:"alarm_id"`
+	Kind    ActionKind `json:"kind"`
+	At      time.Time  `json:"at"`
+	Actor   string     `json:"actor"` // operator, "device" or "system"
+	Outcome string     `json:"outcome,omitempty"`
+	Force   string     `json:"force,omitempty"`
+	Route   string     `json:"route,omitempty"` // urn, 999 or 101
+	// URN is the URN quoted on a police call by the URN route, filled in
+	// from the organisation's (RulesURN and above).
+	URN       string `json:"urn,omitempty"`
+	Reference string `json:"reference,omitempty"`
+	Contact   string `json:"contact,omitempty"`
+	Text      string `json:"text,omitempty"`
 	// Confirmation: how the worker's safety was confirmed (a close).
 	Confirmation Confirmation `json:"confirmation,omitempty"`
 }

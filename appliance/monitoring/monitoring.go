@@ -26,6 +26,11 @@
 // the deadline's ID as the command ID, so a deadline fires at most once even
 // across a failover, and the alarm it raises has an ID derived from it.
 //
+// A police call on a lone-worker URN (urn.go) is accepted only for an alarm
+// that is evidence of a threat (NPCC policy) and a force the organisation
+// holds a URN for that has not expired; Service.URNFor shows the same
+// decision to the console before the operator acts.
+//
 // The diagnostic journal (diag.go) is a list of records that an
 // administrator or a test appends through the API to check replication end
 // to end.

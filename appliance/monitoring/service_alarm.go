@@ -85,7 +85,9 @@ func (s *Service) Acknowledge(ctx context.Context, cmdID, operator, alarmID stri
 }
 
 // LogAction adds an action (a call, a police escalation, a note...) to an
-// acknowledged alarm's timeline. Index, At and Actor of entry are filled in.
+// acknowledged alarm's timeline. Index, At and Actor of entry are filled
+// in, and the URN a police call on the URN route quotes (urn.go: refused
+// for an alarm that is not eligible or a force without a valid URN).
 func (s *Service) LogAction(ctx context.Context, cmdID, operator, alarmID string, entry TimelineEntry) (*Alarm, error) {
 	if err := checkOperator(operator, alarmID); err != nil {
 		return nil, err
@@ -93,7 +95,7 @@ func (s *Service) LogAction(ctx context.Context, cmdID, operator, alarmID string
 	if err := CheckAction(entry); err != nil {
 		return nil, err
 	}
-	cmd := logActionCmd{Header: s.header(operator), AlarmID: alarmID, Entry: entry, Rules: RulesIncidentDoNotCall}
+	cmd := logActionCmd{Header: s.header(operator), AlarmID: alarmID, Entry: entry, Rules: RulesURN}
 	return s.proposeAlarm(ctx, cmdID, CmdLogAction, &cmd)
 }
 

@@ -794,7 +794,7 @@ func writeServiceError(c *gin.Context, err error) {
 		status = http.StatusNotFound
 	case monitoring.CodeInvalid:
 		status = http.StatusBadRequest
-	case monitoring.CodeNeedResolution, monitoring.CodeNeedConfirmation:
+	case monitoring.CodeNeedResolution, monitoring.CodeNeedConfirmation, monitoring.CodeURNRefused:
 		status = http.StatusUnprocessableEntity
 	case monitoring.CodeWrongPIN:
 		status = http.StatusForbidden
