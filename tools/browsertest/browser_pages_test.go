@@ -195,10 +195,14 @@ func TestBrowser_SessionsAdminReportsCluster(t *testing.T) {
 		chromedp.SetValue(chromedp.ID("contact-rel-0"), "duty manager"),
 		chromedp.SetValue(chromedp.ID("contact-name-1"), "Sol Barnes"),
 		chromedp.SetValue(chromedp.ID("contact-phone-1"), "07700 900222"),
-		chromedp.SetValue(chromedp.CSS(`input[name=grace]`), "3m"))
+		chromedp.SetValue(chromedp.CSS(`input[name=grace]`), "3m"),
+		chromedp.SetValue(chromedp.ID("urn-force-0"), "Greater Manchester Police"),
+		chromedp.SetValue(chromedp.ID("urn-code-0"), "GMP-LW-30117"),
+		chromedp.SetValue(chromedp.ID("urn-exp-0"), time.Now().AddDate(1, 0, 0).Format("2006-01-02")))
 	ada.clickAndLoad("#org-save")
 	ada.waitJS("saved", `location.pathname === "/ui/admin/organisations/eastside" && !!document.querySelector(".saved")`)
-	if o, err := svc.Organisation("eastside"); err != nil || len(o.ProcedureSteps) != 3 || len(o.Contacts) != 2 || o.Grace != 3*time.Minute {
+	if o, err := svc.Organisation("eastside"); err != nil || len(o.ProcedureSteps) != 3 || len(o.Contacts) != 2 || o.Grace != 3*time.Minute ||
+		len(o.URNs) != 1 || o.URNs[0].URN != "GMP-LW-30117" {
 		t.Fatalf("saved organisation %+v, %v", o, err)
 	}
 	ada.shot("10-admin-organisation")
@@ -211,9 +215,7 @@ func TestBrowser_SessionsAdminReportsCluster(t *testing.T) {
 		chromedp.SetValue(chromedp.ID("worker-phone"), "07700 900333"),
 		chromedp.SetValue(chromedp.ID("worker-team"), "Repairs, east"),
 		chromedp.SetValue(chromedp.ID("worker-medical"), "Asthma: inhaler in the van."),
-		chromedp.SetValue(chromedp.ID("worker-duress-word"), "red kettle"),
-		chromedp.SetValue(chromedp.ID("urn-force-0"), "Greater Manchester Police"),
-		chromedp.SetValue(chromedp.ID("urn-code-0"), "GMP-LW-30117"))
+		chromedp.SetValue(chromedp.ID("worker-duress-word"), "red kettle"))
 	ada.clickAndLoad("#worker-save")
 	ada.waitJS("the worker, asking for PINs", `location.pathname === "/ui/admin/workers/w-joe" && document.querySelector(".saved").textContent.includes("set the PINs")`)
 	// A refused PIN is not sent back.

@@ -366,7 +366,8 @@ func TestBrowser_AlarmEndToEnd(t *testing.T) {
 	olivia.waitJS("the page to settle", `window.vigilRefreshing === false`)
 	olivia.Do("log the police URN", chromedp.SetValue(chromedp.CSS(`.urn input[name=reference]`), "GMP-2611-0423"),
 		chromedp.Click(chromedp.CSS(`.urn button`)))
-	olivia.waitJS("the police call", `document.querySelector("#timeline").textContent.includes("via lone-worker URN")`)
+	olivia.waitJS("the police call", `document.querySelector("#timeline").textContent.includes("via lone-worker URN") && `+
+		`document.querySelector("#timeline").textContent.includes("URN GMP-LW-20931")`)
 	olivia.Do("write a note", chromedp.SetValue(chromedp.ID("note-text"), "Police on scene at 14:52; Amira in her car, door locked."),
 		chromedp.Click(chromedp.CSS(`#note-form button`)))
 	olivia.waitJS("the note", `document.querySelector("#timeline").textContent.includes("door locked")`)

@@ -63,7 +63,7 @@ func formError(err error) (msg, field string) {
 	if !errors.As(err, &re) {
 		return ui.ErrorText(err), ""
 	}
-	label := fieldLabels[re.Field]
+	label := cmp.Or(fieldLabels[re.Field], urnFieldLabel(re.Field))
 	if label == "" && re.Field != "" {
 		label = strings.NewReplacer("org.", "", "worker.", "", "device.", "", "_ns", "", "_", " ").Replace(re.Field)
 	}
@@ -185,6 +185,7 @@ type adminOrgView struct {
 	Org                                   monitoring.Organisation
 	Steps                                 []monitoring.ProcedureStep
 	Contacts                              []monitoring.Contact
+	URNs                                  []urnRow
 	DefaultSession, DefaultCheckIn, Grace string
 	Offline                               string
 	// The devices' settings: the accidental-press window, the report
@@ -198,6 +199,7 @@ type adminOrgView struct {
 func (v *adminOrgView) pad() {
 	v.Steps = append(slices.Clip(v.Steps), make([]monitoring.ProcedureStep, blankSteps)...)
 	v.Contacts = append(slices.Clip(v.Contacts), make([]monitoring.Contact, blankContacts)...)
+	v.URNs = append(slices.Clip(v.URNs), make([]urnRow, blankURNs)...)
 }
 
 // GET /ui/admin/organisations/:id ("new" for a new one)
@@ -213,7 +215,7 @@ func (co *Console) adminOrg(c *gin.Context) {
 			return
 		}
 		v.Org, v.Title = *o, o.Name
-		v.Steps, v.Contacts = o.ProcedureSteps, o.Contacts
+		v.Steps, v.Contacts, v.URNs = o.ProcedureSteps, o.Contacts, urnRows(o.URNs)
 		v.DefaultSession, v.DefaultCheckIn, v.Grace, v.Offline = fmtDur(o.DefaultSession), fmtDur(o.DefaultCheckIn), fmtDur(o.Grace), fmtDur(o.OfflineThreshold)
 		v.Accidental, v.Heartbeat, v.LocationEvery = fmtDur(o.AccidentalPressWindow), fmtDur(o.HeartbeatInterval), fmtDur(o.LocationInterval)
 		if o.LowBattery > 0 {
@@ -226,8 +228,9 @@ func (co *Console) adminOrg(c *gin.Context) {
 
 // POST /ui/admin/organisations: new=1 for a new one; id, name, procedure,
 // step_title[], step_text[], contact_name[], contact_phone[],
-// contact_relation[], default_session, default_checkin, grace,
-// offline_threshold. Fields the form does not show are kept.
+// contact_relation[], urn_force[], urn_code[], urn_expiry[],
+// default_session, default_checkin, grace, offline_threshold. Fields the
+// form does not show are kept.
 func (co *Console) adminOrgPost(c *gin.Context) {
 	isNew := c.PostForm("new") == "1"
 	id := strings.TrimSpace(c.PostForm("id"))
@@ -257,12 +260,14 @@ func (co *Console) adminOrgPost(c *gin.Context) {
 	for _, r := range rows(c, "contact_name", "contact_phone", "contact_relation") {
 		org.Contacts = append(org.Contacts, monitoring.Contact{Name: r[0], Phone: r[1], Relation: r[2]})
 	}
+	var urnErr error
+	org.URNs, v.URNs, urnErr = readURNs(c)
 	v.Org, v.Steps, v.Contacts = org, org.ProcedureSteps, org.Contacts
 	v.DefaultSession, v.DefaultCheckIn = c.PostForm("default_session"), c.PostForm("default_checkin")
 	v.Grace, v.Offline = c.PostForm("grace"), c.PostForm("offline_threshold")
 	v.Accidental, v.Heartbeat, v.LocationEvery = c.PostForm("accidental_press_window"), c.PostForm("heartbeat_interval"), c.PostForm("location_interval")
 	v.LowBattery = c.PostForm("low_battery_percent")
-	if err := tooLong(c); err != nil {
+	if err := cmp.Or(tooLong(c), urnErr); err != nil {
 		fail(err)
 		return
 	}
@@ -348,9 +353,48 @@ func (co *Console) adminWorkers(c *gin.Context) {
 	co.render(c, http.StatusOK, "admin_workers", v)
 }
 
-// urnRow is a police URN as the worker form shows it.
+// urnRow is a police URN as the organisation form shows it.
 type urnRow struct {
 	Force, URN, Expiry string
+}
+
+// readURNs reads the URN rows of the organisation form (urn_force[],
+// urn_code[], urn_expiry[]), and the rows as they were sent. An expiry
+// date is the first day the URN is no longer used (midnight, local time);
+// a row without one is refused by the Service.
+func readURNs(c *gin.Context) ([]monitoring.PoliceURN, []urnRow, error) {
+	var us []monitoring.PoliceURN
+	var sent []urnRow
+	var bad error
+	for i, r := range rows(c, "urn_force", "urn_code", "urn_expiry") {
+		u := monitoring.PoliceURN{Force: r[0], URN: r[1]}
+		if r[2] != "" {
+			t, err := time.ParseInLocation(dateLayout, r[2], time.Local)
+			if err != nil && bad == nil {
+				bad = &monitoring.RuleError{Code: monitoring.CodeInvalid, Field: fmt.Sprintf("org.urns[%d].expiry", i),
+					Msg: fmt.Sprintf("%q is not a date", r[2])}
+			}
+			u.Expiry = t
+		}
+		us = append(us, u)
+		sent = append(sent, urnRow{Force: r[0], URN: r[1], Expiry: r[2]})
+	}
+	return us, sent, bad
+}
+
+// urnFieldLabel names a URN row's field for a refusal: "URN 2 expiry"
+// for org.urns[1].expiry.
+func urnFieldLabel(field string) string {
+	rest, ok := strings.CutPrefix(field, "org.urns[")
+	if !ok {
+		return ""
+	}
+	n, what, ok := strings.Cut(rest, "].")
+	i, err := strconv.Atoi(n)
+	if !ok || err != nil {
+		return ""
+	}
+	return fmt.Sprintf("URN %d %s", i+1, map[string]string{"force": "police force", "urn": "code", "expiry": "expiry"}[what])
 }
 
 type adminWorkerView struct {
@@ -359,7 +403,7 @@ type adminWorkerView struct {
 	Worker            monitoring.Worker
 	Orgs              []monitoring.Organisation
 	Contacts          []monitoring.Contact
-	URNs              []urnRow
+	URNs              []urnRow // the worker's own, from before URNs moved to the organisation: shown, not edited
 	Devices           []monitoring.Device
 	Saved             string
 	Error, ErrorField string
@@ -368,7 +412,6 @@ type adminWorkerView struct {
 
 func (v *adminWorkerView) pad() {
 	v.Contacts = append(slices.Clip(v.Contacts), make([]monitoring.Contact, blankContacts)...)
-	v.URNs = append(slices.Clip(v.URNs), make([]urnRow, blankURNs)...)
 }
 
 func urnRows(us []monitoring.PoliceURN) []urnRow {
@@ -421,8 +464,9 @@ func (co *Console) adminWorker(c *gin.Context) {
 
 // POST /ui/admin/workers: new=1 for a new one; id, name, phone, org_id,
 // team, medical, special_handling, duress_word, contact_name[],
-// contact_phone[], contact_relation[], urn_force[], urn_code[],
-// urn_expiry[]. PINs are set apart (adminPINsPost).
+// contact_phone[], contact_relation[]. PINs are set apart
+// (adminPINsPost). URNs are the organisation's; a worker's own, from
+// before, are kept as they are.
 func (co *Console) adminWorkerPost(c *gin.Context) {
 	isNew := c.PostForm("new") == "1"
 	id := strings.TrimSpace(c.PostForm("id"))
@@ -440,26 +484,18 @@ func (co *Console) adminWorkerPost(c *gin.Context) {
 	for _, r := range rows(c, "contact_name", "contact_phone", "contact_relation") {
 		w.Contacts = append(w.Contacts, monitoring.Contact{Name: r[0], Phone: r[1], Relation: r[2]})
 	}
-	var urnErr error
-	for _, r := range rows(c, "urn_force", "urn_code", "urn_expiry") {
-		u := monitoring.PoliceURN{Force: r[0], URN: r[1]}
-		if r[2] != "" {
-			t, err := time.ParseInLocation(dateLayout, r[2], time.Local)
-			if err != nil {
-				urnErr = &monitoring.RuleError{Code: monitoring.CodeInvalid, Field: "urn_expiry", Msg: fmt.Sprintf("URN expiry %q is not a date", r[2])}
-			}
-			u.Expiry = t
-		}
-		w.URNs = append(w.URNs, u)
-		v.URNs = append(v.URNs, urnRow{Force: r[0], URN: r[1], Expiry: r[2]})
-	}
-	v.Worker, v.Contacts = w, w.Contacts
+	var old *monitoring.Worker
 	if !isNew {
-		if old, err := co.svc.Worker(id); err == nil {
-			v.Worker.PINVersion, v.Worker.WrongPINs, v.Title = old.PINVersion, old.WrongPINs, old.Name
-		}
+		old, _ = co.svc.Worker(id)
 	}
-	if err := cmp.Or(tooLong(c), urnErr); err != nil {
+	if old != nil {
+		w.URNs = old.URNs
+	}
+	v.Worker, v.Contacts, v.URNs = w, w.Contacts, urnRows(w.URNs)
+	if old != nil {
+		v.Worker.PINVersion, v.Worker.WrongPINs, v.Title = old.PINVersion, old.WrongPINs, old.Name
+	}
+	if err := tooLong(c); err != nil {
 		fail(err)
 		return
 	}

@@ -38,7 +38,14 @@ type alarmView struct {
 	Steps     []stepView
 	StepsLeft []string // the titles of the steps not done, for the close form
 	Contacts  []contactView
-	URNs      []urnView
+	// URNs are the organisation's police URNs, one per force, and
+	// URNEligible and URNWhy whether a call on one may be made about this
+	// alarm (monitoring.URNFor); LegacyURNs: the worker still has URNs of
+	// their own, which are no longer used.
+	URNs        []monitoring.ForceURN
+	URNEligible bool
+	URNWhy      string
+	LegacyURNs  bool
 
 	Mine        bool   // the signed-in operator holds it
 	HeldBy      string // the name of the operator who holds it, if another
@@ -104,12 +111,6 @@ type contactView struct {
 	Last                  string // the last outcome logged
 	LastAt                time.Time
 	Source                string // "worker" or "organisation"
-}
-
-type urnView struct {
-	Force, URN string
-	Expiry     time.Time
-	Expired    bool
 }
 
 // contactOutcomes are what an operator logs after calling a contact.
@@ -191,6 +192,10 @@ func (co *Console) loadAlarmView(c *gin.Context, id string) (*alarmView, error) 
 	co.audio(v)
 	v.procedure(tl, names)
 	v.contacts(tl)
+	if chk, err := co.svc.URNFor(a.ID); err == nil {
+		v.URNs, v.URNEligible, v.URNWhy = chk.URNs, chk.Eligible, chk.Why
+	}
+	v.LegacyURNs = v.Worker != nil && len(v.Worker.URNs) > 0
 	v.Resolutions = make([]resolutionOption, 0, len(monitoring.Resolutions))
 	for _, r := range monitoring.Resolutions {
 		v.Resolutions = append(v.Resolutions, resolutionOption{Value: r, Label: resolutionLabels[r]})
@@ -236,6 +241,9 @@ func entryDetail(e monitoring.TimelineEntry) string {
 	}
 	if e.Route != "" {
 		parts = append(parts, "via "+outcomeText(e.Route))
+	}
+	if e.URN != "" {
+		parts = append(parts, "URN "+e.URN)
 	}
 	if e.Outcome != "" {
 		if e.Kind == monitoring.ActionClosed {
@@ -383,7 +391,7 @@ func stepAction(title string) monitoring.ActionKind {
 }
 
 // contacts lists the escalation contacts, in order (the worker's, else the
-// organisation's), and the police URNs, each with what was logged last.
+// organisation's), each with what was logged last.
 func (v *alarmView) contacts(tl []monitoring.TimelineEntry) {
 	var cs []monitoring.Contact
 	src := "worker"
@@ -401,12 +409,6 @@ func (v *alarmView) contacts(tl []monitoring.TimelineEntry) {
 			}
 		}
 		v.Contacts = append(v.Contacts, cv)
-	}
-	if v.Worker != nil {
-		for _, u := range v.Worker.URNs {
-			v.URNs = append(v.URNs, urnView{Force: u.Force, URN: u.URN, Expiry: u.Expiry,
-				Expired: !u.Expiry.IsZero() && u.Expiry.Before(v.Now)})
-		}
 	}
 }
 

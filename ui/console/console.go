@@ -70,6 +70,7 @@ type Monitoring interface {
 	Device(id string) (*monitoring.Device, error)
 	Session(id string) (*monitoring.Session, error)
 	AudioInfo(alarmID string) (*monitoring.AudioInfo, error)
+	URNFor(alarmID string) (*monitoring.URNCheck, error)
 	Acknowledge(ctx context.Context, cmdID, operator, alarmID string, takeover bool) (*monitoring.Alarm, error)
 	LogAction(ctx context.Context, cmdID, operator, alarmID string, entry monitoring.TimelineEntry) (*monitoring.Alarm, error)
 	Close(ctx context.Context, cmdID, operator, alarmID string, resolution monitoring.Resolution, confirmation monitoring.Confirmation, note string) (*monitoring.Alarm, error)

@@ -35,8 +35,9 @@ type Fixture struct {
 // DeviceCred is a seeded worker's device and the secret it signs in with.
 type DeviceCred struct{ Worker, Device, Secret string }
 
-// MustSeed registers realistic organisations, workers, devices and
-// operators (olivia, an operator, and sam, a supervisor) through svc. One
+// MustSeed registers realistic organisations (North Care holds a valid
+// Greater Manchester Police URN and an expired Lancashire one), workers,
+// devices and operators (olivia, an operator, and sam, a supervisor) through svc. One
 // organisation and one worker (Eve) carry hostile strings in every field a
 // page shows, so that a test can check that they render inert.
 func MustSeed(t testing.TB, svc *monitoring.Service) Fixture {
@@ -61,6 +62,10 @@ func MustSeed(t testing.TB, svc *monitoring.Service) Fixture {
 			{Name: "Priya Nair", Phone: "0161 496 0123", Relation: "duty manager"},
 			{Name: "Tom Hughes", Phone: "07700 900461", Relation: "on-call team lead"},
 		},
+		URNs: []monitoring.PoliceURN{
+			{Force: "Greater Manchester Police", URN: "GMP-LW-20931", Expiry: time.Now().AddDate(1, 0, 0)},
+			{Force: "Lancashire Constabulary", URN: "LAN-LW-4410", Expiry: time.Now().AddDate(0, -1, 0)},
+		},
 	})
 	must("org", err)
 	_, err = svc.PutOrganisation(ctx, "seed-org2", "admin", monitoring.Organisation{
@@ -73,7 +78,8 @@ func MustSeed(t testing.TB, svc *monitoring.Service) Fixture {
 		{ID: "w-amira", Name: "Amira Shah", Phone: "07700 900123", OrgID: "northcare", Team: "District nursing, Salford",
 			Important: monitoring.ImportantInfo{Medical: "Type 1 diabetic: may need glucose if confused or drowsy.",
 				SpecialHandling: "Hard of hearing in the left ear: speak slowly and clearly.", DuressWord: "blue folder"},
-			URNs: []monitoring.PoliceURN{{Force: "Greater Manchester Police", URN: "GMP-LW-20931", Expiry: time.Now().AddDate(1, 0, 0)}}},
+			// Kept from before URNs were held per organisation: shown, not used.
+			URNs: []monitoring.PoliceURN{{Force: "Cheshire Constabulary", URN: "CHE-LW-0118", Expiry: time.Now().AddDate(1, 0, 0)}}},
 		{ID: "w-ben", Name: "Ben Okafor", Phone: "07700 900456", OrgID: "northcare", Team: "Community mental health",
 			Contacts: []monitoring.Contact{{Name: "Grace Okafor", Phone: "07700 900789", Relation: "next of kin"}}},
 		{ID: "w-eve", Name: HostileName, Phone: HostileURL, OrgID: "housing", Team: HostileStep,
