@@ -73,6 +73,7 @@ type monitoringService interface {
 	OpenAlarms() ([]monitoring.Alarm, error)
 	Alarm(id string) (*monitoring.Alarm, error)
 	Timeline(alarmID string) ([]monitoring.TimelineEntry, error)
+	URNFor(alarmID string) (*monitoring.URNCheck, error)
 
 	KPIs(orgID string, from, to time.Time) (*monitoring.KPIs, error)
 }
@@ -112,6 +113,9 @@ type OrganisationBody struct {
 	// LowBattery is the battery level, in percent, under which a device's
 	// report raises a low-battery alarm; 0 or absent for the default (15).
 	LowBattery int `json:"low_battery_percent,omitempty"`
+	// URNs are its police lone-worker URNs: force, urn and expiry (RFC
+	// 3339; the URN is not used from then on), any number per force.
+	URNs []monitoring.PoliceURN `json:"urns,omitempty"`
 }
 
 // OrganisationRequest is the body of POST /api/v1/organisations.
@@ -121,7 +125,8 @@ type OrganisationRequest struct {
 }
 
 // WorkerBody is a worker as a client writes it. PINs are set only by
-// POST /api/v1/workers/:id/pins.
+// POST /api/v1/workers/:id/pins. URNs are kept for older clients; a police
+// call uses the organisation's (OrganisationBody.URNs), never these.
 type WorkerBody struct {
 	ID        string                   `json:"id"`
 	Name      string                   `json:"name"`
@@ -314,6 +319,7 @@ func (a *api) monitoringRoutes(g groups) {
 	g.operator.GET("/alarms/:id", a.getAlarm)
 	g.operator.POST("/alarms/:id/acknowledge", a.acknowledge)
 	g.operator.POST("/alarms/:id/actions", a.logAction)
+	g.operator.GET("/alarms/:id/urn", a.urnFor)
 	g.operator.POST("/alarms/:id/close", a.closeAlarm)
 	g.supervisor.POST("/alarms/:id/reopen", a.reopenAlarm)
 	g.admin.POST("/alarms/:id/cancel", a.cancelAlarm)
@@ -330,7 +336,7 @@ func (a *api) putOrganisation(c *gin.Context) {
 	o := req.Org
 	org := monitoring.Organisation{
 		ID: o.ID, Name: o.Name, Procedure: o.Procedure, ProcedureSteps: o.ProcedureSteps,
-		Contacts: o.Contacts, Priorities: o.Priorities, LowBattery: o.LowBattery,
+		Contacts: o.Contacts, Priorities: o.Priorities, LowBattery: o.LowBattery, URNs: o.URNs,
 	}
 	for _, d := range []struct {
 		field, v string
@@ -640,6 +646,14 @@ func (a *api) logAction(c *gin.Context) {
 		Kind: req.Kind, Outcome: req.Outcome, Force: req.Force, Route: req.Route,
 		Reference: req.Reference, Contact: req.Contact, Text: req.Text,
 	})
+	reply(c, http.StatusOK, out, err)
+}
+
+// GET /api/v1/alarms/:id/urn: whether a police call on a lone-worker URN
+// about the alarm would be accepted now, why, and the organisation's URN of
+// each force.
+func (a *api) urnFor(c *gin.Context) {
+	out, err := a.svc.URNFor(c.Param("id"))
 	reply(c, http.StatusOK, out, err)
 }
 
