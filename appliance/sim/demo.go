@@ -36,6 +36,14 @@ type demoOrg struct {
 	id, name, procedure, session, checkin string
 	steps                                 []map[string]string
 	contact                               map[string]string
+	urns                                  []demoURN
+}
+
+// demoURN is a police lone-worker URN of a demo customer, expiring
+// expires (years; negative: already expired) from the day it is provisioned.
+type demoURN struct {
+	force, urn string
+	expires    int
 }
 
 var demoOrgs = []demoOrg{
@@ -50,6 +58,7 @@ var demoOrgs = []demoOrg{
 			{"title": "Duty manager", "text": "Brief the district nursing duty manager before closing."},
 		},
 		contact: map[string]string{"name": "District nursing duty manager", "phone": "+44 1632 960101", "relation": "manager"},
+		urns:    []demoURN{{"Gloucestershire Constabulary", "GLOS-LW-0412", 1}},
 	},
 	{
 		id: DemoPrefix + "-homes", name: "Northgate Homes (demo)", session: "45m", checkin: "15m",
@@ -61,6 +70,8 @@ var demoOrgs = []demoOrg{
 			{"title": "Area manager", "text": "Always, before closing."},
 		},
 		contact: map[string]string{"name": "Housing area manager (on call)", "phone": "+44 1632 960202", "relation": "manager"},
+		// Last year's URN, expired, beside its renewal.
+		urns: []demoURN{{"West Midlands Police", "WMP-LW-1187", -1}, {"West Midlands Police", "WMP-LW-2291", 1}},
 	},
 	{
 		id: DemoPrefix + "-care", name: "Brackley District Council Adult Social Care (demo)", session: "1h", checkin: "20m",
@@ -72,6 +83,7 @@ var demoOrgs = []demoOrg{
 			{"title": "Team leader", "text": "Brief the social work team leader."},
 		},
 		contact: map[string]string{"name": "Social work team leader", "phone": "+44 1632 960303", "relation": "manager"},
+		urns:    []demoURN{{"Northamptonshire Police", "NHANTS-LW-0077", 1}},
 	},
 }
 
@@ -91,7 +103,8 @@ var demoWorkers = []demoWorker{
 }
 
 // ProvisionDemo creates, through the HTTP API, the demo's three
-// organisations, n workers with PINs spread over them, and a device for
+// organisations with their police URNs (one valid per force; Northgate
+// Homes also keeps last year's, expired), n workers with PINs spread over them, and a device for
 // each, and issues each device a new secret. IDs start with DemoPrefix
 // and their command IDs are fixed, so a second run reuses them; PINs and
 // secrets are issued anew under run, which must differ between runs.
@@ -100,11 +113,17 @@ func ProvisionDemo(ctx context.Context, a API, run string, n int, rng *rand.Rand
 		return nil, fmt.Errorf("demo devices: %d, want at least 1", n)
 	}
 	api := newAPIClient(a)
+	today := time.Now().UTC().Truncate(24 * time.Hour)
 	for _, o := range demoOrgs {
+		urns := make([]map[string]any, len(o.urns))
+		for i, u := range o.urns {
+			urns[i] = map[string]any{"force": u.force, "urn": u.urn, "expiry": today.AddDate(u.expires, 0, 0)}
+		}
 		err := api.create(ctx, "/api/v1/organisations", "organisation "+o.id, map[string]any{
 			"id": "c-" + o.id,
 			"org": map[string]any{"id": o.id, "name": o.name, "procedure": o.procedure, "procedure_steps": o.steps,
-				"contacts": []map[string]string{o.contact}, "default_session": o.session, "default_checkin": o.checkin},
+				"contacts": []map[string]string{o.contact}, "default_session": o.session, "default_checkin": o.checkin,
+				"urns": urns},
 		})
 		if err != nil {
 			return nil, err
