@@ -13,8 +13,10 @@
 // The alarm page puts the important information first, then the worker,
 // the device, the location with its trail (an SVG drawn here, no map
 // tiles), the Update message, the audio, the procedure, the escalation
-// contacts and police URNs, and the whole timeline; every action is one
-// click that logs it.
+// contacts, the organisation's police URNs (a URN call offered only when
+// monitoring.Service.URNFor says the alarm is eligible and the URN has not
+// expired; 999 and 101 always), and the whole timeline; every action is
+// one click that logs it.
 //
 // The sessions board shows the timed sessions with the time left and
 // their Update messages, and the devices with battery, last seen and node.
