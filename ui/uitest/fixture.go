@@ -37,9 +37,10 @@ type DeviceCred struct{ Worker, Device, Secret string }
 
 // MustSeed registers realistic organisations (North Care holds a valid
 // Greater Manchester Police URN and an expired Lancashire one), workers,
-// devices and operators (olivia, an operator, and sam, a supervisor) through svc. One
-// organisation and one worker (Eve) carry hostile strings in every field a
-// page shows, so that a test can check that they render inert.
+// devices and operators (olivia, an operator, and sam, a supervisor)
+// through svc. One organisation and one worker (Eve) carry hostile strings
+// in every field a page shows, a URN included, so that a test can check
+// that they render inert.
 func MustSeed(t testing.TB, svc *monitoring.Service) Fixture {
 	t.Helper()
 	ctx := context.Background()
@@ -72,6 +73,7 @@ func MustSeed(t testing.TB, svc *monitoring.Service) Fixture {
 		ID: "housing", Name: `Salford Housing <i>"Repairs"</i>`,
 		ProcedureSteps: []monitoring.ProcedureStep{{Title: HostileStep, Text: HostileMedical}},
 		Contacts:       []monitoring.Contact{{Name: `<b onclick="window.pwned=8">Boss</b>`, Phone: HostileURL}},
+		URNs:           []monitoring.PoliceURN{{Force: HostileStep, URN: HostileName, Expiry: time.Now().AddDate(1, 0, 0)}},
 	})
 	must("org2", err)
 	workers := []monitoring.Worker{
