@@ -79,7 +79,7 @@ func TestDownlink_AlarmLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	no.alarm(id, broker.AlarmNoticeAcknowledged)
-	if _, err := svc.Close(ctx, "close-1", "op1", id, monitoring.ResolutionWorkerSafe, monitoring.ConfirmedByWorker, "called back"); err != nil {
+	if _, err := svc.Close(ctx, "close-1", "op1", id, monitoring.ResolutionWorkerSafe, monitoring.ConfirmedByWorker, "called back", "no contacts on file (test)"); err != nil {
 		t.Fatal(err)
 	}
 	no.alarm(id, broker.AlarmNoticeClosed)
@@ -121,7 +121,7 @@ func TestDownlink_SilentAlarmsSendNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i == 0 {
-			if _, err := svc.Close(ctx, "close-"+a.ID, "op1", a.ID, monitoring.ResolutionIncidentHandled, monitoring.ConfirmedByPolice, ""); err != nil {
+			if _, err := svc.Close(ctx, "close-"+a.ID, "op1", a.ID, monitoring.ResolutionIncidentHandled, monitoring.ConfirmedByPolice, "", "no contacts on file (test)"); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -169,7 +169,7 @@ func TestDownlink_DuressCancelLooksLikeSafeCancel(t *testing.T) {
 		}
 	}
 	for _, a := range open {
-		if _, err := svc.Close(ctx, "close-"+a.ID, "op1", a.ID, monitoring.ResolutionWorkerSafe, monitoring.ConfirmedByPolice, ""); err != nil {
+		if _, err := svc.Close(ctx, "close-"+a.ID, "op1", a.ID, monitoring.ResolutionWorkerSafe, monitoring.ConfirmedByPolice, "", "no contacts on file (test)"); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -121,7 +121,7 @@ func TestResync_AlarmHandledWhileAway(t *testing.T) {
 	wantAlarm(t, msgs, f.device, id, broker.AlarmNoticeAcknowledged, a.AckAt)
 	w.c.Disconnect(250)
 
-	if _, err := nodes[2].Service.Close(ctx, "close-away", "op1", id, monitoring.ResolutionWorkerSafe, monitoring.ConfirmedByWorker, "called back"); err != nil {
+	if _, err := nodes[2].Service.Close(ctx, "close-away", "op1", id, monitoring.ResolutionWorkerSafe, monitoring.ConfirmedByWorker, "called back", "no contacts on file (test)"); err != nil {
 		t.Fatal(err)
 	}
 	mustOnAll(t, nodes, "the close", func(s *monitoring.Service) bool {

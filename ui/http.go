@@ -20,7 +20,7 @@ func ErrorStatus(err error) int {
 		switch re.Code {
 		case monitoring.CodeNotFound:
 			return http.StatusNotFound
-		case monitoring.CodeInvalid, monitoring.CodeNeedResolution, monitoring.CodeNeedConfirmation, monitoring.CodeURNRefused:
+		case monitoring.CodeInvalid, monitoring.CodeNeedResolution, monitoring.CodeNeedConfirmation, monitoring.CodeURNRefused, monitoring.CodeNeedBriefing:
 			return http.StatusUnprocessableEntity
 		case monitoring.CodeLoginFailed, monitoring.CodeNoSession, monitoring.CodeBadToken:
 			return http.StatusUnauthorized

@@ -363,6 +363,11 @@ func applyAcknowledge(c *applyCtx, body []byte) ([]byte, error) {
 	if err := clearOwnedDeadline(c, alarmOwner(a.ID), DeadlineAckOverdue); err != nil {
 		return nil, err
 	}
+	if r.Rules >= RulesContactReminder && a.AckAt.IsZero() {
+		if err := remindAfterAck(c, a); err != nil { // escalation.go
+			return nil, err
+		}
+	}
 	te := TimelineEntry{Kind: ActionAcknowledged}
 	detail := ""
 	if a.AckBy != "" {
@@ -515,6 +520,24 @@ func applyLogAction(c *applyCtx, body []byte) ([]byte, error) {
 	if err := checkEntry(c.txn, a, &te, r.Rules, c.now()); err != nil {
 		return nil, err
 	}
+	contact := -1 // the index of the escalation contact called (escalation.go)
+	if te.Kind == ActionContact && r.Rules >= RulesContactOutcome {
+		cs, err := AlarmContacts(c.txn, a)
+		if err != nil {
+			return nil, err
+		}
+		if contact, err = checkContactEntry(cs, te); err != nil {
+			return nil, err
+		}
+		te.Contact = cs[contact].Name
+	}
+
+	// Every rule has been checked: write.
+	if contact >= 0 {
+		if err := moveEscalation(c, a, contact, te); err != nil {
+			return nil, err
+		}
+	}
 	te.Index, te.At, te.Actor, te.AlarmID = 0, time.Time{}, "", ""
 	a.Status = StatusInProgress
 	entry, err := c.addTimeline(a, te)
@@ -586,9 +609,22 @@ func applyClose(c *applyCtx, body []byte, confirmed bool) ([]byte, error) {
 	case StatusRaised:
 		return nil, ruleErr(CodeConflict, "alarm_id", "alarm %s must be acknowledged before it is closed", a.ID)
 	}
+	reason := ""
+	if r.Rules >= RulesBriefing {
+		reason = strings.TrimSpace(r.NoBriefingReason)
+		if err := checkBriefing(c.txn, a, r.Resolution, reason); err != nil { // escalation.go
+			return nil, err
+		}
+	}
+
+	// Every rule has been checked: write.
 	if err := clearOwnedDeadline(c, alarmOwner(a.ID), DeadlineAckOverdue); err != nil {
 		return nil, err
 	}
+	if err := clearContactDue(c, a); err != nil {
+		return nil, err
+	}
+	a.NoBriefingReason = reason
 	if err := c.txn.Delete(openKey(a)); err != nil {
 		return nil, err
 	}
@@ -601,6 +637,9 @@ func applyClose(c *applyCtx, body []byte, confirmed bool) ([]byte, error) {
 	cmd, detail := CmdCloseAlarm, "resolution="+string(r.Resolution)
 	if confirmed {
 		cmd, detail = CmdCloseAlarmConfirmed, detail+", confirmation="+string(r.Confirmation)
+	}
+	if reason != "" {
+		detail += ", no briefing: " + reason
 	}
 	return saveAlarm(c, a, cmd, EventAlarmClosed, entry, detail)
 }
@@ -623,6 +662,7 @@ func applyReopenAlarm(c *applyCtx, body []byte) ([]byte, error) {
 	a.Status, a.AckBy = StatusAcknowledged, c.hdr.Actor
 	a.Reopened++
 	a.Resolution, a.CloseNote, a.ClosedBy, a.ClosedAt, a.Confirmation = "", "", "", time.Time{}, ""
+	a.NoBriefingReason = ""
 	// No reset waits for confirmation now; the device, told the alarm was
 	// cancelled, still hears nothing of it (CancelledAt stays).
 	a.ResetAt = time.Time{}

@@ -698,18 +698,18 @@ func TestService_RaiseAlarmReplay(t *testing.T) {
 	if _, err := s.LogAction(ctx, "log-1", "olivia", first.ID, TimelineEntry{Kind: ActionNote, Text: "called manager"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Close(ctx, "close-1", "olivia", first.ID, "", ConfirmedByWorker, ""); !errors.Is(err, ErrNeedResolution) {
+	if _, err := s.Close(ctx, "close-1", "olivia", first.ID, "", ConfirmedByWorker, "", ""); !errors.Is(err, ErrNeedResolution) {
 		t.Fatalf("close without a resolution = %v", err)
 	}
-	if _, err := s.Close(ctx, "close-1b", "olivia", first.ID, ResolutionFalseAlarm, "", "pocket press"); !errors.Is(err, ErrNeedConfirmation) {
+	if _, err := s.Close(ctx, "close-1b", "olivia", first.ID, ResolutionFalseAlarm, "", "pocket press", ""); !errors.Is(err, ErrNeedConfirmation) {
 		t.Fatalf("close without a confirmation = %v", err)
 	}
-	closed, err := s.Close(ctx, "close-2", "olivia", first.ID, ResolutionFalseAlarm, ConfirmedByWorker, "pocket press")
+	closed, err := s.Close(ctx, "close-2", "olivia", first.ID, ResolutionFalseAlarm, ConfirmedByWorker, "pocket press", "")
 	if err != nil || closed.Status != StatusClosed {
 		t.Fatalf("close = %+v, %v", closed, err)
 	}
 	// A replayed close returns the first result, not "already closed".
-	if again, err := s.Close(ctx, "close-2", "olivia", first.ID, ResolutionFalseAlarm, ConfirmedByWorker, "pocket press"); err != nil || !equalJSON(t, again, closed) {
+	if again, err := s.Close(ctx, "close-2", "olivia", first.ID, ResolutionFalseAlarm, ConfirmedByWorker, "pocket press", ""); err != nil || !equalJSON(t, again, closed) {
 		t.Fatalf("replayed close = %+v, %v", again, err)
 	}
 	if _, err := s.Reopen(ctx, "reopen-1", "olivia", first.ID, ""); !errors.Is(err, ErrInvalid) {
@@ -764,19 +764,19 @@ func TestService_ValidatesBeforeProposing(t *testing.T) {
 			return err
 		}, CodeInvalid, "entry.route"},
 		{"close without a resolution", func() error {
-			_, err := s.Close(ctx, "c", "olivia", "a1", "", ConfirmedByWorker, "")
+			_, err := s.Close(ctx, "c", "olivia", "a1", "", ConfirmedByWorker, "", "")
 			return err
 		}, CodeNeedResolution, "resolution"},
 		{"close with an unknown resolution", func() error {
-			_, err := s.Close(ctx, "c", "olivia", "a1", "meh", ConfirmedByWorker, "")
+			_, err := s.Close(ctx, "c", "olivia", "a1", "meh", ConfirmedByWorker, "", "")
 			return err
 		}, CodeInvalid, "resolution"},
 		{"close without a confirmation", func() error {
-			_, err := s.Close(ctx, "c", "olivia", "a1", ResolutionWorkerSafe, "", "")
+			_, err := s.Close(ctx, "c", "olivia", "a1", ResolutionWorkerSafe, "", "", "no contacts on file (test)")
 			return err
 		}, CodeNeedConfirmation, "confirmation"},
 		{"close confirmed by an accidental press", func() error {
-			_, err := s.Close(ctx, "c", "olivia", "a1", ResolutionFalseAlarm, ConfirmedAccidentalPress, "")
+			_, err := s.Close(ctx, "c", "olivia", "a1", ResolutionFalseAlarm, ConfirmedAccidentalPress, "", "")
 			return err
 		}, CodeInvalid, "confirmation"},
 		{"reopen without a reason", func() error {

@@ -280,6 +280,7 @@ const (
 	DeadlineSessionGrace  = "session_grace"  // the grace period passed: raise a missed-check-in alarm
 	DeadlineDeviceOffline = "device_offline" // a device in a session has been away too long
 	DeadlineAckOverdue    = "ack_overdue"    // an alarm is not acknowledged within a BS 8484 target
+	DeadlineContactDue    = "contact_due"    // the next escalation contact is due (escalation.go)
 )
 
 // fireDeadlineCmd acts on a deadline. Its command ID is the deadline's ID,
@@ -310,7 +311,21 @@ type AcknowledgeCmd struct {
 	Header
 	AlarmID  string `json:"alarm_id"`
 	Takeover bool   `json:"takeover,omitempty"`
+	// Rules is the version of the rules the command is applied under
+	// (older logs replay as applied): RulesContactReminder and above set
+	// the escalation reminder at the first acknowledgement of an alarm of
+	// a worker who may be in danger. The Service sets the newest.
+	Rules int `json:"rules,omitempty"`
 }
+
+// Versions of AcknowledgeCmd's rules.
+const (
+	// RulesContactReminder: the first escalation contact is due the
+	// organisation's ContactWait after the first acknowledgement of a
+	// red_alert, duress, discreet_panic, man_down or missed_checkin alarm,
+	// unless a contact entry or the close comes first.
+	RulesContactReminder = 1
+)
 
 // logActionCmd adds an action to an alarm's timeline.
 type logActionCmd struct {
@@ -322,18 +337,25 @@ type logActionCmd struct {
 	// RulesIncidentDoNotCall and above refuse a call to the worker when
 	// any alarm of the incident is do-not-call; RulesURN and above refuse
 	// a police call on the URN route unless the alarm is eligible and the
-	// organisation holds an unexpired URN for the force (urn.go). The
-	// Service sets the newest.
+	// organisation holds an unexpired URN for the force (urn.go);
+	// RulesContactOutcome and above check an escalation contact entry and
+	// move the escalation on (escalation.go). The Service sets the newest.
 	Rules int `json:"rules,omitempty"`
 }
 
-// Versions of logActionCmd's rules.
+// Versions of logActionCmd's rules. Each check applies from its version
+// on (rules >= version).
 const (
 	// RulesIncidentDoNotCall: do-not-call is a property of the incident.
 	RulesIncidentDoNotCall = 1
 	// RulesURN: a police call on a lone-worker URN only for an eligible
 	// alarm (NPCC policy), quoting the organisation's URN for the force.
 	RulesURN = 2
+	// RulesContactOutcome: an escalation contact entry names a contact of
+	// the alarm's list with one of ContactOutcomes; after no_answer or
+	// left_message the next contact is due the organisation's ContactWait
+	// later.
+	RulesContactOutcome = 3
 )
 
 // CloseAlarmCmd closes an alarm.
@@ -344,7 +366,24 @@ type CloseAlarmCmd struct {
 	Note       string     `json:"note,omitempty"`
 	// Confirmation is required by CmdCloseAlarmConfirmed.
 	Confirmation Confirmation `json:"confirmation,omitempty"`
+	// NoBriefingReason is why no escalation contact was briefed, for a
+	// genuine close without one (RulesBriefing).
+	NoBriefingReason string `json:"no_briefing_reason,omitempty"`
+	// Rules is the version of the rules the command is applied under
+	// (older logs replay as applied): RulesBriefing and above refuse a
+	// genuine close without an escalation contact briefed or a reason.
+	// The Service sets the newest.
+	Rules int `json:"rules,omitempty"`
 }
+
+// Versions of CloseAlarmCmd's rules.
+const (
+	// RulesBriefing: closing an alarm of a worker who may have been in
+	// danger (BriefingRequired) as worker_safe or incident_handled needs
+	// an escalation contact entry with outcome briefed or
+	// welfare_confirmed, or NoBriefingReason.
+	RulesBriefing = 1
+)
 
 // reopenAlarmCmd reopens a closed alarm.
 type reopenAlarmCmd struct {

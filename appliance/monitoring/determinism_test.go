@@ -143,6 +143,11 @@ func (g *gen) setup() {
 		org := Organisation{ID: o, Name: "Org " + o, Grace: time.Duration(i+1) * time.Minute}
 		if i == 1 {
 			org.Priorities = map[AlarmType]int{AlarmLowBattery: 2, AlarmTest: 9, AlarmManDown: 3}
+		} else {
+			// Escalation contacts (escalation.go) for o1's workers; o2 has
+			// none, so its contact entries are refused under the newer rules.
+			org.Contacts = []Contact{{Name: "manager", Phone: "0161 496 0001"}, {Name: "next of kin", Phone: "0161 496 0002"}}
+			org.ContactWait = time.Minute
 		}
 		// URNs without new draws: o1 holds GMP's and the Met's, which
 		// expires during the run; o2 holds none.
@@ -236,7 +241,8 @@ func (g *gen) step() {
 		g.alarms = append(g.alarms, id)
 		g.add(CmdRaiseAlarm, r)
 	case n < 40:
-		g.add(CmdAcknowledge, AcknowledgeCmd{Header: g.hdr(op), AlarmID: g.alarm(), Takeover: g.r.IntN(4) == 0})
+		// Both rules, without a draw that would change the rest of the sequence.
+		g.add(CmdAcknowledge, AcknowledgeCmd{Header: g.hdr(op), AlarmID: g.alarm(), Takeover: g.r.IntN(4) == 0, Rules: len(g.cmds) % 2})
 	case n < 55:
 		kinds := append(append([]ActionKind{}, LoggableActions...), ActionClosed, "")
 		e := TimelineEntry{Kind: kinds[g.r.IntN(len(kinds))]}
@@ -257,7 +263,16 @@ func (g *gen) step() {
 		}
 		// Every version of the rules, from the same draw as before.
 		rules := g.r.IntN(2)
-		if rules == 1 && len(g.alarms)%2 == 0 {
+		switch {
+		case rules == RulesIncidentDoNotCall && len(g.cmds)%2 == 0:
+			// The escalation's rules (and the URN's); mostly with the
+			// outcomes they accept.
+			rules = RulesContactOutcome
+			if e.Kind == ActionContact && len(g.cmds)%3 != 0 {
+				e.Outcome = map[string]string{CallAnsweredSafe: ContactWelfareConfirmed, CallAnsweredNoSpeech: ContactLeftMessage,
+					CallNoAnswer: ContactNoAnswer, "answered": ContactBriefed}[e.Outcome]
+			}
+		case rules == RulesIncidentDoNotCall && len(g.alarms)%2 == 0:
 			rules = RulesURN
 		}
 		g.add(CmdLogAction, logActionCmd{Header: g.hdr(op), AlarmID: g.alarm(), Entry: e, Rules: rules})
@@ -268,7 +283,11 @@ func (g *gen) step() {
 			return
 		}
 		conf := Confirmation(g.pick([]string{"worker_confirmed", "contact_confirmed", "police_attended", "in_person", "", "accidental_press", "hunch"}))
-		g.add(CmdCloseAlarmConfirmed, CloseAlarmCmd{Header: g.hdr(op), AlarmID: g.alarm(), Resolution: res, Confirmation: conf, Note: "n"})
+		// Both rules of the briefing, sometimes with a reason, without a
+		// new draw.
+		why := []string{"", "", "worker asked us not to"}[len(g.cmds)%3]
+		g.add(CmdCloseAlarmConfirmed, CloseAlarmCmd{Header: g.hdr(op), AlarmID: g.alarm(), Resolution: res, Confirmation: conf, Note: "n",
+			NoBriefingReason: why, Rules: len(g.alarms) % 2})
 	case n < 71:
 		g.add(CmdReopenAlarm, reopenAlarmCmd{Header: g.hdr(op), AlarmID: g.pick(g.alarms), Reason: g.pick([]string{"", "rang back"})})
 	case n < 79:
@@ -462,6 +481,7 @@ type replicaStats struct {
 	// (RulesURN), accepted without one (older rules), and refused by the
 	// URN rule.
 	urnQuoted, urnUnquoted, urnRefused int
+	noBriefing                         int // genuine closes refused for want of a briefing (escalation.go)
 }
 
 // checkReplicas generates n commands from seed, applies them on three
@@ -487,6 +507,9 @@ func checkReplicas(t *testing.T, seed uint64, n int) replicaStats {
 			st.refused[cmd.t]++
 			if strings.HasPrefix(g.a.outcomes[i], "refused: "+string(CodeURNRefused)) {
 				st.urnRefused++
+			}
+			if strings.Contains(g.a.outcomes[i], string(CodeNeedBriefing)) {
+				st.noBriefing++
 			}
 		} else {
 			st.accepted[cmd.t]++
@@ -657,6 +680,7 @@ func TestReplicas_SameStateWhateverTheBatching(t *testing.T) {
 			total.urnQuoted += st.urnQuoted
 			total.urnUnquoted += st.urnUnquoted
 			total.urnRefused += st.urnRefused
+			total.noBriefing += st.noBriefing
 		})
 	}
 	// The generator must reach both sides of every alarm rule and the
@@ -680,10 +704,13 @@ func TestReplicas_SameStateWhateverTheBatching(t *testing.T) {
 	if total.accepted[CmdFireDeadline] == 0 {
 		t.Errorf("no deadline fired")
 	}
-	for _, k := range []string{DeadlineSessionDue, DeadlineSessionGrace, DeadlineDeviceOffline, DeadlineAckOverdue} {
+	for _, k := range []string{DeadlineSessionDue, DeadlineSessionGrace, DeadlineDeviceOffline, DeadlineAckOverdue, DeadlineContactDue} {
 		if total.fired[k] == 0 {
 			t.Errorf("no %s deadline fired", k)
 		}
+	}
+	if total.noBriefing == 0 {
+		t.Errorf("no genuine close refused for want of a briefing")
 	}
 	t.Logf("fired    %v", total.fired)
 	t.Logf("accepted %v", total.accepted)

@@ -41,7 +41,7 @@ func TestService_DeviceView(t *testing.T) {
 		if _, err := svc.Acknowledge(ctx, "ack-"+id, "op1", id, false); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := svc.Close(ctx, "close-"+id, "op1", id, monitoring.ResolutionWorkerSafe, monitoring.ConfirmedByWorker, ""); err != nil {
+		if _, err := svc.Close(ctx, "close-"+id, "op1", id, monitoring.ResolutionWorkerSafe, monitoring.ConfirmedByWorker, "", "no contacts on file (test)"); err != nil {
 			t.Fatal(err)
 		}
 	}

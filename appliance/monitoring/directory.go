@@ -147,6 +147,10 @@ func validateOrganisation(o *Organisation) error {
 		return invalid("org.accidental_press_window_ns", "%s is outside 0..%s (0: every reset waits for an operator)",
 			o.AccidentalPressWindow, MaxAccidentalPressWindow)
 	}
+	if o.ContactWait != 0 && (o.ContactWait < MinContactWait || o.ContactWait > MaxContactWait) {
+		return invalid("org.contact_wait_ns", "%s is outside %s..%s (0: the default, %s)",
+			o.ContactWait, MinContactWait, MaxContactWait, DefaultContactWait)
+	}
 	if o.DefaultSession > MaxSessionDuration {
 		return invalid("org.default_session_ns", "is longer than %s", MaxSessionDuration)
 	}

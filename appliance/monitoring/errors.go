@@ -55,6 +55,9 @@ var (
 	// ErrURNRefused: no police call on a lone-worker URN for this alarm
 	// or force; 999 or 101 instead.
 	ErrURNRefused = &RuleError{Code: CodeURNRefused}
+	// ErrNeedBriefing: a genuine close needs an escalation contact briefed,
+	// or why not.
+	ErrNeedBriefing = &RuleError{Code: CodeNeedBriefing}
 )
 
 // Code names a rule that refused a command. The codes are part of the API:
@@ -77,6 +80,9 @@ const (
 	// CodeURNRefused: a police call on a lone-worker URN for an alarm that
 	// is not eligible, or a force the organisation holds no valid URN for.
 	CodeURNRefused Code = "urn_refused"
+	// CodeNeedBriefing: a genuine close with no escalation contact briefed
+	// (or confirming the worker's welfare) and no reason why not.
+	CodeNeedBriefing Code = "briefing_required"
 )
 
 // RuleError is a refusal by a rule of the domain. The state machine returns

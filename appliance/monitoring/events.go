@@ -27,6 +27,9 @@ const (
 	EventAlarmCancelled EventType = "alarm_cancelled"
 	EventWrongPIN       EventType = "wrong_pin"
 	EventAckOverdue     EventType = "ack_overdue" // an alarm missed an acknowledgement target: escalate
+	// EventContactDue: the next escalation contact of an alarm is due, or
+	// none is left (escalation.go).
+	EventContactDue EventType = "contact_due"
 	// EventDevicePrompt: an operator prompted a device; EventPromptAnswered:
 	// the device answered. Prompt says which (prompt.go).
 	EventDevicePrompt   EventType = "device_prompt"

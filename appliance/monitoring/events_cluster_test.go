@@ -110,7 +110,7 @@ func TestEventsCluster_SameOrderOnEveryNode(t *testing.T) {
 			must("note", err)
 		}
 		if i%3 != 2 {
-			_, err := svc(step).Close(ctx, id("close"), ops[i%3], a, monitoring.ResolutionWorkerSafe, monitoring.ConfirmedByWorker, "")
+			_, err := svc(step).Close(ctx, id("close"), ops[i%3], a, monitoring.ResolutionWorkerSafe, monitoring.ConfirmedByWorker, "", "no contacts on file (test)")
 			must("close", err)
 		}
 	}

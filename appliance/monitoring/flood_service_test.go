@@ -85,7 +85,7 @@ func TestDeviceFlooding_OneAlarmPerFlood(t *testing.T) {
 	if _, err := svc.Acknowledge(ctx, "ack", "olivia", fl.ID, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.Close(ctx, "close", "olivia", fl.ID, monitoring.ResolutionIncidentHandled, monitoring.ConfirmedByWorker, "new secret issued"); err != nil {
+	if _, err := svc.Close(ctx, "close", "olivia", fl.ID, monitoring.ResolutionIncidentHandled, monitoring.ConfirmedByWorker, "new secret issued", "no contacts on file (test)"); err != nil {
 		t.Fatal(err)
 	}
 	third, err := svc.ReportDeviceFlooding(ctx, "flood/d1/n1/3", "system", req)

@@ -157,7 +157,21 @@ type Organisation struct {
 	// number per force (a renewal beside the URN it replaces): a police
 	// call on a URN quotes the one of the entry's force not yet expired.
 	URNs []PoliceURN `json:"urns,omitempty"`
+	// ContactWait is how long an operator waits for an escalation
+	// contact's answer: after "no answer" or "left a message" the next
+	// contact is due this much later (escalation.go); 0 means
+	// DefaultContactWait.
+	ContactWait time.Duration `json:"contact_wait_ns,omitempty"`
 }
+
+// The wait for an escalation contact's answer (Organisation.ContactWait).
+const (
+	DefaultContactWait = 5 * time.Minute
+	// MinContactWait and MaxContactWait bound it: under a minute nobody
+	// can call back; over an hour the escalation has stalled.
+	MinContactWait = time.Minute
+	MaxContactWait = time.Hour
+)
 
 // Low-battery alarms raised from a device's reports.
 const (
@@ -346,6 +360,19 @@ type Alarm struct {
 	// Confirmation is how the operator confirmed the worker safe (or the
 	// incident dealt with) when closing; empty for closes before the rule.
 	Confirmation Confirmation `json:"confirmation,omitempty"`
+	// ContactDueAt, while set, is when the escalation contact at index
+	// ContactDue of the alarm's list (AlarmContacts) is due to be called:
+	// the one before did not answer, or nobody was called after the
+	// acknowledgement (escalation.go). ContactDue equal to the length of
+	// the list means no contact is left. ContactOverdue: the time has
+	// come and the reminder is shown. A contact entry or the close clears
+	// all three.
+	ContactDue     int       `json:"contact_due,omitempty"`
+	ContactDueAt   time.Time `json:"contact_due_at,omitzero"`
+	ContactOverdue bool      `json:"contact_overdue,omitempty"`
+	// NoBriefingReason is why a genuine alarm was closed without an
+	// escalation contact briefed (the close rule, RulesBriefing).
+	NoBriefingReason string `json:"no_briefing_reason,omitempty"`
 }
 
 // AwaitingConfirmation reports whether the worker has reset a still open
@@ -371,7 +398,7 @@ const (
 	ActionListenIn     ActionKind = "listen_in"
 	ActionLocationOK   ActionKind = "location_verified"
 	ActionPolice       ActionKind = "police"             // Force, Route (urn, 999, 101), Reference
-	ActionContact      ActionKind = "escalation_contact" // Contact, Outcome
+	ActionContact      ActionKind = "escalation_contact" // Contact, Outcome (ContactOutcomes)
 	ActionNote         ActionKind = "note"
 	ActionDeviceCmd    ActionKind = "device_command"
 	ActionClosed       ActionKind = "closed"
@@ -380,7 +407,24 @@ const (
 	// ActionWorkerReset: the worker reset the alarm with the Safe PIN; it
 	// waits for an operator to confirm they are safe (CmdResetAlarm).
 	ActionWorkerReset ActionKind = "worker_reset"
+	// ActionContactDue: the system's reminder that the next escalation
+	// contact is due (Contact names them; empty when none is left).
+	ActionContactDue ActionKind = "contact_due"
 )
+
+// Outcomes of a call to an escalation contact (ActionContact), from
+// logActionCmd's RulesContactOutcome on.
+const (
+	// ContactWelfareConfirmed: the contact confirmed the worker's welfare.
+	ContactWelfareConfirmed = "welfare_confirmed"
+	// ContactBriefed: the contact was told of the incident.
+	ContactBriefed     = "briefed"
+	ContactNoAnswer    = "no_answer"
+	ContactLeftMessage = "left_message"
+)
+
+// ContactOutcomes lists the outcomes of a call to an escalation contact.
+var ContactOutcomes = []string{ContactWelfareConfirmed, ContactBriefed, ContactNoAnswer, ContactLeftMessage}
 
 // TimelineEntry is one action on an alarm.
 type TimelineEntry struct {

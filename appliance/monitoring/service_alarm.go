@@ -80,7 +80,7 @@ func (s *Service) Acknowledge(ctx context.Context, cmdID, operator, alarmID stri
 	if err := checkOperator(operator, alarmID); err != nil {
 		return nil, err
 	}
-	cmd := AcknowledgeCmd{Header: s.header(operator), AlarmID: alarmID, Takeover: takeover}
+	cmd := AcknowledgeCmd{Header: s.header(operator), AlarmID: alarmID, Takeover: takeover, Rules: RulesContactReminder}
 	return s.proposeAlarm(ctx, cmdID, CmdAcknowledge, &cmd)
 }
 
@@ -95,13 +95,17 @@ func (s *Service) LogAction(ctx context.Context, cmdID, operator, alarmID string
 	if err := CheckAction(entry); err != nil {
 		return nil, err
 	}
-	cmd := logActionCmd{Header: s.header(operator), AlarmID: alarmID, Entry: entry, Rules: RulesURN}
+	cmd := logActionCmd{Header: s.header(operator), AlarmID: alarmID, Entry: entry, Rules: RulesContactOutcome}
 	return s.proposeAlarm(ctx, cmdID, CmdLogAction, &cmd)
 }
 
 // Close closes an acknowledged alarm with a resolution and how the
-// worker's safety was confirmed (the close rule), both required.
-func (s *Service) Close(ctx context.Context, cmdID, operator, alarmID string, resolution Resolution, confirmation Confirmation, note string) (*Alarm, error) {
+// worker's safety was confirmed (the close rule), both required. A genuine
+// close (worker_safe, incident_handled) of an alarm of a worker who may
+// have been in danger also needs an escalation contact briefed, or
+// noBriefingReason, why none was (RulesBriefing, escalation.go): it is
+// refused with CodeNeedBriefing otherwise.
+func (s *Service) Close(ctx context.Context, cmdID, operator, alarmID string, resolution Resolution, confirmation Confirmation, note, noBriefingReason string) (*Alarm, error) {
 	if err := checkOperator(operator, alarmID); err != nil {
 		return nil, err
 	}
@@ -115,7 +119,11 @@ func (s *Service) Close(ctx context.Context, cmdID, operator, alarmID string, re
 	if err := checkConfirmation(confirmation); err != nil {
 		return nil, err
 	}
-	cmd := CloseAlarmCmd{Header: s.header(operator), AlarmID: alarmID, Resolution: resolution, Note: note, Confirmation: confirmation}
+	if len(noBriefingReason) > MaxTextLen {
+		return nil, invalid("no_briefing_reason", "is %d bytes, longer than %d", len(noBriefingReason), MaxTextLen)
+	}
+	cmd := CloseAlarmCmd{Header: s.header(operator), AlarmID: alarmID, Resolution: resolution, Note: note,
+		Confirmation: confirmation, NoBriefingReason: noBriefingReason, Rules: RulesBriefing}
 	return s.proposeAlarm(ctx, cmdID, CmdCloseAlarmConfirmed, &cmd)
 }
 

@@ -441,6 +441,8 @@ func applyFireDeadline(c *applyCtx, body []byte) ([]byte, error) {
 		return fireDeviceOffline(c, key, &d, cmd.AlarmID)
 	case DeadlineAckOverdue:
 		return fireAckOverdue(c, key, &d)
+	case DeadlineContactDue:
+		return fireContactDue(c, key, &d) // escalation.go
 	}
 	if d.Kind != DeadlineSessionDue && d.Kind != DeadlineSessionGrace {
 		// No command writes other kinds yet; drop it rather than retry forever.

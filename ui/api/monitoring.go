@@ -67,7 +67,7 @@ type monitoringService interface {
 	RaiseAlarm(ctx context.Context, cmdID, actor string, req monitoring.RaiseAlarmRequest) (*monitoring.Alarm, error)
 	Acknowledge(ctx context.Context, cmdID, operator, alarmID string, takeover bool) (*monitoring.Alarm, error)
 	LogAction(ctx context.Context, cmdID, operator, alarmID string, entry monitoring.TimelineEntry) (*monitoring.Alarm, error)
-	Close(ctx context.Context, cmdID, operator, alarmID string, resolution monitoring.Resolution, confirmation monitoring.Confirmation, note string) (*monitoring.Alarm, error)
+	Close(ctx context.Context, cmdID, operator, alarmID string, resolution monitoring.Resolution, confirmation monitoring.Confirmation, note, noBriefingReason string) (*monitoring.Alarm, error)
 	Reopen(ctx context.Context, cmdID, operator, alarmID, reason string) (*monitoring.Alarm, error)
 	CancelAlarm(ctx context.Context, cmdID, actor, alarmID, pin string) (monitoring.CancelReply, error)
 	OpenAlarms() ([]monitoring.Alarm, error)
@@ -116,6 +116,10 @@ type OrganisationBody struct {
 	// URNs are its police lone-worker URNs: force, urn and expiry (RFC
 	// 3339; the URN is not used from then on), any number per force.
 	URNs []monitoring.PoliceURN `json:"urns,omitempty"`
+	// ContactWait is how long an operator waits for an escalation
+	// contact's answer before the next contact is due; Go duration from
+	// 1m to 1h, empty for the default (5m).
+	ContactWait string `json:"contact_wait,omitempty"`
 }
 
 // OrganisationRequest is the body of POST /api/v1/organisations.
@@ -238,6 +242,10 @@ type CloseRequest struct {
 	// (worker_confirmed, contact_confirmed, police_attended, in_person).
 	Confirmation monitoring.Confirmation `json:"confirmation"`
 	Note         string                  `json:"note,omitempty"`
+	// NoBriefingReason is why no escalation contact was briefed: required
+	// to close a genuine alarm (worker_safe, incident_handled) with no
+	// contact entry briefed or welfare_confirmed.
+	NoBriefingReason string `json:"no_briefing_reason,omitempty"`
 }
 
 // ReopenRequest is the body of POST /api/v1/alarms/:id/reopen.
@@ -349,6 +357,7 @@ func (a *api) putOrganisation(c *gin.Context) {
 		{"org.heartbeat_interval", o.HeartbeatInterval, &org.HeartbeatInterval},
 		{"org.location_interval", o.LocationInterval, &org.LocationInterval},
 		{"org.accidental_press_window", o.AccidentalPressWindow, &org.AccidentalPressWindow},
+		{"org.contact_wait", o.ContactWait, &org.ContactWait},
 	} {
 		if !parseDuration(c, d.field, d.v, d.to) {
 			return
@@ -657,13 +666,13 @@ func (a *api) urnFor(c *gin.Context) {
 	reply(c, http.StatusOK, out, err)
 }
 
-// POST /api/v1/alarms/:id/close {"id","actor","resolution","confirmation","note"}
+// POST /api/v1/alarms/:id/close {"id","actor","resolution","confirmation","note","no_briefing_reason"}
 func (a *api) closeAlarm(c *gin.Context) {
 	var req CloseRequest
 	if !bindCommand(c, &req, &req.Command) {
 		return
 	}
-	out, err := a.svc.Close(c.Request.Context(), req.ID, req.Actor, c.Param("id"), req.Resolution, req.Confirmation, req.Note)
+	out, err := a.svc.Close(c.Request.Context(), req.ID, req.Actor, c.Param("id"), req.Resolution, req.Confirmation, req.Note, req.NoBriefingReason)
 	reply(c, http.StatusOK, out, err)
 }
 
@@ -808,7 +817,7 @@ func writeServiceError(c *gin.Context, err error) {
 		status = http.StatusNotFound
 	case monitoring.CodeInvalid:
 		status = http.StatusBadRequest
-	case monitoring.CodeNeedResolution, monitoring.CodeNeedConfirmation, monitoring.CodeURNRefused:
+	case monitoring.CodeNeedResolution, monitoring.CodeNeedConfirmation, monitoring.CodeURNRefused, monitoring.CodeNeedBriefing:
 		status = http.StatusUnprocessableEntity
 	case monitoring.CodeWrongPIN:
 		status = http.StatusForbidden

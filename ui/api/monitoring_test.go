@@ -226,11 +226,18 @@ func TestAPIMonitoring_SessionAndAlarmLifecycle(t *testing.T) {
 		e.Field != "confirmation" || e.Code != string(monitoring.CodeNeedConfirmation) || !strings.Contains(e.Error, "worker_confirmed") {
 		t.Fatalf("close without a confirmation: %d %s", code, raw)
 	}
+	// A genuine close needs an escalation contact briefed, or why not.
+	e = api.ErrorResponse{}
+	if code, raw := sendAs(t, n, op1, "POST", alarmPath+"/close", obj{"id": "c-close-2", "resolution": "worker_safe", "confirmation": "worker_confirmed"}, &e); code != http.StatusUnprocessableEntity ||
+		e.Field != "no_briefing_reason" || e.Code != string(monitoring.CodeNeedBriefing) || !strings.Contains(e.Error, "no escalation contacts on file") {
+		t.Fatalf("close without a briefing: %d %s", code, raw)
+	}
 	var closed, closedAgain monitoring.Alarm
-	closeReq := obj{"id": "c-close", "resolution": "worker_safe", "confirmation": "worker_confirmed", "note": "answered, all fine"}
+	closeReq := obj{"id": "c-close", "resolution": "worker_safe", "confirmation": "worker_confirmed", "note": "answered, all fine",
+		"no_briefing_reason": "no contacts on file"}
 	first := mustSendAs(t, n, op1, 200, "POST", alarmPath+"/close", closeReq, &closed)
 	if closed.Status != monitoring.StatusClosed || closed.Resolution != monitoring.ResolutionWorkerSafe || closed.ClosedBy != "token:op1" ||
-		closed.Confirmation != monitoring.ConfirmedByWorker {
+		closed.Confirmation != monitoring.ConfirmedByWorker || closed.NoBriefingReason != "no contacts on file" {
 		t.Fatalf("closed = %+v", closed)
 	}
 	if replay := mustSendAs(t, n, op1, 200, "POST", alarmPath+"/close", closeReq, &closedAgain); replay != first {

@@ -528,7 +528,7 @@ func (co *Console) closeAlarm(c *gin.Context) {
 		co.failed(c, &monitoring.RuleError{Code: monitoring.CodeInvalid, Field: "note", Msg: "the note is too long"}, note, "", res)
 		return
 	}
-	a, err := co.svc.Close(c.Request.Context(), cmdID(c), auth.OperatorOf(c).ID, c.Param("id"), res, conf, note)
+	a, err := co.svc.Close(c.Request.Context(), cmdID(c), auth.OperatorOf(c).ID, c.Param("id"), res, conf, note, "")
 	if err != nil {
 		co.failed(c, err, note, "", res)
 		return

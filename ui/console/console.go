@@ -73,7 +73,7 @@ type Monitoring interface {
 	URNFor(alarmID string) (*monitoring.URNCheck, error)
 	Acknowledge(ctx context.Context, cmdID, operator, alarmID string, takeover bool) (*monitoring.Alarm, error)
 	LogAction(ctx context.Context, cmdID, operator, alarmID string, entry monitoring.TimelineEntry) (*monitoring.Alarm, error)
-	Close(ctx context.Context, cmdID, operator, alarmID string, resolution monitoring.Resolution, confirmation monitoring.Confirmation, note string) (*monitoring.Alarm, error)
+	Close(ctx context.Context, cmdID, operator, alarmID string, resolution monitoring.Resolution, confirmation monitoring.Confirmation, note, noBriefingReason string) (*monitoring.Alarm, error)
 	Reopen(ctx context.Context, cmdID, operator, alarmID, reason string) (*monitoring.Alarm, error)
 	SendPrompt(ctx context.Context, cmdID, actor string, req monitoring.PromptRequest) (*monitoring.DevicePrompt, error)
 }

@@ -77,7 +77,7 @@ func mustSecurityEnv(t *testing.T) *securityEnv {
 	if _, err := svc.Acknowledge(ctx, "sec-ben-ack", "olivia", b.ID, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.Close(ctx, "sec-ben-close", "olivia", b.ID, monitoring.ResolutionFalseAlarm, monitoring.ConfirmedByWorker, hostileCSV); err != nil {
+	if _, err := svc.Close(ctx, "sec-ben-close", "olivia", b.ID, monitoring.ResolutionFalseAlarm, monitoring.ConfirmedByWorker, hostileCSV, ""); err != nil {
 		t.Fatal(err)
 	}
 	for _, o := range []monitoring.PutOperatorRequest{
