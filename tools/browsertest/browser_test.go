@@ -384,7 +384,8 @@ func TestBrowser_AlarmEndToEnd(t *testing.T) {
 		t.Fatalf("closed without a resolution: %+v %v", a, err)
 	}
 	olivia.Do("close as worker safe", chromedp.SetValue(chromedp.ID("resolution"), "worker_safe"), chromedp.SetValue(chromedp.ID("confirmation"), "police_attended"),
-		chromedp.SetValue(chromedp.ID("close-note"), "Amira safe, police attended."), chromedp.Click(chromedp.ID("close-btn")))
+		chromedp.SetValue(chromedp.ID("close-note"), "Amira safe, police attended."),
+		chromedp.SetValue(chromedp.ID("no-briefing"), "Amira will tell her manager herself."), chromedp.Click(chromedp.ID("close-btn")))
 	olivia.waitJS("the alarm closed", `document.getElementById("alarm-status") && document.getElementById("alarm-status").textContent.includes("Closed")`)
 	sam.waitJS("the closed alarm gone from Sam's queue", rowOf(alarmA)+` === null && document.querySelectorAll("#queue-body tr").length === 2`)
 

@@ -192,6 +192,7 @@ type adminOrgView struct {
 	// intervals and the low-battery level, as typed.
 	Accidental, Heartbeat, LocationEvery string
 	LowBattery                           string
+	ContactWait                          string // the wait for an escalation contact's answer
 	Saved                                bool
 	Error, ErrorField                    string
 }
@@ -221,6 +222,7 @@ func (co *Console) adminOrg(c *gin.Context) {
 		if o.LowBattery > 0 {
 			v.LowBattery = strconv.Itoa(o.LowBattery)
 		}
+		v.ContactWait = fmtDur(o.ContactWait)
 	}
 	v.pad()
 	co.render(c, http.StatusOK, "admin_org", v)
@@ -229,8 +231,10 @@ func (co *Console) adminOrg(c *gin.Context) {
 // POST /ui/admin/organisations: new=1 for a new one; id, name, procedure,
 // step_title[], step_text[], contact_name[], contact_phone[],
 // contact_relation[], urn_force[], urn_code[], urn_expiry[],
-// default_session, default_checkin, grace, offline_threshold. Fields the
-// form does not show are kept.
+// default_session, default_checkin, grace, offline_threshold,
+// accidental_press_window, heartbeat_interval, location_interval,
+// low_battery_percent, contact_wait. Fields the form does not show are
+// kept.
 func (co *Console) adminOrgPost(c *gin.Context) {
 	isNew := c.PostForm("new") == "1"
 	id := strings.TrimSpace(c.PostForm("id"))
@@ -267,6 +271,7 @@ func (co *Console) adminOrgPost(c *gin.Context) {
 	v.Grace, v.Offline = c.PostForm("grace"), c.PostForm("offline_threshold")
 	v.Accidental, v.Heartbeat, v.LocationEvery = c.PostForm("accidental_press_window"), c.PostForm("heartbeat_interval"), c.PostForm("location_interval")
 	v.LowBattery = c.PostForm("low_battery_percent")
+	v.ContactWait = c.PostForm("contact_wait")
 	if err := cmp.Or(tooLong(c), urnErr); err != nil {
 		fail(err)
 		return
@@ -280,6 +285,7 @@ func (co *Console) adminOrgPost(c *gin.Context) {
 		{&org.Grace, "grace", "Grace period"}, {&org.OfflineThreshold, "offline_threshold", "Offline threshold"},
 		{&org.AccidentalPressWindow, "accidental_press_window", "Accidental-press window"},
 		{&org.HeartbeatInterval, "heartbeat_interval", "Heartbeat interval"}, {&org.LocationInterval, "location_interval", "Location interval"},
+		{&org.ContactWait, "contact_wait", "Wait for a contact's answer"},
 	} {
 		if *d.to, err = parseDur(c, d.name, d.label); err != nil {
 			fail(err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,6 +47,11 @@ type alarmView struct {
 	URNEligible bool
 	URNWhy      string
 	LegacyURNs  bool
+	// Reminder, when set, is the escalation contact due now (escalation.go).
+	Reminder *reminderView
+	// NeedBriefing: a genuine close needs a contact briefed or a reason
+	// why not, and none is briefed yet.
+	NeedBriefing bool
 
 	Mine        bool   // the signed-in operator holds it
 	HeldBy      string // the name of the operator who holds it, if another
@@ -57,6 +63,7 @@ type alarmView struct {
 	ErrorField      string
 	FormNote        string // the close form as it was sent, after a refusal
 	FormReason      string
+	FormBriefing    string // the close form's reason why no contact was briefed
 	Resolutions     []resolutionOption
 	Resolution      monitoring.Resolution
 	Confirmations   []option
@@ -111,13 +118,30 @@ type contactView struct {
 	Last                  string // the last outcome logged
 	LastAt                time.Time
 	Source                string // "worker" or "organisation"
+	// Briefed: the last outcome was briefed or welfare confirmed; Missed:
+	// no answer or a message left.
+	Briefed, Missed bool
+	// Next: the escalation moves on to this contact at DueAt; Due: that
+	// time has come.
+	Next, Due bool
+	DueAt     time.Time
+}
+
+// reminderView is the banner of an escalation contact due: who to call,
+// and why (the contact before did not answer, or nobody was called).
+type reminderView struct {
+	Contact *contactView // nil when none is left, or none on file
+	None    string       // why there is no one to call
+	Why     string       // "Alex Smith did not answer"
+	Since   time.Time    // of Why
 }
 
 // contactOutcomes are what an operator logs after calling a contact.
 var contactOutcomes = []option{
-	{"reached", "Reached, briefed"},
-	{"no_answer", "No answer"},
-	{"left_message", "Left a message"},
+	{monitoring.ContactWelfareConfirmed, "Welfare confirmed"},
+	{monitoring.ContactBriefed, "Briefed"},
+	{monitoring.ContactNoAnswer, "No answer"},
+	{monitoring.ContactLeftMessage, "Left a message"},
 }
 
 func stepNote(n int, title string) string { return fmt.Sprintf("Procedure step %d done: %s", n, title) }
@@ -401,15 +425,60 @@ func (v *alarmView) contacts(tl []monitoring.TimelineEntry) {
 	if len(cs) == 0 && v.Org != nil {
 		cs, src = v.Org.Contacts, "organisation"
 	}
-	for _, c := range cs {
+	a := v.Alarm
+	for i, c := range cs {
 		cv := contactView{Name: c.Name, Phone: c.Phone, Relation: c.Relation, Source: src}
 		for _, e := range tl {
-			if e.Kind == monitoring.ActionContact && e.Contact == c.Name {
+			if e.Kind == monitoring.ActionContact && strings.EqualFold(strings.TrimSpace(e.Contact), strings.TrimSpace(c.Name)) {
 				cv.Last, cv.LastAt = outcomeText(e.Outcome), e.At
+				cv.Briefed = monitoring.Briefed(e.Outcome)
+				cv.Missed = e.Outcome == monitoring.ContactNoAnswer || e.Outcome == monitoring.ContactLeftMessage
 			}
+		}
+		if !a.ContactDueAt.IsZero() && a.ContactDue == i && a.Status != monitoring.StatusClosed {
+			cv.Next, cv.Due, cv.DueAt = true, a.ContactOverdue, a.ContactDueAt
 		}
 		v.Contacts = append(v.Contacts, cv)
 	}
+	v.reminder(tl)
+	briefed := slices.ContainsFunc(tl, func(e monitoring.TimelineEntry) bool {
+		return e.Kind == monitoring.ActionContact && monitoring.Briefed(e.Outcome)
+	})
+	v.NeedBriefing = !briefed && monitoring.BriefingRequired(a.Type)
+}
+
+// reminder fills the banner of the escalation contact due, once its time
+// has come (Alarm.ContactOverdue).
+func (v *alarmView) reminder(tl []monitoring.TimelineEntry) {
+	a := v.Alarm
+	if !a.ContactOverdue || a.Status == monitoring.StatusClosed {
+		return
+	}
+	r := &reminderView{}
+	switch {
+	case len(v.Contacts) == 0:
+		r.None = "No escalation contacts on file: tell the supervisor."
+	case a.ContactDue < len(v.Contacts):
+		r.Contact = &v.Contacts[a.ContactDue]
+	default:
+		r.None = "No escalation contact left to call: tell the supervisor."
+	}
+	for _, e := range tl { // the last contact entry says why
+		if e.Kind != monitoring.ActionContact {
+			continue
+		}
+		r.Since = e.At
+		switch e.Outcome {
+		case monitoring.ContactLeftMessage:
+			r.Why = "a message was left for " + e.Contact
+		default:
+			r.Why = e.Contact + " did not answer"
+		}
+	}
+	if r.Why == "" && !a.AckAt.IsZero() {
+		r.Why, r.Since = "no escalation contact called since the alarm was acknowledged", a.AckAt
+	}
+	v.Reminder = r
 }
 
 // GET /ui/alarms/:id
@@ -436,6 +505,7 @@ func (co *Console) renderAlarm(c *gin.Context, status int, fail error, note, rea
 			v.ErrorField = re.Field
 		}
 		v.FormNote, v.FormReason, v.Resolution = note, reason, res
+		v.FormBriefing = c.GetString(formBriefingKey)
 	}
 	co.render(c, status, "alarm", v)
 }
@@ -519,17 +589,29 @@ func (co *Console) logAction(c *gin.Context) {
 	co.done(c, a)
 }
 
-// POST /ui/alarms/:id/close: resolution and confirmation (required), note.
+// formBriefingKey keeps the close form's reason why no contact was briefed
+// for the page shown after a refusal.
+const formBriefingKey = "vigil.no_briefing_reason"
+
+// POST /ui/alarms/:id/close: resolution and confirmation (required), note,
+// no_briefing_reason (why no escalation contact was briefed: needed for a
+// genuine close without one).
 func (co *Console) closeAlarm(c *gin.Context) {
 	res := monitoring.Resolution(c.PostForm("resolution"))
 	conf := monitoring.Confirmation(c.PostForm("confirmation"))
 	note := strings.TrimSpace(c.PostForm("note"))
+	why := strings.TrimSpace(c.PostForm("no_briefing_reason"))
 	if len(note) > monitoring.MaxTextLen || len(res) > maxShortField || len(conf) > maxShortField {
 		co.failed(c, &monitoring.RuleError{Code: monitoring.CodeInvalid, Field: "note", Msg: "the note is too long"}, note, "", res)
 		return
 	}
-	a, err := co.svc.Close(c.Request.Context(), cmdID(c), auth.OperatorOf(c).ID, c.Param("id"), res, conf, note, "")
+	if len(why) > monitoring.MaxTextLen {
+		co.failed(c, &monitoring.RuleError{Code: monitoring.CodeInvalid, Field: "no_briefing_reason", Msg: "the reason is too long"}, note, "", res)
+		return
+	}
+	a, err := co.svc.Close(c.Request.Context(), cmdID(c), auth.OperatorOf(c).ID, c.Param("id"), res, conf, note, why)
 	if err != nil {
+		c.Set(formBriefingKey, why)
 		co.failed(c, err, note, "", res)
 		return
 	}

@@ -176,7 +176,8 @@ type alarmMessage struct {
 
 func (h *hub) handle(ev monitoring.Event) {
 	switch ev.Type {
-	case monitoring.EventAlarmRaised, monitoring.EventAlarmUpdated, monitoring.EventAlarmClosed, monitoring.EventAlarmCancelled:
+	case monitoring.EventAlarmRaised, monitoring.EventAlarmUpdated, monitoring.EventAlarmClosed, monitoring.EventAlarmCancelled,
+		monitoring.EventContactDue:
 		if ev.Alarm == nil {
 			return
 		}

@@ -212,6 +212,7 @@ var actionLabels = map[monitoring.ActionKind]string{
 	monitoring.ActionPrompt:       "Prompt sent",
 	monitoring.ActionPromptAnswer: "Prompt answered",
 	monitoring.ActionWorkerReset:  "Reset by the worker",
+	monitoring.ActionContactDue:   "Contact due",
 	monitoring.ActionFlooding:     "Device flooding",
 }
 
@@ -229,6 +230,11 @@ var outcomeLabels = map[string]string{
 	monitoring.RouteURN:             "lone-worker URN",
 	monitoring.Route999:             "999",
 	monitoring.Route101:             "101",
+	// Escalation contacts (no_answer is the call's, above).
+	monitoring.ContactWelfareConfirmed: "welfare confirmed",
+	monitoring.ContactBriefed:          "briefed",
+	monitoring.ContactLeftMessage:      "left a message",
+	"reached":                          "reached, briefed", // before the outcomes were fixed
 }
 
 // alarmRow is one alarm as the queue shows it; the queue page renders it
