@@ -20,8 +20,8 @@
 // replicated.
 //
 // Deadlines (a session's timer and grace period, a device away too long
-// during a session, an alarm missing its acknowledgement targets) are
-// stored in the state.
+// during a session, an alarm missing its acknowledgement targets, the next
+// escalation contact due: escalation.go) are stored in the state.
 // Only the leader's Scheduler acts on them, proposing CmdFireDeadline with
 // the deadline's ID as the command ID, so a deadline fires at most once even
 // across a failover, and the alarm it raises has an ID derived from it.

@@ -13,7 +13,8 @@
 // The alarm page puts the important information first, then the worker,
 // the device, the location with its trail (an SVG drawn here, no map
 // tiles), the Update message, the audio, the procedure, the escalation
-// contacts, the organisation's police URNs (a URN call offered only when
+// contacts (each with where it stands, and a banner when the next one is
+// due), the organisation's police URNs (a URN call offered only when
 // monitoring.Service.URNFor says the alarm is eligible and the URN has not
 // expired; 999 and 101 always), and the whole timeline; every action is
 // one click that logs it.
