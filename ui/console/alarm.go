@@ -254,8 +254,11 @@ func updateWhere(ref string) string {
 // entryDetail is the details column of a timeline entry.
 func entryDetail(e monitoring.TimelineEntry) string {
 	var parts []string
-	if e.Kind == monitoring.ActionRaised {
+	switch e.Kind {
+	case monitoring.ActionRaised:
 		return typeLabel(monitoring.AlarmType(e.Text))
+	case monitoring.ActionContactDue:
+		return e.Text // names the contact already
 	}
 	if e.Contact != "" {
 		parts = append(parts, e.Contact)
