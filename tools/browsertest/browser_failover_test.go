@@ -68,6 +68,7 @@ func freeAddrOn(t *testing.T, ip string) string {
 // vigilProc is one vigil serve process.
 type vigilProc struct {
 	id, dataDir, httpAddr, log string
+	mqttAddr                   string // the devices' plain MQTT listener
 	cmd                        *exec.Cmd
 	done                       chan struct{}
 }
@@ -120,13 +121,13 @@ func mustVigilCluster(t *testing.T, bin string) []*vigilProc {
 	for i := range procs {
 		p := &vigilProc{id: fmt.Sprintf("node%d", i+1), dataDir: filepath.Join(root, fmt.Sprintf("node%d", i+1)),
 			httpAddr: freeAddrOn(t, fmt.Sprintf("127.0.0.%d", i+2)), log: filepath.Join(root, fmt.Sprintf("node%d.log", i+1)),
-			done: make(chan struct{})}
+			mqttAddr: freeAddrOn(t, "127.0.0.1"), done: make(chan struct{})}
 		logf, err := os.Create(p.log)
 		if err != nil {
 			t.Fatal(err)
 		}
 		p.cmd = exec.Command(bin, "serve", "--data-dir", p.dataDir, "--node-id", p.id, "--cluster-addr", clusterAddrs[i],
-			"--http-addr", p.httpAddr, "--mqtt-addr", "127.0.0.1:0", "--mqtt-ws-addr", "",
+			"--http-addr", p.httpAddr, "--mqtt-addr", p.mqttAddr, "--mqtt-ws-addr", "",
 			"--bootstrap-expect", strings.Join(clusterAddrs, ","), "--log-level", "info")
 		p.cmd.Env, p.cmd.Stdout, p.cmd.Stderr = env, logf, logf
 		if err := p.cmd.Start(); err != nil {

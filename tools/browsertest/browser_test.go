@@ -361,8 +361,9 @@ func TestBrowser_AlarmEndToEnd(t *testing.T) {
 	olivia.Do("tick a procedure step", chromedp.Click(chromedp.CSS(`#procedure .check-btn`)))
 	olivia.waitJS("the step ticked", `document.querySelectorAll("#procedure li.done").length === 3`)
 	olivia.waitJS("the page to settle", `window.vigilRefreshing === false`)
-	olivia.Do("log a contact", chromedp.Click(chromedp.CSS(`#contacts .contact-actions button`)))
-	olivia.waitJS("the contact's outcome", `document.querySelector("#contacts .last") && document.querySelector("#contacts .last").textContent.includes("Reached")`)
+	olivia.Do("log a contact", chromedp.Click(chromedp.CSS(`#contacts li:first-child form:has(input[name=outcome][value=welfare_confirmed]) button`)))
+	olivia.waitJS("the contact's outcome", `document.querySelector("#contacts li.briefed .contact-state") !== null && `+
+		`!document.querySelector("#contacts li.briefed .contact-state").textContent.includes("not yet called")`)
 	olivia.waitJS("the page to settle", `window.vigilRefreshing === false`)
 	olivia.Do("log the police URN", chromedp.SetValue(chromedp.CSS(`.urn input[name=reference]`), "GMP-2611-0423"),
 		chromedp.Click(chromedp.CSS(`.urn button`)))
