@@ -11,6 +11,10 @@ package monitoring
 // header in a WAV stream's chunk 0, whole Ogg pages with the OpusHead page
 // first in an Ogg stream's chunk 0. It never decodes audio.
 //
+// A device may also send audio to an audio reference a PIN action gave it
+// (audioref.go), under the same rules; it goes to the duress alarm the
+// reference names, if any.
+//
 // Rules, checked before anything is written: the alarm exists and was
 // raised from the sending device; a seq already stored is a duplicate,
 // answered as the first time and writing nothing (unless its bytes differ,
@@ -109,7 +113,19 @@ type AudioChunkRequest struct {
 type audioChunkCmd struct {
 	Header
 	AudioChunkRequest
+	// Rules is the version of the rules the command is applied under
+	// (older logs replay as they were applied): RulesAudioChunkRef and
+	// above take audio sent to an audio reference (audioref.go). The
+	// Service sets the newest.
+	Rules int `json:"rules,omitempty"`
 }
+
+// Versions of audioChunkCmd's rules.
+const (
+	// RulesAudioChunkRef: alarm_id may be an audio reference a PIN action
+	// gave the device (audioref.go).
+	RulesAudioChunkRef = 1
+)
 
 // AudioChunkResult is the answer to a chunk; a duplicate gets the same.
 type AudioChunkResult struct {
@@ -478,6 +494,15 @@ func applyAudioChunk(c *applyCtx, body []byte) ([]byte, error) {
 	if err := checkAudioActor(c.hdr.Actor, r.DeviceID); err != nil {
 		return nil, err
 	}
+	if r.Rules >= RulesAudioChunkRef {
+		ref, err := getAudioRef(c.txn, r.AlarmID)
+		if err != nil {
+			return nil, err
+		}
+		if ref != nil {
+			return applyRefChunk(c, &r.AudioChunkRequest, f, ref)
+		}
+	}
 	a, err := loadAlarm(c.txn, r.AlarmID)
 	if err != nil {
 		return nil, err
@@ -500,42 +525,61 @@ func applyAudioChunk(c *applyCtx, body []byte) ([]byte, error) {
 	if a.Status == StatusClosed {
 		return nil, ruleErr(CodeAlarmClosed, "alarm_id", "alarm %s is closed: it takes no more audio", a.ID)
 	}
-	var info AudioInfo
-	started, err := getJSON(c.txn, pAudioMeta+a.ID, &info)
+	info, started, err := alarmAudioInfo(c, a, &r.AudioChunkRequest, f)
 	if err != nil {
 		return nil, err
 	}
-	if started {
-		if err := info.admit(&r.AudioChunkRequest, f); err != nil {
-			return nil, err
-		}
-	} else {
-		info = AudioInfo{AlarmID: a.ID, DeviceID: r.DeviceID, Codec: r.Codec}
-	}
 
 	// Every rule has been checked: write.
-	now := c.now()
-	info.add(&r.AudioChunkRequest, f, c.entry.Index, now)
-	chunk := AudioChunk{AlarmID: a.ID, Seq: r.Seq, Index: c.entry.Index, At: now, DeviceTime: r.DeviceTime, Data: r.Data}
-	if err := putJSON(c.txn, key, chunk); err != nil {
+	if err := storeChunk(c, a, &r.AudioChunkRequest, f, info, started); err != nil {
 		return nil, err
 	}
+	return json.Marshal(AudioChunkResult{AlarmID: a.ID, Seq: r.Seq, Bytes: len(r.Data)})
+}
+
+// alarmAudioInfo returns the summary of alarm a's audio so far and
+// whether it has any, refusing a chunk that does not fit it.
+func alarmAudioInfo(c *applyCtx, a *Alarm, r *AudioChunkRequest, f audioFormat) (*AudioInfo, bool, error) {
+	var info AudioInfo
+	started, err := getJSON(c.txn, pAudioMeta+a.ID, &info)
+	if err != nil {
+		return nil, false, err
+	}
+	if !started {
+		return &AudioInfo{AlarmID: a.ID, DeviceID: r.DeviceID, Codec: r.Codec}, false, nil
+	}
+	if err := info.admit(r, f); err != nil {
+		return nil, false, err
+	}
+	return &info, true, nil
+}
+
+// storeChunk stores a chunk with alarm a, whose audio so far is info
+// (started: it has some), once every rule has been checked. The first
+// chunk adds an entry to the alarm's timeline.
+func storeChunk(c *applyCtx, a *Alarm, r *AudioChunkRequest, f audioFormat, info *AudioInfo, started bool) error {
+	now := c.now()
+	info.add(r, f, c.entry.Index, now)
+	chunk := AudioChunk{AlarmID: a.ID, Seq: r.Seq, Index: c.entry.Index, At: now, DeviceTime: r.DeviceTime, Data: r.Data}
+	if err := putJSON(c.txn, audioKey(a.ID, r.Seq), chunk); err != nil {
+		return err
+	}
 	if err := putJSON(c.txn, pAudioMeta+a.ID, info); err != nil {
-		return nil, err
+		return err
 	}
 	if !started {
 		text := "audio from the device started, " + info.describe()
 		entry, err := c.addTimeline(a, TimelineEntry{Kind: ActionAudioStarted, Text: text})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if _, err := saveAlarm(c, a, CmdAudioChunk, EventAlarmUpdated, entry, text); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	c.emit(Event{Type: EventAudioChunk, Audio: &AudioChunkRef{AlarmID: a.ID, DeviceID: r.DeviceID, Seq: r.Seq,
 		Bytes: len(r.Data), Codec: r.Codec}})
-	return json.Marshal(AudioChunkResult{AlarmID: a.ID, Seq: r.Seq, Bytes: len(r.Data)})
+	return nil
 }
 
 // AlarmAudio returns the summary of an alarm's audio. It is a *RuleError
@@ -594,7 +638,8 @@ func (s *Service) AppendAudio(ctx context.Context, cmdID, actor string, req Audi
 	if err := checkAudioActor(actor, req.DeviceID); err != nil {
 		return nil, err
 	}
-	res, err := s.propose(ctx, cmdID, CmdAudioChunk, audioChunkCmd{Header: s.header(actor), AudioChunkRequest: req})
+	res, err := s.propose(ctx, cmdID, CmdAudioChunk, audioChunkCmd{Header: s.header(actor), AudioChunkRequest: req,
+		Rules: RulesAudioChunkRef})
 	if err != nil {
 		return nil, err
 	}

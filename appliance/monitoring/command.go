@@ -120,6 +120,10 @@ const (
 	// which the Service no longer proposes, needed none. Body:
 	// CloseAlarmCmd.
 	CmdCloseAlarmConfirmed CmdType = 35
+	// CmdListenRequest records an operator's request that the device of an
+	// alarm stream its audio for a while, without showing anything. Body:
+	// listenRequestCmd (listen.go).
+	CmdListenRequest CmdType = 38
 )
 
 var cmdNames = map[CmdType]string{
@@ -158,6 +162,7 @@ var cmdNames = map[CmdType]string{
 	CmdDeviceFlooding:      "CmdDeviceFlooding",
 	CmdResetAlarm:          "CmdResetAlarm",
 	CmdCloseAlarmConfirmed: "CmdCloseAlarmConfirmed",
+	CmdListenRequest:       "CmdListenRequest",
 }
 
 // String returns the command type's name for messages.
@@ -251,7 +256,9 @@ type sessionActionCmd struct {
 	AlarmID    string            `json:"alarm_id,omitempty"` // for a duress alarm, made by the proposer
 	// Rules is the version of the rules the command is applied under
 	// (older logs replay as they were applied): RulesReleasePooled and
-	// above release a pooled device from its worker when the session ends.
+	// above release a pooled device from its worker when the session ends;
+	// RulesSessionAudioRef and above record AlarmID as an audio reference
+	// for every PIN and give it in the reply.
 	Rules int `json:"rules,omitempty"`
 }
 
@@ -261,6 +268,11 @@ const (
 	// ends, so that an alarm between sessions names no one rather than the
 	// last worker.
 	RulesReleasePooled = 1
+	// RulesSessionAudioRef: every action that is not a wrong PIN records
+	// AlarmID as an audio reference of the device (audioref.go), the
+	// duress alarm's ID for the Duress PIN and an ID naming no alarm
+	// otherwise, and the reply gives it as audio_ref.
+	RulesSessionAudioRef = 2
 )
 
 // Deadline is a time at which the leader must act. It is stored in the

@@ -50,6 +50,8 @@ type gen struct {
 	rr       *rand.Rand
 	resumeID int
 	tr       *rand.Rand // API token commands' own source (apitoken_test.go)
+	lr       *rand.Rand // listen-in and audio commands' own source (listenaudio_test.go)
+	refs     []string   // audio references made by session actions (audioref.go)
 }
 
 // replica is one state machine on its own Badger.
@@ -183,6 +185,9 @@ func (g *gen) step() {
 	}
 	if g.steps%apiTokenEvery == 0 {
 		g.stepAPIToken() // apitoken_test.go
+	}
+	if g.steps%listenAudioEvery == 0 {
+		g.stepListenAudio() // listenaudio_test.go
 	}
 	g.now = g.now.Add(time.Duration(g.r.IntN(90)) * time.Second)
 	op := g.pick(genOperators)
@@ -322,6 +327,18 @@ func (g *gen) step() {
 		if pin == pinDuress {
 			c.AlarmID = g.id("duress")
 			g.alarms = append(g.alarms, c.AlarmID)
+		}
+		if c.Rules == RulesReleasePooled && len(g.cmds)%2 == 0 {
+			// The newest rules, without a draw of their own: every PIN
+			// makes an audio reference, now and then one already taken.
+			c.Rules = RulesSessionAudioRef
+			switch {
+			case len(g.cmds)%12 == 0 && len(g.refs) > 0:
+				c.AlarmID = g.refs[len(g.refs)-1]
+			case c.AlarmID == "":
+				c.AlarmID = fmt.Sprintf("ref%d", len(g.cmds))
+			}
+			g.refs = append(g.refs, c.AlarmID)
 		}
 		g.add(CmdSessionAction, c)
 	case n < 97:
@@ -689,7 +706,7 @@ func TestReplicas_SameStateWhateverTheBatching(t *testing.T) {
 		CmdStartSession, CmdSessionAction, CmdCancelAlarm, CmdResetAlarm, CmdDevicePrompt, CmdPromptAnswer, CmdPostUpdate, CmdNodeDown,
 		CmdPutOperator, CmdOperatorLogin, CmdOperatorLogout,
 		CmdIssueResumeTicket, CmdRedeemResumeTicket, CmdEndSessionFamily, CmdPutConsoleNode,
-		CmdCreateAPIToken, CmdDisableAPIToken} {
+		CmdCreateAPIToken, CmdDisableAPIToken, CmdListenRequest, CmdAudioChunk} {
 		if total.accepted[c] == 0 || total.refused[c] == 0 {
 			t.Errorf("%s: %d accepted, %d refused; want both", c, total.accepted[c], total.refused[c])
 		}

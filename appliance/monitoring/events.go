@@ -35,6 +35,10 @@ const (
 	EventDevicePrompt   EventType = "device_prompt"
 	EventPromptAnswered EventType = "prompt_answered"
 	EventAudioChunk     EventType = "audio_chunk" // a chunk of an alarm's audio is stored: Audio names it
+	// EventListenRequested: an operator asked the alarm's device to stream
+	// its audio (listen.go); Alarm's ListenAt and ListenUntil say when and
+	// until when. It follows the alarm's own EventAlarmUpdated.
+	EventListenRequested EventType = "listen_requested"
 )
 
 // Event is one applied change. Every node emits the same events, in commit

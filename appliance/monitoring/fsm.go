@@ -54,6 +54,7 @@ func init() {
 		CmdLogAction:           applyLogAction,
 		CmdCloseAlarm:          applyCloseAlarm,
 		CmdCloseAlarmConfirmed: applyCloseAlarmConfirmed,
+		CmdListenRequest:       applyListenRequest,
 		CmdReopenAlarm:         applyReopenAlarm,
 		CmdCancelAlarm:         applyCancelAlarm,
 		CmdResetAlarm:          applyResetAlarm,

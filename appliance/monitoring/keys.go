@@ -24,6 +24,8 @@ package monitoring
 //	ix/node-device/<node>/<device>             devices connected through a node (presence.go)
 //	audio/<alarm id>/<seq>                     AudioChunk, seq as 20 digits: an alarm's audio in order (audio.go)
 //	audiometa/<alarm id>                       AudioInfo: the summary of an alarm's audio (audio.go)
+//	audioref/<ref>                             AudioRef: an audio reference a PIN action gave a device (audioref.go)
+//	audioref-seq/<ref>/<seq>                   refChunk: what a chunk sent to a reference held (audioref.go)
 //	prompt/<id>                                DevicePrompt: a prompt to a device and its answer (prompt.go)
 //	upd/<worker id>/<index>                    UpdateRecord: a worker's Update messages, the last MaxUpdateHistory (update.go)
 //	apitoken/<id>                              APIToken: a token for the REST API (apitoken.go)
@@ -55,10 +57,12 @@ const (
 	pDeviceAlarm   = "ix/device-alarm/"
 	pDeadline      = "ix/deadline/"
 	pDeviceSecret  = "devsecret/"
-	pPrompt        = "prompt/"    // prompt.go
-	pUpdate        = "upd/"       // update.go
-	pAudio         = "audio/"     // audio.go
-	pAudioMeta     = "audiometa/" // audio.go
+	pPrompt        = "prompt/"       // prompt.go
+	pUpdate        = "upd/"          // update.go
+	pAudio         = "audio/"        // audio.go
+	pAudioMeta     = "audiometa/"    // audio.go
+	pAudioRef      = "audioref/"     // audioref.go
+	pAudioRefSeq   = "audioref-seq/" // audioref.go
 )
 
 // tkey formats a time for a key: Unix nanoseconds, 20 digits.

@@ -373,6 +373,17 @@ type Alarm struct {
 	// NoBriefingReason is why a genuine alarm was closed without an
 	// escalation contact briefed (the close rule, RulesBriefing).
 	NoBriefingReason string `json:"no_briefing_reason,omitempty"`
+	// ListenAt is when an operator last asked the device to stream its
+	// audio (CmdListenRequest), and ListenUntil until when; zero if never.
+	// A device that connects before ListenUntil is asked again.
+	ListenAt    time.Time `json:"listen_at,omitzero"`
+	ListenUntil time.Time `json:"listen_until,omitzero"`
+}
+
+// Listening reports whether an operator's request that the device stream
+// its audio still runs at now (CmdListenRequest).
+func (a *Alarm) Listening(now time.Time) bool {
+	return a.Status != StatusClosed && now.Before(a.ListenUntil)
 }
 
 // AwaitingConfirmation reports whether the worker has reset a still open

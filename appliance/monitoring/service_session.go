@@ -122,8 +122,9 @@ func (s *Service) EndSession(ctx context.Context, cmdID, actor, sessionID, pin s
 // sessionAction checks pin against both of the worker's PINs (always both:
 // the time taken must not reveal which matched), then proposes the action
 // with the outcome. A worker with a Safe PIN must give a PIN. The reply is
-// identical for the Safe and the Duress PIN; the Duress PIN also raises a
-// silent duress alarm. A wrong PIN returns a *RuleError with CodeWrongPIN
+// identical for the Safe and the Duress PIN but for its audio reference, a
+// fresh ID of one form either way (audioref.go); the Duress PIN also raises
+// a silent duress alarm, whose ID that reference is. A wrong PIN returns a *RuleError with CodeWrongPIN
 // and is counted; the session keeps running. CodeStalePIN means the PINs
 // changed meanwhile: ask again, and retry with a new command ID.
 func (s *Service) sessionAction(ctx context.Context, cmdID, actor, sessionID, pin string, action SessionActionKind, extend time.Duration) (SessionReply, error) {
@@ -169,7 +170,7 @@ func (s *Service) sessionAction(ctx context.Context, cmdID, actor, sessionID, pi
 		Header: s.header(actor), SessionID: sessionID, Action: action, ExtendBy: extend,
 		PIN: outcome, PINVersion: w.PINVersion,
 		AlarmID: s.NewID(), // always made, so the command looks the same whichever PIN
-		Rules:   RulesReleasePooled,
+		Rules:   RulesSessionAudioRef,
 	}
 	res, err := s.propose(ctx, cmdID, CmdSessionAction, cmd)
 	if err != nil {

@@ -44,6 +44,10 @@ type SessionReply struct {
 	EndsAt          time.Time         `json:"ends_at"`
 	NextDue         time.Time         `json:"next_due"`
 	CheckInInterval time.Duration     `json:"checkin_interval_ns,omitempty"`
+	// AudioRef is where the device may stream audio after this action
+	// (audioref.go): the same format whichever PIN. Empty in replies of
+	// commands applied before sessionActionCmd's RulesSessionAudioRef.
+	AudioRef string `json:"audio_ref,omitempty"`
 }
 
 // sessionActionResult is the state machine's response to SessionAction. For
@@ -277,6 +281,9 @@ func applySessionAction(c *applyCtx, body []byte) ([]byte, error) {
 	default:
 		return nil, invalid("pin", "unknown PIN outcome %q", cmd.PIN)
 	}
+	// Under RulesSessionAudioRef every PIN but a wrong one records AlarmID
+	// as an audio reference: the duress alarm's ID, or one naming no alarm.
+	audioRef := cmd.Rules >= RulesSessionAudioRef && cmd.PIN != pinWrong
 	s, err := getSession(c.txn, cmd.SessionID)
 	if err != nil {
 		return nil, err
@@ -334,6 +341,11 @@ func applySessionAction(c *applyCtx, body []byte) ([]byte, error) {
 		return json.Marshal(sessionActionResult{SessionReply: replyOf(s, cmd.Action, now), WrongPIN: true, WrongPINs: w.WrongPINs})
 	}
 
+	if audioRef {
+		if err := checkNewAudioRef(c.txn, cmd.AlarmID); err != nil {
+			return nil, err
+		}
+	}
 	if cmd.PIN == pinDuress {
 		// First, so that a refusal by raiseAlarm leaves nothing written.
 		r := RaiseAlarmCmd{Header: c.hdr, AlarmID: cmd.AlarmID, Type: AlarmDuress,
@@ -351,6 +363,11 @@ func applySessionAction(c *applyCtx, body []byte) ([]byte, error) {
 	if err := saveSession(c, s, &next); err != nil {
 		return nil, err
 	}
+	if audioRef {
+		if err := putAudioRef(c, cmd.AlarmID, s, now); err != nil {
+			return nil, err
+		}
+	}
 	if next.Status == SessionEnded && cmd.Rules >= RulesReleasePooled {
 		if err := releasePooled(c, &next, now); err != nil {
 			return nil, err
@@ -366,7 +383,11 @@ func applySessionAction(c *applyCtx, body []byte) ([]byte, error) {
 		ev = EventSessionEnded
 	}
 	c.emit(Event{Type: ev, Session: &next})
-	return json.Marshal(replyOf(&next, cmd.Action, now))
+	reply := replyOf(&next, cmd.Action, now)
+	if audioRef {
+		reply.AudioRef = cmd.AlarmID
+	}
+	return json.Marshal(reply)
 }
 
 // releasePooled releases the pooled device of session s, which has ended,

@@ -41,12 +41,18 @@ func TestSessionService_SafeAndDuressRepliesIdentical(t *testing.T) {
 		}},
 	} {
 		var out [2][]byte
+		var refs [2]string
 		for i, n := range nodes {
 			r, err := st.do(n.Service, pins[i])
 			if err != nil {
 				t.Fatalf("%s with PIN %s: %v", st.name, pins[i], err)
 			}
+			refs[i] = r.AudioRef
+			r.AudioRef = "" // a fresh ID either way: compared by its form below
 			out[i], _ = json.Marshal(r)
+		}
+		if !sameIDForm(refs[0], refs[1]) || refs[0] == refs[1] {
+			t.Fatalf("%s: audio references %q and %q: want two IDs of one form", st.name, refs[0], refs[1])
 		}
 		if !bytes.Equal(out[0], out[1]) {
 			t.Fatalf("%s: replies differ:\nsafe   %s\nduress %s", st.name, out[0], out[1])
@@ -58,6 +64,21 @@ func TestSessionService_SafeAndDuressRepliesIdentical(t *testing.T) {
 			t.Fatalf("PIN %s: %d duress alarms, want %d", pins[i], got, want)
 		}
 	}
+}
+
+// sameIDForm reports whether a and b are IDs of one form: the same length,
+// with letters and digits, and anything else, in the same places.
+func sameIDForm(a, b string) bool {
+	if len(a) != len(b) || a == "" {
+		return false
+	}
+	for i := range len(a) {
+		alnum := func(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+		if alnum(a[i]) != alnum(b[i]) || !alnum(a[i]) && a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func TestSessionService_WrongPIN(t *testing.T) {
