@@ -260,6 +260,10 @@ type BrokerConfig struct {
 	// batch (latest wins per device).
 	TelemetryFlush time.Duration `yaml:"telemetry_flush"`
 
+	// ListeningInterval is how often a device whose alarm an operator has
+	// taken is told so (down/alarm status listening), until it is closed.
+	ListeningInterval time.Duration `yaml:"listening_interval"`
+
 	// NodeDownAfter is how long a node must be silent before the leader
 	// marks the devices connected through it as disconnected.
 	NodeDownAfter time.Duration `yaml:"node_down_after"`
@@ -398,6 +402,9 @@ func (c BrokerConfig) validate() error {
 	if c.TelemetryFlush < 10*time.Millisecond || c.TelemetryFlush > time.Minute {
 		return fieldErr("broker.telemetry_flush", c.TelemetryFlush.String(), "must be from 10ms to 1m")
 	}
+	if c.ListeningInterval < 100*time.Millisecond || c.ListeningInterval > 10*time.Minute {
+		return fieldErr("broker.listening_interval", c.ListeningInterval.String(), "must be from 100ms to 10m")
+	}
 	if c.NodeDownAfter < time.Second {
 		return fieldErr("broker.node_down_after", c.NodeDownAfter.String(), "must be at least 1s")
 	}
@@ -500,12 +507,13 @@ func DefaultConfig() Config {
 			// No MQTT listener unless the configuration names one: plain
 			// MQTT carries device secrets and alarms in clear, so it is
 			// never on by default (docs/install.md).
-			TCPAddr:        "",
-			WSAddr:         "",
-			CommitTimeout:  broker.DefaultCommitTimeout,
-			TelemetryFlush: broker.DefaultTelemetryFlush,
-			NodeDownAfter:  DefaultNodeDownAfter,
-			ReplicaWait:    broker.DefaultReplicaWait,
+			TCPAddr:           "",
+			WSAddr:            "",
+			CommitTimeout:     broker.DefaultCommitTimeout,
+			TelemetryFlush:    broker.DefaultTelemetryFlush,
+			ListeningInterval: broker.DefaultListeningInterval,
+			NodeDownAfter:     DefaultNodeDownAfter,
+			ReplicaWait:       broker.DefaultReplicaWait,
 
 			MessagesPerMinute: broker.DefaultMessagesPerMinute,
 			MessageBurst:      broker.DefaultMessageBurst,

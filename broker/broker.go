@@ -61,6 +61,10 @@ type Config struct {
 	// TelemetryFlush is how often telemetry and presence are written; 0
 	// means DefaultTelemetryFlush.
 	TelemetryFlush time.Duration
+	// ListeningInterval is how often a device is told, on down/alarm with
+	// status listening, that an operator has its alarm (presence.go of the
+	// downlink: listening.go); 0 means DefaultListeningInterval.
+	ListeningInterval time.Duration
 	// WaitApplied, if set, waits until this node has applied everything
 	// the cluster committed before the call. A message refused for
 	// something not found is tried once more after it.
@@ -123,6 +127,8 @@ type Service interface {
 	MarkNodeDown(ctx context.Context, cmdID, actor, node string, before, at time.Time, reason string) (int, error)
 	ReportDeviceFlooding(ctx context.Context, cmdID, actor string, req monitoring.DeviceFloodingRequest) (*monitoring.DeviceFloodingResult, error)
 	CommandApplied(t monitoring.CmdType, cmdID string) (bool, error)
+	// OpenAlarms returns the alarms not closed (listening.go).
+	OpenAlarms() ([]monitoring.Alarm, error)
 	// Subscribe returns the events committed from now on (downlink.go).
 	Subscribe(buffer int) *monitoring.Subscription
 }

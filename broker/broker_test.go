@@ -192,10 +192,13 @@ func TestBroker_ACLRefusals(t *testing.T) {
 }
 
 // Ending a session with the Duress PIN looks the same on the wire as with
-// the Safe PIN: two identical nodes, same clock, same messages.
+// the Safe PIN: two identical nodes, same clock, same messages; audio sent
+// to the reply's audio reference then gets the same replies, and only the
+// duress alarm holds it.
 func TestBroker_DuressEndIdenticalToSafe(t *testing.T) {
 	at := time.Now().UTC().Truncate(time.Second)
-	var got [2][2][]byte // [safe, duress][reply, session]
+	var got [2][2][]byte  // [safe, duress][reply, session]
+	var audio [2][][]byte // [safe, duress]: the replies to audio sent to the audio reference
 	for i, pin := range []string{"1111", "9999"} {
 		n := mustNode(t, func(svc *monitoring.Service) {
 			svc.Now = func() time.Time { return at }
@@ -219,10 +222,46 @@ func TestBroker_DuressEndIdenticalToSafe(t *testing.T) {
 		if want := i; len(open) != want {
 			t.Fatalf("pin %s: %d open alarms, want %d", pin, len(open), want)
 		}
+
+		// The device streams audio to the reply's audio reference: three
+		// chunks, one of them resent, and one that reuses a seq with other
+		// audio.
+		var end monitoring.SessionReply
+		if err := json.Unmarshal(r.Result, &end); err != nil || end.AudioRef == "" {
+			t.Fatalf("pin %s: end reply %s has no audio_ref (%v)", pin, raw, err)
+		}
+		for k, seq := range []int{0, 1, 1, 2, 2} {
+			data := pcmChunk(seq, 1600)
+			if k == 4 {
+				data = pcmChunk(7, 1600)
+			}
+			d.publish(f.device, "audio", audioMsg(fmt.Sprint("au-", k), end.AudioRef, seq, "pcm_s16le", data))
+			_, raw := d.reply()
+			audio[i] = append(audio[i], raw)
+		}
+		info, err := n.Service.AudioInfo(end.AudioRef)
+		switch pin {
+		case "1111":
+			if err == nil {
+				t.Fatalf("the Safe PIN's audio reference holds audio: %+v", info)
+			}
+		default:
+			if err != nil || info.Chunks != 3 || info.Bytes != 3*1600 || open[0].ID != end.AudioRef {
+				t.Fatalf("the duress alarm's audio: %+v (%v), open %+v", info, err, open)
+			}
+		}
 	}
 	for k, what := range []string{"reply", "session"} {
 		if !bytes.Equal(got[0][k], got[1][k]) {
 			t.Fatalf("%s differs:\nsafe   %s\nduress %s", what, got[0][k], got[1][k])
 		}
+	}
+	for k := range audio[0] {
+		if !bytes.Equal(audio[0][k], audio[1][k]) {
+			t.Fatalf("audio reply %d differs:\nsafe   %s\nduress %s", k, audio[0][k], audio[1][k])
+		}
+	}
+	if !strings.Contains(string(audio[0][4]), `"ok":false`) || !strings.Contains(string(audio[0][2]), `"ok":true`) {
+		t.Fatalf("audio replies %s", audio[0])
 	}
 }

@@ -17,6 +17,7 @@ const (
 	DownReminder = "reminder" // ReminderNotice
 	DownPrompt   = "prompt"   // PromptNotice (commands.go)
 	DownConfig   = "config"   // ConfigNotice (commands.go)
+	DownListen   = "listen"   // ListenNotice (listening.go)
 )
 
 // Statuses of an AlarmNotice.
@@ -24,6 +25,11 @@ const (
 	AlarmNoticeReceived     = "received"     // the alarm is raised: Vigil has it
 	AlarmNoticeAcknowledged = "acknowledged" // an operator is dealing with it
 	AlarmNoticeClosed       = "closed"       // closed (or cancelled from the device)
+	// AlarmNoticeListening is sent every Config.ListeningInterval while an
+	// operator has the alarm (listening.go).
+	AlarmNoticeListening = "listening"
+	// AlarmNoticePolice: the operator has called the police about it.
+	AlarmNoticePolice = "police"
 )
 
 // AlarmNotice is published on down/alarm.
@@ -50,10 +56,14 @@ const eventBuffer = monitoring.DefaultSubscriptionBuffer
 func (b *Broker) runDownlink(sub *monitoring.Subscription) {
 	defer close(b.downDone)
 	defer func() { sub.Close() }()
+	tick := time.NewTicker(b.listeningInterval())
+	defer tick.Stop()
 	for {
 		select {
 		case <-b.ctx.Done():
 			return
+		case <-tick.C:
+			b.sendListening() // listening.go
 		case e, ok := <-sub.C:
 			if !ok {
 				if !sub.Lagged() {
@@ -93,6 +103,12 @@ func (b *Broker) downlink(e monitoring.Event) {
 			return
 		}
 		device, sub, msg = a.DeviceID, DownAlarm, AlarmNotice{AlarmID: a.ID, Status: status, TS: e.At.UTC()}
+	case monitoring.EventListenRequested:
+		a := e.Alarm
+		if a == nil || a.DeviceID == "" {
+			return
+		}
+		device, sub, msg = a.DeviceID, DownListen, listenNotice(a, e.At) // listening.go
 	case monitoring.EventDevicePrompt:
 		p := e.Prompt
 		if p == nil {
@@ -124,7 +140,7 @@ func (b *Broker) downlink(e monitoring.Event) {
 		b.publish(device, sub, payload)
 		return
 	}
-	// An alarm or a reminder: a resync of the device's connection may
+	// An alarm, a listen request or a reminder: a resync of the device's connection may
 	// already have sent this event's outcome, or a newer one (resync.go).
 	b.resync.live(device, e.Index, func() { b.publish(device, sub, payload) })
 }
@@ -166,6 +182,11 @@ func alarmNotice(e monitoring.Event) string {
 		// being handled once more.
 		if e.Entry != nil && (e.Entry.Kind == monitoring.ActionAcknowledged || e.Entry.Kind == monitoring.ActionReopened) {
 			return AlarmNoticeAcknowledged
+		}
+		// The police were called: the worker learns that help is coming,
+		// nothing more (not the force, the route or the reference).
+		if e.Entry != nil && e.Entry.Kind == monitoring.ActionPolice {
+			return AlarmNoticePolice
 		}
 	case monitoring.EventAlarmClosed:
 		return AlarmNoticeClosed

@@ -31,7 +31,7 @@ const (
 )
 
 // resyncTopics are the down topics a resync sends on.
-var resyncTopics = []string{DownAlarm, "session", DownReminder}
+var resyncTopics = []string{DownAlarm, "session", DownReminder, DownListen}
 
 // resyncHook sends a device connected here the state of its alarms and its
 // session: when the connection is established (for subscriptions kept from
@@ -156,7 +156,8 @@ func (h *resyncHook) live(device string, index uint64, send func()) {
 
 // resync reads the device's alarms and session from this node's state and
 // sends them, in that order: each alarm the device may see on down/alarm,
-// the oldest raised first; its session on down/session (or that it has
+// the oldest raised first; each listen-in request still running on
+// down/listen; its session on down/session (or that it has
 // none); a reminder on down/reminder if the session is overdue. The state
 // is this node's, without waiting for the leader: a node that is behind
 // sends what it has, and downlink.go sends the rest as it applies it.
@@ -172,6 +173,13 @@ func (h *resyncHook) resync(cl *mqtt.Client, device string) {
 	h.conns[device] = resynced{cl: cl, index: v.Applied}
 	for _, n := range resyncAlarms(v.Alarms) {
 		h.send(device, DownAlarm, n)
+	}
+	for _, a := range v.Alarms {
+		// A listen-in still running: the device streams for what is left
+		// of it (listening.go).
+		if a.Listening(now) {
+			h.send(device, DownListen, listenNotice(&a.Alarm, now))
+		}
 	}
 	s := v.Session
 	if s == nil {

@@ -76,6 +76,8 @@ func (f *fakeService) ReportDeviceFlooding(context.Context, string, string, moni
 // to the rate limits.
 func (f *fakeService) CommandApplied(monitoring.CmdType, string) (bool, error) { return false, nil }
 
+func (f *fakeService) OpenAlarms() ([]monitoring.Alarm, error) { return nil, nil }
+
 func (f *fakeService) Organisation(string) (*monitoring.Organisation, error) {
 	return nil, errNotInFake
 }
