@@ -64,6 +64,7 @@ var apiRouteRoles = map[string]monitoring.OperatorRole{
 	"POST /api/v1/alarms/:id/acknowledge": monitoring.RoleOperator,
 	"POST /api/v1/alarms/:id/actions":     monitoring.RoleOperator,
 	"GET /api/v1/alarms/:id/urn":          monitoring.RoleOperator,
+	"POST /api/v1/alarms/:id/listen":      monitoring.RoleOperator,
 	"POST /api/v1/alarms/:id/close":       monitoring.RoleOperator,
 	"POST /api/v1/alarms/:id/reopen":      monitoring.RoleSupervisor,
 	"POST /api/v1/alarms/:id/cancel":      monitoring.RoleAdmin,

@@ -67,6 +67,7 @@ type monitoringService interface {
 	RaiseAlarm(ctx context.Context, cmdID, actor string, req monitoring.RaiseAlarmRequest) (*monitoring.Alarm, error)
 	Acknowledge(ctx context.Context, cmdID, operator, alarmID string, takeover bool) (*monitoring.Alarm, error)
 	LogAction(ctx context.Context, cmdID, operator, alarmID string, entry monitoring.TimelineEntry) (*monitoring.Alarm, error)
+	RequestListen(ctx context.Context, cmdID, operator, alarmID string, seconds int) (*monitoring.Alarm, error)
 	Close(ctx context.Context, cmdID, operator, alarmID string, resolution monitoring.Resolution, confirmation monitoring.Confirmation, note, noBriefingReason string) (*monitoring.Alarm, error)
 	Reopen(ctx context.Context, cmdID, operator, alarmID, reason string) (*monitoring.Alarm, error)
 	CancelAlarm(ctx context.Context, cmdID, actor, alarmID, pin string) (monitoring.CancelReply, error)
@@ -234,6 +235,15 @@ type ActionRequest struct {
 	Text      string                `json:"text,omitempty"`
 }
 
+// ListenRequest is the body of POST /api/v1/alarms/:id/listen: ask the
+// alarm's device to stream its audio, silently.
+type ListenRequest struct {
+	Command
+	// Seconds is how long the device streams, 10 to 600; 0 for
+	// monitoring.DefaultListenSeconds (120).
+	Seconds int `json:"seconds,omitempty"`
+}
+
 // CloseRequest is the body of POST /api/v1/alarms/:id/close.
 type CloseRequest struct {
 	Command
@@ -328,6 +338,7 @@ func (a *api) monitoringRoutes(g groups) {
 	g.operator.POST("/alarms/:id/acknowledge", a.acknowledge)
 	g.operator.POST("/alarms/:id/actions", a.logAction)
 	g.operator.GET("/alarms/:id/urn", a.urnFor)
+	g.operator.POST("/alarms/:id/listen", a.requestListen)
 	g.operator.POST("/alarms/:id/close", a.closeAlarm)
 	g.supervisor.POST("/alarms/:id/reopen", a.reopenAlarm)
 	g.admin.POST("/alarms/:id/cancel", a.cancelAlarm)
@@ -663,6 +674,18 @@ func (a *api) logAction(c *gin.Context) {
 // each force.
 func (a *api) urnFor(c *gin.Context) {
 	out, err := a.svc.URNFor(c.Param("id"))
+	reply(c, http.StatusOK, out, err)
+}
+
+// POST /api/v1/alarms/:id/listen {"id","seconds"}: the alarm's device is
+// asked to stream its audio for seconds, without showing anything; the
+// request is on the timeline as a listen_in entry by the caller.
+func (a *api) requestListen(c *gin.Context) {
+	var req ListenRequest
+	if !bindCommand(c, &req, &req.Command) {
+		return
+	}
+	out, err := a.svc.RequestListen(c.Request.Context(), req.ID, req.Actor, c.Param("id"), req.Seconds)
 	reply(c, http.StatusOK, out, err)
 }
 

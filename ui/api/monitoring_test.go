@@ -219,6 +219,17 @@ func TestAPIMonitoring_SessionAndAlarmLifecycle(t *testing.T) {
 		t.Fatalf("second operator's acknowledge: %d %s; want 409", code, raw)
 	}
 	mustSendAs(t, n, op1, 200, "POST", alarmPath+"/actions", obj{"id": "c-call", "kind": "call_worker", "outcome": "answered_safe"}, nil)
+	// A listen-in: the device is asked to stream its audio; the request is
+	// on the timeline by the caller, and a bad length names its field.
+	e = api.ErrorResponse{}
+	if code, raw := sendAs(t, n, op1, "POST", alarmPath+"/listen", obj{"id": "c-listen-0", "seconds": 5}, &e); code != http.StatusBadRequest || e.Field != "seconds" {
+		t.Fatalf("listen for 5 s: %d %s", code, raw)
+	}
+	var listening monitoring.Alarm
+	mustSendAs(t, n, op1, 200, "POST", alarmPath+"/listen", obj{"id": "c-listen"}, &listening)
+	if d := listening.ListenUntil.Sub(listening.ListenAt); d != monitoring.DefaultListenSeconds*time.Second {
+		t.Fatalf("listen-in for %s, want the default %d s: %+v", d, monitoring.DefaultListenSeconds, listening)
+	}
 	e = api.ErrorResponse{}
 	if code, raw := sendAs(t, n, op1, "POST", alarmPath+"/close", obj{"id": "c-close-0"}, &e); code != http.StatusUnprocessableEntity || e.Field != "resolution" {
 		t.Fatalf("close without resolution: %d %s", code, raw)
@@ -257,8 +268,11 @@ func TestAPIMonitoring_SessionAndAlarmLifecycle(t *testing.T) {
 	for _, en := range detail.Timeline {
 		kinds = append(kinds, string(en.Kind))
 	}
-	if got := strings.Join(kinds, ","); got != "raised,update,acknowledged,call_worker,closed" || detail.Alarm.Status != monitoring.StatusClosed {
+	if got := strings.Join(kinds, ","); got != "raised,update,acknowledged,call_worker,listen_in,closed" || detail.Alarm.Status != monitoring.StatusClosed {
 		t.Fatalf("timeline %s, alarm %+v", got, detail.Alarm)
+	}
+	if li := detail.Timeline[4]; li.Actor != "token:op1" || !strings.Contains(li.Text, "stream its audio for 120 s") {
+		t.Fatalf("listen-in entry %+v", li)
 	}
 	queue = api.AlarmsResponse{}
 	mustSend(t, n, 200, "GET", "/api/v1/alarms", nil, &queue)

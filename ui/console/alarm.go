@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -71,7 +72,9 @@ type alarmView struct {
 	CallOutcomes    []option
 	ContactOutcomes []option
 	Routes          []option
-	ClosedBy        string // the name of the operator who closed it
+	ListenChoices   []option  // the lengths of listen-in offered, in seconds
+	ListeningUntil  time.Time // a listen-in request runs until then; zero if none
+	ClosedBy        string    // the name of the operator who closed it
 }
 
 type option struct{ Value, Label string }
@@ -235,6 +238,16 @@ func (co *Console) loadAlarmView(c *gin.Context, id string) (*alarmView, error) 
 	}
 	v.Routes = []option{{monitoring.Route999, "999"}, {monitoring.Route101, "101"}}
 	v.ContactOutcomes = contactOutcomes
+	for _, n := range listenChoices {
+		label := fmt.Sprintf("%d s", n)
+		if n%60 == 0 {
+			label = fmt.Sprintf("%d min", n/60)
+		}
+		v.ListenChoices = append(v.ListenChoices, option{Value: strconv.Itoa(n), Label: label})
+	}
+	if a.Listening(time.Now()) {
+		v.ListeningUntil = a.ListenUntil
+	}
 	if a.ClosedBy != "" {
 		v.ClosedBy = names.operator(a.ClosedBy)
 	}
@@ -661,6 +674,33 @@ func (co *Console) prompt(c *gin.Context) {
 		return
 	}
 	if a, err = co.svc.Alarm(a.ID); err != nil {
+		co.failed(c, err, "", "", "")
+		return
+	}
+	co.done(c, a)
+}
+
+// listenChoices are the lengths of listen-in the alarm page offers, in
+// seconds.
+var listenChoices = []int{60, monitoring.DefaultListenSeconds, 300, monitoring.MaxListenSeconds}
+
+// POST /ui/alarms/:id/listen: seconds (one of listenChoices; empty for the
+// default). The alarm's device is asked to stream its audio without
+// showing anything, so it is offered for silent alarms too: covert
+// listening is how a duress alarm is verified. The request is on the
+// timeline as a listen_in entry by the operator, and audited.
+func (co *Console) listen(c *gin.Context) {
+	seconds := 0
+	if v := c.PostForm("seconds"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			co.failed(c, &monitoring.RuleError{Code: monitoring.CodeInvalid, Field: "seconds", Msg: "seconds is not a whole number"}, "", "", "")
+			return
+		}
+		seconds = n
+	}
+	a, err := co.svc.RequestListen(c.Request.Context(), cmdID(c), auth.OperatorOf(c).ID, c.Param("id"), seconds)
+	if err != nil {
 		co.failed(c, err, "", "", "")
 		return
 	}

@@ -73,6 +73,7 @@ type Monitoring interface {
 	URNFor(alarmID string) (*monitoring.URNCheck, error)
 	Acknowledge(ctx context.Context, cmdID, operator, alarmID string, takeover bool) (*monitoring.Alarm, error)
 	LogAction(ctx context.Context, cmdID, operator, alarmID string, entry monitoring.TimelineEntry) (*monitoring.Alarm, error)
+	RequestListen(ctx context.Context, cmdID, operator, alarmID string, seconds int) (*monitoring.Alarm, error)
 	Close(ctx context.Context, cmdID, operator, alarmID string, resolution monitoring.Resolution, confirmation monitoring.Confirmation, note, noBriefingReason string) (*monitoring.Alarm, error)
 	Reopen(ctx context.Context, cmdID, operator, alarmID, reason string) (*monitoring.Alarm, error)
 	SendPrompt(ctx context.Context, cmdID, actor string, req monitoring.PromptRequest) (*monitoring.DevicePrompt, error)
@@ -276,6 +277,7 @@ func (c *Console) Mount(r gin.IRouter) {
 	op.POST("/alarms/:id/close", c.closeAlarm)
 	op.POST("/alarms/:id/reopen", c.auth.Require(monitoring.RoleSupervisor), c.reopen)
 	op.POST("/alarms/:id/prompt", c.prompt)
+	op.POST("/alarms/:id/listen", c.listen)
 	op.POST("/resume/ticket", c.resumeTicket) // handover.go
 	op.GET("/sessions", c.boardPage)          // board.go
 	op.GET("/cluster", c.clusterPage)         // clusterpage.go

@@ -172,6 +172,56 @@ func TestConsole_TapTwicePrompt(t *testing.T) {
 	}
 }
 
+// The alarm page asks the device for audio, for a discreet alarm too (the
+// device shows nothing); the request is on the timeline by the operator,
+// in the audit log, and the page says until when the device streams. An
+// alarm nobody has taken is refused, naming the alarm.
+func TestConsole_ListenInRequest(t *testing.T) {
+	n, f, s := oliviaConsole(t)
+	ctx := context.Background()
+	discreet, err := n.Service.RaiseAlarm(ctx, "r1", "device:"+f.Ben.Device, monitoring.RaiseAlarmRequest{Type: monitoring.AlarmDiscreetPanic, DeviceID: f.Ben.Device})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := func(seconds string) (int, string) {
+		form := url.Values{"seconds": {seconds}, "csrf": {s.CSRF}, "cmd_id": {"listen-" + seconds}}
+		resp, body := s.Do(http.MethodPost, "/ui/alarms/"+discreet.ID+"/listen", form, map[string]string{"Accept": "application/json"})
+		return resp.StatusCode, body
+	}
+	if code, body := listen("60"); code != http.StatusConflict || !strings.Contains(body, "acknowledge") {
+		t.Fatalf("a listen-in before anyone took the alarm: %d %s; want 409", code, body)
+	}
+	if _, err := n.Service.Acknowledge(ctx, "ack", "olivia", discreet.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, body := s.Do(http.MethodGet, "/ui/alarms/"+discreet.ID, nil, nil); !strings.Contains(body, `id="listen-request"`) {
+		t.Fatal("the discreet alarm's page offers no listen-in")
+	}
+	if code, body := listen("5"); code != http.StatusUnprocessableEntity || !strings.Contains(body, `"field":"seconds"`) {
+		t.Fatalf("a listen-in of 5 s: %d %s; want 422 naming seconds", code, body)
+	}
+	if code, body := listen("300"); code != http.StatusOK {
+		t.Fatalf("listen-in: %d %s", code, body)
+	}
+	tl, err := n.Service.Timeline(discreet.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := tl[len(tl)-1]; last.Kind != monitoring.ActionListenIn || last.Actor != "olivia" || !strings.Contains(last.Text, "300 s") {
+		t.Fatalf("the last timeline entry %+v: want the listen-in by olivia", last)
+	}
+	audit, err := n.Service.AuditFor("alarm/" + discreet.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := audit[len(audit)-1]; last.Command != monitoring.CmdListenRequest.String() || last.Actor != "olivia" {
+		t.Fatalf("the last audit record %+v: want the listen-in", last)
+	}
+	if _, body := s.Do(http.MethodGet, "/ui/alarms/"+discreet.ID, nil, nil); !strings.Contains(body, `id="listening-until"`) {
+		t.Fatal("the page does not say the device is streaming")
+	}
+}
+
 // An alarm from a pooled device between sessions names no worker, and its
 // page says why, rather than naming its last user.
 func TestConsole_PooledDeviceBetweenSessions(t *testing.T) {
