@@ -62,8 +62,8 @@ type Config struct {
 	// means DefaultTelemetryFlush.
 	TelemetryFlush time.Duration
 	// ListeningInterval is how often a device is told, on down/alarm with
-	// status listening, that an operator has its alarm (presence.go of the
-	// downlink: listening.go); 0 means DefaultListeningInterval.
+	// status listening, that an operator has its alarm (listening.go); 0
+	// means DefaultListeningInterval.
 	ListeningInterval time.Duration
 	// WaitApplied, if set, waits until this node has applied everything
 	// the cluster committed before the call. A message refused for
