@@ -329,9 +329,17 @@ func TestAPIMonitoring_DuressPINLooksLikeSafePIN(t *testing.T) {
 	var safe, duress map[string]any
 	mustSend(t, n, 200, "POST", "/api/v1/sessions/"+sess.ID+"/checkin", obj{"id": "ci-1", "actor": "w1", "pin": "2468"}, &safe)
 	mustSend(t, n, 200, "POST", "/api/v1/sessions/"+sess.ID+"/checkin", obj{"id": "ci-2", "actor": "w1", "pin": "1357"}, &duress)
+	// The audio reference is a fresh ID each time, of one form: the
+	// duress alarm's ID, or one naming no alarm.
+	r1, _ := safe["audio_ref"].(string)
+	r2, _ := duress["audio_ref"].(string)
+	if len(r1) != len(r2) || r1 == "" || r1 == r2 {
+		t.Fatalf("audio references %q and %q: want two fresh IDs of one length", r1, r2)
+	}
 	for _, m := range []map[string]any{safe, duress} {
 		delete(m, "at") // the time of each check-in
 		delete(m, "next_due")
+		delete(m, "audio_ref")
 	}
 	s1, _ := json.Marshal(safe)
 	s2, _ := json.Marshal(duress)
@@ -340,8 +348,8 @@ func TestAPIMonitoring_DuressPINLooksLikeSafePIN(t *testing.T) {
 	}
 	var queue api.AlarmsResponse
 	mustSend(t, n, 200, "GET", "/api/v1/alarms", nil, &queue)
-	if len(queue.Alarms) != 1 || queue.Alarms[0].Type != monitoring.AlarmDuress || !queue.Alarms[0].DoNotCall {
-		t.Fatalf("queue = %+v", queue)
+	if len(queue.Alarms) != 1 || queue.Alarms[0].Type != monitoring.AlarmDuress || !queue.Alarms[0].DoNotCall || queue.Alarms[0].ID != r2 {
+		t.Fatalf("queue = %+v, want the duress alarm %s", queue, r2)
 	}
 }
 
