@@ -73,6 +73,7 @@ type alarmView struct {
 	ContactOutcomes []option
 	Routes          []option
 	ListenChoices   []option  // the lengths of listen-in offered, in seconds
+	ListenDefault   string    // the one chosen at first
 	ListeningUntil  time.Time // a listen-in request runs until then; zero if none
 	ClosedBy        string    // the name of the operator who closed it
 }
@@ -245,6 +246,7 @@ func (co *Console) loadAlarmView(c *gin.Context, id string) (*alarmView, error) 
 		}
 		v.ListenChoices = append(v.ListenChoices, option{Value: strconv.Itoa(n), Label: label})
 	}
+	v.ListenDefault = strconv.Itoa(monitoring.DefaultListenSeconds)
 	if a.Listening(time.Now()) {
 		v.ListeningUntil = a.ListenUntil
 	}

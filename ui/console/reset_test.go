@@ -194,8 +194,9 @@ func TestConsole_ListenInRequest(t *testing.T) {
 	if _, err := n.Service.Acknowledge(ctx, "ack", "olivia", discreet.ID, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, body := s.Do(http.MethodGet, "/ui/alarms/"+discreet.ID, nil, nil); !strings.Contains(body, `id="listen-request"`) {
-		t.Fatal("the discreet alarm's page offers no listen-in")
+	if _, body := s.Do(http.MethodGet, "/ui/alarms/"+discreet.ID, nil, nil); !strings.Contains(body, `id="listen-request"`) ||
+		!strings.Contains(body, `<option value="120" selected>2 min</option>`) {
+		t.Fatal("the discreet alarm's page offers no listen-in, or not for 2 minutes at first")
 	}
 	if code, body := listen("5"); code != http.StatusUnprocessableEntity || !strings.Contains(body, `"field":"seconds"`) {
 		t.Fatalf("a listen-in of 5 s: %d %s; want 422 naming seconds", code, body)
