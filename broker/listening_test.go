@@ -140,7 +140,7 @@ func TestListening_HeartbeatWhileTakenStopsOnClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	panic, err := svc.RaiseAlarm(ctx, "panic", "device:"+f.device, monitoring.RaiseAlarmRequest{Type: monitoring.AlarmDiscreetPanic, DeviceID: f.device})
+	discreet, err := svc.RaiseAlarm(ctx, "panic", "device:"+f.device, monitoring.RaiseAlarmRequest{Type: monitoring.AlarmDiscreetPanic, DeviceID: f.device})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestListening_HeartbeatWhileTakenStopsOnClose(t *testing.T) {
 	if got := statuses(t, w.collect(3*testListening), f.device, red.ID, broker.AlarmNoticeListening); len(got) != 0 {
 		t.Fatalf("listening before anyone took the alarm: %v", got)
 	}
-	for _, id := range []string{red.ID, panic.ID} {
+	for _, id := range []string{red.ID, discreet.ID} {
 		if _, err := svc.Acknowledge(ctx, "ack-"+id, "op1", id, false); err != nil {
 			t.Fatal(err)
 		}
@@ -158,7 +158,7 @@ func TestListening_HeartbeatWhileTakenStopsOnClose(t *testing.T) {
 	msgs := w.collect(span)
 	wantHeartbeat(t, msgs, f.device, red.ID, span)
 	for _, m := range msgs {
-		if strings.Contains(m.payload, panic.ID) {
+		if strings.Contains(m.payload, discreet.ID) {
 			t.Fatalf("the silent alarm reached the device: %v", m)
 		}
 	}
@@ -183,9 +183,14 @@ func TestListening_HeartbeatWhileTakenStopsOnClose(t *testing.T) {
 		t.Fatalf("police notice %v", police)
 	}
 	// Not for the silent alarm.
-	if _, err := svc.LogAction(ctx, "police-2", "op1", panic.ID, monitoring.TimelineEntry{Kind: monitoring.ActionPolice,
+	if _, err := svc.LogAction(ctx, "police-2", "op1", discreet.ID, monitoring.TimelineEntry{Kind: monitoring.ActionPolice,
 		Force: "Greater Manchester", Route: monitoring.RouteURN}); err != nil {
 		t.Fatal(err)
+	}
+	for _, m := range w.collect(3 * testListening) {
+		if strings.Contains(m.payload, discreet.ID) {
+			t.Fatalf("the silent alarm's police call reached the device: %v", m)
+		}
 	}
 
 	// The device moves to the third node, a follower too: that node sends
@@ -208,7 +213,7 @@ func TestListening_HeartbeatWhileTakenStopsOnClose(t *testing.T) {
 	msgs = w.collect(span)
 	wantHeartbeat(t, msgs, f.device, red.ID, span)
 	for _, m := range msgs {
-		if strings.Contains(m.payload, panic.ID) {
+		if strings.Contains(m.payload, discreet.ID) {
 			t.Fatalf("the silent alarm reached the device: %v", m)
 		}
 	}
