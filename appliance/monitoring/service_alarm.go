@@ -171,6 +171,13 @@ func (s *Service) CancelAlarm(ctx context.Context, cmdID, actor, alarmID, pin st
 		if err != nil {
 			return err
 		}
+		// The device knows a duress alarm raised at a session action only
+		// as an audio reference, which after the Safe PIN names no alarm:
+		// a cancel of it is answered as for no alarm, before any PIN is
+		// checked, as the Safe PIN's reference is (audioref.go).
+		if ref, err := getAudioRef(txn, alarmID); err != nil || ref != nil {
+			return cmp.Or(err, error(&RuleError{Code: CodeNotFound, Field: "alarm_id", Msg: fmt.Sprintf("no alarm %q", alarmID)}))
+		}
 		if err := checkCancel(a, deviceID); err != nil {
 			// A resend of the cancel that closed it gets its first reply
 			// from propose.

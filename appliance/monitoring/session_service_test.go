@@ -66,6 +66,34 @@ func TestSessionService_SafeAndDuressRepliesIdentical(t *testing.T) {
 	}
 }
 
+// A device that sends an alarm/cancel for the audio reference of a session
+// action gets the same refusal whichever PIN made it, though after the
+// Duress PIN the reference is an alarm's ID.
+func TestSessionService_AudioRefCannotBeCancelled(t *testing.T) {
+	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	var errs [2]string
+	for i, pin := range []string{"1111", "2222"} {
+		n := mustSingle(t, now)
+		seedService(t, n.Service)
+		if _, err := n.Service.StartSession(ctx, "start", "device:d1", monitoring.StartSessionRequest{SessionID: "s1", WorkerID: "w1", DeviceID: "d1", Duration: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := n.Service.CheckIn(ctx, "c1", "device:d1", "s1", pin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = n.Service.CancelAlarm(ctx, "x1", "device:d1", r.AudioRef, "1111")
+		if !errors.Is(err, monitoring.ErrNotFound) {
+			t.Fatalf("PIN %s: cancel of the audio reference: %v, want not found", pin, err)
+		}
+		errs[i] = strings.ReplaceAll(err.Error(), r.AudioRef, "<ref>")
+	}
+	if errs[0] != errs[1] {
+		t.Fatalf("the refusals differ:\nsafe   %s\nduress %s", errs[0], errs[1])
+	}
+}
+
 // sameIDForm reports whether a and b are IDs of one form: the same length,
 // with letters and digits, and anything else, in the same places.
 func sameIDForm(a, b string) bool {
