@@ -219,7 +219,7 @@ func TestListening_HeartbeatWhileTakenStopsOnClose(t *testing.T) {
 	}
 
 	// Closed: the heartbeat stops.
-	if _, err := third.Service.Close(ctx, "close", "op1", red.ID, monitoring.ResolutionWorkerSafe, monitoring.ConfirmedByWorker, "safe"); err != nil {
+	if _, err := third.Service.Close(ctx, "close", "op1", red.ID, monitoring.ResolutionWorkerSafe, monitoring.ConfirmedByWorker, "safe", "no contacts on file (test)"); err != nil {
 		t.Fatal(err)
 	}
 	w.wait(t, f.device, broker.DownAlarm, `"closed"`)

@@ -60,7 +60,7 @@ func mustScriptDirectory(t *testing.T, p *vigilProc) (ruth, callum uitest.Device
 				{"name": "Daniel Okafor", "phone": "07700 900302", "relation": "next of kin"}}},
 		{"id": "w-callum", "name": "Callum Price", "org_id": "severnvale", "phone": "07700 900311", "team": "Mental health outreach",
 			"important": map[string]string{"special_handling": "Hard of hearing in the left ear"},
-			"contacts": []map[string]string{{"name": "Hannah Reid", "phone": "01632 960101", "relation": "duty manager"}}},
+			"contacts":  []map[string]string{{"name": "Hannah Reid", "phone": "01632 960101", "relation": "duty manager"}}},
 	}
 	creds := make([]uitest.DeviceCred, len(workers))
 	for i, w := range workers {
