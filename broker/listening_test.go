@@ -166,7 +166,7 @@ func TestListening_HeartbeatWhileTakenStopsOnClose(t *testing.T) {
 	// The police are called: the device is told so, without the force or
 	// the reference.
 	if _, err := svc.LogAction(ctx, "police", "op1", red.ID, monitoring.TimelineEntry{Kind: monitoring.ActionPolice,
-		Force: "Greater Manchester", Route: monitoring.RouteURN, Reference: "GM-123"}); err != nil {
+		Force: "Greater Manchester", Route: monitoring.Route999, Reference: "GM-123"}); err != nil {
 		t.Fatal(err)
 	}
 	got := w.wait(t, f.device, broker.DownAlarm, `"police"`)
@@ -184,7 +184,7 @@ func TestListening_HeartbeatWhileTakenStopsOnClose(t *testing.T) {
 	}
 	// Not for the silent alarm.
 	if _, err := svc.LogAction(ctx, "police-2", "op1", discreet.ID, monitoring.TimelineEntry{Kind: monitoring.ActionPolice,
-		Force: "Greater Manchester", Route: monitoring.RouteURN}); err != nil {
+		Force: "Greater Manchester", Route: monitoring.Route999}); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range w.collect(3 * testListening) {

@@ -87,6 +87,22 @@ func (g *gen) pick(xs []string) string {
 
 // alarm picks an alarm: mostly an open one of replica A, else any ID
 // generated so far (closed, refused or never raised).
+// closedAlarms returns the alarms of g that replica A holds closed.
+func (g *gen) closedAlarms() []string {
+	var out []string
+	if err := g.a.db.View(func(txn *badger.Txn) error {
+		for _, id := range g.alarms {
+			if a, err := LookupAlarm(txn, id); err == nil && a.Status == StatusClosed {
+				out = append(out, id)
+			}
+		}
+		return nil
+	}); err != nil {
+		g.t.Fatal(err)
+	}
+	return out
+}
+
 func (g *gen) alarm() string {
 	if g.r.IntN(3) != 0 {
 		var open []Alarm
@@ -294,7 +310,13 @@ func (g *gen) step() {
 		g.add(CmdCloseAlarmConfirmed, CloseAlarmCmd{Header: g.hdr(op), AlarmID: g.alarm(), Resolution: res, Confirmation: conf, Note: "n",
 			NoBriefingReason: why, Rules: len(g.alarms) % 2})
 	case n < 71:
-		g.add(CmdReopenAlarm, reopenAlarmCmd{Header: g.hdr(op), AlarmID: g.pick(g.alarms), Reason: g.pick([]string{"", "rang back"})})
+		// Half of the time among the closed alarms, without a new draw:
+		// closes are rarer under the briefing rule, and a reopen needs one.
+		from := g.alarms
+		if closed := g.closedAlarms(); len(closed) > 0 && len(g.cmds)%2 == 0 {
+			from = closed
+		}
+		g.add(CmdReopenAlarm, reopenAlarmCmd{Header: g.hdr(op), AlarmID: g.pick(from), Reason: g.pick([]string{"", "rang back"})})
 	case n < 79:
 		id := g.id("s")
 		g.session = append(g.session, id)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -203,6 +202,16 @@ func TestBrowser_ScriptedRedAlertAndSession(t *testing.T) {
 	expectDown(t, ruthAlarms, "the acknowledgement", alarmR, `"acknowledged"`)
 	olivia.waitJS("the audio", `!!document.querySelector("#audio audio[src$='/audio.wav']")`)
 	settle := func() { olivia.waitJS("the page to settle", `window.vigilRefreshing === false`) }
+	// The operator asks the device for more audio: the device streams it,
+	// showing nothing; while the alarm is taken the device hears that an
+	// operator is listening.
+	listens := ruth.watch("listen")
+	olivia.Do("ask the device for audio", chromedp.Click(chromedp.ID("listen-request")))
+	expectDown(t, listens, "the listen-in request", alarmR, `"seconds"`)
+	ruth.audioFrom(alarmR, 3, 3)
+	olivia.waitJS("the listen-in request on the timeline", `document.querySelector("#timeline").textContent.includes("asked the device to stream its audio")`)
+	settle()
+	expectDown(t, ruthAlarms, "the operator-listening heartbeat", alarmR, `"listening"`)
 	olivia.Do("listened in", chromedp.Click(chromedp.ID("log-listen")))
 	olivia.waitJS("listening on the timeline", `document.querySelector("#timeline").textContent.includes("Listened in")`)
 	settle()
@@ -212,6 +221,7 @@ func TestBrowser_ScriptedRedAlertAndSession(t *testing.T) {
 	olivia.Do("police on the URN", chromedp.SetValue(chromedp.CSS(`.urn-form input[name=reference]`), "GLOS-2612-0871"),
 		chromedp.Click(chromedp.CSS(`.urn-form button`)))
 	olivia.waitJS("the police call", `document.querySelector("#timeline").textContent.includes("via lone-worker URN")`)
+	expectDown(t, ruthAlarms, "the police notice", alarmR, `"police"`)
 	settle()
 	olivia.Do("brief the first contact", chromedp.Click(chromedp.CSS(`#contacts li:first-child form:has(input[name=outcome][value=briefed]) button`)))
 	olivia.waitJS("the contact briefed", `document.querySelector("#contacts li.briefed") !== null`)
@@ -245,9 +255,17 @@ func TestBrowser_ScriptedRedAlertAndSession(t *testing.T) {
 	olivia.navigate("/ui/")
 	olivia.waitJS("the missed check-in in the queue", rowOf(missed.ID)+` !== null`)
 	end := callum.send("session/end", map[string]any{"session_id": "visit-orchard-close", "pin": "1357"})
-	if !strings.Contains(string(end), `"status":"ended"`) {
-		t.Fatalf("the device's reply to the Duress-PIN end: %s", end)
+	var ended struct {
+		Status   string `json:"status"`
+		AudioRef string `json:"audio_ref"`
 	}
+	if err := json.Unmarshal(end, &ended); err != nil || ended.Status != "ended" || ended.AudioRef == "" {
+		t.Fatalf("the device's reply to the Duress-PIN end: %s (%v)", end, err)
+	}
+	// The device, shown an ordinary end, streams its audio to the
+	// reference every PIN action gives it: here it reaches the duress
+	// alarm.
+	callum.audio(ended.AudioRef, 2)
 	var duress apiAlarm
 	clustertest.PollUntil(t, 10*time.Second, "the duress alarm", func() bool {
 		for _, a := range openAlarms(t, procs[0]) {
@@ -268,6 +286,10 @@ func TestBrowser_ScriptedRedAlertAndSession(t *testing.T) {
 	olivia.Do("acknowledge", chromedp.Click(chromedp.ID("ack")))
 	olivia.waitJS("claimed", `document.getElementById("claimed-by").textContent.includes("Claimed by you") && window.vigilRefreshing === false`)
 	olivia.waitJS("the Update for the visit", `document.getElementById("update-text").textContent.includes("22 Orchard Close")`)
+	olivia.waitJS("the audio sent after the Duress PIN", `!!document.querySelector("#audio audio[src$='/audio.wav']")`)
+	if duress.ID != ended.AudioRef {
+		t.Errorf("the duress alarm %s is not the audio reference %s the device was given", duress.ID, ended.AudioRef)
+	}
 	olivia.Do("police on the URN", chromedp.SetValue(chromedp.CSS(`.urn-form input[name=reference]`), "GLOS-2612-0902"),
 		chromedp.Click(chromedp.CSS(`.urn-form button`)))
 	olivia.waitJS("the police call", `document.querySelector("#timeline").textContent.includes("via lone-worker URN")`)
@@ -312,5 +334,4 @@ func TestBrowser_ScriptedRedAlertAndSession(t *testing.T) {
 			}
 		}
 	}
-	fmt.Fprint(io.Discard) // keep fmt for the messages above as they grow
 }

@@ -196,8 +196,14 @@ func (d *device) walk(svc *monitoring.Service, points [][2]float64) {
 // audio streams seconds of a tone as pcm_s16le 8 kHz mono chunks.
 func (d *device) audio(alarmID string, seconds int) {
 	d.t.Helper()
+	d.audioFrom(alarmID, 0, seconds)
+}
+
+// audioFrom streams seconds more of the tone, from chunk from on.
+func (d *device) audioFrom(alarmID string, from, seconds int) {
+	d.t.Helper()
 	const rate = 8000
-	for s := range seconds {
+	for s := from; s < from+seconds; s++ {
 		pcm := make([]byte, 2*rate)
 		for i := range rate {
 			t := float64(s*rate+i) / rate
