@@ -723,7 +723,7 @@ func (c *cli) clusterCmd(ctx context.Context, args []string) error {
 // devclusterEnv is what vigil devcluster needs from the command line.
 func (c *cli) devclusterEnv() devcluster.Env {
 	return devcluster.Env{
-		Stdout: c.stdout, Stderr: c.stderr,
+		Stdout: c.stdout, Stderr: c.stderr, Stdin: os.Stdin,
 		ParseArgs: parseArgs, UsageError: usageErr, NewLogger: newLogger,
 		CheckLogLevel: func(level string) error {
 			_, err := parseLevel(level)

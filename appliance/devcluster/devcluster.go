@@ -19,6 +19,7 @@
 package devcluster
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,6 +32,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -54,6 +56,10 @@ const (
 	// devStopTimeout is how long devcluster waits for a child to stop after
 	// SIGTERM before it kills it.
 	devStopTimeout = 15 * time.Second
+	// devStartGrace: a node that exits this soon after devcluster started
+	// it failed to start (a port in use, a bad data directory), and
+	// devcluster stops; later, the other two go on serving.
+	devStartGrace = 10 * time.Second
 	// maxDemoDevices bounds --demo-devices: a demo, not a load test.
 	maxDemoDevices = 500
 	// demoLeaderTimeout bounds the demo's wait for the cluster's first
@@ -68,6 +74,9 @@ type Env struct {
 	// Stdout and Stderr are the command's outputs; the nodes' output goes
 	// to them too, each line prefixed with the node's name.
 	Stdout, Stderr io.Writer
+	// Stdin, if set, is read for the key that starts stopped nodes again
+	// ("r" and Enter).
+	Stdin io.Reader
 	// ParseArgs parses the flags of fs in args, before, between or after
 	// the positional arguments, and returns the positional ones. Its error
 	// for a bad flag is the one UsageError returns; for -h, flag.ErrHelp.
@@ -151,9 +160,43 @@ type devNode struct {
 	clusterAddr string
 	httpAddr    string
 	mqttAddr    string
+	args        []string // vigil serve's, to start it again
 	cmd         *exec.Cmd
-	done        chan struct{}
+	done        chan struct{} // closed when this run of cmd exits
 	err         error
+}
+
+// start starts the node's process (again), with the executable exe and
+// env; exits receives the node when this run ends.
+func (n *devNode) start(exe string, env []string, stdout, stderr io.Writer, exits chan<- *devNode) error {
+	n.cmd = exec.Command(exe, n.args...)
+	// The children ignore the terminal's Ctrl-C (their own process
+	// group): devcluster stops them in order, and a second Ctrl-C still
+	// reaches devcluster.
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	n.cmd.Env, n.cmd.Stdout, n.cmd.Stderr = env, stdout, stderr
+	n.done, n.err = make(chan struct{}), nil
+	if err := n.cmd.Start(); err != nil {
+		close(n.done)
+		return err
+	}
+	cmd, done := n.cmd, n.done
+	go func() {
+		err := cmd.Wait()
+		n.err = err
+		close(done)
+		exits <- n
+	}()
+	return nil
+}
+
+func (n *devNode) running() bool {
+	select {
+	case <-n.done:
+		return false
+	default:
+		return true
+	}
 }
 
 // Command runs vigil devcluster with args (after "devcluster") until ctx
@@ -245,8 +288,11 @@ func Command(ctx context.Context, args []string, env Env) error {
 
 	var outMu sync.Mutex
 	started := nodes[:0:0]
+	childEnv := devEnv(os.Environ(), env.EnvPrefix)
+	exits := make(chan *devNode, 2*devNodes)
+	outs := map[*devNode][2]io.Writer{}
 	for _, n := range nodes {
-		n.cmd = exec.Command(exe, "serve",
+		n.args = []string{"serve",
 			"--data-dir", n.dataDir,
 			"--node-id", n.name,
 			"--cluster-addr", n.clusterAddr,
@@ -255,24 +301,16 @@ func Command(ctx context.Context, args []string, env Env) error {
 			"--mqtt-ws-addr", "",
 			"--bootstrap-expect", strings.Join(peers, ","),
 			"--log-level", o.logLevel,
-		)
-		// The children ignore the terminal's Ctrl-C (their own process
-		// group): devcluster stops them in order, and a second Ctrl-C
-		// still reaches devcluster.
-		n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		n.cmd.Env = devEnv(os.Environ(), env.EnvPrefix)
-		n.cmd.Stdout = &prefixWriter{mu: &outMu, w: env.Stdout, prefix: n.name + " | "}
-		n.cmd.Stderr = &prefixWriter{mu: &outMu, w: env.Stderr, prefix: n.name + " | "}
-		if err := n.cmd.Start(); err != nil {
+		}
+		outs[n] = [2]io.Writer{&prefixWriter{mu: &outMu, w: env.Stdout, prefix: n.name + " | "},
+			&prefixWriter{mu: &outMu, w: env.Stderr, prefix: n.name + " | "}}
+		if err := n.start(exe, childEnv, outs[n][0], outs[n][1], exits); err != nil {
 			stopDevNodes(started, env.Stderr)
 			return fmt.Errorf("cannot start %s: %w", n.name, err)
 		}
-		go func() {
-			n.err = n.cmd.Wait()
-			close(n.done)
-		}()
 		started = append(started, n)
 	}
+	startedAt := time.Now()
 
 	outMu.Lock()
 	fmt.Fprintf(env.Stdout, "vigil devcluster: three nodes on loopback, data in %s\n", o.dir)
@@ -281,6 +319,7 @@ func Command(ctx context.Context, args []string, env Env) error {
 			n.name, n.httpAddr, n.mqttAddr, n.clusterAddr, n.dataDir, n.cmd.Process.Pid)
 	}
 	fmt.Fprintf(env.Stdout, "Status: vigil status --addr http://%s --data-dir %s   Stop: Ctrl-C\n", nodes[0].httpAddr, nodes[0].dataDir)
+	fmt.Fprintf(env.Stdout, "A node that stops (try: kill -9 <pid>) leaves the other two serving. Start it again: type r and Enter, or kill -HUP %d\n", os.Getpid())
 	outMu.Unlock()
 
 	// The demo stops first on Ctrl-C: its devices drain their outboxes
@@ -295,17 +334,74 @@ func Command(ctx context.Context, args []string, env Env) error {
 		go func() { demoDone <- d.run(demoCtx) }()
 	}
 
-	// Run until Ctrl-C, or until a node exits on its own (a port in use, a
-	// bad data directory): a development cluster with a dead node would
-	// only hide the problem. So does a demo that fails.
+	// Run until Ctrl-C. A node that exits on its own in its first
+	// seconds (a port in use, a bad data directory) stops everything: a
+	// development cluster that never formed would only hide the problem.
+	// One that exits later (killed, crashed) leaves the other two serving,
+	// as an appliance's loss would; r and Enter, or SIGHUP, starts every
+	// stopped node again. So does a demo that fails.
+	restart := make(chan string, 1)
+	if env.Stdin != nil {
+		go readRestartKeys(env.Stdin, restart)
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	restartStopped := func(why string) {
+		outMu.Lock()
+		defer outMu.Unlock()
+		stopped := false
+		for _, n := range nodes {
+			if n.running() {
+				continue
+			}
+			stopped = true
+			if err := n.start(exe, childEnv, outs[n][0], outs[n][1], exits); err != nil {
+				fmt.Fprintf(env.Stderr, "vigil devcluster: cannot start %s again: %v\n", n.name, err)
+				continue
+			}
+			fmt.Fprintf(env.Stdout, "vigil devcluster: started %s again (%s), pid %d; it catches up from the others\n", n.name, why, n.cmd.Process.Pid)
+		}
+		if !stopped {
+			fmt.Fprintln(env.Stdout, "vigil devcluster: every node is running")
+		}
+	}
 	var failed *devNode
 	var demoErr error
 	demoOver := false
-	select {
-	case <-ctx.Done():
-	case failed = <-firstDone(nodes):
-	case demoErr = <-demoDone:
-		demoOver = true
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case n := <-exits:
+			if time.Since(startedAt) < devStartGrace {
+				failed = n
+				break loop
+			}
+			up := 0
+			for _, m := range nodes {
+				if m.running() {
+					up++
+				}
+			}
+			outMu.Lock()
+			fmt.Fprintf(env.Stdout, "vigil devcluster: %s exited (%v); %d of %d nodes run", n.name, n.err, up, devNodes)
+			if up*2 > devNodes {
+				fmt.Fprintf(env.Stdout, ": the cluster keeps serving.")
+			} else {
+				fmt.Fprintf(env.Stdout, ": no majority, so nothing can be saved until a node is back.")
+			}
+			fmt.Fprintf(env.Stdout, " Start it again: type r and Enter, or kill -HUP %d\n", os.Getpid())
+			outMu.Unlock()
+		case k := <-restart:
+			restartStopped("key " + k)
+		case <-hup:
+			restartStopped("SIGHUP")
+		case demoErr = <-demoDone:
+			demoOver = true
+			break loop
+		}
 	}
 	stopDemo()
 	if demoDone != nil && !demoOver {
@@ -356,16 +452,18 @@ func devEnv(env []string, prefix string) []string {
 	return out
 }
 
-// firstDone returns a channel that receives the first node to exit.
-func firstDone(nodes []*devNode) <-chan *devNode {
-	ch := make(chan *devNode, len(nodes))
-	for _, n := range nodes {
-		go func() {
-			<-n.done
-			ch <- n
-		}()
+// readRestartKeys sends on restart each line of in that asks to start the
+// stopped nodes again ("r"), until in ends.
+func readRestartKeys(in io.Reader, restart chan<- string) {
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		if k := strings.TrimSpace(sc.Text()); strings.EqualFold(k, "r") {
+			select {
+			case restart <- k:
+			default:
+			}
+		}
 	}
-	return ch
 }
 
 // stopDevNodes sends SIGTERM to every running node and waits, killing any

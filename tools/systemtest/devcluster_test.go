@@ -45,8 +45,9 @@ func mustFreePortRun(t *testing.T, n int) int {
 }
 
 // TestDevcluster_RunsThreeNodesAndStopsOnInterrupt runs what make run runs:
-// vigil devcluster must start three processes that form one cluster, and
-// Ctrl-C (SIGINT) must stop all three cleanly.
+// vigil devcluster must start three processes that form one cluster; a
+// node SIGKILLed leaves the other two serving and SIGHUP starts it again;
+// and Ctrl-C (SIGINT) must stop all three cleanly.
 func TestDevcluster_RunsThreeNodesAndStopsOnInterrupt(t *testing.T) {
 	if testing.Short() {
 		t.Skip("system test: builds vigil and runs it")
@@ -55,6 +56,7 @@ func TestDevcluster_RunsThreeNodesAndStopsOnInterrupt(t *testing.T) {
 	base := mustFreePortRun(t, 6)
 	clusterPort, httpPort := base, base+3
 	dir := t.TempDir()
+	started := time.Now()
 	p, a := startDevcluster(t, bin, dir, "--log-level", "warn",
 		"--cluster-port", strconv.Itoa(clusterPort), "--http-port", strconv.Itoa(httpPort), "--mqtt-port", "0")
 	httpAddrs := devclusterHTTPAddrs(httpPort)
@@ -84,10 +86,58 @@ func TestDevcluster_RunsThreeNodesAndStopsOnInterrupt(t *testing.T) {
 		}
 	}
 
+	// A node killed after the start leaves the other two serving; SIGHUP
+	// starts it again, and it rejoins.
+	if wait := time.Until(started.Add(12 * time.Second)); wait > 0 {
+		time.Sleep(wait) // past devcluster's start-up grace, when an exit means a node failed to start
+	}
+	pid := nodePID(t, string(log), "node3")
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill node3 (pid %d): %v", pid, err)
+	}
+	clustertest.PollUntil(t, leaderTimeout, "devcluster to say node3 exited and the cluster keeps serving", func() bool {
+		if !p.running() {
+			t.Fatalf("vigil devcluster exited when node3 was killed: %s", p.run.cmdState())
+		}
+		b, _ := os.ReadFile(p.logPath)
+		return strings.Contains(string(b), "node3 exited") && strings.Contains(string(b), "the cluster keeps serving")
+	})
+	clustertest.PollUntil(t, leaderTimeout, "node1 and node2 agreeing on a leader without node3", func() bool {
+		st1, err1 := a.status(httpAddrs[0])
+		st2, err2 := a.status(httpAddrs[1])
+		return err1 == nil && err2 == nil && st1.LeaderID != "" && st1.LeaderID != "node3" && st1.LeaderID == st2.LeaderID
+	})
+	if err := p.run.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	clustertest.PollUntil(t, leaderTimeout, "node3 started again and back in the cluster", func() bool {
+		st, err := a.status(httpAddrs[2])
+		return err == nil && st.LeaderID != "" && len(st.Members) == 3
+	})
+	if b, _ := os.ReadFile(p.logPath); !strings.Contains(string(b), "started node3 again (SIGHUP)") {
+		t.Errorf("devcluster did not say it started node3 again:\n%s", b)
+	}
+
 	log = interruptDevcluster(t, p, a, httpAddrs)
 	if !strings.Contains(string(log), "all nodes stopped") {
 		t.Errorf("devcluster did not report that all nodes stopped:\n%s", log)
 	}
+}
+
+// nodePID returns the pid devcluster printed for node name in log.
+func nodePID(t *testing.T, log, name string) int {
+	t.Helper()
+	for _, l := range strings.Split(log, "\n") {
+		f := strings.Fields(l)
+		if len(f) > 2 && f[0] == name && f[len(f)-2] == "pid" {
+			pid, err := strconv.Atoi(f[len(f)-1])
+			if err == nil {
+				return pid
+			}
+		}
+	}
+	t.Fatalf("devcluster printed no pid for %s:\n%s", name, log)
+	return 0
 }
 
 // startDevcluster starts vigil devcluster --dir dir with args, its log
