@@ -53,11 +53,36 @@ func demoPassword() string {
 	return string(b)
 }
 
+// keptPasswords returns the passwords of the accounts written to path by
+// an earlier run (user name to password), or none.
+func keptPasswords(path string) map[string]string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 3 {
+			out[f[0]] = f[1]
+		}
+	}
+	return out
+}
+
 // createDemoAccounts creates (or resets) the demo's console accounts through
 // the node at httpAddr whose data directory is dataDir, and writes them to
-// path for the person running the demo.
-func createDemoAccounts(ctx context.Context, httpAddr, dataDir, path string) ([]demoAccount, error) {
+// path for the person running the demo. The passwords of an earlier run
+// written there are kept, unless reset: yesterday's sign-in still works.
+func createDemoAccounts(ctx context.Context, httpAddr, dataDir, path string, reset bool) ([]demoAccount, error) {
 	accounts := demoAccounts()
+	if !reset {
+		kept := keptPasswords(path)
+		for i, a := range accounts {
+			if pw := kept[a.ID]; len(pw) >= monitoring.MinPasswordLen {
+				accounts[i].Password = pw
+			}
+		}
+	}
 	for _, a := range accounts {
 		req := console.SetupOperatorRequest{ID: a.ID, Name: a.Name, Role: a.Role, Password: a.Password, Unlock: true}
 		if err := setupPost(ctx, httpAddr, dataDir, "/operators", req, nil); err != nil {

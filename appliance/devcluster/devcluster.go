@@ -113,6 +113,7 @@ type devclusterOptions struct {
 	demo          bool
 	demoDevices   int
 	demoAlarmRate float64
+	demoReset     bool
 }
 
 func devclusterFlags(out io.Writer, defaultLogLevel string) (*flag.FlagSet, *devclusterOptions) {
@@ -127,6 +128,7 @@ func devclusterFlags(out io.Writer, defaultLogLevel string) (*flag.FlagSet, *dev
 	fs.BoolVar(&o.demo, "demo", false, "once the cluster is up, provision demo customers, workers and devices and run the device simulator (make run)")
 	fs.IntVar(&o.demoDevices, "demo-devices", sim.DefaultDemoDevices, "number of simulated `devices` with --demo")
 	fs.Float64Var(&o.demoAlarmRate, "demo-alarm-rate", sim.DefaultDemoAlarmRate, "random alarms per device per `hour` with --demo")
+	fs.BoolVar(&o.demoReset, "demo-reset", false, "with --demo, make new console passwords, API token and device secrets and PINs instead of keeping the last run's")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: vigil devcluster [flags]
 
@@ -543,17 +545,33 @@ func (d *devDemo) simulate(ctx context.Context) error {
 	}
 	run := strconv.FormatInt(time.Now().UnixMilli(), 36)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
-	// A new token each run: names are unique, and the data of earlier
-	// runs is kept.
+	// The token, the console's passwords and the devices' secrets and PINs
+	// of an earlier run are kept, so that yesterday's commands still work,
+	// unless --demo-reset: then new ones, and the old ones stop working.
 	tokPath := filepath.Join(d.o.dir, "api-token.txt")
-	token, err := createDemoToken(ctx, d.nodes[0].httpAddr, d.nodes[0].dataDir, tokPath, "devcluster-"+run)
-	if err != nil {
-		return err
+	credPath := filepath.Join(d.o.dir, "demo-credentials.json")
+	token := ""
+	if !d.o.demoReset {
+		token = keptToken(ctx, api, tokPath)
 	}
-	fmt.Fprintf(d.out, "provisioning %d demo workers and devices through %s\n", d.o.demoDevices, api)
-	creds, err := sim.ProvisionDemo(ctx, sim.API{URL: api, Token: token}, run, d.o.demoDevices, rng)
-	if err != nil {
-		return err
+	if token == "" {
+		var err error
+		if token, err = createDemoToken(ctx, d.nodes[0].httpAddr, d.nodes[0].dataDir, tokPath, "devcluster-"+run); err != nil {
+			return err
+		}
+	}
+	var creds []sim.Credential
+	if !d.o.demoReset {
+		creds = keptCredentials(ctx, api, token, credPath, d.o.demoDevices)
+	}
+	if creds != nil {
+		fmt.Fprintf(d.out, "reusing the %d demo devices, their secrets and PINs of the last run (%s; --demo-reset makes new ones)\n", len(creds), credPath)
+	} else {
+		fmt.Fprintf(d.out, "provisioning %d demo workers and devices through %s\n", d.o.demoDevices, api)
+		var err error
+		if creds, err = sim.ProvisionDemo(ctx, sim.API{URL: api, Token: token}, run, d.o.demoDevices, rng); err != nil {
+			return err
+		}
 	}
 	// Each broker checks secrets against its own node's state: wait until
 	// every node has applied what node1 applied.
@@ -561,11 +579,10 @@ func (d *devDemo) simulate(ctx context.Context) error {
 		return err
 	}
 	accPath := filepath.Join(d.o.dir, "console-accounts.txt")
-	accounts, err := createDemoAccounts(ctx, d.nodes[0].httpAddr, d.nodes[0].dataDir, accPath)
+	accounts, err := createDemoAccounts(ctx, d.nodes[0].httpAddr, d.nodes[0].dataDir, accPath, d.o.demoReset)
 	if err != nil {
 		return err
 	}
-	credPath := filepath.Join(d.o.dir, "demo-credentials.json")
 	if err := sim.WriteCredentials(credPath, creds); err != nil {
 		return err
 	}
@@ -627,6 +644,48 @@ func (d *devDemo) simulate(ctx context.Context) error {
 	fmt.Fprintln(d.out, "simulator stopped")
 	sim.WriteSummary(d.out, s.Summary())
 	return err
+}
+
+// keptToken returns the API token an earlier run wrote to path if the
+// cluster still takes it, else "".
+func keptToken(ctx context.Context, api, path string) string {
+	b, err := os.ReadFile(path)
+	tok := strings.TrimSpace(string(b))
+	if err != nil || tok == "" {
+		return ""
+	}
+	var st ui.ClusterStatus
+	if getStatus(ctx, &http.Client{Timeout: 5 * time.Second}, api, tok, &st) != nil {
+		return ""
+	}
+	return tok
+}
+
+// keptCredentials returns the demo devices' credentials an earlier run
+// wrote to path, if there are n of them and the cluster still knows every
+// device, else nil.
+func keptCredentials(ctx context.Context, api, token, path string, n int) []sim.Credential {
+	creds, err := sim.ReadCredentials(path)
+	if err != nil || len(creds) != n {
+		return nil
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	for _, c := range creds {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, api+"/api/v1/devices/"+c.DeviceID, nil)
+		if err != nil {
+			return nil
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil
+		}
+	}
+	return creds
 }
 
 // waitDevLeader waits until node n knows a leader.

@@ -152,6 +152,37 @@ func TestDevcluster_DemoRaisesAlarmsAndSessionsAndStopsOnInterrupt(t *testing.T)
 	if simStop < 0 || nodesStop < simStop {
 		t.Errorf("want the simulator stopped (at %d), then all nodes (at %d):\n%s", simStop, nodesStop, log)
 	}
+
+	// A second run keeps the first's token, passwords and device
+	// credentials: yesterday's commands still work.
+	creds, _ := os.ReadFile(credPath)
+	firstToken := withToken.token
+	p.start()
+	clustertest.PollUntil(t, demoTimeout, "the second run to reuse the demo devices", func() bool {
+		if !p.running() {
+			t.Fatalf("the second vigil devcluster --demo exited: %s", p.run.cmdState())
+		}
+		b, _ := os.ReadFile(p.logPath)
+		return strings.Contains(string(b), "reusing the 6 demo devices")
+	})
+	clustertest.PollUntil(t, demoTimeout, "an alarm of the second run", func() bool {
+		var r struct {
+			Alarms []owned `json:"alarms"`
+		}
+		return get("/api/v1/alarms", &r) && len(r.Alarms) > 0
+	})
+	if b, _ := os.ReadFile(tokPath); strings.TrimSpace(string(b)) != firstToken {
+		t.Errorf("the second run changed the API token")
+	}
+	if b, _ := os.ReadFile(credPath); string(b) != string(creds) {
+		t.Errorf("the second run changed the device credentials")
+	}
+	if again, _ := os.ReadFile(accPath); string(again) != string(accounts) {
+		t.Errorf("the second run changed the console passwords:\n%s\nthen\n%s", accounts, again)
+	} else if status := consoleSignIn(t, api, "operator", password); status != http.StatusSeeOther {
+		t.Errorf("signing in with the first run's password after the second start: HTTP %d, want 303", status)
+	}
+	interruptDevcluster(t, p, a, devclusterHTTPAddrs(httpPort))
 }
 
 // consoleSignIn signs in to the console at api as user and returns the
