@@ -63,7 +63,7 @@ func TestBrowser_EscalationReminderLive(t *testing.T) {
 	olivia.Do("log no answer for Priya Nair", chromedp.Evaluate[chromedp.Void](outcome("Priya Nair", "no_answer")))
 	olivia.waitJS("Priya's state and Tom next", `document.querySelectorAll("#contacts .contact-state")[0].textContent.includes("no answer at") && `+
 		`document.querySelectorAll("#contacts .contact-state")[1].textContent.includes("next, due at")`)
-	olivia.shot("escalation-1-no-answer")
+	olivia.shot("24-escalation-no-answer")
 
 	// The wait passes: the banner appears on the open page.
 	const banner = `!document.getElementById("contact-reminder").hidden && ` +
@@ -85,7 +85,7 @@ func TestBrowser_EscalationReminderLive(t *testing.T) {
 		t.Fatal("the page was reloaded to show the reminder")
 	}
 	olivia.waitJS("Tom due now", `document.querySelectorAll("#contacts .contact-state")[1].textContent.includes("due now")`)
-	olivia.shot("escalation-2-reminder")
+	olivia.shot("25-escalation-reminder")
 
 	// Tom is briefed: the banner goes; the genuine close needs no reason.
 	olivia.Do("log Tom Hughes briefed", chromedp.Evaluate[chromedp.Void](outcome("Tom Hughes", "briefed")))

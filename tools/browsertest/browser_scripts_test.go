@@ -227,6 +227,7 @@ func TestBrowser_ScriptedRedAlertAndSession(t *testing.T) {
 	olivia.waitJS("the contact briefed", `document.querySelector("#contacts li.briefed") !== null`)
 	settle()
 	olivia.waitJS("every procedure step ticked by the actions", `document.querySelectorAll("#procedure li.done").length === 4`)
+	olivia.waitJS("the close form's warnings gone with them, live", `document.getElementById("steps-left") === null && document.getElementById("briefing-hint") === null`)
 	olivia.shot("21-red-alert-worked")
 	olivia.Do("close", chromedp.SetValue(chromedp.ID("resolution"), "incident_handled"),
 		chromedp.SetValue(chromedp.ID("confirmation"), "police_attended"),
