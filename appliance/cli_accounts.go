@@ -241,6 +241,9 @@ func newSetupClient(env CommandEnv, config, dataDirFlag, addr string) (*setupCli
 	}
 	base := addr
 	if base == "" {
+		base = nodeURL(dataDir) // where the node said it listens
+	}
+	if base == "" {
 		base = localURL(httpAddr)
 	}
 	if !strings.Contains(base, "://") {
@@ -270,6 +273,24 @@ func nodeClientTLS(dataDir string) *tls.Config {
 
 // localURL is the URL that reaches a node listening on addr from the same
 // machine: a wildcard address is reached on loopback.
+// HTTPURLFile is the file, in the data directory, where a node writes the
+// URL its API listens on when it opens; the commands run on the appliance
+// read it (nodeURL).
+const HTTPURLFile = "http-url"
+
+// nodeURL returns the URL the node of dataDir wrote that its API listens
+// on, or "" if it wrote none.
+func nodeURL(dataDir string) string {
+	if dataDir == "" {
+		return ""
+	}
+	b, err := os.ReadFile(filepath.Join(dataDir, HTTPURLFile))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
 func localURL(addr string) string {
 	scheme := "http"
 	if s, rest, ok := strings.Cut(addr, "://"); ok {

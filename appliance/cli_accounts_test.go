@@ -175,3 +175,26 @@ func TestSetup_OperatorCommand(t *testing.T) {
 		t.Fatalf("an unknown subcommand: %v", err)
 	}
 }
+
+// A command run with only the node's data directory finds the node's API
+// where the node wrote that it listens, not at the default :8080.
+func TestSetup_CommandsFindTheNodeFromItsDataDir(t *testing.T) {
+	n := appliancetest.MustNode(t, nil)
+	if b, err := os.ReadFile(filepath.Join(n.DataDir(), appliance.HTTPURLFile)); err != nil || strings.TrimSpace(string(b)) != "http://"+n.HTTPAddr() {
+		t.Fatalf("%s holds %q (%v), want http://%s", appliance.HTTPURLFile, b, err, n.HTTPAddr())
+	}
+	var out, errOut bytes.Buffer
+	err := appliance.OperatorCommand(context.Background(), []string{"list", "--data-dir", n.DataDir()}, appliance.CommandEnv{
+		Stdout: &out, Stderr: &errOut,
+		// No configuration file: its defaults, the API on 127.0.0.1:8080.
+		LoadConfig: func(string) (string, string, error) { return "./data", appliance.DefaultHTTPAddr, nil },
+	})
+	if err != nil {
+		t.Fatalf("vigil operator list --data-dir: %v\n%s%s", err, &out, &errOut)
+	}
+	var st bytes.Buffer
+	if code := appliance.RunCLI(context.Background(), &st, &st, func(string) (string, bool) { return "", false },
+		[]string{"vigil", "status", "--data-dir", n.DataDir()}); code != 0 || !strings.Contains(st.String(), "Leader:") {
+		t.Fatalf("vigil status --data-dir: exit %d\n%s", code, &st)
+	}
+}

@@ -537,7 +537,7 @@ func addrFlag(fs *flag.FlagSet, lookupEnv func(string) (string, bool)) *string {
 	if v, ok := lookupEnv(EnvPrefix + "ADDR"); ok && v != "" {
 		def = v
 	}
-	return fs.String("addr", def, "`URL` of any node's HTTP API (default $VIGIL_ADDR, else "+DefaultAPIURL+")")
+	return fs.String("addr", def, "`URL` of any node's HTTP API (default $VIGIL_ADDR, else the API of the node of --data-dir or --config, else "+DefaultAPIURL+")")
 }
 
 // clientAuthHelp is the part of a client command's help about its token.
@@ -569,6 +569,44 @@ Flags:
 	return fs, addr, asJSON, auth
 }
 
+// localAddr returns the API a client command talks to: --addr or
+// $VIGIL_ADDR when given; else the URL the node of the command's data
+// directory (--data-dir, or data_dir of --config or $VIGIL_CONFIG) wrote
+// that it listens on, or that configuration's http_addr; else addr, the
+// default.
+func (c *cli) localAddr(fs *flag.FlagSet, addr string, o *authOptions) string {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "addr" })
+	if v, env := c.lookupEnv(EnvPrefix + "ADDR"); given || env && v != "" {
+		return addr
+	}
+	path := o.config
+	if path == "" {
+		path, _ = c.lookupEnv(EnvPrefix + "CONFIG")
+	}
+	var cfg *Config
+	if path != "" {
+		if cf, err := LoadConfig(path, c.lookupEnv); err == nil {
+			cfg = &cf
+		}
+	}
+	dataDir := o.dataDir
+	if dataDir == "" && cfg != nil {
+		dataDir = cfg.DataDir
+	}
+	if u := nodeURL(dataDir); u != "" {
+		return u
+	}
+	if cfg != nil {
+		scheme := "http"
+		if cfg.httpsOn() {
+			scheme = "https"
+		}
+		return localURL(scheme + "://" + cfg.HTTPAddr)
+	}
+	return addr
+}
+
 func (c *cli) status(ctx context.Context, args []string) error {
 	fs, addr, asJSON, auth := statusFlags(c.stderr, c.lookupEnv)
 	pos, err := parseArgs(fs, args)
@@ -578,7 +616,7 @@ func (c *cli) status(ctx context.Context, args []string) error {
 	if len(pos) > 0 {
 		return usageErr(fs, "unexpected argument %q", pos[0])
 	}
-	client, err := newAPIClient(*addr, DefaultClientTimeout)
+	client, err := newAPIClient(c.localAddr(fs, *addr, auth), DefaultClientTimeout)
 	if err != nil {
 		return err
 	}
@@ -689,7 +727,7 @@ func (c *cli) clusterCmd(ctx context.Context, args []string) error {
 	if len(pos) == 0 {
 		return usageErr(fs, "missing subcommand: join or remove")
 	}
-	client, err := newAPIClient(*addr, DefaultClientTimeout)
+	client, err := newAPIClient(c.localAddr(fs, *addr, auth), DefaultClientTimeout)
 	if err != nil {
 		return err
 	}

@@ -238,6 +238,11 @@ func (n *Node) Open(ctx context.Context) error {
 		return fmt.Errorf("cannot open the operator console: %w", err)
 	}
 	n.httpLn = ln
+	// The commands run on the appliance (vigil status, operator, token)
+	// find the API here rather than guess the default address.
+	if err := os.WriteFile(filepath.Join(n.cfg.DataDir, HTTPURLFile), []byte(localURL(n.httpScheme()+"://"+ln.Addr().String())+"\n"), 0o600); err != nil {
+		n.logger.Warn("cannot write where the API listens for the local commands", "error", err)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc(provisioning.JoinPath, n.serveJoin)
 	mux.Handle("/", n.web.Handler())

@@ -320,7 +320,7 @@ func Command(ctx context.Context, args []string, env Env) error {
 		fmt.Fprintf(env.Stdout, "  %s  api http://%s  mqtt %s  cluster %s  data %s  pid %d\n",
 			n.name, n.httpAddr, n.mqttAddr, n.clusterAddr, n.dataDir, n.cmd.Process.Pid)
 	}
-	fmt.Fprintf(env.Stdout, "Status: vigil status --addr http://%s --data-dir %s   Stop: Ctrl-C\n", nodes[0].httpAddr, nodes[0].dataDir)
+	fmt.Fprintf(env.Stdout, "Status: %s status --data-dir %s   Stop: Ctrl-C\n", shellPath(exe), nodes[0].dataDir)
 	fmt.Fprintf(env.Stdout, "A node that stops (try: kill -9 <pid>) leaves the other two serving. Start it again: type r and Enter, or kill -HUP %d\n", os.Getpid())
 	outMu.Unlock()
 
@@ -452,6 +452,17 @@ func devEnv(env []string, prefix string) []string {
 		}
 	}
 	return out
+}
+
+// shellPath is how to type the executable exe in the current directory:
+// relative when it is below it ("./bin/vigil"), else as it is.
+func shellPath(exe string) string {
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, exe); err == nil && !strings.HasPrefix(rel, "..") {
+			return "./" + rel
+		}
+	}
+	return exe
 }
 
 // readRestartKeys sends on restart each line of in that asks to start the
