@@ -10,7 +10,7 @@ GOBIN    := $(shell $(GO) env GOPATH)/bin
 
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build run test soak bench chaos chaos-powercut fuzz lint tools deps clean deb deb-test
+.PHONY: all build run test soak bench chaos chaos-powercut fuzz lint tools deps clean deb deb-test image image-test
 
 all: lint test build
 
@@ -62,6 +62,28 @@ chaos: build
 	{ $(DEPS_SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(DEPS_SUDO) apt-get install -y -qq iproute2 nftables >/dev/null; }
 	cd tools && $(GO) build -o ../bin/chaos ./chaos/cmd/chaos
 	./bin/chaos -vigil ./$(BIN) -faults $(FAULTS) $(if $(SEED),-seed $(SEED)) $(if $(KINDS),-kinds $(KINDS))
+
+## image: the container image (images/Dockerfile): a static vigil FROM
+## scratch with the build host's CA certificates and a non-root user
+## (10001), tagged $(IMAGE):$(VERSION) and $(IMAGE):latest. Nothing is
+## pulled: the build context (bin/image) holds everything the image has
+IMAGE      ?= vigil
+IMAGE_CTX  := bin/image
+IMAGE_UID  := 10001
+CA_BUNDLE  ?= /etc/ssl/certs/ca-certificates.crt
+image:
+	@command -v docker >/dev/null || { echo "make image: docker is missing: apt-get install docker.io"; exit 1; }
+	@test -r $(CA_BUNDLE) || { echo "make image: $(CA_BUNDLE) is missing: apt-get install ca-certificates"; exit 1; }
+	rm -rf $(IMAGE_CTX)
+	mkdir -p $(IMAGE_CTX)/rootfs/usr/bin $(IMAGE_CTX)/rootfs/etc/ssl/certs $(IMAGE_CTX)/rootfs/tmp $(IMAGE_CTX)/data
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(IMAGE_CTX)/rootfs/usr/bin/vigil .
+	cp $(CA_BUNDLE) $(IMAGE_CTX)/rootfs/etc/ssl/certs/ca-certificates.crt
+	printf 'root:x:0:0:root:/:/sbin/nologin\nvigil:x:$(IMAGE_UID):$(IMAGE_UID):Vigil:/var/lib/vigil:/sbin/nologin\n' >$(IMAGE_CTX)/rootfs/etc/passwd
+	printf 'root:x:0:\nvigil:x:$(IMAGE_UID):\n' >$(IMAGE_CTX)/rootfs/etc/group
+	chmod 1777 $(IMAGE_CTX)/rootfs/tmp
+	chmod 0700 $(IMAGE_CTX)/data
+	docker build --pull=false --build-arg VERSION=$(VERSION) -f images/Dockerfile \
+		-t $(IMAGE):$(VERSION) -t $(IMAGE):latest $(IMAGE_CTX)
 
 ## chaos-powercut: a run of 50 faults of every kind, power cuts among them
 ## (two in seven): about 15 minutes. SEED=n replays one.
