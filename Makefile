@@ -76,7 +76,7 @@ image:
 	@test -r $(CA_BUNDLE) || { echo "make image: $(CA_BUNDLE) is missing: apt-get install ca-certificates"; exit 1; }
 	rm -rf $(IMAGE_CTX)
 	mkdir -p $(IMAGE_CTX)/rootfs/usr/bin $(IMAGE_CTX)/rootfs/etc/ssl/certs $(IMAGE_CTX)/rootfs/tmp $(IMAGE_CTX)/data
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(IMAGE_CTX)/rootfs/usr/bin/vigil .
+	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(IMAGE_CTX)/rootfs/usr/bin/vigil .
 	cp $(CA_BUNDLE) $(IMAGE_CTX)/rootfs/etc/ssl/certs/ca-certificates.crt
 	printf 'root:x:0:0:root:/:/sbin/nologin\nvigil:x:$(IMAGE_UID):$(IMAGE_UID):Vigil:/var/lib/vigil:/sbin/nologin\n' >$(IMAGE_CTX)/rootfs/etc/passwd
 	printf 'root:x:0:\nvigil:x:$(IMAGE_UID):\n' >$(IMAGE_CTX)/rootfs/etc/group
