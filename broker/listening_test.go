@@ -117,8 +117,11 @@ func wantHeartbeat(t *testing.T, msgs []timedMsg, device, alarmID string, span t
 	if want := int(span/testListening) - 2; len(at) < want {
 		t.Fatalf("%d listening notices for %s in %s, want at least %d; received %v", len(at), alarmID, span, want, msgs)
 	}
+	// A tick delivered late under load is followed by one on time: gaps
+	// vary around the interval. What must not happen is notices sent in
+	// bursts, or a gap of several intervals.
 	for i := 1; i < len(at); i++ {
-		if gap := at[i].Sub(at[i-1]); gap < testListening/2 || gap > 2*testListening {
+		if gap := at[i].Sub(at[i-1]); gap < testListening/4 || gap > 3*testListening {
 			t.Fatalf("listening notices %s apart, want about %s", gap, testListening)
 		}
 	}
