@@ -47,6 +47,12 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 // Release ends the read transaction.
 func (s *fsmSnapshot) Release() { s.txn.Discard() }
 
+// WriteSnapshot writes every key of the state that txn reads, the host's
+// keys (the applied index, the command records) included, as a snapshot
+// stream: what Raft sends a follower that is too far behind, and what a
+// backup holds. ScanSnapshot reads it back.
+func WriteSnapshot(txn *badger.Txn, w io.Writer) error { return writeSnapshot(txn, w) }
+
 func writeSnapshot(txn *badger.Txn, w io.Writer) error {
 	crc := crc32.New(crcTable)
 	bw := bufio.NewWriterSize(io.MultiWriter(w, crc), 256<<10)
@@ -84,6 +90,19 @@ func writeSnapshot(txn *badger.Txn, w io.Writer) error {
 // readSnapshot loads a snapshot stream into an empty database, checking its
 // checksum before the last batch is flushed.
 func readSnapshot(r io.Reader, db *badger.DB) error {
+	wb := db.NewWriteBatch()
+	defer wb.Cancel()
+	if err := ScanSnapshot(r, func(k, v []byte) error { return wb.Set(k, v) }); err != nil {
+		return err
+	}
+	return wb.Flush()
+}
+
+// ScanSnapshot reads a snapshot stream (WriteSnapshot's), calling record
+// with each key and value in key order, and checks the stream's checksum
+// at its end: a caller must not trust what it was given before ScanSnapshot
+// returned nil. record owns the slices it is given.
+func ScanSnapshot(r io.Reader, record func(key, value []byte) error) error {
 	br := bufio.NewReaderSize(r, 256<<10)
 	cr := &crcReader{r: br, h: crc32.New(crcTable)}
 	head := make([]byte, len(snapMagic)+1)
@@ -96,8 +115,6 @@ func readSnapshot(r io.Reader, db *badger.DB) error {
 	if head[len(snapMagic)] != snapVersion {
 		return fmt.Errorf("unknown snapshot version %d", head[len(snapMagic)])
 	}
-	wb := db.NewWriteBatch()
-	defer wb.Cancel()
 	for {
 		klen, err := binary.ReadUvarint(cr)
 		if err != nil {
@@ -121,7 +138,7 @@ func readSnapshot(r io.Reader, db *badger.DB) error {
 		if err != nil {
 			return fmt.Errorf("snapshot value: %w", err)
 		}
-		if err := wb.Set(key, val); err != nil {
+		if err := record(key, val); err != nil {
 			return err
 		}
 	}
@@ -132,7 +149,7 @@ func readSnapshot(r io.Reader, db *badger.DB) error {
 	if got, want := cr.h.Sum32(), binary.BigEndian.Uint32(sum[:]); got != want {
 		return fmt.Errorf("snapshot checksum mismatch: %08x, want %08x", got, want)
 	}
-	return wb.Flush()
+	return nil
 }
 
 // maxSnapKey is the longest key a snapshot may hold: Badger's own limit.
