@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/dgraph-io/badger/v4"
@@ -103,6 +104,27 @@ func (s *Service) DiagState() (DiagState, error) {
 		return err
 	})
 	return out, err
+}
+
+// Backup writes this node's whole state, as of one applied index, to w as
+// a snapshot stream (cluster.WriteSnapshot), in one read transaction:
+// head is called first with that index and the state's hash (StateHash),
+// for the caller to write before the state.
+func (s *Service) Backup(w io.Writer, head func(applied uint64, hash []byte) error) error {
+	return s.view(func(txn *badger.Txn) error {
+		applied, err := cluster.AppliedIndex(txn)
+		if err != nil {
+			return err
+		}
+		hash, err := StateHash(txn)
+		if err != nil {
+			return err
+		}
+		if err := head(applied, hash); err != nil {
+			return err
+		}
+		return cluster.WriteSnapshot(txn, w)
+	})
 }
 
 // DiagAlarms returns every alarm ever raised, in the order they were

@@ -103,6 +103,7 @@ type Service interface {
 	commandService
 	audioService
 	accountService
+	backupService
 }
 
 var _ Service = (*monitoring.Service)(nil)
@@ -161,11 +162,12 @@ func New(c ui.Cluster, svc Service, az *auth.Auth, bundles Bundler, logger *slog
 	g.admin.DELETE("/cluster/members/:id", h.removeMember)
 	g.admin.POST("/diag/records", h.postDiagRecord)
 	g.admin.GET("/diag/records", h.getDiagRecords)
-	h.monitoringRoutes(g)       // monitoring.go
-	h.commandRoutes(g.operator) // commands.go
-	h.audioRoutes(g.operator)   // audio.go
-	h.diagStateRoutes(g.admin)  // diagstate.go
-	h.accountRoutes(g.admin)    // accounts.go
+	g.admin.GET("/backup", h.backup) // backup.go
+	h.monitoringRoutes(g)            // monitoring.go
+	h.commandRoutes(g.operator)      // commands.go
+	h.audioRoutes(g.operator)        // audio.go
+	h.diagStateRoutes(g.admin)       // diagstate.go
+	h.accountRoutes(g.admin)         // accounts.go
 	for _, mount := range mounts {
 		mount(r)
 	}
