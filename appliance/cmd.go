@@ -55,6 +55,8 @@ Commands:
   cluster      change cluster membership (join, remove)
   replace-node remove a failed appliance and print a join token for its replacement
   operator     manage console operator accounts (the first admin at set-up)
+  backup       write the cluster's state to an encrypted file (backup inspect: show what one holds)
+  restore      install a backup in a new appliance's data directory
   token        manage the REST API's tokens (create, list, disable), or make a join token (token join)
   devcluster   run a three-node cluster on this machine for development
   sim          simulate devices against the brokers, for demos and load
@@ -100,6 +102,10 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		err = c.joinCmd(ctx, rest)
 	case "replace-node":
 		err = c.replaceNodeCmd(ctx, rest)
+	case "backup":
+		err = c.backupCmd(ctx, rest)
+	case "restore":
+		err = c.restoreCmd(ctx, rest)
 	case "token":
 		if len(rest) > 0 && rest[0] == "join" {
 			err = c.trustTokenCmd(rest[1:])
@@ -154,6 +160,18 @@ func (c *cli) help(args []string) error {
 	case "sim":
 		simcmd.Usage(c.stdout, c.simEnv())
 		return nil
+	case "backup", "restore":
+		h := &cli{stdout: c.stdout, stderr: c.stdout, lookupEnv: c.lookupEnv}
+		var err error
+		if args[0] == "backup" {
+			err = h.backupCmd(context.Background(), []string{"-h"})
+		} else {
+			err = h.restoreCmd(context.Background(), []string{"-h"})
+		}
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
 	case "init", "join", "replace-node":
 		// Their flags are made by the command itself: ask it for -h, on
 		// stdout.
