@@ -327,7 +327,8 @@ func (n *Node) ensureTrust() error {
 	return nil
 }
 
-// Close stops the HTTP API, letting requests in flight finish for up to
+// Close hands leadership to another voter if this node leads, then stops
+// the HTTP API, letting requests in flight finish for up to
 // DefaultShutdownTimeout, then the MQTT broker, then the cluster node. It is safe to call twice
 // and on a node that was never opened.
 func (n *Node) Close() error {
@@ -336,6 +337,12 @@ func (n *Node) Close() error {
 		defer n.mu.Unlock()
 		if !n.opened {
 			return
+		}
+		// A leader hands over first, while everything still serves: the
+		// others have a leader before this node's parts stop, not an
+		// election timeout after (a rolling upgrade's SIGTERM).
+		if err := n.cluster.TransferLeadership(); err != nil {
+			n.logger.Warn("stopping without handing leadership over", logKeyError, err)
 		}
 		var errs []error
 		if n.pprof != nil {
