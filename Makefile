@@ -10,7 +10,7 @@ GOBIN    := $(shell $(GO) env GOPATH)/bin
 
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build run test soak bench chaos chaos-powercut fuzz lint tools deps clean deb deb-test image image-test
+.PHONY: all build run test soak bench chaos chaos-powercut fuzz lint tools deps clean deb deb-test image image-test upgrade-test
 
 all: lint test build
 
@@ -35,6 +35,15 @@ test:
 soak:
 	VIGIL_SOAK=1 $(GO) test -count=1 -timeout 30m -run 'TestSoak' -v ./...
 	cd tools && VIGIL_SOAK=1 $(GO) test -count=1 -timeout 30m -run 'TestSoak' -v ./...
+
+## upgrade-test: a rolling upgrade under device load from the previous
+## commit's vigil (FROM=rev, default HEAD~1; needs the git history) to this
+## tree's: three processes, each follower then the leader stopped with
+## SIGTERM and started on the new binary; fails on a lost alarm or nodes
+## that disagree, and logs each step's longest time without a PUBACK
+## (docs/install.md, "Upgrading")
+upgrade-test:
+	cd tools && VIGIL_UPGRADE_TEST=1 $(if $(FROM),VIGIL_UPGRADE_FROM=$(FROM)) $(GO) test -count=1 -timeout 15m -run 'TestUpgrade_' -v ./systemtest/
 
 ## bench: Vigil side by side with Mosquitto and etcd, on loopback
 ## (docs/performance.md); installs mosquitto and etcd-server from Debian's
