@@ -1,6 +1,7 @@
 package monitoring
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -79,11 +80,49 @@ func init() {
 	}
 }
 
+// rulesKnown is the newest rules version of each command type that has
+// them (the Rules field of its body): what this build's Service sets. A
+// command under a newer version comes from a newer node, during a rolling
+// upgrade; applying it under older rules would let this node diverge
+// without a word, so Apply stops the node instead (docs/install.md,
+// "Upgrading"). TestFSM_RulesKnownAreTheServicesNewest keeps the table
+// equal to what the Service proposes.
+var rulesKnown = map[CmdType]int{
+	CmdSessionAction: RulesReleasePooled,
+	CmdAcknowledge:   RulesContactReminder,
+	CmdLogAction:     RulesContactOutcome,
+	CmdCloseAlarm:    RulesBriefing,
+	// The confirmed close has the close's body (CloseAlarmCmd).
+	CmdCloseAlarmConfirmed: RulesBriefing,
+	CmdDeviceStatus:        RulesLowBattery,
+}
+
+// rulesKey is how a body that carries a rules version begins the field.
+var rulesKey = []byte(`"rules"`)
+
+// rulesTooNew reports whether body, a command of type t, asks for rules
+// newer than this build knows, with the version asked and the newest known.
+// Only the types in rulesKnown are checked: a type this build gives no
+// versions is applied as before.
+func rulesTooNew(t CmdType, body []byte) (asked, known int, newer bool) {
+	known, versioned := rulesKnown[t]
+	if !versioned || !bytes.Contains(body, rulesKey) {
+		return 0, known, false // most commands: no version, so the oldest rules
+	}
+	var v struct {
+		Rules int `json:"rules"`
+	}
+	if json.Unmarshal(body, &v) != nil {
+		return 0, 0, false // the handler refuses it as malformed
+	}
+	return v.Rules, known, v.Rules > known
+}
+
 // Apply applies one command inside txn. It is deterministic: it reads and
 // writes txn and nothing else, and takes the time from the command. A
 // returned error refuses the command, and nothing has been written. An
-// unknown command type, or a failure to read or write the state, stops the
-// node with a panic: going on would let this node diverge from the others.
+// unknown command type, a rules version newer than this build knows, or a
+// failure to read or write the state, stops the node with a panic: going on would let this node diverge from the others.
 func (f *FSM) Apply(txn *badger.Txn, e cluster.Entry) ([]byte, error) {
 	t, body, err := decode(e.Data)
 	if err != nil {
@@ -96,6 +135,10 @@ func (f *FSM) Apply(txn *badger.Txn, e cluster.Entry) ([]byte, error) {
 	if !ok {
 		panic(fmt.Sprintf("monitoring: entry %d (command ID %q) has unknown command type %d: "+
 			"this node is older than the node that proposed it; upgrade it", e.Index, e.ID, byte(t)))
+	}
+	if v, known, newer := rulesTooNew(t, body); newer {
+		panic(fmt.Sprintf("monitoring: entry %d (command ID %q) is a %s under rules version %d, newer than the %d this node knows: "+
+			"this node is older than the node that proposed it; upgrade it", e.Index, e.ID, t, v, known))
 	}
 	c := &applyCtx{txn: txn, entry: e}
 	resp, err := h(c, body)
