@@ -34,6 +34,7 @@ var apiRouteRoles = map[string]monitoring.OperatorRole{
 	"GET /api/v1/diag/alarms":   monitoring.RoleAdmin,
 	"GET /api/v1/diag/audit":    monitoring.RoleAdmin,
 	"GET /api/v1/diag/commands": monitoring.RoleAdmin,
+	"GET /api/v1/backup":        monitoring.RoleAdmin,
 
 	"POST /api/v1/organisations":    monitoring.RoleAdmin,
 	"GET /api/v1/organisations":     monitoring.RoleOperator,
