@@ -106,10 +106,16 @@ func TestUpgrade_RollingFromThePreviousCommit(t *testing.T) {
 		t.Helper()
 		time.Sleep(upgradeSettle) // a steady stream before the step
 		start := time.Now()
+		wasLeader, newBinary := i == c.Leader(), c.nodes[i].bin == newBin
+		logged := logSize(t, c.nodes[i].logPath)
 		if kill {
 			c.nodes[i].kill()
 		} else {
 			c.nodes[i].stop()
+		}
+		// A leader of this tree stopped cleanly says whom it handed over to.
+		if wasLeader && newBinary && !kill && !strings.Contains(logSince(t, c.nodes[i].logPath, logged), "handed leadership over") {
+			t.Errorf("%s led and was stopped with SIGTERM, but did not log handing leadership over", c.nodes[i].name)
 		}
 		c.nodes[i].bin = bin
 		c.nodes[i].start()
@@ -204,6 +210,24 @@ func mustBuildRevision(t *testing.T, rev string) string {
 		t.Fatalf("go build of %s: %v\n%s", rev, err, out)
 	}
 	return bin
+}
+
+// logSize is the size of the log at path.
+func logSize(t *testing.T, path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// logSince is what the log at path holds after its first from bytes.
+func logSince(t *testing.T, path string, from int64) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b[min(from, int64(len(b))):])
 }
 
 // mustCatchUp waits until node i answers, knows the leader, and has
