@@ -88,7 +88,8 @@ func init() {
 // "Upgrading"). TestFSM_RulesKnownAreTheServicesNewest keeps the table
 // equal to what the Service proposes.
 var rulesKnown = map[CmdType]int{
-	CmdSessionAction: RulesReleasePooled,
+	CmdSessionAction: RulesSessionAudioRef,
+	CmdAudioChunk:    RulesAudioChunkRef,
 	CmdAcknowledge:   RulesContactReminder,
 	CmdLogAction:     RulesContactOutcome,
 	CmdCloseAlarm:    RulesBriefing,

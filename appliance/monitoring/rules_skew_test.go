@@ -57,6 +57,7 @@ var rulesCmdTypes = map[string][]CmdType{
 	"logActionCmd":     {CmdLogAction},
 	"CloseAlarmCmd":    {CmdCloseAlarm, CmdCloseAlarmConfirmed},
 	"deviceStatusCmd":  {CmdDeviceStatus},
+	"audioChunkCmd":    {CmdAudioChunk},
 }
 
 // The table of known rules versions is what the Service proposes: every
