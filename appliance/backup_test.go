@@ -306,4 +306,25 @@ func TestBackup_UnderLoadRestoredIntoANewCluster(t *testing.T) {
 	if got, _ := strconv.ParseUint(m[1], 10, 64); got < want.AppliedIndex || got == want.AppliedIndex && h[1] != hex.EncodeToString(want.Hash) {
 		t.Fatalf("the stopped node's backup is at index %d hash %s; its API said %d hash %x", got, h[1], want.AppliedIndex, want.Hash)
 	}
+
+	// Over a data directory that holds state only with --force, which
+	// keeps the node's ID and trust; the node then starts with the
+	// backup's state.
+	stopped := &box{dir: stoppedDir, clusterAddr: clustertest.FreeAddr(t), httpAddr: clustertest.FreeAddr(t)}
+	code, _, errOut = runCLI(t, nil, append([]string{"restore", "--key-file", key, file}, stopped.flags()...)...)
+	if code == appliance.ExitOK || !strings.Contains(errOut, "--force") {
+		t.Fatalf("restore over a node's state: exit %d, %s", code, errOut)
+	}
+	idBefore, _ := os.ReadFile(filepath.Join(stoppedDir, "node-id"))
+	code, out, errOut = runCLI(t, nil, append([]string{"restore", "--force", "--key-file", key, file}, stopped.flags()...)...)
+	if code != appliance.ExitOK {
+		t.Fatalf("restore --force: exit %d: %s %s", code, out, errOut)
+	}
+	if idAfter, _ := os.ReadFile(filepath.Join(stoppedDir, "node-id")); string(idAfter) != string(idBefore) || len(idBefore) == 0 {
+		t.Fatalf("restore --force changed the node ID from %q to %q", idBefore, idAfter)
+	}
+	stopped.serve(t)
+	if st, err := stopped.node.Service().DiagState(); err != nil || st.AppliedIndex != index || hex.EncodeToString(st.Hash) != hash {
+		t.Fatalf("after restore --force the node is at index %d hash %x (%v); the backup at %d hash %s", st.AppliedIndex, st.Hash, err, index, hash)
+	}
 }
