@@ -85,7 +85,7 @@ Flags:
 			meta, err = backupDataDir(c, auth, w)
 			return err
 		}
-		meta, err = backupAPI(ctx, c, *addr, auth, w)
+		meta, err = backupAPI(ctx, c, c.localAddr(fs, *addr, auth), auth, w)
 		return err
 	}
 	if err := writeBackupFile(*out, key, write); err != nil {
