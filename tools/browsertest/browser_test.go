@@ -381,12 +381,14 @@ func TestBrowser_AlarmEndToEnd(t *testing.T) {
 	olivia.waitJS("the refusal shown", `!document.getElementById("action-error").hidden && document.getElementById("action-error").textContent.includes("choose a resolution") && `+
 		`document.querySelector("#close-form + .form-error").textContent.includes("choose a resolution")`)
 	olivia.shot("05-close-refused")
+	// The first contact confirmed Amira's welfare: the close asks for no
+	// reason why nobody was briefed.
+	olivia.waitJS("no briefing asked for", `document.getElementById("no-briefing") === null`)
 	if a, err := svc.Alarm(alarmA); err != nil || a.Status == "closed" {
 		t.Fatalf("closed without a resolution: %+v %v", a, err)
 	}
 	olivia.Do("close as worker safe", chromedp.SetValue(chromedp.ID("resolution"), "worker_safe"), chromedp.SetValue(chromedp.ID("confirmation"), "police_attended"),
-		chromedp.SetValue(chromedp.ID("close-note"), "Amira safe, police attended."),
-		chromedp.SetValue(chromedp.ID("no-briefing"), "Amira will tell her manager herself."), chromedp.Click(chromedp.ID("close-btn")))
+		chromedp.SetValue(chromedp.ID("close-note"), "Amira safe, police attended."), chromedp.Click(chromedp.ID("close-btn")))
 	olivia.waitJS("the alarm closed", `document.getElementById("alarm-status") && document.getElementById("alarm-status").textContent.includes("Closed")`)
 	sam.waitJS("the closed alarm gone from Sam's queue", rowOf(alarmA)+` === null && document.querySelectorAll("#queue-body tr").length === 2`)
 
