@@ -101,6 +101,11 @@ type Config struct {
 	// new refusal is a new flood, reported to the operators again; 0
 	// means DefaultFloodQuiet.
 	FloodQuiet time.Duration
+	// ObservePuback, if set, is called with the time from a device's
+	// PUBLISH to its PUBACK for every alarm, session, audio, update or
+	// prompt message the cluster committed (telemetry is PUBACKed at once
+	// and not observed): the latency a worker's device sees.
+	ObservePuback func(msgType string, d time.Duration)
 	// Listen, if set, replaces net.Listen for the TCP and TLS listeners
 	// (tests give it a listener that fails).
 	Listen func(network, address string) (net.Listener, error)
@@ -141,6 +146,9 @@ type Stats struct {
 	ACLRefused  uint64 // publishes and subscriptions outside the device's own topics
 	Committed   uint64 // events the cluster committed, then PUBACKed
 	Unavailable uint64 // events not committed in time: no PUBACK, connection dropped
+	// DiskFull counts the events of Unavailable that the cluster refused
+	// for a disk nearly full (a disk_full reply, no PUBACK).
+	DiskFull uint64
 	// ShortOfReplicas counts committed events PUBACKed before every voter
 	// had applied them (one was down, cut off or behind): each was on a
 	// quorum, not on all.
@@ -186,6 +194,7 @@ type Stats struct {
 
 type counters struct {
 	authRefused, aclRefused, committed, unavailable, errorReplies, shortOfReplicas atomic.Uint64
+	diskFull                                                                       atomic.Uint64
 	acceptErrors, floodReports, rateLimitedDropped                                 atomic.Uint64
 	acceptFailing                                                                  atomic.Int64 // listeners whose last accept failed
 }
@@ -371,6 +380,7 @@ func (b *Broker) Stats() Stats {
 		ACLRefused:      b.stats.aclRefused.Load(),
 		Committed:       b.stats.committed.Load(),
 		Unavailable:     b.stats.unavailable.Load(),
+		DiskFull:        b.stats.diskFull.Load(),
 		ErrorReplies:    b.stats.errorReplies.Load(),
 		ShortOfReplicas: b.stats.shortOfReplicas.Load(),
 

@@ -129,6 +129,7 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		b.logger.Warn("device event not committed: no PUBACK, dropping the connection",
 			"device", device, "event_id", msg.EventID, "type", msg.Type, "error", err, "after", time.Since(start))
 		if errors.Is(err, monitoring.ErrDiskFull) {
+			b.stats.diskFull.Add(1)
 			// No PUBACK, as for any event not committed, but a reply that
 			// says why, written before the connection is dropped.
 			b.writeNow(cl, device, Reply{EventID: msg.EventID, Type: msg.Type, Code: CodeDiskFull,
@@ -146,6 +147,10 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		b.stats.committed.Add(1)
 	}
 	b.sendReply(device, r)
+	if err == nil && b.cfg.ObservePuback != nil && !isTelemetry(msg.Type) {
+		// The hook returns now and mochi writes the PUBACK.
+		b.cfg.ObservePuback(msg.Type, time.Since(start))
+	}
 	return pk, packets.CodeSuccessIgnore
 }
 
