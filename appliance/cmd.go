@@ -231,6 +231,7 @@ func usageErr(fs *flag.FlagSet, format string, a ...any) error {
 // serveOptions are the flags of vigil serve.
 type serveOptions struct {
 	config, dataDir, nodeID, nodeName, clusterAddr, advertiseAddr, httpAddr, httpTLS, httpCert, httpKey, logLevel string
+	logFormat, metricsAddr                                                                                        string
 	mqttAddr, mqttWSAddr, mqttTLSAddr, mqttWSSAddr, mqttCert, mqttKey                                             string
 	bootstrap                                                                                                     bool
 	bootstrapExpect, join                                                                                         string
@@ -257,6 +258,8 @@ func serveFlags(out io.Writer) (*flag.FlagSet, *serveOptions) {
 	fs.StringVar(&o.mqttCert, "mqtt-tls-cert", "", "PEM certificate `file` of the MQTT TLS listeners (broker.tls_cert_file)")
 	fs.StringVar(&o.mqttKey, "mqtt-tls-key", "", "PEM key `file` of the MQTT TLS listeners (broker.tls_key_file)")
 	fs.StringVar(&o.logLevel, "log-level", "", "debug, info, warn or error (log_level; default "+DefaultLogLevel+")")
+	fs.StringVar(&o.logFormat, "log-format", "", "text or json (log_format; default "+DefaultLogFormat+")")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "`host:port` serving /metrics, /healthz and /readyz without authentication (metrics_addr; default none)")
 	fs.BoolVar(&o.bootstrap, "bootstrap", false, "start a new single-node cluster if the data directory is new (cluster.bootstrap)")
 	fs.StringVar(&o.bootstrapExpect, "bootstrap-expect", "", "comma-separated cluster `addresses` of all initial voters, this node's included (cluster.bootstrap_expect)")
 	fs.StringVar(&o.join, "join", "", "comma-separated cluster `addresses` of members to join through (cluster.join)")
@@ -334,6 +337,8 @@ func (o *serveOptions) build(fs *flag.FlagSet, lookupEnv func(string) (string, b
 		"http-tls-cert":  &cfg.HTTPTLSCertFile,
 		"http-tls-key":   &cfg.HTTPTLSKeyFile,
 		"log-level":      &cfg.LogLevel,
+		"log-format":     &cfg.LogFormat,
+		"metrics-addr":   &cfg.MetricsAddr,
 		"mqtt-addr":      &cfg.Broker.TCPAddr,
 		"mqtt-ws-addr":   &cfg.Broker.WSAddr,
 		"mqtt-tls-addr":  &cfg.Broker.TLSAddr,
@@ -363,7 +368,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg.Logger = newLogger(c.stderr, cfg.LogLevel)
+	cfg.Logger = newFormatLogger(c.stderr, cfg.LogLevel, cfg.LogFormat)
 	if cfg.Cluster.JoinToken != "" {
 		// cluster.join_token: a new appliance joins on its first start, as
 		// vigil join would; afterwards the token is not needed.

@@ -31,6 +31,7 @@ const (
 	DefaultClusterAddr = "127.0.0.1:7000"
 	DefaultHTTPAddr    = "127.0.0.1:8080"
 	DefaultLogLevel    = "info"
+	DefaultLogFormat   = "text"
 
 	// EnvPrefix begins every environment variable that overrides the
 	// configuration file: cluster.bind_addr is VIGIL_CLUSTER_BIND_ADDR.
@@ -92,6 +93,18 @@ type Config struct {
 	// LogLevel is the lowest level logged to stderr: debug, info, warn or
 	// error.
 	LogLevel string `yaml:"log_level"`
+
+	// LogFormat is how log lines are written: "text" (key=value, the
+	// default) or "json" (one JSON object a line, for a log collector).
+	LogFormat string `yaml:"log_format"`
+
+	// MetricsAddr is the host:port of a plain HTTP listener that serves
+	// Prometheus metrics (/metrics) and the health checks (/healthz,
+	// /readyz) without authentication, for the monitoring system; empty
+	// (the default) turns it off. What it serves holds no secret (counts,
+	// indexes, node IDs), but bind it to the management network or let a
+	// firewall admit only the Prometheus host (docs/install.md).
+	MetricsAddr string `yaml:"metrics_addr"`
 
 	// Cluster configures the cluster port and Raft.
 	Cluster ClusterConfig `yaml:"cluster"`
@@ -486,9 +499,10 @@ func (c BrokerConfig) loadTLS() (*tls.Config, error) {
 // the API on 127.0.0.1:8080.
 func DefaultConfig() Config {
 	return Config{
-		DataDir:  DefaultDataDir,
-		HTTPAddr: DefaultHTTPAddr,
-		LogLevel: DefaultLogLevel,
+		DataDir:   DefaultDataDir,
+		HTTPAddr:  DefaultHTTPAddr,
+		LogLevel:  DefaultLogLevel,
+		LogFormat: DefaultLogFormat,
 		Cluster: ClusterConfig{
 			BindAddr:           DefaultClusterAddr,
 			HeartbeatTimeout:   cluster.DefaultHeartbeatTimeout,
@@ -576,6 +590,16 @@ func (c Config) Validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return fieldErr("log_level", c.LogLevel, "%v", err)
+	}
+	switch c.LogFormat {
+	case "", "text", "json":
+	default:
+		return fieldErr("log_format", c.LogFormat, "must be text or json")
+	}
+	if c.MetricsAddr != "" {
+		if err := checkHostPort("metrics_addr", c.MetricsAddr, true); err != nil {
+			return err
+		}
 	}
 	if err := c.Cluster.validate(); err != nil {
 		return err

@@ -23,9 +23,20 @@ const (
 // newLogger returns a text logger on w at the named level (info when the
 // name is not a level; Validate has caught that before).
 func newLogger(w io.Writer, level string) *slog.Logger {
+	return newFormatLogger(w, level, DefaultLogFormat)
+}
+
+// newFormatLogger returns a logger on w at the named level in the named
+// format (log_format): "json" writes one JSON object a line, anything
+// else text.
+func newFormatLogger(w io.Writer, level, format string) *slog.Logger {
 	l, err := parseLevel(level)
 	if err != nil {
 		l = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }

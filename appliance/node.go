@@ -56,11 +56,15 @@ type Node struct {
 
 	httpLn   net.Listener
 	httpSrv  *http.Server
-	sniff    *sniffListener        // https: splits TLS from plain connections; nil for plain HTTP
-	redirect *http.Server          // https: answers plain requests with a redirect
-	pprof    *http.Server          // debug.pprof_addr; nil when off
-	adv      *discovery.Advertiser // the mDNS announcement; nil when discovery is off
-	stop     chan struct{}         // closed by Close: ends the node's own loops
+	sniff    *sniffListener // https: splits TLS from plain connections; nil for plain HTTP
+	redirect *http.Server   // https: answers plain requests with a redirect
+	pprof    *http.Server   // debug.pprof_addr; nil when off
+	metrics  *nodeMetrics   // the registry /metrics serves
+	// metricsLn and metricsSrv serve metrics_addr; nil when it is off.
+	metricsLn  net.Listener
+	metricsSrv *http.Server
+	adv        *discovery.Advertiser // the mDNS announcement; nil when discovery is off
+	stop       chan struct{}         // closed by Close: ends the node's own loops
 
 	joinRefused joinRefusals // refused joins, for the log
 	wg          sync.WaitGroup
@@ -79,7 +83,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	logger := cfg.Logger
 	if logger == nil {
-		logger = newLogger(os.Stderr, cfg.LogLevel)
+		logger = newFormatLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 	}
 	trust, err := loadTrust(cfg.DataDir)
 	if err != nil {
@@ -115,6 +119,8 @@ func New(cfg Config) (*Node, error) {
 	svc := monitoring.NewService(cn, fsm, logger.With(logKeySystem, "monitoring"))
 	n := &Node{cfg: cfg, logger: logger, fsm: fsm, cluster: cn, service: svc, trust: pt, nodeID: id}
 	n.sched = monitoring.NewScheduler(svc, cn.IsLeader, monitoring.SchedulerConfig{Logger: logger, DownNodes: n.downNodes})
+	n.metrics = newNodeMetrics(metricsSource{cluster: cn, service: svc, dataDir: cfg.DataDir, logger: logger,
+		broker: func() *broker.Broker { return n.broker }})
 	return n, nil
 }
 
@@ -202,7 +208,7 @@ func (n *Node) Open(ctx context.Context) error {
 		WaitReplicas: waitReplicas, ReplicaWait: n.cfg.Broker.ReplicaWait,
 		MessagesPerMinute: n.cfg.Broker.MessagesPerMinute, MessageBurst: n.cfg.Broker.MessageBurst,
 		AlarmsPerMinute: n.cfg.Broker.AlarmsPerMinute, AlarmBurst: n.cfg.Broker.AlarmBurst,
-		FloodQuiet: n.cfg.Broker.FloodQuiet,
+		FloodQuiet: n.cfg.Broker.FloodQuiet, ObservePuback: n.metrics.observePuback,
 	}, n.service, n.logger.With(logKeySystem, "broker"))
 	if err := n.broker.Open(ctx); err != nil {
 		ln.Close()
@@ -245,12 +251,20 @@ func (n *Node) Open(ctx context.Context) error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc(provisioning.JoinPath, n.serveJoin)
+	mux.HandleFunc(HealthzPath, serveHealthz) // metrics.go: no authentication, nothing secret
+	mux.Handle(ReadyzPath, readyzHandler(n.cluster))
 	mux.Handle("/", n.web.Handler())
 	var serveLn net.Listener = ln
 	if n.cfg.httpsOn() {
 		sl := newSniffListener(ln, httpsCfg, n.logger)
 		serveLn = sl.secure
-		n.redirect = &http.Server{Handler: http.HandlerFunc(redirectToHTTPS), ReadHeaderTimeout: DefaultHTTPReadHeaderTimeout,
+		// A load balancer's plain health check gets its answer, not a
+		// redirect; everything else goes to HTTPS.
+		plain := http.NewServeMux()
+		plain.HandleFunc(HealthzPath, serveHealthz)
+		plain.Handle(ReadyzPath, readyzHandler(n.cluster))
+		plain.HandleFunc("/", redirectToHTTPS)
+		n.redirect = &http.Server{Handler: plain, ReadHeaderTimeout: DefaultHTTPReadHeaderTimeout,
 			ErrorLog: slog.NewLogLogger(n.logger.With(logKeySystem, "http").Handler(), slog.LevelDebug)}
 		n.wg.Add(1)
 		go func() {
@@ -275,6 +289,17 @@ func (n *Node) Open(ctx context.Context) error {
 	}()
 	if a := n.cfg.Debug.PprofAddr; a != "" {
 		n.servePprof(a)
+	}
+	if a := n.cfg.MetricsAddr; a != "" {
+		if err := n.serveMetrics(a); err != nil {
+			n.httpSrv.Close()
+			n.web.Close()
+			n.broker.Close()
+			n.sched.Close()
+			n.cluster.Close()
+			n.wg.Wait()
+			return fmt.Errorf("cannot listen on metrics_addr %s: %w", a, err)
+		}
 	}
 	if n.cfg.discoveryOn() {
 		n.advertise(ln.Addr())
@@ -347,6 +372,9 @@ func (n *Node) Close() error {
 		var errs []error
 		if n.pprof != nil {
 			n.pprof.Close()
+		}
+		if n.metricsSrv != nil {
+			n.metricsSrv.Close()
 		}
 		if n.adv != nil {
 			n.adv.Close()
