@@ -360,6 +360,7 @@ func (b *Broker) Close() error {
 		b.hooks.Wait()
 		<-b.staleDone
 		b.tel.close() // with the disconnects of the devices just dropped
+		b.logger.Info("mqtt broker stopped")
 	})
 	return b.closeErr
 }

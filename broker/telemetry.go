@@ -8,6 +8,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -38,6 +39,7 @@ type telemetry struct {
 	pending map[string]monitoring.DeviceStatus
 
 	seq      uint64        // used by the flushing goroutine only
+	stopping bool          // the last flush, on close; used by the flushing goroutine only
 	kick     chan struct{} // a large backlog: flush now
 	stop     chan struct{}
 	done     chan struct{}
@@ -114,6 +116,7 @@ func (t *telemetry) run() {
 		select {
 		case <-t.stop:
 			ctx, cancel := context.WithTimeout(context.Background(), telemetryStopTimeout)
+			t.stopping = true
 			t.flush(ctx)
 			cancel()
 			return
@@ -165,8 +168,19 @@ func (t *telemetry) flush(ctx context.Context) {
 			// keep it forever.
 			t.failed.Add(1)
 			t.b.logger.Error("device telemetry refused: dropped", "devices", len(chunk), "error", err)
+		case t.stopping && (errors.Is(err, monitoring.ErrNoLeader) || errors.Is(err, monitoring.ErrUnknownOutcome)):
+			// The cluster is stopping too, or this node is cut off: there
+			// is no next flush, and the devices report again wherever they
+			// reconnect.
+			t.failed.Add(1)
+			t.b.logger.Info("stopping: the last device telemetry was not written (no quorum to commit it)", "devices", len(batch), "error", err)
+			return
 		default:
 			t.failed.Add(1)
+			if t.stopping {
+				t.b.logger.Warn("stopping: the last device telemetry was not written", "devices", len(batch), "error", err)
+				return
+			}
 			t.b.logger.Warn("device telemetry not written: kept for the next flush", "devices", len(batch), "error", err)
 			t.requeue(batch)
 			return

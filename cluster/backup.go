@@ -128,7 +128,7 @@ func RestoreDataDir(dataDir, nodeID, addr string, r io.Reader, record func(key, 
 		return 0, err
 	}
 	snapDir := filepath.Join(dataDir, "snapshots")
-	store, err := raft.NewFileSnapshotStoreWithLogger(snapDir, DefaultSnapshotRetain, newHCLogger(slog.New(slog.DiscardHandler), "snapshot"))
+	store, err := raft.NewFileSnapshotStoreWithLogger(snapDir, DefaultSnapshotRetain, newHCLogger(slog.New(slog.DiscardHandler), "snapshot", nil))
 	if err != nil {
 		return 0, fmt.Errorf("cannot make the snapshot store: %w", err)
 	}

@@ -51,6 +51,13 @@ type Node struct {
 
 	problems atomic.Pointer[func() []string] // SetProblems
 
+	departed departures  // members that said they were leaving (quiet.go)
+	leaving  atomic.Bool // Close told the others this node is leaving
+	closing  atomic.Bool // Close has begun
+	// handoverAt is when this node last began to hand leadership over
+	// (TransferLeadership), in Unix nanoseconds; 0 never.
+	handoverAt atomic.Int64
+
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -109,7 +116,7 @@ func (n *Node) Open(ctx context.Context) (err error) {
 	if err := removePartialSnapshots(snapDir, n.logger); err != nil {
 		return err
 	}
-	files, err := raft.NewFileSnapshotStoreWithLogger(snapDir, DefaultSnapshotRetain, newHCLogger(n.logger, "snapshot"))
+	files, err := raft.NewFileSnapshotStoreWithLogger(snapDir, DefaultSnapshotRetain, newHCLogger(n.cfg.Logger.With("node", n.id), "snapshot", nil))
 	if err != nil {
 		return fmt.Errorf("cannot open snapshot store: %w", err)
 	}
@@ -149,7 +156,7 @@ func (n *Node) Open(ctx context.Context) (err error) {
 		// Raft's own notes find pipelining of little benefit with batching.
 		MaxRPCsInFlight: 1,
 		Timeout:         10 * time.Second,
-		Logger:          newHCLogger(n.logger, "raft-net"),
+		Logger:          newHCLogger(n.cfg.Logger.With("node", n.id), "raft-net", n.quietLevel),
 	})
 
 	rc := raft.DefaultConfig()
@@ -165,7 +172,7 @@ func (n *Node) Open(ctx context.Context) (err error) {
 	rc.TrailingLogs = n.cfg.TrailingLogs
 	rc.NoSnapshotRestoreOnStart = true // the state is durable on its own; see restoreIfBehind
 	rc.PreVoteDisabled = false
-	rc.Logger = newHCLogger(n.logger, "raft")
+	rc.Logger = newHCLogger(n.cfg.Logger.With("node", n.id), "raft", n.quietLevel)
 	if n.raft, err = raft.NewRaft(rc, n.fsm, n.logs, n.logs, n.snaps, n.trans); err != nil {
 		return fmt.Errorf("cannot start raft: %w", err)
 	}
@@ -236,8 +243,19 @@ func (n *Node) TransferLeadership() error {
 	if !n.opened.Load() || n.raft == nil || n.raft.State() != raft.Leader || n.voters() < 2 {
 		return nil
 	}
+	// Not to a voter that said it is stopping too (quiet.go): with every
+	// other voter stopping there is nobody to hand over to.
+	n.handoverAt.Store(time.Now().UnixNano())
 	start := time.Now()
-	if err := n.raft.LeadershipTransfer().Error(); err != nil {
+	var fut raft.Future
+	if n.departed.len() == 0 {
+		fut = n.raft.LeadershipTransfer() // Raft picks the most up-to-date
+	} else if to, ok := n.transferTarget(); ok {
+		fut = n.raft.LeadershipTransferToServer(to.ID, to.Address)
+	} else {
+		return nil
+	}
+	if err := fut.Error(); err != nil {
 		return fmt.Errorf("leadership transfer failed: %w", err)
 	}
 	id, _ := n.raft.LeaderWithID()
@@ -246,13 +264,20 @@ func (n *Node) TransferLeadership() error {
 }
 
 // Close leaves the cluster running without this node: a leader first hands
-// leadership to another voter, then Raft stops and the stores close.
+// leadership to another voter that is not stopping too, the others are
+// told this node is leaving (quiet.go), then Raft stops and the stores
+// close.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		n.closing.Store(true)
 		if err := n.TransferLeadership(); err != nil {
 			n.logger.Warn("leaving the cluster without a successor", "error", err)
 		}
+		if n.raft != nil && n.opened.Load() {
+			n.tellLeaving()
+		}
 		n.closeErr = n.closeResources()
+		n.logger.Info("cluster node stopped")
 	})
 	return n.closeErr
 }
@@ -622,6 +647,10 @@ func (n *Node) handleRPC(ctx context.Context, req *rpcRequest) *rpcResponse {
 		errorToResponse(fmt.Errorf("%w: node %s is starting", ErrNoLeader, n.id), resp)
 		return resp
 	}
+	if n.leaving.Load() {
+		errorToResponse(fmt.Errorf("%w: node %s is stopping", ErrNoLeader, n.id), resp)
+		return resp
+	}
 	var err error
 	switch req.Op {
 	case opApply:
@@ -648,6 +677,8 @@ func (n *Node) handleRPC(ctx context.Context, req *rpcRequest) *rpcResponse {
 		resp.Status = &st
 	case opWaitApplied:
 		resp.Index = n.waitAppliedLocal(ctx, req.Index)
+	case opLeaving:
+		err = n.peerLeaving(req.FromNode)
 	default:
 		err = fmt.Errorf("unknown cluster RPC operation %d", req.Op)
 	}

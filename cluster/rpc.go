@@ -28,6 +28,7 @@ const (
 	opHello       rpcOp = 5 // who are you: node ID, for bootstrap-expect
 	opStatus      rpcOp = 6 // this node's status
 	opWaitApplied rpcOp = 7 // answer once this node has applied Index (replicas.go)
+	opLeaving     rpcOp = 8 // FromNode is stopping cleanly (quiet.go)
 )
 
 // errCode carries sentinel errors across the wire. Append only.

@@ -148,6 +148,7 @@ func (n *Node) statusLoop(ctx context.Context) {
 				continue
 			}
 			cctx, cancel := context.WithTimeout(ctx, n.cfg.StatusInterval)
+			asked := time.Now()
 			resp, err := n.client.call(cctx, string(s.Address), &rpcRequest{Op: opStatus, FromNode: n.id})
 			cancel()
 			n.peersMu.Lock()
@@ -156,12 +157,16 @@ func (n *Node) statusLoop(ctx context.Context) {
 				p = &PeerStatus{}
 				n.peers[string(s.ID)] = p
 			}
-			if err == nil && resp.Status != nil {
+			answered := err == nil && resp.Status != nil
+			if answered {
 				p.At, p.Status, p.Err = time.Now(), *resp.Status, nil
 			} else {
 				p.Err = err
 			}
 			n.peersMu.Unlock()
+			if answered {
+				n.peerAnswered(string(s.ID), asked)
+			}
 		}
 	}
 }
