@@ -2,6 +2,7 @@ package appliance_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,6 +25,7 @@ import (
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/appliance/sim"
 	"github.com/vigilarc/vigil/cluster/clustertest"
+	"github.com/vigilarc/vigil/provisioning"
 )
 
 // testCluster is three appliances on loopback, formed with
@@ -416,5 +418,44 @@ func TestNode_HealthChecks(t *testing.T) {
 			code, _ := readyz(t, c.nodes[i])
 			return code == http.StatusOK
 		})
+	}
+}
+
+// On an HTTPS http_addr the health checks answer plain HTTP too, for a
+// load balancer's plain check, where every other plain request is
+// redirected to HTTPS; over HTTPS they answer as well.
+func TestNode_HealthChecksOnHTTPS(t *testing.T) {
+	cfg := appliancetest.Config(t)
+	cfg.HTTPTLS = "on"
+	n := appliancetest.MustNode(t, &cfg)
+	plain := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for path, want := range map[string]int{appliance.HealthzPath: http.StatusOK, appliance.ReadyzPath: http.StatusOK, "/ui/": http.StatusPermanentRedirect} {
+		clustertest.PollUntil(t, 10*time.Second, "plain "+path, func() bool {
+			resp, err := plain.Get("http://" + n.HTTPAddr() + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusServiceUnavailable && path == appliance.ReadyzPath {
+				return false // not caught up yet
+			}
+			if resp.StatusCode != want {
+				t.Fatalf("plain GET %s: %d, want %d", path, resp.StatusCode, want)
+			}
+			return true
+		})
+	}
+	tr, err := provisioning.LoadTrust(n.DataDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	secure := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: tr.CA.Pool(), ServerName: "127.0.0.1"}}}
+	resp, err := secure.Get("https://" + n.HTTPAddr() + appliance.HealthzPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("HTTPS GET /healthz: %d", resp.StatusCode)
 	}
 }
