@@ -279,15 +279,10 @@ func readyzHandler(cn *cluster.Node) http.HandlerFunc {
 	}
 }
 
-// serveMetrics starts the metrics_addr listener: /metrics, /healthz and
-// /readyz, plain HTTP, no authentication. A listener that cannot bind
-// fails Open: a monitoring system that was told to scrape here would
-// otherwise see the node as down without a word why.
-func (n *Node) serveMetrics(addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
+// serveMetrics serves /metrics, /healthz and /readyz on ln (metrics_addr,
+// bound by Open before the cluster starts, so that a port in use fails
+// the start), plain HTTP, no authentication.
+func (n *Node) serveMetrics(ln net.Listener) {
 	mux := http.NewServeMux()
 	mux.Handle(MetricsPath, n.metrics.handler(n.logger.With(logKeySystem, "metrics")))
 	mux.HandleFunc(HealthzPath, serveHealthz)
@@ -303,7 +298,6 @@ func (n *Node) serveMetrics(addr string) error {
 		}
 	}()
 	n.logger.Info("serving metrics and health checks (metrics_addr)", "addr", "http://"+ln.Addr().String()+MetricsPath)
-	return nil
 }
 
 // MetricsAddr returns the address of the metrics_addr listener, once open;

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"regexp"
@@ -457,5 +458,36 @@ func TestNode_HealthChecksOnHTTPS(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("HTTPS GET /healthz: %d", resp.StatusCode)
+	}
+}
+
+// A metrics_addr in use fails the start, naming the setting, before the
+// cluster opens; a log_format or metrics_addr that is not one is refused
+// by name.
+func TestNode_MetricsSettings(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cfg := appliancetest.Config(t)
+	cfg.MetricsAddr = busy.Addr().String()
+	n, err := appliance.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Open(context.Background()); err == nil || !strings.Contains(err.Error(), "metrics_addr") {
+		n.Close()
+		t.Fatalf("open with metrics_addr in use: %v", err)
+	}
+	for _, tc := range []struct{ field, format, addr string }{
+		{"log_format", "yaml", ""},
+		{"metrics_addr", "json", "localhost"},
+	} {
+		cfg := appliancetest.Config(t)
+		cfg.LogFormat, cfg.MetricsAddr = tc.format, tc.addr
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("log_format %q, metrics_addr %q: %v, want an error naming %s", tc.format, tc.addr, err, tc.field)
+		}
 	}
 }

@@ -171,6 +171,18 @@ func (n *Node) Open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen on http_addr %s: %w", n.cfg.HTTPAddr, err)
 	}
+	var metricsLn net.Listener
+	if a := n.cfg.MetricsAddr; a != "" {
+		if metricsLn, err = net.Listen("tcp", a); err != nil {
+			ln.Close()
+			return fmt.Errorf("cannot listen on metrics_addr %s: %w", a, err)
+		}
+		defer func() {
+			if !n.opened {
+				metricsLn.Close()
+			}
+		}()
+	}
 	if err := n.cluster.Open(ctx); err != nil {
 		ln.Close()
 		return fmt.Errorf("cannot open cluster node: %w", err)
@@ -290,16 +302,8 @@ func (n *Node) Open(ctx context.Context) error {
 	if a := n.cfg.Debug.PprofAddr; a != "" {
 		n.servePprof(a)
 	}
-	if a := n.cfg.MetricsAddr; a != "" {
-		if err := n.serveMetrics(a); err != nil {
-			n.httpSrv.Close()
-			n.web.Close()
-			n.broker.Close()
-			n.sched.Close()
-			n.cluster.Close()
-			n.wg.Wait()
-			return fmt.Errorf("cannot listen on metrics_addr %s: %w", a, err)
-		}
+	if metricsLn != nil {
+		n.serveMetrics(metricsLn)
 	}
 	if n.cfg.discoveryOn() {
 		n.advertise(ln.Addr())
