@@ -368,7 +368,7 @@ func (c *cli) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg.Logger = newFormatLogger(c.stderr, cfg.LogLevel, cfg.LogFormat)
+	cfg.Logger = newFormatLogger(c.stderr, cfg.LogLevel, cfg.LogFormat, journalStream(c.lookupEnv, c.stderr))
 	if cfg.Cluster.JoinToken != "" {
 		// cluster.join_token: a new appliance joins on its first start, as
 		// vigil join would; afterwards the token is not needed.

@@ -83,7 +83,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	logger := cfg.Logger
 	if logger == nil {
-		logger = newFormatLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
+		logger = newFormatLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat, journalStream(os.LookupEnv, os.Stderr))
 	}
 	trust, err := loadTrust(cfg.DataDir)
 	if err != nil {
