@@ -112,6 +112,17 @@ func (t *telemetry) run() {
 	defer close(t.done)
 	tick := time.NewTicker(t.every)
 	defer tick.Stop()
+	// A flush under way when the broker closes stops waiting for the
+	// cluster: the last flush, bounded, comes right after.
+	running, stopRunning := context.WithCancel(context.Background())
+	defer stopRunning()
+	go func() {
+		select {
+		case <-t.stop:
+			stopRunning()
+		case <-running.Done():
+		}
+	}()
 	for {
 		select {
 		case <-t.stop:
@@ -123,7 +134,7 @@ func (t *telemetry) run() {
 		case <-tick.C:
 		case <-t.kick:
 		}
-		t.flush(context.Background())
+		t.flush(running)
 	}
 }
 
@@ -174,6 +185,10 @@ func (t *telemetry) flush(ctx context.Context) {
 			// reconnect.
 			t.failed.Add(1)
 			t.b.logger.Info("stopping: the last device telemetry was not written (no quorum to commit it)", "devices", len(batch), "error", err)
+			return
+		case !t.stopping && ctx.Err() != nil:
+			// Cut short by the close: the last flush takes these.
+			t.requeue(batch)
 			return
 		default:
 			t.failed.Add(1)
