@@ -117,6 +117,10 @@ func New(cfg Config) (*Node, error) {
 		pt.set(trust)
 	}
 	svc := monitoring.NewService(cn, fsm, logger.With(logKeySystem, "monitoring"))
+	// Rolling upgrades: this node reports which rules it knows, and
+	// proposes only rules that every member knows (monitoring/rulesfloor.go).
+	cn.SetFeatures(monitoring.RulesFeatures())
+	svc.SetRulesFloor(cn.FeatureFloor)
 	n := &Node{cfg: cfg, logger: logger, fsm: fsm, cluster: cn, service: svc, trust: pt, nodeID: id}
 	n.sched = monitoring.NewScheduler(svc, cn.IsLeader, monitoring.SchedulerConfig{Logger: logger, DownNodes: n.downNodes})
 	n.metrics = newNodeMetrics(metricsSource{cluster: cn, service: svc, dataDir: cfg.DataDir, logger: logger,

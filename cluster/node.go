@@ -50,6 +50,7 @@ type Node struct {
 	replicas   map[string]*replicaWatch // by node ID (replicas.go)
 
 	problems atomic.Pointer[func() []string] // SetProblems
+	features atomic.Pointer[map[string]int]  // SetFeatures
 
 	departed departures  // members that said they were leaving (quiet.go)
 	leaving  atomic.Bool // Close told the others this node is leaving

@@ -31,6 +31,10 @@ type Status struct {
 	// now (SetProblems), for the people who look after the cluster: an
 	// MQTT listener that cannot accept, say. Empty when all is well.
 	Problems []string `json:"problems,omitempty"`
+	// Features are the versions of what this build knows, by name
+	// (SetFeatures): the services beside the cluster use them so that a
+	// node proposes nothing an older member cannot apply (FeatureFloor).
+	Features map[string]int `json:"features,omitempty"`
 }
 
 // Member is one server in the Raft configuration, with what this node last
@@ -51,6 +55,9 @@ type Member struct {
 	Disk *DiskStatus `json:"disk,omitempty"`
 	// Problems are the member's Status.Problems as it last reported them.
 	Problems []string `json:"problems,omitempty"`
+	// Features are the member's Status.Features as it last reported them;
+	// nil when never heard from, or from a build that reports none.
+	Features map[string]int `json:"features,omitempty"`
 }
 
 // PeerStatus is the last answer from one peer.
@@ -81,6 +88,9 @@ func (n *Node) Status() Status {
 	if f := n.problems.Load(); f != nil {
 		st.Problems = (*f)()
 	}
+	if f := n.features.Load(); f != nil {
+		st.Features = *f
+	}
 	// From Raft's own record: listing the snapshot store would read the
 	// disk, and warn about a snapshot being written, on every call.
 	st.LastSnapshot, _ = strconv.ParseUint(stats["last_snapshot_index"], 10, 64)
@@ -101,8 +111,9 @@ func (n *Node) Status() Status {
 		}
 		if m.Self {
 			m.Reachable, m.State, m.AppliedIndex, m.LastContactMS = true, st.State, st.AppliedIndex, 0
-			m.Disk, m.Problems = st.Disk, st.Problems
+			m.Disk, m.Problems, m.Features = st.Disk, st.Problems, st.Features
 		} else if p := n.peers[m.ID]; p != nil && !p.At.IsZero() {
+			m.Features = p.Status.Features
 			at := p.At.UTC().Format(time.RFC3339Nano)
 			m.LastContact = &at
 			m.LastContactMS = time.Since(p.At).Milliseconds()
@@ -124,6 +135,45 @@ func (n *Node) Status() Status {
 // their problems to each other with their status, so every node's cluster
 // page shows them all.
 func (n *Node) SetProblems(f func() []string) { n.problems.Store(&f) }
+
+// SetFeatures sets the versions of what this build knows, by name, that
+// the node reports with its status. Members pass them to each other, so
+// that each knows what the others can apply (FeatureFloor).
+func (n *Node) SetFeatures(f map[string]int) {
+	c := make(map[string]int, len(f))
+	for k, v := range f {
+		c[k] = v
+	}
+	n.features.Store(&c)
+}
+
+// FeatureFloor returns the newest version of feature name that every
+// member of the configuration knows, at most newest: the least of this
+// node's newest and each member's reported version (0 when a member
+// reports features without name). A member not heard from yet, or whose
+// build reports no features, is taken to know baseline. During a rolling
+// upgrade a newer node so proposes only what the older ones can apply,
+// and the newer rules start once every member runs the newer build.
+func (n *Node) FeatureFloor(name string, newest, baseline int) int {
+	floor := newest
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return min(floor, baseline)
+	}
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == n.id {
+			continue // this build: newest
+		}
+		v := baseline
+		if p := n.peers[string(s.ID)]; p != nil && !p.At.IsZero() && p.Status.Features != nil {
+			v = p.Status.Features[name]
+		}
+		floor = min(floor, v)
+	}
+	return floor
+}
 
 // statusLoop asks every other member for its status, so each node knows when
 // it last heard from each peer and how far behind each one is.

@@ -26,6 +26,8 @@ func ErrorStatus(err error) int {
 			return http.StatusUnauthorized
 		case monitoring.CodeLocked, monitoring.CodeDisabled:
 			return http.StatusForbidden
+		case monitoring.CodeUpgrading:
+			return http.StatusServiceUnavailable
 		}
 		return http.StatusConflict
 	}

@@ -83,6 +83,10 @@ const (
 	// CodeNeedBriefing: a genuine close with no escalation contact briefed
 	// (or confirming the worker's welfare) and no reason why not.
 	CodeNeedBriefing Code = "briefing_required"
+	// CodeUpgrading: a command of a type that a member of the cluster,
+	// running an older version during an upgrade, does not know yet
+	// (rulesfloor.go). Try again once every node is upgraded.
+	CodeUpgrading Code = "upgrade_in_progress"
 )
 
 // RuleError is a refusal by a rule of the domain. The state machine returns

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -40,6 +41,9 @@ type Service struct {
 
 	secrets secretCache // successful device secret checks (devicesecret.go)
 	hashes  *hashPool   // every password, PIN and secret hash (hashpool.go)
+	// rulesFloor, when set, says which rules every member can apply
+	// (SetRulesFloor, rulesfloor.go).
+	rulesFloor atomic.Pointer[RulesFloor]
 }
 
 // NewService returns the Service over a cluster node hosting fsm.
@@ -69,7 +73,10 @@ func (s *Service) propose(ctx context.Context, cmdID string, t CmdType, body any
 	if cmdID == "" {
 		return cluster.Result{}, invalid("id", "every command needs an ID; reuse it when retrying")
 	}
-	res, err := s.cluster.Apply(ctx, t.String()+"/"+cmdID, encode(t, body))
+	if err := s.typeAgreed(t); err != nil {
+		return cluster.Result{}, err
+	}
+	res, err := s.cluster.Apply(ctx, t.String()+"/"+cmdID, s.agreedRules(t, encode(t, body)))
 	var refused *cluster.RefusedError
 	if errors.As(err, &refused) {
 		return res, ParseRefusal(refused.Reason)

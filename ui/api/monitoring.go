@@ -844,6 +844,8 @@ func writeServiceError(c *gin.Context, err error) {
 		status = http.StatusUnprocessableEntity
 	case monitoring.CodeWrongPIN:
 		status = http.StatusForbidden
+	case monitoring.CodeUpgrading:
+		status = http.StatusServiceUnavailable
 	}
 	field := apiField(re.Field)
 	msg := re.Msg

@@ -1,0 +1,110 @@
+package monitoring
+
+// Rules that every member can apply. A command whose rules changed
+// carries the version it was proposed under (rulesKnown, fsm.go), and a
+// node that meets a version newer than its build knows stops rather than
+// diverge. During a rolling upgrade the newer nodes must therefore propose
+// only versions that the older ones know: each node reports what it knows
+// with its cluster status (RulesFeatures, as cluster features), and the
+// Service proposes the newest version that every member knows
+// (SetRulesFloor). The newer rules start once every member runs the newer
+// build.
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+)
+
+// RulesFloor returns the newest version of the feature name that every
+// member of the cluster knows, at most newest, taking a member that
+// reports nothing to know baseline (cluster.Node.FeatureFloor).
+type RulesFloor func(name string, newest, baseline int) int
+
+// rulesBaseline is what a build that reports no rules versions knows: the
+// builds before the versions were reported knew these (rulesKnown at the
+// time). It never changes: later versions go in rulesKnown only.
+var rulesBaseline = map[CmdType]int{
+	CmdSessionAction:       2,
+	CmdAudioChunk:          1,
+	CmdAcknowledge:         1,
+	CmdLogAction:           3,
+	CmdCloseAlarm:          1,
+	CmdCloseAlarmConfirmed: 1,
+	CmdDeviceStatus:        1,
+}
+
+// typesBaseline is the last command type that builds which report no
+// features know: every type up to it they apply (38, CmdListenRequest, was
+// the newest; 36 and 37 were never used). It never changes.
+const typesBaseline = CmdListenRequest
+
+// typeFeatureName is the cluster feature that reports that a build knows
+// command type t (version 1).
+func typeFeatureName(t CmdType) string { return "cmd/" + strconv.Itoa(int(t)) }
+
+// RulesFeatureName is the cluster feature that reports the rules version
+// of command type t that a build knows.
+func RulesFeatureName(t CmdType) string { return "rules/" + strconv.Itoa(int(t)) }
+
+// RulesFeatures returns what this build knows of each versioned command
+// type's rules, as cluster features (cluster.Node.SetFeatures).
+func RulesFeatures() map[string]int {
+	out := make(map[string]int, len(rulesKnown)+len(handlers))
+	for t, v := range rulesKnown {
+		out[RulesFeatureName(t)] = v
+	}
+	for t := range handlers {
+		out[typeFeatureName(t)] = 1
+	}
+	return out
+}
+
+// typeAgreed returns a refusal, for a new command type that a member does
+// not know yet (its build is older: an upgrade is under way), or nil. A
+// node proposing it would stop that member.
+func (s *Service) typeAgreed(t CmdType) error {
+	f := s.rulesFloor.Load()
+	if f == nil {
+		return nil
+	}
+	baseline := 0
+	if t <= typesBaseline {
+		baseline = 1
+	}
+	if (*f)(typeFeatureName(t), 1, baseline) < 1 {
+		return &RuleError{Code: CodeUpgrading, Msg: fmt.Sprintf("not yet: %s is new in this version, and a node of the cluster runs an older one; it works once every node is upgraded", t)}
+	}
+	return nil
+}
+
+// SetRulesFloor sets how the Service learns which rules every member
+// knows; without it, it proposes the newest this build knows.
+func (s *Service) SetRulesFloor(f RulesFloor) { s.rulesFloor.Store(&f) }
+
+// agreedRules returns cmd, an encoded command, under the newest rules that
+// every member knows: unchanged when that is the version it asks for, else
+// with its rules lowered (older rules, which every member applies alike).
+func (s *Service) agreedRules(t CmdType, cmd []byte) []byte {
+	newest, versioned := rulesKnown[t]
+	f := s.rulesFloor.Load()
+	if !versioned || f == nil {
+		return cmd
+	}
+	asked, _, _ := rulesTooNew(t, cmd[1:])
+	floor := (*f)(RulesFeatureName(t), newest, rulesBaseline[t])
+	if asked <= floor {
+		return cmd
+	}
+	var body map[string]json.RawMessage
+	if err := json.Unmarshal(cmd[1:], &body); err != nil {
+		return cmd // the handler refuses it as malformed
+	}
+	if floor <= 0 {
+		delete(body, "rules")
+	} else {
+		body["rules"] = json.RawMessage(strconv.Itoa(floor))
+	}
+	s.logger.Debug("a member knows older rules: proposing under them", "command", t.String(), "rules", floor, "newest", asked)
+	return encode(t, body)
+}
