@@ -641,7 +641,11 @@ func applyClose(c *applyCtx, body []byte, confirmed bool) ([]byte, error) {
 	if reason != "" {
 		detail += ", no briefing: " + reason
 	}
-	return saveAlarm(c, a, cmd, EventAlarmClosed, entry, detail)
+	resp, err := saveAlarm(c, a, cmd, EventAlarmClosed, entry, detail)
+	if err != nil || r.Rules < RulesPostIncidentReport || !reportDue(a, r.Resolution) {
+		return resp, err
+	}
+	return resp, openReport(c, a, cmd) // postincident.go
 }
 
 func applyReopenAlarm(c *applyCtx, body []byte) ([]byte, error) {

@@ -124,6 +124,22 @@ const (
 	// alarm stream its audio for a while, without showing anything. Body:
 	// listenRequestCmd (listen.go).
 	CmdListenRequest CmdType = 38
+	// CmdCreateLinkKey makes the HMAC key that signs audio links, once.
+	// Body: createLinkKeyCmd (audiolink.go).
+	CmdCreateLinkKey CmdType = 45
+	// CmdIssueAudioLink records a signed, expiring link to an alarm's
+	// audio. Body: issueAudioLinkCmd (audiolink.go).
+	CmdIssueAudioLink CmdType = 46
+	// CmdRevokeAudioLink revokes an audio link. Body: revokeAudioLinkCmd
+	// (audiolink.go).
+	CmdRevokeAudioLink CmdType = 47
+	// CmdAudioLinkDownload records a download by audio link, refused once
+	// the link has expired or was revoked. Body: audioLinkDownloadCmd
+	// (audiolink.go).
+	CmdAudioLinkDownload CmdType = 48
+	// CmdReportAction saves a post-incident report's recommendations or
+	// signs it off. Body: reportActionCmd (postincident.go).
+	CmdReportAction CmdType = 49
 )
 
 var cmdNames = map[CmdType]string{
@@ -163,6 +179,11 @@ var cmdNames = map[CmdType]string{
 	CmdResetAlarm:          "CmdResetAlarm",
 	CmdCloseAlarmConfirmed: "CmdCloseAlarmConfirmed",
 	CmdListenRequest:       "CmdListenRequest",
+	CmdCreateLinkKey:       "CmdCreateLinkKey",
+	CmdIssueAudioLink:      "CmdIssueAudioLink",
+	CmdRevokeAudioLink:     "CmdRevokeAudioLink",
+	CmdAudioLinkDownload:   "CmdAudioLinkDownload",
+	CmdReportAction:        "CmdReportAction",
 }
 
 // String returns the command type's name for messages.
@@ -383,8 +404,9 @@ type CloseAlarmCmd struct {
 	NoBriefingReason string `json:"no_briefing_reason,omitempty"`
 	// Rules is the version of the rules the command is applied under
 	// (older logs replay as applied): RulesBriefing and above refuse a
-	// genuine close without an escalation contact briefed or a reason.
-	// The Service sets the newest.
+	// genuine close without an escalation contact briefed or a reason;
+	// RulesPostIncidentReport and above make the post-incident report of
+	// a genuine close (postincident.go). The Service sets the newest.
 	Rules int `json:"rules,omitempty"`
 }
 
@@ -395,6 +417,10 @@ const (
 	// an escalation contact entry with outcome briefed or
 	// welfare_confirmed, or NoBriefingReason.
 	RulesBriefing = 1
+	// RulesPostIncidentReport: closing such an alarm as worker_safe or
+	// incident_handled makes its draft post-incident report, due
+	// PostIncidentReportDue later, unless it has one.
+	RulesPostIncidentReport = 2
 )
 
 // reopenAlarmCmd reopens a closed alarm.

@@ -52,6 +52,8 @@ type gen struct {
 	tr       *rand.Rand // API token commands' own source (apitoken_test.go)
 	lr       *rand.Rand // listen-in and audio commands' own source (listenaudio_test.go)
 	refs     []string   // audio references made by session actions (audioref.go)
+	nr       *rand.Rand // audio link and report commands' own source (audiolink_test.go)
+	links    []string   // audio link IDs generated (audiolink.go)
 }
 
 // replica is one state machine on its own Badger.
@@ -205,6 +207,9 @@ func (g *gen) step() {
 	if g.steps%listenAudioEvery == 0 {
 		g.stepListenAudio() // listenaudio_test.go
 	}
+	if g.steps%afterIncidentEvery == 0 {
+		g.stepAfterIncident() // audiolink_test.go
+	}
 	g.now = g.now.Add(time.Duration(g.r.IntN(90)) * time.Second)
 	op := g.pick(genOperators)
 	if g.r.IntN(10) == 0 {
@@ -307,8 +312,12 @@ func (g *gen) step() {
 		// Both rules of the briefing, sometimes with a reason, without a
 		// new draw.
 		why := []string{"", "", "worker asked us not to"}[len(g.cmds)%3]
+		rules := len(g.alarms) % 2
+		if rules == RulesBriefing && len(g.cmds)%2 == 0 {
+			rules = RulesPostIncidentReport // the report's rules too, without a new draw
+		}
 		g.add(CmdCloseAlarmConfirmed, CloseAlarmCmd{Header: g.hdr(op), AlarmID: g.alarm(), Resolution: res, Confirmation: conf, Note: "n",
-			NoBriefingReason: why, Rules: len(g.alarms) % 2})
+			NoBriefingReason: why, Rules: rules})
 	case n < 71:
 		// Half of the time among the closed alarms, without a new draw:
 		// closes are rarer under the briefing rule, and a reopen needs one.
@@ -728,7 +737,8 @@ func TestReplicas_SameStateWhateverTheBatching(t *testing.T) {
 		CmdStartSession, CmdSessionAction, CmdCancelAlarm, CmdResetAlarm, CmdDevicePrompt, CmdPromptAnswer, CmdPostUpdate, CmdNodeDown,
 		CmdPutOperator, CmdOperatorLogin, CmdOperatorLogout,
 		CmdIssueResumeTicket, CmdRedeemResumeTicket, CmdEndSessionFamily, CmdPutConsoleNode,
-		CmdCreateAPIToken, CmdDisableAPIToken, CmdListenRequest, CmdAudioChunk} {
+		CmdCreateAPIToken, CmdDisableAPIToken, CmdListenRequest, CmdAudioChunk,
+		CmdCreateLinkKey, CmdIssueAudioLink, CmdRevokeAudioLink, CmdAudioLinkDownload, CmdReportAction} {
 		if total.accepted[c] == 0 || total.refused[c] == 0 {
 			t.Errorf("%s: %d accepted, %d refused; want both", c, total.accepted[c], total.refused[c])
 		}

@@ -39,6 +39,19 @@ const (
 	// its audio (listen.go); Alarm's ListenAt and ListenUntil say when and
 	// until when. It follows the alarm's own EventAlarmUpdated.
 	EventListenRequested EventType = "listen_requested"
+	// EventAudioLinkIssued, EventAudioLinkRevoked, EventAudioDownloaded: an
+	// audio link was made, revoked, or used to download an alarm's audio
+	// (audiolink.go); AudioLink is the link as it now is.
+	EventAudioLinkIssued  EventType = "audio_link_issued"
+	EventAudioLinkRevoked EventType = "audio_link_revoked"
+	EventAudioDownloaded  EventType = "audio_downloaded"
+	// EventReportDue: a genuine alarm closed and its post-incident report
+	// is due (Report.DueAt); EventReportUpdated: a draft's recommendations
+	// were saved; EventReportSignedOff: a supervisor signed the report off,
+	// and it may be sent (postincident.go).
+	EventReportDue       EventType = "report_due"
+	EventReportUpdated   EventType = "report_updated"
+	EventReportSignedOff EventType = "report_signed_off"
 )
 
 // Event is one applied change. Every node emits the same events, in commit
@@ -57,6 +70,12 @@ type Event struct {
 	Audio   *AudioChunkRef `json:"audio,omitempty"` // EventAudioChunk
 	// Prompt: EventDevicePrompt, EventPromptAnswered (prompt.go).
 	Prompt *DevicePrompt `json:"prompt,omitempty"`
+	// AudioLink: EventAudioLinkIssued, EventAudioLinkRevoked,
+	// EventAudioDownloaded (audiolink.go).
+	AudioLink *AudioLink `json:"audio_link,omitempty"`
+	// Report: EventReportDue, EventReportUpdated, EventReportSignedOff
+	// (postincident.go).
+	Report *Report `json:"report,omitempty"`
 }
 
 // DefaultSubscriptionBuffer is how many events a subscriber may fall behind

@@ -77,6 +77,11 @@ func init() {
 		CmdCreateAPIToken:      applyCreateAPIToken,
 		CmdDisableAPIToken:     applyDisableAPIToken,
 		CmdDeviceFlooding:      applyDeviceFlooding,
+		CmdCreateLinkKey:       applyCreateLinkKey,
+		CmdIssueAudioLink:      applyIssueAudioLink,
+		CmdRevokeAudioLink:     applyRevokeAudioLink,
+		CmdAudioLinkDownload:   applyAudioLinkDownload,
+		CmdReportAction:        applyReportAction,
 	}
 }
 
@@ -92,9 +97,9 @@ var rulesKnown = map[CmdType]int{
 	CmdAudioChunk:    RulesAudioChunkRef,
 	CmdAcknowledge:   RulesContactReminder,
 	CmdLogAction:     RulesContactOutcome,
-	CmdCloseAlarm:    RulesBriefing,
+	CmdCloseAlarm:    RulesPostIncidentReport,
 	// The confirmed close has the close's body (CloseAlarmCmd).
-	CmdCloseAlarmConfirmed: RulesBriefing,
+	CmdCloseAlarmConfirmed: RulesPostIncidentReport,
 	CmdDeviceStatus:        RulesLowBattery,
 }
 

@@ -30,6 +30,11 @@ package monitoring
 //	upd/<worker id>/<index>                    UpdateRecord: a worker's Update messages, the last MaxUpdateHistory (update.go)
 //	apitoken/<id>                              APIToken: a token for the REST API (apitoken.go)
 //	flood/<device id>                          floodRecord: the device's latest device-flooding alarm (flood.go)
+//	linkkey                                    linkKey: the HMAC key of audio links (audiolink.go)
+//	audiolink/<link id>                        AudioLink: a signed link to an alarm's audio (audiolink.go)
+//	ix/alarm-link/<alarm id>/<link id>         the audio links of an alarm (audiolink.go)
+//	report/<alarm id>                          Report: a post-incident report (postincident.go)
+//	ix/report-due/<due>/<alarm id>             draft post-incident reports by due time (postincident.go)
 //	diag/...                                   the diagnostic journal (diag.go)
 
 import (
