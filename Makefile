@@ -163,7 +163,8 @@ lint: tools
 ## deps: install the system packages the tests use (mosquitto_pub, _sub and _rr
 ## for broker/mosquitto_test.go; chromium for the console's browser tests, and
 ## libnss3-tools' certutil, which installs the cluster CA in the test browser,
-## tools/browsertest; docker-compose, unless docker has the compose plugin,
+## tools/browsertest; poppler-utils' pdftoppm and pdftotext for the post-incident
+## report's PDF test, ui/incident; docker-compose, unless docker has the compose plugin,
 ## for tools/imagetest); does nothing when they are there
 DEPS_SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 deps:
@@ -173,6 +174,8 @@ deps:
 	{ $(DEPS_SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(DEPS_SUDO) apt-get install -y -qq chromium >/dev/null; }
 	@command -v certutil >/dev/null || \
 	{ $(DEPS_SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(DEPS_SUDO) apt-get install -y -qq libnss3-tools >/dev/null; }
+	@command -v pdftoppm >/dev/null && command -v pdftotext >/dev/null || \
+	{ $(DEPS_SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(DEPS_SUDO) apt-get install -y -qq poppler-utils >/dev/null; }
 	@docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || \
 	{ $(DEPS_SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(DEPS_SUDO) apt-get install -y -qq docker-compose >/dev/null; }
 
