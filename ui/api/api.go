@@ -104,6 +104,7 @@ type Service interface {
 	audioService
 	accountService
 	backupService
+	linkService
 }
 
 var _ Service = (*monitoring.Service)(nil)
@@ -168,6 +169,7 @@ func New(c ui.Cluster, svc Service, az *auth.Auth, bundles Bundler, logger *slog
 	h.audioRoutes(g.operator)        // audio.go
 	h.diagStateRoutes(g.admin)       // diagstate.go
 	h.accountRoutes(g.admin)         // accounts.go
+	h.linkRoutes(r, g)               // audiolink.go
 	for _, mount := range mounts {
 		mount(r)
 	}

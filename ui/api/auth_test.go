@@ -75,6 +75,15 @@ var apiRouteRoles = map[string]monitoring.OperatorRole{
 	"GET /api/v1/alarms/:id/audio.ogg":    monitoring.RoleOperator,
 	"GET /api/v1/kpis":                    monitoring.RoleSupervisor,
 
+	"POST /api/v1/alarms/:id/audio-links":      monitoring.RoleOperator,
+	"GET /api/v1/alarms/:id/audio-links":       monitoring.RoleOperator,
+	"POST /api/v1/audio-links/:id/revoke":      monitoring.RoleOperator,
+	"GET /api/v1/reports":                      monitoring.RoleSupervisor,
+	"GET /api/v1/reports/:id":                  monitoring.RoleSupervisor,
+	"GET /api/v1/reports/:id/report.pdf":       monitoring.RoleSupervisor,
+	"POST /api/v1/reports/:id/recommendations": monitoring.RoleSupervisor,
+	"POST /api/v1/reports/:id/sign-off":        monitoring.RoleSupervisor,
+
 	"GET /api/v1/operators":           monitoring.RoleAdmin,
 	"POST /api/v1/operators":          monitoring.RoleAdmin,
 	"GET /api/v1/tokens":              monitoring.RoleAdmin,
