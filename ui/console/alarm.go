@@ -37,6 +37,8 @@ type alarmView struct {
 	Plot      *trailPlot
 	Update    *updateView
 	Audio     *audioView
+	Links     []linkView         // the alarm's audio links (postincident.go)
+	Report    *monitoring.Report // its post-incident report, if it has one
 	Steps     []stepView
 	StepsLeft []string // the titles of the steps not done, for the close form
 	Contacts  []contactView
@@ -218,6 +220,7 @@ func (co *Console) loadAlarmView(c *gin.Context, id string) (*alarmView, error) 
 	}
 	co.locate(v)
 	co.audio(v)
+	co.audioLinks(c, v)
 	v.procedure(tl, names)
 	v.contacts(tl)
 	if chk, err := co.svc.URNFor(a.ID); err == nil {

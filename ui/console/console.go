@@ -117,6 +117,7 @@ type Service interface {
 	Directory
 	Reports
 	Handover
+	AfterIncident
 }
 
 // ClusterStatus reports the cluster as this node sees it (the cluster
@@ -278,13 +279,19 @@ func (c *Console) Mount(r gin.IRouter) {
 	op.POST("/alarms/:id/reopen", c.auth.Require(monitoring.RoleSupervisor), c.reopen)
 	op.POST("/alarms/:id/prompt", c.prompt)
 	op.POST("/alarms/:id/listen", c.listen)
-	op.POST("/resume/ticket", c.resumeTicket) // handover.go
-	op.GET("/sessions", c.boardPage)          // board.go
-	op.GET("/cluster", c.clusterPage)         // clusterpage.go
+	op.POST("/alarms/:id/audio-links", c.makeAudioLink)                // postincident.go
+	op.POST("/alarms/:id/audio-links/:link/revoke", c.revokeAudioLink) // postincident.go
+	op.POST("/resume/ticket", c.resumeTicket)                          // handover.go
+	op.GET("/sessions", c.boardPage)                                   // board.go
+	op.GET("/cluster", c.clusterPage)                                  // clusterpage.go
 
 	sup := op.Group("/reports", c.auth.Require(monitoring.RoleSupervisor)) // reports.go
 	sup.GET("", c.reportsPage)
 	sup.GET("/alarms.csv", c.reportsCSV)
+	sup.GET("/incidents", c.incidentsPage) // postincident.go
+	sup.GET("/incidents/:id", c.incidentPage)
+	sup.GET("/incidents/:id/report.pdf", c.incidentPDF)
+	sup.POST("/incidents/:id", c.incidentPost)
 
 	adm := op.Group("/admin", c.auth.Require(monitoring.RoleAdmin)) // admin.go
 	adm.GET("", func(c *gin.Context) { c.Redirect(http.StatusSeeOther, Prefix+"/admin/organisations") })

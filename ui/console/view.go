@@ -40,7 +40,7 @@ func (co *Console) base(c *gin.Context, title string) pageBase {
 }
 
 // pageNames are the templates in templates/, each with layout.html.
-var pageNames = []string{"login", "queue", "alarm", "sessions", "cluster", "reports", "resume",
+var pageNames = []string{"login", "queue", "alarm", "sessions", "cluster", "reports", "resume", "incidents", "incident",
 	"admin_orgs", "admin_org", "admin_workers", "admin_worker", "admin_devices", "admin_device", "admin_operators"}
 
 func parsePages() (map[string]*template.Template, error) {
@@ -69,6 +69,7 @@ func (co *Console) render(c *gin.Context, status int, page string, data any) {
 
 var templateFuncs = template.FuncMap{
 	"clock":     clock,
+	"linkDays":  func() []int { return linkLifeChoices },
 	"isoTime":   isoTime,
 	"typeLabel": typeLabel,
 	"statusLabel": func(s monitoring.AlarmStatus) string {

@@ -13,7 +13,7 @@ import (
 	"github.com/vigilarc/vigil/ui/incident"
 )
 
-// Start is when the demo's session begins.
+// Start is when the demo's session begins in the example.
 var Start = time.Date(2026, 11, 17, 19, 2, 0, 0, time.UTC)
 
 // Clock is a settable clock for a Service's Now.
@@ -59,14 +59,15 @@ type Incident struct {
 	Link    *monitoring.IssuedAudioLink
 }
 
-// Demo records, through svc whose clock is clk, a home visit that turned
+// Demo records, through svc whose clock is clk, from the clock's time on,
+// a home visit that turned
 // into a genuine red alert: the organisation, the worker and her device,
 // a session with its Update message, the alarm with 20 s of audio, the
 // operator's actions (listen-in, 999 call, the manager briefed), the close
 // as incident_handled, an audio link, and the recommendations saved.
 func Demo(ctx context.Context, svc *monitoring.Service, clk *Clock) (*Incident, error) {
-	at := func(d time.Duration) { clk.Set(Start.Add(d)) }
-	at(0)
+	start := clk.Now()
+	at := func(d time.Duration) { clk.Set(start.Add(d)) }
 	org := monitoring.Organisation{ID: "calder-cmht", Name: "Calder Valley Community Mental Health Team",
 		Procedure: "Listen in first. Call 999 if a threat is heard; brief the duty manager."}
 	if _, err := svc.PutOrganisation(ctx, "demo-org", "admin", org); err != nil {
@@ -77,7 +78,7 @@ func Demo(ctx context.Context, svc *monitoring.Service, clk *Clock) (*Incident, 
 	if _, err := svc.PutWorker(ctx, "demo-worker", "admin", w); err != nil {
 		return nil, err
 	}
-	home := monitoring.Location{Lat: 53.72412, Lon: -1.86338, Accuracy: 12, Source: "gps", At: Start}
+	home := monitoring.Location{Lat: 53.72412, Lon: -1.86338, Accuracy: 12, Source: "gps", At: start}
 	d := monitoring.Device{ID: "dev-rachel", Kind: monitoring.DevicePhoneApp, OrgID: org.ID, WorkerID: w.ID, Location: &home}
 	if _, err := svc.PutDevice(ctx, "demo-device", "admin", d); err != nil {
 		return nil, err
@@ -92,7 +93,7 @@ func Demo(ctx context.Context, svc *monitoring.Service, clk *Clock) (*Incident, 
 	var trail []incident.Fix
 	for i, p := range [][2]float64{{53.72441, -1.86402}, {53.72433, -1.86381}, {53.72424, -1.86362}, {53.72417, -1.86347}, {53.72413, -1.86340}} {
 		trail = append(trail, incident.Fix{Loc: monitoring.Location{Lat: p[0], Lon: p[1], Accuracy: float64(9 + i*2), Source: "gps"},
-			At: Start.Add(time.Duration(i) * 40 * time.Second)})
+			At: start.Add(time.Duration(i) * 40 * time.Second)})
 	}
 	at(31 * time.Minute)
 	raised := clk.Now()
