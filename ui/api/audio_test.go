@@ -210,6 +210,21 @@ func TestAPIAudio_OggAndWrongFormat(t *testing.T) {
 		e.Field != "audio" || !strings.Contains(e.Error, "audio.ogg") {
 		t.Fatalf("GET audio.wav of Opus = %d %+v", code, e)
 	}
+	// An audio link's path ends in audio.wav, made before the codec is
+	// known: it serves the Ogg file.
+	made, err := n.svc().IssueAudioLink(t.Context(), "ogg-link", "olivia", id, 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(n.URL + made.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "audio/ogg" || !bytes.Equal(got, append(chunks[0], chunks[1]...)) {
+		t.Fatalf("GET %s = %d %s, %d bytes", made.Path, resp.StatusCode, resp.Header.Get("Content-Type"), len(got))
+	}
 }
 
 // Missing things are 404s naming what is missing; bad queries are 400s

@@ -184,7 +184,7 @@ func (a *api) linkRoutes(r gin.IRouter, g groups) {
 
 // GET /audio/:id/audio.wav?link=&exp=&sig= (or audio.ogg): the alarm's
 // audio for whoever holds a link that is signed, unexpired and not
-// revoked. The download is recorded (and audited) before the audio is
+// revoked, as a WAV or Ogg file as its codec is, whichever the name. The download is recorded (and audited) before the audio is
 // served. Refusals: 403 for a link that is malformed or whose signature is
 // wrong, 410 for one that expired or was revoked.
 func linkDownload(c *gin.Context, svc linkService, h *audioAPI) {
@@ -211,7 +211,9 @@ func linkDownload(c *gin.Context, svc linkService, h *audioAPI) {
 		writeServiceError(c, err)
 		return
 	}
-	if file == "audio.ogg" {
+	// The file the audio is stored as, whichever name the link has: a link
+	// made before the first chunk arrived cannot know the codec.
+	if info, err := svc.AudioInfo(c.Param("id")); err == nil && info.Codec == monitoring.CodecOggOpus {
 		h.ogg(c)
 		return
 	}
