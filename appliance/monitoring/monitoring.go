@@ -31,6 +31,13 @@
 // holds a URN for that has not expired; Service.URNFor shows the same
 // decision to the console before the operator acts.
 //
+// After the incident: a signed, expiring link to an alarm's audio
+// (audiolink.go) works on every node without a sign-in, because its HMAC
+// key is in the replicated state; every download is a command, refused once
+// the link expired or was revoked, and audited. A genuine alarm's close
+// makes its post-incident report (postincident.go), due 48 hours later,
+// which a supervisor signs off with recommendations.
+//
 // The diagnostic journal (diag.go) is a list of records that an
 // administrator or a test appends through the API to check replication end
 // to end.
