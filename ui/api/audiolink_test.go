@@ -152,6 +152,22 @@ func TestAudioLink_WorksOnEveryNodeUntilRevokedOrExpired(t *testing.T) {
 	if n := downloads(t, nodes[0], id); n != 2 {
 		t.Fatalf("%d downloads audited, want 2 (refusals record none)", n)
 	}
+	// The three states agree, links, revocations and downloads included.
+	clustertest.PollUntil(t, 5*time.Second, "the three nodes' state hashes to agree", func() bool {
+		var first monitoring.DiagState
+		for i, n := range nodes {
+			st, err := n.svc().DiagState()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 {
+				first = st
+			} else if st.AppliedIndex != first.AppliedIndex || !bytes.Equal(st.Hash, first.Hash) {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // TestReports_DueSignedOffAndPDF: the demo incident's report is listed as
