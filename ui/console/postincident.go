@@ -196,15 +196,17 @@ func (co *Console) incidentsPage(c *gin.Context) {
 // incidentView is one post-incident report's page.
 type incidentView struct {
 	pageBase
-	R        *incident.Report
-	Plot     *trailPlot
-	LinkURL  string
-	AckTime  string
-	Overdue  bool
-	Draft    bool
-	Form     string // the recommendations as sent, after a refusal
-	Error    string
-	ErrField string
+	R           *incident.Report
+	Plot        *trailPlot
+	LinkURL     string
+	AckTime     string
+	Closing     string // from the raise to the close
+	AudioLength string
+	Overdue     bool
+	Draft       bool
+	Form        string // the recommendations as sent, after a refusal
+	Error       string
+	ErrField    string
 }
 
 // trail returns the fixes of the alarm's device this node has seen.
@@ -235,6 +237,8 @@ func (co *Console) renderIncident(c *gin.Context, status int, fail error, form s
 	if r.Acked {
 		v.AckTime = incident.Duration(r.AckTime)
 	}
+	v.Closing = incident.Duration(r.Alarm.ClosedAt.Sub(r.Alarm.RaisedAt))
+	v.AudioLength = incident.Duration(r.AudioLength)
 	if r.AudioLink != "" {
 		v.LinkURL = co.origin(c) + r.AudioLink
 	}

@@ -100,7 +100,7 @@ func TestConsole_AudioLinksAndPostIncidentReport(t *testing.T) {
 			t.Errorf("the report page has no section %q", h)
 		}
 	}
-	for _, want := range []string{"Rachel Oduya", "WYP-1117-0642", "Dana Whitfield", "within the 10 s target", `class="plot-trail"`, "two-person visit"} {
+	for _, want := range []string{"Rachel Oduya", "WYP-1117-0642", "Dana Whitfield", "within the 10 s target", "Closed 17 min 0 s after the raise", "20.0 s of audio", `class="plot-trail"`, "two-person visit"} {
 		if !strings.Contains(rep, want) {
 			t.Errorf("the report page lacks %q", want)
 		}
