@@ -225,6 +225,15 @@ func (g *gen) stepAfterIncident() {
 	if err := g.a.db.View(func(txn *badger.Txn) (err error) { haveKey, err = exists(txn, kLinkKey); return err }); err != nil {
 		g.t.Fatal(err)
 	}
+	var made []string // the links that exist, mostly revoked and downloaded
+	if err := g.a.db.View(func(txn *badger.Txn) error {
+		return scanPrefix(txn, pAudioLink, false, func(k, _ []byte) (bool, error) {
+			made = append(made, lastSegment(k))
+			return true, nil
+		})
+	}); err != nil {
+		g.t.Fatal(err)
+	}
 	switch n := r.IntN(10); {
 	case n == 0 || !haveKey && r.IntN(2) == 0:
 		key := bytes.Repeat([]byte{byte(1 + r.IntN(3))}, LinkKeyBytes)
@@ -241,10 +250,17 @@ func (g *gen) stepAfterIncident() {
 			alarm = "ghost"
 		}
 		g.add(CmdIssueAudioLink, issueAudioLinkCmd{Header: hdr, LinkID: id, AlarmID: alarm, Expires: g.now.Add(life)})
-	case n < 5:
-		g.add(CmdRevokeAudioLink, revokeAudioLinkCmd{Header: hdr, LinkID: g.pick(append(g.links, "lz"))})
-	case n < 7:
+	case n < 6:
 		id := g.pick(append(g.links, "lz"))
+		if len(made) > 0 && r.IntN(4) != 0 {
+			id = made[r.IntN(len(made))]
+		}
+		g.add(CmdRevokeAudioLink, revokeAudioLinkCmd{Header: hdr, LinkID: id})
+	case n < 8:
+		id := g.pick(append(g.links, "lz"))
+		if len(made) > 0 && r.IntN(4) != 0 {
+			id = made[r.IntN(len(made))]
+		}
 		var l AudioLink
 		if err := g.a.db.View(func(txn *badger.Txn) (err error) { _, err = getJSON(txn, pAudioLink+id, &l); return err }); err != nil {
 			g.t.Fatal(err)
