@@ -642,10 +642,20 @@ func applyClose(c *applyCtx, body []byte, confirmed bool) ([]byte, error) {
 		detail += ", no briefing: " + reason
 	}
 	resp, err := saveAlarm(c, a, cmd, EventAlarmClosed, entry, detail)
-	if err != nil || r.Rules < RulesPostIncidentReport || !reportDue(a, r.Resolution) {
-		return resp, err
+	if err != nil {
+		return nil, err
 	}
-	return resp, openReport(c, a, cmd) // postincident.go
+	if r.Rules >= RulesPostIncidentReport && reportDue(a, r.Resolution) {
+		if err := openReport(c, a, cmd); err != nil { // postincident.go
+			return nil, err
+		}
+	}
+	if r.Rules >= RulesNotify {
+		if err := enqueueCloseNotice(c, a); err != nil { // outboxnotice.go
+			return nil, err
+		}
+	}
+	return resp, nil
 }
 
 func applyReopenAlarm(c *applyCtx, body []byte) ([]byte, error) {

@@ -124,6 +124,13 @@ const (
 	// alarm stream its audio for a while, without showing anything. Body:
 	// listenRequestCmd (listen.go).
 	CmdListenRequest CmdType = 38
+	// CmdOutboxEnqueue adds notifications to the outbox, each only once
+	// (by its idempotency key). Body: outboxEnqueueCmd (outbox.go).
+	CmdOutboxEnqueue CmdType = 40
+	// CmdOutboxOutcome records the outcome of an attempt to deliver a
+	// notification: sent, failed or given up. Body: outboxOutcomeCmd
+	// (outbox.go).
+	CmdOutboxOutcome CmdType = 41
 	// CmdCreateLinkKey makes the HMAC key that signs audio links, once.
 	// Body: createLinkKeyCmd (audiolink.go).
 	CmdCreateLinkKey CmdType = 45
@@ -179,6 +186,8 @@ var cmdNames = map[CmdType]string{
 	CmdResetAlarm:          "CmdResetAlarm",
 	CmdCloseAlarmConfirmed: "CmdCloseAlarmConfirmed",
 	CmdListenRequest:       "CmdListenRequest",
+	CmdOutboxEnqueue:       "CmdOutboxEnqueue",
+	CmdOutboxOutcome:       "CmdOutboxOutcome",
 	CmdCreateLinkKey:       "CmdCreateLinkKey",
 	CmdIssueAudioLink:      "CmdIssueAudioLink",
 	CmdRevokeAudioLink:     "CmdRevokeAudioLink",
@@ -406,7 +415,8 @@ type CloseAlarmCmd struct {
 	// (older logs replay as applied): RulesBriefing and above refuse a
 	// genuine close without an escalation contact briefed or a reason;
 	// RulesPostIncidentReport and above make the post-incident report of
-	// a genuine close (postincident.go). The Service sets the newest.
+	// a genuine close (postincident.go); RulesNotify and above enqueue the
+	// close notification. The Service sets the newest.
 	Rules int `json:"rules,omitempty"`
 }
 
@@ -421,6 +431,10 @@ const (
 	// incident_handled makes its draft post-incident report, due
 	// PostIncidentReportDue later, unless it has one.
 	RulesPostIncidentReport = 2
+	// RulesNotify: closing an alarm as worker_safe or incident_handled
+	// enqueues, in the same entry, the close notification to the
+	// organisation's recipients (Organisation.Notify.Close; outbox.go).
+	RulesNotify = 3
 )
 
 // reopenAlarmCmd reopens a closed alarm.

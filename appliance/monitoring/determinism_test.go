@@ -54,6 +54,7 @@ type gen struct {
 	refs     []string   // audio references made by session actions (audioref.go)
 	nr       *rand.Rand // audio link and report commands' own source (audiolink_test.go)
 	links    []string   // audio link IDs generated (audiolink.go)
+	or       *rand.Rand // outbox commands' own source (outbox_test.go)
 }
 
 // replica is one state machine on its own Badger.
@@ -175,6 +176,12 @@ func (g *gen) setup() {
 			org.URNs = []PoliceURN{{Force: "GMP", URN: "GMP-1", Expiry: t0.AddDate(1, 0, 0)},
 				{Force: "Met", URN: "MET-1", Expiry: t0.Add(20 * time.Minute)}}
 		}
+		// o1 has a notification policy (outboxnotice.go): its genuine
+		// closes enqueue notices under the newest close rules.
+		if i == 0 {
+			org.Notify = NotifyPolicy{Close: Recipients{Emails: []string{"duty@o1.example"}, Webhooks: []string{"oncall"}},
+				Duress: Recipients{Emails: []string{"managers@o1.example"}}}
+		}
 		g.add(CmdPutOrganisation, putOrganisationCmd{Header: g.hdr("admin"), Org: org})
 	}
 	for _, w := range genWorkerIDs {
@@ -209,6 +216,11 @@ func (g *gen) step() {
 	}
 	if g.steps%afterIncidentEvery == 0 {
 		g.stepAfterIncident() // audiolink_test.go
+	}
+	// Only once the other sources are made, so that their seeds, taken
+	// from the count of commands, stay as they were.
+	if g.steps > apiTokenEvery && g.steps%outboxEvery == 0 {
+		g.stepOutbox() // outbox_test.go
 	}
 	g.now = g.now.Add(time.Duration(g.r.IntN(90)) * time.Second)
 	op := g.pick(genOperators)
@@ -315,6 +327,9 @@ func (g *gen) step() {
 		rules := len(g.alarms) % 2
 		if rules == RulesBriefing && len(g.cmds)%2 == 0 {
 			rules = RulesPostIncidentReport // the report's rules too, without a new draw
+			if len(g.alarms)%3 != 1 {
+				rules = RulesNotify // and the close notification's
+			}
 		}
 		g.add(CmdCloseAlarmConfirmed, CloseAlarmCmd{Header: g.hdr(op), AlarmID: g.alarm(), Resolution: res, Confirmation: conf, Note: "n",
 			NoBriefingReason: why, Rules: rules})
@@ -530,6 +545,8 @@ type replicaStats struct {
 	// URN rule.
 	urnQuoted, urnUnquoted, urnRefused int
 	noBriefing                         int // genuine closes refused for want of a briefing (escalation.go)
+	closeNotices                       int // outbox messages of genuine closes (outboxnotice.go)
+	outboxStates                       map[string]int
 }
 
 // checkReplicas generates n commands from seed, applies them on three
@@ -577,6 +594,17 @@ func checkReplicas(t *testing.T, seed uint64, n int) replicaStats {
 		t.Fatalf("seed %d: %v", seed, err)
 	}
 	if err := g.a.db.View(func(txn *badger.Txn) error {
+		msgs, err := listJSON[OutboxMessage](txn, pOutbox, 0)
+		if err != nil {
+			return err
+		}
+		st.outboxStates = map[string]int{}
+		for _, m := range msgs {
+			st.outboxStates[m.State]++
+			if m.Kind == NoticeAlarmClosed {
+				st.closeNotices++
+			}
+		}
 		tl, err := listJSON[TimelineEntry](txn, pTimeline, 0)
 		for _, e := range tl {
 			switch {
@@ -712,7 +740,7 @@ func TestReplicas_SameStateWhateverTheBatching(t *testing.T) {
 	if testing.Short() {
 		n = 100
 	}
-	total := replicaStats{accepted: map[CmdType]int{}, refused: map[CmdType]int{}, fired: map[string]int{}}
+	total := replicaStats{accepted: map[CmdType]int{}, refused: map[CmdType]int{}, fired: map[string]int{}, outboxStates: map[string]int{}}
 	for seed := uint64(1); seed <= 6; seed++ {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			st := checkReplicas(t, seed, n)
@@ -729,6 +757,10 @@ func TestReplicas_SameStateWhateverTheBatching(t *testing.T) {
 			total.urnUnquoted += st.urnUnquoted
 			total.urnRefused += st.urnRefused
 			total.noBriefing += st.noBriefing
+			total.closeNotices += st.closeNotices
+			for k, v := range st.outboxStates {
+				total.outboxStates[k] += v
+			}
 		})
 	}
 	// The generator must reach both sides of every alarm rule and the
@@ -738,7 +770,8 @@ func TestReplicas_SameStateWhateverTheBatching(t *testing.T) {
 		CmdPutOperator, CmdOperatorLogin, CmdOperatorLogout,
 		CmdIssueResumeTicket, CmdRedeemResumeTicket, CmdEndSessionFamily, CmdPutConsoleNode,
 		CmdCreateAPIToken, CmdDisableAPIToken, CmdListenRequest, CmdAudioChunk,
-		CmdCreateLinkKey, CmdIssueAudioLink, CmdRevokeAudioLink, CmdAudioLinkDownload, CmdReportAction} {
+		CmdCreateLinkKey, CmdIssueAudioLink, CmdRevokeAudioLink, CmdAudioLinkDownload, CmdReportAction,
+		CmdOutboxEnqueue, CmdOutboxOutcome} {
 		if total.accepted[c] == 0 || total.refused[c] == 0 {
 			t.Errorf("%s: %d accepted, %d refused; want both", c, total.accepted[c], total.refused[c])
 		}
@@ -761,6 +794,11 @@ func TestReplicas_SameStateWhateverTheBatching(t *testing.T) {
 	if total.noBriefing == 0 {
 		t.Errorf("no genuine close refused for want of a briefing")
 	}
+	if total.closeNotices == 0 || total.outboxStates[OutboxSent] == 0 || total.outboxStates[OutboxFailed] == 0 ||
+		total.outboxStates[OutboxGaveUp] == 0 {
+		t.Errorf("outbox: %d close notices, states %v; want close notices and every state", total.closeNotices, total.outboxStates)
+	}
+	t.Logf("outbox: %d close notices, states %v", total.closeNotices, total.outboxStates)
 	t.Logf("fired    %v", total.fired)
 	t.Logf("accepted %v", total.accepted)
 	t.Logf("refused  %v", total.refused)

@@ -157,6 +157,9 @@ func validateOrganisation(o *Organisation) error {
 	if err := validCheckInInterval("org.default_checkin_ns", o.DefaultCheckIn); err != nil {
 		return err
 	}
+	if err := validNotifyPolicy(o.Notify); err != nil { // outboxnotice.go
+		return err
+	}
 	if err := validURNs("org.urns", o.URNs, true); err != nil {
 		return err
 	}

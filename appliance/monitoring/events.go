@@ -52,6 +52,9 @@ const (
 	EventReportDue       EventType = "report_due"
 	EventReportUpdated   EventType = "report_updated"
 	EventReportSignedOff EventType = "report_signed_off"
+	// EventOutbox: a notification was enqueued, or an attempt to deliver
+	// it recorded (outbox.go); Outbox is the message, without attachments.
+	EventOutbox EventType = "outbox"
 )
 
 // Event is one applied change. Every node emits the same events, in commit
@@ -76,6 +79,8 @@ type Event struct {
 	// Report: EventReportDue, EventReportUpdated, EventReportSignedOff
 	// (postincident.go).
 	Report *Report `json:"report,omitempty"`
+	// Outbox: EventOutbox.
+	Outbox *OutboxMessage `json:"outbox,omitempty"`
 }
 
 // DefaultSubscriptionBuffer is how many events a subscriber may fall behind

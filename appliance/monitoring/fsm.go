@@ -77,6 +77,8 @@ func init() {
 		CmdCreateAPIToken:      applyCreateAPIToken,
 		CmdDisableAPIToken:     applyDisableAPIToken,
 		CmdDeviceFlooding:      applyDeviceFlooding,
+		CmdOutboxEnqueue:       applyOutboxEnqueue,
+		CmdOutboxOutcome:       applyOutboxOutcome,
 		CmdCreateLinkKey:       applyCreateLinkKey,
 		CmdIssueAudioLink:      applyIssueAudioLink,
 		CmdRevokeAudioLink:     applyRevokeAudioLink,
@@ -97,9 +99,9 @@ var rulesKnown = map[CmdType]int{
 	CmdAudioChunk:    RulesAudioChunkRef,
 	CmdAcknowledge:   RulesContactReminder,
 	CmdLogAction:     RulesContactOutcome,
-	CmdCloseAlarm:    RulesPostIncidentReport,
+	CmdCloseAlarm:    RulesNotify,
 	// The confirmed close has the close's body (CloseAlarmCmd).
-	CmdCloseAlarmConfirmed: RulesPostIncidentReport,
+	CmdCloseAlarmConfirmed: RulesNotify,
 	CmdDeviceStatus:        RulesLowBattery,
 }
 

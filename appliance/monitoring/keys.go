@@ -35,6 +35,10 @@ package monitoring
 //	ix/alarm-link/<alarm id>/<link id>         the audio links of an alarm (audiolink.go)
 //	report/<alarm id>                          Report: a post-incident report (postincident.go)
 //	ix/report-due/<due>/<alarm id>             draft post-incident reports by due time (postincident.go)
+//	outbox/<id>                                OutboxMessage: a notification and its delivery (outbox.go)
+//	ix/outbox-due/<next at>/<id>               outbox messages still to deliver, by next attempt
+//	ix/outbox-alarm/<alarm id>/<id>            outbox messages about an alarm
+//	ix/outbox-org/<org id>/<created>/<id>      outbox messages of an organisation
 //	diag/...                                   the diagnostic journal (diag.go)
 
 import (

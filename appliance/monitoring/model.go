@@ -162,6 +162,10 @@ type Organisation struct {
 	// contact is due this much later (escalation.go); 0 means
 	// DefaultContactWait.
 	ContactWait time.Duration `json:"contact_wait_ns,omitempty"`
+	// Notify is who the organisation's notifications go to: the close of
+	// a genuine alarm, duress alarms, acknowledgement escalations
+	// (outboxnotice.go, docs/notifications.md).
+	Notify NotifyPolicy `json:"notify,omitzero"`
 }
 
 // The wait for an escalation contact's answer (Organisation.ContactWait).

@@ -123,7 +123,7 @@ func (s *Service) Close(ctx context.Context, cmdID, operator, alarmID string, re
 		return nil, invalid("no_briefing_reason", "is %d bytes, longer than %d", len(noBriefingReason), MaxTextLen)
 	}
 	cmd := CloseAlarmCmd{Header: s.header(operator), AlarmID: alarmID, Resolution: resolution, Note: note,
-		Confirmation: confirmation, NoBriefingReason: noBriefingReason, Rules: RulesPostIncidentReport}
+		Confirmation: confirmation, NoBriefingReason: noBriefingReason, Rules: RulesNotify}
 	return s.proposeAlarm(ctx, cmdID, CmdCloseAlarmConfirmed, &cmd)
 }
 
