@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/appliance/notify"
 	"github.com/vigilarc/vigil/broker"
 	"github.com/vigilarc/vigil/cluster"
 	"github.com/vigilarc/vigil/provisioning"
@@ -118,6 +119,12 @@ type Config struct {
 
 	// Discovery configures how appliances find each other on the LAN.
 	Discovery DiscoveryConfig `yaml:"discovery"`
+
+	// Notify configures the notifications sent outside Vigil: the
+	// installation's SMTP relay, the webhooks organisations' policies
+	// name, and the retries (docs/notifications.md). Each node has its
+	// own copy; give every node the same.
+	Notify notify.Config `yaml:"notify"`
 
 	// Debug holds diagnostic settings; all are off by default.
 	Debug DebugConfig `yaml:"debug"`
@@ -517,6 +524,7 @@ func DefaultConfig() Config {
 			MinFreeBytes:       cluster.DefaultMinFreeBytes,
 		},
 		Console: ConsoleConfig{SessionTTL: console.DefaultSessionTTL},
+		Notify:  notify.DefaultConfig(),
 		Broker: BrokerConfig{
 			// No MQTT listener unless the configuration names one: plain
 			// MQTT carries device secrets and alarms in clear, so it is
@@ -608,6 +616,13 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.Debug.validate(); err != nil {
+		return err
+	}
+	if err := c.Notify.Validate(); err != nil {
+		var fe *notify.FieldError
+		if errors.As(err, &fe) {
+			return fieldErr(fe.Field, "", "%s", fe.Reason)
+		}
 		return err
 	}
 	return c.Broker.validate()

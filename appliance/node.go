@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
+	"github.com/vigilarc/vigil/appliance/notify"
 	"github.com/vigilarc/vigil/broker"
 	"github.com/vigilarc/vigil/cluster"
 	"github.com/vigilarc/vigil/provisioning"
@@ -48,6 +49,7 @@ type Node struct {
 	trust   *peerTrust // the cluster port's certificates
 	nodeID  string     // from New, before the cluster node opens
 	sched   *monitoring.Scheduler
+	notify  *notify.Deliverer // the outbox's delivery, while leading
 	broker  *broker.Broker
 	web     *server.Server // the HTTP surface: console, REST API, their authentication
 
@@ -125,6 +127,13 @@ func New(cfg Config) (*Node, error) {
 	n.sched = monitoring.NewScheduler(svc, cn.IsLeader, monitoring.SchedulerConfig{Logger: logger, DownNodes: n.downNodes})
 	n.metrics = newNodeMetrics(metricsSource{cluster: cn, service: svc, dataDir: cfg.DataDir, logger: logger,
 		broker: func() *broker.Broker { return n.broker }})
+	// The links in notifications lead to notify.console_url, else to this
+	// node's console, known once it listens (Open sets publicURL before
+	// the deliverer starts).
+	n.notify, err = notify.New(svc, cn.IsLeader, svc.Now, cfg.Notify, notify.Hooks{ConsoleURL: func() string { return n.publicURL }}, logger)
+	if err != nil {
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -260,6 +269,9 @@ func (n *Node) Open(ctx context.Context) error {
 		return fmt.Errorf("cannot open the operator console: %w", err)
 	}
 	n.httpLn = ln
+	if err := n.notify.Open(context.Background()); err != nil { // runs until Close, not until ctx ends
+		n.logger.Error("cannot start the delivery of notifications", logKeyError, err)
+	}
 	// The commands run on the appliance (vigil status, operator, token)
 	// find the API here rather than guess the default address.
 	if err := os.WriteFile(filepath.Join(n.cfg.DataDir, HTTPURLFile), []byte(localURL(n.httpScheme()+"://"+ln.Addr().String())+"\n"), 0o600); err != nil {
@@ -402,6 +414,9 @@ func (n *Node) Close() error {
 		n.wg.Wait()
 		if err := n.broker.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("cannot close the MQTT broker: %w", err))
+		}
+		if err := n.notify.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("cannot stop the delivery of notifications: %w", err))
 		}
 		if err := n.sched.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("cannot stop the deadline scheduler: %w", err))
