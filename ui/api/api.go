@@ -102,6 +102,7 @@ type Service interface {
 	diagService
 	commandService
 	audioService
+	outboxService
 	accountService
 	backupService
 	linkService
@@ -167,6 +168,7 @@ func New(c ui.Cluster, svc Service, az *auth.Auth, bundles Bundler, logger *slog
 	h.monitoringRoutes(g)            // monitoring.go
 	h.commandRoutes(g.operator)      // commands.go
 	h.audioRoutes(g.operator)        // audio.go
+	h.outboxRoutes(g)                // outbox.go
 	h.diagStateRoutes(g.admin)       // diagstate.go
 	h.accountRoutes(g.admin)         // accounts.go
 	h.linkRoutes(r, g)               // audiolink.go
