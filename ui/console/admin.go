@@ -193,8 +193,11 @@ type adminOrgView struct {
 	Accidental, Heartbeat, LocationEvery string
 	LowBattery                           string
 	ContactWait                          string // the wait for an escalation contact's answer
-	Saved                                bool
-	Error, ErrorField                    string
+	// Notify is the notification policy's lists as typed, one field per
+	// list (notifyFields), addresses or webhook names separated by commas.
+	Notify            map[string]string
+	Saved             bool
+	Error, ErrorField string
 }
 
 func (v *adminOrgView) pad() {
@@ -223,6 +226,7 @@ func (co *Console) adminOrg(c *gin.Context) {
 			v.LowBattery = strconv.Itoa(o.LowBattery)
 		}
 		v.ContactWait = fmtDur(o.ContactWait)
+		v.Notify = notifyForm(o.Notify)
 	}
 	v.pad()
 	co.render(c, http.StatusOK, "admin_org", v)
@@ -233,8 +237,9 @@ func (co *Console) adminOrg(c *gin.Context) {
 // contact_relation[], urn_force[], urn_code[], urn_expiry[],
 // default_session, default_checkin, grace, offline_threshold,
 // accidental_press_window, heartbeat_interval, location_interval,
-// low_battery_percent, contact_wait. Fields the form does not show are
-// kept.
+// low_battery_percent, contact_wait, and the notification policy's
+// notify_<list>_emails and notify_<list>_webhooks (list: close, duress,
+// escalation). Fields the form does not show are kept.
 func (co *Console) adminOrgPost(c *gin.Context) {
 	isNew := c.PostForm("new") == "1"
 	id := strings.TrimSpace(c.PostForm("id"))
@@ -272,6 +277,11 @@ func (co *Console) adminOrgPost(c *gin.Context) {
 	v.Accidental, v.Heartbeat, v.LocationEvery = c.PostForm("accidental_press_window"), c.PostForm("heartbeat_interval"), c.PostForm("location_interval")
 	v.LowBattery = c.PostForm("low_battery_percent")
 	v.ContactWait = c.PostForm("contact_wait")
+	v.Notify = map[string]string{}
+	for _, f := range notifyFields(&org.Notify) {
+		v.Notify[f.name] = c.PostForm(f.name)
+		*f.list = splitList(v.Notify[f.name])
+	}
 	if err := cmp.Or(tooLong(c), urnErr); err != nil {
 		fail(err)
 		return
@@ -315,6 +325,37 @@ func (co *Console) adminOrgPost(c *gin.Context) {
 	}
 	co.logger.Info("organisation saved", "org", saved.ID, "by", auth.OperatorOf(c).ID)
 	c.Redirect(http.StatusSeeOther, Prefix+"/admin/organisations/"+url.PathEscape(saved.ID)+"?saved=1")
+}
+
+// notifyField is one list of an organisation's notification policy as
+// the form names it.
+type notifyField struct {
+	name string
+	list *[]string
+}
+
+// notifyFields returns the lists of p with their form fields.
+func notifyFields(p *monitoring.NotifyPolicy) []notifyField {
+	return []notifyField{
+		{"notify_close_emails", &p.Close.Emails}, {"notify_close_webhooks", &p.Close.Webhooks},
+		{"notify_duress_emails", &p.Duress.Emails}, {"notify_duress_webhooks", &p.Duress.Webhooks},
+		{"notify_escalation_emails", &p.Escalation.Emails}, {"notify_escalation_webhooks", &p.Escalation.Webhooks},
+	}
+}
+
+// notifyForm returns p's lists as the form shows them.
+func notifyForm(p monitoring.NotifyPolicy) map[string]string {
+	out := map[string]string{}
+	for _, f := range notifyFields(&p) {
+		out[f.name] = strings.Join(*f.list, ", ")
+	}
+	return out
+}
+
+// splitList splits a list typed with commas, semicolons, spaces or new
+// lines.
+func splitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ';' || r == ' ' || r == '\n' || r == '\r' || r == '\t' })
 }
 
 // ---- workers ----

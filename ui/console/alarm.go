@@ -78,6 +78,9 @@ type alarmView struct {
 	ListenDefault   string    // the one chosen at first
 	ListeningUntil  time.Time // a listen-in request runs until then; zero if none
 	ClosedBy        string    // the name of the operator who closed it
+	// Notifications are the messages sent outside Vigil about the alarm
+	// (the outbox), in the order enqueued.
+	Notifications []monitoring.OutboxMessage
 }
 
 type option struct{ Value, Label string }
@@ -255,6 +258,9 @@ func (co *Console) loadAlarmView(c *gin.Context, id string) (*alarmView, error) 
 	}
 	if a.ClosedBy != "" {
 		v.ClosedBy = names.operator(a.ClosedBy)
+	}
+	if v.Notifications, err = co.svc.AlarmOutbox(a.ID); err != nil {
+		return nil, err
 	}
 	return v, nil
 }

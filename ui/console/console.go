@@ -70,6 +70,8 @@ type Monitoring interface {
 	Device(id string) (*monitoring.Device, error)
 	Session(id string) (*monitoring.Session, error)
 	AudioInfo(alarmID string) (*monitoring.AudioInfo, error)
+	AlarmOutbox(alarmID string) ([]monitoring.OutboxMessage, error)
+	OrgOutbox(orgID string, limit int) ([]monitoring.OutboxMessage, error)
 	URNFor(alarmID string) (*monitoring.URNCheck, error)
 	Acknowledge(ctx context.Context, cmdID, operator, alarmID string, takeover bool) (*monitoring.Alarm, error)
 	LogAction(ctx context.Context, cmdID, operator, alarmID string, entry monitoring.TimelineEntry) (*monitoring.Alarm, error)
@@ -292,6 +294,7 @@ func (c *Console) Mount(r gin.IRouter) {
 	sup.GET("/incidents/:id", c.incidentPage)
 	sup.GET("/incidents/:id/report.pdf", c.incidentPDF)
 	sup.POST("/incidents/:id", c.incidentPost)
+	sup.GET("/notifications", c.notificationsPage) // notifications.go
 
 	adm := op.Group("/admin", c.auth.Require(monitoring.RoleAdmin)) // admin.go
 	adm.GET("", func(c *gin.Context) { c.Redirect(http.StatusSeeOther, Prefix+"/admin/organisations") })

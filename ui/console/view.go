@@ -40,7 +40,7 @@ func (co *Console) base(c *gin.Context, title string) pageBase {
 }
 
 // pageNames are the templates in templates/, each with layout.html.
-var pageNames = []string{"login", "queue", "alarm", "sessions", "cluster", "reports", "resume", "incidents", "incident",
+var pageNames = []string{"login", "queue", "alarm", "sessions", "cluster", "reports", "resume", "incidents", "incident", "notifications",
 	"admin_orgs", "admin_org", "admin_workers", "admin_worker", "admin_devices", "admin_device", "admin_operators"}
 
 func parsePages() (map[string]*template.Template, error) {
@@ -90,6 +90,12 @@ var templateFuncs = template.FuncMap{
 	"add":       func(a, b int) int { return a + b },
 	"newID":     ui.RandomToken, // a form's command ID
 	"telDigits": telDigits,
+	"noticeLabel": func(kind string) string {
+		if l, ok := noticeLabels[kind]; ok {
+			return l
+		}
+		return kind
+	},
 }
 
 // telDigits returns what a tel: link dials for phone: its digits, and a
