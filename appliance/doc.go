@@ -5,7 +5,8 @@
 //
 // A Node is the composition root (node.go): it opens the cluster member
 // (Raft over Badger, hosting the monitoring state machine), the deadline
-// scheduler, the MQTT broker (broker/) and the HTTP surface (ui/: the
+// scheduler, the delivery of notifications (notify/: mail and webhooks,
+// while the node leads), the MQTT broker (broker/) and the HTTP surface (ui/: the
 // console, the REST API and their authentication), each in one small step,
 // and closes them in reverse order. It is the one place that knows all the
 // parts: the broker and the HTTP surface reach the cluster only through

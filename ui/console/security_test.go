@@ -339,6 +339,7 @@ var consoleRoutes = map[string]string{
 	"GET /ui/cluster":                              "",
 	"GET /ui/reports":                              "supervisor",
 	"GET /ui/reports/alarms.csv":                   "supervisor",
+	"GET /ui/reports/notifications":                "supervisor",
 	"GET /ui/reports/incidents":                    "supervisor",
 	"GET /ui/reports/incidents/:id":                "supervisor",
 	"GET /ui/reports/incidents/:id/report.pdf":     "supervisor",
