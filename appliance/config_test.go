@@ -161,6 +161,11 @@ func TestConfig_ErrorsNameTheField(t *testing.T) {
 		{name: "flood quiet too short", env: map[string]string{"VIGIL_BROKER_FLOOD_QUIET": "10ms"}, wantField: "broker.flood_quiet"},
 		{name: "stray argument", args: []string{"now"}, wantField: `unexpected argument "now"`},
 		{name: "trusted proxy not an address", file: "console:\n  trusted_proxies: [proxy.example.org]\n", wantField: "console.trusted_proxies"},
+		{name: "an SMTP security mode unknown", env: map[string]string{"VIGIL_NOTIFY_SMTP_SECURITY": "ssl"}, wantField: "notify.smtp.security"},
+		{name: "a relay without a sender", env: map[string]string{"VIGIL_NOTIFY_SMTP_HOST": "relay.example.org"}, wantField: "notify.smtp.from"},
+		{name: "a webhook without a secret", file: "notify:\n  webhooks:\n    - name: oncall\n      url: https://hooks.example.org/v\n",
+			wantField: "notify.webhooks[0].secret"},
+		{name: "webhooks from the environment", env: map[string]string{"VIGIL_NOTIFY_WEBHOOKS": "oncall"}, wantField: "VIGIL_NOTIFY_WEBHOOKS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -307,5 +312,38 @@ func TestConfig_BrokerTLSRefusals(t *testing.T) {
 	if err != nil || c.Broker.TLSAddr != "127.0.0.1:8883" || c.Broker.WSSAddr != "127.0.0.1:8884" ||
 		c.Broker.TLSCertFile != cert || c.Broker.TLSKeyFile != key {
 		t.Fatalf("from flags: %+v, %v", c.Broker, err)
+	}
+}
+
+// The notifications' settings come from the file, the webhooks with them,
+// and the relay's scalars may be overridden from the environment.
+func TestConfig_NotifyFromTheFile(t *testing.T) {
+	path := mustWriteFile(t, `
+notify:
+  smtp:
+    host: mail.example.org
+    port: 465
+    security: tls
+    username: vigil
+    password_file: /etc/vigil/smtp-password
+    from: vigil@example.org
+  webhooks:
+    - name: sms-gateway
+      url: https://sms.example.org/hooks/vigil
+      secret_file: /etc/vigil/sms.secret
+  console_url: https://vigil.example.org
+  max_backoff: 5m
+`)
+	var out bytes.Buffer
+	c, err := loadServeConfig(nil, envFrom(map[string]string{"VIGIL_CONFIG": path, "VIGIL_NOTIFY_SMTP_HOST": "relay.example.org"}), &out)
+	if err != nil {
+		t.Fatalf("loadServeConfig: %v\n%s", err, out.String())
+	}
+	n := c.Notify
+	if n.SMTP.Host != "relay.example.org" || n.SMTP.Port != 465 || n.SMTP.Security != "tls" || n.SMTP.From != "vigil@example.org" ||
+		n.SMTP.PasswordFile != "/etc/vigil/smtp-password" || len(n.Webhooks) != 1 || n.Webhooks[0].Name != "sms-gateway" ||
+		n.Webhooks[0].SecretFile != "/etc/vigil/sms.secret" || n.ConsoleURL != "https://vigil.example.org" ||
+		n.MaxBackoff != 5*time.Minute || n.MinBackoff != DefaultConfig().Notify.MinBackoff {
+		t.Fatalf("notify = %+v", n)
 	}
 }
