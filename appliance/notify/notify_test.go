@@ -2,10 +2,13 @@ package notify_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -124,4 +127,95 @@ func TestDeliverer_GivesUpAfterItsTime(t *testing.T) {
 		t.Fatalf("the missing webhook's message: %+v, %v", missing, err)
 	}
 	t.Logf("gave up after %d attempts", m.Attempts)
+}
+
+// clock is a settable clock for the Service and the Deliverer.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+
+func (c *clock) add(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+
+// TestDeliverer_DuressAndEscalationReachTheirLists: a duress alarm's notice
+// reaches the managers' webhook at once, signed; left unacknowledged, the
+// supervisors' webhook gets the 10 s escalation, then the 40 s one; the
+// managers get nothing more, and the close list nothing.
+func TestDeliverer_DuressAndEscalationReachTheirLists(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string][]notify.Envelope{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := notify.Verify([]byte("s-"+r.URL.Path[1:]), r.Header.Get(notify.HeaderTimestamp), r.Header.Get(notify.HeaderSignature),
+			body, time.Now(), time.Hour); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		var env notify.Envelope
+		if err := json.Unmarshal(body, &env); err != nil || env.ID != r.Header.Get(notify.HeaderIdempotencyKey) {
+			http.Error(w, "bad envelope", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		got[r.URL.Path[1:]] = append(got[r.URL.Path[1:]], env)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	received := func(hook string) []notify.Envelope {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]notify.Envelope(nil), got[hook]...)
+	}
+	clk := &clock{now: time.Now().UTC()}
+	n := monitoringtest.MustService(t, monitoringtest.Options{Setup: func(s *monitoring.Service) { s.Now = clk.Now }})
+	var hooks []notify.WebhookConfig
+	for _, name := range []string{"managers", "supervisors", "close"} {
+		hooks = append(hooks, notify.WebhookConfig{Name: name, URL: srv.URL + "/" + name, Secret: "s-" + name})
+	}
+	d, err := notify.New(n.Service, n.Cluster.IsLeader, n.Service.Now, notify.Config{Webhooks: hooks, Interval: 50 * time.Millisecond},
+		notify.Hooks{}, clustertest.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	svc, ctx := n.Service, context.Background()
+	if _, err := svc.PutOrganisation(ctx, "org", "admin", monitoring.Organisation{ID: "o1", Name: "Trust", Notify: monitoring.NotifyPolicy{
+		Close:      monitoring.Recipients{Webhooks: []string{"close"}},
+		Duress:     monitoring.Recipients{Webhooks: []string{"managers"}},
+		Escalation: monitoring.Recipients{Webhooks: []string{"supervisors"}},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.PutWorker(ctx, "w1", "admin", monitoring.Worker{ID: "w1", Name: "Ann", OrgID: "o1"}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := svc.RaiseAlarm(ctx, "ev1", "system", monitoring.RaiseAlarmRequest{Type: monitoring.AlarmDiscreetPanic, WorkerID: "w1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clustertest.PollUntil(t, 5*time.Second, "the managers told", func() bool { return len(received("managers")) == 1 })
+	if env := received("managers")[0]; env.Kind != monitoring.NoticeDuress || env.AlarmID != a.ID || !strings.Contains(env.Subject, "do not call") {
+		t.Fatalf("duress notice %+v", env)
+	}
+	if n := len(received("supervisors")); n != 0 {
+		t.Fatalf("supervisors told before the target: %d", n)
+	}
+	for stage, after := range []time.Duration{10 * time.Second, 30 * time.Second} {
+		clk.add(after)
+		clustertest.PollUntil(t, 5*time.Second, "an escalation", func() bool { return len(received("supervisors")) == stage+1 })
+		var data monitoring.AlarmNotice
+		env := received("supervisors")[stage]
+		if err := json.Unmarshal(env.Data, &data); err != nil || env.Kind != monitoring.NoticeEscalation || data.Alarm.Stage != stage+1 {
+			t.Fatalf("escalation %d: %+v %s", stage+1, env, env.Data)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // a few more scans: nothing more is sent
+	if m, s, c := len(received("managers")), len(received("supervisors")), len(received("close")); m != 1 || s != 2 || c != 0 {
+		t.Fatalf("received: managers %d, supervisors %d, close %d; want 1, 2, 0", m, s, c)
+	}
 }
