@@ -47,9 +47,10 @@ type SMTPConfig struct {
 	Port int `yaml:"port"`
 	// Security is starttls (the default), tls or none.
 	Security string `yaml:"security"`
-	// Username and Password, when set, authenticate (PLAIN, or LOGIN if the
-	// relay offers only that). The password may be given in PasswordFile
-	// instead, read at start.
+	// Username and Password, when set, authenticate with the strongest
+	// mechanism the relay offers (SCRAM-SHA-256 down to CRAM-MD5, then
+	// PLAIN or LOGIN, which are sent only over TLS). The password may be
+	// given in PasswordFile instead, read at start.
 	Username     string `yaml:"username"`
 	Password     string `yaml:"password"`
 	PasswordFile string `yaml:"password_file"`
