@@ -121,6 +121,10 @@ type OrganisationBody struct {
 	// contact's answer before the next contact is due; Go duration from
 	// 1m to 1h, empty for the default (5m).
 	ContactWait string `json:"contact_wait,omitempty"`
+	// Notify is who is told, by mail and webhook, of a genuine close, a
+	// duress or discreet alarm, and an alarm not acknowledged in time
+	// (docs/notifications.md).
+	Notify monitoring.NotifyPolicy `json:"notify,omitzero"`
 }
 
 // OrganisationRequest is the body of POST /api/v1/organisations.
@@ -355,7 +359,7 @@ func (a *api) putOrganisation(c *gin.Context) {
 	o := req.Org
 	org := monitoring.Organisation{
 		ID: o.ID, Name: o.Name, Procedure: o.Procedure, ProcedureSteps: o.ProcedureSteps,
-		Contacts: o.Contacts, Priorities: o.Priorities, LowBattery: o.LowBattery, URNs: o.URNs,
+		Contacts: o.Contacts, Priorities: o.Priorities, LowBattery: o.LowBattery, URNs: o.URNs, Notify: o.Notify,
 	}
 	for _, d := range []struct {
 		field, v string

@@ -9,6 +9,27 @@ import (
 	"github.com/vigilarc/vigil/ui/api"
 )
 
+// TestAPI_NotifyPolicy: an organisation's notification policy is written
+// with the organisation and read back; a bad address is refused naming it.
+func TestAPI_NotifyPolicy(t *testing.T) {
+	n := mustServe(t)
+	body := `{"id": "p1", "org": {"id": "o1", "name": "Trust", "notify": {"close": {"emails": ["duty@trust.example"], "webhooks": ["oncall"]},
+		"duress": {"emails": ["managers@trust.example"]}, "escalation": {"webhooks": ["sms-gateway"]}}}}`
+	var o monitoring.Organisation
+	if code := call(t, n, "POST", "/api/v1/organisations", body, &o); code != http.StatusCreated ||
+		o.Notify.Close.Webhooks[0] != "oncall" || o.Notify.Duress.Emails[0] != "managers@trust.example" {
+		t.Fatalf("POST = %d %+v", code, o)
+	}
+	if code := call(t, n, "GET", "/api/v1/organisations/o1", "", &o); code != http.StatusOK || o.Notify.Escalation.Webhooks[0] != "sms-gateway" {
+		t.Fatalf("GET = %d %+v", code, o.Notify)
+	}
+	var e api.ErrorResponse
+	bad := `{"id": "p2", "org": {"id": "o1", "name": "Trust", "notify": {"duress": {"emails": ["managers"]}}}}`
+	if code := call(t, n, "POST", "/api/v1/organisations", bad, &e); code != http.StatusBadRequest || e.Field != "org.notify.duress.emails[0]" {
+		t.Fatalf("a bad address: %d %+v", code, e)
+	}
+}
+
 // TestAPI_Notifications: an alarm's and an organisation's outbox, and one
 // message, as JSON; the organisation's failures first; unknown IDs 404 and
 // a bad limit 400 naming the field.
