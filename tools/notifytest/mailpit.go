@@ -1,8 +1,9 @@
 // Package notifytest tests the delivery of notifications (appliance/notify)
 // against a real SMTP server, mailpit (github.com/axllent/mailpit, built
 // from its module at the version in this module's go.mod), and a real HTTP
-// receiver, on real in-process cluster nodes. It lives in the tools module
-// so that the product's go.mod does not carry mailpit.
+// receiver, on real in-process cluster nodes. Mailpit runs the server for
+// other tests too (the system tests). It lives in the tools module so that
+// the product's go.mod does not carry mailpit.
 package notifytest
 
 import (
@@ -28,7 +29,7 @@ var (
 
 // mailpitBinary builds mailpit once per test run, from the module this
 // module requires.
-func mailpitBinary(t *testing.T) string {
+func mailpitBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "mailpit")
@@ -49,7 +50,7 @@ func mailpitBinary(t *testing.T) string {
 }
 
 // freePort returns a TCP port free on 127.0.0.1 a moment ago.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -59,35 +60,38 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// mailpit is a running mailpit: SMTP with STARTTLS (a certificate it makes
-// itself) and any user name and password accepted, and its HTTP API.
-type mailpit struct {
-	t        *testing.T
-	smtpPort int
+// Mailpit is a mailpit process: SMTP with STARTTLS required (a certificate
+// it makes itself) and any user name and password accepted, and its HTTP
+// API, on ports chosen once, so that a stop and a start keep them.
+type Mailpit struct {
+	t        testing.TB
+	SMTPPort int
 	httpPort int
 	db       string
 	cmd      *exec.Cmd
 }
 
-func newMailpit(t *testing.T) *mailpit {
+// NewMailpit returns a Mailpit, not started.
+func NewMailpit(t testing.TB) *Mailpit {
 	t.Helper()
-	return &mailpit{t: t, smtpPort: freePort(t), httpPort: freePort(t), db: filepath.Join(t.TempDir(), "mailpit.db")}
+	return &Mailpit{t: t, SMTPPort: freePort(t), httpPort: freePort(t), db: filepath.Join(t.TempDir(), "mailpit.db")}
 }
 
-// start starts mailpit on its ports and waits until its API answers.
-func (m *mailpit) start() {
+// Start starts mailpit on its ports and waits until its API answers. It
+// is killed when the test ends.
+func (m *Mailpit) Start() {
 	m.t.Helper()
 	m.cmd = exec.Command(mailpitBinary(m.t),
-		"--smtp", fmt.Sprintf("127.0.0.1:%d", m.smtpPort), "--listen", fmt.Sprintf("127.0.0.1:%d", m.httpPort),
+		"--smtp", fmt.Sprintf("127.0.0.1:%d", m.SMTPPort), "--listen", fmt.Sprintf("127.0.0.1:%d", m.httpPort),
 		"--database", m.db, "--smtp-tls-cert", "sans:localhost", "--smtp-tls-key", "sans:localhost",
 		"--smtp-require-starttls", "--smtp-auth-accept-any", "--disable-version-check", "--quiet")
 	m.cmd.Stdout, m.cmd.Stderr = os.Stderr, os.Stderr
 	if err := m.cmd.Start(); err != nil {
 		m.t.Fatal(err)
 	}
-	m.t.Cleanup(m.stop)
+	m.t.Cleanup(m.Stop)
 	clustertest.PollUntil(m.t, 20*time.Second, "mailpit answers", func() bool {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", m.smtpPort), time.Second)
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", m.SMTPPort), time.Second)
 		if err != nil {
 			return false
 		}
@@ -101,8 +105,8 @@ func (m *mailpit) start() {
 	})
 }
 
-// stop kills mailpit, if it runs.
-func (m *mailpit) stop() {
+// Stop kills mailpit, if it runs.
+func (m *Mailpit) Stop() {
 	if m.cmd != nil && m.cmd.Process != nil {
 		_ = m.cmd.Process.Kill()
 		_ = m.cmd.Wait()
@@ -110,11 +114,11 @@ func (m *mailpit) stop() {
 	m.cmd = nil
 }
 
-func (m *mailpit) api(path string) string {
+func (m *Mailpit) api(path string) string {
 	return fmt.Sprintf("http://127.0.0.1:%d%s", m.httpPort, path)
 }
 
-func (m *mailpit) get(path string, v any) error {
+func (m *Mailpit) get(path string, v any) error {
 	resp, err := http.Get(m.api(path))
 	if err != nil {
 		return err
@@ -126,8 +130,8 @@ func (m *mailpit) get(path string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-// received is a message as mailpit shows it.
-type received struct {
+// Received is a message as mailpit shows it.
+type Received struct {
 	ID          string
 	MessageID   string
 	Subject     string
@@ -142,9 +146,9 @@ type received struct {
 	Headers map[string][]string
 }
 
-// messages returns every message mailpit holds, with its bodies and
+// Messages returns every message mailpit holds, with its bodies and
 // headers.
-func (m *mailpit) messages() []received {
+func (m *Mailpit) Messages() []Received {
 	m.t.Helper()
 	var list struct {
 		Messages []struct{ ID string }
@@ -152,9 +156,9 @@ func (m *mailpit) messages() []received {
 	if err := m.get("/api/v1/messages?limit=500", &list); err != nil {
 		m.t.Fatal(err)
 	}
-	var out []received
+	var out []Received
 	for _, s := range list.Messages {
-		var r received
+		var r Received
 		if err := m.get("/api/v1/message/"+s.ID, &r); err != nil {
 			m.t.Fatal(err)
 		}

@@ -69,9 +69,9 @@ func (rc *receiver) snapshot() ([]notify.Envelope, []string, []string) {
 	return append([]notify.Envelope(nil), rc.got...), append([]string(nil), rc.keys...), append([]string(nil), rc.bad...)
 }
 
-func testConfig(mp *mailpit, hookURL string) notify.Config {
+func testConfig(mp *Mailpit, hookURL string) notify.Config {
 	return notify.Config{
-		SMTP: notify.SMTPConfig{Host: "127.0.0.1", Port: mp.smtpPort, Security: notify.SecuritySTARTTLS,
+		SMTP: notify.SMTPConfig{Host: "127.0.0.1", Port: mp.SMTPPort, Security: notify.SecuritySTARTTLS,
 			Username: "vigil", Password: "relay-password", From: "vigil@trust.example", InsecureSkipVerify: true},
 		Webhooks:   []notify.WebhookConfig{{Name: "oncall", URL: hookURL, Secret: webhookSecret}},
 		ConsoleURL: "https://vigil.trust.example",
@@ -106,8 +106,8 @@ func TestNotify_GenuineCloseArrivesThroughALeaderKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("mailpit and a three-node cluster")
 	}
-	mp := newMailpit(t)
-	mp.start()
+	mp := NewMailpit(t)
+	mp.Start()
 	rc := newReceiver(true)
 	hook := httptest.NewServer(rc)
 	defer hook.Close()
@@ -218,9 +218,9 @@ func TestNotify_GenuineCloseArrivesThroughALeaderKill(t *testing.T) {
 	t.Logf("webhook delivered %d times, key %s", len(got), keys[0])
 
 	// The mail: in mailpit, each copy with the same Message-ID and key.
-	var mails []received
+	var mails []Received
 	clustertest.PollUntil(t, 10*time.Second, "the mail in mailpit", func() bool {
-		mails = mp.messages()
+		mails = mp.Messages()
 		return len(mails) > 0
 	})
 	for _, m := range mails {
@@ -251,7 +251,7 @@ func TestNotify_MailServerDownThenBack(t *testing.T) {
 	if testing.Short() {
 		t.Skip("mailpit")
 	}
-	mp := newMailpit(t) // not started: the relay is down
+	mp := NewMailpit(t) // not started: the relay is down
 	n := monitoringtest.MustService(t, monitoringtest.Options{})
 	cfg := testConfig(mp, "http://127.0.0.1:1/")
 	d := openDeliverer(t, n, cfg)
@@ -287,7 +287,7 @@ func TestNotify_MailServerDownThenBack(t *testing.T) {
 	}
 	t.Logf("while down: %d failures, last %q", len(m.Failures), m.LastError)
 
-	mp.start()
+	mp.Start()
 	clustertest.PollUntil(t, 20*time.Second, "the message sent", func() bool {
 		if m, err = svc.OutboxMessage(id); err != nil {
 			t.Fatal(err)
@@ -297,7 +297,7 @@ func TestNotify_MailServerDownThenBack(t *testing.T) {
 	if len(m.Failures) < 3 || m.Attempts != len(m.Failures)+1 {
 		t.Fatalf("after delivery: %d failures, %d attempts", len(m.Failures), m.Attempts)
 	}
-	mails := mp.messages()
+	mails := mp.Messages()
 	if len(mails) != 1 || mails[0].MessageID != id+"@trust.example" || len(mails[0].Attachments) != 1 ||
 		mails[0].Attachments[0].FileName != "report.pdf" || mails[0].Attachments[0].Size != len(pdf) {
 		t.Fatalf("mails %+v", mails)
