@@ -25,8 +25,9 @@ run: build
 
 ## test: every test, with the race detector (the command CI runs): the
 ## product's module, then the tooling's (tools/: the bench, the chaos
-## harness, the system tests and the browser tests, in a module of their
-## own so that their dependencies stay out of the product's go.mod)
+## harness, the system tests, the browser tests and the notification tests,
+## which build mailpit from its Go module, in a module of their own so that
+## their dependencies stay out of the product's go.mod)
 test:
 	$(GO) test -race -count=1 -timeout 30m ./...
 	cd tools && $(GO) test -race -count=1 -timeout 30m ./...
