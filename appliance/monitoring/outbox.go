@@ -180,8 +180,8 @@ func validOutboxMessage(i int, m *OutboxMessage) error {
 		return invalid(f("key"), "an idempotency key of 1 to 200 bytes is required")
 	case !kindRE.MatchString(m.Kind):
 		return invalid(f("kind"), "%q is not a kind: lower-case letters, digits and _, up to 40", m.Kind)
-	case strings.TrimSpace(m.Subject) == "" || len(m.Subject) > 300 || strings.ContainsAny(m.Subject, "\r\n"):
-		return invalid(f("subject"), "a subject of one line, up to 300 bytes, is required")
+	case strings.TrimSpace(m.Subject) == "" || len(m.Subject) > maxSubject || strings.ContainsAny(m.Subject, "\r\n"):
+		return invalid(f("subject"), "a subject of one line, up to %d bytes, is required", maxSubject)
 	case len(m.Link) > 500 || (m.Link != "" && !strings.HasPrefix(m.Link, "/")):
 		return invalid(f("link"), "must be a console path beginning with /")
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
 	"github.com/vigilarc/vigil/appliance/monitoring/monitoringtest"
@@ -135,5 +136,34 @@ func TestOutbox_EnqueueNotificationChecksBeforeProposing(t *testing.T) {
 	due, err := svc.DueOutbox(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC), 10)
 	if err != nil || len(due) != 1 || string(due[0].Attachments[0].Data) != "%PDF-1.4" {
 		t.Fatalf("due: %+v, %v", due, err)
+	}
+}
+
+// TestOutbox_LongNamesMakeAnAcceptedNotice: a duress notice of a worker and
+// an organisation with the longest names has a subject cut to the bound,
+// so that the leader's enqueue is not refused.
+func TestOutbox_LongNamesMakeAnAcceptedNotice(t *testing.T) {
+	n := mustSingle(t, time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
+	svc, ctx := n.Service, context.Background()
+	long := strings.Repeat("é", 100) // 200 bytes, the longest name
+	if _, err := svc.PutOrganisation(ctx, "org", "admin", monitoring.Organisation{ID: "o1", Name: long,
+		Notify: monitoring.NotifyPolicy{Duress: monitoring.Recipients{Emails: []string{"managers@trust.example"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.PutWorker(ctx, "w1", "admin", monitoring.Worker{ID: "w1", Name: long, OrgID: "o1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.RaiseAlarm(ctx, "ev1", "system", monitoring.RaiseAlarmRequest{Type: monitoring.AlarmDuress, WorkerID: "w1"}); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := svc.PendingNotices(time.Date(2026, 3, 2, 9, 0, 1, 0, time.UTC))
+	if err != nil || len(ns) != 1 {
+		t.Fatalf("pending: %d, %v", len(ns), err)
+	}
+	if s := ns[0].Subject; len(s) > 300 || !strings.HasSuffix(s, "…") || !utf8.ValidString(s) {
+		t.Fatalf("subject of %d bytes: %q", len(s), s)
+	}
+	if _, err := svc.EnqueueNotification(ctx, "system", ns[0]); err != nil {
+		t.Fatalf("enqueue refused: %v", err)
 	}
 }

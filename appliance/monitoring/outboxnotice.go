@@ -32,6 +32,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -255,6 +256,7 @@ func alarmNotification(txn *badger.Txn, a *Alarm, kind, key string, stage int, r
 	case NoticeEscalation:
 		subject = fmt.Sprintf("Not acknowledged within %s: %s alarm of %s (%s)", fmtTarget(ackTargets[stage-1]), a.Type, who, d.Org.Name)
 	}
+	subject = clip(subject, maxSubject)
 	lines := [][2]string{
 		{"Organisation", d.Org.Name},
 		{"Worker", who},
@@ -304,6 +306,22 @@ func alarmNotification(txn *badger.Txn, a *Alarm, kind, key string, stage int, r
 		n.AudioAlarmID = a.ID
 	}
 	return n, nil
+}
+
+// maxSubject is the longest subject of an outbox message.
+const maxSubject = 300
+
+// clip shortens s to at most n bytes, on a character boundary, marking the
+// cut with an ellipsis.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 func fmtNoticeTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }

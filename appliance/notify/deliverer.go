@@ -153,7 +153,13 @@ func (d *Deliverer) Tick(ctx context.Context) error {
 		ectx, cancel := context.WithTimeout(ctx, d.cfg.AttemptTimeout)
 		_, err := d.svc.EnqueueNotification(ectx, "system", n)
 		cancel()
-		if err != nil {
+		var re *monitoring.RuleError
+		switch {
+		case errors.As(err, &re):
+			// Deterministic: a retry is refused alike. Say so; deliver the
+			// rest.
+			d.logger.Error("notification refused", "key", n.Key, "kind", n.Kind, "error", err)
+		case err != nil:
 			return fmt.Errorf("cannot enqueue %s: %w", n.Key, err)
 		}
 	}

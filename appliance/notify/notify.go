@@ -15,9 +15,14 @@ package notify
 import (
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 )
+
+// webhookName is what a webhook's name may be: as an organisation's
+// policy names it (monitoring's validWebhookName).
+var webhookName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,39}$`)
 
 // Defaults of the Config.
 const (
@@ -137,8 +142,8 @@ func (c Config) Validate() error {
 	seen := map[string]bool{}
 	for i, w := range c.Webhooks {
 		f := fmt.Sprintf("notify.webhooks[%d]", i)
-		if w.Name == "" || seen[w.Name] {
-			return ferr(f+".name", "a name, unique, is required")
+		if !webhookName.MatchString(w.Name) || seen[w.Name] {
+			return ferr(f+".name", "%q: a name of lower-case letters, digits, - and _ (up to 40), each once, is required", w.Name)
 		}
 		seen[w.Name] = true
 		u, err := url.Parse(w.URL)

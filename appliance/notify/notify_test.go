@@ -67,6 +67,7 @@ func TestConfig_ValidateNamesTheField(t *testing.T) {
 		{"notify.webhooks[0].url", func(c *notify.Config) { c.Webhooks[0].URL = "ftp://x" }},
 		{"notify.webhooks[0].secret", func(c *notify.Config) { c.Webhooks[0].Secret = "" }},
 		{"notify.webhooks[1].name", func(c *notify.Config) { c.Webhooks = append(c.Webhooks, c.Webhooks[0]) }},
+		{"notify.webhooks[0].name", func(c *notify.Config) { c.Webhooks[0].Name = "On Call" }},
 		{"notify.min_backoff", func(c *notify.Config) { c.MinBackoff, c.MaxBackoff = time.Hour, time.Minute }},
 		{"notify.console_url", func(c *notify.Config) { c.ConsoleURL = "vigil" }},
 	} {
