@@ -130,7 +130,7 @@ func New(cfg Config) (*Node, error) {
 	// The links in notifications lead to notify.console_url, else to this
 	// node's console, known once it listens (Open sets publicURL before
 	// the deliverer starts).
-	n.notify, err = notify.New(svc, cn.IsLeader, svc.Now, cfg.Notify, notify.Hooks{ConsoleURL: func() string { return n.publicURL }}, logger)
+	n.notify, err = notify.New(svc, cn.IsLeader, svc.Now, cfg.Notify, notify.Hooks{ConsoleURL: func() string { return n.publicURL }, AudioLink: n.closeAudioLink}, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -652,3 +652,18 @@ func (n *Node) Service() *monitoring.Service { return n.service }
 
 // Cluster returns the node's cluster node.
 func (n *Node) Cluster() *cluster.Node { return n.cluster }
+
+// closeAudioLink returns, for a close notification, a signed link to the
+// alarm's audio on this node's console, or "" when the alarm has none. The
+// link's command ID is the alarm's: every attempt, on any leader, gets the
+// same link (monitoring/audiolink.go), which lasts the default week.
+func (n *Node) closeAudioLink(ctx context.Context, alarmID string) (string, error) {
+	if info, err := n.service.AudioInfo(alarmID); err != nil || info == nil || info.Chunks == 0 {
+		return "", nil // no audio to link to
+	}
+	l, err := n.service.IssueAudioLink(ctx, "close-notice-audio-"+alarmID, "system", alarmID, 0, "in the close notification")
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(n.publicURL, "/") + l.Path, nil
+}

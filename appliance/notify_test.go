@@ -66,8 +66,16 @@ func TestNode_DeliversNotifications(t *testing.T) {
 	if _, err := svc.PutWorker(ctx, "w1", "admin", monitoring.Worker{ID: "w1", Name: "Ann", OrgID: "o1"}); err != nil {
 		t.Fatal(err)
 	}
-	a, err := svc.RaiseAlarm(ctx, "ev1", "system", monitoring.RaiseAlarmRequest{Type: monitoring.AlarmRedAlert, WorkerID: "w1"})
+	if _, err := svc.PutDevice(ctx, "d1", "admin", monitoring.Device{ID: "d1", Kind: monitoring.DevicePhoneApp, OrgID: "o1", WorkerID: "w1"}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := svc.RaiseAlarm(ctx, "ev1", "device:d1", monitoring.RaiseAlarmRequest{Type: monitoring.AlarmRedAlert, DeviceID: "d1"})
 	if err != nil {
+		t.Fatal(err)
+	}
+	pcm := make([]byte, 1600) // 0.1 s of 8 kHz mono silence
+	if _, err := svc.AppendAudio(ctx, "au0", "device:d1", monitoring.AudioChunkRequest{AlarmID: a.ID, DeviceID: "d1", Seq: 0,
+		Codec: monitoring.CodecPCM, SampleRate: 8000, Channels: 1, Data: pcm}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := svc.Acknowledge(ctx, "ack", "olivia", a.ID, false); err != nil {
@@ -84,5 +92,20 @@ func TestNode_DeliversNotifications(t *testing.T) {
 	})
 	if env := got[0]; env.Kind != monitoring.NoticeAlarmClosed || env.Link != n.ConsoleURL()+"/alarms/"+a.ID {
 		t.Fatalf("delivered %+v; want a link under %s", env, n.ConsoleURL())
+	}
+	// The notice carries a signed link to the alarm's audio, which works
+	// without a sign-in.
+	audio := got[0].AudioURL
+	if !strings.Contains(audio, "/audio/"+a.ID+"/") || !strings.Contains(audio, "sig=") {
+		t.Fatalf("the notice's audio link: %q", audio)
+	}
+	resp, err := http.Get(audio)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(body) < len(pcm) {
+		t.Fatalf("GET the audio link: %d, %d bytes", resp.StatusCode, len(body))
 	}
 }
