@@ -24,14 +24,14 @@ func uiStatus(st cluster.Status) ui.ClusterStatus {
 		members[i] = ui.ClusterMember{
 			ID: m.ID, Addr: m.Addr, Voter: m.Voter, Self: m.Self, Leader: m.Leader, Reachable: m.Reachable,
 			State: m.State, AppliedIndex: m.AppliedIndex, LastContact: m.LastContact, LastContactMS: m.LastContactMS,
-			Disk: uiDisk(m.Disk), Problems: m.Problems,
+			Disk: uiDisk(m.Disk), Problems: m.Problems, Features: m.Features,
 		}
 	}
 	out := ui.ClusterStatus{
 		NodeID: st.NodeID, Addr: st.Addr, State: st.State, LeaderID: st.LeaderID, LeaderAddr: st.LeaderAddr,
 		Term: st.Term, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, LastLogIndex: st.LastLogIndex,
 		LastSnapshot: st.LastSnapshot, LastContact: st.LastContact, Members: members, Time: st.Time,
-		Disk: uiDisk(st.Disk), Problems: st.Problems,
+		Disk: uiDisk(st.Disk), Problems: st.Problems, Features: st.Features,
 	}
 	if st.Members == nil {
 		out.Members = nil

@@ -38,6 +38,9 @@ type ClusterStatus struct {
 	Time         time.Time       `json:"time"`
 	Disk         *DiskStatus     `json:"disk,omitempty"`     // this node's free space; nil when not checked
 	Problems     []string        `json:"problems,omitempty"` // what this node's services report as wrong now
+	// Features are what this node's build knows, by name: the rules and
+	// command types it can apply (docs/install.md, "Upgrading").
+	Features map[string]int `json:"features,omitempty"`
 }
 
 // ClusterMember is one server in the cluster's configuration, with what
@@ -59,6 +62,9 @@ type ClusterMember struct {
 	// Problems are what the member's services reported as wrong when it
 	// last answered: an MQTT listener that cannot accept, say.
 	Problems []string `json:"problems,omitempty"`
+	// Features are what the member's build knows, as it last reported;
+	// nil from a build that reports none (an upgrade is under way).
+	Features map[string]int `json:"features,omitempty"`
 }
 
 // DiskStatus is a node's free space against the floor under which it

@@ -258,8 +258,28 @@ func (g *gen) stepAfterIncident() {
 		g.add(CmdRevokeAudioLink, revokeAudioLinkCmd{Header: hdr, LinkID: id})
 	case n < 8:
 		id := g.pick(append(g.links, "lz"))
-		if len(made) > 0 && r.IntN(4) != 0 {
-			id = made[r.IntN(len(made))]
+		// Mostly links that still work, so that downloads are accepted
+		// too: revokes and expiries take most links in a long run.
+		live := made
+		if err := g.a.db.View(func(txn *badger.Txn) error {
+			var ok []string
+			for _, m := range made {
+				var l AudioLink
+				if found, err := getJSON(txn, pAudioLink+m, &l); err != nil {
+					return err
+				} else if found && !l.Revoked && l.Expires.After(g.now) {
+					ok = append(ok, m)
+				}
+			}
+			if len(ok) > 0 {
+				live = ok
+			}
+			return nil
+		}); err != nil {
+			g.t.Fatal(err)
+		}
+		if len(live) > 0 && r.IntN(4) != 0 {
+			id = live[r.IntN(len(live))]
 		}
 		var l AudioLink
 		if err := g.a.db.View(func(txn *badger.Txn) (err error) { _, err = getJSON(txn, pAudioLink+id, &l); return err }); err != nil {
