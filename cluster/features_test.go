@@ -26,18 +26,30 @@ func TestFeatureFloor_TheLeastEveryMemberKnows(t *testing.T) {
 		}
 		return false
 	})
-	if got := n0.FeatureFloor("rules/9", 3, 1); got != 1 {
-		t.Errorf("with a member reporting nothing: floor %d, want the baseline 1", got)
+	if got, known := n0.FeatureFloor("rules/9", 3, 1); got != 1 || !known {
+		t.Errorf("with a member reporting nothing: floor %d (every member heard: %v), want the baseline 1", got, known)
 	}
 	n2.SetFeatures(map[string]int{"rules/9": 3})
 	clustertest.PollUntil(t, 10*time.Second, "every member's features heard", func() bool {
-		return n0.FeatureFloor("rules/9", 3, 1) == 2
+		got, _ := n0.FeatureFloor("rules/9", 3, 1)
+		return got == 2
 	})
-	if got := n0.FeatureFloor("rules/11", 2, 1); got != 0 {
+	if got, _ := n0.FeatureFloor("rules/11", 2, 1); got != 0 {
 		t.Errorf("a member reporting features without rules/11: floor %d, want 0", got)
 	}
 	n1.SetFeatures(map[string]int{"rules/9": 4, "rules/11": 2})
 	clustertest.PollUntil(t, 10*time.Second, "the upgraded member heard", func() bool {
-		return n0.FeatureFloor("rules/9", 3, 1) == 3 // never above this build's own
+		got, _ := n0.FeatureFloor("rules/9", 3, 1)
+		return got == 3 // never above this build's own
 	})
+
+	// What the peers reported is kept: after a restart, with a peer down,
+	// the node still knows what that peer can apply.
+	c.Stop(2)
+	c.Stop(0)
+	n0 = c.Restart(0)
+	got, known := n0.FeatureFloor("rules/9", 3, 1)
+	if !known || got != 3 {
+		t.Errorf("after a restart with node 3 down: floor %d, every member known %v; want 3 from what they last reported", got, known)
+	}
 }

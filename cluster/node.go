@@ -45,6 +45,10 @@ type Node struct {
 
 	peersMu sync.Mutex
 	peers   map[string]*PeerStatus // by node ID, refreshed by the status loop
+	// peerFeatures are the features each peer last reported, kept in
+	// the data directory (features.go): a peer that is down, or not asked
+	// yet since this node started, is still known by what it said last.
+	peerFeatures map[string]map[string]int
 
 	replicasMu sync.Mutex
 	replicas   map[string]*replicaWatch // by node ID (replicas.go)
@@ -199,6 +203,7 @@ func (n *Node) Open(ctx context.Context) (err error) {
 	case len(n.cfg.Join) > 0:
 		n.goLoop(func() { n.joinLoop(runCtx) })
 	}
+	n.loadPeerFeatures()
 	n.goLoop(func() { n.statusLoop(runCtx) })
 	n.goLoop(func() { n.gcLoop(runCtx) })
 	if n.disk != nil {

@@ -149,16 +149,17 @@ func (n *Node) SetFeatures(f map[string]int) {
 
 // FeatureFloor returns the newest version of feature name that every
 // member of the configuration knows, at most newest: the least of this
-// node's newest and each member's reported version (0 when a member
-// reports features without name). A member not heard from yet, or whose
-// build reports no features, is taken to know baseline. During a rolling
-// upgrade a newer node so proposes only what the older ones can apply,
-// and the newer rules start once every member runs the newer build.
-func (n *Node) FeatureFloor(name string, newest, baseline int) int {
-	floor := newest
+// node's newest and each member's version as it last reported (0 when it
+// reports features without name), and whether every member has reported.
+// A member that never reported (a build that reports none, or one not
+// heard from yet) is taken to know baseline. During a rolling upgrade a
+// newer node so proposes only what the older ones can apply, and the newer
+// rules start once every member runs the newer build.
+func (n *Node) FeatureFloor(name string, newest, baseline int) (floor int, known bool) {
+	floor, known = newest, true
 	f := n.raft.GetConfiguration()
 	if f.Error() != nil {
-		return min(floor, baseline)
+		return min(floor, baseline), false
 	}
 	n.peersMu.Lock()
 	defer n.peersMu.Unlock()
@@ -167,12 +168,14 @@ func (n *Node) FeatureFloor(name string, newest, baseline int) int {
 			continue // this build: newest
 		}
 		v := baseline
-		if p := n.peers[string(s.ID)]; p != nil && !p.At.IsZero() && p.Status.Features != nil {
-			v = p.Status.Features[name]
+		if pf, ok := n.peerFeatures[string(s.ID)]; ok {
+			v = pf[name]
+		} else if p := n.peers[string(s.ID)]; p == nil || p.At.IsZero() {
+			known = false // not heard from since this node started, nor ever before
 		}
 		floor = min(floor, v)
 	}
-	return floor
+	return floor, known
 }
 
 // statusLoop asks every other member for its status, so each node knows when
@@ -208,12 +211,17 @@ func (n *Node) statusLoop(ctx context.Context) {
 				n.peers[string(s.ID)] = p
 			}
 			answered := err == nil && resp.Status != nil
+			featuresChanged := false
 			if answered {
 				p.At, p.Status, p.Err = time.Now(), *resp.Status, nil
+				featuresChanged = n.notePeerFeatures(string(s.ID), resp.Status.Features)
 			} else {
 				p.Err = err
 			}
 			n.peersMu.Unlock()
+			if featuresChanged {
+				n.savePeerFeatures()
+			}
 			if answered {
 				n.peerAnswered(string(s.ID), asked)
 			}

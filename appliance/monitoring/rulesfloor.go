@@ -11,15 +11,23 @@ package monitoring
 // build.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // RulesFloor returns the newest version of the feature name that every
 // member of the cluster knows, at most newest, taking a member that
-// reports nothing to know baseline (cluster.Node.FeatureFloor).
-type RulesFloor func(name string, newest, baseline int) int
+// reports nothing to know baseline, and whether every member has reported
+// (cluster.Node.FeatureFloor).
+type RulesFloor func(name string, newest, baseline int) (int, bool)
+
+// rulesWait bounds how long a proposal waits for a member not heard from
+// yet (this node just started) before it takes the member to know the
+// baseline: a status round is a second.
+const rulesWait = 3 * time.Second
 
 // rulesBaseline is what a build that reports no rules versions knows: the
 // builds before the versions were reported knew these (rulesKnown at the
@@ -63,16 +71,12 @@ func RulesFeatures() map[string]int {
 // typeAgreed returns a refusal, for a new command type that a member does
 // not know yet (its build is older: an upgrade is under way), or nil. A
 // node proposing it would stop that member.
-func (s *Service) typeAgreed(t CmdType) error {
+func (s *Service) typeAgreed(ctx context.Context, t CmdType) error {
 	f := s.rulesFloor.Load()
-	if f == nil {
-		return nil
+	if f == nil || t <= typesBaseline {
+		return nil // every build that could be in the cluster knows it
 	}
-	baseline := 0
-	if t <= typesBaseline {
-		baseline = 1
-	}
-	if (*f)(typeFeatureName(t), 1, baseline) < 1 {
+	if floorOf(ctx, *f, typeFeatureName(t), 1, 0) < 1 {
 		return &RuleError{Code: CodeUpgrading, Msg: fmt.Sprintf("not yet: %s is new in this version, and a node of the cluster runs an older one; it works once every node is upgraded", t)}
 	}
 	return nil
@@ -82,17 +86,45 @@ func (s *Service) typeAgreed(t CmdType) error {
 // knows; without it, it proposes the newest this build knows.
 func (s *Service) SetRulesFloor(f RulesFloor) { s.rulesFloor.Store(&f) }
 
+// floor asks f for feature name, waiting up to rulesWait (within ctx) for
+// a member not heard from yet.
+func floorOf(ctx context.Context, f RulesFloor, name string, newest, baseline int) int {
+	v, known := f(name, newest, baseline)
+	if known || v >= newest {
+		return v
+	}
+	deadline := time.NewTimer(rulesWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return v
+		case <-deadline.C:
+			return v
+		case <-tick.C:
+			if v, known = f(name, newest, baseline); known || v >= newest {
+				return v
+			}
+		}
+	}
+}
+
 // agreedRules returns cmd, an encoded command, under the newest rules that
 // every member knows: unchanged when that is the version it asks for, else
 // with its rules lowered (older rules, which every member applies alike).
-func (s *Service) agreedRules(t CmdType, cmd []byte) []byte {
+func (s *Service) agreedRules(ctx context.Context, t CmdType, cmd []byte) []byte {
 	newest, versioned := rulesKnown[t]
 	f := s.rulesFloor.Load()
 	if !versioned || f == nil {
 		return cmd
 	}
 	asked, _, _ := rulesTooNew(t, cmd[1:])
-	floor := (*f)(RulesFeatureName(t), newest, rulesBaseline[t])
+	if asked == 0 {
+		return cmd
+	}
+	floor := floorOf(ctx, *f, RulesFeatureName(t), newest, rulesBaseline[t])
 	if asked <= floor {
 		return cmd
 	}

@@ -2,6 +2,7 @@ package monitoring
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -17,23 +18,23 @@ func TestRulesFloor_ProposesWhatEveryMemberKnows(t *testing.T) {
 	cmd := logActionCmd{Header: Header{Actor: "olivia"}, AlarmID: "a1",
 		Entry: TimelineEntry{Kind: ActionContact, Contact: "Sam Patel", Outcome: ContactBriefed}, Rules: RulesContactOutcome}
 	enc := encode(CmdLogAction, cmd)
-	if got := s.agreedRules(CmdLogAction, enc); !bytes.Equal(got, enc) {
+	if got := s.agreedRules(context.Background(), CmdLogAction, enc); !bytes.Equal(got, enc) {
 		t.Fatalf("with no floor set the command changed: %s", got[1:])
 	}
 	var asked []string
 	floor := 0
-	s.SetRulesFloor(func(name string, newest, baseline int) int {
+	s.SetRulesFloor(func(name string, newest, baseline int) (int, bool) {
 		asked = append(asked, name)
 		if newest != rulesKnown[CmdLogAction] || baseline != rulesBaseline[CmdLogAction] {
 			t.Errorf("asked with newest %d and baseline %d", newest, baseline)
 		}
-		return floor
+		return floor, true
 	})
 	for _, tc := range []struct {
 		floor, want int
 	}{{3, 3}, {4, 3}, {2, 2}, {1, 1}, {0, 0}} {
 		floor = tc.floor
-		got := s.agreedRules(CmdLogAction, enc)
+		got := s.agreedRules(context.Background(), CmdLogAction, enc)
 		typ, body, err := decode(got)
 		if err != nil || typ != CmdLogAction {
 			t.Fatalf("floor %d: %v %v", tc.floor, typ, err)
@@ -58,7 +59,7 @@ func TestRulesFloor_ProposesWhatEveryMemberKnows(t *testing.T) {
 	}
 	asked = nil
 	raw := encode(CmdRaiseAlarm, RaiseAlarmCmd{AlarmID: "a2", Type: AlarmRedAlert})
-	if got := s.agreedRules(CmdRaiseAlarm, raw); !bytes.Equal(got, raw) || len(asked) != 0 {
+	if got := s.agreedRules(context.Background(), CmdRaiseAlarm, raw); !bytes.Equal(got, raw) || len(asked) != 0 {
 		t.Errorf("a command without versions was changed or asked about: %s %v", got[1:], asked)
 	}
 }
@@ -90,29 +91,29 @@ func TestRulesFloor_FeaturesAndBaseline(t *testing.T) {
 // types every build knows go through.
 func TestRulesFloor_NewTypesWaitForEveryMember(t *testing.T) {
 	s := &Service{logger: slog.New(slog.DiscardHandler)}
-	if err := s.typeAgreed(CmdListenRequest + 5); err != nil {
+	if err := s.typeAgreed(context.Background(), CmdListenRequest+5); err != nil {
 		t.Fatalf("with no floor set: %v", err)
 	}
 	known := map[string]int{} // what the older member reports
-	s.SetRulesFloor(func(name string, newest, baseline int) int {
+	s.SetRulesFloor(func(name string, newest, baseline int) (int, bool) {
 		if v, ok := known[name]; ok {
-			return min(newest, v)
+			return min(newest, v), true
 		}
-		return min(newest, baseline) // the older member reports nothing
+		return min(newest, baseline), true // the older member reports nothing
 	})
 	for _, typ := range []CmdType{CmdRaiseAlarm, CmdCloseAlarmConfirmed, CmdListenRequest} {
-		if err := s.typeAgreed(typ); err != nil {
+		if err := s.typeAgreed(context.Background(), typ); err != nil {
 			t.Errorf("%s, known to every build: %v", typ, err)
 		}
 	}
 	newType := typesBaseline + 2
-	err := s.typeAgreed(newType)
+	err := s.typeAgreed(context.Background(), newType)
 	var re *RuleError
 	if !errors.As(err, &re) || re.Code != CodeUpgrading || !strings.Contains(re.Msg, "once every node is upgraded") {
 		t.Fatalf("a type newer than the older member knows: %v", err)
 	}
 	known[typeFeatureName(newType)] = 1
-	if err := s.typeAgreed(newType); err != nil {
+	if err := s.typeAgreed(context.Background(), newType); err != nil {
 		t.Errorf("once every member reports the type: %v", err)
 	}
 }

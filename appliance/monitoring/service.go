@@ -73,10 +73,10 @@ func (s *Service) propose(ctx context.Context, cmdID string, t CmdType, body any
 	if cmdID == "" {
 		return cluster.Result{}, invalid("id", "every command needs an ID; reuse it when retrying")
 	}
-	if err := s.typeAgreed(t); err != nil {
+	if err := s.typeAgreed(ctx, t); err != nil {
 		return cluster.Result{}, err
 	}
-	res, err := s.cluster.Apply(ctx, t.String()+"/"+cmdID, s.agreedRules(t, encode(t, body)))
+	res, err := s.cluster.Apply(ctx, t.String()+"/"+cmdID, s.agreedRules(ctx, t, encode(t, body)))
 	var refused *cluster.RefusedError
 	if errors.As(err, &refused) {
 		return res, ParseRefusal(refused.Reason)
