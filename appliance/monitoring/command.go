@@ -147,6 +147,12 @@ const (
 	// CmdReportAction saves a post-incident report's recommendations or
 	// signs it off. Body: reportActionCmd (postincident.go).
 	CmdReportAction CmdType = 49
+	// CmdPurge deletes, within a bound, what is past its organisation's
+	// retention at the command's time. Body: purgeCmd (retention.go).
+	CmdPurge CmdType = 50
+	// CmdLegalHold puts a legal hold on an incident, or lifts it. Body:
+	// legalHoldCmd (retention.go).
+	CmdLegalHold CmdType = 51
 )
 
 var cmdNames = map[CmdType]string{
@@ -193,6 +199,8 @@ var cmdNames = map[CmdType]string{
 	CmdRevokeAudioLink:     "CmdRevokeAudioLink",
 	CmdAudioLinkDownload:   "CmdAudioLinkDownload",
 	CmdReportAction:        "CmdReportAction",
+	CmdPurge:               "CmdPurge",
+	CmdLegalHold:           "CmdLegalHold",
 }
 
 // String returns the command type's name for messages.

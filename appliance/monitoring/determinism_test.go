@@ -178,6 +178,11 @@ func (g *gen) setup() {
 		}
 		// o1 has a notification policy (outboxnotice.go): its genuine
 		// closes enqueue notices under the newest close rules.
+		// o1 keeps little (retention.go): the purges stepRetention makes
+		// ahead of time remove its closed alarms; o2 keeps everything.
+		if i == 0 {
+			org.Retention = Retention{LocationDays: MinLocationDays, AlarmDays: MinAlarmDays, OutboxDays: MinOutboxDays}
+		}
 		if i == 0 {
 			org.Notify = NotifyPolicy{Close: Recipients{Emails: []string{"duty@o1.example"}, Webhooks: []string{"oncall"}},
 				Duress: Recipients{Emails: []string{"managers@o1.example"}}}
@@ -221,6 +226,9 @@ func (g *gen) step() {
 	// from the count of commands, stay as they were.
 	if g.steps > apiTokenEvery && g.steps%outboxEvery == 0 {
 		g.stepOutbox() // outbox_test.go
+	}
+	if g.steps%retentionEvery == 0 {
+		g.stepRetention() // retention_test.go
 	}
 	g.now = g.now.Add(time.Duration(g.r.IntN(90)) * time.Second)
 	op := g.pick(genOperators)
@@ -547,6 +555,7 @@ type replicaStats struct {
 	noBriefing                         int // genuine closes refused for want of a briefing (escalation.go)
 	closeNotices                       int // outbox messages of genuine closes (outboxnotice.go)
 	outboxStates                       map[string]int
+	purged                             PurgeResult // what the purges removed, added up (retention.go)
 }
 
 // checkReplicas generates n commands from seed, applies them on three
@@ -578,6 +587,12 @@ func checkReplicas(t *testing.T, seed uint64, n int) replicaStats {
 			}
 		} else {
 			st.accepted[cmd.t]++
+		}
+		var pr PurgeResult
+		if cmd.t == CmdPurge && json.Unmarshal([]byte(g.a.outcomes[i]), &pr) == nil {
+			st.purged.Alarms = append(st.purged.Alarms, pr.Alarms...)
+			st.purged.Locations += pr.Locations
+			st.purged.Outbox += pr.Outbox
 		}
 		var fr fireResult
 		if cmd.t == CmdFireDeadline && json.Unmarshal([]byte(g.a.outcomes[i]), &fr) == nil && fr.Outcome == "fired" {
@@ -758,6 +773,9 @@ func TestReplicas_SameStateWhateverTheBatching(t *testing.T) {
 			total.urnRefused += st.urnRefused
 			total.noBriefing += st.noBriefing
 			total.closeNotices += st.closeNotices
+			total.purged.Alarms = append(total.purged.Alarms, st.purged.Alarms...)
+			total.purged.Locations += st.purged.Locations
+			total.purged.Outbox += st.purged.Outbox
 			for k, v := range st.outboxStates {
 				total.outboxStates[k] += v
 			}
@@ -771,7 +789,7 @@ func TestReplicas_SameStateWhateverTheBatching(t *testing.T) {
 		CmdIssueResumeTicket, CmdRedeemResumeTicket, CmdEndSessionFamily, CmdPutConsoleNode,
 		CmdCreateAPIToken, CmdDisableAPIToken, CmdListenRequest, CmdAudioChunk,
 		CmdCreateLinkKey, CmdIssueAudioLink, CmdRevokeAudioLink, CmdAudioLinkDownload, CmdReportAction,
-		CmdOutboxEnqueue, CmdOutboxOutcome} {
+		CmdOutboxEnqueue, CmdOutboxOutcome, CmdPurge, CmdLegalHold} {
 		if total.accepted[c] == 0 || total.refused[c] == 0 {
 			t.Errorf("%s: %d accepted, %d refused; want both", c, total.accepted[c], total.refused[c])
 		}
@@ -794,6 +812,12 @@ func TestReplicas_SameStateWhateverTheBatching(t *testing.T) {
 	if total.noBriefing == 0 {
 		t.Errorf("no genuine close refused for want of a briefing")
 	}
+	// The purges removed closed alarms, positions and sent notifications.
+	if len(total.purged.Alarms) == 0 || total.purged.Locations == 0 || total.purged.Outbox == 0 {
+		t.Errorf("the purges removed %d alarms, %d positions, %d notifications; want some of each",
+			len(total.purged.Alarms), total.purged.Locations, total.purged.Outbox)
+	}
+	t.Logf("purged: %d alarms, %d positions, %d notifications", len(total.purged.Alarms), total.purged.Locations, total.purged.Outbox)
 	if total.closeNotices == 0 || total.outboxStates[OutboxSent] == 0 || total.outboxStates[OutboxFailed] == 0 ||
 		total.outboxStates[OutboxGaveUp] == 0 {
 		t.Errorf("outbox: %d close notices, states %v; want close notices and every state", total.closeNotices, total.outboxStates)

@@ -108,6 +108,9 @@ func validateOrganisation(o *Organisation) error {
 	if err := validName("org.name", o.Name); err != nil {
 		return err
 	}
+	if err := validateRetention(o.Retention); err != nil {
+		return err
+	}
 	if err := validText("org.procedure", o.Procedure); err != nil {
 		return err
 	}

@@ -84,6 +84,8 @@ func init() {
 		CmdRevokeAudioLink:     applyRevokeAudioLink,
 		CmdAudioLinkDownload:   applyAudioLinkDownload,
 		CmdReportAction:        applyReportAction,
+		CmdPurge:               applyPurge,
+		CmdLegalHold:           applyLegalHold,
 	}
 }
 

@@ -39,6 +39,7 @@ package monitoring
 //	ix/outbox-due/<next at>/<id>               outbox messages still to deliver, by next attempt
 //	ix/outbox-alarm/<alarm id>/<id>            outbox messages about an alarm
 //	ix/outbox-org/<org id>/<created>/<id>      outbox messages of an organisation
+//	hold/<incident id>                         LegalHold: an incident kept from the purge (retention.go)
 //	diag/...                                   the diagnostic journal (diag.go)
 
 import (

@@ -166,6 +166,10 @@ type Organisation struct {
 	// a genuine alarm, duress alarms, acknowledgement escalations
 	// (outboxnotice.go, docs/notifications.md).
 	Notify NotifyPolicy `json:"notify,omitzero"`
+	// Retention is how long the organisation's closed alarms, audio,
+	// positions and delivered notifications are kept (retention.go,
+	// docs/retention.md); unset, everything is kept.
+	Retention Retention `json:"retention,omitzero"`
 }
 
 // The wait for an escalation contact's answer (Organisation.ContactWait).

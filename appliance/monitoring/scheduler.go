@@ -34,7 +34,12 @@ type SchedulerConfig struct {
 	// NodeSweepInterval.
 	DownNodes         func() []DownNode
 	NodeSweepInterval time.Duration
-	Logger            *slog.Logger
+	// PurgeInterval is how often the leader proposes a purge of what is
+	// past its organisation's retention (retention.go); a purge that stops
+	// at its bound is followed by the next at once, up to PurgeRounds.
+	PurgeInterval time.Duration
+	PurgeRounds   int
+	Logger        *slog.Logger
 }
 
 // DownNode is a cluster member that stopped answering, and the last time it
@@ -47,6 +52,12 @@ type DownNode struct {
 // DefaultNodeSweepInterval is how often the leader looks for devices on
 // nodes that stopped answering.
 const DefaultNodeSweepInterval = time.Second
+
+// Defaults of the leader's purge (retention.go).
+const (
+	DefaultPurgeInterval = time.Hour
+	DefaultPurgeRounds   = 50
+)
 
 // Scheduler acts on the deadlines in the state (ix/deadline/): while this
 // node leads, it proposes FireDeadline for each one that has passed, oldest
@@ -84,6 +95,12 @@ func NewScheduler(svc *Service, isLeader func() bool, cfg SchedulerConfig) *Sche
 	}
 	if cfg.NodeSweepInterval <= 0 {
 		cfg.NodeSweepInterval = DefaultNodeSweepInterval
+	}
+	if cfg.PurgeInterval <= 0 {
+		cfg.PurgeInterval = DefaultPurgeInterval
+	}
+	if cfg.PurgeRounds <= 0 {
+		cfg.PurgeRounds = DefaultPurgeRounds
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -127,7 +144,7 @@ func (s *Scheduler) Close() error {
 func (s *Scheduler) loop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.Interval)
 	defer t.Stop()
-	var swept time.Time
+	var swept, purged time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -146,7 +163,42 @@ func (s *Scheduler) loop(ctx context.Context) {
 				s.logger.Warn("cannot mark the devices of a node that stopped answering", "error", err)
 			}
 		}
+		if time.Since(purged) >= s.cfg.PurgeInterval {
+			purged = time.Now()
+			if err := s.purge(ctx); err != nil && ctx.Err() == nil {
+				s.logger.Warn("cannot purge what is past its retention", "error", err)
+			}
+		}
 	}
+}
+
+// purge proposes purges until one finds nothing more due, or PurgeRounds.
+// A new leader purges at once: the commands carry their own time, so a
+// purge proposed twice deletes nothing twice.
+func (s *Scheduler) purge(ctx context.Context) error {
+	for range s.cfg.PurgeRounds {
+		if ctx.Err() != nil || !s.isLeader() {
+			return ctx.Err()
+		}
+		fctx, cancel := context.WithTimeout(ctx, s.cfg.FireTimeout)
+		r, err := s.svc.Purge(fctx, 0)
+		cancel()
+		var re *RuleError
+		if errors.As(err, &re) && re.Code == CodeUpgrading {
+			return nil // a member does not know the purge yet
+		}
+		if err != nil {
+			return err
+		}
+		if !r.Empty() {
+			s.logger.Info("purged what is past its retention", "alarms", len(r.Alarms), "audio_alarms", len(r.AudioAlarms),
+				"audio_chunks", r.AudioChunks, "positions", r.Locations, "notifications", r.Outbox, "more", r.More)
+		}
+		if !r.More {
+			return nil
+		}
+	}
+	return nil
 }
 
 // sweepNodes marks the devices still recorded on each down node as
