@@ -106,6 +106,7 @@ type Service interface {
 	accountService
 	backupService
 	linkService
+	holdService
 }
 
 var _ Service = (*monitoring.Service)(nil)
@@ -172,6 +173,7 @@ func New(c ui.Cluster, svc Service, az *auth.Auth, bundles Bundler, logger *slog
 	h.diagStateRoutes(g.admin)       // diagstate.go
 	h.accountRoutes(g.admin)         // accounts.go
 	h.linkRoutes(r, g)               // audiolink.go
+	h.holdRoutes(g)                  // retention.go
 	for _, mount := range mounts {
 		mount(r)
 	}

@@ -87,6 +87,9 @@ var apiRouteRoles = map[string]monitoring.OperatorRole{
 	"GET /api/v1/reports/:id/report.pdf":       monitoring.RoleSupervisor,
 	"POST /api/v1/reports/:id/recommendations": monitoring.RoleSupervisor,
 	"POST /api/v1/reports/:id/sign-off":        monitoring.RoleSupervisor,
+	"GET /api/v1/incidents/:id/hold":           monitoring.RoleOperator,
+	"POST /api/v1/incidents/:id/hold":          monitoring.RoleSupervisor,
+	"POST /api/v1/incidents/:id/release":       monitoring.RoleSupervisor,
 
 	"GET /api/v1/operators":           monitoring.RoleAdmin,
 	"POST /api/v1/operators":          monitoring.RoleAdmin,

@@ -125,6 +125,10 @@ type OrganisationBody struct {
 	// duress or discreet alarm, and an alarm not acknowledged in time
 	// (docs/notifications.md).
 	Notify monitoring.NotifyPolicy `json:"notify,omitzero"`
+	// Retention is how many days closed alarms, audio, positions and
+	// delivered notifications are kept (docs/retention.md); 0 or absent
+	// keeps them for ever.
+	Retention monitoring.Retention `json:"retention,omitzero"`
 }
 
 // OrganisationRequest is the body of POST /api/v1/organisations.
@@ -360,6 +364,7 @@ func (a *api) putOrganisation(c *gin.Context) {
 	org := monitoring.Organisation{
 		ID: o.ID, Name: o.Name, Procedure: o.Procedure, ProcedureSteps: o.ProcedureSteps,
 		Contacts: o.Contacts, Priorities: o.Priorities, LowBattery: o.LowBattery, URNs: o.URNs, Notify: o.Notify,
+		Retention: o.Retention,
 	}
 	for _, d := range []struct {
 		field, v string
