@@ -195,7 +195,10 @@ type adminOrgView struct {
 	ContactWait                          string // the wait for an escalation contact's answer
 	// Notify is the notification policy's lists as typed, one field per
 	// list (notifyFields), addresses or webhook names separated by commas.
-	Notify            map[string]string
+	Notify map[string]string
+	// Retention is the retention's days as typed, by form field
+	// (retentionFields); a new organisation starts with the recommended.
+	Retention         map[string]string
 	Saved             bool
 	Error, ErrorField string
 }
@@ -212,6 +215,7 @@ func (co *Console) adminOrg(c *gin.Context) {
 	v := adminOrgView{pageBase: co.adminBase(c, "Organisation", "admin_org"), Saved: c.Query("saved") != ""}
 	if id == newRecord {
 		v.New, v.Title = true, "New organisation"
+		v.Retention = retentionForm(monitoring.RecommendedRetention)
 	} else {
 		o, err := co.svc.Organisation(id)
 		if err != nil {
@@ -227,6 +231,7 @@ func (co *Console) adminOrg(c *gin.Context) {
 		}
 		v.ContactWait = fmtDur(o.ContactWait)
 		v.Notify = notifyForm(o.Notify)
+		v.Retention = retentionForm(o.Retention)
 	}
 	v.pad()
 	co.render(c, http.StatusOK, "admin_org", v)
@@ -239,7 +244,8 @@ func (co *Console) adminOrg(c *gin.Context) {
 // accidental_press_window, heartbeat_interval, location_interval,
 // low_battery_percent, contact_wait, and the notification policy's
 // notify_<list>_emails and notify_<list>_webhooks (list: close, duress,
-// escalation). Fields the form does not show are kept.
+// escalation), and the retention's retention_<what>_days (what: audio,
+// location, alarm, outbox). Fields the form does not show are kept.
 func (co *Console) adminOrgPost(c *gin.Context) {
 	isNew := c.PostForm("new") == "1"
 	id := strings.TrimSpace(c.PostForm("id"))
@@ -282,9 +288,27 @@ func (co *Console) adminOrgPost(c *gin.Context) {
 		v.Notify[f.name] = c.PostForm(f.name)
 		*f.list = splitList(v.Notify[f.name])
 	}
+	v.Retention = map[string]string{}
+	for _, f := range retentionFields(&org.Retention) {
+		v.Retention[f.name] = c.PostForm(f.name)
+	}
 	if err := cmp.Or(tooLong(c), urnErr); err != nil {
 		fail(err)
 		return
+	}
+	for _, f := range retentionFields(&org.Retention) {
+		*f.days = 0
+		typed := strings.TrimSpace(v.Retention[f.name])
+		if typed == "" {
+			continue
+		}
+		n, err := strconv.Atoi(typed)
+		if err != nil {
+			fail(&monitoring.RuleError{Code: monitoring.CodeInvalid, Field: "org.retention." + strings.TrimPrefix(f.name, "retention_"),
+				Msg: fmt.Sprintf("%s: %q is not a whole number of days (0 keeps for ever)", f.label, typed)})
+			return
+		}
+		*f.days = n
 	}
 	var err error
 	for _, d := range []struct {
@@ -325,6 +349,30 @@ func (co *Console) adminOrgPost(c *gin.Context) {
 	}
 	co.logger.Info("organisation saved", "org", saved.ID, "by", auth.OperatorOf(c).ID)
 	c.Redirect(http.StatusSeeOther, Prefix+"/admin/organisations/"+url.PathEscape(saved.ID)+"?saved=1")
+}
+
+// retentionField is one period of an organisation's retention as the form
+// names it.
+type retentionField struct {
+	name, label string
+	days        *int
+}
+
+// retentionFields returns the periods of r with their form fields.
+func retentionFields(r *monitoring.Retention) []retentionField {
+	return []retentionField{
+		{"retention_audio_days", "Audio", &r.AudioDays}, {"retention_location_days", "Positions", &r.LocationDays},
+		{"retention_alarm_days", "Closed alarms", &r.AlarmDays}, {"retention_outbox_days", "Delivered notifications", &r.OutboxDays},
+	}
+}
+
+// retentionForm returns r's periods by form field, 0 as typed.
+func retentionForm(r monitoring.Retention) map[string]string {
+	out := map[string]string{}
+	for _, f := range retentionFields(&r) {
+		out[f.name] = strconv.Itoa(*f.days)
+	}
+	return out
 }
 
 // notifyField is one list of an organisation's notification policy as

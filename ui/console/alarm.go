@@ -37,8 +37,9 @@ type alarmView struct {
 	Plot      *trailPlot
 	Update    *updateView
 	Audio     *audioView
-	Links     []linkView         // the alarm's audio links (postincident.go)
-	Report    *monitoring.Report // its post-incident report, if it has one
+	Links     []linkView            // the alarm's audio links (postincident.go)
+	Report    *monitoring.Report    // its post-incident report, if it has one
+	Hold      *monitoring.LegalHold // its incident's legal hold, if it has one (postincident.go)
 	Steps     []stepView
 	StepsLeft []string // the titles of the steps not done, for the close form
 	Contacts  []contactView

@@ -281,11 +281,13 @@ func (c *Console) Mount(r gin.IRouter) {
 	op.POST("/alarms/:id/reopen", c.auth.Require(monitoring.RoleSupervisor), c.reopen)
 	op.POST("/alarms/:id/prompt", c.prompt)
 	op.POST("/alarms/:id/listen", c.listen)
-	op.POST("/alarms/:id/audio-links", c.makeAudioLink)                // postincident.go
-	op.POST("/alarms/:id/audio-links/:link/revoke", c.revokeAudioLink) // postincident.go
-	op.POST("/resume/ticket", c.resumeTicket)                          // handover.go
-	op.GET("/sessions", c.boardPage)                                   // board.go
-	op.GET("/cluster", c.clusterPage)                                  // clusterpage.go
+	op.POST("/alarms/:id/audio-links", c.makeAudioLink)                                           // postincident.go
+	op.POST("/alarms/:id/audio-links/:link/revoke", c.revokeAudioLink)                            // postincident.go
+	op.POST("/alarms/:id/hold", c.auth.Require(monitoring.RoleSupervisor), c.legalHold(true))     // postincident.go
+	op.POST("/alarms/:id/release", c.auth.Require(monitoring.RoleSupervisor), c.legalHold(false)) // postincident.go
+	op.POST("/resume/ticket", c.resumeTicket)                                                     // handover.go
+	op.GET("/sessions", c.boardPage)                                                              // board.go
+	op.GET("/cluster", c.clusterPage)                                                             // clusterpage.go
 
 	sup := op.Group("/reports", c.auth.Require(monitoring.RoleSupervisor)) // reports.go
 	sup.GET("", c.reportsPage)

@@ -36,6 +36,8 @@ type AfterIncident interface {
 	ReportsDue() ([]monitoring.Report, error)
 	SignedOffReports(limit int) ([]monitoring.Report, error)
 	ReportAction(ctx context.Context, cmdID, actor, alarmID string, action monitoring.ReportActionKind, recommendations string) (*monitoring.Report, error)
+	LegalHold(ctx context.Context, cmdID, actor, incidentID string, hold bool, reason string) (*monitoring.LegalHold, error)
+	Hold(incidentID string) (*monitoring.LegalHold, error)
 }
 
 // linkLifeChoices are the lives an operator may give a link, in days;
@@ -79,6 +81,31 @@ func (co *Console) audioLinks(c *gin.Context, v *alarmView) {
 	}
 	if r, err := co.svc.Report(v.Alarm.ID); err == nil {
 		v.Report = r
+	}
+	if v.Alarm.IncidentID != "" {
+		v.Hold, _ = co.svc.Hold(v.Alarm.IncidentID)
+	}
+}
+
+// POST /ui/alarms/:id/hold and /release: reason. Puts a legal hold on the
+// alarm's incident, or lifts it (supervisor; docs/retention.md).
+func (co *Console) legalHold(hold bool) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		reason := strings.TrimSpace(c.PostForm("reason"))
+		if len(reason) > monitoring.MaxTextLen {
+			co.failed(c, &monitoring.RuleError{Code: monitoring.CodeInvalid, Field: "reason", Msg: "the reason is too long"}, "", "", "")
+			return
+		}
+		a, err := co.svc.Alarm(c.Param("id"))
+		if err != nil {
+			co.failed(c, err, "", "", "")
+			return
+		}
+		if _, err := co.svc.LegalHold(c.Request.Context(), cmdID(c), auth.OperatorOf(c).ID, a.IncidentID, hold, reason); err != nil {
+			co.failed(c, err, "", "", "")
+			return
+		}
+		co.done(c, a)
 	}
 }
 

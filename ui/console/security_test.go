@@ -334,6 +334,8 @@ var consoleRoutes = map[string]string{
 	"POST /ui/alarms/:id/prompt":                   "",
 	"POST /ui/alarms/:id/listen":                   "",
 	"POST /ui/alarms/:id/reopen":                   "supervisor",
+	"POST /ui/alarms/:id/hold":                     "supervisor",
+	"POST /ui/alarms/:id/release":                  "supervisor",
 	"POST /ui/resume/ticket":                       "",
 	"GET /ui/sessions":                             "",
 	"GET /ui/cluster":                              "",
