@@ -66,7 +66,8 @@ func (n *Node) savePeerFeatures() {
 	}
 	path := filepath.Join(n.cfg.DataDir, peerFeaturesFile)
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err == nil {
+	err = os.WriteFile(tmp, b, 0o600)
+	if err == nil {
 		err = os.Rename(tmp, path)
 	}
 	if err != nil {
