@@ -1,17 +1,12 @@
 package console_test
 
 import (
-	"context"
 	"html"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/vigilarc/vigil/appliance/monitoring"
-	"github.com/vigilarc/vigil/appliance/monitoring/monitoringtest"
-	"github.com/vigilarc/vigil/ui/uitest"
 )
 
 // An administrator sets an organisation's accidental-press window, its
@@ -19,17 +14,7 @@ import (
 // page; a value out of bounds is refused with a message naming it, and
 // changes nothing.
 func TestConsole_AdminOrgDeviceSettings(t *testing.T) {
-	n := monitoringtest.MustService(t, monitoringtest.Options{})
-	srv := uitest.MustServe(t, n, uitest.Options{})
-	uitest.MustSeed(t, n.Service)
-	if _, err := n.Service.PutOperator(context.Background(), "op-ada", "setup", monitoring.PutOperatorRequest{
-		ID: "ada", Name: "Ada Lovelace", Role: monitoring.RoleAdmin, Password: "ada administers the appliance", Create: true}); err != nil {
-		t.Fatal(err)
-	}
-	s := uitest.NewSession(t, srv.URL)
-	if code := s.SignIn("ada", "ada administers the appliance"); code != http.StatusOK {
-		t.Fatalf("sign in: %d", code)
-	}
+	n, s := adaConsole(t)
 	post := func(fields url.Values) (int, string) {
 		t.Helper()
 		form := url.Values{"csrf": {s.CSRF}, "cmd_id": {"org-" + time.Now().Format(time.RFC3339Nano)},

@@ -26,6 +26,24 @@ func oliviaConsole(t *testing.T) (*monitoringtest.Node, uitest.Fixture, *uitest.
 	return n, f, s
 }
 
+// adaConsole serves a console over a seeded single node, with ada (an
+// admin) signed in.
+func adaConsole(t *testing.T) (*monitoringtest.Node, *uitest.Session) {
+	t.Helper()
+	n := monitoringtest.MustService(t, monitoringtest.Options{})
+	srv := uitest.MustServe(t, n, uitest.Options{})
+	uitest.MustSeed(t, n.Service)
+	if _, err := n.Service.PutOperator(context.Background(), "op-ada", "setup", monitoring.PutOperatorRequest{
+		ID: "ada", Name: "Ada Lovelace", Role: monitoring.RoleAdmin, Password: "ada administers the appliance", Create: true}); err != nil {
+		t.Fatal(err)
+	}
+	s := uitest.NewSession(t, srv.URL)
+	if code := s.SignIn("ada", "ada administers the appliance"); code != http.StatusOK {
+		t.Fatalf("sign in: %d", code)
+	}
+	return n, s
+}
+
 // An alarm the worker reset with the Safe PIN stays in the queue, after a
 // newer alarm, marked for confirmation; its page says to call the worker
 // back; and the close form refuses a close that does not say how the

@@ -85,17 +85,7 @@ func TestConsole_LegalHoldFromTheAlarmPage(t *testing.T) {
 // administrator saves other periods, which the page then shows; a period
 // out of bounds or not a number is refused naming it, and changes nothing.
 func TestConsole_AdminOrgRetention(t *testing.T) {
-	n := monitoringtest.MustService(t, monitoringtest.Options{})
-	srv := uitest.MustServe(t, n, uitest.Options{})
-	uitest.MustSeed(t, n.Service)
-	if _, err := n.Service.PutOperator(context.Background(), "op-ada", "setup", monitoring.PutOperatorRequest{
-		ID: "ada", Name: "Ada Lovelace", Role: monitoring.RoleAdmin, Password: "ada administers the appliance", Create: true}); err != nil {
-		t.Fatal(err)
-	}
-	s := uitest.NewSession(t, srv.URL)
-	if code := s.SignIn("ada", "ada administers the appliance"); code != http.StatusOK {
-		t.Fatalf("sign in: %d", code)
-	}
+	n, s := adaConsole(t)
 	_, page := s.Do(http.MethodGet, "/ui/admin/organisations/new", nil, nil)
 	for _, want := range []string{`name="retention_audio_days" value="90"`, `name="retention_alarm_days" value="730"`, `name="retention_outbox_days" value="30"`} {
 		if !strings.Contains(page, want) {
