@@ -177,15 +177,17 @@ func (g *gen) setup() {
 				{Force: "Met", URN: "MET-1", Expiry: t0.Add(20 * time.Minute)}}
 		}
 		// o1 has a notification policy (outboxnotice.go): its genuine
-		// closes enqueue notices under the newest close rules.
+		// closes enqueue notices under the newest close rules; its reports
+		// recipients (monthly.go) are kept with it.
+		if i == 0 {
+			org.Notify = NotifyPolicy{Close: Recipients{Emails: []string{"duty@o1.example"}, Webhooks: []string{"oncall"}},
+				Duress:  Recipients{Emails: []string{"managers@o1.example"}},
+				Reports: Recipients{Emails: []string{"quality@o1.example"}, Webhooks: []string{"intranet"}}}
+		}
 		// o1 keeps little (retention.go): the purges stepRetention makes
 		// ahead of time remove its closed alarms; o2 keeps everything.
 		if i == 0 {
 			org.Retention = Retention{LocationDays: MinLocationDays, AlarmDays: MinAlarmDays, OutboxDays: MinOutboxDays}
-		}
-		if i == 0 {
-			org.Notify = NotifyPolicy{Close: Recipients{Emails: []string{"duty@o1.example"}, Webhooks: []string{"oncall"}},
-				Duress: Recipients{Emails: []string{"managers@o1.example"}}}
 		}
 		g.add(CmdPutOrganisation, putOrganisationCmd{Header: g.hdr("admin"), Org: org})
 	}

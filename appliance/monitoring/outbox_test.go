@@ -232,6 +232,14 @@ func TestOutbox_Refusals(t *testing.T) {
 			return CmdPutOrganisation, putOrganisationCmd{Header: e.hdr(), Org: Organisation{ID: "o3", Name: "Three",
 				Notify: NotifyPolicy{Escalation: Recipients{Webhooks: []string{"On Call"}}}}}
 		}, CodeInvalid, "org.notify.escalation.webhooks[0]"},
+		{"a reports policy with a bad address", func(e *dirEnv) (CmdType, any) {
+			return CmdPutOrganisation, putOrganisationCmd{Header: e.hdr(), Org: Organisation{ID: "o3", Name: "Three",
+				Notify: NotifyPolicy{Reports: Recipients{Emails: []string{"quality@trust.example", "board at trust"}}}}}
+		}, CodeInvalid, "org.notify.reports.emails[1]"},
+		{"a reports policy with a webhook twice", func(e *dirEnv) (CmdType, any) {
+			return CmdPutOrganisation, putOrganisationCmd{Header: e.hdr(), Org: Organisation{ID: "o3", Name: "Three",
+				Notify: NotifyPolicy{Reports: Recipients{Webhooks: []string{"intranet", "intranet"}}}}}
+		}, CodeInvalid, "org.notify.reports.webhooks[1]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := outboxEnv(t)

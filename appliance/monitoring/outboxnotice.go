@@ -46,6 +46,9 @@ type NotifyPolicy struct {
 	// Escalation: the supervisors told of an alarm not acknowledged within
 	// a target.
 	Escalation Recipients `json:"escalation,omitzero"`
+	// Reports: the signed-off post-incident reports and the monthly
+	// statistics (monthly.go).
+	Reports Recipients `json:"reports,omitzero"`
 }
 
 // Recipients are mail addresses and the names of webhooks of the nodes'
@@ -71,7 +74,8 @@ func validNotifyPolicy(p NotifyPolicy) error {
 	for _, r := range []struct {
 		field string
 		r     Recipients
-	}{{"org.notify.close", p.Close}, {"org.notify.duress", p.Duress}, {"org.notify.escalation", p.Escalation}} {
+	}{{"org.notify.close", p.Close}, {"org.notify.duress", p.Duress}, {"org.notify.escalation", p.Escalation},
+		{"org.notify.reports", p.Reports}} {
 		if len(r.r.Emails) > MaxNotifyEmails {
 			return invalid(r.field+".emails", "%d addresses, over %d", len(r.r.Emails), MaxNotifyEmails)
 		}
@@ -362,8 +366,9 @@ func enqueueCloseNotice(c *applyCtx, a *Alarm) error {
 // PendingNotices returns the alarm notifications the leader is to enqueue
 // at now: the duress notices of duress and discreet alarms raised within
 // DuressNoticeLookback, and the escalation notices of open alarms not
-// acknowledged within a target, leaving out those enqueued already. Only
-// the highest target missed is told of.
+// acknowledged within a target, leaving out those enqueued already (only
+// the highest target missed is told of); then the report notices
+// (PendingReportNotices).
 func (s *Service) PendingNotices(now time.Time) ([]Notification, error) {
 	var out []Notification
 	orgs := map[string]*Organisation{}
@@ -443,7 +448,11 @@ func (s *Service) PendingNotices(now time.Time) ([]Notification, error) {
 			return true, add(txn, a, NoticeEscalation, fmt.Sprintf("alarm/%s/ack/%d", a.ID, stage), stage, p.Escalation)
 		})
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	reports, err := s.PendingReportNotices(now) // monthly.go
+	return append(out, reports...), err
 }
 
 // DueOutbox returns the messages due for an attempt at now, the earliest
