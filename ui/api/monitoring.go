@@ -77,6 +77,7 @@ type monitoringService interface {
 	URNFor(alarmID string) (*monitoring.URNCheck, error)
 
 	KPIs(orgID string, from, to time.Time) (*monitoring.KPIs, error)
+	MonthlyStats(orgID, month string) (*monitoring.MonthlyStats, error)
 }
 
 var _ monitoringService = (*monitoring.Service)(nil)
@@ -352,6 +353,7 @@ func (a *api) monitoringRoutes(g groups) {
 	g.admin.POST("/alarms/:id/cancel", a.cancelAlarm)
 
 	g.supervisor.GET("/kpis", a.kpis)
+	g.supervisor.GET("/organisations/:id/statistics/:month", a.monthlyStats)
 }
 
 // POST /api/v1/organisations: create or replace an organisation.
@@ -742,6 +744,24 @@ func (a *api) kpis(c *gin.Context) {
 		return
 	}
 	out, err := a.svc.KPIs(c.Query("org"), from, to)
+	reply(c, http.StatusOK, out, err)
+}
+
+// GET /api/v1/organisations/:id/statistics/:month[?format=csv]: an
+// organisation's figures of a calendar month (yyyy-mm, UTC) as JSON, or as
+// the CSV the monthly mail attaches.
+func (a *api) monthlyStats(c *gin.Context) {
+	format := c.DefaultQuery("format", "json")
+	if format != "json" && format != "csv" {
+		badRequest(c, "format", fmt.Sprintf("%q is not a format: use json or csv", format))
+		return
+	}
+	out, err := a.svc.MonthlyStats(c.Param("id"), c.Param("month"))
+	if err == nil && format == "csv" {
+		c.Header("Content-Disposition", fmt.Sprintf(`attachment; filename="vigil-%s-%s.csv"`, out.OrgID, out.Month))
+		c.Data(http.StatusOK, "text/csv; charset=utf-8", out.CSV())
+		return
+	}
 	reply(c, http.StatusOK, out, err)
 }
 

@@ -2,7 +2,9 @@ package api_test
 
 import (
 	"context"
+	"encoding/csv"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/vigilarc/vigil/appliance/monitoring"
@@ -14,19 +16,25 @@ import (
 func TestAPI_NotifyPolicy(t *testing.T) {
 	n := mustServe(t)
 	body := `{"id": "p1", "org": {"id": "o1", "name": "Trust", "notify": {"close": {"emails": ["duty@trust.example"], "webhooks": ["oncall"]},
-		"duress": {"emails": ["managers@trust.example"]}, "escalation": {"webhooks": ["sms-gateway"]}}}}`
+		"duress": {"emails": ["managers@trust.example"]}, "escalation": {"webhooks": ["sms-gateway"]},
+		"reports": {"emails": ["quality@trust.example"], "webhooks": ["intranet"]}}}}`
 	var o monitoring.Organisation
 	if code := call(t, n, "POST", "/api/v1/organisations", body, &o); code != http.StatusCreated ||
 		o.Notify.Close.Webhooks[0] != "oncall" || o.Notify.Duress.Emails[0] != "managers@trust.example" {
 		t.Fatalf("POST = %d %+v", code, o)
 	}
-	if code := call(t, n, "GET", "/api/v1/organisations/o1", "", &o); code != http.StatusOK || o.Notify.Escalation.Webhooks[0] != "sms-gateway" {
+	if code := call(t, n, "GET", "/api/v1/organisations/o1", "", &o); code != http.StatusOK || o.Notify.Escalation.Webhooks[0] != "sms-gateway" ||
+		o.Notify.Reports.Emails[0] != "quality@trust.example" || o.Notify.Reports.Webhooks[0] != "intranet" {
 		t.Fatalf("GET = %d %+v", code, o.Notify)
 	}
 	var e api.ErrorResponse
 	bad := `{"id": "p2", "org": {"id": "o1", "name": "Trust", "notify": {"duress": {"emails": ["managers"]}}}}`
 	if code := call(t, n, "POST", "/api/v1/organisations", bad, &e); code != http.StatusBadRequest || e.Field != "org.notify.duress.emails[0]" {
 		t.Fatalf("a bad address: %d %+v", code, e)
+	}
+	bad = `{"id": "p3", "org": {"id": "o1", "name": "Trust", "notify": {"reports": {"webhooks": ["Quality Team"]}}}}`
+	if code := call(t, n, "POST", "/api/v1/organisations", bad, &e); code != http.StatusBadRequest || e.Field != "org.notify.reports.webhooks[0]" {
+		t.Fatalf("a bad webhook name: %d %+v", code, e)
 	}
 }
 
@@ -93,5 +101,58 @@ func TestAPI_Notifications(t *testing.T) {
 		if code := call(t, n, "GET", tc.path, "", &e); code != tc.code || e.Field != tc.field {
 			t.Errorf("GET %s = %d %+v, want %d naming %q", tc.path, code, e, tc.code, tc.field)
 		}
+	}
+}
+
+// TestAPI_MonthlyStatistics: an organisation's month as JSON and as CSV,
+// counting the alarm raised in it; a bad month or format is refused naming
+// the field, an unknown organisation is 404.
+func TestAPI_MonthlyStatistics(t *testing.T) {
+	n := mustServe(t)
+	svc, ctx := n.svc(), context.Background()
+	if _, err := svc.PutOrganisation(ctx, "org", "admin", monitoring.Organisation{ID: "o1", Name: "Trust"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.PutWorker(ctx, "w1", "admin", monitoring.Worker{ID: "w1", Name: "Ann", OrgID: "o1"}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := svc.RaiseAlarm(ctx, "ev1", "system", monitoring.RaiseAlarmRequest{Type: monitoring.AlarmManDown, WorkerID: "w1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	month := a.RaisedAt.UTC().Format("2006-01")
+	var st monitoring.MonthlyStats
+	if code := call(t, n, "GET", "/api/v1/organisations/o1/statistics/"+month, "", &st); code != http.StatusOK ||
+		st.Month != month || st.Total.Raised != 1 || st.Total.Open != 1 {
+		t.Fatalf("GET = %d %+v", code, st)
+	}
+	req, _ := http.NewRequest("GET", n.URL+"/api/v1/organisations/o1/statistics/"+month+"?format=csv", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken(t, n))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(resp.Body).ReadAll()
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || err != nil || len(rows) < 10 || rows[0][0] != "section" ||
+		!strings.HasPrefix(resp.Header.Get("Content-Type"), "text/csv") {
+		t.Fatalf("CSV = %d %v %v", resp.StatusCode, err, rows)
+	}
+	for _, r := range rows {
+		if r[0] == "alarms.man_down" && r[1] == "raised" && r[2] != "1" {
+			t.Errorf("CSV man_down raised = %s", r[2])
+		}
+	}
+	var e api.ErrorResponse
+	for path, want := range map[string]string{
+		"/api/v1/organisations/o1/statistics/2026-13":                  "month",
+		"/api/v1/organisations/o1/statistics/" + month + "?format=pdf": "format",
+	} {
+		if code := call(t, n, "GET", path, "", &e); code != http.StatusBadRequest || e.Field != want {
+			t.Errorf("%s = %d %+v, want 400 naming %s", path, code, e, want)
+		}
+	}
+	if code := call(t, n, "GET", "/api/v1/organisations/nobody/statistics/"+month, "", &e); code != http.StatusNotFound {
+		t.Errorf("unknown organisation = %d %+v", code, e)
 	}
 }

@@ -244,7 +244,7 @@ func (co *Console) adminOrg(c *gin.Context) {
 // accidental_press_window, heartbeat_interval, location_interval,
 // low_battery_percent, contact_wait, and the notification policy's
 // notify_<list>_emails and notify_<list>_webhooks (list: close, duress,
-// escalation), and the retention's retention_<what>_days (what: audio,
+// escalation, reports), and the retention's retention_<what>_days (what: audio,
 // location, alarm, outbox). Fields the form does not show are kept.
 func (co *Console) adminOrgPost(c *gin.Context) {
 	isNew := c.PostForm("new") == "1"
@@ -388,6 +388,7 @@ func notifyFields(p *monitoring.NotifyPolicy) []notifyField {
 		{"notify_close_emails", &p.Close.Emails}, {"notify_close_webhooks", &p.Close.Webhooks},
 		{"notify_duress_emails", &p.Duress.Emails}, {"notify_duress_webhooks", &p.Duress.Webhooks},
 		{"notify_escalation_emails", &p.Escalation.Emails}, {"notify_escalation_webhooks", &p.Escalation.Webhooks},
+		{"notify_reports_emails", &p.Reports.Emails}, {"notify_reports_webhooks", &p.Reports.Webhooks},
 	}
 }
 

@@ -102,18 +102,20 @@ func TestConsole_Notifications(t *testing.T) {
 		return resp.StatusCode, body
 	}
 	if code, body := post(url.Values{"notify_close_emails": {"duty@northcare.example, safety@northcare.example"},
-		"notify_duress_emails": {"managers@northcare.example"}, "notify_escalation_webhooks": {"oncall"}}); code != http.StatusSeeOther {
+		"notify_duress_emails": {"managers@northcare.example"}, "notify_escalation_webhooks": {"oncall"},
+		"notify_reports_emails": {"quality@northcare.example"}, "notify_reports_webhooks": {"intranet"}}); code != http.StatusSeeOther {
 		t.Fatalf("save: %d %s", code, body)
 	}
 	o, err := svc.Organisation("northcare")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(o.Notify.Close.Emails) != 2 || o.Notify.Duress.Emails[0] != "managers@northcare.example" || o.Notify.Escalation.Webhooks[0] != "oncall" {
+	if len(o.Notify.Close.Emails) != 2 || o.Notify.Duress.Emails[0] != "managers@northcare.example" || o.Notify.Escalation.Webhooks[0] != "oncall" ||
+		len(o.Notify.Reports.Emails) != 1 || o.Notify.Reports.Emails[0] != "quality@northcare.example" || o.Notify.Reports.Webhooks[0] != "intranet" {
 		t.Fatalf("saved policy %+v", o.Notify)
 	}
 	_, page = adm.Do(http.MethodGet, "/ui/admin/organisations/northcare", nil, nil)
-	if !strings.Contains(page, `value="duty@northcare.example, safety@northcare.example"`) {
+	if !strings.Contains(page, `value="duty@northcare.example, safety@northcare.example"`) || !strings.Contains(page, `value="quality@northcare.example"`) {
 		t.Errorf("the organisation's page does not show the policy")
 	}
 	code, body := post(url.Values{"notify_duress_emails": {"managers"}})
