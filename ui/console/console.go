@@ -99,6 +99,7 @@ type Directory interface {
 type Reports interface {
 	KPIs(orgID string, from, to time.Time) (*monitoring.KPIs, error)
 	AlarmsRaised(orgID string, from, to time.Time, limit int) ([]monitoring.Alarm, bool, error)
+	MonthlyStats(orgID, month string) (*monitoring.MonthlyStats, error)
 }
 
 // Handover is what moving a console page to another node needs from the
@@ -292,6 +293,9 @@ func (c *Console) Mount(r gin.IRouter) {
 	sup := op.Group("/reports", c.auth.Require(monitoring.RoleSupervisor)) // reports.go
 	sup.GET("", c.reportsPage)
 	sup.GET("/alarms.csv", c.reportsCSV)
+	sup.GET("/monthly", c.monthlyPage) // monthly.go
+	sup.GET("/monthly.csv", c.monthlyCSV)
+	sup.GET("/monthly.pdf", c.monthlyPDF)
 	sup.GET("/incidents", c.incidentsPage) // postincident.go
 	sup.GET("/incidents/:id", c.incidentPage)
 	sup.GET("/incidents/:id/report.pdf", c.incidentPDF)

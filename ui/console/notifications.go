@@ -18,9 +18,11 @@ const notificationsLimit = 500
 
 // noticeLabels are the kinds of notification as the console names them.
 var noticeLabels = map[string]string{
-	monitoring.NoticeAlarmClosed: "Genuine alarm closed",
-	monitoring.NoticeDuress:      "Duress or discreet alarm",
-	monitoring.NoticeEscalation:  "Not acknowledged in time",
+	monitoring.NoticeAlarmClosed:    "Genuine alarm closed",
+	monitoring.NoticeDuress:         "Duress or discreet alarm",
+	monitoring.NoticeEscalation:     "Not acknowledged in time",
+	monitoring.NoticeIncidentReport: "Post-incident report signed off",
+	monitoring.NoticeMonthlyStats:   "Monthly statistics",
 }
 
 type notificationsView struct {

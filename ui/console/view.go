@@ -40,7 +40,7 @@ func (co *Console) base(c *gin.Context, title string) pageBase {
 }
 
 // pageNames are the templates in templates/, each with layout.html.
-var pageNames = []string{"login", "queue", "alarm", "sessions", "cluster", "reports", "resume", "incidents", "incident", "notifications",
+var pageNames = []string{"login", "queue", "alarm", "sessions", "cluster", "reports", "resume", "incidents", "incident", "notifications", "monthly",
 	"admin_orgs", "admin_org", "admin_workers", "admin_worker", "admin_devices", "admin_device", "admin_operators"}
 
 func parsePages() (map[string]*template.Template, error) {
