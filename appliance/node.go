@@ -1,8 +1,10 @@
 package appliance
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,7 +24,9 @@ import (
 	"github.com/vigilarc/vigil/cluster"
 	"github.com/vigilarc/vigil/provisioning"
 	"github.com/vigilarc/vigil/provisioning/discovery"
+	"github.com/vigilarc/vigil/ui/incident"
 	"github.com/vigilarc/vigil/ui/server"
+	"github.com/vigilarc/vigil/ui/statistics"
 )
 
 // Timeouts of the HTTP server.
@@ -130,7 +134,8 @@ func New(cfg Config) (*Node, error) {
 	// The links in notifications lead to notify.console_url, else to this
 	// node's console, known once it listens (Open sets publicURL before
 	// the deliverer starts).
-	n.notify, err = notify.New(svc, cn.IsLeader, svc.Now, cfg.Notify, notify.Hooks{ConsoleURL: func() string { return n.publicURL }, AudioLink: n.closeAudioLink}, logger)
+	n.notify, err = notify.New(svc, cn.IsLeader, svc.Now, cfg.Notify, notify.Hooks{ConsoleURL: func() string { return n.publicURL }, AudioLink: n.closeAudioLink,
+		Attachments: n.noticePDF}, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -657,6 +662,37 @@ func (n *Node) Cluster() *cluster.Node { return n.cluster }
 // alarm's audio on this node's console, or "" when the alarm has none. The
 // link's command ID is the alarm's: every attempt, on any leader, gets the
 // same link (monitoring/audiolink.go), which lasts the default week.
+// noticePDF is the PDF attached to the mails of a signed-off report's
+// notice (the post-incident report, ui/incident) and of a month's
+// statistics (ui/statistics); other notices have none.
+func (n *Node) noticePDF(ctx context.Context, nt *monitoring.Notification) ([]monitoring.Attachment, error) {
+	var buf bytes.Buffer
+	var name string
+	switch nt.Kind {
+	case monitoring.NoticeIncidentReport:
+		r, err := incident.Build(ctx, n.service, nt.AlarmID, nil, n.service.Now())
+		if err != nil {
+			return nil, err
+		}
+		if err := incident.WritePDF(&buf, r, n.publicURL); err != nil {
+			return nil, err
+		}
+		name = "post-incident-report-" + nt.AlarmID + ".pdf"
+	case monitoring.NoticeMonthlyStats:
+		var st monitoring.MonthlyStats
+		if err := json.Unmarshal(nt.Payload, &st); err != nil {
+			return nil, err
+		}
+		if err := statistics.WritePDF(&buf, &st, st.To); err != nil {
+			return nil, err
+		}
+		name = "vigil-" + st.OrgID + "-" + st.Month + ".pdf"
+	default:
+		return nil, nil
+	}
+	return []monitoring.Attachment{{Name: name, ContentType: "application/pdf", Data: buf.Bytes()}}, nil
+}
+
 func (n *Node) closeAudioLink(ctx context.Context, alarmID string) (string, error) {
 	if info, err := n.service.AudioInfo(alarmID); err != nil || info == nil || info.Chunks == 0 {
 		return "", nil // no audio to link to

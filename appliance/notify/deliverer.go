@@ -35,6 +35,13 @@ type Hooks struct {
 	// the close notice). It is called at each attempt, so that a signed
 	// link's expiry counts from the sending. An error fails the attempt.
 	AudioLink func(ctx context.Context, alarmID string) (string, error)
+	// Attachments, when set, returns the files to attach to the mails of
+	// a notice the leader enqueues (PendingNotices): the PDF of a signed-off
+	// report or of a month. They are made once, before the enqueue, and
+	// replicated with the message. An error, or files that would take the
+	// message over monitoring.MaxOutboxMessage, sends the notice without
+	// them, its text saying so: the console link stays.
+	Attachments func(ctx context.Context, n *monitoring.Notification) ([]monitoring.Attachment, error)
 }
 
 // Deliverer delivers the outbox while its node leads.
@@ -142,6 +149,34 @@ func (d *Deliverer) loop(ctx context.Context) {
 	}
 }
 
+// attach adds the Attachments hook's files to n's mails when they fit in an
+// outbox message; otherwise n's text says where the file is.
+func (d *Deliverer) attach(ctx context.Context, n *monitoring.Notification) {
+	if d.hooks.Attachments == nil || len(n.Emails) == 0 {
+		return
+	}
+	atts, err := d.hooks.Attachments(ctx, n)
+	if err != nil {
+		d.logger.Warn("notice sent without its attachments", "key", n.Key, "error", err)
+		return
+	}
+	size := len(n.Subject) + len(n.Text) + len(n.HTML) + len(n.Payload)
+	for _, a := range n.Attachments {
+		size += len(a.Data)
+	}
+	extra := 0
+	for _, a := range atts {
+		extra += len(a.Data)
+	}
+	const note = 200 // room for the note below
+	if size+extra+note > monitoring.MaxOutboxMessage {
+		d.logger.Warn("attachments over the outbox's limit: the notice links to the console", "key", n.Key, "bytes", extra)
+		n.Text += fmt.Sprintf("\nThe PDF (%d KiB) is too large to attach: open it in the console.\n", extra>>10)
+		return
+	}
+	n.Attachments = append(n.Attachments, atts...)
+}
+
 // Tick enqueues the pending alarm notices and attempts the messages due,
 // once. The loop calls it while the node leads.
 func (d *Deliverer) Tick(ctx context.Context) error {
@@ -150,6 +185,7 @@ func (d *Deliverer) Tick(ctx context.Context) error {
 		return err
 	}
 	for _, n := range ns {
+		d.attach(ctx, &n)
 		ectx, cancel := context.WithTimeout(ctx, d.cfg.AttemptTimeout)
 		_, err := d.svc.EnqueueNotification(ectx, "system", n)
 		cancel()

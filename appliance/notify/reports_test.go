@@ -3,9 +3,12 @@ package notify_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -145,5 +148,69 @@ func TestDeliverer_ReportsReachTheirListOnACluster(t *testing.T) {
 		if m.State != monitoring.OutboxSent {
 			t.Errorf("message %s (%s) is %s", m.ID, m.Key, m.State)
 		}
+	}
+}
+
+// TestDeliverer_AttachmentsOverTheLimitBecomeANote: the leader attaches
+// the hook's PDF to a notice's mail when it fits in an outbox message; one
+// too large is left out, the mail's text saying so, and the notice still
+// goes; a hook's error sends the notice without the file.
+func TestDeliverer_AttachmentsOverTheLimitBecomeANote(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		size   int
+		fail   bool
+		attach bool
+		note   bool
+	}{
+		{"a small PDF", 10 << 10, false, true, false},
+		{"a PDF over the limit", monitoring.MaxOutboxMessage, false, false, true},
+		{"a hook's error", 0, true, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := monitoringtest.MustService(t, monitoringtest.Options{})
+			hooks := notify.Hooks{Attachments: func(_ context.Context, nt *monitoring.Notification) ([]monitoring.Attachment, error) {
+				if tc.fail {
+					return nil, errors.New("cannot render")
+				}
+				return []monitoring.Attachment{{Name: "month.pdf", ContentType: "application/pdf", Data: make([]byte, tc.size)}}, nil
+			}}
+			d, err := notify.New(n.Service, n.Cluster.IsLeader, n.Service.Now, notify.Config{Interval: 50 * time.Millisecond}, hooks, clustertest.Logger())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Open(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			if _, err := n.Service.PutOrganisation(context.Background(), "org", "admin", monitoring.Organisation{ID: "o1", Name: "Trust",
+				Notify: monitoring.NotifyPolicy{Reports: monitoring.Recipients{Emails: []string{"quality@trust.example"}}}}); err != nil {
+				t.Fatal(err)
+			}
+			var m monitoring.OutboxMessage
+			clustertest.PollUntil(t, 10*time.Second, "the month's notice", func() bool {
+				msgs, err := n.Service.OrgOutbox("o1", 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(msgs) == 1 {
+					m = msgs[0]
+				}
+				return len(msgs) == 1
+			})
+			var names []string
+			for _, a := range m.Attachments {
+				names = append(names, a.Name)
+			}
+			if got := slices.Contains(names, "month.pdf"); got != tc.attach {
+				t.Errorf("attachments %v: the PDF attached %v, want %v", names, got, tc.attach)
+			}
+			if !slices.ContainsFunc(names, func(s string) bool { return strings.HasSuffix(s, ".csv") }) {
+				t.Errorf("attachments %v: the CSV is missing", names)
+			}
+			if got := strings.Contains(m.Text, "too large to attach"); got != tc.note {
+				t.Errorf("the note in the text: %v, want %v\n%s", got, tc.note, m.Text)
+			}
+		})
 	}
 }
