@@ -347,8 +347,9 @@ type ReportNotice struct {
 
 // reportNotification is the notice of signed-off report rep to r: the
 // summary and the recommendations, and the console link of the full
-// report and its PDF (the PDF is not attached: with a long timeline and
-// trail it can outgrow MaxOutboxMessage).
+// report and its PDF. The state machine cannot draw the PDF: the leader
+// attaches it to the mails before the enqueue when it fits in
+// MaxOutboxMessage (notify.Hooks.Attachments).
 func reportNotification(txn *badger.Txn, rep *Report, r Recipients) (*Notification, error) {
 	var d ReportNotice
 	d.Report, d.Org.ID, d.Worker.ID = *rep, rep.OrgID, rep.WorkerID

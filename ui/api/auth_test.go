@@ -36,9 +36,10 @@ var apiRouteRoles = map[string]monitoring.OperatorRole{
 	"GET /api/v1/diag/commands": monitoring.RoleAdmin,
 	"GET /api/v1/backup":        monitoring.RoleAdmin,
 
-	"GET /api/v1/alarms/:id/notifications":        monitoring.RoleOperator,
-	"GET /api/v1/organisations/:id/notifications": monitoring.RoleSupervisor,
-	"GET /api/v1/notifications/:id":               monitoring.RoleSupervisor,
+	"GET /api/v1/alarms/:id/notifications":            monitoring.RoleOperator,
+	"GET /api/v1/organisations/:id/notifications":     monitoring.RoleSupervisor,
+	"GET /api/v1/organisations/:id/statistics/:month": monitoring.RoleSupervisor,
+	"GET /api/v1/notifications/:id":                   monitoring.RoleSupervisor,
 
 	"POST /api/v1/organisations":    monitoring.RoleAdmin,
 	"GET /api/v1/organisations":     monitoring.RoleOperator,
