@@ -167,7 +167,7 @@ func (g *gen) setup() {
 		} else {
 			// Escalation contacts (escalation.go) for o1's workers; o2 has
 			// none, so its contact entries are refused under the newer rules.
-			org.Contacts = []Contact{{Name: "manager", Phone: "0161 496 0001"}, {Name: "next of kin", Phone: "0161 496 0002"}}
+			org.Contacts = []Contact{{Name: "manager", Phone: "0161 496 0001", Email: "manager@o1.example"}, {Name: "next of kin", Phone: "0161 496 0002"}}
 			org.ContactWait = time.Minute
 		}
 		// URNs without new draws: o1 holds GMP's and the Met's, which

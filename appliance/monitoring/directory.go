@@ -96,6 +96,11 @@ func validContacts(field string, cs []Contact) error {
 		if err := validDisplay(f+".phone", c.Phone); err != nil {
 			return err
 		}
+		if c.Email != "" {
+			if err := validMailAddress(f+".email", c.Email); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

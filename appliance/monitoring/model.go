@@ -115,6 +115,8 @@ type Contact struct {
 	Name     string `json:"name"`
 	Phone    string `json:"phone"`
 	Relation string `json:"relation,omitempty"` // manager, next of kin...
+	// Email, optional, is where the operator's briefing goes (briefing.go).
+	Email string `json:"email,omitempty"`
 }
 
 // ProcedureStep is one step of an organisation's response procedure.

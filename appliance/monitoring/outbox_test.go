@@ -232,6 +232,14 @@ func TestOutbox_Refusals(t *testing.T) {
 			return CmdPutOrganisation, putOrganisationCmd{Header: e.hdr(), Org: Organisation{ID: "o3", Name: "Three",
 				Notify: NotifyPolicy{Escalation: Recipients{Webhooks: []string{"On Call"}}}}}
 		}, CodeInvalid, "org.notify.escalation.webhooks[0]"},
+		{"a contact with a bad email", func(e *dirEnv) (CmdType, any) {
+			return CmdPutOrganisation, putOrganisationCmd{Header: e.hdr(), Org: Organisation{ID: "o3", Name: "Three",
+				Contacts: []Contact{{Name: "Kim", Phone: "+44 7700 900001", Email: "kim at home"}}}}
+		}, CodeInvalid, "org.contacts[0].email"},
+		{"a worker's contact with a bad email", func(e *dirEnv) (CmdType, any) {
+			return CmdPutWorker, putWorkerCmd{Header: e.hdr(), Worker: Worker{ID: "w9", Name: "Nine", OrgID: "o1",
+				Contacts: []Contact{{Name: "Kim", Phone: "+44 7700 900001", Email: "Kim <kim@home.example>"}}}}
+		}, CodeInvalid, "worker.contacts[0].email"},
 		{"a reports policy with a bad address", func(e *dirEnv) (CmdType, any) {
 			return CmdPutOrganisation, putOrganisationCmd{Header: e.hdr(), Org: Organisation{ID: "o3", Name: "Three",
 				Notify: NotifyPolicy{Reports: Recipients{Emails: []string{"quality@trust.example", "board at trust"}}}}}

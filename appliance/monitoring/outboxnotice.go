@@ -259,6 +259,8 @@ func alarmNotification(txn *badger.Txn, a *Alarm, kind, key string, stage int, r
 		subject = fmt.Sprintf("DURESS: %s alarm of %s (%s): do not call the worker", a.Type, who, d.Org.Name)
 	case NoticeEscalation:
 		subject = fmt.Sprintf("Not acknowledged within %s: %s alarm of %s (%s)", fmtTarget(ackTargets[stage-1]), a.Type, who, d.Org.Name)
+	case NoticeBriefing:
+		subject = fmt.Sprintf("Briefing: %s alarm of %s (%s)", a.Type, who, d.Org.Name)
 	}
 	subject = clip(subject, maxSubject)
 	lines := [][2]string{
@@ -288,6 +290,15 @@ func alarmNotification(txn *badger.Txn, a *Alarm, kind, key string, stage int, r
 		lines = append(lines, [2]string{"Warning", "a silent alarm: do not call or message the worker"})
 	case NoticeEscalation:
 		lines = append(lines, [2]string{"Status", "no operator has acknowledged it yet"})
+	case NoticeBriefing:
+		status := "open: the alarm receiving centre is dealing with it"
+		if a.Status == StatusClosed {
+			status = "closed: " + string(a.Resolution)
+		}
+		lines = append(lines, [2]string{"Status", status})
+		if a.DoNotCall || a.Type == AlarmDuress || a.Type == AlarmDiscreetPanic {
+			lines = append(lines, [2]string{"Warning", "a silent alarm: do not call or message the worker"})
+		}
 	}
 	var text, htm strings.Builder
 	htm.WriteString("<table>")
