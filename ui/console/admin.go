@@ -239,7 +239,7 @@ func (co *Console) adminOrg(c *gin.Context) {
 
 // POST /ui/admin/organisations: new=1 for a new one; id, name, procedure,
 // step_title[], step_text[], contact_name[], contact_phone[],
-// contact_relation[], urn_force[], urn_code[], urn_expiry[],
+// contact_relation[], contact_email[], urn_force[], urn_code[], urn_expiry[],
 // default_session, default_checkin, grace, offline_threshold,
 // accidental_press_window, heartbeat_interval, location_interval,
 // low_battery_percent, contact_wait, and the notification policy's
@@ -272,8 +272,8 @@ func (co *Console) adminOrgPost(c *gin.Context) {
 		org.ProcedureSteps = append(org.ProcedureSteps, monitoring.ProcedureStep{Title: r[0], Text: r[1]})
 	}
 	org.Contacts = nil
-	for _, r := range rows(c, "contact_name", "contact_phone", "contact_relation") {
-		org.Contacts = append(org.Contacts, monitoring.Contact{Name: r[0], Phone: r[1], Relation: r[2]})
+	for _, r := range rows(c, "contact_name", "contact_phone", "contact_relation", "contact_email") {
+		org.Contacts = append(org.Contacts, monitoring.Contact{Name: r[0], Phone: r[1], Relation: r[2], Email: r[3]})
 	}
 	var urnErr error
 	org.URNs, v.URNs, urnErr = readURNs(c)
@@ -560,7 +560,7 @@ func (co *Console) adminWorker(c *gin.Context) {
 
 // POST /ui/admin/workers: new=1 for a new one; id, name, phone, org_id,
 // team, medical, special_handling, duress_word, contact_name[],
-// contact_phone[], contact_relation[]. PINs are set apart
+// contact_phone[], contact_relation[], contact_email[]. PINs are set apart
 // (adminPINsPost). URNs are the organisation's; a worker's own, from
 // before, are kept as they are.
 func (co *Console) adminWorkerPost(c *gin.Context) {
@@ -577,8 +577,8 @@ func (co *Console) adminWorkerPost(c *gin.Context) {
 		OrgID: c.PostForm("org_id"), Team: strings.TrimSpace(c.PostForm("team")),
 		Important: monitoring.ImportantInfo{Medical: strings.TrimSpace(c.PostForm("medical")),
 			SpecialHandling: strings.TrimSpace(c.PostForm("special_handling")), DuressWord: strings.TrimSpace(c.PostForm("duress_word"))}}
-	for _, r := range rows(c, "contact_name", "contact_phone", "contact_relation") {
-		w.Contacts = append(w.Contacts, monitoring.Contact{Name: r[0], Phone: r[1], Relation: r[2]})
+	for _, r := range rows(c, "contact_name", "contact_phone", "contact_relation", "contact_email") {
+		w.Contacts = append(w.Contacts, monitoring.Contact{Name: r[0], Phone: r[1], Relation: r[2], Email: r[3]})
 	}
 	var old *monitoring.Worker
 	if !isNew {

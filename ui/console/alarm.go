@@ -43,6 +43,9 @@ type alarmView struct {
 	Steps     []stepView
 	StepsLeft []string // the titles of the steps not done, for the close form
 	Contacts  []contactView
+	// BriefingTo is how many contacts have an email: the briefing button
+	// is shown when there is one (briefing.go).
+	BriefingTo int
 	// URNs are the organisation's police URNs, one per force, and
 	// URNEligible and URNWhy whether a call on one may be made about this
 	// alarm (monitoring.URNFor); LegacyURNs: the worker still has URNs of
@@ -125,6 +128,7 @@ type stepView struct {
 
 type contactView struct {
 	Name, Phone, Relation string
+	Email                 string // where the briefing goes, if anywhere
 	Last                  string // the last outcome logged
 	LastAt                time.Time
 	Source                string // "worker" or "organisation"
@@ -455,7 +459,10 @@ func (v *alarmView) contacts(tl []monitoring.TimelineEntry) {
 	}
 	a := v.Alarm
 	for i, c := range cs {
-		cv := contactView{Name: c.Name, Phone: c.Phone, Relation: c.Relation, Source: src}
+		cv := contactView{Name: c.Name, Phone: c.Phone, Relation: c.Relation, Email: c.Email, Source: src}
+		if c.Email != "" {
+			v.BriefingTo++
+		}
 		for _, e := range tl {
 			if e.Kind == monitoring.ActionContact && strings.EqualFold(strings.TrimSpace(e.Contact), strings.TrimSpace(c.Name)) {
 				cv.Last, cv.LastAt = outcomeText(e.Outcome), e.At

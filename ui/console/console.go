@@ -282,6 +282,7 @@ func (c *Console) Mount(r gin.IRouter) {
 	op.POST("/alarms/:id/reopen", c.auth.Require(monitoring.RoleSupervisor), c.reopen)
 	op.POST("/alarms/:id/prompt", c.prompt)
 	op.POST("/alarms/:id/listen", c.listen)
+	op.POST("/alarms/:id/briefing", c.sendBriefing)                                               // briefing.go
 	op.POST("/alarms/:id/audio-links", c.makeAudioLink)                                           // postincident.go
 	op.POST("/alarms/:id/audio-links/:link/revoke", c.revokeAudioLink)                            // postincident.go
 	op.POST("/alarms/:id/hold", c.auth.Require(monitoring.RoleSupervisor), c.legalHold(true))     // postincident.go

@@ -23,6 +23,7 @@ var noticeLabels = map[string]string{
 	monitoring.NoticeEscalation:     "Not acknowledged in time",
 	monitoring.NoticeIncidentReport: "Post-incident report signed off",
 	monitoring.NoticeMonthlyStats:   "Monthly statistics",
+	monitoring.NoticeBriefing:       "Contacts' briefing",
 }
 
 type notificationsView struct {

@@ -38,6 +38,7 @@ type AfterIncident interface {
 	ReportAction(ctx context.Context, cmdID, actor, alarmID string, action monitoring.ReportActionKind, recommendations string) (*monitoring.Report, error)
 	LegalHold(ctx context.Context, cmdID, actor, incidentID string, hold bool, reason string) (*monitoring.LegalHold, error)
 	Hold(incidentID string) (*monitoring.LegalHold, error)
+	SendBriefing(ctx context.Context, cmdID, operator, alarmID string) (*monitoring.EnqueueResult, error)
 }
 
 // linkLifeChoices are the lives an operator may give a link, in days;

@@ -333,6 +333,7 @@ var consoleRoutes = map[string]string{
 	"POST /ui/alarms/:id/close":                    "",
 	"POST /ui/alarms/:id/prompt":                   "",
 	"POST /ui/alarms/:id/listen":                   "",
+	"POST /ui/alarms/:id/briefing":                 "",
 	"POST /ui/alarms/:id/reopen":                   "supervisor",
 	"POST /ui/alarms/:id/hold":                     "supervisor",
 	"POST /ui/alarms/:id/release":                  "supervisor",
