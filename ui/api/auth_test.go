@@ -37,6 +37,7 @@ var apiRouteRoles = map[string]monitoring.OperatorRole{
 	"GET /api/v1/backup":        monitoring.RoleAdmin,
 
 	"GET /api/v1/alarms/:id/notifications":            monitoring.RoleOperator,
+	"POST /api/v1/alarms/:id/briefing":                monitoring.RoleOperator,
 	"GET /api/v1/organisations/:id/notifications":     monitoring.RoleSupervisor,
 	"GET /api/v1/organisations/:id/statistics/:month": monitoring.RoleSupervisor,
 	"GET /api/v1/notifications/:id":                   monitoring.RoleSupervisor,

@@ -78,6 +78,7 @@ type monitoringService interface {
 
 	KPIs(orgID string, from, to time.Time) (*monitoring.KPIs, error)
 	MonthlyStats(orgID, month string) (*monitoring.MonthlyStats, error)
+	SendBriefing(ctx context.Context, cmdID, operator, alarmID string) (*monitoring.EnqueueResult, error)
 }
 
 var _ monitoringService = (*monitoring.Service)(nil)
@@ -349,6 +350,7 @@ func (a *api) monitoringRoutes(g groups) {
 	g.operator.GET("/alarms/:id/urn", a.urnFor)
 	g.operator.POST("/alarms/:id/listen", a.requestListen)
 	g.operator.POST("/alarms/:id/close", a.closeAlarm)
+	g.operator.POST("/alarms/:id/briefing", a.sendBriefing)
 	g.supervisor.POST("/alarms/:id/reopen", a.reopenAlarm)
 	g.admin.POST("/alarms/:id/cancel", a.cancelAlarm)
 
@@ -697,6 +699,17 @@ func (a *api) requestListen(c *gin.Context) {
 		return
 	}
 	out, err := a.svc.RequestListen(c.Request.Context(), req.ID, req.Actor, c.Param("id"), req.Seconds)
+	reply(c, http.StatusOK, out, err)
+}
+
+// POST /api/v1/alarms/:id/briefing {"id"}: mail the alarm's briefing to
+// its escalation contacts with an email, once each.
+func (a *api) sendBriefing(c *gin.Context) {
+	var req Command
+	if !bindCommand(c, &req, &req) {
+		return
+	}
+	out, err := a.svc.SendBriefing(c.Request.Context(), req.ID, req.Actor, c.Param("id"))
 	reply(c, http.StatusOK, out, err)
 }
 

@@ -156,3 +156,41 @@ func TestAPI_MonthlyStatistics(t *testing.T) {
 		t.Errorf("unknown organisation = %d %+v", code, e)
 	}
 }
+
+// TestAPI_Briefing: the briefing goes to the contacts with an email, once;
+// an alarm without one is refused naming alarm_id.
+func TestAPI_Briefing(t *testing.T) {
+	n := mustServe(t)
+	svc, ctx := n.svc(), context.Background()
+	if _, err := svc.PutOrganisation(ctx, "org", "admin", monitoring.Organisation{ID: "o1", Name: "Trust",
+		Contacts: []monitoring.Contact{{Name: "Kim", Phone: "0161 496 0001", Email: "kim@trust.example"}, {Name: "Lee", Phone: "0161 496 0002"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.PutOrganisation(ctx, "org2", "admin", monitoring.Organisation{ID: "o2", Name: "Two"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []monitoring.Worker{{ID: "w1", Name: "Ann", OrgID: "o1"}, {ID: "w2", Name: "Bo", OrgID: "o2"}} {
+		if _, err := svc.PutWorker(ctx, w.ID, "admin", w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := svc.RaiseAlarm(ctx, "ev1", "system", monitoring.RaiseAlarmRequest{Type: monitoring.AlarmRedAlert, WorkerID: "w1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res monitoring.EnqueueResult
+	if code := call(t, n, "POST", "/api/v1/alarms/"+a.ID+"/briefing", `{"id": "b1"}`, &res); code != http.StatusOK || res.New != 1 {
+		t.Fatalf("briefing = %d %+v", code, res)
+	}
+	if code := call(t, n, "POST", "/api/v1/alarms/"+a.ID+"/briefing", `{"id": "b2"}`, &res); code != http.StatusOK || res.New != 0 {
+		t.Fatalf("again = %d %+v", code, res)
+	}
+	b, err := svc.RaiseAlarm(ctx, "ev2", "system", monitoring.RaiseAlarmRequest{Type: monitoring.AlarmRedAlert, WorkerID: "w2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e api.ErrorResponse
+	if code := call(t, n, "POST", "/api/v1/alarms/"+b.ID+"/briefing", `{"id": "b3"}`, &e); code != http.StatusBadRequest || e.Field != "alarm_id" {
+		t.Fatalf("no address = %d %+v", code, e)
+	}
+}
