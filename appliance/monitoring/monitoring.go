@@ -41,9 +41,12 @@
 // The outbox (outbox.go, outboxnotice.go) holds the notifications sent
 // outside Vigil, one record per recipient and channel with its delivery
 // state: a genuine close enqueues its summary in its own entry; the leader
-// enqueues duress and escalation notices from a scan of the state; other
-// parts call Service.EnqueueNotification. The appliance's notify package
-// delivers them while its node leads and records each attempt's outcome.
+// enqueues duress and escalation notices from a scan of the state, and
+// the signed-off reports and the month before's statistics (monthly.go)
+// to the organisation's reports list; an operator's SendBriefing mails the
+// escalation contacts (briefing.go); other parts call
+// Service.EnqueueNotification. The appliance's notify package delivers
+// them while its node leads and records each attempt's outcome.
 //
 // The diagnostic journal (diag.go) is a list of records that an
 // administrator or a test appends through the API to check replication end

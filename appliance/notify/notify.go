@@ -2,7 +2,8 @@
 // mail through the installation's SMTP relay and webhooks (JSON, signed
 // with HMAC-SHA256). A Deliverer runs on every node and acts only while
 // its node leads, as the deadline scheduler does: it enqueues the alarm
-// notices the state calls for (Service.PendingNotices), attempts the
+// notices the state calls for (Service.PendingNotices, with the files of
+// Hooks.Attachments such as a report's PDF), attempts the
 // messages that are due, and records each attempt's outcome through the
 // Service, with the time of the next attempt chosen by exponential
 // back-off, or the give-up. A new leader carries on from the replicated
