@@ -229,3 +229,51 @@ func isRuleField(err error, field string) bool {
 	var re *monitoring.RuleError
 	return errors.As(err, &re) && re.Field == field
 }
+
+// TestRulesFloor_NewFieldsWaitForEveryMember: while a member of the cluster
+// runs a build that does not know the reports list or a contact's email (it
+// would drop them), the Service refuses to write them, naming the field and
+// changing nothing; once every member knows them, they are written.
+func TestRulesFloor_NewFieldsWaitForEveryMember(t *testing.T) {
+	n := monitoringtest.MustService(t, monitoringtest.Options{})
+	svc, ctx := n.Service, context.Background()
+	seedService(t, svc)
+	known := map[string]int{}
+	svc.SetRulesFloor(func(name string, newest, baseline int) int {
+		if v, ok := known[name]; ok {
+			return min(newest, v)
+		}
+		if strings.HasPrefix(name, "field/") {
+			return min(newest, baseline) // the older member reports nothing
+		}
+		return newest
+	})
+	org := monitoring.Organisation{ID: "o1", Name: "Trust", Grace: time.Minute,
+		Notify: monitoring.NotifyPolicy{Reports: monitoring.Recipients{Emails: []string{"quality@trust.example"}}}}
+	worker := monitoring.Worker{ID: "w1", Name: "Ann", OrgID: "o1",
+		Contacts: []monitoring.Contact{{Name: "Kim", Phone: "0161 496 0001"}, {Name: "Lee", Phone: "0161 496 0002", Email: "lee@home.example"}}}
+	check := func(err error, field string) {
+		t.Helper()
+		var re *monitoring.RuleError
+		if !errors.As(err, &re) || re.Code != monitoring.CodeUpgrading || re.Field != field {
+			t.Fatalf("want a refusal naming %s while upgrading: %v", field, err)
+		}
+	}
+	_, err := svc.PutOrganisation(ctx, "org-r", "admin", org)
+	check(err, "org.notify.reports")
+	_, err = svc.PutWorker(ctx, "w1-c", "admin", worker)
+	check(err, "worker.contacts[1].email")
+	if o, _ := svc.Organisation("o1"); len(o.Notify.Reports.Emails) != 0 {
+		t.Fatalf("the refused list was written: %+v", o.Notify)
+	}
+	if w, _ := svc.Worker("w1"); len(w.Contacts) != 0 {
+		t.Fatalf("the refused contacts were written: %+v", w.Contacts)
+	}
+	known["field/org.notify.reports"], known["field/contact.email"] = 1, 1
+	if _, err := svc.PutOrganisation(ctx, "org-r2", "admin", org); err != nil {
+		t.Fatal(err)
+	}
+	if w, err := svc.PutWorker(ctx, "w1-c2", "admin", worker); err != nil || w.Contacts[1].Email != "lee@home.example" {
+		t.Fatalf("once every member knows: %+v, %v", w, err)
+	}
+}

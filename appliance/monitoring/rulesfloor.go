@@ -65,7 +65,44 @@ func RulesFeatures() map[string]int {
 	for t := range handlers {
 		out[typeFeatureName(t)] = 1
 	}
+	for _, f := range fieldFeatures {
+		out[f] = 1
+	}
 	return out
+}
+
+// Fields added to records that existing commands write. A build that does
+// not know one drops it when it applies the command, and its copy of the
+// record then differs from the others': the Service writes such a field
+// only once every member reports that it knows it (fieldAgreed).
+const (
+	fieldNotifyReports = "field/org.notify.reports" // NotifyPolicy.Reports (monthly.go)
+	fieldContactEmail  = "field/contact.email"      // Contact.Email (briefing.go)
+)
+
+var fieldFeatures = []string{fieldNotifyReports, fieldContactEmail}
+
+// fieldAgreed returns a refusal naming field when a member of the cluster
+// does not know the record field feature yet (an upgrade is under way),
+// or nil.
+func (s *Service) fieldAgreed(feature, field string) error {
+	f := s.rulesFloor.Load()
+	if f == nil || (*f)(feature, 1, 0) >= 1 {
+		return nil
+	}
+	return &RuleError{Code: CodeUpgrading, Field: field,
+		Msg: "not yet: this is new in this version, and a node of the cluster runs an older one that would drop it; set it once every node is upgraded"}
+}
+
+// contactsAgreed refuses contacts with an email until every member knows
+// the field.
+func (s *Service) contactsAgreed(field string, cs []Contact) error {
+	for i, c := range cs {
+		if c.Email != "" {
+			return s.fieldAgreed(fieldContactEmail, fmt.Sprintf("%s[%d].email", field, i))
+		}
+	}
+	return nil
 }
 
 // typeAgreed returns a refusal, for a new command type that a member does

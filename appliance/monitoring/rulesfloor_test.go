@@ -68,8 +68,13 @@ func TestRulesFloor_ProposesWhatEveryMemberKnows(t *testing.T) {
 // that report nothing know, never exceeds it.
 func TestRulesFloor_FeaturesAndBaseline(t *testing.T) {
 	f := RulesFeatures()
-	if len(f) != len(rulesKnown)+len(handlers) {
-		t.Fatalf("%d features for %d versioned types and %d types", len(f), len(rulesKnown), len(handlers))
+	if len(f) != len(rulesKnown)+len(handlers)+len(fieldFeatures) {
+		t.Fatalf("%d features for %d versioned types, %d types and %d fields", len(f), len(rulesKnown), len(handlers), len(fieldFeatures))
+	}
+	for _, name := range fieldFeatures {
+		if f[name] != 1 {
+			t.Errorf("field %s is not reported as known", name)
+		}
 	}
 	for typ := range handlers {
 		if f[typeFeatureName(typ)] != 1 {

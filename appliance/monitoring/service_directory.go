@@ -18,6 +18,14 @@ func (s *Service) PutOrganisation(ctx context.Context, cmdID, actor string, org 
 	if err := validateOrganisation(&org); err != nil {
 		return nil, err
 	}
+	if r := org.Notify.Reports; len(r.Emails)+len(r.Webhooks) > 0 {
+		if err := s.fieldAgreed(fieldNotifyReports, "org.notify.reports"); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.contactsAgreed("org.contacts", org.Contacts); err != nil {
+		return nil, err
+	}
 	res, err := s.propose(ctx, cmdID, CmdPutOrganisation, putOrganisationCmd{Header: s.header(actor), Org: org})
 	if err != nil {
 		return nil, err
@@ -30,6 +38,9 @@ func (s *Service) PutOrganisation(ctx context.Context, cmdID, actor string, org 
 func (s *Service) PutWorker(ctx context.Context, cmdID, actor string, w Worker) (*Worker, error) {
 	w.SafePINHash, w.DuressPINHash = "", ""
 	if err := validateWorker(&w); err != nil {
+		return nil, err
+	}
+	if err := s.contactsAgreed("worker.contacts", w.Contacts); err != nil {
 		return nil, err
 	}
 	res, err := s.propose(ctx, cmdID, CmdPutWorker, putWorkerCmd{Header: s.header(actor), Worker: w})
