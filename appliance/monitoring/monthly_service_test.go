@@ -239,14 +239,14 @@ func TestRulesFloor_NewFieldsWaitForEveryMember(t *testing.T) {
 	svc, ctx := n.Service, context.Background()
 	seedService(t, svc)
 	known := map[string]int{}
-	svc.SetRulesFloor(func(name string, newest, baseline int) int {
+	svc.SetRulesFloor(func(name string, newest, baseline int) (int, bool) {
 		if v, ok := known[name]; ok {
-			return min(newest, v)
+			return min(newest, v), true
 		}
 		if strings.HasPrefix(name, "field/") {
-			return min(newest, baseline) // the older member reports nothing
+			return min(newest, baseline), true // the older member reports nothing
 		}
-		return newest
+		return newest, true
 	})
 	org := monitoring.Organisation{ID: "o1", Name: "Trust", Grace: time.Minute,
 		Notify: monitoring.NotifyPolicy{Reports: monitoring.Recipients{Emails: []string{"quality@trust.example"}}}}

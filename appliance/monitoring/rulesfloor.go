@@ -87,7 +87,7 @@ var fieldFeatures = []string{fieldNotifyReports, fieldContactEmail}
 // or nil.
 func (s *Service) fieldAgreed(feature, field string) error {
 	f := s.rulesFloor.Load()
-	if f == nil || (*f)(feature, 1, 0) >= 1 {
+	if f == nil || floorOf(context.Background(), *f, feature, 1, 0) >= 1 {
 		return nil
 	}
 	return &RuleError{Code: CodeUpgrading, Field: field,
