@@ -26,8 +26,12 @@ func TestFeatureFloor_TheLeastEveryMemberKnows(t *testing.T) {
 		}
 		return false
 	})
-	if got, known := n0.FeatureFloor("rules/9", 3, 1); got != 1 || !known {
-		t.Errorf("with a member reporting nothing: floor %d (every member heard: %v), want the baseline 1", got, known)
+	clustertest.PollUntil(t, 10*time.Second, "every member heard from", func() bool {
+		_, known := n0.FeatureFloor("rules/9", 3, 1)
+		return known
+	})
+	if got, _ := n0.FeatureFloor("rules/9", 3, 1); got != 1 {
+		t.Errorf("with a member reporting nothing: floor %d, want the baseline 1", got)
 	}
 	n2.SetFeatures(map[string]int{"rules/9": 3})
 	clustertest.PollUntil(t, 10*time.Second, "every member's features heard", func() bool {
