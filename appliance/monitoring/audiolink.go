@@ -80,6 +80,11 @@ const LinkActorPrefix = "link:"
 // leader when it does not hold the link key yet.
 const audioLinkCatchUp = 2 * time.Second
 
+// MaxAudioLinkDownloads is how many downloads one link allows: each is a
+// replicated, audited command, which a leaked link must not be able to
+// repeat without bound.
+const MaxAudioLinkDownloads = 100
+
 // Refusals of audio links. Append only, like errors.go's codes.
 const (
 	// CodeBadLink refuses a link whose signature or fields are wrong.
@@ -563,6 +568,17 @@ func (s *Service) OpenAudioLink(ctx context.Context, alarmID, linkID, exp, sig, 
 	expires := time.Unix(e, 0).UTC()
 	if !s.Now().Before(expires) {
 		return nil, ruleErr(CodeLinkExpired, "exp", "audio link %s expired at %s UTC", linkID, expires.Format("2006-01-02 15:04"))
+	}
+	// Whoever holds a link (a forwarded mail) can call this as often as
+	// they like, and each download is a replicated command: a revoked or
+	// used-up link is refused from this node's state, writing nothing.
+	if l, err := s.AudioLink(linkID); err == nil {
+		switch {
+		case l.Revoked:
+			return nil, ruleErr(CodeLinkRevoked, "link_id", "audio link %s was revoked at %s UTC", l.ID, l.RevokedAt.UTC().Format("2006-01-02 15:04"))
+		case l.Downloads >= MaxAudioLinkDownloads:
+			return nil, ruleErr(CodeLinkExpired, "link_id", "audio link %s was used %d times, its most: ask for a new link", l.ID, l.Downloads)
+		}
 	}
 	if len(remote) > MaxRemoteLen {
 		remote = remote[:MaxRemoteLen]

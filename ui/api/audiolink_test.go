@@ -170,6 +170,57 @@ func TestAudioLink_WorksOnEveryNodeUntilRevokedOrExpired(t *testing.T) {
 	})
 }
 
+// TestAudioLink_LeakedLinkCostsLittle: whoever holds a link can call it as
+// often as they like. A revoked link is refused from the node's state
+// without a command, and a link allows MaxAudioLinkDownloads downloads,
+// then is refused the same way.
+func TestAudioLink_LeakedLinkCostsLittle(t *testing.T) {
+	c := monitoringtest.MustCluster(t, 1, monitoringtest.Options{})
+	node := &apiNode{Server: uitest.MustServe(t, c.Node(0), uitest.Options{})}
+	id := audioAlarm(t, node, "raise", map[uint64][]byte{0: {1, 2, 3, 4}}, []uint64{0},
+		monitoring.AudioChunkRequest{Codec: monitoring.CodecPCM, SampleRate: 8000, Channels: 1})
+	op := mustToken(t, node, "olivia", monitoring.RoleOperator)
+	applied := func() uint64 {
+		st, err := node.svc().DiagState()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.AppliedIndex
+	}
+
+	var used monitoring.IssuedAudioLink
+	mustSendAs(t, node, op, http.StatusCreated, "POST", "/api/v1/alarms/"+id+"/audio-links", obj{"id": "lu"}, &used)
+	for i := range monitoring.MaxAudioLinkDownloads {
+		if code, _ := getPublic(t, node, used.Path); code != http.StatusOK {
+			t.Fatalf("download %d: %d", i+1, code)
+		}
+	}
+	before := applied()
+	code, body := getPublic(t, node, used.Path)
+	if code != http.StatusGone || !strings.Contains(string(body), "link_expired") || !strings.Contains(string(body), "ask for a new link") {
+		t.Fatalf("a download past the most: %d %s", code, body)
+	}
+	if after := applied(); after != before {
+		t.Fatalf("the refused download wrote %d entries", after-before)
+	}
+
+	var revoked monitoring.IssuedAudioLink
+	mustSendAs(t, node, op, http.StatusCreated, "POST", "/api/v1/alarms/"+id+"/audio-links", obj{"id": "lr"}, &revoked)
+	mustSendAs(t, node, op, http.StatusOK, "POST", "/api/v1/audio-links/"+revoked.Link.ID+"/revoke", obj{"id": "rv"}, nil)
+	before = applied()
+	for range 20 {
+		if code, body := getPublic(t, node, revoked.Path); code != http.StatusGone || !strings.Contains(string(body), "link_revoked") {
+			t.Fatalf("revoked link: %d %s", code, body)
+		}
+	}
+	if after := applied(); after != before {
+		t.Fatalf("20 calls of a revoked link wrote %d entries", after-before)
+	}
+	if n := downloads(t, node, id); n != monitoring.MaxAudioLinkDownloads {
+		t.Fatalf("%d downloads audited, want %d", n, monitoring.MaxAudioLinkDownloads)
+	}
+}
+
 // TestReports_DueSignedOffAndPDF: the demo incident's report is listed as
 // due, not overdue, until its due time; a supervisor signs it off through
 // the API, after which it is listed as signed off and changes no more; its
